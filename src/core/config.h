@@ -1,0 +1,109 @@
+// Typed server configuration loaded from one TOML file; one struct per module, defaults
+// and bounds here, validated at start-up (STYLE.md convention 3).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/duration.h"
+
+namespace waddle::core {
+
+struct ServerConfig {
+  std::vector<std::string> domains{"localhost"};  // prepared domain names served
+  std::vector<std::string> listen;                // addresses; empty = all (:: and 0.0.0.0)
+  std::string log_level = "info";                 // trace, debug, info, warn, error, off
+  std::string data_dir = "./data";
+  Duration shutdown_timeout{std::chrono::seconds(5)};
+};
+
+struct CertKey {
+  std::string cert;  // PEM file path
+  std::string key;   // PEM file path
+};
+
+struct TlsConfig {
+  CertKey default_cert;                  // empty = self-signed generated in data_dir/certs
+  std::map<std::string, CertKey> domains;  // [tls.domains."example.org"]
+  std::string ca_file;                   // CA bundle; empty = system store
+  std::string c2s_min_version = "1.2";   // "1.2" or "1.3"
+};
+
+struct StreamLimits {
+  std::size_t max_stanza_size = 256 * 1024;
+  std::size_t max_depth = 64;
+  std::size_t max_attributes = 64;
+  std::size_t max_header_size = 4096;
+  Duration handshake_timeout{std::chrono::seconds(30)};
+};
+
+struct C2sConfig {
+  bool enabled = true;
+  std::uint16_t port = 5222;
+  std::uint16_t direct_tls_port = 0;  // XEP-0368; 0 = off
+  bool allow_registration = false;
+  std::uint32_t max_auth_failures = 3;
+  std::uint32_t max_offline_messages = 500;  // per account
+  StreamLimits limits;
+};
+
+struct StorageConfig {
+  std::string backend = "sqlite";
+  std::string path;  // empty = <data_dir>/waddle.db
+};
+
+struct RetryConfig {
+  std::uint32_t max_retries = 3;
+  Duration initial_delay{std::chrono::seconds(1)};
+  Duration max_delay{std::chrono::seconds(30)};
+  double backoff_multiplier = 2.0;
+};
+
+struct S2sConfig {
+  bool enabled = true;
+  std::uint16_t port = 5269;
+  std::string cert_path;  // empty = [tls] certificates
+  std::string key_path;
+  Duration connect_timeout{std::chrono::seconds(10)};
+  Duration idle_timeout{std::chrono::seconds(300)};
+  std::uint32_t max_connections_per_domain = 5;
+  std::string policy = "open";  // open, allowlist, blocklist
+  std::vector<std::string> allowed_domains;
+  std::vector<std::string> blocked_domains;
+  RetryConfig retry;
+};
+
+struct DnsConfig {
+  std::vector<std::string> nameservers;  // "127.0.0.53" or "127.0.0.53:5353"; empty = system
+};
+
+struct Config {
+  std::string source;  // file the config came from; empty = embedded default
+  ServerConfig server;
+  TlsConfig tls;
+  C2sConfig c2s;
+  StorageConfig storage;
+  S2sConfig s2s;
+  DnsConfig dns;
+
+  std::string storage_path() const;  // resolved sqlite path
+};
+
+// Thrown by load_config; what() reads "FILE:LINE:COL: KEY: problem".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The embedded default (domain localhost, ./data, port 5222).
+Config default_config();
+// Parses and validates a TOML file. Throws ConfigError for a missing/unreadable file, a
+// syntax error, an unknown key, a wrong type or an out-of-range value.
+Config load_config(const std::string& path);
+// Same, from text (for tests); `name` is used in messages.
+Config parse_config(std::string_view text, const std::string& name);
+
+}  // namespace waddle::core
