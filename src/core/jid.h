@@ -1,5 +1,9 @@
 // JIDs (RFC 7622 addresses) with stringprep preparation: nodeprep/resourceprep (libidn),
 // IDNA2008 domains (libidn2).
+// Domains are kept as lowercase A-labels ("münchen.de" and "xn--mnchen-3ya.de" are the same
+// Jid, stored as the latter) so they compare, log, resolve and match certificates as ASCII; this
+// differs from RFC 7622 §3.2.1, which asks for U-labels, only in representation. IPv4 literals
+// and bracketed IPv6 literals are kept unchanged.
 #pragma once
 
 #include <compare>
@@ -31,7 +35,7 @@ class Jid {
   bool is_domain() const { return local_.empty() && resource_.empty(); }
 
   Jid bare() const;
-  // Replaces the resource, preparing it; nullopt when invalid.
+  // Replaces the resource, preparing it; nullopt when invalid or empty (use bare() instead).
   std::optional<Jid> with_resource(std::string_view resource) const;
 
   std::string str() const;
@@ -46,7 +50,8 @@ class Jid {
   std::string resource_;
 };
 
-// Individual preparation profiles; nullopt on failure.
+// Individual preparation profiles; nullopt on failure. nodeprep and resourceprep also fail
+// on an empty result or one longer than 1023 bytes; unassigned code points are allowed.
 std::optional<std::string> nodeprep(std::string_view s);
 std::optional<std::string> resourceprep(std::string_view s);
 std::optional<std::string> nameprep_domain(std::string_view s);

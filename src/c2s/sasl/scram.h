@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace waddle::c2s::sasl {
 
@@ -41,11 +42,12 @@ class ScramServer {
   explicit ScramServer(ScramHash hash);
 
   // Parses client-first-message. Returns the SASLprepped username (authcid), or nullopt
-  // when malformed, when channel binding is required ('p='), or an authzid other than the
-  // user's own bare JID is not supported (error_ is set then).
+  // when malformed or when channel binding is required ('p=') (error_ is set then). An
+  // authzid ("a=") is kept in authzid(); the caller decides whether it is allowed.
   std::optional<std::string> client_first(std::string_view message);
   // Builds server-first-message. With nullopt (unknown user) the exchange continues with
   // random credentials so that it fails at client_final without revealing the account.
+  // Returns "" (error_ malformed-request) unless client_first succeeded just before.
   std::string server_first(const std::optional<ScramCredentials>& creds);
 
   struct Final {
@@ -58,7 +60,14 @@ class ScramServer {
   const std::string& error() const { return error_; }
   const std::string& authzid() const { return authzid_; }
 
+  // For tests only: replaces the random server nonce part so that the RFC 5802 / RFC 7677
+  // example exchanges can be reproduced. Must be printable ASCII without ','.
+  void set_server_nonce_for_testing(std::string nonce) { server_nonce_ = std::move(nonce); }
+
  private:
+  // Each step is accepted once and in order; anything else fails with malformed-request.
+  enum class State { kInitial, kClientFirst, kServerFirst, kFinished };
+
   ScramHash hash_;
   std::string username_;
   std::string authzid_;
@@ -69,6 +78,8 @@ class ScramServer {
   ScramCredentials creds_;
   bool known_user_ = false;
   std::string error_;
+  std::string server_nonce_;  // empty: random
+  State state_ = State::kInitial;
 };
 
 // PLAIN (RFC 4616): "authzid\0authcid\0passwd". nullopt when malformed.

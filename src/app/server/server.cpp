@@ -1,0 +1,126 @@
+// Wiring of the server: one io_context thread for all network I/O, a worker thread for
+// storage, listeners per configured address, graceful shutdown on SIGINT/SIGTERM.
+#include "app/server/server.h"
+
+#include <boost/asio.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+#include "c2s/c2s.h"
+#include "core/version.h"
+#include "im/im_service.h"
+#include "net/tls.h"
+#include "net/worker.h"
+#include "router/router.h"
+#include "storage/storage.h"
+
+namespace waddle::app {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+std::vector<tcp::endpoint> endpoints(const core::Config& config, std::uint16_t port) {
+  std::vector<tcp::endpoint> out;
+  if (config.server.listen.empty()) {
+    out.emplace_back(tcp::v6(), port);  // dual-stack; falls back to IPv4 below
+  } else {
+    for (const auto& a : config.server.listen) out.emplace_back(asio::ip::make_address(a), port);
+  }
+  return out;
+}
+
+std::unique_ptr<tcp::acceptor> listen_on(asio::io_context& io, tcp::endpoint ep) {
+  auto acc = std::make_unique<tcp::acceptor>(io);
+  boost::system::error_code ec;
+  acc->open(ep.protocol(), ec);
+  if (ec && ep.address().is_v6() && ep.address().is_unspecified()) {
+    ep = tcp::endpoint(tcp::v4(), ep.port());  // no IPv6 on this host
+    acc->open(ep.protocol(), ec);
+  }
+  if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && ep.address().is_v6()) acc->set_option(asio::ip::v6_only(false), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + ep.address().to_string() + " port " +
+                             std::to_string(ep.port()) + ": " + ec.message());
+  }
+  return acc;
+}
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, c2s::C2sContext& ctx, bool direct) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {
+      spdlog::warn("accept failed: {}", ec.message());
+      continue;
+    }
+    c2s::start_session(ctx, std::move(socket), direct);
+  }
+}
+
+}  // namespace
+
+int run_server(const core::Config& config) {
+  auto storage = storage::open_sqlite(config.storage_path());
+  net::TlsContexts tls(config);
+  asio::io_context io(1);
+  net::Worker worker(*storage);
+  router::Router router(config.server.domains);
+  im::ImService im(config, router, worker, io.get_executor());
+  router.set_local_handler(&im);
+  c2s::C2sContext ctx{config, router, im, worker, tls.c2s()};
+
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  auto add_listeners = [&](std::uint16_t port, bool direct) {
+    for (const auto& ep : endpoints(config, port)) {
+      acceptors.push_back(listen_on(io, ep));
+      auto& acc = *acceptors.back();
+      spdlog::info("listening for clients on {} port {}{}", acc.local_endpoint().address().to_string(),
+                   port, direct ? " (direct TLS)" : "");
+      asio::co_spawn(io, accept_loop(acc, ctx, direct), asio::detached);
+    }
+  };
+  if (config.c2s.enabled) {
+    add_listeners(config.c2s.port, false);
+    if (config.c2s.direct_tls_port) add_listeners(config.c2s.direct_tls_port, true);
+  }
+  for (const auto& d : config.server.domains)
+    spdlog::info("serving {} (certificate {})", d, tls.describe(d));
+  spdlog::info("waddle {} started; storage {}", WADDLE_VERSION, config.storage_path());
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  bool stopping = false;
+  asio::steady_timer stop_timer(io);
+  std::function<void()> wait_sessions;
+  auto deadline = std::chrono::steady_clock::time_point::max();
+  wait_sessions = [&] {
+    if (c2s::live_sessions() == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (c2s::live_sessions() != 0)
+        spdlog::warn("shutdown: {} sessions did not close in time", c2s::live_sessions());
+      io.stop();
+      return;
+    }
+    stop_timer.expires_after(std::chrono::milliseconds(20));
+    stop_timer.async_wait([&](boost::system::error_code) { wait_sessions(); });
+  };
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec || stopping) return;
+    stopping = true;
+    spdlog::info("received signal {}: shutting down", sig);
+    for (auto& acc : acceptors) acc->close();
+    for (auto* s : router.all()) s->close_with(core::StreamError::kSystemShutdown);
+    deadline = std::chrono::steady_clock::now() + config.server.shutdown_timeout;
+    wait_sessions();
+  });
+
+  io.run();
+  worker.stop();
+  spdlog::info("waddle stopped");
+  return 0;
+}
+
+}  // namespace waddle::app

@@ -1,0 +1,36 @@
+// Client-to-server sessions (RFC 6120): STARTTLS / direct TLS, SASL, resource binding,
+// in-band registration (XEP-0077); bound stanzas go to the IM service and the router.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include "core/config.h"
+
+namespace waddle::router {
+class Router;
+}
+namespace waddle::im {
+class ImService;
+}
+namespace waddle::net {
+class Worker;
+}
+
+namespace waddle::c2s {
+
+struct C2sContext {
+  const core::Config& config;
+  router::Router& router;
+  im::ImService& im;
+  net::Worker& worker;
+  boost::asio::ssl::context& tls;
+};
+
+// Starts a session on an accepted socket. direct_tls: XEP-0368 port, TLS before the stream.
+void start_session(C2sContext& ctx, boost::asio::ip::tcp::socket socket, bool direct_tls);
+
+// Client sessions that still exist (connected or closing); shutdown waits for zero.
+std::size_t live_sessions();
+
+}  // namespace waddle::c2s

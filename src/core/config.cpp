@@ -1,0 +1,518 @@
+// Loads waddle.toml into Config: strict schema (unknown keys and wrong types are errors), bounds,
+// and "FILE:LINE:COL: KEY: problem" messages (STYLE.md convention 3). Keys are documented in
+// config/waddle.example.toml; [s2s] follows the s2s-federation specification, "Configuration".
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <utility>
+
+#include "core/jid.h"
+
+namespace waddle::core {
+namespace {
+
+constexpr std::int64_t kMaxStanzaSize = 64 * 1024 * 1024;
+constexpr std::int64_t kMaxPort = 65535;
+
+// A string as a TOML basic string, so that messages stay on one line.
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
+      out += fmt::format("\\u{:04X}", static_cast<unsigned char>(c));
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+// A key as written in a dotted path: bare when TOML allows it, quoted otherwise
+// (tls.domains."example.org").
+std::string key_part(std::string_view k) {
+  const bool bare = !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+  return bare ? std::string(k) : quote(k);
+}
+
+// The offending value as it would appear in TOML.
+std::string describe(const toml::node& n) {
+  if (n.is_table()) return "a table";
+  if (n.is_array()) return "an array";
+  // toml++ would print 'abc' as a literal string; messages consistently use double quotes.
+  if (const auto* s = n.as_string()) return quote(s->get());
+  std::ostringstream os;
+  n.visit([&os](const auto& v) {
+    if constexpr (!toml::is_container<decltype(v)>) os << v;
+  });
+  return os.str();
+}
+
+bool is_ipv4(std::string_view s) {
+  const std::string str(s);
+  std::array<unsigned char, 4> buf{};
+  return inet_pton(AF_INET, str.c_str(), buf.data()) == 1;
+}
+
+bool is_ipv6(std::string_view s) {
+  const std::string str(s);
+  std::array<unsigned char, 16> buf{};
+  return inet_pton(AF_INET6, str.c_str(), buf.data()) == 1;
+}
+
+bool is_ip_address(std::string_view s) {
+  return is_ipv4(s) || is_ipv6(s);
+}
+
+bool is_port(std::string_view s) {
+  if (s.empty() || s.size() > 5) return false;
+  std::int64_t port = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    port = port * 10 + (c - '0');
+  }
+  return port >= 1 && port <= kMaxPort;
+}
+
+// "IP", "IPv4:port", "[IPv6]" or "[IPv6]:port".
+bool is_nameserver(std::string_view s) {
+  if (s.starts_with('[')) {
+    const auto close = s.find(']');
+    if (close == std::string_view::npos || !is_ipv6(s.substr(1, close - 1))) return false;
+    const auto rest = s.substr(close + 1);
+    return rest.empty() || (rest.front() == ':' && is_port(rest.substr(1)));
+  }
+  if (is_ip_address(s)) return true;
+  const auto colon = s.rfind(':');
+  return colon != std::string_view::npos && is_ipv4(s.substr(0, colon)) &&
+         is_port(s.substr(colon + 1));
+}
+
+// Returns the reason `path` cannot be read, or nullopt. Opening is not enough: a directory
+// opens but fails on read.
+std::optional<std::string> unreadable(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return std::strerror(errno);
+  char c;
+  const std::size_t n = std::fread(&c, 1, 1, f);
+  const int err = errno;
+  const bool failed = n == 0 && std::ferror(f);
+  std::fclose(f);
+  if (failed) return std::strerror(err);
+  return std::nullopt;
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string name) : name_(std::move(name)) {}
+
+  [[noreturn]] void fail(const toml::source_region& at, std::string_view key,
+                         std::string_view problem) const {
+    if (at.begin.line == 0) throw ConfigError(fmt::format("{}: {}: {}", name_, key, problem));
+    throw ConfigError(
+        fmt::format("{}:{}:{}: {}: {}", name_, at.begin.line, at.begin.column, key, problem));
+  }
+
+  // For checks across keys: blames the first of `paths` that the file sets.
+  [[noreturn]] void fail_at(std::initializer_list<std::string_view> paths,
+                            std::string_view problem) const {
+    for (auto p : paths) {
+      if (auto it = seen_.find(std::string(p)); it != seen_.end()) fail(it->second, p, problem);
+    }
+    fail(toml::source_region{}, *paths.begin(), problem);
+  }
+
+  void remember(const std::string& path, const toml::source_region& at) { seen_[path] = at; }
+
+ private:
+  std::string name_;
+  std::map<std::string, toml::source_region> seen_;
+};
+
+// One TOML table with a fixed set of keys. Each accessor leaves `out` untouched when the key
+// is absent, so missing keys keep the defaults of config.h.
+class Section {
+ public:
+  Section(Reader& reader, const toml::table& table, std::string table_path,
+          std::initializer_list<std::string_view> known)
+      : reader_(reader), table_(table), path_(std::move(table_path)) {
+    const auto position = [](const toml::key& k) {
+      return std::pair(k.source().begin.line, k.source().begin.column);
+    };
+    const toml::key* unknown = nullptr;
+    const toml::node* unknown_node = nullptr;
+    for (auto&& [k, v] : table_) {
+      if (std::find(known.begin(), known.end(), k.str()) != known.end()) continue;
+      // Report the first one in the file, not the first in the table's (sorted) key order.
+      if (!unknown || position(k) < position(*unknown)) {
+        unknown = &k;
+        unknown_node = &v;
+      }
+    }
+    if (unknown) {
+      reader_.fail(unknown->source(), path(unknown->str()),
+                   unknown_node->is_table() ? "unknown table" : "unknown key");
+    }
+  }
+
+  std::string path(std::string_view k) const {
+    return path_.empty() ? key_part(k) : path_ + "." + key_part(k);
+  }
+
+  const toml::table* table(std::string_view k) {
+    auto e = find(k);
+    if (!e) return nullptr;
+    if (!e->node->is_table()) bad(*e, k, "a table");
+    return e->node->as_table();
+  }
+
+  void boolean(std::string_view k, bool& out) {
+    auto e = find(k);
+    if (!e) return;
+    if (!e->node->is_boolean()) bad(*e, k, "a boolean (true or false)");
+    out = e->node->as_boolean()->get();
+  }
+
+  template <typename T>
+  void integer(std::string_view k, std::int64_t lo, std::int64_t hi, T& out) {
+    auto e = find(k);
+    if (!e) return;
+    const auto* v = e->node->as_integer();
+    if (!v || v->get() < lo || v->get() > hi) {
+      bad(*e, k, fmt::format("an integer between {} and {}", lo, hi));
+    }
+    out = static_cast<T>(v->get());
+  }
+
+  // An integer or a float within [lo, hi].
+  void number(std::string_view k, double lo, double hi, double& out) {
+    auto e = find(k);
+    if (!e) return;
+    std::optional<double> value;
+    if (const auto* i = e->node->as_integer()) value = static_cast<double>(i->get());
+    if (const auto* f = e->node->as_floating_point()) value = f->get();
+    // Written so that NaN fails too.
+    if (!value || !(*value >= lo && *value <= hi)) {
+      bad(*e, k, fmt::format("a number between {:.1f} and {:.1f}", lo, hi));
+    }
+    out = *value;
+  }
+
+  void string(std::string_view k, std::string& out, bool allow_empty = true) {
+    auto e = find(k);
+    if (!e) return;
+    const auto* v = e->node->as_string();
+    if (!v || (!allow_empty && v->get().empty())) {
+      bad(*e, k, allow_empty ? "a string" : "a non-empty string");
+    }
+    out = v->get();
+  }
+
+  void choice(std::string_view k, std::initializer_list<std::string_view> choices,
+              std::string& out) {
+    auto e = find(k);
+    if (!e) return;
+    const auto* v = e->node->as_string();
+    if (!v || std::find(choices.begin(), choices.end(), v->get()) == choices.end()) {
+      std::string expected = "one of ";
+      for (auto c : choices) {
+        if (c != *choices.begin()) expected += ", ";
+        expected += quote(c);
+      }
+      bad(*e, k, expected);
+    }
+    out = v->get();
+  }
+
+  void duration(std::string_view k, Duration& out) {
+    auto e = find(k);
+    if (!e) return;
+    const auto* v = e->node->as_string();
+    std::optional<Duration> d;
+    if (v) d = parse_duration(v->get());
+    if (!d || d->count() <= 0) {
+      bad(*e, k, "a positive duration such as \"250ms\", \"10s\", \"5m\" or \"1h\"");
+    }
+    out = *d;
+  }
+
+  // A path to a file that must be readable now, so that a typo fails at start-up rather
+  // than at the first TLS handshake. Empty means unset.
+  void readable_file(std::string_view k, std::string& out) {
+    std::string value;
+    string(k, value);
+    if (value.empty()) return;
+    if (auto why = unreadable(value)) {
+      reader_.fail(find(k)->key->source(), path(k),
+                   fmt::format("cannot read {}: {}", quote(value), *why));
+    }
+    out = std::move(value);
+  }
+
+  // An array of strings, each accepted by `valid`; `expected` names one element.
+  template <typename Valid>
+  void strings(std::string_view k, std::string_view expected, Valid valid,
+               std::vector<std::string>& out) {
+    auto e = find(k);
+    if (!e) return;
+    const auto* array = e->node->as_array();
+    if (!array) bad(*e, k, "an array of strings");
+    std::vector<std::string> values;
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const toml::node& item = *array->get(i);
+      const auto* s = item.as_string();
+      std::optional<std::string> value;
+      if (s) value = valid(s->get());
+      const std::string item_path = fmt::format("{}[{}]", path(k), i);
+      if (!value) {
+        reader_.fail(item.source(), item_path,
+                     fmt::format("expected {}, got {}", expected, describe(item)));
+      }
+      if (std::find(values.begin(), values.end(), *value) != values.end()) {
+        reader_.fail(item.source(), item_path, fmt::format("duplicate {}", quote(*value)));
+      }
+      values.push_back(std::move(*value));
+    }
+    out = std::move(values);
+  }
+
+  void domains(std::string_view k, std::vector<std::string>& out) {
+    strings(k, "a domain name", nameprep_domain, out);
+  }
+
+  // The location of `k` for checks across keys; the key must be present.
+  const toml::source_region& where(std::string_view k) { return find(k)->key->source(); }
+
+ private:
+  struct Entry {
+    const toml::key* key;
+    const toml::node* node;
+  };
+
+  std::optional<Entry> find(std::string_view k) {
+    auto it = table_.find(k);
+    if (it == table_.end()) return std::nullopt;
+    reader_.remember(path(k), it->first.source());
+    return Entry{&it->first, &it->second};
+  }
+
+  [[noreturn]] void bad(const Entry& e, std::string_view k, std::string_view expected) {
+    reader_.fail(e.key->source(), path(k),
+                 fmt::format("expected {}, got {}", expected, describe(*e.node)));
+  }
+
+  Reader& reader_;
+  const toml::table& table_;
+  std::string path_;
+};
+
+std::optional<std::string> as_is_if(bool ok, std::string_view s) {
+  if (!ok) return std::nullopt;
+  return std::string(s);
+}
+
+void read_server(Reader& r, const toml::table& t, ServerConfig& c) {
+  Section s(r, t, "server", {"domains", "listen", "log_level", "data_dir", "shutdown_timeout"});
+  s.domains("domains", c.domains);
+  if (c.domains.empty()) r.fail(s.where("domains"), "server.domains", "expected at least one");
+  s.strings(
+      "listen", "an IP address", [](std::string_view a) { return as_is_if(is_ip_address(a), a); },
+      c.listen);
+  s.choice("log_level", {"trace", "debug", "info", "warn", "error", "off"}, c.log_level);
+  s.string("data_dir", c.data_dir, /*allow_empty=*/false);
+  s.duration("shutdown_timeout", c.shutdown_timeout);
+}
+
+void read_tls(Reader& r, const toml::table& t, TlsConfig& c) {
+  Section s(r, t, "tls", {"cert", "key", "ca_file", "c2s_min_version", "domains"});
+  s.readable_file("cert", c.default_cert.cert);
+  s.readable_file("key", c.default_cert.key);
+  s.readable_file("ca_file", c.ca_file);
+  s.choice("c2s_min_version", {"1.2", "1.3"}, c.c2s_min_version);
+  if (c.default_cert.cert.empty() != c.default_cert.key.empty()) {
+    r.fail_at({"tls.cert", "tls.key"}, "tls.cert and tls.key must be set together");
+  }
+
+  const toml::table* domains = s.table("domains");
+  if (!domains) return;
+  std::map<std::string, CertKey> out;
+  for (auto&& [k, v] : *domains) {
+    const std::string path = s.path("domains") + "." + key_part(k.str());
+    auto domain = nameprep_domain(k.str());
+    if (!domain) r.fail(k.source(), path, "expected a domain name as the table name");
+    if (!v.is_table()) {
+      r.fail(k.source(), path, fmt::format("expected a table, got {}", describe(v)));
+    }
+    Section d(r, *v.as_table(), path, {"cert", "key"});
+    CertKey pair;
+    d.readable_file("cert", pair.cert);
+    d.readable_file("key", pair.key);
+    if (pair.cert.empty() || pair.key.empty()) {
+      r.fail(k.source(), path + (pair.cert.empty() ? ".cert" : ".key"),
+             "missing; a domain needs both cert and key");
+    }
+    if (!out.emplace(*domain, std::move(pair)).second) {
+      r.fail(k.source(), path, fmt::format("duplicate domain {}", quote(*domain)));
+    }
+  }
+  c.domains = std::move(out);
+}
+
+void read_limits(Reader& r, const toml::table& t, StreamLimits& c) {
+  Section s(
+      r, t, "c2s.limits",
+      {"max_stanza_size", "max_depth", "max_attributes", "max_header_size", "handshake_timeout"});
+  s.integer("max_stanza_size", 1024, kMaxStanzaSize, c.max_stanza_size);
+  s.integer("max_depth", 2, 1024, c.max_depth);
+  s.integer("max_attributes", 1, 1024, c.max_attributes);
+  s.integer("max_header_size", 256, 65536, c.max_header_size);
+  s.duration("handshake_timeout", c.handshake_timeout);
+}
+
+void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
+  Section s(r, t, "c2s",
+            {"enabled", "port", "direct_tls_port", "allow_registration", "max_auth_failures",
+             "max_offline_messages", "limits"});
+  s.boolean("enabled", c.enabled);
+  s.integer("port", 1, 65535, c.port);
+  s.integer("direct_tls_port", 0, 65535, c.direct_tls_port);
+  s.boolean("allow_registration", c.allow_registration);
+  s.integer("max_auth_failures", 1, 100, c.max_auth_failures);
+  s.integer("max_offline_messages", 0, 1'000'000, c.max_offline_messages);
+  if (const auto* limits = s.table("limits")) read_limits(r, *limits, c.limits);
+}
+
+void read_storage(Reader& r, const toml::table& t, StorageConfig& c) {
+  Section s(r, t, "storage", {"backend", "path"});
+  s.choice("backend", {"sqlite"}, c.backend);
+  s.string("path", c.path);
+}
+
+void read_retry(Reader& r, const toml::table& t, RetryConfig& c) {
+  Section s(r, t, "s2s.retry", {"max_retries", "initial_delay", "max_delay", "backoff_multiplier"});
+  s.integer("max_retries", 0, 100, c.max_retries);
+  s.duration("initial_delay", c.initial_delay);
+  s.duration("max_delay", c.max_delay);
+  s.number("backoff_multiplier", 1.0, 10.0, c.backoff_multiplier);
+  if (c.max_delay < c.initial_delay) {
+    r.fail_at({"s2s.retry.max_delay", "s2s.retry.initial_delay"},
+              fmt::format("max_delay ({}) must not be shorter than initial_delay ({})",
+                          format_duration(c.max_delay), format_duration(c.initial_delay)));
+  }
+}
+
+void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
+  Section s(
+      r, t, "s2s",
+      {"enabled", "port", "cert_path", "key_path", "connect_timeout", "idle_timeout",
+       "max_connections_per_domain", "policy", "allowed_domains", "blocked_domains", "retry"});
+  s.boolean("enabled", c.enabled);
+  s.integer("port", 1, 65535, c.port);
+  s.readable_file("cert_path", c.cert_path);
+  s.readable_file("key_path", c.key_path);
+  if (c.cert_path.empty() != c.key_path.empty()) {
+    r.fail_at({"s2s.cert_path", "s2s.key_path"}, "cert_path and key_path must be set together");
+  }
+  s.duration("connect_timeout", c.connect_timeout);
+  s.duration("idle_timeout", c.idle_timeout);
+  s.integer("max_connections_per_domain", 1, 100, c.max_connections_per_domain);
+  s.choice("policy", {"open", "allowlist", "blocklist"}, c.policy);
+  s.domains("allowed_domains", c.allowed_domains);
+  s.domains("blocked_domains", c.blocked_domains);
+  if (const auto* retry = s.table("retry")) read_retry(r, *retry, c.retry);
+}
+
+void read_dns(Reader& r, const toml::table& t, DnsConfig& c) {
+  Section s(r, t, "dns", {"nameservers"});
+  s.strings(
+      "nameservers",
+      "an address such as \"192.0.2.53\", \"192.0.2.53:5353\" or \"[2001:db8::53]:53\"",
+      [](std::string_view a) { return as_is_if(is_nameserver(a), a); }, c.nameservers);
+}
+
+// Listeners that would collide at bind time are reported here, with the key that set them.
+void check_ports(const Reader& r, const Config& c) {
+  if (c.c2s.enabled && c.c2s.direct_tls_port == c.c2s.port) {
+    r.fail_at({"c2s.direct_tls_port", "c2s.port"}, "c2s.port and c2s.direct_tls_port are equal");
+  }
+  if (c.c2s.enabled && c.s2s.enabled &&
+      (c.s2s.port == c.c2s.port || c.s2s.port == c.c2s.direct_tls_port)) {
+    r.fail_at({"s2s.port", "c2s.port", "c2s.direct_tls_port"},
+              fmt::format("port {} is used by both c2s and s2s", c.s2s.port));
+  }
+}
+
+}  // namespace
+
+std::string Config::storage_path() const {
+  if (!storage.path.empty()) return storage.path;
+  return (std::filesystem::path(server.data_dir) / "waddle.db").string();
+}
+
+Config default_config() {
+  return Config{};
+}
+
+Config parse_config(std::string_view text, const std::string& name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(name));
+  } catch (const toml::parse_error& e) {
+    Reader(name).fail(e.source(), "syntax error", e.description());
+  }
+
+  Reader r(name);
+  Config c;
+  Section s(r, root, "", {"server", "tls", "c2s", "storage", "s2s", "dns"});
+  if (const auto* t = s.table("server")) read_server(r, *t, c.server);
+  if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
+  if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
+  if (const auto* t = s.table("storage")) read_storage(r, *t, c.storage);
+  if (const auto* t = s.table("s2s")) read_s2s(r, *t, c.s2s);
+  if (const auto* t = s.table("dns")) read_dns(r, *t, c.dns);
+  check_ports(r, c);
+  return c;
+}
+
+Config load_config(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) throw ConfigError(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
+  std::string text;
+  std::array<char, 8192> buf;
+  for (;;) {
+    const std::size_t n = std::fread(buf.data(), 1, buf.size(), f.get());
+    const int err = errno;
+    text.append(buf.data(), n);
+    if (n == buf.size()) continue;
+    if (std::ferror(f.get())) {
+      throw ConfigError(fmt::format("{}: cannot read: {}", path, std::strerror(err)));
+    }
+    break;
+  }
+  Config c = parse_config(text, path);
+  c.source = path;
+  return c;
+}
+
+}  // namespace waddle::core

@@ -1,0 +1,49 @@
+// Local IM (RFC 6121): roster, presence and subscriptions, message delivery rules (§8),
+// offline messages (XEP-0160), and the server's own IQs: disco (XEP-0030), ping
+// (XEP-0199), version (XEP-0092).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <memory>
+#include <string>
+
+#include "core/config.h"
+#include "router/router.h"
+#include "xml/element.h"
+
+namespace waddle::net {
+class Worker;
+}
+
+namespace waddle::im {
+
+struct ImStats {
+  std::uint64_t messages_delivered = 0;
+  std::uint64_t offline_stored = 0;
+  std::uint64_t offline_delivered = 0;
+};
+
+class ImService : public router::LocalHandler {
+ public:
+  ImService(const core::Config& config, router::Router& router, net::Worker& worker,
+            boost::asio::any_io_executor executor);
+  ~ImService() override;
+
+  // A stanza sent by a bound local session; 'from' is its full JID (stamped). Handles the
+  // sender-side rules (presence broadcast, outbound subscriptions, own-account IQs) and
+  // routes the rest.
+  void from_client(xml::Element stanza);
+  // A stanza for a local domain (from a local session or, later, from S2S).
+  void to_local(xml::Element stanza) override;
+  // Called when a bound session goes away, before it leaves the router: unavailable
+  // presence is broadcast for it if it was available.
+  void session_ended(router::LocalSession& session);
+
+  const ImStats& stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace waddle::im

@@ -1,0 +1,132 @@
+// TLS server contexts (RFC 7590: TLS 1.2+ for clients, 1.3 preferred) with SNI selection, and
+// self-signed certificate generation for the embedded default.
+#include "net/tls.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <stdexcept>
+
+namespace waddle::net {
+namespace fs = std::filesystem;
+namespace ssl = boost::asio::ssl;
+
+namespace {
+
+using SniMap = std::map<std::string, SSL_CTX*>;
+
+int on_sni(SSL* ssl, int*, void* arg) {
+  auto* by_domain = static_cast<SniMap*>(arg);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (!name) return SSL_TLSEXT_ERR_OK;
+  std::string host(name);
+  for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto it = by_domain->find(host);
+  if (it != by_domain->end()) SSL_set_SSL_CTX(ssl, it->second);
+  return SSL_TLSEXT_ERR_OK;
+}
+
+std::string openssl_error() {
+  unsigned long e = ERR_get_error();
+  if (!e) return "unknown error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+}  // namespace
+
+std::unique_ptr<ssl::context> TlsContexts::make_server_context(const core::CertKey& ck,
+                                                               const std::string& min_version) {
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+  SSL_CTX* raw = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(raw, min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_options(raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_mode(raw, SSL_MODE_RELEASE_BUFFERS);
+  if (SSL_CTX_use_certificate_chain_file(raw, ck.cert.c_str()) != 1)
+    throw std::runtime_error("cannot load certificate " + ck.cert + ": " + openssl_error());
+  if (SSL_CTX_use_PrivateKey_file(raw, ck.key.c_str(), SSL_FILETYPE_PEM) != 1)
+    throw std::runtime_error("cannot load key " + ck.key + ": " + openssl_error());
+  if (SSL_CTX_check_private_key(raw) != 1)
+    throw std::runtime_error("key " + ck.key + " does not match certificate " + ck.cert);
+  return ctx;
+}
+
+TlsContexts::TlsContexts(const core::Config& config) {
+  const auto& domains = config.server.domains;
+  core::CertKey fallback = config.tls.default_cert;
+  if (fallback.cert.empty()) {
+    auto dir = fs::path(config.server.data_dir) / "certs";
+    fallback.cert = (dir / "self-signed.crt").string();
+    fallback.key = (dir / "self-signed.key").string();
+    bool uncovered = false;
+    for (const auto& d : domains) uncovered |= !config.tls.domains.contains(d);
+    if (uncovered) ensure_self_signed(fallback.cert, fallback.key, domains);
+  }
+  for (const auto& d : domains) {
+    auto it = config.tls.domains.find(d);
+    files_[d] = it != config.tls.domains.end() ? it->second : fallback;
+    by_domain_[d] = make_server_context(files_[d], config.tls.c2s_min_version);
+  }
+  for (auto& [d, ctx] : by_domain_) sni_[d] = ctx->native_handle();
+  // The default context serves clients that send no SNI: the first domain's certificate.
+  c2s_default_ = make_server_context(files_[domains.front()], config.tls.c2s_min_version);
+  SSL_CTX_set_tlsext_servername_callback(c2s_default_->native_handle(), on_sni);
+  SSL_CTX_set_tlsext_servername_arg(c2s_default_->native_handle(), &sni_);
+}
+
+std::string TlsContexts::describe(const std::string& domain) const {
+  auto it = files_.find(domain);
+  return it == files_.end() ? std::string("none") : it->second.cert;
+}
+
+void ensure_self_signed(const std::string& cert_path, const std::string& key_path,
+                        const std::vector<std::string>& domains) {
+  if (fs::exists(cert_path) && fs::exists(key_path)) return;
+  fs::create_directories(fs::path(cert_path).parent_path());
+  EVP_PKEY* pkey = EVP_EC_gen("P-256");
+  if (!pkey) throw std::runtime_error("cannot generate key: " + openssl_error());
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), static_cast<long>(time(nullptr)));
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3650L * 24 * 3600);
+  X509_set_pubkey(x, pkey);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(domains.front().c_str()), -1,
+                             -1, 0);
+  X509_set_issuer_name(x, name);
+  std::string san;
+  for (const auto& d : domains) san += (san.empty() ? "DNS:" : ",DNS:") + d;
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, x, x, nullptr, nullptr, 0);
+  if (X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, san.c_str())) {
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  X509_sign(x, pkey, EVP_sha256());
+  FILE* kf = fopen(key_path.c_str(), "w");
+  FILE* cf = kf ? fopen(cert_path.c_str(), "w") : nullptr;
+  bool ok = kf && cf;
+  if (ok) {
+    chmod(key_path.c_str(), 0600);
+    ok = PEM_write_PrivateKey(kf, pkey, nullptr, nullptr, 0, nullptr, nullptr) == 1 &&
+         PEM_write_X509(cf, x) == 1;
+  }
+  if (kf) fclose(kf);
+  if (cf) fclose(cf);
+  X509_free(x);
+  EVP_PKEY_free(pkey);
+  if (!ok) throw std::runtime_error("cannot write self-signed certificate to " + cert_path);
+  spdlog::info("generated a self-signed certificate for {} in {}", san, cert_path);
+}
+
+}  // namespace waddle::net

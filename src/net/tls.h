@@ -1,0 +1,40 @@
+// TLS contexts for listeners: one SSL_CTX per served domain (chosen by SNI), certificates
+// from [tls] or a self-signed certificate generated on first start.
+#pragma once
+
+#include <boost/asio/ssl/context.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace waddle::net {
+
+class TlsContexts {
+ public:
+  // Throws std::runtime_error with a readable message when a certificate cannot be loaded.
+  explicit TlsContexts(const core::Config& config);
+
+  // The context a c2s listener starts handshakes with; SNI switches to the domain's context.
+  boost::asio::ssl::context& c2s() { return *c2s_default_; }
+
+  // Where the certificate for `domain` came from (for logs and `check`).
+  std::string describe(const std::string& domain) const;
+
+ private:
+  std::unique_ptr<boost::asio::ssl::context> make_server_context(const core::CertKey& ck,
+                                                                 const std::string& min_version);
+  std::map<std::string, std::unique_ptr<boost::asio::ssl::context>> by_domain_;
+  std::map<std::string, core::CertKey> files_;
+  std::map<std::string, SSL_CTX*> sni_;  // SNI host -> context, read by the callback
+  std::unique_ptr<boost::asio::ssl::context> c2s_default_;
+};
+
+// Writes a self-signed certificate (P-256, SAN = the domains) to cert/key paths unless both
+// exist. Throws std::runtime_error on failure.
+void ensure_self_signed(const std::string& cert_path, const std::string& key_path,
+                        const std::vector<std::string>& domains);
+
+}  // namespace waddle::net

@@ -1,0 +1,95 @@
+// Local vs remote routing (spec "Stanza Routing") and the bound-session registry.
+#include "router/router.h"
+
+#include <algorithm>
+
+#include "xml/stanza.h"
+
+namespace waddle::router {
+
+Router::Router(std::vector<std::string> local_domains) : domains_(std::move(local_domains)) {}
+
+bool Router::is_local(std::string_view domain) const {
+  return std::find(domains_.begin(), domains_.end(), domain) != domains_.end();
+}
+
+void Router::bounce(const xml::Element& stanza, core::StanzaError condition,
+                    std::string_view text) {
+  if (!xml::may_bounce(stanza) || !stanza.has_attr("from")) return;
+  ++stats_.bounced;
+  route(xml::make_error_reply(stanza, condition, text));
+}
+
+void Router::route(xml::Element stanza) {
+  auto to_attr = stanza.attr("to");
+  if (to_attr.empty()) {
+    // Addressed to the sender's own account or server: local by definition.
+    ++stats_.routed_local;
+    if (local_) local_->to_local(std::move(stanza));
+    return;
+  }
+  auto to = core::Jid::parse(to_attr);
+  if (!to) {
+    bounce(stanza, core::StanzaError::kJidMalformed);
+    return;
+  }
+  if (is_local(to->domain())) {
+    ++stats_.routed_local;
+    if (local_) local_->to_local(std::move(stanza));
+    return;
+  }
+  ++stats_.routed_remote;
+  if (remote_) {
+    remote_->send(std::move(stanza));
+    return;
+  }
+  bounce(stanza, core::StanzaError::kRemoteServerNotFound,
+         "Federation is not enabled on this server");
+}
+
+LocalSession* Router::add(LocalSession* session) {
+  auto& resources = sessions_[session->jid().bare_str()];
+  auto [it, inserted] = resources.try_emplace(session->jid().resource(), session);
+  if (inserted) {
+    ++count_;
+    return nullptr;
+  }
+  LocalSession* old = it->second;
+  it->second = session;
+  return old;
+}
+
+void Router::remove(LocalSession* session) {
+  auto it = sessions_.find(session->jid().bare_str());
+  if (it == sessions_.end()) return;
+  auto r = it->second.find(session->jid().resource());
+  if (r == it->second.end() || r->second != session) return;
+  it->second.erase(r);
+  --count_;
+  if (it->second.empty()) sessions_.erase(it);
+}
+
+LocalSession* Router::find(const core::Jid& full) const {
+  auto it = sessions_.find(full.bare_str());
+  if (it == sessions_.end()) return nullptr;
+  auto r = it->second.find(full.resource());
+  return r == it->second.end() ? nullptr : r->second;
+}
+
+std::vector<LocalSession*> Router::sessions_of(const core::Jid& bare) const {
+  std::vector<LocalSession*> out;
+  auto it = sessions_.find(bare.bare_str());
+  if (it == sessions_.end()) return out;
+  for (const auto& [res, s] : it->second) out.push_back(s);
+  return out;
+}
+
+std::vector<LocalSession*> Router::all() const {
+  std::vector<LocalSession*> out;
+  out.reserve(count_);
+  for (const auto& [bare, res] : sessions_)
+    for (const auto& [r, s] : res) out.push_back(s);
+  return out;
+}
+
+}  // namespace waddle::router

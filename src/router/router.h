@@ -1,0 +1,96 @@
+// The router (spec: routing.rs): one decision point for every stanza. Local domains go to the
+// local handler (IM rules, the server itself); anything else goes to the remote delivery
+// interface that S2S implements. Also the registry of bound client sessions.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/jid.h"
+#include "xml/element.h"
+
+namespace waddle::router {
+
+// A bound client session as the router and the IM rules see it. Presence state lives here
+// because it belongs to the session's lifetime.
+class LocalSession {
+ public:
+  virtual ~LocalSession() = default;
+  virtual const core::Jid& jid() const = 0;  // bound full JID
+  // Queues the stanza for writing; never blocks, never fails (a closing session drops).
+  virtual void deliver(const xml::Element& stanza) = 0;
+  // Closes the stream with a stream error (e.g. <conflict/> when a new session takes over).
+  virtual void close_with(core::StreamError error, std::string_view text = {}) = 0;
+
+  bool available = false;         // has sent available presence (RFC 6121 §4.2)
+  int priority = 0;
+  bool roster_requested = false;  // "interested resource" for roster pushes (§2.1.6)
+  xml::Element last_presence;     // last available presence broadcast
+  std::set<std::string> directed_to;  // JIDs that got directed presence (§4.6)
+};
+
+// Stanzas for local domains. Implemented by the IM service.
+class LocalHandler {
+ public:
+  virtual ~LocalHandler() = default;
+  virtual void to_local(xml::Element stanza) = 0;
+};
+
+// Stanzas for remote domains. Implemented by S2S; until then the router bounces.
+class RemoteDelivery {
+ public:
+  virtual ~RemoteDelivery() = default;
+  // Takes ownership; must deliver or bounce (never drop a stanza that may be bounced).
+  virtual void send(xml::Element stanza) = 0;
+};
+
+struct RouterStats {
+  std::uint64_t routed_local = 0;
+  std::uint64_t routed_remote = 0;
+  std::uint64_t bounced = 0;
+};
+
+class Router {
+ public:
+  explicit Router(std::vector<std::string> local_domains);
+
+  bool is_local(std::string_view domain) const;
+  const std::vector<std::string>& local_domains() const { return domains_; }
+  void set_local_handler(LocalHandler* h) { local_ = h; }
+  void set_remote(RemoteDelivery* r) { remote_ = r; }
+
+  // Routes a stanza whose 'from' is trustworthy (stamped by the session that received it).
+  // A 'to' that is not a valid JID is answered with jid-malformed.
+  void route(xml::Element stanza);
+  // Sends an error reply for `stanza` to its sender, unless it must not be answered.
+  void bounce(const xml::Element& stanza, core::StanzaError condition, std::string_view text = {});
+
+  // Session registry. add() returns the session displaced by a resource conflict (the caller
+  // closes it), or nullptr.
+  LocalSession* add(LocalSession* session);
+  void remove(LocalSession* session);
+  LocalSession* find(const core::Jid& full) const;
+  // Bound sessions of an account (bare JID), in binding order.
+  std::vector<LocalSession*> sessions_of(const core::Jid& bare) const;
+  std::vector<LocalSession*> all() const;
+  std::size_t session_count() const { return count_; }
+
+  const RouterStats& stats() const { return stats_; }
+
+ private:
+  std::vector<std::string> domains_;
+  LocalHandler* local_ = nullptr;
+  RemoteDelivery* remote_ = nullptr;
+  // bare JID string -> resource -> session
+  std::map<std::string, std::map<std::string, LocalSession*>, std::less<>> sessions_;
+  std::size_t count_ = 0;
+  RouterStats stats_;
+};
+
+}  // namespace waddle::router

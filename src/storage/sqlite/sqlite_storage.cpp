@@ -1,0 +1,563 @@
+// SQLite implementation of Storage: WAL database, schema versioned by PRAGMA user_version with
+// ordered migration steps, prepared statements, every write in its own transaction.
+//
+// A SqliteStorage (and its connection) is used by one thread at a time — the storage worker —
+// so it has no locking of its own. Unexpected SQLite failures after opening (disk full, I/O
+// errors, a lock held past busy_timeout) throw std::runtime_error, as the Storage interface
+// has no error values; the storage worker turns them into internal-server-error answers.
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "storage/storage.h"
+
+namespace waddle::storage {
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;
+
+// Groups are stored in one text column, each name followed by U+001F. XML 1.0 cannot carry
+// that control character, so no group name contains it, and [] ("") differs from [""]
+// ("\x1f").
+constexpr char kGroupTerminator = '\x1f';
+
+struct Migration {
+  int version;
+  const char* sql;
+};
+
+// Applied in order, each in its own transaction together with the new user_version. Never
+// edit a released step: add a new one.
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE accounts (
+  domain TEXT NOT NULL,
+  username TEXT NOT NULL,
+  sha1_salt BLOB NOT NULL,
+  sha1_iter INTEGER NOT NULL,
+  sha1_stored BLOB NOT NULL,
+  sha1_server BLOB NOT NULL,
+  sha256_salt BLOB NOT NULL,
+  sha256_iter INTEGER NOT NULL,
+  sha256_stored BLOB NOT NULL,
+  sha256_server BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (domain, username)
+);
+CREATE TABLE roster (
+  domain TEXT NOT NULL,
+  username TEXT NOT NULL,
+  contact TEXT NOT NULL,
+  name TEXT NOT NULL,
+  groups TEXT NOT NULL,
+  subscription INTEGER NOT NULL,
+  ask_out INTEGER NOT NULL,
+  pending_in INTEGER NOT NULL,
+  pre_approved INTEGER NOT NULL,
+  hidden INTEGER NOT NULL,
+  PRIMARY KEY (domain, username, contact)
+);
+CREATE TABLE offline (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  domain TEXT NOT NULL,
+  username TEXT NOT NULL,
+  stanza TEXT NOT NULL,
+  stored_at INTEGER NOT NULL
+);
+CREATE INDEX offline_owner ON offline (domain, username, id);
+)sql"},
+};
+
+std::int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string join_groups(const std::vector<std::string>& groups) {
+  std::string out;
+  for (const auto& g : groups) {
+    out += g;
+    out += kGroupTerminator;
+  }
+  return out;
+}
+
+std::vector<std::string> split_groups(std::string_view s) {
+  std::vector<std::string> groups;
+  while (!s.empty()) {
+    const auto end = s.find(kGroupTerminator);
+    if (end == std::string_view::npos) {
+      groups.emplace_back(s);  // not written by us; keep the text rather than lose it
+      break;
+    }
+    groups.emplace_back(s.substr(0, end));
+    s.remove_prefix(end + 1);
+  }
+  return groups;
+}
+
+Subscription subscription_from(std::int64_t v) {
+  switch (v) {
+    case 1:
+      return Subscription::kTo;
+    case 2:
+      return Subscription::kFrom;
+    case 3:
+      return Subscription::kBoth;
+    default:
+      return Subscription::kNone;
+  }
+}
+
+std::int64_t subscription_to(Subscription s) {
+  switch (s) {
+    case Subscription::kNone:
+      return 0;
+    case Subscription::kTo:
+      return 1;
+    case Subscription::kFrom:
+      return 2;
+    case Subscription::kBoth:
+      return 3;
+  }
+  return 0;
+}
+
+// The connection and the path used in error messages.
+class Database {
+ public:
+  explicit Database(std::string path) : path_(std::move(path)) {}
+  ~Database() {
+    if (db_ != nullptr) sqlite3_close_v2(db_);
+  }
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  void open() {
+    const int rc =
+        sqlite3_open_v2(path_.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      // sqlite3_open_v2 may allocate a handle even on failure; it carries the message.
+      const std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+      sqlite3_close_v2(db_);
+      db_ = nullptr;
+      fail(message);
+    }
+    sqlite3_extended_result_codes(db_, 1);
+    check(sqlite3_busy_timeout(db_, kBusyTimeoutMs));
+  }
+
+  [[noreturn]] void fail(std::string_view message) const {
+    throw std::runtime_error("sqlite: " + path_ + ": " + std::string(message));
+  }
+  void check(int rc) const {
+    if (rc != SQLITE_OK) fail(sqlite3_errmsg(db_));
+  }
+  void exec(const char* sql) const { check(sqlite3_exec(db_, sql, nullptr, nullptr, nullptr)); }
+
+  sqlite3* handle() const { return db_; }
+
+ private:
+  std::string path_;
+  sqlite3* db_ = nullptr;
+};
+
+// A prepared statement, reused for the life of the connection.
+class Statement {
+ public:
+  Statement(const Database& db, const char* sql) : db_(&db) {
+    db.check(sqlite3_prepare_v3(db.handle(), sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr));
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  // One execution: bind, step, read columns; resets the statement when it goes away so the
+  // next use starts clean and read locks are not held.
+  class Run {
+   public:
+    explicit Run(Statement& s) : s_(s) {}
+    ~Run() {
+      sqlite3_reset(s_.stmt_);
+      sqlite3_clear_bindings(s_.stmt_);
+    }
+    Run(const Run&) = delete;
+    Run& operator=(const Run&) = delete;
+
+    Run& text(int i, std::string_view v) {
+      // A null pointer would bind NULL; an empty value is stored as "".
+      const char* data = v.data() != nullptr ? v.data() : "";
+      s_.db_->check(
+          sqlite3_bind_text64(s_.stmt_, i, data, v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+      return *this;
+    }
+    Run& blob(int i, std::string_view v) {
+      // A zero-length blob, not NULL, for empty values (the columns are NOT NULL).
+      s_.db_->check(v.empty()
+                        ? sqlite3_bind_zeroblob(s_.stmt_, i, 0)
+                        : sqlite3_bind_blob64(s_.stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT));
+      return *this;
+    }
+    Run& integer(int i, std::int64_t v) {
+      s_.db_->check(sqlite3_bind_int64(s_.stmt_, i, v));
+      return *this;
+    }
+
+    // True while there is a row to read.
+    bool step() {
+      const int rc = sqlite3_step(s_.stmt_);
+      if (rc == SQLITE_ROW) return true;
+      if (rc == SQLITE_DONE) return false;
+      s_.db_->fail(sqlite3_errmsg(s_.db_->handle()));
+    }
+    // Runs a statement that returns no rows.
+    void done() {
+      if (step()) s_.db_->fail("unexpected result row");
+    }
+
+    std::string column_text(int i) const {
+      const auto* p = sqlite3_column_text(s_.stmt_, i);
+      const int n = sqlite3_column_bytes(s_.stmt_, i);
+      return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), n);
+    }
+    std::string column_blob(int i) const {
+      const void* p = sqlite3_column_blob(s_.stmt_, i);
+      const int n = sqlite3_column_bytes(s_.stmt_, i);
+      return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
+    }
+    std::int64_t column_int(int i) const { return sqlite3_column_int64(s_.stmt_, i); }
+
+   private:
+    Statement& s_;
+  };
+
+  Run run() { return Run(*this); }
+
+ private:
+  const Database* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// BEGIN IMMEDIATE .. COMMIT; rolls back when left without commit() (early return or throw).
+class Transaction {
+ public:
+  explicit Transaction(const Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+  ~Transaction() {
+    if (!done_) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  void commit() {
+    db_.exec("COMMIT");
+    done_ = true;
+  }
+
+ private:
+  const Database& db_;
+  bool done_ = false;
+};
+
+void migrate(const Database& db) {
+  int version = 0;
+  {
+    Statement s(db, "PRAGMA user_version");
+    auto run = s.run();
+    if (run.step()) version = static_cast<int>(run.column_int(0));
+  }
+  const int latest = std::end(kMigrations)[-1].version;
+  if (version > latest) {
+    db.fail("schema version " + std::to_string(version) + " is newer than this server (" +
+            std::to_string(latest) + ")");
+  }
+  for (const auto& step : kMigrations) {
+    if (step.version <= version) continue;
+    Transaction tx(db);
+    db.exec(step.sql);
+    // PRAGMA takes no bound parameters; the value is our own integer.
+    db.exec(("PRAGMA user_version = " + std::to_string(step.version)).c_str());
+    tx.commit();
+  }
+}
+
+const char* const kAccountColumns =
+    "sha1_salt, sha1_iter, sha1_stored, sha1_server, "
+    "sha256_salt, sha256_iter, sha256_stored, sha256_server";
+
+class SqliteStorage final : public Storage {
+ public:
+  explicit SqliteStorage(std::unique_ptr<Database> db)
+      : db_(std::move(db)),
+        account_insert_(*db_,
+                        (std::string("INSERT INTO accounts (domain, username, ") + kAccountColumns +
+                         ", created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                         "ON CONFLICT (domain, username) DO NOTHING")
+                            .c_str()),
+        account_get_(*db_, (std::string("SELECT ") + kAccountColumns +
+                            " FROM accounts WHERE domain = ? AND username = ?")
+                               .c_str()),
+        account_update_(*db_,
+                        "UPDATE accounts SET sha1_salt = ?3, sha1_iter = ?4, sha1_stored = ?5, "
+                        "sha1_server = ?6, sha256_salt = ?7, sha256_iter = ?8, "
+                        "sha256_stored = ?9, sha256_server = ?10 "
+                        "WHERE domain = ?1 AND username = ?2"),
+        account_delete_(*db_, "DELETE FROM accounts WHERE domain = ? AND username = ?"),
+        account_list_(*db_, "SELECT username FROM accounts WHERE domain = ? ORDER BY username"),
+        roster_delete_all_(*db_, "DELETE FROM roster WHERE domain = ? AND username = ?"),
+        roster_select_all_(*db_,
+                           "SELECT contact, name, groups, subscription, ask_out, pending_in, "
+                           "pre_approved, hidden FROM roster WHERE domain = ? AND username = ? "
+                           "ORDER BY contact"),
+        roster_select_one_(*db_,
+                           "SELECT contact, name, groups, subscription, ask_out, pending_in, "
+                           "pre_approved, hidden FROM roster "
+                           "WHERE domain = ? AND username = ? AND contact = ?"),
+        roster_upsert_(*db_,
+                       "INSERT OR REPLACE INTO roster (domain, username, contact, name, groups, "
+                       "subscription, ask_out, pending_in, pre_approved, hidden) "
+                       "VALUES (?,?,?,?,?,?,?,?,?,?)"),
+        roster_delete_(*db_,
+                       "DELETE FROM roster WHERE domain = ? AND username = ? AND contact = ?"),
+        offline_delete_all_(*db_, "DELETE FROM offline WHERE domain = ? AND username = ?"),
+        offline_count_(*db_, "SELECT COUNT(*) FROM offline WHERE domain = ? AND username = ?"),
+        offline_insert_(*db_,
+                        "INSERT INTO offline (domain, username, stanza, stored_at) "
+                        "VALUES (?,?,?,?)"),
+        offline_select_(*db_,
+                        "SELECT id, stanza FROM offline WHERE domain = ? AND username = ? "
+                        "ORDER BY id") {}
+
+  bool create_account(const Account& a) override {
+    Transaction tx(*db_);
+    auto run = account_insert_.run();
+    run.text(1, a.domain).text(2, a.username);
+    bind_credentials(run, 3, a.sha1);
+    bind_credentials(run, 7, a.sha256);
+    run.integer(11, now_unix()).done();
+    const bool inserted = sqlite3_changes(db_->handle()) > 0;
+    tx.commit();
+    return inserted;
+  }
+
+  std::optional<Account> get_account(const std::string& domain,
+                                     const std::string& username) override {
+    auto run = account_get_.run();
+    run.text(1, domain).text(2, username);
+    if (!run.step()) return std::nullopt;
+    Account a;
+    a.domain = domain;
+    a.username = username;
+    a.sha1 = read_credentials(run, 0);
+    a.sha256 = read_credentials(run, 4);
+    return a;
+  }
+
+  bool set_credentials(const std::string& domain, const std::string& username,
+                       const c2s::sasl::ScramCredentials& sha1,
+                       const c2s::sasl::ScramCredentials& sha256) override {
+    Transaction tx(*db_);
+    auto run = account_update_.run();
+    run.text(1, domain).text(2, username);
+    bind_credentials(run, 3, sha1);
+    bind_credentials(run, 7, sha256);
+    run.done();
+    const bool updated = sqlite3_changes(db_->handle()) > 0;
+    tx.commit();
+    return updated;
+  }
+
+  bool delete_account(const std::string& domain, const std::string& username) override {
+    Transaction tx(*db_);
+    bool deleted = false;
+    {
+      auto run = account_delete_.run();
+      run.text(1, domain).text(2, username).done();
+      deleted = sqlite3_changes(db_->handle()) > 0;
+    }
+    if (!deleted) return false;  // rolls back the empty transaction
+    roster_delete_all_.run().text(1, domain).text(2, username).done();
+    offline_delete_all_.run().text(1, domain).text(2, username).done();
+    tx.commit();
+    return true;
+  }
+
+  std::vector<std::string> list_accounts(const std::string& domain) override {
+    std::vector<std::string> out;
+    auto run = account_list_.run();
+    run.text(1, domain);
+    while (run.step()) out.push_back(run.column_text(0));
+    return out;
+  }
+
+  std::vector<RosterItem> roster_get(const std::string& domain,
+                                     const std::string& username) override {
+    std::vector<RosterItem> out;
+    auto run = roster_select_all_.run();
+    run.text(1, domain).text(2, username);
+    while (run.step()) out.push_back(read_item(run));
+    return out;
+  }
+
+  std::optional<RosterItem> roster_item(const std::string& domain, const std::string& username,
+                                        const std::string& contact) override {
+    auto run = roster_select_one_.run();
+    run.text(1, domain).text(2, username).text(3, contact);
+    if (!run.step()) return std::nullopt;
+    return read_item(run);
+  }
+
+  void roster_put(const std::string& domain, const std::string& username,
+                  const RosterItem& item) override {
+    Transaction tx(*db_);
+    {
+      auto run = roster_upsert_.run();
+      run.text(1, domain)
+          .text(2, username)
+          .text(3, item.jid)
+          .text(4, item.name)
+          .text(5, join_groups(item.groups))
+          .integer(6, subscription_to(item.subscription))
+          .integer(7, item.ask_out ? 1 : 0)
+          .integer(8, item.pending_in ? 1 : 0)
+          .integer(9, item.pre_approved ? 1 : 0)
+          .integer(10, item.hidden ? 1 : 0)
+          .done();
+    }
+    tx.commit();
+  }
+
+  bool roster_remove(const std::string& domain, const std::string& username,
+                     const std::string& contact) override {
+    Transaction tx(*db_);
+    bool removed = false;
+    {
+      auto run = roster_delete_.run();
+      run.text(1, domain).text(2, username).text(3, contact).done();
+      removed = sqlite3_changes(db_->handle()) > 0;
+    }
+    tx.commit();
+    return removed;
+  }
+
+  bool offline_store(const std::string& domain, const std::string& username,
+                     const std::string& stanza, std::uint32_t max) override {
+    // IMMEDIATE takes the write lock first, so the count cannot change before the insert.
+    Transaction tx(*db_);
+    if (count(domain, username) >= max) return false;
+    offline_insert_.run()
+        .text(1, domain)
+        .text(2, username)
+        .text(3, stanza)
+        .integer(4, now_unix())
+        .done();
+    tx.commit();
+    return true;
+  }
+
+  std::vector<OfflineMessage> offline_take(const std::string& domain,
+                                           const std::string& username) override {
+    Transaction tx(*db_);
+    std::vector<OfflineMessage> out;
+    {
+      auto run = offline_select_.run();
+      run.text(1, domain).text(2, username);
+      while (run.step()) out.push_back(OfflineMessage{run.column_int(0), run.column_text(1)});
+    }
+    if (out.empty()) return out;
+    offline_delete_all_.run().text(1, domain).text(2, username).done();
+    tx.commit();
+    return out;
+  }
+
+  std::size_t offline_count(const std::string& domain, const std::string& username) override {
+    return count(domain, username);
+  }
+
+ private:
+  static void bind_credentials(Statement::Run& run, int first,
+                               const c2s::sasl::ScramCredentials& c) {
+    run.blob(first, c.salt)
+        .integer(first + 1, c.iterations)
+        .blob(first + 2, c.stored_key)
+        .blob(first + 3, c.server_key);
+  }
+
+  static c2s::sasl::ScramCredentials read_credentials(const Statement::Run& run, int first) {
+    c2s::sasl::ScramCredentials c;
+    c.salt = run.column_blob(first);
+    c.iterations = static_cast<std::uint32_t>(run.column_int(first + 1));
+    c.stored_key = run.column_blob(first + 2);
+    c.server_key = run.column_blob(first + 3);
+    return c;
+  }
+
+  static RosterItem read_item(const Statement::Run& run) {
+    RosterItem item;
+    item.jid = run.column_text(0);
+    item.name = run.column_text(1);
+    item.groups = split_groups(run.column_text(2));
+    item.subscription = subscription_from(run.column_int(3));
+    item.ask_out = run.column_int(4) != 0;
+    item.pending_in = run.column_int(5) != 0;
+    item.pre_approved = run.column_int(6) != 0;
+    item.hidden = run.column_int(7) != 0;
+    return item;
+  }
+
+  std::size_t count(const std::string& domain, const std::string& username) {
+    auto run = offline_count_.run();
+    run.text(1, domain).text(2, username);
+    return run.step() ? static_cast<std::size_t>(run.column_int(0)) : 0;
+  }
+
+  std::unique_ptr<Database> db_;  // declared first: the statements below use it
+  Statement account_insert_;
+  Statement account_get_;
+  Statement account_update_;
+  Statement account_delete_;
+  Statement account_list_;
+  Statement roster_delete_all_;
+  Statement roster_select_all_;
+  Statement roster_select_one_;
+  Statement roster_upsert_;
+  Statement roster_delete_;
+  Statement offline_delete_all_;
+  Statement offline_count_;
+  Statement offline_insert_;
+  Statement offline_select_;
+};
+
+}  // namespace
+
+std::unique_ptr<Storage> open_sqlite(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      throw std::runtime_error("sqlite: " + path + ": cannot create directory " + parent.string() +
+                               ": " + ec.message());
+    }
+  }
+  auto db = std::make_unique<Database>(path);
+  db->open();
+  db->exec("PRAGMA journal_mode = WAL");
+  db->exec("PRAGMA synchronous = NORMAL");
+  db->exec("PRAGMA foreign_keys = ON");
+  migrate(*db);
+  return std::make_unique<SqliteStorage>(std::move(db));
+}
+
+}  // namespace waddle::storage

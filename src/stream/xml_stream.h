@@ -1,0 +1,66 @@
+// One XML stream over TCP, optionally upgraded to TLS (STARTTLS or direct TLS): reads bytes
+// into the expat parser, and writes through a coalescing queue (one write per burst, never
+// one per stanza). Shared by client and server sessions.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "xml/parser.h"
+
+namespace waddle::stream {
+
+class XmlStream : public std::enable_shared_from_this<XmlStream> {
+ public:
+  XmlStream(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context& tls,
+            xml::ParserLimits limits);
+
+  // TLS as server (after <proceed/>, or first thing on a direct-TLS port). False on failure.
+  boost::asio::awaitable<bool> server_handshake();
+  bool tls_active() const { return tls_active_; }
+  std::string tls_description() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384"
+
+  // Reads once and parses; events are appended. Returns a stream error to send, or nullopt.
+  // Sets `eof` when the peer closed or the socket failed (no error to send then).
+  boost::asio::awaitable<std::optional<core::StreamError>> read(std::vector<xml::StreamEvent>& out,
+                                                                bool& eof);
+  void reset_parser() { parser_.reset(); }
+
+  // Queues bytes; a writer coroutine flushes everything queued in one write. The stream must
+  // be owned by a shared_ptr (the writer keeps it alive).
+  void send(std::string_view data);
+  // Completes when everything queued so far has been written (or the stream failed).
+  boost::asio::awaitable<void> flush();
+  // Closes the socket now (pending reads/writes complete with an error).
+  void close();
+  bool closed() const { return closed_; }
+
+  std::string remote_address() const { return remote_; }
+  std::uint64_t bytes_in() const { return bytes_in_; }
+  std::uint64_t bytes_out() const { return bytes_out_; }
+
+ private:
+  static boost::asio::awaitable<void> write_loop(std::shared_ptr<XmlStream> self);
+
+  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> ssl_;
+  xml::StreamParser parser_;
+  bool tls_active_ = false;
+  bool closed_ = false;
+  bool writing_ = false;
+  std::string pending_;
+  std::string in_flight_;
+  boost::asio::steady_timer idle_signal_;  // cancelled whenever the writer goes idle
+  std::string remote_;
+  std::uint64_t bytes_in_ = 0;
+  std::uint64_t bytes_out_ = 0;
+  std::vector<char> read_buf_;
+};
+
+}  // namespace waddle::stream

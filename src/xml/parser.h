@@ -1,0 +1,59 @@
+// Incremental XML stream parser (expat) for RFC 6120 streams: reports the stream header,
+// each complete top-level element, and the stream end; enforces the limits of ARCHITECTURE.md
+// principle 5 and refuses restricted XML (RFC 6120 §11.1).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/errors.h"
+#include "xml/element.h"
+
+namespace waddle::xml {
+
+struct ParserLimits {
+  std::size_t max_stanza_size = 256 * 1024;  // bytes of one top-level element
+  std::size_t max_depth = 64;                // nesting below the stream element
+  std::size_t max_attributes = 64;           // per element
+  std::size_t max_header_size = 4096;        // bytes before the stream header is complete
+};
+
+struct StreamEvent {
+  enum class Kind { kStreamOpen, kElement, kStreamClose };
+  Kind kind;
+  // kStreamOpen: name/ns of the root and its attributes; kElement: the top-level element.
+  Element element;
+  // kStreamOpen: the default namespace declared on the stream header ("" when none).
+  std::string default_ns;
+};
+
+class StreamParser {
+ public:
+  explicit StreamParser(ParserLimits limits = {});
+  ~StreamParser();
+  StreamParser(const StreamParser&) = delete;
+  StreamParser& operator=(const StreamParser&) = delete;
+
+  // Parses `data`, appending events to `out`. On a violation returns the stream error to
+  // send; the parser is then unusable until reset(). Memory held for a partial element is
+  // freed on error and on reset.
+  std::optional<core::StreamError> feed(std::string_view data, std::vector<StreamEvent>& out);
+  // Starts a new stream (after STARTTLS or SASL success).
+  void reset();
+
+  const ParserLimits& limits() const { return limits_; }
+
+ private:
+  struct Impl;
+  ParserLimits limits_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Parses one complete, standalone XML element (tests, stored stanzas). nullopt if invalid.
+std::optional<Element> parse_element(std::string_view xml);
+
+}  // namespace waddle::xml

@@ -1,0 +1,93 @@
+"""Fixtures for Waddle system tests: a real `waddle serve` on its own loopback address.
+
+- `tls_cert`: a self-signed certificate for example.test made with the openssl CLI (once).
+- `make_server(overrides=None, start=True, tls=True)`: a new server with its own address,
+  run directory, config and log; stopped by PID at the end of the test.
+- `server`: one started server with the default test configuration.
+
+When a test fails, the log of every server it used is attached to the report.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from waddle_server import (  # noqa: E402
+    WaddleServer,
+    lease_address,
+    make_self_signed_cert,
+    waddle_binary,
+)
+
+@pytest.fixture(scope="session")
+def waddle_bin() -> Path:
+    path = waddle_binary()
+    if not path.exists():
+        pytest.fail(f"waddle binary not found at {path}; build it or set WADDLE_BIN",
+                    pytrace=False)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is not executable", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory) -> tuple[Path, Path]:
+    return make_self_signed_cert(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def make_server(request, tmp_path, tls_cert, waddle_bin):
+    servers: list[WaddleServer] = []
+    request.node._waddle_servers = servers
+
+    def factory(overrides: dict | None = None, start: bool = True,
+                tls: bool = True) -> WaddleServer:
+        lease = lease_address()
+        run_dir = tmp_path / f"server{len(servers) + 1}"
+        cert, key = tls_cert if tls else (None, None)
+        try:
+            srv = WaddleServer(run_dir, lease, cert, key, overrides, binary=waddle_bin)
+        except Exception:
+            lease.release()
+            raise
+        servers.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield factory
+
+    crashed = []
+    for srv in servers:
+        code = srv.died_unexpectedly()
+        if code is not None:
+            crashed.append(f"{srv.ip}: exit code {code}")
+        srv.close()
+    if crashed:
+        pytest.fail("waddle exited during the test without being asked to: "
+                    + "; ".join(crashed), pytrace=False)
+
+
+@pytest.fixture
+def server(make_server) -> WaddleServer:
+    return make_server()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for srv in getattr(item, "_waddle_servers", []):
+            report.sections.append((f"waddle log {srv.ip} ({report.when})", srv.log_tail()))
+
+
+def pytest_report_header(config):
+    return f"waddle binary: {waddle_binary()}"
+

@@ -1,0 +1,206 @@
+"""Local instant messaging (RFC 6121) and server IQs (disco#info, ping, version)."""
+
+import xml.etree.ElementTree as ET
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from waddle_client import DOMAIN, PASSWORD, NS_PING, befriend, bare, error_condition, login, run
+
+ALICE, BOB, CAROL = f"alice@{DOMAIN}", f"bob@{DOMAIN}", f"carol@{DOMAIN}"
+
+
+@pytest.fixture
+def users(server):
+    for jid in (ALICE, BOB, CAROL):
+        server.adduser(jid, PASSWORD)
+    return server
+
+
+def test_two_users_subscribe_to_each_other_and_see_presence(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        await befriend(alice, bob)  # asserts every step, ends with subscription=both
+        # each sees the other's presence change
+        alice.send_presence(pshow="away", pstatus="lunch")
+        p = await bob.expect_presence(frm=f"{ALICE}/home", ptype="available")
+        assert p["show"] == "away" and p["status"] == "lunch", str(p)
+        bob.send_presence(pstatus="busy")
+        p = await alice.expect_presence(frm=f"{BOB}/work", ptype="available")
+        assert p["status"] == "busy", str(p)
+    run(body)
+
+
+def test_subscription_request_pushes_roster_item_with_ask(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        alice.send_presence(pto=BOB, ptype="subscribe")
+        await bob.expect_presence(frm=ALICE, ptype="subscribe")
+        push = await alice.roster_pushes.get(
+            lambda iq: BOB in [str(j) for j in iq["roster"]["items"]])
+        item = push["roster"]["items"][BOB]
+        assert item["subscription"] == "none" and item["ask"] == "subscribe", str(push)
+    run(body)
+
+
+def test_chat_messages_flow_both_ways(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        carol = await login(users, f"{CAROL}/distractor", PASSWORD)
+        await befriend(alice, bob)
+        alice.chat(BOB, "hello bob")
+        m = await bob.expect_message(frm=f"{ALICE}/home", body="hello bob", mtype="chat")
+        assert str(m["to"]) in (f"{BOB}/work", BOB), str(m)
+        bob.chat(f"{ALICE}/home", "hi alice")
+        await alice.expect_message(frm=f"{BOB}/work", body="hi alice", mtype="chat")
+        # several messages keep their order
+        for i in range(5):
+            alice.chat(BOB, f"msg {i}")
+        for i in range(5):
+            m = await bob.messages.get(lambda m: m["body"].startswith("msg "))
+            assert m["body"] == f"msg {i}"
+        # the distractor received nothing
+        await carol.sync()
+        assert carol.messages.take(lambda m: m["body"]) is None, carol.messages.items
+    run(body)
+
+
+def test_messages_between_users_without_subscription_are_delivered(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        alice.chat(BOB, "no roster needed")
+        await bob.expect_message(frm=f"{ALICE}/home", body="no roster needed")
+    run(body)
+
+
+def test_message_to_full_jid_reaches_only_that_resource(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        phone = await login(users, f"{BOB}/phone", PASSWORD)
+        laptop = await login(users, f"{BOB}/laptop", PASSWORD)
+        alice.chat(f"{BOB}/phone", "for the phone")
+        alice.chat(f"{BOB}/laptop", "for the laptop")
+        await phone.expect_message(frm=f"{ALICE}/home", body="for the phone")
+        await laptop.expect_message(frm=f"{ALICE}/home", body="for the laptop")
+        # alice's messages are routed in order, so a misrouted first message would have
+        # reached the laptop before the second one
+        assert laptop.messages.take(lambda m: m["body"] == "for the phone") is None
+        await phone.sync()
+        assert phone.messages.take(lambda m: m["body"] == "for the laptop") is None
+    run(body)
+
+
+def test_message_to_unknown_local_user_returns_service_unavailable(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        alice.chat(f"nobody@{DOMAIN}", "anyone there?")
+        err = await alice.expect_message(frm=f"nobody@{DOMAIN}", mtype="error")
+        assert error_condition(err) == "service-unavailable", str(err)
+    run(body)
+
+
+def test_roster_push_reaches_second_resource(users):
+    async def body():
+        first = await login(users, f"{ALICE}/first", PASSWORD)
+        second = await login(users, f"{ALICE}/second", PASSWORD)
+        await first.roster_set(CAROL, name="Carol")
+        for c in (first, second):
+            push = await c.roster_pushes.get(
+                lambda iq: CAROL in [str(j) for j in iq["roster"]["items"]],
+                what=f"roster push for carol to {c.boundjid}")
+            assert push["roster"]["items"][CAROL]["name"] == "Carol", str(push)
+            assert bare(push["from"]) in ("", ALICE), f"push from a foreign JID: {push}"
+        items = await second.roster_items()
+        assert items.get(CAROL, {}).get("name") == "Carol", items
+    run(body)
+
+
+def test_roster_survives_reconnect(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        await alice.roster_set(CAROL, name="Carol")
+        await alice.close()
+        again = await login(users, f"{ALICE}/home", PASSWORD)
+        items = await again.roster_items()
+        assert items.get(CAROL, {}).get("name") == "Carol", items
+    run(body)
+
+
+def test_initial_presence_is_reflected_to_sender_and_other_resources(users):
+    async def body():
+        first = await login(users, f"{ALICE}/first", PASSWORD)
+        await first.expect_presence(frm=f"{ALICE}/first", ptype="available")
+        second = await login(users, f"{ALICE}/second", PASSWORD)
+        await first.expect_presence(frm=f"{ALICE}/second", ptype="available")
+        await second.expect_presence(frm=f"{ALICE}/second", ptype="available")
+    run(body)
+
+
+def test_unavailable_presence_seen_when_contact_disconnects(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        await befriend(alice, bob)
+        await bob.close()
+        await alice.expect_presence(frm=f"{BOB}/work", ptype="unavailable")
+    run(body)
+
+
+def test_unavailable_presence_seen_when_contact_connection_drops(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        await befriend(alice, bob)
+        bob.abort()  # TCP closed without </stream:stream>
+        await alice.expect_presence(frm=f"{BOB}/work", ptype="unavailable")
+    run(body)
+
+
+def test_disco_info_of_server_lists_features(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD, online=False)
+        info = await alice["xep_0030"].get_info(jid=DOMAIN, local=False, timeout=10)
+        features = set(info["disco_info"]["features"])
+        for f in ("http://jabber.org/protocol/disco#info", "urn:xmpp:ping", "jabber:iq:version"):
+            assert f in features, f"{f} not in {sorted(features)}"
+        identities = {(i[0], i[1]) for i in info["disco_info"]["identities"]}
+        assert ("server", "im") in identities, identities
+    run(body)
+
+
+def test_ping_to_server_is_answered(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD, online=False)
+        iq = alice.make_iq_get(ito=DOMAIN)
+        iq.append(ET.Element(f"{{{NS_PING}}}ping"))
+        try:
+            result = await iq.send(timeout=10)
+        except IqError as e:
+            raise AssertionError(f"ping answered with an error: {e.iq}") from None
+        assert result["type"] == "result"
+        assert str(result["from"]) in (DOMAIN, ""), str(result)
+    run(body)
+
+
+def test_software_version_is_waddle(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD, online=False)
+        result = await alice["xep_0092"].get_version(DOMAIN, timeout=10)
+        version = result["software_version"]
+        assert version["name"] == "Waddle", str(result)
+        assert version["version"], str(result)
+    run(body)
+
+
+def test_iq_to_unknown_local_user_returns_service_unavailable(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD, online=False)
+        iq = alice.make_iq_get(queryxmlns="jabber:iq:version", ito=f"nobody@{DOMAIN}/res")
+        with pytest.raises(IqError) as exc:
+            await iq.send(timeout=10)
+        assert error_condition(exc.value.iq) == "service-unavailable", str(exc.value.iq)
+    run(body)

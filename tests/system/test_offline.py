@@ -1,0 +1,103 @@
+"""Offline messages (XEP-0160): stored while the recipient has no available resource,
+delivered at its next initial presence, and kept across a crash (kill -9) and restart."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from waddle_client import DOMAIN, PASSWORD, NS_DELAY, has_delay, login, run
+
+ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
+STORE_TIMEOUT = 10.0
+
+
+@pytest.fixture
+def users(server):
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    return server
+
+
+async def wait_stored(server, token: str, timeout: float = STORE_TIMEOUT) -> None:
+    """Bounded poll of the SQLite database until the message is committed there."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(server.db_contains, token):
+        if loop.time() > deadline:
+            raise AssertionError(
+                f"offline message {token} not found in {server.db_path} within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def send_while_bob_offline(server, bodies: list[str]) -> None:
+    async def body():
+        alice = await login(server, f"{ALICE}/home", PASSWORD)
+        for text in bodies:
+            alice.chat(BOB, text)
+        await alice.sync()
+        # nothing bounced: an offline message to an existing account is stored, not refused
+        assert alice.messages.take(lambda m: m["type"] == "error") is None, \
+            alice.messages.items
+        for text in bodies:
+            await wait_stored(server, text)
+    run(body)
+
+
+def assert_delivered_at_initial_presence(server, bodies: list[str]) -> None:
+    async def body():
+        bob = await login(server, f"{BOB}/phone", PASSWORD)  # roster + initial presence
+        for text in bodies:  # in the order they were sent
+            m = await bob.messages.get(lambda m: m["body"] in bodies,
+                                       what=f"offline message {text!r}")
+            assert m["body"] == text, f"offline messages out of order: got {m['body']!r}" \
+                f" while expecting {text!r}"
+            assert m["from"].bare == ALICE, str(m)
+            delay = has_delay(m)
+            assert delay is not None, f"no <delay xmlns='{NS_DELAY}'/> in {m}"
+            assert delay.get("stamp"), f"delay without stamp in {m}"
+            assert m["to"].bare == BOB, str(m)
+    run(body)
+
+
+def test_offline_message_delivered_after_kill9_and_restart(users):
+    text = f"while you were out {uuid.uuid4()}"
+    send_while_bob_offline(users, [text])
+    users.restart_after_kill9()
+    assert_delivered_at_initial_presence(users, [text])
+
+
+def test_offline_messages_keep_order_after_graceful_restart(users):
+    texts = [f"offline {i} {uuid.uuid4()}" for i in range(3)]
+    send_while_bob_offline(users, texts)
+    users.restart()
+    assert_delivered_at_initial_presence(users, texts)
+
+
+def test_offline_message_waits_for_initial_presence(users):
+    text = f"deliver me on presence {uuid.uuid4()}"
+    send_while_bob_offline(users, [text])
+
+    async def body():
+        bob = await login(users, f"{BOB}/phone", PASSWORD, online=False)
+        await bob.get_roster(timeout=10)
+        await bob.sync()
+        assert bob.messages.take(lambda m: m["body"] == text) is None, (
+            "offline message delivered before initial presence")
+        bob.send_presence()
+        m = await bob.expect_message(frm=ALICE, body=text)
+        assert has_delay(m) is not None, str(m)
+    run(body)
+
+
+def test_offline_message_delivered_once(users):
+    text = f"only once {uuid.uuid4()}"
+    send_while_bob_offline(users, [text])
+    assert_delivered_at_initial_presence(users, [text])
+
+    async def body():
+        bob = await login(users, f"{BOB}/again", PASSWORD)
+        await bob.sync()
+        assert bob.messages.take(lambda m: m["body"] == text) is None, (
+            "offline message delivered a second time")
+    run(body)

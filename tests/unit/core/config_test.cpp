@@ -1,0 +1,542 @@
+// Tests for the TOML configuration loader: mapping, defaults, bounds and error locations.
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace waddle::core {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+const fs::path kExample =
+    fs::path(__FILE__).parent_path() / ".." / ".." / ".." / "config" / "waddle.example.toml";
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::path(::testing::TempDir()) /
+           (std::string("waddle_config_") + info->name() + "_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& content) {
+    const fs::path p = dir_ / name;
+    std::ofstream(p) << content;
+    return p.string();
+  }
+
+  // The message of the ConfigError that parsing `text` as "w.toml" throws.
+  static std::string error_of(const std::string& text) {
+    try {
+      parse_config(text, "w.toml");
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "no ConfigError for:\n" << text;
+    return "";
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ConfigTest, Defaults_MatchDocumentedValues) {
+  const Config c = default_config();
+  EXPECT_EQ(c.source, "");
+  EXPECT_EQ(c.server.domains, std::vector<std::string>{"localhost"});
+  EXPECT_TRUE(c.server.listen.empty());
+  EXPECT_EQ(c.server.log_level, "info");
+  EXPECT_EQ(c.server.data_dir, "./data");
+  EXPECT_EQ(c.server.shutdown_timeout, seconds(5));
+  EXPECT_EQ(c.c2s.port, 5222);
+  EXPECT_EQ(c.c2s.limits.max_stanza_size, 256u * 1024);
+  EXPECT_EQ(c.s2s.port, 5269);
+  EXPECT_EQ(c.s2s.policy, "open");
+  EXPECT_EQ(c.s2s.retry.max_retries, 3u);
+  EXPECT_EQ(c.storage.backend, "sqlite");
+  EXPECT_EQ(c.storage_path(), "./data/waddle.db");
+}
+
+TEST_F(ConfigTest, StoragePath_PrefersExplicitPath) {
+  Config c = parse_config("[server]\ndata_dir = \"/var/lib/waddle\"\n", "w.toml");
+  EXPECT_EQ(c.storage_path(), "/var/lib/waddle/waddle.db");
+  c = parse_config("[storage]\npath = \"/srv/w.db\"\n", "w.toml");
+  EXPECT_EQ(c.storage_path(), "/srv/w.db");
+}
+
+TEST_F(ConfigTest, EmptyFile_GivesDefaults) {
+  const Config c = parse_config("", "w.toml");
+  const Config d = default_config();
+  EXPECT_EQ(c.server.domains, d.server.domains);
+  EXPECT_EQ(c.c2s.port, d.c2s.port);
+  EXPECT_EQ(c.source, "");
+}
+
+TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
+  const Config c = load_config(kExample.string());
+  const Config d = default_config();
+  EXPECT_EQ(c.source, kExample.string());
+  EXPECT_EQ(c.server.domains, d.server.domains);
+  EXPECT_EQ(c.server.listen, d.server.listen);
+  EXPECT_EQ(c.server.log_level, d.server.log_level);
+  EXPECT_EQ(c.server.data_dir, d.server.data_dir);
+  EXPECT_EQ(c.server.shutdown_timeout, d.server.shutdown_timeout);
+  EXPECT_EQ(c.tls.default_cert.cert, d.tls.default_cert.cert);
+  EXPECT_EQ(c.tls.default_cert.key, d.tls.default_cert.key);
+  EXPECT_TRUE(c.tls.domains.empty());
+  EXPECT_EQ(c.tls.ca_file, d.tls.ca_file);
+  EXPECT_EQ(c.tls.c2s_min_version, d.tls.c2s_min_version);
+  EXPECT_EQ(c.c2s.enabled, d.c2s.enabled);
+  EXPECT_EQ(c.c2s.port, d.c2s.port);
+  EXPECT_EQ(c.c2s.direct_tls_port, d.c2s.direct_tls_port);
+  EXPECT_EQ(c.c2s.allow_registration, d.c2s.allow_registration);
+  EXPECT_EQ(c.c2s.max_auth_failures, d.c2s.max_auth_failures);
+  EXPECT_EQ(c.c2s.max_offline_messages, d.c2s.max_offline_messages);
+  EXPECT_EQ(c.c2s.limits.max_stanza_size, d.c2s.limits.max_stanza_size);
+  EXPECT_EQ(c.c2s.limits.max_depth, d.c2s.limits.max_depth);
+  EXPECT_EQ(c.c2s.limits.max_attributes, d.c2s.limits.max_attributes);
+  EXPECT_EQ(c.c2s.limits.max_header_size, d.c2s.limits.max_header_size);
+  EXPECT_EQ(c.c2s.limits.handshake_timeout, d.c2s.limits.handshake_timeout);
+  EXPECT_EQ(c.storage.backend, d.storage.backend);
+  EXPECT_EQ(c.storage.path, d.storage.path);
+  EXPECT_EQ(c.s2s.enabled, d.s2s.enabled);
+  EXPECT_EQ(c.s2s.port, d.s2s.port);
+  EXPECT_EQ(c.s2s.cert_path, d.s2s.cert_path);
+  EXPECT_EQ(c.s2s.key_path, d.s2s.key_path);
+  EXPECT_EQ(c.s2s.connect_timeout, d.s2s.connect_timeout);
+  EXPECT_EQ(c.s2s.idle_timeout, d.s2s.idle_timeout);
+  EXPECT_EQ(c.s2s.max_connections_per_domain, d.s2s.max_connections_per_domain);
+  EXPECT_EQ(c.s2s.policy, d.s2s.policy);
+  EXPECT_EQ(c.s2s.allowed_domains, d.s2s.allowed_domains);
+  EXPECT_EQ(c.s2s.blocked_domains, d.s2s.blocked_domains);
+  EXPECT_EQ(c.s2s.retry.max_retries, d.s2s.retry.max_retries);
+  EXPECT_EQ(c.s2s.retry.initial_delay, d.s2s.retry.initial_delay);
+  EXPECT_EQ(c.s2s.retry.max_delay, d.s2s.retry.max_delay);
+  EXPECT_EQ(c.s2s.retry.backoff_multiplier, d.s2s.retry.backoff_multiplier);
+  EXPECT_EQ(c.dns.nameservers, d.dns.nameservers);
+}
+
+TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
+  const toml::table t = toml::parse_file(kExample.string());
+  for (const char* key : {"server.domains",
+                          "server.listen",
+                          "server.log_level",
+                          "server.data_dir",
+                          "server.shutdown_timeout",
+                          "tls.ca_file",
+                          "tls.c2s_min_version",
+                          "c2s.enabled",
+                          "c2s.port",
+                          "c2s.direct_tls_port",
+                          "c2s.allow_registration",
+                          "c2s.max_auth_failures",
+                          "c2s.max_offline_messages",
+                          "c2s.limits.max_stanza_size",
+                          "c2s.limits.max_depth",
+                          "c2s.limits.max_attributes",
+                          "c2s.limits.max_header_size",
+                          "c2s.limits.handshake_timeout",
+                          "storage.backend",
+                          "storage.path",
+                          "s2s.enabled",
+                          "s2s.port",
+                          "s2s.connect_timeout",
+                          "s2s.idle_timeout",
+                          "s2s.max_connections_per_domain",
+                          "s2s.policy",
+                          "s2s.allowed_domains",
+                          "s2s.blocked_domains",
+                          "s2s.retry.max_retries",
+                          "s2s.retry.initial_delay",
+                          "s2s.retry.max_delay",
+                          "s2s.retry.backoff_multiplier",
+                          "dns.nameservers"}) {
+    EXPECT_TRUE(t.at_path(key)) << key;
+  }
+  // Certificate paths cannot be active (the files do not exist) but must be shown.
+  std::ifstream in(kExample);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* line :
+       {"# cert = ", "# key = ", "# [tls.domains.", "# cert_path = ", "# key_path = "}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
+}
+
+TEST_F(ConfigTest, FullFile_MapsEveryKey) {
+  const std::string cert = write("c.pem", "cert");
+  const std::string key = write("k.pem", "key");
+  const std::string text = R"(
+[server]
+domains = ["Example.ORG", "münchen.example."]
+listen = ["::", "127.0.0.1"]
+log_level = "debug"
+data_dir = "/var/lib/waddle"
+shutdown_timeout = "250ms"
+
+[tls]
+cert = "CERT"
+key = "KEY"
+ca_file = "CERT"
+c2s_min_version = "1.3"
+
+[tls.domains."Conference.Example.org"]
+cert = "CERT"
+key = "KEY"
+
+[c2s]
+enabled = false
+port = 15222
+direct_tls_port = 15223
+allow_registration = true
+max_auth_failures = 5
+max_offline_messages = 0
+
+[c2s.limits]
+max_stanza_size = 1048576
+max_depth = 32
+max_attributes = 16
+max_header_size = 8192
+handshake_timeout = "1m"
+
+[storage]
+backend = "sqlite"
+path = "/srv/waddle.db"
+
+[s2s]
+enabled = false
+port = 15269
+cert_path = "CERT"
+key_path = "KEY"
+connect_timeout = "5s"
+idle_timeout = "1h"
+max_connections_per_domain = 2
+policy = "allowlist"
+allowed_domains = ["waddle.social", "Trusted.Example"]
+blocked_domains = ["spam.example"]
+
+[s2s.retry]
+max_retries = 0
+initial_delay = "500ms"
+max_delay = "2m"
+backoff_multiplier = 3
+
+[dns]
+nameservers = ["127.0.0.53", "192.0.2.53:5353", "[2001:db8::53]:53", "::1"]
+)";
+  std::string full = text;
+  for (auto [from, to] : {std::pair{std::string("\"CERT\""), "\"" + cert + "\""},
+                          std::pair{std::string("\"KEY\""), "\"" + key + "\""}}) {
+    for (auto pos = full.find(from); pos != std::string::npos; pos = full.find(from)) {
+      full.replace(pos, from.size(), to);
+    }
+  }
+
+  const Config c = parse_config(full, "w.toml");
+  EXPECT_EQ(c.server.domains, (std::vector<std::string>{"example.org", "xn--mnchen-3ya.example"}));
+  EXPECT_EQ(c.server.listen, (std::vector<std::string>{"::", "127.0.0.1"}));
+  EXPECT_EQ(c.server.log_level, "debug");
+  EXPECT_EQ(c.server.data_dir, "/var/lib/waddle");
+  EXPECT_EQ(c.server.shutdown_timeout, milliseconds(250));
+  EXPECT_EQ(c.tls.default_cert.cert, cert);
+  EXPECT_EQ(c.tls.default_cert.key, key);
+  EXPECT_EQ(c.tls.ca_file, cert);
+  EXPECT_EQ(c.tls.c2s_min_version, "1.3");
+  ASSERT_EQ(c.tls.domains.size(), 1u);
+  EXPECT_EQ(c.tls.domains.at("conference.example.org").cert, cert);
+  EXPECT_EQ(c.tls.domains.at("conference.example.org").key, key);
+  EXPECT_FALSE(c.c2s.enabled);
+  EXPECT_EQ(c.c2s.port, 15222);
+  EXPECT_EQ(c.c2s.direct_tls_port, 15223);
+  EXPECT_TRUE(c.c2s.allow_registration);
+  EXPECT_EQ(c.c2s.max_auth_failures, 5u);
+  EXPECT_EQ(c.c2s.max_offline_messages, 0u);
+  EXPECT_EQ(c.c2s.limits.max_stanza_size, 1048576u);
+  EXPECT_EQ(c.c2s.limits.max_depth, 32u);
+  EXPECT_EQ(c.c2s.limits.max_attributes, 16u);
+  EXPECT_EQ(c.c2s.limits.max_header_size, 8192u);
+  EXPECT_EQ(c.c2s.limits.handshake_timeout, seconds(60));
+  EXPECT_EQ(c.storage.path, "/srv/waddle.db");
+  EXPECT_EQ(c.storage_path(), "/srv/waddle.db");
+  EXPECT_FALSE(c.s2s.enabled);
+  EXPECT_EQ(c.s2s.port, 15269);
+  EXPECT_EQ(c.s2s.cert_path, cert);
+  EXPECT_EQ(c.s2s.key_path, key);
+  EXPECT_EQ(c.s2s.connect_timeout, seconds(5));
+  EXPECT_EQ(c.s2s.idle_timeout, seconds(3600));
+  EXPECT_EQ(c.s2s.max_connections_per_domain, 2u);
+  EXPECT_EQ(c.s2s.policy, "allowlist");
+  EXPECT_EQ(c.s2s.allowed_domains, (std::vector<std::string>{"waddle.social", "trusted.example"}));
+  EXPECT_EQ(c.s2s.blocked_domains, std::vector<std::string>{"spam.example"});
+  EXPECT_EQ(c.s2s.retry.max_retries, 0u);
+  EXPECT_EQ(c.s2s.retry.initial_delay, milliseconds(500));
+  EXPECT_EQ(c.s2s.retry.max_delay, seconds(120));
+  EXPECT_EQ(c.s2s.retry.backoff_multiplier, 3.0);
+  EXPECT_EQ(c.dns.nameservers, (std::vector<std::string>{"127.0.0.53", "192.0.2.53:5353",
+                                                         "[2001:db8::53]:53", "::1"}));
+}
+
+TEST_F(ConfigTest, MissingKeys_KeepDefaults) {
+  const Config c = parse_config("[c2s]\nport = 5223\n", "w.toml");
+  EXPECT_EQ(c.c2s.port, 5223);
+  EXPECT_TRUE(c.c2s.enabled);
+  EXPECT_EQ(c.c2s.limits.max_depth, 64u);
+  EXPECT_EQ(c.server.domains, std::vector<std::string>{"localhost"});
+}
+
+TEST_F(ConfigTest, UnknownKey_ReportsFileLineAndPath) {
+  EXPECT_EQ(error_of("[server]\ndomains = [\"a.example\"]\nbogus = 1\n"),
+            "w.toml:3:1: server.bogus: unknown key");
+  EXPECT_EQ(error_of("\n\n[c2s.limits]\nmax_depth = 8\nmax_deepth = 9\n"),
+            "w.toml:5:1: c2s.limits.max_deepth: unknown key");
+  EXPECT_EQ(error_of("top = 1\n"), "w.toml:1:1: top: unknown key");
+  // The first unknown key in the file is reported, not the first in alphabetical order.
+  EXPECT_EQ(error_of("[dns]\nzzz = 1\naaa = 2\n"), "w.toml:2:1: dns.zzz: unknown key");
+}
+
+TEST_F(ConfigTest, UnknownTable_ReportsFileLineAndPath) {
+  EXPECT_EQ(error_of("[server]\nlog_level = \"info\"\n\n[bogus]\nx = 1\n"),
+            "w.toml:4:2: bogus: unknown table");
+  EXPECT_EQ(error_of("[s2s]\nport = 5269\n[s2s.retries]\n"),
+            "w.toml:3:6: s2s.retries: unknown table");
+  EXPECT_EQ(error_of("[tls.domains.\"example.org\".extra]\n"),
+            "w.toml:1:28: tls.domains.\"example.org\".extra: unknown table");
+}
+
+TEST_F(ConfigTest, WrongType_IsAnError) {
+  EXPECT_EQ(error_of("[c2s]\nport = \"abc\"\n"),
+            "w.toml:2:1: c2s.port: expected an integer between 1 and 65535, got \"abc\"");
+  EXPECT_EQ(error_of("[c2s]\nport = \"5222\"\n"),
+            "w.toml:2:1: c2s.port: expected an integer between 1 and 65535, got \"5222\"");
+  EXPECT_EQ(error_of("[c2s]\nport = 5222.0\n"),
+            "w.toml:2:1: c2s.port: expected an integer between 1 and 65535, got 5222.0");
+  EXPECT_EQ(error_of("[c2s]\nenabled = \"true\"\n"),
+            "w.toml:2:1: c2s.enabled: expected a boolean (true or false), got \"true\"");
+  EXPECT_EQ(error_of("[c2s]\nallow_registration = 1\n"),
+            "w.toml:2:1: c2s.allow_registration: expected a boolean (true or false), got 1");
+  EXPECT_EQ(error_of("[server]\ndomains = \"example.org\"\n"),
+            "w.toml:2:1: server.domains: expected an array of strings, got \"example.org\"");
+  EXPECT_EQ(error_of("[server]\ndomains = [\"a.example\", 5]\n"),
+            "w.toml:2:25: server.domains[1]: expected a domain name, got 5");
+  EXPECT_EQ(error_of("[storage]\npath = 5\n"),
+            "w.toml:2:1: storage.path: expected a string, got 5");
+  EXPECT_EQ(error_of("server = 5\n"), "w.toml:1:1: server: expected a table, got 5");
+  EXPECT_EQ(error_of("[[server]]\n"), "w.toml:1:3: server: expected a table, got an array");
+  EXPECT_EQ(error_of("[c2s]\nlimits = 5\n"), "w.toml:2:1: c2s.limits: expected a table, got 5");
+}
+
+TEST_F(ConfigTest, OutOfRange_IsAnError) {
+  EXPECT_EQ(error_of("[c2s]\nport = 70000\n"),
+            "w.toml:2:1: c2s.port: expected an integer between 1 and 65535, got 70000");
+  EXPECT_EQ(error_of("[c2s]\nport = 0\n"),
+            "w.toml:2:1: c2s.port: expected an integer between 1 and 65535, got 0");
+  EXPECT_EQ(error_of("[c2s]\nmax_auth_failures = 0\n"),
+            "w.toml:2:1: c2s.max_auth_failures: expected an integer between 1 and 100, got 0");
+  EXPECT_EQ(error_of("[c2s.limits]\nmax_stanza_size = 1023\n"),
+            "w.toml:2:1: c2s.limits.max_stanza_size: expected an integer between 1024 and "
+            "67108864, got 1023");
+  EXPECT_EQ(error_of("[c2s]\nmax_offline_messages = -1\n"),
+            "w.toml:2:1: c2s.max_offline_messages: expected an integer between 0 and 1000000, "
+            "got -1");
+  EXPECT_EQ(error_of("[s2s]\nmax_connections_per_domain = 101\n"),
+            "w.toml:2:1: s2s.max_connections_per_domain: expected an integer between 1 and 100, "
+            "got 101");
+  EXPECT_EQ(error_of("[s2s.retry]\nbackoff_multiplier = 0.5\n"),
+            "w.toml:2:1: s2s.retry.backoff_multiplier: expected a number between 1.0 and 10.0, "
+            "got 0.5");
+  EXPECT_EQ(error_of("[s2s.retry]\nbackoff_multiplier = nan\n"),
+            "w.toml:2:1: s2s.retry.backoff_multiplier: expected a number between 1.0 and 10.0, "
+            "got nan");
+  EXPECT_EQ(error_of("[s2s.retry]\nbackoff_multiplier = 11\n"),
+            "w.toml:2:1: s2s.retry.backoff_multiplier: expected a number between 1.0 and 10.0, "
+            "got 11");
+}
+
+TEST_F(ConfigTest, Choices_RejectOtherValues) {
+  EXPECT_EQ(error_of("[server]\nlog_level = \"verbose\"\n"),
+            "w.toml:2:1: server.log_level: expected one of \"trace\", \"debug\", \"info\", "
+            "\"warn\", \"error\", \"off\", got \"verbose\"");
+  EXPECT_EQ(error_of("[tls]\nc2s_min_version = 1.3\n"),
+            "w.toml:2:1: tls.c2s_min_version: expected one of \"1.2\", \"1.3\", got 1.3");
+  EXPECT_EQ(error_of("[server]\nlog_level = \"in\\nfo\"\n"),
+            "w.toml:2:1: server.log_level: expected one of \"trace\", \"debug\", \"info\", "
+            "\"warn\", \"error\", \"off\", got \"in\\u000Afo\"");
+  EXPECT_EQ(error_of("[storage]\nbackend = \"postgres\"\n"),
+            "w.toml:2:1: storage.backend: expected one of \"sqlite\", got \"postgres\"");
+  EXPECT_EQ(error_of("[s2s]\npolicy = \"closed\"\n"),
+            "w.toml:2:1: s2s.policy: expected one of \"open\", \"allowlist\", \"blocklist\", "
+            "got \"closed\"");
+}
+
+TEST_F(ConfigTest, Allowlist_MayBeEmpty) {
+  const Config c = parse_config("[s2s]\npolicy = \"allowlist\"\nallowed_domains = []\n", "w.toml");
+  EXPECT_EQ(c.s2s.policy, "allowlist");
+  EXPECT_TRUE(c.s2s.allowed_domains.empty());
+}
+
+TEST_F(ConfigTest, BadDuration_IsAnError) {
+  const std::string expected =
+      "expected a positive duration such as \"250ms\", \"10s\", \"5m\" or \"1h\", got ";
+  EXPECT_EQ(error_of("[s2s]\nconnect_timeout = \"10 s\"\n"),
+            "w.toml:2:1: s2s.connect_timeout: " + expected + "\"10 s\"");
+  EXPECT_EQ(error_of("[s2s]\nidle_timeout = 300\n"),
+            "w.toml:2:1: s2s.idle_timeout: " + expected + "300");
+  EXPECT_EQ(error_of("[server]\nshutdown_timeout = \"0s\"\n"),
+            "w.toml:2:1: server.shutdown_timeout: " + expected + "\"0s\"");
+  EXPECT_EQ(error_of("\n[c2s.limits]\nhandshake_timeout = \"1d\"\n"),
+            "w.toml:3:1: c2s.limits.handshake_timeout: " + expected + "\"1d\"");
+  EXPECT_EQ(error_of("[s2s.retry]\ninitial_delay = \"-1s\"\n"),
+            "w.toml:2:1: s2s.retry.initial_delay: " + expected + "\"-1s\"");
+}
+
+TEST_F(ConfigTest, RetryDelays_MaxNotBelowInitial) {
+  EXPECT_EQ(error_of("[s2s.retry]\ninitial_delay = \"1m\"\nmax_delay = \"30s\"\n"),
+            "w.toml:3:1: s2s.retry.max_delay: max_delay (30s) must not be shorter than "
+            "initial_delay (1m)");
+  EXPECT_EQ(error_of("[s2s.retry]\ninitial_delay = \"1m\"\n"),
+            "w.toml:2:1: s2s.retry.initial_delay: max_delay (30s) must not be shorter than "
+            "initial_delay (1m)");
+}
+
+TEST_F(ConfigTest, MissingFile_ReportsStrerror) {
+  const std::string path = (dir_ / "absent.toml").string();
+  try {
+    load_config(path);
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": cannot read: No such file or directory");
+  }
+}
+
+TEST_F(ConfigTest, DirectoryAsFile_ReportsStrerror) {
+  try {
+    load_config(dir_.string());
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), dir_.string() + ": cannot read: Is a directory");
+  }
+}
+
+TEST_F(ConfigTest, LoadConfig_ErrorsNameTheFile) {
+  const std::string path = write("waddle.toml", "[server]\n\n\ndata_dir = false\n");
+  try {
+    load_config(path);
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              path + ":4:1: server.data_dir: expected a non-empty string, got false");
+  }
+}
+
+TEST_F(ConfigTest, LoadConfig_SetsSource) {
+  const std::string path = write("waddle.toml", "[server]\ndomains = [\"example.net\"]\n");
+  const Config c = load_config(path);
+  EXPECT_EQ(c.source, path);
+  EXPECT_EQ(c.server.domains, std::vector<std::string>{"example.net"});
+}
+
+TEST_F(ConfigTest, UnreadableCert_ReportsFileLineKeyAndReason) {
+  const std::string key = write("k.pem", "key");
+  EXPECT_EQ(error_of("[tls]\n\n\n\ncert = \"/nope.pem\"\nkey = \"" + key + "\"\n"),
+            "w.toml:5:1: tls.cert: cannot read \"/nope.pem\": No such file or directory");
+  EXPECT_EQ(error_of("[s2s]\nkey_path = \"" + dir_.string() + "\"\n"),
+            "w.toml:2:1: s2s.key_path: cannot read \"" + dir_.string() + "\": Is a directory");
+  EXPECT_EQ(error_of("[tls]\nca_file = \"/nope/ca.pem\"\n"),
+            "w.toml:2:1: tls.ca_file: cannot read \"/nope/ca.pem\": No such file or directory");
+  EXPECT_EQ(
+      error_of("[tls.domains.\"example.org\"]\ncert = \"" + key + "\"\nkey = \"/nope.key\"\n"),
+      "w.toml:3:1: tls.domains.\"example.org\".key: cannot read \"/nope.key\": No such file "
+      "or directory");
+}
+
+TEST_F(ConfigTest, CertWithoutKey_IsAnError) {
+  const std::string cert = write("c.pem", "cert");
+  EXPECT_EQ(error_of("[tls]\ncert = \"" + cert + "\"\n"),
+            "w.toml:2:1: tls.cert: tls.cert and tls.key must be set together");
+  EXPECT_EQ(error_of("[tls]\nkey = \"" + cert + "\"\n"),
+            "w.toml:2:1: tls.key: tls.cert and tls.key must be set together");
+  EXPECT_EQ(error_of("[s2s]\nkey_path = \"" + cert + "\"\n"),
+            "w.toml:2:1: s2s.key_path: cert_path and key_path must be set together");
+}
+
+TEST_F(ConfigTest, TlsDomain_NeedsCertAndKey) {
+  const std::string cert = write("c.pem", "cert");
+  EXPECT_EQ(error_of("[tls.domains.\"example.org\"]\ncert = \"" + cert + "\"\n"),
+            "w.toml:1:14: tls.domains.\"example.org\".key: missing; a domain needs both cert "
+            "and key");
+  EXPECT_EQ(error_of("[tls.domains.\"example.org\"]\ncert = \"" + cert + "\"\nkye = \"x\"\n"),
+            "w.toml:3:1: tls.domains.\"example.org\".kye: unknown key");
+  EXPECT_EQ(error_of("[tls.domains.\"exa mple.org\"]\n"),
+            "w.toml:1:14: tls.domains.\"exa mple.org\": expected a domain name as the table name");
+  EXPECT_EQ(error_of("[tls.domains]\n\"example.org\" = \"x\"\n"),
+            "w.toml:2:1: tls.domains.\"example.org\": expected a table, got \"x\"");
+}
+
+TEST_F(ConfigTest, Domains_ArePreparedAndValidated) {
+  EXPECT_EQ(error_of("[server]\ndomains = []\n"),
+            "w.toml:2:1: server.domains: expected at least one");
+  EXPECT_EQ(error_of("[server]\ndomains = [\"ok.example\",\n  \"bad domain\"]\n"),
+            "w.toml:3:3: server.domains[1]: expected a domain name, got \"bad domain\"");
+  EXPECT_EQ(error_of("[server]\ndomains = [\"a.example\", \"A.EXAMPLE.\"]\n"),
+            "w.toml:2:25: server.domains[1]: duplicate \"a.example\"");
+  EXPECT_EQ(error_of("[s2s]\nblocked_domains = [\"spam@example\"]\n"),
+            "w.toml:2:20: s2s.blocked_domains[0]: expected a domain name, got \"spam@example\"");
+}
+
+TEST_F(ConfigTest, Listen_AcceptsOnlyIpLiterals) {
+  const Config c = parse_config("[server]\nlisten = [\"0.0.0.0\", \"::1\"]\n", "w.toml");
+  EXPECT_EQ(c.server.listen, (std::vector<std::string>{"0.0.0.0", "::1"}));
+  EXPECT_EQ(error_of("[server]\nlisten = [\"localhost\"]\n"),
+            "w.toml:2:11: server.listen[0]: expected an IP address, got \"localhost\"");
+  EXPECT_EQ(error_of("[server]\nlisten = [\"[::1]\"]\n"),
+            "w.toml:2:11: server.listen[0]: expected an IP address, got \"[::1]\"");
+  EXPECT_EQ(error_of("[server]\nlisten = [\"127.0.0.1:5222\"]\n"),
+            "w.toml:2:11: server.listen[0]: expected an IP address, got \"127.0.0.1:5222\"");
+}
+
+TEST_F(ConfigTest, Nameservers_AcceptAddressWithOptionalPort) {
+  for (const char* ok :
+       {"127.0.0.53", "127.0.0.53:53", "::1", "[::1]", "[::1]:5353", "192.0.2.1:65535"}) {
+    EXPECT_NO_THROW(parse_config(std::string("[dns]\nnameservers = [\"") + ok + "\"]\n", "w.toml"))
+        << ok;
+  }
+  for (const char* bad : {"ns.example", "127.0.0.53:0", "127.0.0.53:65536", "127.0.0.53:",
+                          "::1:53x", "[::1]53", "[::1", "[127.0.0.1]:53", "1.2.3.4:5:6", ""}) {
+    const std::string message = error_of(std::string("[dns]\nnameservers = [\"") + bad + "\"]\n");
+    EXPECT_EQ(message.rfind("w.toml:2:16: dns.nameservers[0]: expected an address", 0), 0u)
+        << bad << " -> " << message;
+  }
+}
+
+TEST_F(ConfigTest, Ports_MustNotCollide) {
+  EXPECT_EQ(error_of("[c2s]\nport = 5223\ndirect_tls_port = 5223\n"),
+            "w.toml:3:1: c2s.direct_tls_port: c2s.port and c2s.direct_tls_port are equal");
+  EXPECT_EQ(error_of("[s2s]\nport = 5222\n"),
+            "w.toml:2:1: s2s.port: port 5222 is used by both c2s and s2s");
+  EXPECT_EQ(error_of("[c2s]\nport = 5269\n"),
+            "w.toml:2:1: c2s.port: port 5269 is used by both c2s and s2s");
+  EXPECT_NO_THROW(parse_config("[c2s]\nenabled = false\nport = 5269\n", "w.toml"));
+}
+
+TEST_F(ConfigTest, SyntaxError_ReportsParserLocation) {
+  const std::string message = error_of("[server]\nlog_level = \"info\"\ndata_dir = \n");
+  EXPECT_EQ(message.rfind("w.toml:3:", 0), 0u) << message;
+  EXPECT_NE(message.find(": syntax error: "), std::string::npos) << message;
+
+  const std::string dup = error_of("[c2s]\nport = 1\n\nport = 2\n");
+  EXPECT_EQ(dup.rfind("w.toml:4:", 0), 0u) << dup;
+
+  const std::string unclosed = error_of("\n\n[server\n");
+  EXPECT_EQ(unclosed.rfind("w.toml:3:", 0), 0u) << unclosed;
+}
+
+}  // namespace
+}  // namespace waddle::core

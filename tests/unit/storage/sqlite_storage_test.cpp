@@ -1,0 +1,393 @@
+// SqliteStorage against real database files in a temporary directory: accounts, rosters,
+// offline messages, persistence, schema version and open failures.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "storage/storage.h"
+
+namespace waddle::storage {
+namespace {
+
+namespace fs = std::filesystem;
+using c2s::sasl::ScramCredentials;
+using c2s::sasl::ScramHash;
+
+class SqliteStorageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "waddle-storage-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    path_ = (dir_ / "waddle.db").string();
+    db_ = open_sqlite(path_);
+  }
+  void TearDown() override {
+    db_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void reopen() {
+    db_.reset();
+    db_ = open_sqlite(path_);
+  }
+
+  // Reads one integer/text PRAGMA through a separate connection.
+  std::string pragma(const std::string& name) const {
+    sqlite3* raw = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    std::string out;
+    const std::string sql = "PRAGMA " + name;
+    if (sqlite3_prepare_v2(raw, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close_v2(raw);
+    return out;
+  }
+
+  static Account account(const std::string& domain, const std::string& username,
+                         const std::string& password = "pencil") {
+    Account a;
+    a.domain = domain;
+    a.username = username;
+    a.sha1 = c2s::sasl::make_credentials(ScramHash::kSha1, password);
+    a.sha256 = c2s::sasl::make_credentials(ScramHash::kSha256, password);
+    return a;
+  }
+
+  static RosterItem item(const std::string& jid, std::vector<std::string> groups = {}) {
+    RosterItem i;
+    i.jid = jid;
+    i.name = "Name of " + jid;
+    i.groups = std::move(groups);
+    i.subscription = Subscription::kBoth;
+    return i;
+  }
+
+  fs::path dir_;
+  std::string path_;
+  std::unique_ptr<Storage> db_;
+};
+
+// --- accounts ---
+
+TEST_F(SqliteStorageTest, CreateAccount_GetReturnsIt) {
+  const Account a = account("example.org", "juliet");
+  EXPECT_TRUE(db_->create_account(a));
+  const auto got = db_->get_account("example.org", "juliet");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->domain, "example.org");
+  EXPECT_EQ(got->username, "juliet");
+  EXPECT_EQ(got->sha1, a.sha1);
+  EXPECT_EQ(got->sha256, a.sha256);
+  EXPECT_TRUE(c2s::sasl::verify_password(ScramHash::kSha256, got->sha256, "pencil"));
+}
+
+TEST_F(SqliteStorageTest, CreateAccount_DuplicateRefusedAndOriginalKept) {
+  const Account a = account("example.org", "juliet", "first");
+  ASSERT_TRUE(db_->create_account(a));
+  EXPECT_FALSE(db_->create_account(account("example.org", "juliet", "second")));
+  EXPECT_EQ(db_->get_account("example.org", "juliet")->sha256, a.sha256);
+}
+
+TEST_F(SqliteStorageTest, SameUsernameOtherDomain_Distinct) {
+  ASSERT_TRUE(db_->create_account(account("example.org", "juliet")));
+  EXPECT_TRUE(db_->create_account(account("example.net", "juliet")));
+  EXPECT_FALSE(db_->get_account("example.com", "juliet"));
+  EXPECT_FALSE(db_->get_account("example.org", "romeo"));
+}
+
+TEST_F(SqliteStorageTest, BinaryAndEmptyCredentials_RoundTrip) {
+  Account a;
+  a.domain = "example.org";
+  a.username = "bin";
+  a.sha1.salt = std::string("\0\x01\xff\0", 4);
+  a.sha1.iterations = 4294967295u;
+  a.sha1.stored_key = std::string(20, '\0');
+  a.sha1.server_key = std::string("\x80\x7f", 2);
+  // a.sha256 stays empty: an account created before SHA-256 credentials existed.
+  ASSERT_TRUE(db_->create_account(a));
+  const auto got = db_->get_account("example.org", "bin");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->sha1, a.sha1);
+  EXPECT_EQ(got->sha256, ScramCredentials{});
+  EXPECT_TRUE(got->sha256.empty());
+}
+
+TEST_F(SqliteStorageTest, SetCredentials_ReplacesBoth) {
+  ASSERT_TRUE(db_->create_account(account("example.org", "juliet", "old")));
+  const Account fresh = account("example.org", "juliet", "new");
+  EXPECT_TRUE(db_->set_credentials("example.org", "juliet", fresh.sha1, fresh.sha256));
+  const auto got = db_->get_account("example.org", "juliet");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->sha1, fresh.sha1);
+  EXPECT_EQ(got->sha256, fresh.sha256);
+  EXPECT_TRUE(c2s::sasl::verify_password(ScramHash::kSha1, got->sha1, "new"));
+  EXPECT_FALSE(c2s::sasl::verify_password(ScramHash::kSha1, got->sha1, "old"));
+}
+
+TEST_F(SqliteStorageTest, SetCredentials_UnknownAccountFalse) {
+  const Account a = account("example.org", "ghost");
+  EXPECT_FALSE(db_->set_credentials("example.org", "ghost", a.sha1, a.sha256));
+  EXPECT_FALSE(db_->get_account("example.org", "ghost"));
+}
+
+TEST_F(SqliteStorageTest, ListAccounts_SortedPerDomain) {
+  ASSERT_TRUE(db_->create_account(account("example.org", "romeo")));
+  ASSERT_TRUE(db_->create_account(account("example.org", "juliet")));
+  ASSERT_TRUE(db_->create_account(account("example.net", "nurse")));
+  EXPECT_EQ(db_->list_accounts("example.org"), (std::vector<std::string>{"juliet", "romeo"}));
+  EXPECT_EQ(db_->list_accounts("example.net"), (std::vector<std::string>{"nurse"}));
+  EXPECT_TRUE(db_->list_accounts("example.com").empty());
+}
+
+TEST_F(SqliteStorageTest, DeleteAccount_RemovesRosterAndOffline) {
+  ASSERT_TRUE(db_->create_account(account("example.org", "juliet")));
+  ASSERT_TRUE(db_->create_account(account("example.org", "romeo")));  // distractor
+  db_->roster_put("example.org", "juliet", item("romeo@example.org"));
+  db_->roster_put("example.org", "romeo", item("juliet@example.org"));
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message/>", 10));
+  ASSERT_TRUE(db_->offline_store("example.org", "romeo", "<message/>", 10));
+
+  EXPECT_TRUE(db_->delete_account("example.org", "juliet"));
+  EXPECT_FALSE(db_->get_account("example.org", "juliet"));
+  EXPECT_TRUE(db_->roster_get("example.org", "juliet").empty());
+  EXPECT_EQ(db_->offline_count("example.org", "juliet"), 0u);
+
+  EXPECT_TRUE(db_->get_account("example.org", "romeo"));
+  EXPECT_EQ(db_->roster_get("example.org", "romeo").size(), 1u);
+  EXPECT_EQ(db_->offline_count("example.org", "romeo"), 1u);
+
+  // Re-registering starts from an empty roster.
+  ASSERT_TRUE(db_->create_account(account("example.org", "juliet")));
+  EXPECT_TRUE(db_->roster_get("example.org", "juliet").empty());
+}
+
+TEST_F(SqliteStorageTest, DeleteAccount_AbsentFalseAndKeepsOrphans) {
+  EXPECT_FALSE(db_->delete_account("example.org", "ghost"));
+  // Nothing else is touched when the account does not exist.
+  db_->roster_put("example.org", "ghost", item("romeo@example.org"));
+  EXPECT_FALSE(db_->delete_account("example.org", "ghost"));
+  EXPECT_EQ(db_->roster_get("example.org", "ghost").size(), 1u);
+  // A later write still works (no transaction left open).
+  EXPECT_TRUE(db_->create_account(account("example.org", "ghost")));
+}
+
+// --- rosters ---
+
+TEST_F(SqliteStorageTest, RosterPut_GetAndItemRoundTrip) {
+  RosterItem a = item("romeo@example.net", {"Friends", "Lovers"});
+  a.subscription = Subscription::kTo;
+  a.ask_out = true;
+  RosterItem b = item("nurse@example.com");
+  b.name = "";
+  b.subscription = Subscription::kNone;
+  b.pending_in = true;
+  b.pre_approved = true;
+  b.hidden = true;
+  RosterItem c = item("benvolio@example.net", {"Friends"});
+  c.subscription = Subscription::kFrom;
+  db_->roster_put("example.org", "juliet", a);
+  db_->roster_put("example.org", "juliet", b);
+  db_->roster_put("example.org", "juliet", c);
+  db_->roster_put("example.org", "romeo", item("tybalt@example.org"));  // distractor
+
+  const auto all = db_->roster_get("example.org", "juliet");
+  EXPECT_EQ(all, (std::vector<RosterItem>{c, b, a}));  // ordered by contact
+  EXPECT_EQ(db_->roster_item("example.org", "juliet", "romeo@example.net"), a);
+  EXPECT_EQ(db_->roster_item("example.org", "juliet", "nurse@example.com"), b);
+  EXPECT_FALSE(db_->roster_item("example.org", "juliet", "tybalt@example.org"));
+  EXPECT_FALSE(db_->roster_item("example.org", "romeo", "romeo@example.net"));
+}
+
+TEST_F(SqliteStorageTest, RosterGroups_EdgeCasesRoundTrip) {
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      {""},
+      {"", ""},
+      {"a", ""},
+      {"Friends"},
+      {"Famille \xC3\xA9t\xC3\xA9", "\xE5\x8F\x8B\xE4\xBA\xBA", "\xF0\x9F\x90\xA7 penguins"},
+      {"with,comma", "with;semicolon", "with\ttab", "with\nnewline", "with space "},
+  };
+  int n = 0;
+  for (const auto& groups : cases) {
+    const RosterItem it = item("c" + std::to_string(n++) + "@example.org", groups);
+    db_->roster_put("example.org", "juliet", it);
+    const auto got = db_->roster_item("example.org", "juliet", it.jid);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->groups, groups);
+  }
+}
+
+TEST_F(SqliteStorageTest, RosterUnicode_RoundTrip) {
+  RosterItem it =
+      item("\xE3\x83\xAD\xE3\x83\x9F\xE3\x82\xAA@example.jp", {"\xE5\xAE\xB6\xE6\x97\x8F"});
+  it.name = "R\xC3\xB3meo \xF0\x9F\x8C\xB9";
+  db_->roster_put("\xC3\xA9xample.org", "j\xC3\xBCliet", it);
+  EXPECT_EQ(db_->roster_item("\xC3\xA9xample.org", "j\xC3\xBCliet", it.jid), it);
+  EXPECT_EQ(db_->roster_get("\xC3\xA9xample.org", "j\xC3\xBCliet"), std::vector<RosterItem>{it});
+}
+
+TEST_F(SqliteStorageTest, RosterPut_ReplacesExisting) {
+  RosterItem it = item("romeo@example.net", {"Friends", "Lovers"});
+  db_->roster_put("example.org", "juliet", it);
+  it.name = "";
+  it.groups = {};
+  it.subscription = Subscription::kNone;
+  it.ask_out = true;
+  db_->roster_put("example.org", "juliet", it);
+  EXPECT_EQ(db_->roster_get("example.org", "juliet"), std::vector<RosterItem>{it});
+}
+
+TEST_F(SqliteStorageTest, RosterRemove_OnlyThatItem) {
+  db_->roster_put("example.org", "juliet", item("romeo@example.net"));
+  db_->roster_put("example.org", "juliet", item("nurse@example.com"));
+  db_->roster_put("example.org", "romeo", item("romeo@example.net"));  // distractor
+  EXPECT_TRUE(db_->roster_remove("example.org", "juliet", "romeo@example.net"));
+  EXPECT_FALSE(db_->roster_remove("example.org", "juliet", "romeo@example.net"));
+  EXPECT_FALSE(db_->roster_remove("example.org", "juliet", "ghost@example.net"));
+  const auto rest = db_->roster_get("example.org", "juliet");
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].jid, "nurse@example.com");
+  EXPECT_TRUE(db_->roster_item("example.org", "romeo", "romeo@example.net"));
+}
+
+TEST_F(SqliteStorageTest, AllSubscriptionStates_RoundTrip) {
+  for (Subscription s :
+       {Subscription::kNone, Subscription::kTo, Subscription::kFrom, Subscription::kBoth}) {
+    RosterItem it = item("romeo@example.net");
+    it.subscription = s;
+    db_->roster_put("example.org", "juliet", it);
+    EXPECT_EQ(db_->roster_item("example.org", "juliet", it.jid)->subscription, s);
+  }
+}
+
+// --- offline messages ---
+
+TEST_F(SqliteStorageTest, OfflineTake_OldestFirstAndDeletes) {
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message id='1'/>", 10));
+  ASSERT_TRUE(db_->offline_store("example.org", "romeo", "<message id='r'/>", 10));
+  ASSERT_TRUE(
+      db_->offline_store("example.org", "juliet", "<message id='2'>\xE2\x9C\x93</message>", 10));
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message id='3'/>", 10));
+  EXPECT_EQ(db_->offline_count("example.org", "juliet"), 3u);
+
+  const auto taken = db_->offline_take("example.org", "juliet");
+  ASSERT_EQ(taken.size(), 3u);
+  EXPECT_EQ(taken[0].stanza, "<message id='1'/>");
+  EXPECT_EQ(taken[1].stanza, "<message id='2'>\xE2\x9C\x93</message>");
+  EXPECT_EQ(taken[2].stanza, "<message id='3'/>");
+  EXPECT_LT(taken[0].id, taken[1].id);
+  EXPECT_LT(taken[1].id, taken[2].id);
+
+  EXPECT_EQ(db_->offline_count("example.org", "juliet"), 0u);
+  EXPECT_TRUE(db_->offline_take("example.org", "juliet").empty());
+  EXPECT_EQ(db_->offline_count("example.org", "romeo"), 1u);
+}
+
+TEST_F(SqliteStorageTest, OfflineStore_RefusesAtLimit) {
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "<message id='1'/>", 2));
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "<message id='2'/>", 2));
+  EXPECT_FALSE(db_->offline_store("example.org", "juliet", "<message id='3'/>", 2));
+  EXPECT_EQ(db_->offline_count("example.org", "juliet"), 2u);
+  EXPECT_TRUE(db_->offline_store("example.org", "romeo", "<message/>", 2));  // per user
+  EXPECT_FALSE(db_->offline_store("example.org", "nurse", "<message/>", 0));
+
+  db_->offline_take("example.org", "juliet");
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "<message id='4'/>", 2));
+}
+
+TEST_F(SqliteStorageTest, OfflineIds_NotReusedAfterTake) {
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<a/>", 10));
+  const auto first = db_->offline_take("example.org", "juliet");
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<b/>", 10));
+  const auto second = db_->offline_take("example.org", "juliet");
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_GT(second[0].id, first[0].id);
+}
+
+// --- files, schema, failures ---
+
+TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
+  const Account a = account("example.org", "juliet");
+  ASSERT_TRUE(db_->create_account(a));
+  const RosterItem it = item("romeo@example.net", {"Friends", ""});
+  db_->roster_put("example.org", "juliet", it);
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message/>", 10));
+
+  reopen();
+  const auto got = db_->get_account("example.org", "juliet");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->sha256, a.sha256);
+  EXPECT_EQ(db_->roster_get("example.org", "juliet"), std::vector<RosterItem>{it});
+  EXPECT_EQ(db_->offline_count("example.org", "juliet"), 1u);
+  EXPECT_FALSE(db_->create_account(a));
+}
+
+TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
+  EXPECT_EQ(pragma("user_version"), "1");
+  EXPECT_EQ(pragma("journal_mode"), "wal");
+  reopen();  // migrations are not applied twice
+  EXPECT_EQ(pragma("user_version"), "1");
+}
+
+TEST_F(SqliteStorageTest, NewerSchema_Throws) {
+  db_.reset();
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  try {
+    open_sqlite(path_);
+    FAIL() << "expected an exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("sqlite: " + path_ + ": ", 0), 0u) << e.what();
+  }
+}
+
+TEST_F(SqliteStorageTest, NestedMissingDirectories_Created) {
+  const std::string nested = (dir_ / "a" / "b" / "c" / "waddle.db").string();
+  auto other = open_sqlite(nested);
+  ASSERT_TRUE(other);
+  EXPECT_TRUE(other->create_account(account("example.org", "juliet")));
+  EXPECT_TRUE(fs::exists(nested));
+}
+
+TEST_F(SqliteStorageTest, ParentIsAFile_Throws) {
+  const fs::path file = dir_ / "plain-file";
+  std::ofstream(file) << "not a directory";
+  const std::string bad = (file / "sub" / "waddle.db").string();
+  try {
+    open_sqlite(bad);
+    FAIL() << "expected an exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("sqlite: " + bad + ": ", 0), 0u) << e.what();
+  }
+}
+
+TEST_F(SqliteStorageTest, PathIsADirectory_Throws) {
+  const fs::path sub = dir_ / "dir.db";
+  fs::create_directory(sub);
+  EXPECT_THROW(open_sqlite(sub.string()), std::runtime_error);
+}
+
+TEST_F(SqliteStorageTest, NotADatabase_Throws) {
+  const fs::path junk = dir_ / "junk.db";
+  std::ofstream(junk) << std::string(4096, 'x');
+  EXPECT_THROW(open_sqlite(junk.string()), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace waddle::storage
