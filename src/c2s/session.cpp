@@ -177,7 +177,6 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     }
   }
 
-
   void on_stream_open(const xml::StreamEvent& ev) {
     const Element& h = ev.element;
     auto to = core::nameprep_domain(h.attr("to"));
@@ -368,10 +367,11 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       co_return;
     }
     std::string domain = domain_, password = msg->password, username = *user;
-    bool ok = co_await ctx_.worker.run([=](storage::Storage& st) {
+    auto job1 = [=](storage::Storage& st) {
       auto acct = st.get_account(domain, username);
       return acct && sasl::verify_password(sasl::ScramHash::kSha256, acct->sha256, password);
-    });
+    };
+    bool ok = co_await ctx_.worker.run(std::move(job1));
     if (!ok) {
       co_await sasl_fail("not-authorized");
       co_return;
@@ -392,13 +392,14 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     if (node && authzid_ok(scram_->authzid(), *node)) {
       std::string domain = domain_, username = *node;
       auto hash = scram_hash_;
-      creds = co_await ctx_.worker.run([=](storage::Storage& st) {
+      auto job2 = [=](storage::Storage& st) {
         std::optional<sasl::ScramCredentials> c;
         if (auto acct = st.get_account(domain, username))
           c = hash == sasl::ScramHash::kSha1 ? acct->sha1 : acct->sha256;
         if (c && c->empty()) c.reset();
         return c;
-      });
+      };
+      creds = co_await ctx_.worker.run(std::move(job2));
     }
     if (closing_) co_return;
     Element ch("challenge", std::string(xml::ns::kSasl));
@@ -531,11 +532,12 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     acct.domain = domain_;
     acct.username = *user;
     std::string pw = *password;
-    bool created = co_await ctx_.worker.run([acct, pw](storage::Storage& st) mutable {
+    auto job3 = [acct, pw](storage::Storage& st) mutable {
       acct.sha1 = sasl::make_credentials(sasl::ScramHash::kSha1, pw);
       acct.sha256 = sasl::make_credentials(sasl::ScramHash::kSha256, pw);
       return st.create_account(acct);
-    });
+    };
+    bool created = co_await ctx_.worker.run(std::move(job3));
     if (!created) {
       send(local_error(iq, core::StanzaError::kConflict, "The username is taken"));
       co_return;
@@ -559,8 +561,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     }
     std::string domain = domain_, username = username_;
     if (q->child("remove", xml::ns::kRegister)) {
-      bool removed = co_await ctx_.worker.run(
-          [=](storage::Storage& st) { return st.delete_account(domain, username); });
+      auto job4 = [=](storage::Storage& st) { return st.delete_account(domain, username); };
+      bool removed = co_await ctx_.worker.run(std::move(job4));
       if (!removed) {
         deliver(xml::make_error_reply(iq, core::StanzaError::kItemNotFound));
         co_return;
@@ -579,11 +581,12 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       co_return;
     }
     std::string pw = *password;
-    bool changed = co_await ctx_.worker.run([=](storage::Storage& st) {
+    auto job5 = [=](storage::Storage& st) {
       return st.set_credentials(domain, username,
                                 sasl::make_credentials(sasl::ScramHash::kSha1, pw),
                                 sasl::make_credentials(sasl::ScramHash::kSha256, pw));
-    });
+    };
+    bool changed = co_await ctx_.worker.run(std::move(job5));
     if (!changed) {
       deliver(xml::make_error_reply(iq, core::StanzaError::kItemNotFound));
       co_return;

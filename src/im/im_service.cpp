@@ -176,8 +176,8 @@ struct ImService::Impl {
                                               std::set<std::string> directed) {
     Jid bare = full.bare();
     std::string domain = bare.domain(), user = bare.local();
-    auto roster =
-        co_await worker.run([=](storage::Storage& st) { return st.roster_get(domain, user); });
+    auto job1 = [=](storage::Storage& st) { return st.roster_get(domain, user); };
+    auto roster = co_await worker.run(std::move(job1));
     for (const auto& item : roster) {
       if (logic::receives_presence(item)) {
         directed.erase(item.jid);
@@ -212,8 +212,8 @@ struct ImService::Impl {
 
   asio::awaitable<void> deliver_offline(Jid full) {
     std::string domain = full.domain(), user = full.local();
-    auto messages =
-        co_await worker.run([=](storage::Storage& st) { return st.offline_take(domain, user); });
+    auto job2 = [=](storage::Storage& st) { return st.offline_take(domain, user); };
+    auto messages = co_await worker.run(std::move(job2));
     if (messages.empty()) co_return;
     auto* s = router.find(full);
     std::vector<Element> parsed;
@@ -225,10 +225,11 @@ struct ImService::Impl {
     }
     if (!s) {
       // The session went away meanwhile: keep the messages.
-      co_await worker.run([=](storage::Storage& st) {
+      auto job3 = [=](storage::Storage& st) {
         for (const auto& m : messages) st.offline_store(domain, user, m.stanza, UINT32_MAX);
         return true;
-      });
+      };
+      co_await worker.run(std::move(job3));
       co_return;
     }
     for (const auto& el : parsed) s->deliver(el);
@@ -267,7 +268,7 @@ struct ImService::Impl {
       const Jid& user, const std::string& contact,
       std::function<logic::Transition(const std::optional<RosterItem>&)> event) {
     std::string domain = user.domain(), name = user.local();
-    auto t = co_await worker.run([=](storage::Storage& st) {
+    auto job4 = [=](storage::Storage& st) {
       auto current = st.roster_item(domain, name, contact);
       logic::Transition t = event(current);
       if (t.store) {
@@ -277,7 +278,8 @@ struct ImService::Impl {
           st.roster_remove(domain, name, contact);
       }
       return t;
-    });
+    };
+    auto t = co_await worker.run(std::move(job4));
     co_return t;
   }
 
@@ -349,8 +351,8 @@ struct ImService::Impl {
   asio::awaitable<void> answer_probe(Element stanza, Jid from, Jid to) {
     Jid user = to.bare();
     std::string c = from.bare_str(), domain = user.domain(), name = user.local();
-    auto item =
-        co_await worker.run([=](storage::Storage& st) { return st.roster_item(domain, name, c); });
+    auto job5 = [=](storage::Storage& st) { return st.roster_item(domain, name, c); };
+    auto item = co_await worker.run(std::move(job5));
     if (!item || !logic::receives_presence(*item)) co_return;
     auto resources = available(user, false);
     if (resources.empty()) {
@@ -434,10 +436,11 @@ struct ImService::Impl {
         .add_text("Offline Storage");
     std::string text = stored.str(), domain = bare.domain(), user = bare.local();
     auto max = config.c2s.max_offline_messages;
-    R r = co_await worker.run([=](storage::Storage& st) {
+    auto job6 = [=](storage::Storage& st) {
       if (!st.get_account(domain, user)) return R::kNoAccount;
       return st.offline_store(domain, user, text, max) ? R::kStored : R::kFull;
-    });
+    };
+    R r = co_await worker.run(std::move(job6));
     if (r == R::kNoAccount) {
       router.bounce(stanza, StanzaError::kServiceUnavailable);
       co_return;
@@ -459,8 +462,8 @@ struct ImService::Impl {
   asio::awaitable<bool> account_exists(Jid bare) {
     if (!router.sessions_of(bare).empty()) co_return true;
     std::string domain = bare.domain(), user = bare.local();
-    bool found = co_await worker.run(
-        [=](storage::Storage& st) { return st.get_account(domain, user).has_value(); });
+    auto job7 = [=](storage::Storage& st) { return st.get_account(domain, user).has_value(); };
+    bool found = co_await worker.run(std::move(job7));
     co_return found;
   }
 
@@ -559,8 +562,8 @@ struct ImService::Impl {
     Jid user = from.bare();
     std::string domain = user.domain(), name = user.local();
     if (iq.attr("type") == "get") {
-      auto items =
-          co_await worker.run([=](storage::Storage& st) { return st.roster_get(domain, name); });
+      auto job8 = [=](storage::Storage& st) { return st.roster_get(domain, name); };
+      auto items = co_await worker.run(std::move(job8));
       Element r = xml::make_iq_result(iq);
       r.remove_attr("from");
       auto& q = r.add_child("query", kRosterNs);
@@ -592,12 +595,13 @@ struct ImService::Impl {
     }
     std::string c = contact->str();
     if (it.attr("subscription") == "remove") {
-      auto r = co_await worker.run([=](storage::Storage& st) {
+      auto job9 = [=](storage::Storage& st) {
         auto cur = st.roster_item(domain, name, c);
         auto res = logic::roster_remove(cur);
         if (res.t.store) st.roster_remove(domain, name, c);
         return std::make_pair(cur.has_value() && !cur->hidden, res);
-      });
+      };
+      auto r = co_await worker.run(std::move(job9));
       if (!r.first) {
         deliver_to(from, xml::make_error_reply(iq, StanzaError::kItemNotFound));
         co_return;

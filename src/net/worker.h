@@ -5,12 +5,12 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
-#include <optional>
+#include <memory>
 #include <type_traits>
 
 #include "storage/storage.h"
@@ -23,29 +23,39 @@ class Worker {
   explicit Worker(storage::Storage& storage) : storage_(storage), pool_(1) {}
   ~Worker() { stop(); }
 
-  // Runs f(storage) on the worker thread; rethrows its exception in the caller.
+  // Runs f(storage) on the worker thread and resumes the awaiting coroutine on its own
+  // executor; an exception from f is rethrown there. Not a coroutine itself: GCC 12
+  // mishandles closures passed by value into coroutine frames (asio's initiation is one), so
+  // `f` travels behind a shared_ptr.
   template <class F>
   auto run(F f) -> boost::asio::awaitable<std::invoke_result_t<F&, storage::Storage&>> {
     using R = std::invoke_result_t<F&, storage::Storage&>;
     static_assert(!std::is_void_v<R>, "return a value from storage work");
+    static_assert(std::is_default_constructible_v<R>,
+                  "storage results must be default-constructible");
     namespace asio = boost::asio;
-    auto ex = co_await asio::this_coro::executor;
-    std::optional<R> result;
-    std::exception_ptr error;
-    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-        [&](auto handler) {
-          asio::post(pool_, [&, ex, handler = std::move(handler)]() mutable {
+    auto task = std::make_shared<F>(std::move(f));
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, R)>(
+        [this](auto handler, std::shared_ptr<F> work) {
+          auto guard = asio::make_work_guard(asio::get_associated_executor(handler));
+          asio::post(pool_, [this, work = std::move(work), handler = std::move(handler),
+                             guard = std::move(guard)]() mutable {
+            std::exception_ptr error;
+            R result{};
             try {
-              result.emplace(f(storage_));
+              result = (*work)(storage_);
             } catch (...) {
               error = std::current_exception();
             }
-            asio::post(ex, std::move(handler));
+            work.reset();  // destroy the caller's closure here, not on the reactor
+            auto target = guard.get_executor();
+            asio::post(target,
+                       [handler = std::move(handler), error, result = std::move(result)]() mutable {
+                         std::move(handler)(error, std::move(result));
+                       });
           });
         },
-        asio::use_awaitable);
-    if (error) std::rethrow_exception(error);
-    co_return std::move(*result);
+        asio::use_awaitable, std::move(task));
   }
 
   // Waits for queued work to finish; later run() calls are not executed.
