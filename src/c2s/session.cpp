@@ -276,6 +276,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     }
     stream_->reset_parser();
     restart_expected_ = true;
+    header_sent_ = false;  // the restarted stream needs its own header, even for an error
     spdlog::debug("c2s {}: {}", remote_, stream_->tls_description());
   }
 
@@ -429,6 +430,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     stream_->reset_parser();
     reset_ = true;
     restart_expected_ = true;
+    header_sent_ = false;  // the restarted stream needs its own header, even for an error
   }
 
   // --- Resource binding (RFC 6120 §7) ---

@@ -2,6 +2,8 @@
 // and "FILE:LINE:COL: KEY: problem" messages (STYLE.md convention 3). Keys are documented in
 // config/waddle.example.toml; [s2s] follows the s2s-federation specification, "Configuration".
 #include "core/config.h"
+#include <openssl/err.h>
+#include <openssl/pem.h>
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -121,6 +123,28 @@ std::optional<std::string> unreadable(const std::string& path) {
   std::fclose(f);
   if (failed) return std::strerror(err);
   return std::nullopt;
+}
+
+enum class Pem { kCertificate, kPrivateKey };
+
+// Returns why `path` holds no PEM certificate / private key, or nullopt.
+std::optional<std::string> not_pem(const std::string& path, Pem kind) {
+  BIO* bio = BIO_new_file(path.c_str(), "r");
+  if (!bio) return std::string("cannot open");
+  bool ok = false;
+  if (kind == Pem::kCertificate) {
+    X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    ok = x != nullptr;
+    X509_free(x);
+  } else {
+    EVP_PKEY* k = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+    ok = k != nullptr;
+    EVP_PKEY_free(k);
+  }
+  BIO_free(bio);
+  ERR_clear_error();
+  if (ok) return std::nullopt;
+  return kind == Pem::kCertificate ? "no PEM certificate in it" : "no PEM private key in it";
 }
 
 class Reader {
@@ -259,13 +283,18 @@ class Section {
 
   // A path to a file that must be readable now, so that a typo fails at start-up rather
   // than at the first TLS handshake. Empty means unset.
-  void readable_file(std::string_view k, std::string& out) {
+  void readable_file(std::string_view k, std::string& out, std::optional<Pem> pem = std::nullopt) {
     std::string value;
     string(k, value);
     if (value.empty()) return;
     if (auto why = unreadable(value)) {
       reader_.fail(find(k)->key->source(), path(k),
                    fmt::format("cannot read {}: {}", quote(value), *why));
+    }
+    if (pem) {
+      if (auto why = not_pem(value, *pem))
+        reader_.fail(find(k)->key->source(), path(k),
+                     fmt::format("cannot use {}: {}", quote(value), *why));
     }
     out = std::move(value);
   }
@@ -346,9 +375,9 @@ void read_server(Reader& r, const toml::table& t, ServerConfig& c) {
 
 void read_tls(Reader& r, const toml::table& t, TlsConfig& c) {
   Section s(r, t, "tls", {"cert", "key", "ca_file", "c2s_min_version", "domains"});
-  s.readable_file("cert", c.default_cert.cert);
-  s.readable_file("key", c.default_cert.key);
-  s.readable_file("ca_file", c.ca_file);
+  s.readable_file("cert", c.default_cert.cert, Pem::kCertificate);
+  s.readable_file("key", c.default_cert.key, Pem::kPrivateKey);
+  s.readable_file("ca_file", c.ca_file, Pem::kCertificate);
   s.choice("c2s_min_version", {"1.2", "1.3"}, c.c2s_min_version);
   if (c.default_cert.cert.empty() != c.default_cert.key.empty()) {
     r.fail_at({"tls.cert", "tls.key"}, "tls.cert and tls.key must be set together");
@@ -366,8 +395,8 @@ void read_tls(Reader& r, const toml::table& t, TlsConfig& c) {
     }
     Section d(r, *v.as_table(), path, {"cert", "key"});
     CertKey pair;
-    d.readable_file("cert", pair.cert);
-    d.readable_file("key", pair.key);
+    d.readable_file("cert", pair.cert, Pem::kCertificate);
+    d.readable_file("key", pair.key, Pem::kPrivateKey);
     if (pair.cert.empty() || pair.key.empty()) {
       r.fail(k.source(), path + (pair.cert.empty() ? ".cert" : ".key"),
              "missing; a domain needs both cert and key");
@@ -429,8 +458,8 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
        "max_connections_per_domain", "policy", "allowed_domains", "blocked_domains", "retry"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 1, 65535, c.port);
-  s.readable_file("cert_path", c.cert_path);
-  s.readable_file("key_path", c.key_path);
+  s.readable_file("cert_path", c.cert_path, Pem::kCertificate);
+  s.readable_file("key_path", c.key_path, Pem::kPrivateKey);
   if (c.cert_path.empty() != c.key_path.empty()) {
     r.fail_at({"s2s.cert_path", "s2s.key_path"}, "cert_path and key_path must be set together");
   }

@@ -263,12 +263,14 @@ struct ImService::Impl {
     }
   }
 
-  // Persists a transition of `user`'s item for `contact`; returns it.
-  asio::awaitable<logic::Transition> apply(
-      const Jid& user, const std::string& contact,
-      std::function<logic::Transition(const std::optional<RosterItem>&)> event) {
-    std::string domain = user.domain(), name = user.local();
-    auto job4 = [=](storage::Storage& st) {
+  // Applies `event` to `user`'s item for `contact` on the storage thread and persists the
+  // result; the read-modify-write is one job, so concurrent events cannot interleave. A
+  // plain function (not a coroutine): see net::Worker::run about closures and GCC 12.
+  template <class Event>
+  asio::awaitable<logic::Transition> apply(const Jid& user, const std::string& contact,
+                                           Event event) {
+    auto job = [domain = user.domain(), name = user.local(), contact,
+                event = std::move(event)](storage::Storage& st) {
       auto current = st.roster_item(domain, name, contact);
       logic::Transition t = event(current);
       if (t.store) {
@@ -279,8 +281,7 @@ struct ImService::Impl {
       }
       return t;
     };
-    auto t = co_await worker.run(std::move(job4));
-    co_return t;
+    return worker.run(std::move(job));
   }
 
   // ---------------------------------------------------------------- subscriptions (§3)
@@ -288,12 +289,13 @@ struct ImService::Impl {
     Jid user = from.bare(), contact = to.bare();
     std::string type(stanza.attr("type"));
     std::string c = contact.str();
-    auto t = co_await apply(user, c, [type, c](const std::optional<RosterItem>& cur) {
+    auto event = [type, c](const std::optional<RosterItem>& cur) {
       if (type == "subscribe") return logic::outbound_subscribe(cur, c);
       if (type == "subscribed") return logic::outbound_subscribed(cur, c);
       if (type == "unsubscribe") return logic::outbound_unsubscribe(cur, c);
       return logic::outbound_unsubscribed(cur, c);
-    });
+    };
+    auto t = co_await apply(user, c, std::move(event));
     if (t.push && t.item) push(user, *t.item);
     if (!t.forward) co_return;
     // §3.1.2: subscription stanzas leave with the bare JID of the user.
@@ -322,12 +324,13 @@ struct ImService::Impl {
       if (type == "subscribe") router.bounce(stanza, StanzaError::kServiceUnavailable);
       co_return;
     }
-    auto t = co_await apply(user, c, [type, c](const std::optional<RosterItem>& cur) {
+    auto event = [type, c](const std::optional<RosterItem>& cur) {
       if (type == "subscribe") return logic::inbound_subscribe(cur, c);
       if (type == "subscribed") return logic::inbound_subscribed(cur, c);
       if (type == "unsubscribe") return logic::inbound_unsubscribe(cur, c);
       return logic::inbound_unsubscribed(cur, c);
-    });
+    };
+    auto t = co_await apply(user, c, std::move(event));
     if (t.push && t.item) push(user, *t.item);
     if (t.auto_subscribed) {
       router.route(presence("subscribed", user.str(), c));
@@ -625,9 +628,10 @@ struct ImService::Impl {
       if (std::find(groups.begin(), groups.end(), text) == groups.end()) groups.push_back(text);
     }
     std::string item_name(it.attr("name"));
-    auto t = co_await apply(user, c, [=](const std::optional<RosterItem>& cur) {
+    auto event = [=](const std::optional<RosterItem>& cur) {
       return logic::roster_set(cur, c, item_name, groups);
-    });
+    };
+    auto t = co_await apply(user, c, std::move(event));
     if (t.push && t.item) push(user, *t.item);
     deliver_to(from, xml::make_iq_result(iq));
   }

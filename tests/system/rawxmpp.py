@@ -298,8 +298,10 @@ class RawXmpp:
         return text
 
     def _describe(self, what: str) -> str:
+        parse = (f"; the server's XML did not parse: {self.parse_error}"
+                 f" (a stream error without a stream header?)" if self.parse_error else "")
         return (f"{what}; eof={self.eof} ({self.eof_error!r}), stream_closed={self.stream_closed},"
-                f" send_error={self.send_error!r}; received: {self.received_text()!r}")
+                f" send_error={self.send_error!r}{parse}; received: {self.received_text()!r}")
 
     def assert_stream_error(self, condition: str, timeout: Optional[float] = None) -> None:
         """The server sent exactly the stream error `condition`, closed the stream with

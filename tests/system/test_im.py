@@ -24,11 +24,11 @@ def test_two_users_subscribe_to_each_other_and_see_presence(users):
         await befriend(alice, bob)  # asserts every step, ends with subscription=both
         # each sees the other's presence change
         alice.send_presence(pshow="away", pstatus="lunch")
-        p = await bob.expect_presence(frm=f"{ALICE}/home", ptype="available")
-        assert p["show"] == "away" and p["status"] == "lunch", str(p)
+        await bob.expect_presence(frm=f"{ALICE}/home", ptype="available",
+                                  where=lambda p: p["show"] == "away" and p["status"] == "lunch")
         bob.send_presence(pstatus="busy")
-        p = await alice.expect_presence(frm=f"{BOB}/work", ptype="available")
-        assert p["status"] == "busy", str(p)
+        await alice.expect_presence(frm=f"{BOB}/work", ptype="available",
+                                    where=lambda p: p["status"] == "busy")
     run(body)
 
 

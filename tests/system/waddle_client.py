@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Optional
@@ -19,6 +20,7 @@ from typing import Any, Callable, Optional
 import slixmpp
 from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.stanza import StreamFeatures
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
@@ -27,6 +29,9 @@ log = logging.getLogger("waddle.systest.client")
 TIMEOUT = 10.0  # default deadline for one expected event
 PASSWORD = "correct horse battery staple"
 DOMAIN = "example.test"
+# Mechanism of clients that do not ask for one. Overridable only to validate this harness
+# against another server (e.g. Prosody 0.12, which lacks SCRAM-SHA-256).
+DEFAULT_MECH = os.environ.get("WADDLE_SYSTEST_MECH", "SCRAM-SHA-256")
 NS_CLIENT = "jabber:client"
 NS_DELAY = "urn:xmpp:delay"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -101,11 +106,12 @@ def has_delay(stanza: Any) -> Optional[ET.Element]:
 
 class Client(slixmpp.ClientXMPP):
     def __init__(self, server: Any, jid: str, password: str, *,
-                 mech: Optional[str] = "SCRAM-SHA-256", direct_tls: bool = False,
+                 mech: Optional[str] = DEFAULT_MECH, direct_tls: bool = False,
                  register: bool = False):
         super().__init__(jid, password, sasl_mech=mech)
         self.waddle = server
         self.label = jid
+        self.wanted_mech = mech
         self.direct_tls = direct_tls
         self.address = (server.ip, server.direct_tls_port if direct_tls else server.port)
         # The test certificate is self-signed: no verification.
@@ -147,6 +153,7 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("auth_success", self._on_auth_success)
         self.add_event_handler("failed_auth", self._on_failed_auth)
+        self.add_event_handler("no_auth", self._on_no_auth)
         self.add_event_handler("stream_error", self._on_stream_error)
         self.add_event_handler("disconnected", self._on_disconnected)
         self.add_event_handler("connection_failed", self._on_connection_failed)
@@ -155,8 +162,12 @@ class Client(slixmpp.ClientXMPP):
             # slixmpp 1.8.3 queues every IQ until the session starts, which makes in-band
             # registration (an IQ before authentication) hang; let IQs through.
             self._always_send_everything = True
-            self["xep_0077"].force_registration = True
-            self.add_event_handler("register", self._on_register)
+            # Try registration even if the feature is not advertised (so that a server with
+            # registration off must refuse it), and record errors of the form request too.
+            self.add_filter("in", self._force_register_feature)
+            self.unregister_feature("register", self["xep_0077"].order)
+            self.register_feature("register", self._register_feature, restart=False,
+                                  order=self["xep_0077"].order)
         _LIVE.append(self)
 
     # ---- event handlers
@@ -176,6 +187,11 @@ class Client(slixmpp.ClientXMPP):
     def _on_failed_auth(self, failure: Any) -> None:
         self.auth_failures.append(failure["condition"])
 
+    def _on_no_auth(self, _: Any) -> None:
+        offered = sorted(self["feature_mechanisms"].mech_list)
+        self.auth_failures.append(f"(no usable mechanism: wanted {self.wanted_mech},"
+                                  f" offered {offered})")
+
     def _on_stream_error(self, error: Any) -> None:
         self.stream_errors.append(error["condition"])
 
@@ -190,7 +206,24 @@ class Client(slixmpp.ClientXMPP):
         if not self._gone.done():
             self._gone.set_result(self.disconnect_reason)
 
-    async def _on_register(self, form: Any) -> None:
+    def _force_register_feature(self, stanza: Any) -> Any:
+        # (slixmpp's own force_registration misses asyncio's TLS transport)
+        if (isinstance(stanza, StreamFeatures) and "mechanisms" not in self.features
+                and isinstance(self.socket, (ssl.SSLSocket, ssl.SSLObject))):
+            stanza.enable("register")
+        return stanza
+
+    async def _register_feature(self, features: Any) -> bool:
+        if "mechanisms" in self.features:
+            return False  # already authenticated
+        try:
+            await self["xep_0077"].get_registration(timeout=TIMEOUT)
+        except IqError as e:
+            self.registration_error = error_condition(e.iq)
+            return False
+        except IqTimeout:
+            self.registration_error = "timeout"
+            return False
         iq = self.Iq()
         iq["type"] = "set"
         iq["register"]["username"] = self.boundjid.user
@@ -202,6 +235,7 @@ class Client(slixmpp.ClientXMPP):
             self.registration_error = error_condition(e.iq)
         except IqTimeout:
             self.registration_error = "timeout"
+        return False
 
     # ---- DNS: never resolve example.test; connect to the fixture's address
 
@@ -312,10 +346,14 @@ class Client(slixmpp.ClientXMPP):
             pred, timeout, what=f"message from={frm} body={body!r} type={mtype} to {self.label}")
 
     async def expect_presence(self, frm: Optional[str] = None, ptype: Optional[str] = None,
-                              timeout: float = TIMEOUT) -> Any:
-        """ptype: 'available' for presence without a type, else the type attribute."""
+                              timeout: float = TIMEOUT,
+                              where: Optional[Callable[[Any], bool]] = None) -> Any:
+        """ptype: 'available' for presence without a type, else the type attribute;
+        where: a further condition on the stanza."""
         def pred(p):
             if frm is not None and str(p["from"]) != frm and bare(p["from"]) != frm:
+                return False
+            if where is not None and not where(p):
                 return False
             actual = p.xml.get("type") or "available"
             return ptype is None or actual == ptype

@@ -19,6 +19,30 @@ using std::chrono::seconds;
 const fs::path kExample =
     fs::path(__FILE__).parent_path() / ".." / ".." / ".." / "config" / "waddle.example.toml";
 
+namespace {
+
+// A real self-signed certificate and its key: certificate options must hold PEM data.
+constexpr const char* kCertPem = R"(-----BEGIN CERTIFICATE-----
+MIIBhTCCASugAwIBAgIUWnBrFK2NDEzky/nUlzP72uowN70wCgYIKoZIzj0EAwIw
+FzEVMBMGA1UEAwwMZXhhbXBsZS50ZXN0MCAXDTI2MTEyNTAxNTkxN1oYDzIxMjYx
+MTAxMDE1OTE3WjAXMRUwEwYDVQQDDAxleGFtcGxlLnRlc3QwWTATBgcqhkjOPQIB
+BggqhkjOPQMBBwNCAAQjgq0n6r7L0gwSaCulVDB792WwF3Wx3eey2e4ium6mWrYB
+7pi2XWEphGVsRrkne3v26vdhQvwo34TqDusCMgNHo1MwUTAdBgNVHQ4EFgQUPZ/h
+3ddBawHdsBcxYvv4P5b0mh4wHwYDVR0jBBgwFoAUPZ/h3ddBawHdsBcxYvv4P5b0
+mh4wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiA6M+NgyOGiD2eX
+pRfpMXCM0KT9nxZTi62kM0FrKgXVzAIhAOsYfZUG3BjE6iJuDegLCSGM1z1/EhEq
+DxFVjJgao+tU
+-----END CERTIFICATE-----
+)";
+constexpr const char* kKeyPem = R"(-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgkFpru59DpFeNBW+1
+iuFvQJf+zJqP3+9W39FU3zGxHX6hRANCAAQjgq0n6r7L0gwSaCulVDB792WwF3Wx
+3eey2e4ium6mWrYB7pi2XWEphGVsRrkne3v26vdhQvwo34TqDusCMgNH
+-----END PRIVATE KEY-----
+)";
+
+}  // namespace
+
 class ConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -172,8 +196,8 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
 }
 
 TEST_F(ConfigTest, FullFile_MapsEveryKey) {
-  const std::string cert = write("c.pem", "cert");
-  const std::string key = write("k.pem", "key");
+  const std::string cert = write("c.pem", kCertPem);
+  const std::string key = write("k.pem", kKeyPem);
   const std::string text = R"(
 [server]
 domains = ["Example.ORG", "münchen.example."]
@@ -444,7 +468,8 @@ TEST_F(ConfigTest, LoadConfig_SetsSource) {
 }
 
 TEST_F(ConfigTest, UnreadableCert_ReportsFileLineKeyAndReason) {
-  const std::string key = write("k.pem", "key");
+  const std::string key = write("k.pem", kKeyPem);
+  const std::string cert = write("c.pem", kCertPem);
   EXPECT_EQ(error_of("[tls]\n\n\n\ncert = \"/nope.pem\"\nkey = \"" + key + "\"\n"),
             "w.toml:5:1: tls.cert: cannot read \"/nope.pem\": No such file or directory");
   EXPECT_EQ(error_of("[s2s]\nkey_path = \"" + dir_.string() + "\"\n"),
@@ -452,23 +477,34 @@ TEST_F(ConfigTest, UnreadableCert_ReportsFileLineKeyAndReason) {
   EXPECT_EQ(error_of("[tls]\nca_file = \"/nope/ca.pem\"\n"),
             "w.toml:2:1: tls.ca_file: cannot read \"/nope/ca.pem\": No such file or directory");
   EXPECT_EQ(
-      error_of("[tls.domains.\"example.org\"]\ncert = \"" + key + "\"\nkey = \"/nope.key\"\n"),
+      error_of("[tls.domains.\"example.org\"]\ncert = \"" + cert + "\"\nkey = \"/nope.key\"\n"),
       "w.toml:3:1: tls.domains.\"example.org\".key: cannot read \"/nope.key\": No such file "
       "or directory");
 }
 
+TEST_F(ConfigTest, CertThatIsNotPem_ReportsFileLineKeyAndReason) {
+  const std::string garbage = write("garbage.pem", "not a certificate");
+  const std::string key = write("k.pem", kKeyPem);
+  EXPECT_EQ(error_of("[tls]\ncert = \"" + garbage + "\"\nkey = \"" + key + "\"\n"),
+            "w.toml:2:1: tls.cert: cannot use \"" + garbage + "\": no PEM certificate in it");
+  const std::string cert = write("c.pem", kCertPem);
+  EXPECT_EQ(error_of("[tls]\ncert = \"" + cert + "\"\nkey = \"" + cert + "\"\n"),
+            "w.toml:3:1: tls.key: cannot use \"" + cert + "\": no PEM private key in it");
+}
+
 TEST_F(ConfigTest, CertWithoutKey_IsAnError) {
-  const std::string cert = write("c.pem", "cert");
+  const std::string cert = write("c.pem", kCertPem);
   EXPECT_EQ(error_of("[tls]\ncert = \"" + cert + "\"\n"),
             "w.toml:2:1: tls.cert: tls.cert and tls.key must be set together");
-  EXPECT_EQ(error_of("[tls]\nkey = \"" + cert + "\"\n"),
+  const std::string key = write("k.pem", kKeyPem);
+  EXPECT_EQ(error_of("[tls]\nkey = \"" + key + "\"\n"),
             "w.toml:2:1: tls.key: tls.cert and tls.key must be set together");
-  EXPECT_EQ(error_of("[s2s]\nkey_path = \"" + cert + "\"\n"),
+  EXPECT_EQ(error_of("[s2s]\nkey_path = \"" + key + "\"\n"),
             "w.toml:2:1: s2s.key_path: cert_path and key_path must be set together");
 }
 
 TEST_F(ConfigTest, TlsDomain_NeedsCertAndKey) {
-  const std::string cert = write("c.pem", "cert");
+  const std::string cert = write("c.pem", kCertPem);
   EXPECT_EQ(error_of("[tls.domains.\"example.org\"]\ncert = \"" + cert + "\"\n"),
             "w.toml:1:14: tls.domains.\"example.org\".key: missing; a domain needs both cert "
             "and key");
