@@ -26,10 +26,10 @@ struct CertKey {
 };
 
 struct TlsConfig {
-  CertKey default_cert;                  // empty = self-signed generated in data_dir/certs
+  CertKey default_cert;                    // empty = self-signed generated in data_dir/certs
   std::map<std::string, CertKey> domains;  // [tls.domains."example.org"]
-  std::string ca_file;                   // CA bundle; empty = system store
-  std::string c2s_min_version = "1.2";   // "1.2" or "1.3"
+  std::string ca_file;                     // CA bundle; empty = system store
+  std::string c2s_min_version = "1.2";     // "1.2" or "1.3"
 };
 
 struct StreamLimits {
@@ -74,6 +74,32 @@ struct S2sConfig {
   std::vector<std::string> allowed_domains;
   std::vector<std::string> blocked_domains;
   RetryConfig retry;
+
+  // Authentication policy: by default a peer must present a certificate valid for its
+  // domain (SASL EXTERNAL, or dialback over a verified TLS channel). Dialback with an
+  // unverified certificate is accepted only when allowed globally or for listed domains.
+  bool allow_unverified_dialback = false;
+  std::vector<std::string> unverified_dialback_domains;
+  std::string dialback_secret;          // empty = generated once and kept in data_dir
+  std::string tls_min_version = "1.3";  // "1.2" or "1.3"
+
+  // Abuse prevention (spec S2SRateLimiter), per remote domain; 0 = unlimited.
+  std::uint32_t connection_rate = 30;    // new inbound connections per minute
+  std::uint32_t stanza_rate = 200;       // stanzas per second
+  std::uint64_t bandwidth_limit = 0;     // total S2S bytes per second read (all domains)
+  std::uint32_t throttle_strikes = 200;  // throttled stanzas in a row before disconnect
+
+  std::size_t max_stanza_size = 512 * 1024;
+  Duration handshake_timeout{std::chrono::seconds(30)};
+  std::size_t queue_size = 1000;                     // stanzas waiting per remote domain
+  Duration ping_interval{std::chrono::seconds(60)};  // XEP-0199 health checks on idle links
+};
+
+struct MetricsConfig {
+  bool enabled = true;
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 5280;
+  std::size_t max_domains = 100;  // remote domains with their own label; the rest "other"
 };
 
 struct DnsConfig {
@@ -88,6 +114,7 @@ struct Config {
   StorageConfig storage;
   S2sConfig s2s;
   DnsConfig dns;
+  MetricsConfig metrics;
 
   std::string storage_path() const;  // resolved sqlite path
 };

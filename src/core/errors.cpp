@@ -8,14 +8,30 @@ namespace waddle::core {
 namespace {
 
 constexpr std::array<std::string_view, 25> kStreamNames = {
-    "bad-format",          "bad-namespace-prefix",     "conflict",
-    "connection-timeout",  "host-gone",                "host-unknown",
-    "improper-addressing", "internal-server-error",    "invalid-from",
-    "invalid-namespace",   "invalid-xml",              "not-authorized",
-    "not-well-formed",     "policy-violation",         "remote-connection-failed",
-    "reset",               "resource-constraint",      "restricted-xml",
-    "see-other-host",      "system-shutdown",          "undefined-condition",
-    "unsupported-encoding", "unsupported-feature",     "unsupported-stanza-type",
+    "bad-format",
+    "bad-namespace-prefix",
+    "conflict",
+    "connection-timeout",
+    "host-gone",
+    "host-unknown",
+    "improper-addressing",
+    "internal-server-error",
+    "invalid-from",
+    "invalid-namespace",
+    "invalid-xml",
+    "not-authorized",
+    "not-well-formed",
+    "policy-violation",
+    "remote-connection-failed",
+    "reset",
+    "resource-constraint",
+    "restricted-xml",
+    "see-other-host",
+    "system-shutdown",
+    "undefined-condition",
+    "unsupported-encoding",
+    "unsupported-feature",
+    "unsupported-stanza-type",
     "unsupported-version",
 };
 
@@ -51,7 +67,9 @@ constexpr std::array<StanzaInfo, 22> kStanzaInfo = {{
 
 }  // namespace
 
-std::string_view to_string(StreamError e) { return kStreamNames.at(static_cast<std::size_t>(e)); }
+std::string_view to_string(StreamError e) {
+  return kStreamNames.at(static_cast<std::size_t>(e));
+}
 
 std::optional<StreamError> stream_error_from_string(std::string_view s) {
   for (std::size_t i = 0; i < kStreamNames.size(); ++i)
@@ -71,11 +89,16 @@ std::optional<StanzaError> stanza_error_from_string(std::string_view s) {
 
 std::string_view to_string(StanzaErrorType t) {
   switch (t) {
-    case StanzaErrorType::kAuth: return "auth";
-    case StanzaErrorType::kCancel: return "cancel";
-    case StanzaErrorType::kContinue: return "continue";
-    case StanzaErrorType::kModify: return "modify";
-    case StanzaErrorType::kWait: return "wait";
+    case StanzaErrorType::kAuth:
+      return "auth";
+    case StanzaErrorType::kCancel:
+      return "cancel";
+    case StanzaErrorType::kContinue:
+      return "continue";
+    case StanzaErrorType::kModify:
+      return "modify";
+    case StanzaErrorType::kWait:
+      return "wait";
   }
   return "cancel";
 }

@@ -2,7 +2,7 @@
 // out of widely included headers; these are the only ones that pay for it).
 #pragma once
 
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ssl.hpp>
-#include <spdlog/spdlog.h>

@@ -31,6 +31,21 @@ int on_sni(SSL* ssl, int*, void* arg) {
   return SSL_TLSEXT_ERR_OK;
 }
 
+// Accept the peer's chain during the handshake; SSL_get_verify_result() still reports the
+// outcome, and the S2S authentication policy acts on it.
+int accept_and_record(int, X509_STORE_CTX*) {
+  return 1;
+}
+
+void trust(SSL_CTX* ctx, const std::string& ca_file) {
+  if (ca_file.empty()) {
+    SSL_CTX_set_default_verify_paths(ctx);
+  } else if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
+    throw std::runtime_error("cannot load CA bundle " + ca_file);
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_and_record);
+}
+
 std::string openssl_error() {
   unsigned long e = ERR_get_error();
   if (!e) return "unknown error";
@@ -46,8 +61,8 @@ std::unique_ptr<ssl::context> TlsContexts::make_server_context(const core::CertK
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
   SSL_CTX* raw = ctx->native_handle();
   SSL_CTX_set_min_proto_version(raw, min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
-  SSL_CTX_set_options(raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(raw, SSL_MODE_RELEASE_BUFFERS);
   if (SSL_CTX_use_certificate_chain_file(raw, ck.cert.c_str()) != 1)
     throw std::runtime_error("cannot load certificate " + ck.cert + ": " + openssl_error());
@@ -79,6 +94,45 @@ TlsContexts::TlsContexts(const core::Config& config) {
   c2s_default_ = make_server_context(files_[domains.front()], config.tls.c2s_min_version);
   SSL_CTX_set_tlsext_servername_callback(c2s_default_->native_handle(), on_sni);
   SSL_CTX_set_tlsext_servername_arg(c2s_default_->native_handle(), &sni_);
+
+  // S2S contexts: minimum version from [s2s] (TLS 1.3 by default, as the specification says).
+  const auto& s2s = config.s2s;
+  auto s2s_files = [&](const std::string& d) {
+    if (!s2s.cert_path.empty()) return core::CertKey{s2s.cert_path, s2s.key_path};
+    return files_[d];
+  };
+  for (const auto& d : domains) {
+    auto server = make_server_context(s2s_files(d), s2s.tls_min_version);
+    trust(server->native_handle(), config.tls.ca_file);
+    SSL_CTX_set_session_id_context(server->native_handle(),
+                                   reinterpret_cast<const unsigned char*>("waddle-s2s"), 10);
+    s2s_sni_[d] = server->native_handle();
+    s2s_by_domain_[d] = std::move(server);
+
+    auto client = std::make_unique<ssl::context>(ssl::context::tls_client);
+    SSL_CTX* raw = client->native_handle();
+    SSL_CTX_set_min_proto_version(raw,
+                                  s2s.tls_min_version == "1.2" ? TLS1_2_VERSION : TLS1_3_VERSION);
+    SSL_CTX_set_mode(raw, SSL_MODE_RELEASE_BUFFERS);
+    const auto ck = s2s_files(d);
+    if (SSL_CTX_use_certificate_chain_file(raw, ck.cert.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(raw, ck.key.c_str(), SSL_FILETYPE_PEM) != 1)
+      throw std::runtime_error("cannot load S2S client certificate " + ck.cert + ": " +
+                               openssl_error());
+    trust(raw, config.tls.ca_file);
+    s2s_clients_[d] = std::move(client);
+  }
+  s2s_default_ = make_server_context(s2s_files(domains.front()), s2s.tls_min_version);
+  trust(s2s_default_->native_handle(), config.tls.ca_file);
+  SSL_CTX_set_session_id_context(s2s_default_->native_handle(),
+                                 reinterpret_cast<const unsigned char*>("waddle-s2s"), 10);
+  SSL_CTX_set_tlsext_servername_callback(s2s_default_->native_handle(), on_sni);
+  SSL_CTX_set_tlsext_servername_arg(s2s_default_->native_handle(), &s2s_sni_);
+}
+
+ssl::context& TlsContexts::s2s_client(const std::string& local_domain) {
+  auto it = s2s_clients_.find(local_domain);
+  return it != s2s_clients_.end() ? *it->second : *s2s_clients_.begin()->second;
 }
 
 std::string TlsContexts::describe(const std::string& domain) const {

@@ -20,6 +20,14 @@ class TlsContexts {
   // The context a c2s listener starts handshakes with; SNI switches to the domain's context.
   boost::asio::ssl::context& c2s() { return *c2s_default_; }
 
+  // S2S server context: picks the domain's certificate by SNI, asks the peer for a client
+  // certificate (for SASL EXTERNAL) without requiring one. S2S client context per local
+  // domain, presenting that domain's certificate. Both verify the peer against [tls] ca_file
+  // (or the system store) but let the handshake finish: the S2S policy decides afterwards
+  // from peer_chain_valid() and the RFC 6125 name check.
+  boost::asio::ssl::context& s2s_server() { return *s2s_default_; }
+  boost::asio::ssl::context& s2s_client(const std::string& local_domain);
+
   // Where the certificate for `domain` came from (for logs and `check`).
   std::string describe(const std::string& domain) const;
 
@@ -30,6 +38,10 @@ class TlsContexts {
   std::map<std::string, core::CertKey> files_;
   std::map<std::string, SSL_CTX*> sni_;  // SNI host -> context, read by the callback
   std::unique_ptr<boost::asio::ssl::context> c2s_default_;
+  std::map<std::string, std::unique_ptr<boost::asio::ssl::context>> s2s_by_domain_;
+  std::map<std::string, SSL_CTX*> s2s_sni_;
+  std::unique_ptr<boost::asio::ssl::context> s2s_default_;
+  std::map<std::string, std::unique_ptr<boost::asio::ssl::context>> s2s_clients_;
 };
 
 // Writes a self-signed certificate (P-256, SAN = the domains) to cert/key paths unless both

@@ -28,10 +28,10 @@ class LocalSession {
   // Closes the stream with a stream error (e.g. <conflict/> when a new session takes over).
   virtual void close_with(core::StreamError error, std::string_view text = {}) = 0;
 
-  bool available = false;         // has sent available presence (RFC 6121 §4.2)
+  bool available = false;  // has sent available presence (RFC 6121 §4.2)
   int priority = 0;
-  bool roster_requested = false;  // "interested resource" for roster pushes (§2.1.6)
-  xml::Element last_presence;     // last available presence broadcast
+  bool roster_requested = false;      // "interested resource" for roster pushes (§2.1.6)
+  xml::Element last_presence;         // last available presence broadcast
   std::set<std::string> directed_to;  // JIDs that got directed presence (§4.6)
 };
 

@@ -23,8 +23,8 @@ struct Account {
 enum class Subscription { kNone, kTo, kFrom, kBoth };
 
 struct RosterItem {
-  std::string jid;    // bare JID of the contact
-  std::string name;   // optional handle
+  std::string jid;   // bare JID of the contact
+  std::string name;  // optional handle
   std::vector<std::string> groups;
   Subscription subscription = Subscription::kNone;
   bool ask_out = false;     // we sent subscribe, not answered yet ("Pending Out")

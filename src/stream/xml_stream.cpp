@@ -26,9 +26,36 @@ XmlStream::XmlStream(asio::ip::tcp::socket socket, asio::ssl::context& tls,
 asio::awaitable<bool> XmlStream::server_handshake() {
   auto [ec] = co_await ssl_.async_handshake(asio::ssl::stream_base::server,
                                             asio::as_tuple(asio::use_awaitable));
-  if (ec) co_return false;
+  if (ec) {
+    tls_error_ = ec.message();
+    co_return false;
+  }
   tls_active_ = true;
   co_return true;
+}
+
+asio::awaitable<bool> XmlStream::client_handshake(const std::string& server_name) {
+  SSL_set_tlsext_host_name(ssl_.native_handle(), server_name.c_str());
+  auto [ec] = co_await ssl_.async_handshake(asio::ssl::stream_base::client,
+                                            asio::as_tuple(asio::use_awaitable));
+  if (ec) {
+    tls_error_ = ec.message();
+    co_return false;
+  }
+  tls_active_ = true;
+  co_return true;
+}
+
+X509* XmlStream::peer_certificate() const {
+  if (!tls_active_) return nullptr;
+  SSL* s = const_cast<asio::ssl::stream<asio::ip::tcp::socket>&>(ssl_).native_handle();
+  return SSL_get0_peer_certificate(s);
+}
+
+bool XmlStream::peer_chain_valid() const {
+  if (!peer_certificate()) return false;
+  SSL* s = const_cast<asio::ssl::stream<asio::ip::tcp::socket>&>(ssl_).native_handle();
+  return SSL_get_verify_result(s) == X509_V_OK;
 }
 
 std::string XmlStream::tls_description() const {
@@ -43,8 +70,8 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
   boost::system::error_code ec;
   std::size_t n = 0;
   if (tls_active_) {
-    std::tie(ec, n) = co_await ssl_.async_read_some(asio::buffer(read_buf_),
-                                                    asio::as_tuple(asio::use_awaitable));
+    std::tie(ec, n) =
+        co_await ssl_.async_read_some(asio::buffer(read_buf_), asio::as_tuple(asio::use_awaitable));
   } else {
     std::tie(ec, n) = co_await ssl_.next_layer().async_read_some(
         asio::buffer(read_buf_), asio::as_tuple(asio::use_awaitable));

@@ -3,6 +3,7 @@
 // one per stanza). Shared by client and server sessions.
 #pragma once
 
+#include <openssl/x509.h>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -24,6 +25,13 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
 
   // TLS as server (after <proceed/>, or first thing on a direct-TLS port). False on failure.
   boost::asio::awaitable<bool> server_handshake();
+  // TLS as client with SNI = `server_name` (S2S outbound). False on failure; error() says why.
+  boost::asio::awaitable<bool> client_handshake(const std::string& server_name);
+  // The peer's certificate after the handshake (owned by the connection; may be null) and
+  // whether its chain verified against the context's trust store.
+  X509* peer_certificate() const;
+  bool peer_chain_valid() const;
+  const std::string& tls_error() const { return tls_error_; }
   bool tls_active() const { return tls_active_; }
   std::string tls_description() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384"
 
@@ -52,6 +60,7 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   boost::asio::ssl::stream<boost::asio::ip::tcp::socket> ssl_;
   xml::StreamParser parser_;
   bool tls_active_ = false;
+  std::string tls_error_;
   bool closed_ = false;
   bool writing_ = false;
   std::string pending_;

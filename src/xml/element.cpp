@@ -131,14 +131,27 @@ void Element::remove_children(std::string_view name, std::string_view ns) {
 void escape(std::string& out, std::string_view s) {
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&apos;"; break;
-      case '"': out += "&quot;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
       // A raw CR would be turned into LF by the receiver's end-of-line handling (XML 1.0 §2.11).
-      case '\r': out += "&#13;"; break;
-      default: out += c;
+      case '\r':
+        out += "&#13;";
+        break;
+      default:
+        out += c;
     }
   }
 }
@@ -150,9 +163,14 @@ namespace {
 void escape_attr(std::string& out, std::string_view s) {
   for (char c : s) {
     switch (c) {
-      case '\t': out += "&#9;"; break;
-      case '\n': out += "&#10;"; break;
-      default: escape(out, std::string_view(&c, 1));
+      case '\t':
+        out += "&#9;";
+        break;
+      case '\n':
+        out += "&#10;";
+        break;
+      default:
+        escape(out, std::string_view(&c, 1));
     }
   }
 }

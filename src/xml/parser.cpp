@@ -209,11 +209,18 @@ std::optional<core::StreamError> StreamParser::feed(std::string_view data,
   if (!s.error && status != XML_STATUS_OK) {
     auto code = XML_GetErrorCode(s.parser);
     switch (code) {
-      case XML_ERROR_UNBOUND_PREFIX: s.error = core::StreamError::kBadNamespacePrefix; break;
+      case XML_ERROR_UNBOUND_PREFIX:
+        s.error = core::StreamError::kBadNamespacePrefix;
+        break;
       case XML_ERROR_UNKNOWN_ENCODING:
-      case XML_ERROR_INCORRECT_ENCODING: s.error = core::StreamError::kUnsupportedEncoding; break;
-      case XML_ERROR_MISPLACED_XML_PI: s.error = core::StreamError::kRestrictedXml; break;
-      default: s.error = core::StreamError::kNotWellFormed;
+      case XML_ERROR_INCORRECT_ENCODING:
+        s.error = core::StreamError::kUnsupportedEncoding;
+        break;
+      case XML_ERROR_MISPLACED_XML_PI:
+        s.error = core::StreamError::kRestrictedXml;
+        break;
+      default:
+        s.error = core::StreamError::kNotWellFormed;
     }
   }
   if (!s.error) {

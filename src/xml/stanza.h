@@ -33,7 +33,9 @@ enum class StanzaKind { kMessage, kPresence, kIq, kOther };
 
 // message/presence/iq in jabber:client or jabber:server.
 StanzaKind stanza_kind(const Element& e);
-inline bool is_stanza(const Element& e) { return stanza_kind(e) != StanzaKind::kOther; }
+inline bool is_stanza(const Element& e) {
+  return stanza_kind(e) != StanzaKind::kOther;
+}
 // type='error' stanzas, and IQ results, are never answered with an error (RFC 6120 §8.3.1).
 bool may_bounce(const Element& stanza);
 

@@ -5,7 +5,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from slixmpp.exceptions import IqError
 
-from waddle_client import DOMAIN, PASSWORD, NS_PING, befriend, bare, error_condition, login, run
+from waddle_client import (DOMAIN, NS_PING, PASSWORD, Client, bare, befriend, error_condition,
+                           login, run)
 
 ALICE, BOB, CAROL = f"alice@{DOMAIN}", f"bob@{DOMAIN}", f"carol@{DOMAIN}"
 
@@ -203,4 +204,99 @@ def test_iq_to_unknown_local_user_returns_service_unavailable(users):
         with pytest.raises(IqError) as exc:
             await iq.send(timeout=10)
         assert error_condition(exc.value.iq) == "service-unavailable", str(exc.value.iq)
+    run(body)
+
+
+def test_contact_presence_probed_at_login(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        await befriend(alice, bob)
+        await alice.close()
+        # at alice's next initial presence the server probes bob and sends his presence
+        again = await login(users, f"{ALICE}/home", PASSWORD)
+        await again.expect_presence(frm=f"{BOB}/work", ptype="available")
+        await bob.expect_presence(frm=f"{ALICE}/home", ptype="available")
+    run(body)
+
+
+def test_unsubscribed_cancels_contact_subscription(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        await befriend(alice, bob)
+        alice.send_presence(pto=BOB, ptype="unsubscribed")  # bob may no longer see alice
+        await bob.expect_presence(frm=ALICE, ptype="unsubscribed")
+        await bob.expect_presence(frm=f"{ALICE}/home", ptype="unavailable")
+        await bob.roster_pushes.get(
+            lambda iq: (iq["roster"]["items"].get(ALICE) or {}).get("subscription") == "from",
+            what="roster push with subscription=from")
+        assert (await bob.roster_items())[ALICE]["subscription"] == "from"
+        assert (await alice.roster_items())[BOB]["subscription"] == "to"
+    run(body)
+
+
+def test_message_to_bare_jid_skips_negative_priority_resource(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob_main = await login(users, f"{BOB}/main", PASSWORD)
+        bob_neg = await login(users, f"{BOB}/hidden", PASSWORD, online=False)
+        await bob_neg.get_roster(timeout=10)
+        bob_neg.send_presence(ppriority=-1)
+        await bob_neg.sync()
+        alice.chat(BOB, "to the bare jid")
+        alice.chat(f"{BOB}/hidden", "to the hidden resource")
+        await bob_main.expect_message(frm=f"{ALICE}/home", body="to the bare jid")
+        await bob_neg.expect_message(frm=f"{ALICE}/home", body="to the hidden resource")
+        # RFC 6121 8.5.2.1.1: never to a resource with negative priority
+        assert bob_neg.messages.take(lambda m: m["body"] == "to the bare jid") is None
+    run(body)
+
+
+def test_error_message_to_unknown_local_user_is_not_answered(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        err = alice.make_message(mto=f"nobody@{DOMAIN}", mtype="error", mbody="bounce")
+        err["id"] = "error-1"
+        err["error"]["condition"] = "item-not-found"
+        err["error"]["type"] = "cancel"
+        err.send()
+        chat = alice.make_message(mto=f"nobody@{DOMAIN}", mtype="chat", mbody="hello")
+        chat["id"] = "chat-2"
+        chat.send()
+        bounce = await alice.messages.get(lambda m: m["type"] == "error")
+        assert bounce["id"] == "chat-2", f"an error stanza was answered with an error: {bounce}"
+    run(body)
+
+
+def test_disco_info_of_own_account(users):
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD, online=False)
+        info = await alice["xep_0030"].get_info(jid=ALICE, local=False, timeout=10)
+        identities = {(i[0], i[1]) for i in info["disco_info"]["identities"]}
+        assert ("account", "registered") in identities, identities
+    run(body)
+
+
+def test_same_resource_twice_leaves_one_reachable_session(users):
+    """RFC 6120 7.7.2.2: the server either replaces the old session (conflict stream error),
+    gives the new one another resource, or refuses the new bind; in every case one session
+    owns the full JID."""
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        first = await login(users, f"{BOB}/same", PASSWORD)
+        second = Client(users, f"{BOB}/same", PASSWORD)
+        started = await second.attempt()
+        if started and second.boundjid.resource == "same":
+            await first.wait_disconnected()
+            assert "conflict" in first.stream_errors, first.describe()
+            owner = second
+        elif started:
+            owner = first
+        else:
+            owner = first
+        assert not owner.gone, owner.describe()
+        await owner.sync()
+        alice.chat(f"{BOB}/same", "who has it?")
+        await owner.expect_message(frm=f"{ALICE}/home", body="who has it?")
     run(body)

@@ -60,3 +60,12 @@ def test_error_message_to_remote_domain_is_not_answered(alice_account):
         assert err["id"] == "chat-2", f"error stanza was answered with an error: {err}"
         assert error_condition(err) == "remote-server-not-found", str(err)
     run(body)
+
+
+def test_presence_subscription_to_remote_domain_gets_remote_server_not_found(alice_account):
+    async def body():
+        alice = await login(alice_account, f"{ALICE}/home", PASSWORD)
+        alice.send_presence(pto="user@remote.example", ptype="subscribe")
+        err = await alice.expect_presence(frm="user@remote.example", ptype="error")
+        assert error_condition(err) == "remote-server-not-found", str(err)
+    run(body)
