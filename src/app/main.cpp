@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/jid.h"
 #include "core/version.h"
+#include "s2s/s2s.h"
 #include "storage/storage.h"
 
 namespace {
@@ -31,6 +32,8 @@ Commands:
   deluser JID            delete an account with its roster and offline messages
   passwd JID             set an account's password (prompt or --password-file FILE)
   check config           validate the configuration file and exit
+  check s2s DOMAIN       diagnose federation with DOMAIN as this server would: DNS, TCP,
+                         TLS version, certificate validity, authentication offered and used
 
 Options:
   --config FILE          TOML configuration (every option: config/waddle.example.toml)
@@ -185,9 +188,18 @@ int run(int argc, char** argv) {
   const std::string& cmd = args.positional[0];
   if (cmd == "serve") return serve(args);
   if (cmd == "adduser" || cmd == "deluser" || cmd == "passwd") return account_command(cmd, args);
+  if (cmd == "check" && args.positional.size() == 3 && args.positional[1] == "s2s") {
+    auto config = load(args);
+    spdlog::set_level(spdlog::level::warn);
+    auto remote = core::nameprep_domain(args.positional[2]);
+    if (!remote) return usage_error("'" + args.positional[2] + "' is not a domain");
+    auto report = s2s::check_remote(config, config.server.domains.front(), *remote);
+    for (const auto& line : report.lines) std::cout << line << "\n";
+    return report.ok ? 0 : 1;
+  }
   if (cmd == "check") {
     if (args.positional.size() != 2 || args.positional[1] != "config")
-      return usage_error("usage: waddle check config");
+      return usage_error("usage: waddle check config | waddle check s2s DOMAIN");
     auto config = load(args);
     std::cout << (config.source.empty() ? std::string("embedded default") : config.source)
               << ": configuration OK (" << config.server.domains.size() << " domain"

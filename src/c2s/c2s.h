@@ -16,6 +16,9 @@ class ImService;
 namespace waddle::net {
 class Worker;
 }
+namespace waddle::metrics {
+struct C2sMetrics;
+}
 
 namespace waddle::c2s {
 
@@ -25,6 +28,7 @@ struct C2sContext {
   im::ImService& im;
   net::Worker& worker;
   boost::asio::ssl::context& tls;
+  metrics::C2sMetrics* metrics = nullptr;
 };
 
 // Starts a session on an accepted socket. direct_tls: XEP-0368 port, TLS before the stream.

@@ -11,6 +11,7 @@
 #include "c2s/sasl/scram.h"
 #include "core/jid.h"
 #include "im/im_service.h"
+#include "metrics/metrics.h"
 #include "net/worker.h"
 #include "router/router.h"
 #include "stream/xml_stream.h"
@@ -144,6 +145,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     deadline_.cancel();
     if (in_router_) {
       in_router_ = false;
+      if (ctx_.metrics) ctx_.metrics->session_closed();
       if (ctx_.router.find(jid_) == this) {
         ctx_.im.session_ended(*this);
         ctx_.router.remove(this);
@@ -337,6 +339,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     scram_.reset();
     scram_started_ = false;
     ++auth_failures_;
+    if (ctx_.metrics) ctx_.metrics->auth_failure();
     spdlog::info("c2s {}: SASL {} failed ({}) for '{}'", remote_, mechanism_, condition,
                  pending_user_);
     send(sasl_failure(condition));
@@ -452,6 +455,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     jid_ = *full;
     bound_ = true;
     in_router_ = true;
+    if (ctx_.metrics) ctx_.metrics->session_opened();
     deadline_.cancel();
     if (router::LocalSession* old = ctx_.router.add(this)) {
       // RFC 6120 §7.7.2.2: the new session takes over the resource.
@@ -480,6 +484,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       }
     }
     el.set_attr("from", jid_.str());
+    if (ctx_.metrics) ctx_.metrics->stanza_received();
     if (el.name() == "iq" && (el.attr("type") == "get" || el.attr("type") == "set") &&
         el.child("query", xml::ns::kRegister) && (!el.has_attr("to") || el.attr("to") == domain_)) {
       co_await register_authenticated(el);

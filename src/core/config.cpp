@@ -1,6 +1,7 @@
 // Loads waddle.toml into Config: strict schema (unknown keys and wrong types are errors), bounds,
 // and "FILE:LINE:COL: KEY: problem" messages (STYLE.md convention 3). Keys are documented in
-// config/waddle.example.toml; [s2s] follows the s2s-federation specification, "Configuration".
+// config/waddle.example.toml and docs/configuration.md; [s2s] follows the s2s-federation
+// specification, "Configuration".
 #include "core/config.h"
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -30,6 +31,10 @@ namespace {
 
 constexpr std::int64_t kMaxStanzaSize = 64 * 1024 * 1024;
 constexpr std::int64_t kMaxPort = 65535;
+constexpr std::int64_t kMaxRate = 1'000'000;
+constexpr std::uint64_t kMaxBandwidth = 10ULL * 1024 * 1024 * 1024;
+// A dialback secret set in the file keys HMACs that vouch for this server (XEP-0185).
+constexpr std::size_t kMinDialbackSecret = 16;
 
 // A string as a TOML basic string, so that messages stay on one line.
 std::string quote(std::string_view s) {
@@ -109,6 +114,71 @@ bool is_nameserver(std::string_view s) {
   const auto colon = s.rfind(':');
   return colon != std::string_view::npos && is_ipv4(s.substr(0, colon)) &&
          is_port(s.substr(colon + 1));
+}
+
+// An IP literal as bytes: IPv4 as such, IPv6 with IPv4-mapped addresses taken as IPv4.
+struct IpAddress {
+  bool v6 = false;
+  std::array<unsigned char, 16> bytes{};
+
+  bool any() const {
+    return std::all_of(bytes.begin(), bytes.end(), [](unsigned char b) { return b == 0; });
+  }
+  bool operator==(const IpAddress&) const = default;
+};
+
+std::optional<IpAddress> parse_ip(std::string_view s) {
+  const std::string str(s);
+  IpAddress a;
+  if (inet_pton(AF_INET, str.c_str(), a.bytes.data()) == 1) return a;
+  if (inet_pton(AF_INET6, str.c_str(), a.bytes.data()) != 1) return std::nullopt;
+  constexpr std::array<unsigned char, 12> kMapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+  if (std::equal(kMapped.begin(), kMapped.end(), a.bytes.begin())) {
+    std::copy(a.bytes.begin() + 12, a.bytes.end(), a.bytes.begin());
+    std::fill(a.bytes.begin() + 4, a.bytes.end(), 0);
+    return a;
+  }
+  a.v6 = true;
+  return a;
+}
+
+// Whether listeners bound to `a` and `b` on one port collide. A wildcard covers its family,
+// and "::" covers IPv4 too: every listener of the server opens IPv6 sockets dual-stack.
+bool overlap(const IpAddress& a, const IpAddress& b) {
+  const auto covers = [](const IpAddress& wildcard, const IpAddress& other) {
+    return wildcard.any() && (wildcard.v6 || !other.v6);
+  };
+  return a == b || covers(a, b) || covers(b, a);
+}
+
+// "10MiB" and the like, optionally followed by "/s": decimal (kB, MB, GB) or binary (KiB,
+// MiB, GiB) multiples of bytes ("B"). nullopt when malformed or above `hi`.
+std::optional<std::uint64_t> parse_byte_size(std::string_view s, std::uint64_t hi) {
+  if (s.ends_with("/s")) s.remove_suffix(2);
+  std::uint64_t n = 0;
+  std::size_t i = 0;
+  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+    if (n > hi) return std::nullopt;  // keeps the arithmetic below far from overflow
+    n = n * 10 + static_cast<std::uint64_t>(s[i] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  static constexpr std::array<std::pair<std::string_view, std::uint64_t>, 8> kUnits{{
+      {"B", 1},
+      {"kB", 1000},
+      {"KB", 1000},
+      {"MB", 1000 * 1000},
+      {"GB", 1000 * 1000 * 1000},
+      {"KiB", 1024},
+      {"MiB", 1024 * 1024},
+      {"GiB", 1024 * 1024 * 1024},
+  }};
+  const auto unit = s.substr(i);
+  for (auto [name, factor] : kUnits) {
+    if (name != unit) continue;
+    if (n > hi / factor) return std::nullopt;
+    return n * factor;
+  }
+  return std::nullopt;
 }
 
 // Returns the reason `path` cannot be read, or nullopt. Opening is not enough: a directory
@@ -243,6 +313,26 @@ class Section {
     out = *value;
   }
 
+  // Bytes per second within [0, hi]: a TOML integer, or a string with a unit such as
+  // "500KiB", "10MiB" or "1GB" (see parse_byte_size).
+  void byte_rate(std::string_view k, std::uint64_t hi, std::uint64_t& out) {
+    auto e = find(k);
+    if (!e) return;
+    std::optional<std::uint64_t> value;
+    if (const auto* i = e->node->as_integer();
+        i && i->get() >= 0 && static_cast<std::uint64_t>(i->get()) <= hi) {
+      value = static_cast<std::uint64_t>(i->get());
+    }
+    if (const auto* s = e->node->as_string()) value = parse_byte_size(s->get(), hi);
+    if (!value) {
+      bad(*e, k,
+          fmt::format("an integer between 0 and {} or a size such as \"500KiB\", \"10MiB\" or "
+                      "\"1GB\"",
+                      hi));
+    }
+    out = *value;
+  }
+
   void string(std::string_view k, std::string& out, bool allow_empty = true) {
     auto e = find(k);
     if (!e) return;
@@ -279,6 +369,14 @@ class Section {
       bad(*e, k, "a positive duration such as \"250ms\", \"10s\", \"5m\" or \"1h\"");
     }
     out = *d;
+  }
+
+  void ip_address(std::string_view k, std::string& out) {
+    auto e = find(k);
+    if (!e) return;
+    const auto* v = e->node->as_string();
+    if (!v || !is_ip_address(v->get())) bad(*e, k, "an IP address");
+    out = v->get();
   }
 
   // A path to a file that must be readable now, so that a typo fails at start-up rather
@@ -452,10 +550,30 @@ void read_retry(Reader& r, const toml::table& t, RetryConfig& c) {
 }
 
 void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
-  Section s(
-      r, t, "s2s",
-      {"enabled", "port", "cert_path", "key_path", "connect_timeout", "idle_timeout",
-       "max_connections_per_domain", "policy", "allowed_domains", "blocked_domains", "retry"});
+  Section s(r, t, "s2s",
+            {"enabled",
+             "port",
+             "cert_path",
+             "key_path",
+             "connect_timeout",
+             "idle_timeout",
+             "max_connections_per_domain",
+             "policy",
+             "allowed_domains",
+             "blocked_domains",
+             "allow_unverified_dialback",
+             "unverified_dialback_domains",
+             "dialback_secret",
+             "tls_min_version",
+             "connection_rate",
+             "stanza_rate",
+             "bandwidth_limit",
+             "throttle_strikes",
+             "max_stanza_size",
+             "handshake_timeout",
+             "queue_size",
+             "ping_interval",
+             "retry"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 1, 65535, c.port);
   s.readable_file("cert_path", c.cert_path, Pem::kCertificate);
@@ -469,6 +587,23 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
   s.choice("policy", {"open", "allowlist", "blocklist"}, c.policy);
   s.domains("allowed_domains", c.allowed_domains);
   s.domains("blocked_domains", c.blocked_domains);
+  s.boolean("allow_unverified_dialback", c.allow_unverified_dialback);
+  s.domains("unverified_dialback_domains", c.unverified_dialback_domains);
+  s.string("dialback_secret", c.dialback_secret);
+  if (!c.dialback_secret.empty() && c.dialback_secret.size() < kMinDialbackSecret) {
+    r.fail(s.where("dialback_secret"), "s2s.dialback_secret",
+           fmt::format("expected at least {} characters (or \"\" to generate one), got {}",
+                       kMinDialbackSecret, c.dialback_secret.size()));
+  }
+  s.choice("tls_min_version", {"1.2", "1.3"}, c.tls_min_version);
+  s.integer("connection_rate", 0, kMaxRate, c.connection_rate);
+  s.integer("stanza_rate", 0, kMaxRate, c.stanza_rate);
+  s.byte_rate("bandwidth_limit", kMaxBandwidth, c.bandwidth_limit);
+  s.integer("throttle_strikes", 0, kMaxRate, c.throttle_strikes);
+  s.integer("max_stanza_size", 1024, kMaxStanzaSize, c.max_stanza_size);
+  s.duration("handshake_timeout", c.handshake_timeout);
+  s.integer("queue_size", 1, 1'000'000, c.queue_size);
+  s.duration("ping_interval", c.ping_interval);
   if (const auto* retry = s.table("retry")) read_retry(r, *retry, c.retry);
 }
 
@@ -480,6 +615,14 @@ void read_dns(Reader& r, const toml::table& t, DnsConfig& c) {
       [](std::string_view a) { return as_is_if(is_nameserver(a), a); }, c.nameservers);
 }
 
+void read_metrics(Reader& r, const toml::table& t, MetricsConfig& c) {
+  Section s(r, t, "metrics", {"enabled", "address", "port", "max_domains"});
+  s.boolean("enabled", c.enabled);
+  s.ip_address("address", c.address);
+  s.integer("port", 1, 65535, c.port);
+  s.integer("max_domains", 1, 100'000, c.max_domains);
+}
+
 // Listeners that would collide at bind time are reported here, with the key that set them.
 void check_ports(const Reader& r, const Config& c) {
   if (c.c2s.enabled && c.c2s.direct_tls_port == c.c2s.port) {
@@ -489,6 +632,30 @@ void check_ports(const Reader& r, const Config& c) {
       (c.s2s.port == c.c2s.port || c.s2s.port == c.c2s.direct_tls_port)) {
     r.fail_at({"s2s.port", "c2s.port", "c2s.direct_tls_port"},
               fmt::format("port {} is used by both c2s and s2s", c.s2s.port));
+  }
+  if (!c.metrics.enabled) return;
+  // c2s and s2s listen on every server.listen address (all addresses when empty).
+  const auto metrics_address = parse_ip(c.metrics.address);
+  const bool shared_address =
+      c.server.listen.empty() ||
+      std::any_of(c.server.listen.begin(), c.server.listen.end(), [&](const std::string& a) {
+        const auto listen = parse_ip(a);
+        return listen && metrics_address && overlap(*listen, *metrics_address);
+      });
+  if (!shared_address) return;
+  const struct {
+    bool on;
+    std::uint16_t port;
+    std::string_view key;
+  } listeners[] = {{c.c2s.enabled, c.c2s.port, "c2s.port"},
+                   {c.c2s.enabled, c.c2s.direct_tls_port, "c2s.direct_tls_port"},
+                   {c.s2s.enabled, c.s2s.port, "s2s.port"}};
+  for (const auto& l : listeners) {
+    if (!l.on || l.port != c.metrics.port) continue;
+    const std::string_view service = l.key.substr(0, 3);
+    r.fail_at({"metrics.port", l.key, "metrics.address", "server.listen"},
+              fmt::format("port {} is used by both {} and metrics on {}", l.port, service,
+                          quote(c.metrics.address)));
   }
 }
 
@@ -513,13 +680,14 @@ Config parse_config(std::string_view text, const std::string& name) {
 
   Reader r(name);
   Config c;
-  Section s(r, root, "", {"server", "tls", "c2s", "storage", "s2s", "dns"});
+  Section s(r, root, "", {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics"});
   if (const auto* t = s.table("server")) read_server(r, *t, c.server);
   if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
   if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
   if (const auto* t = s.table("storage")) read_storage(r, *t, c.storage);
   if (const auto* t = s.table("s2s")) read_s2s(r, *t, c.s2s);
   if (const auto* t = s.table("dns")) read_dns(r, *t, c.dns);
+  if (const auto* t = s.table("metrics")) read_metrics(r, *t, c.metrics);
   check_ports(r, c);
   return c;
 }

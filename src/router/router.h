@@ -76,7 +76,7 @@ class Router {
   LocalSession* add(LocalSession* session);
   void remove(LocalSession* session);
   LocalSession* find(const core::Jid& full) const;
-  // Bound sessions of an account (bare JID), in binding order.
+  // Bound sessions of an account (bare JID), ordered by resource (deterministic fan-out).
   std::vector<LocalSession*> sessions_of(const core::Jid& bare) const;
   std::vector<LocalSession*> all() const;
   std::size_t session_count() const { return count_; }

@@ -1,11 +1,13 @@
 """Fixtures for Waddle system tests: a real `waddle serve` on its own loopback address.
 
 - `tls_cert`: a self-signed certificate for example.test made with the openssl CLI (once).
-- `make_server(overrides=None, start=True, tls=True)`: a new server with its own address,
-  run directory, config and log; stopped by PID at the end of the test.
+- `make_server(overrides=None, start=True, tls=True, cert=None)`: a new server with its own
+  address, run directory, config and log; stopped by PID at the end of the test. `cert` is a
+  (certificate, key) pair to use instead of the shared self-signed example.test one.
 - `server`: one started server with the default test configuration.
 
-When a test fails, the log of every server it used is attached to the report.
+When a test fails, the log of every server it used is attached to the report, and so is
+every file a test lists in `request.node._extra_logs` as (title, path).
 """
 
 from __future__ import annotations
@@ -47,10 +49,10 @@ def make_server(request, tmp_path, tls_cert, waddle_bin):
     request.node._waddle_servers = servers
 
     def factory(overrides: dict | None = None, start: bool = True,
-                tls: bool = True) -> WaddleServer:
+                tls: bool = True, cert: tuple[Path, Path] | None = None) -> WaddleServer:
         lease = lease_address()
         run_dir = tmp_path / f"server{len(servers) + 1}"
-        cert, key = tls_cert if tls else (None, None)
+        cert, key = (cert or tls_cert) if tls else (None, None)
         try:
             srv = WaddleServer(run_dir, lease, cert, key, overrides, binary=waddle_bin)
         except Exception:
@@ -85,7 +87,14 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed:
         for srv in getattr(item, "_waddle_servers", []):
-            report.sections.append((f"waddle log {srv.ip} ({report.when})", srv.log_tail()))
+            report.sections.append(
+                (f"waddle log {srv.domain} {srv.ip} ({report.when})", srv.log_tail()))
+        for title, path in getattr(item, "_extra_logs", []):
+            try:
+                text = Path(path).read_text(errors="replace").splitlines()
+            except OSError as e:
+                text = [f"({path}: {e})"]
+            report.sections.append((f"{title} ({report.when})", "\n".join(text[-200:])))
 
 
 def pytest_report_header(config):

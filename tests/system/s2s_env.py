@@ -66,6 +66,10 @@ class Dnsmasq:
         self.proc: Optional[subprocess.Popen] = None
 
     @property
+    def log_path(self) -> Path:
+        return self.dir / "dnsmasq.log"
+
+    @property
     def nameserver(self) -> str:
         return f"{self.ip}:{self.port}"
 
@@ -82,17 +86,20 @@ class Dnsmasq:
             "no-resolv", "no-hosts", "no-poll", "bind-interfaces", "log-queries",
             f"listen-address={self.ip}", f"port={self.port}", "local=/test/",
             f"pid-file={self.dir / 'dnsmasq.pid'}", *self.lines, ""]))
-        log = open(self.dir / "dnsmasq.log", "ab")
-        self.proc = subprocess.Popen([DNSMASQ, "--keep-in-foreground", f"--conf-file={conf}",
-                                      "--log-facility=-"], stdout=log, stderr=log)
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([DNSMASQ, "--keep-in-foreground", f"--conf-file={conf}",
+                                          "--log-facility=-"], stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("dnsmasq exited: " + (self.dir / "dnsmasq.log").read_text())
+                self.proc = None
+                raise RuntimeError("dnsmasq exited: " + self.log_path.read_text())
             if self._answers():
                 return
-            time.sleep(0.05)
-        raise RuntimeError("dnsmasq did not answer within 10 s")
+            time.sleep(0.05)  # bounded readiness poll (deadline above)
+        self.stop()  # never leave it running behind a failed start
+        raise RuntimeError("dnsmasq did not answer within 10 s: " + self.log_path.read_text())
 
     def _answers(self) -> bool:
         # A minimal DNS query (A record for "probe.test") over UDP.

@@ -27,6 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "example.test"
 C2S_PORT = 5222
 DIRECT_TLS_PORT = 5223
+S2S_PORT = 5269
+METRICS_PORT = 5280  # the metrics listener goes on the server's own address, never 127.0.0.1
 ADDRESS_RANGE = range(40, 201)  # 127.0.0.40 .. 127.0.0.200
 LOCK_DIR = Path("/tmp/waddle-systest-locks")
 
@@ -69,8 +71,10 @@ def _port_free(ip: str, port: int) -> bool:
         s.close()
 
 
-def lease_address(ports=(C2S_PORT, DIRECT_TLS_PORT)) -> AddressLease:
-    """Reserves a loopback address whose ports are free (bounded: one pass over the range)."""
+def lease_address(ports=(C2S_PORT, DIRECT_TLS_PORT, S2S_PORT, METRICS_PORT)) -> AddressLease:
+    """Reserves a loopback address whose TCP ports are free (bounded: one pass over the
+    range). The default checks every port a server may listen on, so the same lease serves
+    c2s-only servers and federating ones."""
     LOCK_DIR.mkdir(parents=True, exist_ok=True)
     candidates = list(ADDRESS_RANGE)
     start = random.randrange(len(candidates))
@@ -101,6 +105,8 @@ def toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
+    if isinstance(v, float):
+        return repr(v)  # "2.0", "0.5": TOML floats
     if isinstance(v, str):
         return json.dumps(v)  # a TOML basic string
     if isinstance(v, (list, tuple)):
@@ -186,12 +192,12 @@ class WaddleServer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.lease = lease
         self.ip = lease.ip
-        self.domain = DOMAIN
         self.data_dir = self.run_dir / "data"
         self.config_path = self.run_dir / "waddle.toml"
         self.log_path = self.run_dir / "server.log"
         self.proc: Optional[subprocess.Popen] = None
         self._expected_exit = True  # no process yet
+        self._frozen = False  # SIGSTOPped by freeze()
         self.starts = 0
         base = {
             "server": {
@@ -215,9 +221,12 @@ class WaddleServer:
                 },
             },
             "s2s": {"enabled": False},
+            "metrics": {"address": self.ip},
         }
         base = {k: v for k, v in base.items() if v is not None}
         self.config = deep_merge(base, overrides or {})
+        # The first served domain (overrides["server"]["domains"] replaces example.test).
+        self.domain = self.config["server"]["domains"][0]
         self.write_config()
 
     # ---- configuration
@@ -229,6 +238,16 @@ class WaddleServer:
     @property
     def direct_tls_port(self) -> int:
         return int(self.config["c2s"].get("direct_tls_port", 0))
+
+    @property
+    def s2s_port(self) -> int:
+        """The S2S listener's port, or 0 when federation is off."""
+        s2s = self.config.get("s2s", {})
+        return int(s2s.get("port", S2S_PORT)) if s2s.get("enabled", True) else 0
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.proc is not None else None
 
     @property
     def db_path(self) -> Path:
@@ -245,10 +264,29 @@ class WaddleServer:
         except FileNotFoundError:
             return "(no server log)"
 
+    def log_size(self) -> int:
+        """Current length of the log in bytes: an offset for log_since()."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset: int = 0) -> str:
+        """The log from byte offset on (decoded leniently)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def log_tail(self, lines: int = 300) -> str:
         text = self.log_text().splitlines()
         head = f"(full log: {self.log_path}; last {min(lines, len(text))} of {len(text)} lines)"
         return "\n".join([head] + text[-lines:])
+
+    def log_marker(self, what: str) -> None:
+        self._log_marker(what)
 
     def _log_marker(self, what: str) -> None:
         with open(self.log_path, "a") as f:
@@ -260,6 +298,10 @@ class WaddleServer:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Starts the process and waits until its listeners accept TCP. Call it from the
+        test's main thread: the child gets SIGKILL when the *thread* that started it ends
+        (PR_SET_PDEATHSIG), so a server started from asyncio.to_thread dies with that
+        worker thread."""
         if not self.binary.exists():
             raise ServerError(
                 f"waddle binary not found at {self.binary} (build it, or set WADDLE_BIN)"
@@ -282,6 +324,8 @@ class WaddleServer:
             log.close()
         self._expected_exit = False
         ports = [self.port] + ([self.direct_tls_port] if self.direct_tls_port else [])
+        if self.s2s_port:
+            ports.append(self.s2s_port)
         self._wait_ports(ports, timeout)
 
     def _wait_ports(self, ports: list[int], timeout: float) -> None:
@@ -335,12 +379,28 @@ class WaddleServer:
             return None
         if self.proc.poll() is None:
             self.send_signal(signal.SIGTERM)
+            if self._frozen:  # a stopped process handles SIGTERM only once continued
+                self.thaw()
             if self.wait_exit(timeout) is None:
                 self._log_marker(f"no exit {timeout}s after SIGTERM; sending SIGKILL")
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._expected_exit = True
         return self.proc.returncode
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process stops answering but keeps its sockets open."""
+        assert self.running(), "server not running"
+        self._log_marker(f"SIGSTOP to pid {self.proc.pid}")
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self._frozen = True
+
+    def thaw(self) -> None:
+        """SIGCONT after freeze()."""
+        self._frozen = False
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self._log_marker(f"SIGCONT to pid {self.proc.pid}")
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

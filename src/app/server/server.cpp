@@ -2,17 +2,20 @@
 // storage, listeners per configured address, graceful shutdown on SIGINT/SIGTERM.
 #include "app/server/server.h"
 
-#include <boost/asio.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/asio.hpp>
 
 #include <csignal>
 
 #include "c2s/c2s.h"
 #include "core/version.h"
 #include "im/im_service.h"
+#include "metrics/http_server.h"
+#include "metrics/metrics.h"
 #include "net/tls.h"
 #include "net/worker.h"
 #include "router/router.h"
+#include "s2s/s2s.h"
 #include "storage/storage.h"
 
 namespace waddle::app {
@@ -72,21 +75,37 @@ int run_server(const core::Config& config) {
   router::Router router(config.server.domains);
   im::ImService im(config, router, worker, io.get_executor());
   router.set_local_handler(&im);
-  c2s::C2sContext ctx{config, router, im, worker, tls.c2s()};
+  metrics::Registry registry;
+  metrics::S2sMetrics s2s_metrics(registry, config.metrics.max_domains);
+  metrics::C2sMetrics c2s_metrics(registry);
+  s2s::S2sService s2s(config, router, tls, io, &s2s_metrics);
+  if (config.s2s.enabled) {
+    router.set_remote(&s2s);
+    s2s.start();
+  }
+  c2s::C2sContext ctx{config, router, im, worker, tls.c2s(), &c2s_metrics};
 
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   auto add_listeners = [&](std::uint16_t port, bool direct) {
     for (const auto& ep : endpoints(config, port)) {
       acceptors.push_back(listen_on(io, ep));
       auto& acc = *acceptors.back();
-      spdlog::info("listening for clients on {} port {}{}", acc.local_endpoint().address().to_string(),
-                   port, direct ? " (direct TLS)" : "");
+      spdlog::info("listening for clients on {} port {}{}",
+                   acc.local_endpoint().address().to_string(), port, direct ? " (direct TLS)" : "");
       asio::co_spawn(io, accept_loop(acc, ctx, direct), asio::detached);
     }
   };
   if (config.c2s.enabled) {
     add_listeners(config.c2s.port, false);
     if (config.c2s.direct_tls_port) add_listeners(config.c2s.direct_tls_port, true);
+  }
+  std::unique_ptr<metrics::HttpServer> http;
+  if (config.metrics.enabled) {
+    http = std::make_unique<metrics::HttpServer>(
+        io, config.metrics.address, config.metrics.port, [&] { return registry.render(); },
+        [&] { return !io.stopped(); });
+    http->start();
+    spdlog::info("metrics on http://{}:{}/metrics", config.metrics.address, config.metrics.port);
   }
   for (const auto& d : config.server.domains)
     spdlog::info("serving {} (certificate {})", d, tls.describe(d));
@@ -98,9 +117,9 @@ int run_server(const core::Config& config) {
   std::function<void()> wait_sessions;
   auto deadline = std::chrono::steady_clock::time_point::max();
   wait_sessions = [&] {
-    if (c2s::live_sessions() == 0 || std::chrono::steady_clock::now() >= deadline) {
-      if (c2s::live_sessions() != 0)
-        spdlog::warn("shutdown: {} sessions did not close in time", c2s::live_sessions());
+    auto live = c2s::live_sessions() + s2s.live_streams();
+    if (live == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (live != 0) spdlog::warn("shutdown: {} streams did not close in time", live);
       io.stop();
       return;
     }
@@ -113,6 +132,8 @@ int run_server(const core::Config& config) {
     spdlog::info("received signal {}: shutting down", sig);
     for (auto& acc : acceptors) acc->close();
     for (auto* s : router.all()) s->close_with(core::StreamError::kSystemShutdown);
+    s2s.stop();
+    if (http) http->stop();
     deadline = std::chrono::steady_clock::now() + config.server.shutdown_timeout;
     wait_sessions();
   });

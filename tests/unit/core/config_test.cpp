@@ -86,6 +86,22 @@ TEST_F(ConfigTest, Defaults_MatchDocumentedValues) {
   EXPECT_EQ(c.s2s.port, 5269);
   EXPECT_EQ(c.s2s.policy, "open");
   EXPECT_EQ(c.s2s.retry.max_retries, 3u);
+  EXPECT_FALSE(c.s2s.allow_unverified_dialback);
+  EXPECT_TRUE(c.s2s.unverified_dialback_domains.empty());
+  EXPECT_EQ(c.s2s.dialback_secret, "");
+  EXPECT_EQ(c.s2s.tls_min_version, "1.3");
+  EXPECT_EQ(c.s2s.connection_rate, 30u);
+  EXPECT_EQ(c.s2s.stanza_rate, 200u);
+  EXPECT_EQ(c.s2s.bandwidth_limit, 0u);
+  EXPECT_EQ(c.s2s.throttle_strikes, 200u);
+  EXPECT_EQ(c.s2s.max_stanza_size, 512u * 1024);
+  EXPECT_EQ(c.s2s.handshake_timeout, seconds(30));
+  EXPECT_EQ(c.s2s.queue_size, 1000u);
+  EXPECT_EQ(c.s2s.ping_interval, seconds(60));
+  EXPECT_TRUE(c.metrics.enabled);
+  EXPECT_EQ(c.metrics.address, "127.0.0.1");
+  EXPECT_EQ(c.metrics.port, 5280);
+  EXPECT_EQ(c.metrics.max_domains, 100u);
   EXPECT_EQ(c.storage.backend, "sqlite");
   EXPECT_EQ(c.storage_path(), "./data/waddle.db");
 }
@@ -146,7 +162,23 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.s2s.retry.initial_delay, d.s2s.retry.initial_delay);
   EXPECT_EQ(c.s2s.retry.max_delay, d.s2s.retry.max_delay);
   EXPECT_EQ(c.s2s.retry.backoff_multiplier, d.s2s.retry.backoff_multiplier);
+  EXPECT_EQ(c.s2s.allow_unverified_dialback, d.s2s.allow_unverified_dialback);
+  EXPECT_EQ(c.s2s.unverified_dialback_domains, d.s2s.unverified_dialback_domains);
+  EXPECT_EQ(c.s2s.dialback_secret, d.s2s.dialback_secret);
+  EXPECT_EQ(c.s2s.tls_min_version, d.s2s.tls_min_version);
+  EXPECT_EQ(c.s2s.connection_rate, d.s2s.connection_rate);
+  EXPECT_EQ(c.s2s.stanza_rate, d.s2s.stanza_rate);
+  EXPECT_EQ(c.s2s.bandwidth_limit, d.s2s.bandwidth_limit);
+  EXPECT_EQ(c.s2s.throttle_strikes, d.s2s.throttle_strikes);
+  EXPECT_EQ(c.s2s.max_stanza_size, d.s2s.max_stanza_size);
+  EXPECT_EQ(c.s2s.handshake_timeout, d.s2s.handshake_timeout);
+  EXPECT_EQ(c.s2s.queue_size, d.s2s.queue_size);
+  EXPECT_EQ(c.s2s.ping_interval, d.s2s.ping_interval);
   EXPECT_EQ(c.dns.nameservers, d.dns.nameservers);
+  EXPECT_EQ(c.metrics.enabled, d.metrics.enabled);
+  EXPECT_EQ(c.metrics.address, d.metrics.address);
+  EXPECT_EQ(c.metrics.port, d.metrics.port);
+  EXPECT_EQ(c.metrics.max_domains, d.metrics.max_domains);
 }
 
 TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
@@ -179,11 +211,27 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "s2s.policy",
                           "s2s.allowed_domains",
                           "s2s.blocked_domains",
+                          "s2s.allow_unverified_dialback",
+                          "s2s.unverified_dialback_domains",
+                          "s2s.dialback_secret",
+                          "s2s.tls_min_version",
+                          "s2s.connection_rate",
+                          "s2s.stanza_rate",
+                          "s2s.bandwidth_limit",
+                          "s2s.throttle_strikes",
+                          "s2s.max_stanza_size",
+                          "s2s.handshake_timeout",
+                          "s2s.queue_size",
+                          "s2s.ping_interval",
                           "s2s.retry.max_retries",
                           "s2s.retry.initial_delay",
                           "s2s.retry.max_delay",
                           "s2s.retry.backoff_multiplier",
-                          "dns.nameservers"}) {
+                          "dns.nameservers",
+                          "metrics.enabled",
+                          "metrics.address",
+                          "metrics.port",
+                          "metrics.max_domains"}) {
     EXPECT_TRUE(t.at_path(key)) << key;
   }
   // Certificate paths cannot be active (the files do not exist) but must be shown.
@@ -246,6 +294,18 @@ max_connections_per_domain = 2
 policy = "allowlist"
 allowed_domains = ["waddle.social", "Trusted.Example"]
 blocked_domains = ["spam.example"]
+allow_unverified_dialback = true
+unverified_dialback_domains = ["Legacy.Example", "münchen.example"]
+dialback_secret = "0123456789abcdef0123"
+tls_min_version = "1.2"
+connection_rate = 0
+stanza_rate = 1000000
+bandwidth_limit = 1048576
+throttle_strikes = 7
+max_stanza_size = 65536
+handshake_timeout = "15s"
+queue_size = 1
+ping_interval = "2m"
 
 [s2s.retry]
 max_retries = 0
@@ -255,6 +315,12 @@ backoff_multiplier = 3
 
 [dns]
 nameservers = ["127.0.0.53", "192.0.2.53:5353", "[2001:db8::53]:53", "::1"]
+
+[metrics]
+enabled = false
+address = "::1"
+port = 9100
+max_domains = 100000
 )";
   std::string full = text;
   for (auto [from, to] : {std::pair{std::string("\"CERT\""), "\"" + cert + "\""},
@@ -304,6 +370,23 @@ nameservers = ["127.0.0.53", "192.0.2.53:5353", "[2001:db8::53]:53", "::1"]
   EXPECT_EQ(c.s2s.retry.initial_delay, milliseconds(500));
   EXPECT_EQ(c.s2s.retry.max_delay, seconds(120));
   EXPECT_EQ(c.s2s.retry.backoff_multiplier, 3.0);
+  EXPECT_TRUE(c.s2s.allow_unverified_dialback);
+  EXPECT_EQ(c.s2s.unverified_dialback_domains,
+            (std::vector<std::string>{"legacy.example", "xn--mnchen-3ya.example"}));
+  EXPECT_EQ(c.s2s.dialback_secret, "0123456789abcdef0123");
+  EXPECT_EQ(c.s2s.tls_min_version, "1.2");
+  EXPECT_EQ(c.s2s.connection_rate, 0u);
+  EXPECT_EQ(c.s2s.stanza_rate, 1000000u);
+  EXPECT_EQ(c.s2s.bandwidth_limit, 1048576u);
+  EXPECT_EQ(c.s2s.throttle_strikes, 7u);
+  EXPECT_EQ(c.s2s.max_stanza_size, 65536u);
+  EXPECT_EQ(c.s2s.handshake_timeout, seconds(15));
+  EXPECT_EQ(c.s2s.queue_size, 1u);
+  EXPECT_EQ(c.s2s.ping_interval, seconds(120));
+  EXPECT_FALSE(c.metrics.enabled);
+  EXPECT_EQ(c.metrics.address, "::1");
+  EXPECT_EQ(c.metrics.port, 9100);
+  EXPECT_EQ(c.metrics.max_domains, 100000u);
   EXPECT_EQ(c.dns.nameservers, (std::vector<std::string>{"127.0.0.53", "192.0.2.53:5353",
                                                          "[2001:db8::53]:53", "::1"}));
 }
@@ -560,6 +643,181 @@ TEST_F(ConfigTest, Ports_MustNotCollide) {
   EXPECT_EQ(error_of("[c2s]\nport = 5269\n"),
             "w.toml:2:1: c2s.port: port 5269 is used by both c2s and s2s");
   EXPECT_NO_THROW(parse_config("[c2s]\nenabled = false\nport = 5269\n", "w.toml"));
+}
+
+TEST_F(ConfigTest, S2sLimits_OutOfRangeIsAnError) {
+  EXPECT_EQ(error_of("[s2s]\nconnection_rate = -1\n"),
+            "w.toml:2:1: s2s.connection_rate: expected an integer between 0 and 1000000, got -1");
+  EXPECT_EQ(error_of("[s2s]\nstanza_rate = 1000001\n"),
+            "w.toml:2:1: s2s.stanza_rate: expected an integer between 0 and 1000000, got 1000001");
+  EXPECT_EQ(error_of("[s2s]\nstanza_rate = 2.5\n"),
+            "w.toml:2:1: s2s.stanza_rate: expected an integer between 0 and 1000000, got 2.5");
+  EXPECT_EQ(error_of("[s2s]\nthrottle_strikes = \"10\"\n"),
+            "w.toml:2:1: s2s.throttle_strikes: expected an integer between 0 and 1000000, got "
+            "\"10\"");
+  EXPECT_EQ(error_of("[s2s]\n\nmax_stanza_size = 1023\n"),
+            "w.toml:3:1: s2s.max_stanza_size: expected an integer between 1024 and 67108864, got "
+            "1023");
+  EXPECT_EQ(error_of("[s2s]\nmax_stanza_size = 67108865\n"),
+            "w.toml:2:1: s2s.max_stanza_size: expected an integer between 1024 and 67108864, got "
+            "67108865");
+  EXPECT_EQ(error_of("[s2s]\nqueue_size = 0\n"),
+            "w.toml:2:1: s2s.queue_size: expected an integer between 1 and 1000000, got 0");
+  EXPECT_EQ(error_of("[s2s]\nqueue_size = 1000001\n"),
+            "w.toml:2:1: s2s.queue_size: expected an integer between 1 and 1000000, got 1000001");
+  const Config c = parse_config(
+      "[s2s]\nconnection_rate = 1000000\nthrottle_strikes = 0\nmax_stanza_size = 67108864\n"
+      "queue_size = 1000000\n",
+      "w.toml");
+  EXPECT_EQ(c.s2s.connection_rate, 1000000u);
+  EXPECT_EQ(c.s2s.throttle_strikes, 0u);
+  EXPECT_EQ(c.s2s.max_stanza_size, 67108864u);
+  EXPECT_EQ(c.s2s.queue_size, 1000000u);
+}
+
+TEST_F(ConfigTest, S2sDurations_MustBePositive) {
+  const std::string expected =
+      "expected a positive duration such as \"250ms\", \"10s\", \"5m\" or \"1h\", got ";
+  EXPECT_EQ(error_of("[s2s]\nhandshake_timeout = \"0s\"\n"),
+            "w.toml:2:1: s2s.handshake_timeout: " + expected + "\"0s\"");
+  EXPECT_EQ(error_of("[s2s]\nping_interval = 60\n"),
+            "w.toml:2:1: s2s.ping_interval: " + expected + "60");
+  EXPECT_EQ(parse_config("[s2s]\nping_interval = \"250ms\"\n", "w.toml").s2s.ping_interval,
+            milliseconds(250));
+}
+
+TEST_F(ConfigTest, S2sTlsMinVersion_IsAChoice) {
+  EXPECT_EQ(parse_config("[s2s]\ntls_min_version = \"1.2\"\n", "w.toml").s2s.tls_min_version,
+            "1.2");
+  EXPECT_EQ(error_of("[s2s]\ntls_min_version = \"1.1\"\n"),
+            "w.toml:2:1: s2s.tls_min_version: expected one of \"1.2\", \"1.3\", got \"1.1\"");
+  EXPECT_EQ(error_of("[s2s]\ntls_min_version = 1.3\n"),
+            "w.toml:2:1: s2s.tls_min_version: expected one of \"1.2\", \"1.3\", got 1.3");
+}
+
+TEST_F(ConfigTest, UnverifiedDialback_TypesAndDomains) {
+  EXPECT_EQ(error_of("[s2s]\nallow_unverified_dialback = \"yes\"\n"),
+            "w.toml:2:1: s2s.allow_unverified_dialback: expected a boolean (true or false), got "
+            "\"yes\"");
+  EXPECT_EQ(error_of("[s2s]\nunverified_dialback_domains = \"a.example\"\n"),
+            "w.toml:2:1: s2s.unverified_dialback_domains: expected an array of strings, got "
+            "\"a.example\"");
+  EXPECT_EQ(error_of("[s2s]\nunverified_dialback_domains = [\"a b\"]\n"),
+            "w.toml:2:32: s2s.unverified_dialback_domains[0]: expected a domain name, got \"a b\"");
+  EXPECT_EQ(error_of("[s2s]\nunverified_dialback_domains = [\"a.example\", \"A.Example.\"]\n"),
+            "w.toml:2:45: s2s.unverified_dialback_domains[1]: duplicate \"a.example\"");
+}
+
+TEST_F(ConfigTest, DialbackSecret_IsEmptyOrLongEnough) {
+  EXPECT_EQ(parse_config("[s2s]\ndialback_secret = \"\"\n", "w.toml").s2s.dialback_secret, "");
+  EXPECT_EQ(
+      parse_config("[s2s]\ndialback_secret = \"0123456789abcdef\"\n", "w.toml").s2s.dialback_secret,
+      "0123456789abcdef");
+  EXPECT_EQ(error_of("[s2s]\n\ndialback_secret = \"hunter2\"\n"),
+            "w.toml:3:1: s2s.dialback_secret: expected at least 16 characters (or \"\" to "
+            "generate one), got 7");
+  EXPECT_EQ(error_of("[s2s]\ndialback_secret = 1234567890123456\n"),
+            "w.toml:2:1: s2s.dialback_secret: expected a string, got 1234567890123456");
+}
+
+TEST_F(ConfigTest, BandwidthLimit_AcceptsBytesOrSizes) {
+  const auto bandwidth = [](const std::string& value) {
+    return parse_config("[s2s]\nbandwidth_limit = " + value + "\n", "w.toml").s2s.bandwidth_limit;
+  };
+  EXPECT_EQ(bandwidth("0"), 0u);
+  EXPECT_EQ(bandwidth("125000"), 125000u);
+  EXPECT_EQ(bandwidth("10737418240"), 10737418240u);
+  EXPECT_EQ(bandwidth("\"0B\""), 0u);
+  EXPECT_EQ(bandwidth("\"512B\""), 512u);
+  EXPECT_EQ(bandwidth("\"500KiB\""), 500u * 1024);
+  EXPECT_EQ(bandwidth("\"500kB\""), 500u * 1000);
+  EXPECT_EQ(bandwidth("\"500KB\""), 500u * 1000);
+  EXPECT_EQ(bandwidth("\"10MiB\""), 10u * 1024 * 1024);
+  EXPECT_EQ(bandwidth("\"10MB/s\""), 10u * 1000 * 1000);
+  EXPECT_EQ(bandwidth("\"1GB\""), 1000u * 1000 * 1000);
+  EXPECT_EQ(bandwidth("\"10GiB\""), 10737418240u);
+
+  const std::string expected =
+      "s2s.bandwidth_limit: expected an integer between 0 and 10737418240 or a size such as "
+      "\"500KiB\", \"10MiB\" or \"1GB\", got ";
+  for (const char* bad : {"\"11GiB\"", "\"10737418241B\"", "\"1TB\"", "\"10 MiB\"", "\"10mib\"",
+                          "\"MiB\"", "\"1.5MiB\"", "\"-1KiB\"", "\"100\"", "\"\"",
+                          "\"99999999999999999999999GiB\"", "-1", "10737418241", "1.5", "true"}) {
+    EXPECT_EQ(error_of(std::string("[s2s]\nbandwidth_limit = ") + bad + "\n"),
+              "w.toml:2:1: " + expected + bad)
+        << bad;
+  }
+}
+
+TEST_F(ConfigTest, Metrics_ValidatesEveryKey) {
+  const Config c =
+      parse_config("[metrics]\naddress = \"0.0.0.0\"\nport = 1\nmax_domains = 1\n", "w.toml");
+  EXPECT_TRUE(c.metrics.enabled);
+  EXPECT_EQ(c.metrics.address, "0.0.0.0");
+  EXPECT_EQ(c.metrics.port, 1);
+  EXPECT_EQ(c.metrics.max_domains, 1u);
+  EXPECT_EQ(error_of("[metrics]\nenabled = 1\n"),
+            "w.toml:2:1: metrics.enabled: expected a boolean (true or false), got 1");
+  EXPECT_EQ(error_of("[metrics]\naddress = \"localhost\"\n"),
+            "w.toml:2:1: metrics.address: expected an IP address, got \"localhost\"");
+  EXPECT_EQ(error_of("[metrics]\naddress = \"127.0.0.1:9100\"\n"),
+            "w.toml:2:1: metrics.address: expected an IP address, got \"127.0.0.1:9100\"");
+  EXPECT_EQ(error_of("[metrics]\naddress = \"\"\n"),
+            "w.toml:2:1: metrics.address: expected an IP address, got \"\"");
+  EXPECT_EQ(error_of("[metrics]\naddress = [\"::1\"]\n"),
+            "w.toml:2:1: metrics.address: expected an IP address, got an array");
+  EXPECT_EQ(error_of("[metrics]\nport = 0\n"),
+            "w.toml:2:1: metrics.port: expected an integer between 1 and 65535, got 0");
+  EXPECT_EQ(error_of("[metrics]\nport = 65536\n"),
+            "w.toml:2:1: metrics.port: expected an integer between 1 and 65535, got 65536");
+  EXPECT_EQ(error_of("[metrics]\nmax_domains = 0\n"),
+            "w.toml:2:1: metrics.max_domains: expected an integer between 1 and 100000, got 0");
+  EXPECT_EQ(error_of("[metrics]\nmax_domains = 100001\n"),
+            "w.toml:2:1: metrics.max_domains: expected an integer between 1 and 100000, got "
+            "100001");
+  EXPECT_EQ(error_of("[metrics]\npath = \"/metrics\"\n"), "w.toml:2:1: metrics.path: unknown key");
+  EXPECT_EQ(error_of("metrics = true\n"), "w.toml:1:1: metrics: expected a table, got true");
+}
+
+TEST_F(ConfigTest, MetricsPort_MustNotCollideWithListeners) {
+  // server.listen empty: c2s and s2s listen on every address.
+  EXPECT_EQ(error_of("[metrics]\nport = 5222\n"),
+            "w.toml:2:1: metrics.port: port 5222 is used by both c2s and metrics on "
+            "\"127.0.0.1\"");
+  EXPECT_EQ(error_of("[c2s]\ndirect_tls_port = 5280\n"),
+            "w.toml:2:1: c2s.direct_tls_port: port 5280 is used by both c2s and metrics on "
+            "\"127.0.0.1\"");
+  EXPECT_EQ(error_of("[s2s]\nport = 5280\n"),
+            "w.toml:2:1: s2s.port: port 5280 is used by both s2s and metrics on \"127.0.0.1\"");
+  // Disabled services and a disabled endpoint do not collide.
+  EXPECT_NO_THROW(parse_config("[metrics]\nenabled = false\nport = 5222\n", "w.toml"));
+  EXPECT_NO_THROW(parse_config("[c2s]\nenabled = false\n[metrics]\nport = 5222\n", "w.toml"));
+  EXPECT_NO_THROW(parse_config("[s2s]\nenabled = false\n[metrics]\nport = 5269\n", "w.toml"));
+
+  // Explicit listen addresses: only overlapping addresses collide.
+  const auto with_listen = [](const std::string& listen, const std::string& address) {
+    return "[server]\nlisten = [" + listen + "]\n[metrics]\naddress = \"" + address +
+           "\"\nport = 5222\n";
+  };
+  EXPECT_NO_THROW(parse_config(with_listen("\"192.0.2.1\"", "127.0.0.1"), "w.toml"));
+  EXPECT_NO_THROW(parse_config(with_listen("\"::1\"", "127.0.0.1"), "w.toml"));
+  EXPECT_NO_THROW(parse_config(with_listen("\"0.0.0.0\"", "::1"), "w.toml"));
+  EXPECT_NO_THROW(parse_config(with_listen("\"2001:db8::1\"", "0.0.0.0"), "w.toml"));
+  for (auto [listen, address] :
+       {std::pair{"\"127.0.0.1\"", "127.0.0.1"},
+        std::pair{"\"192.0.2.1\", \"0.0.0.0\"", "127.0.0.1"}, std::pair{"\"::\"", "127.0.0.1"},
+        std::pair{"\"::1\"", "::"}, std::pair{"\"127.0.0.1\"", "::"},
+        std::pair{"\"::ffff:127.0.0.1\"", "127.0.0.1"},
+        std::pair{"\"2001:db8::1\"", "2001:DB8:0::1"}}) {
+    EXPECT_EQ(error_of(with_listen(listen, address)),
+              std::string("w.toml:5:1: metrics.port: port 5222 is used by both c2s and metrics on "
+                          "\"") +
+                  address + "\"")
+        << listen << " / " << address;
+  }
+  // Without metrics.port in the file, the listener port that it clashes with is blamed.
+  EXPECT_EQ(error_of("[c2s]\nport = 5280\n[metrics]\naddress = \"::1\"\n"),
+            "w.toml:2:1: c2s.port: port 5280 is used by both c2s and metrics on \"::1\"");
 }
 
 TEST_F(ConfigTest, SyntaxError_ReportsParserLocation) {

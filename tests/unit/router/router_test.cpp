@@ -494,13 +494,13 @@ TEST_F(RouterTest, SessionsOf_UnknownAccountOrDomain_Empty) {
   EXPECT_TRUE(router_.sessions_of(parse_jid("example.com")).empty());
 }
 
-TEST_F(RouterTest, SessionsOf_SeveralResources_InBindingOrder) {
+TEST_F(RouterTest, SessionsOf_SeveralResources_InResourceOrder) {
   bind_population();
   FakeSession* zeta = bind("benvolio@example.com/zeta");
   FakeSession* alpha = bind("benvolio@example.com/alpha");
   FakeSession* mid = bind("benvolio@example.com/mid");
   EXPECT_EQ(router_.sessions_of(parse_jid("benvolio@example.com")),
-            (std::vector<LocalSession*>{zeta, alpha, mid}));
+            (std::vector<LocalSession*>{alpha, mid, zeta}));
 }
 
 TEST_F(RouterTest, All_Population_ReturnsEverySessionOnce) {
@@ -508,7 +508,8 @@ TEST_F(RouterTest, All_Population_ReturnsEverySessionOnce) {
   auto all = router_.all();
   EXPECT_EQ(all.size(), population().size());
   EXPECT_EQ(all.size(), router_.session_count());
-  std::set<LocalSession*> expected(population().begin(), population().end());
+  const auto pop = population();
+  const std::set<LocalSession*> expected(pop.begin(), pop.end());
   EXPECT_EQ(as_set(all), expected);
 }
 

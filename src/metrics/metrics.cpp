@@ -1,0 +1,425 @@
+// Metrics registry and Prometheus text exposition format 0.0.4 (prometheus.io, "Exposition
+// formats"); the S2S specification's federation metrics ("Metrics") and the c2s metrics.
+#include "metrics/metrics.h"
+
+#include <algorithm>
+#include <cassert>
+#include <charconv>
+#include <cmath>
+#include <stdexcept>
+
+namespace waddle::metrics {
+
+namespace {
+
+bool is_metric_name(std::string_view s) {
+  if (s.empty()) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+              (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool is_label_name(std::string_view s) {
+  if (s.empty() || s.starts_with("__")) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+              (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Length of the valid UTF-8 sequence at s[i], or 0 (RFC 3629: no overlongs, no surrogates,
+// nothing above U+10FFFF).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  std::size_t len;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < len; ++k)
+    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
+  return len;
+}
+
+void append_escaped(std::string& out, std::string_view s, bool quote) {
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++i;
+      continue;
+    }
+    char c = s[i];
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && quote) {
+      out += "\\\"";
+    } else {
+      out.append(s.data() + i, n);
+    }
+    i += n;
+  }
+}
+
+void append_uint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void append_labels(std::string& out, const std::vector<std::string>& names,
+                   const std::vector<std::string>& values, std::string_view extra_name = {},
+                   std::string_view extra_value = {}) {
+  if (names.empty() && extra_name.empty()) return;
+  out += '{';
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (i) out += ',';
+    out += names[i];
+    out += "=\"";
+    append_label_value(out, values[i]);
+    out += '"';
+  }
+  if (!extra_name.empty()) {
+    if (!names.empty()) out += ',';
+    out += extra_name;
+    out += "=\"";
+    out += extra_value;
+    out += '"';
+  }
+  out += '}';
+}
+
+}  // namespace
+
+void append_label_value(std::string& out, std::string_view value) {
+  append_escaped(out, value, true);
+}
+
+void append_help(std::string& out, std::string_view help) {
+  append_escaped(out, help, false);
+}
+
+void append_value(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "NaN";
+  } else if (std::isinf(v)) {
+    out += v > 0 ? "+Inf" : "-Inf";
+  } else if (v == std::floor(v) && std::fabs(v) < 9007199254740992.0) {  // 2^53: exact
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, static_cast<std::int64_t>(v));
+    out.append(buf, r.ptr);
+  } else {
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, r.ptr);
+  }
+}
+
+// --- Histogram ---
+
+Histogram::Histogram(std::span<const double> bounds)
+    : bounds_(bounds), counts_(bounds.size() + 1, 0) {}
+
+void Histogram::observe(double v) {
+  if (std::isnan(v)) return;
+  auto i = static_cast<std::size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) -
+                                    bounds_.begin());  // first bound >= v: "le"
+  ++counts_[i];
+  ++count_;
+  sum_ += v;
+}
+
+std::uint64_t Histogram::cumulative(std::size_t i) const {
+  std::uint64_t total = 0;
+  for (std::size_t k = 0; k <= i && k < counts_.size(); ++k) total += counts_[k];
+  return total;
+}
+
+// --- FamilyBase ---
+
+FamilyBase::FamilyBase(FamilySpec spec) : spec_(std::move(spec)) {
+  if (!is_metric_name(spec_.name))
+    throw std::invalid_argument("invalid metric name \"" + spec_.name + "\"");
+  for (std::size_t i = 0; i < spec_.labels.size(); ++i) {
+    const auto& l = spec_.labels[i];
+    if (!is_label_name(l))
+      throw std::invalid_argument(spec_.name + ": invalid label name \"" + l + "\"");
+    if (std::find(spec_.labels.begin(), spec_.labels.begin() + static_cast<long>(i), l) !=
+        spec_.labels.begin() + static_cast<long>(i))
+      throw std::invalid_argument(spec_.name + ": duplicate label \"" + l + "\"");
+    if (l == spec_.capped_label) capped_index_ = static_cast<int>(i);
+  }
+  if (!spec_.capped_label.empty() && capped_index_ < 0)
+    throw std::invalid_argument(spec_.name + ": capped label \"" + spec_.capped_label +
+                                "\" is not declared");
+}
+
+void FamilyBase::make_key(std::span<const std::string_view> values) {
+  assert(values.size() == spec_.labels.size() && "one value per declared label");
+  value_scratch_.assign(values.begin(), values.end());
+  value_scratch_.resize(spec_.labels.size());  // tolerate a wrong arity in release builds
+  if (capped_index_ >= 0) {
+    auto& v = value_scratch_[static_cast<std::size_t>(capped_index_)];
+    if (v != kOtherValue && !admitted_.contains(v)) {
+      if (admitted_.size() < spec_.max_values) {
+        admitted_.emplace(v);
+      } else {
+        v = kOtherValue;
+        cap_reached_ = true;
+      }
+    }
+  }
+  // Length-prefixed values: unambiguous whatever bytes the values hold.
+  key_scratch_.clear();
+  for (auto v : value_scratch_) {
+    auto n = static_cast<std::uint32_t>(v.size());
+    key_scratch_.append(reinterpret_cast<const char*>(&n), sizeof n);
+    key_scratch_.append(v);
+  }
+}
+
+void FamilyBase::render_header(std::string& out, std::string_view type) const {
+  out += "# HELP ";
+  out += spec_.name;
+  out += ' ';
+  append_help(out, spec_.help);
+  out += "\n# TYPE ";
+  out += spec_.name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+// --- Family ---
+
+template <class M>
+Family<M>::Family(FamilySpec spec, std::vector<double> bounds)
+    : FamilyBase(std::move(spec)), bounds_(std::move(bounds)) {
+  if (spec_.labels.empty()) get({});  // an unlabelled metric exists from the start, at 0
+}
+
+template <class M>
+M& Family<M>::get(std::span<const std::string_view> values) {
+  make_key(values);
+  auto it = series_.find(std::string_view(key_scratch_));
+  if (it == series_.end()) {
+    std::vector<std::string> stored(value_scratch_.begin(), value_scratch_.end());
+    if constexpr (std::is_same_v<M, Histogram>) {
+      it = series_.emplace(key_scratch_, Series{std::move(stored), Histogram(bounds_)}).first;
+    } else {
+      it = series_.emplace(key_scratch_, Series{std::move(stored), M{}}).first;
+    }
+  }
+  return it->second.metric;
+}
+
+template <class M>
+void Family<M>::render(std::string& out) const {
+  if constexpr (std::is_same_v<M, Counter>) {
+    render_header(out, "counter");
+  } else if constexpr (std::is_same_v<M, Gauge>) {
+    render_header(out, "gauge");
+  } else {
+    render_header(out, "histogram");
+  }
+  std::vector<const Series*> sorted;
+  sorted.reserve(series_.size());
+  for (const auto& [key, s] : series_) sorted.push_back(&s);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const Series* a, const Series* b) { return a->values < b->values; });
+
+  const auto& name = spec_.name;
+  for (const Series* s : sorted) {
+    if constexpr (std::is_same_v<M, Histogram>) {
+      const Histogram& h = s->metric;
+      std::string le;
+      for (std::size_t i = 0; i <= bounds_.size(); ++i) {
+        le.clear();
+        if (i < bounds_.size()) {
+          append_value(le, bounds_[i]);
+        } else {
+          le = "+Inf";
+        }
+        out += name;
+        out += "_bucket";
+        append_labels(out, spec_.labels, s->values, "le", le);
+        out += ' ';
+        append_uint(out, h.cumulative(i));
+        out += '\n';
+      }
+      out += name;
+      out += "_sum";
+      append_labels(out, spec_.labels, s->values);
+      out += ' ';
+      append_value(out, h.sum());
+      out += '\n';
+      out += name;
+      out += "_count";
+      append_labels(out, spec_.labels, s->values);
+      out += ' ';
+      append_uint(out, h.count());
+      out += '\n';
+    } else {
+      out += name;
+      append_labels(out, spec_.labels, s->values);
+      out += ' ';
+      if constexpr (std::is_same_v<M, Counter>) {
+        append_uint(out, s->metric.value());
+      } else {
+        append_value(out, s->metric.value());
+      }
+      out += '\n';
+    }
+  }
+}
+
+template class Family<Counter>;
+template class Family<Gauge>;
+template class Family<Histogram>;
+
+// --- Registry ---
+
+template <class F, class... A>
+F& Registry::add(FamilySpec spec, A&&... args) {
+  for (const auto& f : families_)
+    if (f->name() == spec.name)
+      throw std::invalid_argument("metric \"" + spec.name + "\" declared twice");
+  auto family = std::make_unique<F>(std::move(spec), std::forward<A>(args)...);
+  F& ref = *family;
+  families_.push_back(std::move(family));
+  return ref;
+}
+
+CounterFamily& Registry::counter_family(FamilySpec spec) {
+  if (!spec.name.ends_with("_total"))
+    throw std::invalid_argument("counter \"" + spec.name + "\" must end in _total");
+  return add<CounterFamily>(std::move(spec));
+}
+
+GaugeFamily& Registry::gauge_family(FamilySpec spec) {
+  return add<GaugeFamily>(std::move(spec));
+}
+
+HistogramFamily& Registry::histogram_family(FamilySpec spec, std::span<const double> bounds) {
+  for (const auto& l : spec.labels)
+    if (l == "le") throw std::invalid_argument(spec.name + ": label \"le\" is reserved");
+  for (std::size_t i = 0; i < bounds.size(); ++i) {
+    if (!std::isfinite(bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1]))
+      throw std::invalid_argument(spec.name + ": bucket bounds must be finite and increasing");
+  }
+  return add<HistogramFamily>(std::move(spec), std::vector<double>(bounds.begin(), bounds.end()));
+}
+
+std::string Registry::render() const {
+  std::string out;
+  out.reserve(4096);
+  for (const auto& f : families_) f->render(out);
+  return out;
+}
+
+// --- module metrics ---
+
+std::string_view to_string(Direction d) {
+  return d == Direction::kIn ? "in" : "out";
+}
+
+std::string_view to_string(S2sError e) {
+  switch (e) {
+    case S2sError::kDns:
+      return "dns";
+    case S2sError::kConnectionRefused:
+      return "connection_refused";
+    case S2sError::kTls:
+      return "tls";
+    case S2sError::kDialback:
+      return "dialback";
+    case S2sError::kStreamError:
+      return "stream_error";
+    case S2sError::kRouting:
+      return "routing";
+    case S2sError::kPolicy:
+      return "policy";
+    case S2sError::kRateLimit:
+      return "rate_limit";
+    case S2sError::kTimeout:
+      return "timeout";
+  }
+  return "unknown";
+}
+
+namespace {
+FamilySpec by_domain(std::string name, std::string help, std::vector<std::string> labels,
+                     std::size_t max_domains) {
+  return FamilySpec{.name = std::move(name),
+                    .help = std::move(help),
+                    .labels = std::move(labels),
+                    .capped_label = "domain",
+                    .max_values = max_domains};
+}
+}  // namespace
+
+S2sMetrics::S2sMetrics(Registry& r, std::size_t max_domains)
+    : connections_active(r.gauge_family(by_domain("waddle_s2s_connections_active",
+                                                  "Open server-to-server streams.",
+                                                  {"domain", "direction"}, max_domains))),
+      connections_total(r.counter_family(by_domain("waddle_s2s_connections_total",
+                                                   "Server-to-server streams established.",
+                                                   {"domain", "direction"}, max_domains))),
+      stanzas_sent(
+          r.counter_family(by_domain("waddle_s2s_stanzas_sent_total",
+                                     "Stanzas sent to remote servers.", {"domain"}, max_domains))),
+      stanzas_received(r.counter_family(by_domain("waddle_s2s_stanzas_received_total",
+                                                  "Stanzas accepted from remote servers.",
+                                                  {"domain"}, max_domains))),
+      errors(r.counter_family(by_domain("waddle_s2s_errors_total",
+                                        "Server-to-server failures by kind.", {"domain", "kind"},
+                                        max_domains))),
+      latency(r.histogram_family(by_domain("waddle_s2s_latency_seconds",
+                                           "Round-trip time of XEP-0199 pings to remote servers.",
+                                           {"domain"}, max_domains),
+                                 kLatencyBuckets)),
+      queue(r.gauge_family(by_domain("waddle_s2s_queue_stanzas",
+                                     "Stanzas waiting for an outbound stream to authenticate.",
+                                     {"domain"}, max_domains))),
+      bounces(r.counter_family(by_domain("waddle_s2s_bounced_total",
+                                         "Stanzas returned to their sender with an error.",
+                                         {"domain", "condition"}, max_domains))) {}
+
+C2sMetrics::C2sMetrics(Registry& r)
+    : sessions_active(
+          r.gauge_family({.name = "waddle_c2s_sessions_active", .help = "Open client streams."})
+              .get({})),
+      auth_failures(r.counter_family({.name = "waddle_c2s_auth_failures_total",
+                                      .help = "Failed client SASL authentications."})
+                        .get({})),
+      stanzas_received(r.counter_family({.name = "waddle_c2s_stanzas_received_total",
+                                         .help = "Stanzas received from clients."})
+                           .get({})),
+      offline_stored(r.counter_family({.name = "waddle_offline_messages_stored_total",
+                                       .help = "Messages stored for offline delivery."})
+                         .get({})) {}
+
+}  // namespace waddle::metrics

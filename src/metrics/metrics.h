@@ -1,0 +1,268 @@
+// Metrics registry: counters, gauges and histograms with labels, rendered in the Prometheus
+// text exposition format 0.0.4; and the per-module metric structs (Envoy style), S2sMetrics for
+// the federation metrics of the S2S specification ("Metrics") and C2sMetrics.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace waddle::metrics {
+
+// Threading: a Registry and everything in it belong to one thread, the reactor thread. Nothing
+// here locks or uses atomics; lookups, updates and render() must all happen on that thread
+// (the HTTP endpoint runs on the same io_context and calls render() there).
+
+// Only goes up. Counts are integers: we count events, not amounts of time.
+class Counter {
+ public:
+  void inc(std::uint64_t n = 1) { value_ += n; }
+  std::uint64_t value() const { return value_; }
+
+ private:
+  std::uint64_t value_ = 0;
+};
+
+// Goes up and down. Gauges in a family with a capped label must be changed with inc()/dec()
+// only: several values may share the "other" series, and set() would overwrite their sum.
+class Gauge {
+ public:
+  void inc(double n = 1) { value_ += n; }
+  void dec(double n = 1) { value_ -= n; }
+  void set(double v) { value_ = v; }
+  double value() const { return value_; }
+
+ private:
+  double value_ = 0;
+};
+
+// Fixed upper bounds ("le"), strictly increasing; +Inf is implicit.
+class Histogram {
+ public:
+  explicit Histogram(std::span<const double> bounds);
+
+  // A NaN observation is ignored (it would poison _sum for good).
+  void observe(double v);
+  void observe(std::chrono::nanoseconds d) { observe(std::chrono::duration<double>(d).count()); }
+
+  std::span<const double> bounds() const { return bounds_; }
+  // Cumulative count for bounds()[i]; i == bounds().size() is the +Inf bucket (== count()).
+  std::uint64_t cumulative(std::size_t i) const;
+  std::uint64_t count() const { return count_; }
+  double sum() const { return sum_; }
+
+ private:
+  std::span<const double> bounds_;     // owned by the family, stable
+  std::vector<std::uint64_t> counts_;  // per bucket, not cumulative; last = above every bound
+  std::uint64_t count_ = 0;
+  double sum_ = 0;
+};
+
+// Buckets for network round trips in seconds, 1 ms to 10 s.
+inline constexpr double kLatencyBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                             0.25,  0.5,    1,     2.5,  5,     10};
+
+// Label value that takes the place of capped values beyond the cap.
+inline constexpr std::string_view kOtherValue = "other";
+
+// How a family is declared. Names follow the Prometheus rules (checked at declaration);
+// counters' names end in "_total".
+struct FamilySpec {
+  std::string name{};
+  std::string help{};
+  std::vector<std::string> labels{};
+  // Label whose distinct values are capped (usually "domain"); empty = no cap. The first
+  // max_values distinct values get their own series; later ones are counted under "other".
+  // A value keeps its series for the life of the registry, so inc/dec pairs stay balanced.
+  std::string capped_label{};
+  std::size_t max_values = 0;
+};
+
+namespace detail {
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+}  // namespace detail
+
+class FamilyBase {
+ public:
+  virtual ~FamilyBase() = default;
+  FamilyBase(const FamilyBase&) = delete;
+  FamilyBase& operator=(const FamilyBase&) = delete;
+
+  const std::string& name() const { return spec_.name; }
+  // Number of series (label value combinations) so far.
+  virtual std::size_t size() const = 0;
+  // True once a capped value has been aggregated into "other" (worth a log line upstream).
+  bool cap_reached() const { return cap_reached_; }
+
+  virtual void render(std::string& out) const = 0;
+
+ protected:
+  explicit FamilyBase(FamilySpec spec);
+  // Applies the cap to `values` and leaves the result in value_scratch_ and its lookup key in
+  // key_scratch_.
+  void make_key(std::span<const std::string_view> values);
+  void render_header(std::string& out, std::string_view type) const;
+
+  FamilySpec spec_;
+  int capped_index_ = -1;
+  std::unordered_set<std::string, detail::StringHash, std::equal_to<>> admitted_;
+  bool cap_reached_ = false;
+  std::string key_scratch_;  // reused: a lookup that hits does not allocate
+  std::vector<std::string_view> value_scratch_;
+};
+
+// All series of one metric. get() finds or creates the series for the label values (one value
+// per declared label, in order); the returned reference stays valid as long as the registry,
+// so a hot path may keep it. Cost of a hit: one or two hash lookups, no allocation.
+template <class M>
+class Family final : public FamilyBase {
+ public:
+  Family(FamilySpec spec, std::vector<double> bounds = {});
+
+  M& get(std::initializer_list<std::string_view> values) {
+    return get(std::span<const std::string_view>(values.begin(), values.size()));
+  }
+  M& get(std::span<const std::string_view> values);
+
+  std::size_t size() const override { return series_.size(); }
+  void render(std::string& out) const override;
+
+ private:
+  struct Series {
+    std::vector<std::string> values;
+    M metric;
+  };
+  std::vector<double> bounds_;  // histograms only
+  std::unordered_map<std::string, Series, detail::StringHash, std::equal_to<>> series_;
+};
+
+using CounterFamily = Family<Counter>;
+using GaugeFamily = Family<Gauge>;
+using HistogramFamily = Family<Histogram>;
+
+class Registry {
+ public:
+  Registry() = default;
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // Declares a family once, at start-up. Throws std::invalid_argument for an invalid or
+  // duplicate name, an invalid label name, or a capped label that is not declared.
+  CounterFamily& counter_family(FamilySpec spec);
+  GaugeFamily& gauge_family(FamilySpec spec);
+  // `bounds` strictly increasing and finite; the label "le" is reserved.
+  HistogramFamily& histogram_family(FamilySpec spec, std::span<const double> bounds);
+
+  // Prometheus text format 0.0.4: families in declaration order, series sorted by label values.
+  // A family without series shows only its HELP and TYPE lines.
+  std::string render() const;
+
+ private:
+  template <class F, class... A>
+  F& add(FamilySpec spec, A&&... args);
+
+  std::vector<std::unique_ptr<FamilyBase>> families_;
+};
+
+// Content-Type of render()'s output.
+inline constexpr std::string_view kContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+// Escaping of the exposition format: label values escape backslash, double quote and line
+// feed; HELP text escapes backslash and line feed. Invalid UTF-8 (label values can come from
+// the network) becomes U+FFFD so that one bad domain cannot make the whole scrape fail.
+void append_label_value(std::string& out, std::string_view value);
+void append_help(std::string& out, std::string_view help);
+// Sample value: integers without a fraction, otherwise the shortest round-trip form;
+// +Inf, -Inf, NaN.
+void append_value(std::string& out, double v);
+
+// --- per-module metrics ---
+
+enum class Direction { kIn, kOut };
+std::string_view to_string(Direction d);
+
+// The specification's S2SError kinds, plus the failures the pool and policy add.
+enum class S2sError {
+  kDns,
+  kConnectionRefused,
+  kTls,
+  kDialback,
+  kStreamError,
+  kRouting,
+  kPolicy,
+  kRateLimit,
+  kTimeout,
+};
+std::string_view to_string(S2sError e);
+
+// Federation metrics, labelled by remote domain (capped at max_domains distinct domains per
+// family; the rest under domain="other").
+struct S2sMetrics {
+  S2sMetrics(Registry& registry, std::size_t max_domains);
+
+  // A stream counts from the moment it is established (TCP connected / accepted) until closed.
+  void connection_opened(std::string_view domain, Direction d) {
+    connections_active.get({domain, to_string(d)}).inc();
+    connections_total.get({domain, to_string(d)}).inc();
+  }
+  void connection_closed(std::string_view domain, Direction d) {
+    connections_active.get({domain, to_string(d)}).dec();
+  }
+  void stanza_sent(std::string_view domain) { stanzas_sent.get({domain}).inc(); }
+  void stanza_received(std::string_view domain) { stanzas_received.get({domain}).inc(); }
+  void error(std::string_view domain, S2sError kind) {
+    errors.get({domain, to_string(kind)}).inc();
+  }
+  // XEP-0199 ping round trip.
+  void ping_rtt(std::string_view domain, std::chrono::nanoseconds rtt) {
+    latency.get({domain}).observe(rtt);
+  }
+  void queued(std::string_view domain, std::size_t n = 1) {
+    queue.get({domain}).inc(static_cast<double>(n));
+  }
+  void dequeued(std::string_view domain, std::size_t n = 1) {
+    queue.get({domain}).dec(static_cast<double>(n));
+  }
+  // `condition` is the RFC 6120 stanza error condition of the bounce (remote-server-not-found).
+  void bounced(std::string_view domain, std::string_view condition) {
+    bounces.get({domain, condition}).inc();
+  }
+
+  GaugeFamily& connections_active;   // waddle_s2s_connections_active{domain,direction}
+  CounterFamily& connections_total;  // waddle_s2s_connections_total{domain,direction}
+  CounterFamily& stanzas_sent;       // waddle_s2s_stanzas_sent_total{domain}
+  CounterFamily& stanzas_received;   // waddle_s2s_stanzas_received_total{domain}
+  CounterFamily& errors;             // waddle_s2s_errors_total{domain,kind}
+  HistogramFamily& latency;          // waddle_s2s_latency_seconds{domain}
+  GaugeFamily& queue;                // waddle_s2s_queue_stanzas{domain}
+  CounterFamily& bounces;            // waddle_s2s_bounced_total{domain,condition}
+};
+
+struct C2sMetrics {
+  explicit C2sMetrics(Registry& registry);
+
+  void session_opened() { sessions_active.inc(); }
+  void session_closed() { sessions_active.dec(); }
+  void auth_failure() { auth_failures.inc(); }
+  void stanza_received() { stanzas_received.inc(); }
+  void offline_message_stored() { offline_stored.inc(); }
+
+  Gauge& sessions_active;     // waddle_c2s_sessions_active
+  Counter& auth_failures;     // waddle_c2s_auth_failures_total
+  Counter& stanzas_received;  // waddle_c2s_stanzas_received_total
+  Counter& offline_stored;    // waddle_offline_messages_stored_total
+};
+
+}  // namespace waddle::metrics

@@ -1,0 +1,177 @@
+// Federation policy (open / allowlist / blocklist with subdomain coverage), token buckets,
+// the per-domain S2S rate limiter (spec "Abuse Prevention") and the RetryPolicy backoff.
+#include "s2s/policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+#include <stdexcept>
+#include <utility>
+
+namespace waddle::s2s {
+namespace {
+
+// Entries that equal a fresh one are dropped when the map reaches a multiple of this size, so
+// unauthenticated 'from' values cannot grow it without bound.
+constexpr std::size_t kSweepEvery = 1024;
+
+// Tolerance for floating-point drift in refills: waiting exactly wait_time() must be enough.
+constexpr double kEpsilon = 1e-9;
+
+std::string lowercase(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+std::vector<std::string> prepare(std::vector<std::string> list) {
+  std::vector<std::string> out;
+  out.reserve(list.size());
+  for (auto& d : list) {
+    if (!d.empty() && d.back() == '.') d.pop_back();
+    if (!d.empty()) out.push_back(lowercase(std::move(d)));
+  }
+  return out;
+}
+
+PolicyMode parse_mode(std::string_view mode) {
+  if (mode == "open") return PolicyMode::kOpen;
+  if (mode == "allowlist") return PolicyMode::kAllowlist;
+  if (mode == "blocklist") return PolicyMode::kBlocklist;
+  // Configuration time only: the config reader has already rejected other values.
+  throw std::invalid_argument("s2s.policy: expected open, allowlist or blocklist, got \"" +
+                              std::string(mode) + "\"");
+}
+
+}  // namespace
+
+Policy::Policy(std::string_view mode, std::vector<std::string> allowed,
+               std::vector<std::string> blocked)
+    : mode_(parse_mode(mode)),
+      allowed_(prepare(std::move(allowed))),
+      blocked_(prepare(std::move(blocked))) {}
+
+bool Policy::listed(const std::vector<std::string>& list, std::string_view domain) {
+  std::string d = lowercase(std::string(domain));
+  if (!d.empty() && d.back() == '.') d.pop_back();
+  if (d.empty()) return false;
+  const std::string_view dv = d;
+  return std::any_of(list.begin(), list.end(), [dv](const std::string& entry) {
+    if (dv == entry) return true;
+    // A parent domain covers its subdomains only at a label boundary: "example.org" covers
+    // "rooms.example.org" but not "badexample.org".
+    return dv.size() > entry.size() && dv.ends_with(entry) &&
+           dv[dv.size() - entry.size() - 1] == '.';
+  });
+}
+
+bool Policy::allows(std::string_view domain) const {
+  switch (mode_) {
+    case PolicyMode::kOpen:
+      return true;
+    case PolicyMode::kAllowlist:
+      return listed(allowed_, domain);
+    case PolicyMode::kBlocklist:
+      return !listed(blocked_, domain);
+  }
+  return false;
+}
+
+TokenBucket::TokenBucket(double rate, double burst, Clock::time_point now)
+    : rate_(std::max(rate, 0.0)), burst_(std::max(burst, 0.0)), tokens_(burst_), last_(now) {}
+
+void TokenBucket::refill(Clock::time_point now) {
+  // A clock that goes backwards (or a caller passing an older time) neither adds tokens nor
+  // moves the reference point back.
+  if (now <= last_) return;
+  const double elapsed = std::chrono::duration<double>(now - last_).count();
+  tokens_ = std::min(burst_, tokens_ + elapsed * rate_);
+  last_ = now;
+}
+
+bool TokenBucket::take(Clock::time_point now, double n) {
+  refill(now);
+  if (tokens_ + kEpsilon < n) return false;
+  tokens_ = std::max(0.0, tokens_ - n);
+  return true;
+}
+
+TokenBucket::Clock::duration TokenBucket::wait_time(Clock::time_point now, double n) {
+  refill(now);
+  if (tokens_ + kEpsilon >= n) return Clock::duration::zero();
+  // Never available: no refill, or more than the bucket can hold.
+  if (rate_ <= 0.0 || n > burst_ + kEpsilon) return Clock::duration::max();
+  const std::chrono::duration<double> seconds((n - tokens_) / rate_);
+  const auto wait = std::chrono::ceil<Clock::duration>(seconds);
+  return std::max(wait, Clock::duration(1));
+}
+
+double TokenBucket::tokens(Clock::time_point now) {
+  refill(now);
+  return tokens_;
+}
+
+RateLimiter::DomainState& RateLimiter::state(const std::string& domain, Clock::time_point now) {
+  if (auto it = domains_.find(domain); it != domains_.end()) return it->second;
+  if (!domains_.empty() && domains_.size() % kSweepEvery == 0) {
+    // An entry with full buckets and no strikes behaves exactly like a new one.
+    for (auto entry = domains_.begin(); entry != domains_.end();) {
+      DomainState& s = entry->second;
+      const bool idle = s.strikes == 0 &&
+                        s.stanzas.tokens(now) + kEpsilon >= limits_.stanzas_per_second &&
+                        s.connections.tokens(now) + kEpsilon >= limits_.connections_per_minute;
+      entry = idle ? domains_.erase(entry) : std::next(entry);
+    }
+  }
+  const double stanza_rate = limits_.stanzas_per_second;
+  const double connection_burst = limits_.connections_per_minute;
+  DomainState fresh{TokenBucket(stanza_rate, stanza_rate, now),
+                    TokenBucket(connection_burst / 60.0, connection_burst, now), 0};
+  return domains_.emplace(domain, std::move(fresh)).first->second;
+}
+
+RateLimiter::Verdict RateLimiter::on_stanza(const std::string& domain, Clock::time_point now) {
+  if (limits_.stanzas_per_second == 0) return Verdict::kAccept;
+  DomainState& s = state(domain, now);
+  if (s.stanzas.take(now)) {
+    s.strikes = 0;
+    return Verdict::kAccept;
+  }
+  ++s.strikes;
+  // strikes == 0 means "never disconnect", like the other zero limits.
+  if (limits_.strikes != 0 && s.strikes >= limits_.strikes) {
+    // A reconnecting domain starts over (its bucket is still empty, so it is throttled first).
+    s.strikes = 0;
+    return Verdict::kDisconnect;
+  }
+  return Verdict::kThrottle;
+}
+
+RateLimiter::Clock::duration RateLimiter::throttle_delay(const std::string& domain,
+                                                         Clock::time_point now) {
+  if (limits_.stanzas_per_second == 0) return Clock::duration::zero();
+  return state(domain, now).stanzas.wait_time(now);
+}
+
+bool RateLimiter::on_connection(const std::string& domain, Clock::time_point now) {
+  if (limits_.connections_per_minute == 0) return true;
+  return state(domain, now).connections.take(now);
+}
+
+std::chrono::milliseconds retry_delay(std::uint32_t attempt, std::chrono::milliseconds initial,
+                                      std::chrono::milliseconds max, double multiplier) {
+  using std::chrono::milliseconds;
+  if (max.count() <= 0) return milliseconds::zero();
+  if (initial.count() <= 0) return milliseconds::zero();
+  const std::uint32_t exponent = attempt > 0 ? attempt - 1 : 0;
+  // In floating point so that a large attempt or multiplier saturates at infinity instead
+  // of overflowing; NaN (a nonsensical multiplier) also ends at the cap.
+  const double delay =
+      static_cast<double>(initial.count()) * std::pow(multiplier, static_cast<double>(exponent));
+  if (!(delay < static_cast<double>(max.count()))) return max;
+  if (delay <= 0.0) return milliseconds::zero();
+  return milliseconds(static_cast<milliseconds::rep>(std::round(delay)));
+}
+
+}  // namespace waddle::s2s

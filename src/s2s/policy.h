@@ -1,0 +1,91 @@
+// Federation policy (spec "Federation policy", "Abuse Prevention"): open / allowlist /
+// blocklist, and per-domain rate limits (token buckets) for stanzas and new connections.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace waddle::s2s {
+
+enum class PolicyMode { kOpen, kAllowlist, kBlocklist };
+
+class Policy {
+ public:
+  Policy() = default;
+  // mode: "open", "allowlist" or "blocklist"; domains are already prepared (lowercase).
+  Policy(std::string_view mode, std::vector<std::string> allowed, std::vector<std::string> blocked);
+
+  // Whether federation with `domain` is allowed. A listed domain also covers its subdomains
+  // ("example.org" covers "rooms.example.org").
+  bool allows(std::string_view domain) const;
+  PolicyMode mode() const { return mode_; }
+
+ private:
+  static bool listed(const std::vector<std::string>& list, std::string_view domain);
+  PolicyMode mode_ = PolicyMode::kOpen;
+  std::vector<std::string> allowed_;
+  std::vector<std::string> blocked_;
+};
+
+// Token bucket: `rate` tokens per second, up to `burst`. Time is passed in so tests are
+// deterministic.
+class TokenBucket {
+ public:
+  using Clock = std::chrono::steady_clock;
+  TokenBucket(double rate, double burst, Clock::time_point now);
+  // Takes `n` tokens if available.
+  bool take(Clock::time_point now, double n = 1.0);
+  // How long until `n` tokens will be available (zero if now).
+  Clock::duration wait_time(Clock::time_point now, double n = 1.0);
+  double tokens(Clock::time_point now);
+
+ private:
+  void refill(Clock::time_point now);
+  double rate_;
+  double burst_;
+  double tokens_;
+  Clock::time_point last_;
+};
+
+// Per-remote-domain limits: stanzas per second (with a burst of one second's worth) and new
+// inbound connections per minute; a domain that keeps exceeding its stanza rate for
+// `strikes` consecutive checks is to be disconnected with policy-violation.
+class RateLimiter {
+ public:
+  struct Limits {
+    std::uint32_t stanzas_per_second = 100;     // 0 = unlimited
+    std::uint32_t connections_per_minute = 30;  // 0 = unlimited
+    std::uint32_t strikes = 50;                 // throttled stanzas in a row before disconnecting
+  };
+  using Clock = TokenBucket::Clock;
+  explicit RateLimiter(Limits limits) : limits_(limits) {}
+
+  enum class Verdict { kAccept, kThrottle, kDisconnect };
+  // One stanza from `domain`. kThrottle: the caller pauses reading for throttle_delay().
+  Verdict on_stanza(const std::string& domain, Clock::time_point now);
+  Clock::duration throttle_delay(const std::string& domain, Clock::time_point now);
+  // A new inbound connection from `domain`; false when over the per-minute limit.
+  bool on_connection(const std::string& domain, Clock::time_point now);
+  void set_limits(Limits limits) { limits_ = limits; }
+
+ private:
+  struct DomainState {
+    TokenBucket stanzas;
+    TokenBucket connections;
+    std::uint32_t strikes = 0;
+  };
+  DomainState& state(const std::string& domain, Clock::time_point now);
+  Limits limits_;
+  std::map<std::string, DomainState, std::less<>> domains_;
+};
+
+// The specification's RetryPolicy: delay before retry `attempt` (1-based):
+// min(initial * multiplier^(attempt-1), max).
+std::chrono::milliseconds retry_delay(std::uint32_t attempt, std::chrono::milliseconds initial,
+                                      std::chrono::milliseconds max, double multiplier);
+
+}  // namespace waddle::s2s

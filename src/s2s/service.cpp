@@ -1,0 +1,1210 @@
+// S2S streams and the outbound pool (spec: connection.rs, dialback.rs, pool.rs): RFC 6120
+// server streams with mandatory TLS, SASL EXTERNAL (XEP-0178) and Server Dialback (XEP-0220,
+// keys per XEP-0185) in all three roles, anti-spoofing of inbound stanzas, per-domain queues
+// with the retry policy, bounces that say what failed, idle close and ping health checks.
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "c2s/sasl/scram.h"
+#include "core/jid.h"
+#include "metrics/metrics.h"
+#include "net/tls.h"
+#include "s2s/auth.h"
+#include "s2s/dns.h"
+#include "s2s/policy.h"
+#include "s2s/s2s.h"
+#include "stream/xml_stream.h"
+#include "xml/stanza.h"
+
+namespace waddle::s2s {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using core::StanzaError;
+using core::StreamError;
+using Clock = std::chrono::steady_clock;
+using xml::Element;
+
+namespace {
+
+constexpr std::string_view kDialbackNs = "jabber:server:dialback";
+constexpr std::string_view kDialbackFeatureNs = "urn:xmpp:features:dialback";
+constexpr std::string_view kPingIdPrefix = "waddle-s2s-ping-";
+
+std::string hex_id() {
+  std::string raw = c2s::sasl::random_bytes(12);
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+
+std::string header(std::string_view from, std::string_view to, std::string_view id) {
+  std::string h =
+      "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+      "xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback'";
+  if (!from.empty()) (h += " from='"), xml::escape(h, from), h += '\'';
+  if (!to.empty()) (h += " to='"), xml::escape(h, to), h += '\'';
+  if (!id.empty()) (h += " id='"), xml::escape(h, id), h += '\'';
+  h += " version='1.0'>";
+  return h;
+}
+
+std::string db_element(std::string_view name, std::string_view from, std::string_view to,
+                       std::string_view type, std::string_view id, std::string_view key) {
+  std::string out = "<db:" + std::string(name);
+  auto attr = [&](std::string_view n, std::string_view v) {
+    if (v.empty()) return;
+    out += ' ';
+    out += n;
+    out += "='";
+    xml::escape(out, v);
+    out += '\'';
+  };
+  attr("from", from);
+  attr("to", to);
+  attr("id", id);
+  attr("type", type);
+  if (key.empty()) return out + "/>";
+  out += '>';
+  xml::escape(out, key);
+  return out + "</db:" + std::string(name) + ">";
+}
+
+// The error kinds of the specification's S2SError.
+enum class Failure {
+  kNone,
+  kRouting,
+  kRateLimit,
+  kDns,
+  kConnectionRefused,
+  kTls,
+  kDialback,
+  kStreamError,
+  kPolicy,
+  kTimeout
+};
+
+std::string_view failure_name(Failure f) {
+  switch (f) {
+    case Failure::kNone:
+      return "none";
+    case Failure::kRouting:
+      return "routing";
+    case Failure::kRateLimit:
+      return "rate_limit";
+    case Failure::kDns:
+      return "dns";
+    case Failure::kConnectionRefused:
+      return "connection_refused";
+    case Failure::kTls:
+      return "tls";
+    case Failure::kDialback:
+      return "dialback";
+    case Failure::kStreamError:
+      return "stream_error";
+    case Failure::kPolicy:
+      return "policy";
+    case Failure::kTimeout:
+      return "timeout";
+  }
+  return "unknown";
+}
+
+xml::ParserLimits s2s_limits(const core::Config& c) {
+  return {c.s2s.max_stanza_size, c.c2s.limits.max_depth, c.c2s.limits.max_attributes,
+          c.c2s.limits.max_header_size};
+}
+
+// Reads one event at a time from an XmlStream.
+class Reader {
+ public:
+  explicit Reader(std::shared_ptr<stream::XmlStream> s) : s_(std::move(s)) {}
+  // nullopt on EOF/socket error; a stream error from the parser is reported in `error`.
+  asio::awaitable<std::optional<xml::StreamEvent>> next() {
+    while (queue_.empty()) {
+      std::vector<xml::StreamEvent> events;
+      bool eof = false;
+      auto err = co_await s_->read(events, eof);
+      for (auto& e : events) queue_.push_back(std::move(e));
+      if (err) error = err;
+      if (queue_.empty() && (eof || err)) co_return std::nullopt;
+    }
+    auto ev = std::move(queue_.front());
+    queue_.pop_front();
+    co_return ev;
+  }
+  void clear() { queue_.clear(); }
+  std::optional<StreamError> error;
+
+ private:
+  std::shared_ptr<stream::XmlStream> s_;
+  std::deque<xml::StreamEvent> queue_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
+  struct Link;     // outbound (local, remote) pair with its queue
+  struct Inbound;  // one accepted stream
+
+  const core::Config& config;
+  router::Router& router;
+  net::TlsContexts& tls;
+  asio::io_context& io;
+  metrics::S2sMetrics* metrics;
+  Resolver resolver;
+  Policy policy;
+  RateLimiter limiter;
+  double bw_budget = 0;  // bytes that may still be read now (may go negative: a debt)
+  Clock::time_point bw_last = Clock::now();
+  std::string secret;
+  bool stopping = false;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<Link>> links;
+  std::set<std::shared_ptr<Inbound>> inbound;
+  std::size_t verifying = 0;                  // dialback verification connections in flight
+  std::vector<std::string>* trace = nullptr;  // `check s2s`: every step, for the operator
+
+  template <class... Args>
+  void note(fmt::format_string<Args...> f, Args&&... args) {
+    if (trace) trace->push_back(fmt::format(f, std::forward<Args>(args)...));
+  }
+
+  Impl(const core::Config& c, router::Router& r, net::TlsContexts& t, asio::io_context& i,
+       metrics::S2sMetrics* m)
+      : config(c),
+        router(r),
+        tls(t),
+        io(i),
+        metrics(m),
+        resolver(Resolver::Options{c.dns.nameservers}),
+        policy(c.s2s.policy, c.s2s.allowed_domains, c.s2s.blocked_domains),
+        limiter({c.s2s.stanza_rate, c.s2s.connection_rate, c.s2s.throttle_strikes}),
+        bw_budget(static_cast<double>(c.s2s.bandwidth_limit)),
+        secret(load_secret(c)) {}
+
+  static std::string load_secret(const core::Config& c) {
+    if (!c.s2s.dialback_secret.empty()) return c.s2s.dialback_secret;
+    namespace fs = std::filesystem;
+    fs::path p = fs::path(c.server.data_dir) / "dialback.secret";
+    std::string s;
+    if (std::ifstream in(p); in && std::getline(in, s) && !s.empty()) return s;
+    s = hex_id() + hex_id();
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << s << "\n";
+    fs::permissions(p, fs::perms::owner_read | fs::perms::owner_write);
+    return s;
+  }
+
+  // Charges `bytes` read to the global S2S bandwidth budget; returns how long to stop reading.
+  Clock::duration bandwidth_pause(std::uint64_t bytes) {
+    const double rate = static_cast<double>(config.s2s.bandwidth_limit);
+    if (rate <= 0) return {};
+    auto now = Clock::now();
+    bw_budget =
+        std::min(rate, bw_budget + rate * std::chrono::duration<double>(now - bw_last).count());
+    bw_last = now;
+    bw_budget -= static_cast<double>(bytes);
+    if (bw_budget >= 0) return {};
+    return std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(-bw_budget / rate));
+  }
+
+  bool dialback_without_certificate_allowed(const std::string& remote) const {
+    if (config.s2s.allow_unverified_dialback) return true;
+    const auto& l = config.s2s.unverified_dialback_domains;
+    return std::find(l.begin(), l.end(), remote) != l.end();
+  }
+
+  void count_error(const std::string& domain, Failure f, const std::string& text) {
+    spdlog::warn("s2s {}: {} error: {}", domain, failure_name(f), text);
+    if (!metrics) return;
+    using K = metrics::S2sError;
+    K kind = K::kStreamError;
+    switch (f) {
+      case Failure::kDns:
+        kind = K::kDns;
+        break;
+      case Failure::kConnectionRefused:
+        kind = K::kConnectionRefused;
+        break;
+      case Failure::kTls:
+        kind = K::kTls;
+        break;
+      case Failure::kDialback:
+        kind = K::kDialback;
+        break;
+      case Failure::kPolicy:
+        kind = K::kPolicy;
+        break;
+      case Failure::kTimeout:
+        kind = K::kTimeout;
+        break;
+      case Failure::kRouting:
+        kind = K::kRouting;
+        break;
+      case Failure::kRateLimit:
+        kind = K::kRateLimit;
+        break;
+      case Failure::kNone:
+      case Failure::kStreamError:
+        kind = K::kStreamError;
+        break;
+    }
+    metrics->error(domain, kind);
+  }
+
+  template <class A>
+  void spawn(A a) {
+    asio::co_spawn(io, std::move(a), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("s2s: task failed: {}", ex.what());
+      }
+    });
+  }
+
+  // DNS through the resolver thread, back on the reactor.
+  asio::awaitable<Resolution> resolve(std::string domain) {
+    auto init = [this](auto handler, std::string d) {
+      auto guard = asio::make_work_guard(io);
+      auto h = std::make_shared<decltype(handler)>(std::move(handler));
+      resolver.resolve_server(d, [h, guard](Resolution r) mutable {
+        auto ex = guard.get_executor();
+        asio::post(ex, [h, r = std::move(r)]() mutable { std::move (*h)(std::move(r)); });
+      });
+    };
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(Resolution)>(
+        init, asio::use_awaitable, std::move(domain));
+  }
+
+  // ------------------------------------------------------------------- outbound streams
+  struct Outcome {
+    Failure failure = Failure::kNone;
+    std::string text;
+  };
+
+  // A connected, TLS-protected, authenticated outbound stream.
+  struct OutStream {
+    std::shared_ptr<stream::XmlStream> stream;
+    std::shared_ptr<Reader> reader;
+    std::string auth;
+    bool cert_valid = false;
+  };
+
+  // Connects to `remote` for `local`: DNS, TCP, TLS, stream negotiation and authentication
+  // (or, with verify set, only up to a TLS-protected stream for a db:verify).
+  asio::awaitable<std::pair<Outcome, OutStream>> connect(std::string local, std::string remote,
+                                                         bool verify_only) {
+    Outcome last{Failure::kDns, "no address"};
+    auto res = co_await resolve(remote);
+    for (const auto& ep : res.endpoints)
+      note("DNS: {} -> {} port {}{}", remote, ep.address, ep.port,
+           ep.direct_tls
+               ? " (direct TLS, _xmpps-server)"
+               : (ep.host == remote ? " (A/AAAA fallback)" : " (SRV target " + ep.host + ")"));
+    if (!res.error.empty() || res.endpoints.empty()) {
+      note("DNS: {}", res.error.empty() ? "no address for " + remote : res.error);
+      co_return std::make_pair(
+          Outcome{Failure::kDns, res.error.empty() ? "no address for " + remote : res.error},
+          OutStream{});
+    }
+    for (const auto& ep : res.endpoints) {
+      tcp::socket socket(io);
+      boost::system::error_code ec;
+      auto addr = asio::ip::make_address(ep.address, ec);
+      if (ec) continue;
+      std::tie(ec) = co_await socket.async_connect(tcp::endpoint(addr, ep.port),
+                                                   asio::as_tuple(asio::use_awaitable));
+      std::string where = ep.host + " (" + ep.address + " port " + std::to_string(ep.port) + ")";
+      if (ec) {
+        last = {
+            ec == asio::error::operation_aborted ? Failure::kTimeout : Failure::kConnectionRefused,
+            "cannot connect to " + where + ": " + ec.message()};
+        continue;
+      }
+      auto s = std::make_shared<stream::XmlStream>(std::move(socket), tls.s2s_client(local),
+                                                   s2s_limits(config));
+      current_connecting[std::make_pair(local, remote)] = s;
+      auto outcome = co_await negotiate(s, local, remote, ep.direct_tls, verify_only, where);
+      current_connecting.erase(std::make_pair(local, remote));
+      if (outcome.first.failure == Failure::kNone) co_return outcome;
+      note("failed: {}", outcome.first.text);
+      s->close();
+      last = outcome.first;
+    }
+    co_return std::make_pair(last, OutStream{});
+  }
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<stream::XmlStream>>
+      current_connecting;
+
+  asio::awaitable<std::pair<Outcome, OutStream>> negotiate(std::shared_ptr<stream::XmlStream> s,
+                                                           std::string local, std::string remote,
+                                                           bool direct_tls, bool verify_only,
+                                                           std::string where) {
+    OutStream out;
+    out.stream = s;
+    out.reader = std::make_shared<Reader>(s);
+    auto fail = [&](Failure f, std::string text) {
+      return std::make_pair(Outcome{f, std::move(text)}, OutStream{});
+    };
+    if (direct_tls) {
+      bool ok = co_await s->client_handshake(remote);
+      if (!ok)
+        co_return fail(Failure::kTls, "TLS handshake with " + where + " failed: " + s->tls_error());
+    }
+    bool tried_external = false;
+    for (int round = 0; round < 6; ++round) {
+      s->send(header(local, remote, {}));
+      auto ev = co_await out.reader->next();
+      if (!ev || ev->kind != xml::StreamEvent::Kind::kStreamOpen)
+        co_return fail(s->closed() ? Failure::kTimeout : Failure::kStreamError,
+                       where + " closed the stream before its header");
+      std::string stream_id(ev->element.attr("id"));
+      if (ev->default_ns != xml::ns::kServer)
+        co_return fail(Failure::kStreamError,
+                       where + " did not answer with a jabber:server stream");
+      auto fev = co_await out.reader->next();
+      if (!fev || fev->kind != xml::StreamEvent::Kind::kElement)
+        co_return fail(Failure::kStreamError, where + " sent no stream features");
+      Element& f = fev->element;
+      if (f.is("error", xml::ns::kStream)) {
+        std::string cond = f.first_child() ? f.first_child()->name() : "undefined-condition";
+        co_return fail(Failure::kStreamError, where + " closed the stream: " + cond);
+      }
+      if (!f.is("features", xml::ns::kStream))
+        co_return fail(Failure::kStreamError, where + " sent " + f.name() + " instead of features");
+      if (!s->tls_active()) {
+        if (!f.child("starttls", xml::ns::kTls))
+          co_return fail(Failure::kTls, where + " does not offer STARTTLS (TLS is required)");
+        s->send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        auto p = co_await out.reader->next();
+        if (!p || !p->element.is("proceed", xml::ns::kTls))
+          co_return fail(Failure::kTls, where + " refused STARTTLS");
+        bool ok = co_await s->client_handshake(remote);
+        if (!ok)
+          co_return fail(
+              Failure::kTls,
+              "TLS handshake with " + where + " failed: " + s->tls_error() +
+                  (config.s2s.tls_min_version == "1.3" ? " (this server requires TLS 1.3)" : ""));
+        s->reset_parser();
+        out.reader->clear();
+        continue;
+      }
+      out.cert_valid =
+          s->peer_chain_valid() && certificate_matches_domain(s->peer_certificate(), remote);
+      if (verify_only) {
+        out.auth = "verify";
+        co_return std::make_pair(Outcome{}, out);
+      }
+      if (!out.cert_valid && !dialback_without_certificate_allowed(remote)) {
+        co_return fail(Failure::kTls,
+                       "the certificate of " + where + " is not valid for " + remote +
+                           (s->peer_chain_valid() ? " (name mismatch)" : " (untrusted chain)"));
+      }
+      if (!out.auth.empty()) co_return std::make_pair(Outcome{}, out);  // after SASL restart
+      const Element* mechs = f.child("mechanisms", xml::ns::kSasl);
+      bool external = false;
+      if (mechs && !tried_external)
+        for (const auto* m : mechs->children("mechanism", xml::ns::kSasl))
+          external |= m->text() == "EXTERNAL";
+      if (external) {
+        tried_external = true;
+        s->send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>" +
+                c2s::sasl::base64_encode(local) + "</auth>");
+        auto r = co_await out.reader->next();
+        if (r && r->element.is("success", xml::ns::kSasl)) {
+          out.auth = "SASL EXTERNAL";
+          note("authenticated with SASL EXTERNAL");
+          s->reset_parser();
+          out.reader->clear();
+          continue;
+        }
+        spdlog::info("s2s {} -> {}: SASL EXTERNAL failed, trying dialback", local, remote);
+      }
+      bool dialback = f.child("dialback", kDialbackFeatureNs) != nullptr;
+      if (!dialback)
+        co_return fail(Failure::kDialback,
+                       where + " offers neither SASL EXTERNAL for us nor dialback");
+      std::string key = dialback_key(secret, remote, local, stream_id);
+      s->send(db_element("result", local, remote, {}, {}, key));
+      for (;;) {
+        auto r = co_await out.reader->next();
+        if (!r) co_return fail(Failure::kDialback, where + " closed the stream during dialback");
+        if (r->kind != xml::StreamEvent::Kind::kElement) continue;
+        Element& e = r->element;
+        if (e.is("result", kDialbackNs)) {
+          if (e.attr("type") == "valid") {
+            out.auth = "dialback";
+            note("authenticated with dialback");
+            co_return std::make_pair(Outcome{}, out);
+          }
+          std::string why =
+              e.attr("type") == "error" && e.child("error")
+                  ? std::string(" (") +
+                        (e.child("error")->first_child() ? e.child("error")->first_child()->name()
+                                                         : std::string("error")) +
+                        ")"
+                  : "";
+          co_return fail(Failure::kDialback, remote + " refused our dialback key" + why);
+        }
+        if (e.is("error", xml::ns::kStream)) {
+          std::string cond = e.first_child() ? e.first_child()->name() : "undefined-condition";
+          co_return fail(Failure::kDialback, where + " closed the stream during dialback: " + cond);
+        }
+        if (e.is("verify", kDialbackNs)) answer_verify(*s, e);
+      }
+    }
+    co_return fail(Failure::kStreamError, where + ": too many stream restarts");
+  }
+
+  // Authoritative role (XEP-0220 §2.4): answer a db:verify about a key we generated.
+  void answer_verify(stream::XmlStream& s, const Element& v) {
+    std::string receiving(v.attr("from")), originating(v.attr("to")), id(v.attr("id"));
+    bool valid = router.is_local(originating) &&
+                 dialback_key_equal(dialback_key(secret, receiving, originating, id), v.text());
+    spdlog::info("s2s: dialback verify from {} for {} (stream {}): {}", receiving, originating, id,
+                 valid ? "valid" : "invalid");
+    s.send(db_element("verify", originating, receiving, valid ? "valid" : "invalid", id, {}));
+  }
+
+  // ------------------------------------------------------------------- the pool
+  struct Link : std::enable_shared_from_this<Link> {
+    Impl& impl;
+    std::string local, remote;
+    std::deque<Element> queue;
+    enum class State { kIdle, kConnecting, kReady } state = State::kIdle;
+    OutStream out;
+    Clock::time_point last_activity = Clock::now();
+    Clock::time_point last_rx = Clock::now();
+    std::optional<Clock::time_point> ping_sent;
+    std::string ping_id;
+    asio::steady_timer timer;
+    Link(Impl& i, std::string l, std::string r)
+        : impl(i), local(std::move(l)), remote(std::move(r)), timer(i.io) {}
+  };
+
+  void send(Element stanza) {
+    auto from = core::Jid::parse(stanza.attr("from"));
+    auto to = core::Jid::parse(stanza.attr("to"));
+    if (!from || !to) return;
+    if (stopping)
+      return router.bounce(stanza, StanzaError::kRemoteServerNotFound, "Server is shutting down");
+    if (!config.s2s.enabled)
+      return router.bounce(stanza, StanzaError::kRemoteServerNotFound,
+                           "Federation is disabled on this server");
+    if (!policy.allows(to->domain()))
+      return router.bounce(
+          stanza, StanzaError::kPolicyViolation,
+          "Federation with " + to->domain() + " is not allowed by this server's policy");
+    if (!router.is_local(from->domain())) return;  // never relay for other domains
+    auto key = std::make_pair(from->domain(), to->domain());
+    auto& link = links[key];
+    if (!link) link = std::make_shared<Link>(*this, key.first, key.second);
+    if (link->state == Link::State::kReady && link->out.stream && !link->out.stream->closed()) {
+      write(*link, stanza);
+      return;
+    }
+    if (link->queue.size() >= config.s2s.queue_size)
+      return router.bounce(stanza, StanzaError::kResourceConstraint,
+                           "Too many stanzas are waiting for " + to->domain());
+    link->queue.push_back(std::move(stanza));
+    if (metrics) metrics->queued(link->remote);
+    if (link->state == Link::State::kIdle) {
+      link->state = Link::State::kConnecting;
+      spawn(drive(link));
+    }
+  }
+
+  void write(Link& link, const Element& stanza) {
+    link.out.stream->send(xml::serialize_stanza(stanza, xml::ns::kServer));
+    link.last_activity = Clock::now();
+    if (metrics) metrics->stanza_sent(link.remote);
+  }
+
+  void bounce_queue(Link& link, Failure f, const std::string& text) {
+    auto cond = f == Failure::kTimeout ? StanzaError::kRemoteServerTimeout
+                                       : StanzaError::kRemoteServerNotFound;
+    auto queued = std::move(link.queue);
+    link.queue.clear();
+    if (!queued.empty())
+      spdlog::info("s2s {} -> {}: bouncing {} queued stanzas: {}", link.local, link.remote,
+                   queued.size(), text);
+    if (metrics && !queued.empty()) metrics->dequeued(link.remote, queued.size());
+    for (auto& st : queued) {
+      if (metrics && xml::may_bounce(st)) metrics->bounced(link.remote, core::to_string(cond));
+      router.bounce(st, cond, text);
+    }
+  }
+
+  // Establishes the link with the retry policy, then serves it until it closes.
+  asio::awaitable<void> drive(std::shared_ptr<Link> link) {
+    const auto& retry = config.s2s.retry;
+    std::uint32_t attempt = 0;
+    for (;;) {
+      if (stopping) {
+        bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
+        break;
+      }
+      // connect_timeout bounds DNS + TCP + TLS + authentication.
+      bool timed_out = false;
+      asio::steady_timer deadline(io);
+      deadline.expires_after(config.s2s.connect_timeout);
+      auto key = std::make_pair(link->local, link->remote);
+      deadline.async_wait([this, key, &timed_out](boost::system::error_code ec) {
+        if (ec) return;
+        timed_out = true;
+        if (auto it = current_connecting.find(key); it != current_connecting.end())
+          it->second->close();
+      });
+      auto connected = co_await connect(link->local, link->remote, false);
+      Outcome outcome = connected.first;
+      OutStream out = connected.second;
+      deadline.cancel();
+      if (timed_out && outcome.failure != Failure::kNone) {
+        outcome.failure = Failure::kTimeout;
+        outcome.text = "timed out after " + core::format_duration(config.s2s.connect_timeout) +
+                       " connecting to " + link->remote + " (" + outcome.text + ")";
+      }
+      if (outcome.failure == Failure::kNone) {
+        attempt = 0;
+        link->out = out;
+        link->state = Link::State::kReady;
+        link->last_activity = link->last_rx = Clock::now();
+        link->ping_sent.reset();
+        spdlog::info("s2s {} -> {}: authenticated with {} over {} (peer certificate {})",
+                     link->local, link->remote, out.auth, out.stream->tls_description(),
+                     out.cert_valid ? "valid" : "not verified");
+        auto queued = std::move(link->queue);
+        link->queue.clear();
+        if (metrics) {
+          metrics->dequeued(link->remote, queued.size());
+          metrics->connection_opened(link->remote, metrics::Direction::kOut);
+        }
+        for (auto& st : queued) write(*link, st);
+        co_await serve(link);
+        if (metrics) metrics->connection_closed(link->remote, metrics::Direction::kOut);
+        link->state = Link::State::kConnecting;
+        link->out = OutStream{};
+        if (link->queue.empty() || stopping) break;
+        continue;  // stanzas arrived while it was closing: reconnect
+      }
+      count_error(link->remote, outcome.failure, outcome.text);
+      if (outcome.failure == Failure::kPolicy || attempt >= retry.max_retries) {
+        bounce_queue(*link, outcome.failure, outcome.text);
+        break;
+      }
+      ++attempt;
+      auto delay =
+          retry_delay(attempt, retry.initial_delay, retry.max_delay, retry.backoff_multiplier);
+      spdlog::info("s2s {} -> {}: retry {} of {} in {}", link->local, link->remote, attempt,
+                   retry.max_retries, core::format_duration(delay));
+      link->timer.expires_after(delay);
+      co_await link->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    link->state = Link::State::kIdle;
+    if (link->queue.empty()) links.erase(std::make_pair(link->local, link->remote));
+  }
+
+  // Reads the outbound stream (stream errors, dialback verifies) and keeps it healthy: idle
+  // close, whitespace keepalive and XEP-0199 pings. Returns when the stream is gone.
+  asio::awaitable<void> serve(std::shared_ptr<Link> link) {
+    auto s = link->out.stream;
+    spawn(watchdog(link, s));
+    for (;;) {
+      auto ev = co_await link->out.reader->next();
+      if (!ev) break;
+      link->last_rx = Clock::now();
+      if (ev->kind == xml::StreamEvent::Kind::kStreamClose) {
+        s->send("</stream:stream>");
+        break;
+      }
+      if (ev->kind != xml::StreamEvent::Kind::kElement) continue;
+      Element& e = ev->element;
+      if (e.is("verify", kDialbackNs)) {
+        answer_verify(*s, e);
+      } else if (e.is("error", xml::ns::kStream)) {
+        count_error(link->remote, Failure::kStreamError,
+                    "stream error from peer: " +
+                        (e.first_child() ? e.first_child()->name() : std::string("?")));
+        break;
+      }
+      // Stanzas are not accepted on an outbound stream (RFC 6120 §4.2: one direction).
+    }
+    link->state = Link::State::kConnecting;
+    co_await close_stream(s);
+    spdlog::info("s2s {} -> {}: stream closed", link->local, link->remote);
+  }
+
+  asio::awaitable<void> close_stream(std::shared_ptr<stream::XmlStream> s) {
+    asio::steady_timer t(io);
+    t.expires_after(std::chrono::seconds(2));
+    using namespace asio::experimental::awaitable_operators;
+    co_await (s->flush() || t.async_wait(asio::use_awaitable));
+    s->close();
+  }
+
+  asio::awaitable<void> watchdog(std::shared_ptr<Link> link, std::shared_ptr<stream::XmlStream> s) {
+    asio::steady_timer t(io);
+    const auto idle = config.s2s.idle_timeout;
+    const auto ping = config.s2s.ping_interval;
+    while (!s->closed() && link->out.stream == s) {
+      auto now = Clock::now();
+      if (now - link->last_activity >= idle && now - link->last_rx >= idle) {
+        spdlog::info("s2s {} -> {}: idle for {}, closing", link->local, link->remote,
+                     core::format_duration(idle));
+        s->send("</stream:stream>");
+        co_await close_stream(s);
+        co_return;
+      }
+      if (link->ping_sent && now - *link->ping_sent >= ping) {
+        count_error(
+            link->remote, Failure::kTimeout,
+            "no answer to a ping in " + core::format_duration(ping) + ": replacing the link");
+        s->close();
+        co_return;
+      }
+      if (!link->ping_sent && now - link->last_rx >= ping) {
+        link->ping_id = std::string(kPingIdPrefix) + hex_id();
+        link->ping_sent = now;
+        s->send(" ");  // whitespace keepalive, then an application-level ping
+        s->send("<iq type='get' id='" + link->ping_id + "' from='" + link->local + "' to='" +
+                link->remote + "'><ping xmlns='urn:xmpp:ping'/></iq>");
+      }
+      auto next = std::min({link->last_activity + idle, link->last_rx + idle,
+                            link->ping_sent ? *link->ping_sent + ping : link->last_rx + ping});
+      t.expires_at(std::max(next, now + std::chrono::milliseconds(50)));
+      co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
+  // An inbound IQ result/error that answers one of our pings.
+  bool consume_ping_reply(const Element& stanza, const std::string& remote) {
+    if (stanza.name() != "iq") return false;
+    auto id = stanza.attr("id");
+    if (id.substr(0, kPingIdPrefix.size()) != kPingIdPrefix) return false;
+    auto to = core::Jid::parse(stanza.attr("to"));
+    if (!to) return false;
+    auto it = links.find(std::make_pair(to->domain(), remote));
+    if (it != links.end() && it->second->ping_id == id && it->second->ping_sent) {
+      auto rtt = Clock::now() - *it->second->ping_sent;
+      it->second->ping_sent.reset();
+      if (metrics) metrics->ping_rtt(remote, rtt);
+      it->second->last_rx = Clock::now();
+      spdlog::debug("s2s {} -> {}: ping round trip {} µs", to->domain(), remote,
+                    std::chrono::duration_cast<std::chrono::microseconds>(rtt).count());
+    }
+    return true;
+  }
+
+  // ------------------------------------------------------------------- inbound streams
+  struct Inbound : std::enable_shared_from_this<Inbound> {
+    Impl& impl;
+    std::shared_ptr<stream::XmlStream> s;
+    Reader reader;
+    std::string local;  // the 'to' of the current header
+    std::string peer;   // the 'from' of the current header
+    std::string stream_id;
+    std::string auth;
+    std::set<std::pair<std::string, std::string>> pairs;  // (local, remote) authenticated
+    bool closing = false;
+    bool cert_valid_for_peer = false;
+    Clock::time_point last_rx = Clock::now();
+    Clock::duration pause{};     // set when the peer's domain is over its stanza rate
+    std::string counted_domain;  // the domain this stream counts for in the metrics
+    Inbound(Impl& i, std::shared_ptr<stream::XmlStream> st) : impl(i), s(st), reader(st) {}
+
+    void close_with(StreamError e, std::string_view text = {}) {
+      if (closing) return;
+      closing = true;
+      spdlog::info("s2s in {} ({}): closing with {}{}{}", peer.empty() ? "?" : peer,
+                   s->remote_address(), core::to_string(e), text.empty() ? "" : ": ", text);
+      if (stream_id.empty()) {
+        stream_id = hex_id();
+        s->send(header(local, peer, stream_id));
+      }
+      s->send(xml::stream_error_xml(e, text));
+      s->send("</stream:stream>");
+    }
+  };
+
+  asio::awaitable<void> accept_loop(tcp::acceptor& acc) {
+    for (;;) {
+      auto [ec, socket] = co_await acc.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
+      if (ec) continue;
+      auto st = std::make_shared<stream::XmlStream>(std::move(socket), tls.s2s_server(),
+                                                    s2s_limits(config));
+      auto in = std::make_shared<Inbound>(*this, st);
+      inbound.insert(in);
+      spawn(run_inbound(in));
+    }
+  }
+
+  asio::awaitable<void> run_inbound(std::shared_ptr<Inbound> in) {
+    auto self = shared_from_this();
+    asio::steady_timer deadline(io);
+    deadline.expires_after(config.s2s.handshake_timeout);
+    deadline.async_wait([in](boost::system::error_code ec) {
+      if (!ec && in->pairs.empty()) {
+        in->close_with(StreamError::kConnectionTimeout);
+        in->s->close();
+      }
+    });
+    asio::steady_timer idle(io);
+    std::uint64_t bytes_seen = 0;
+    try {
+      while (!in->closing && !in->s->closed()) {
+        auto ev = co_await in->reader.next();
+        if (!ev) {
+          if (in->reader.error) in->close_with(*in->reader.error);
+          break;
+        }
+        in->last_rx = Clock::now();
+        co_await on_inbound(in, std::move(*ev));
+        // Backpressure, never loss: a domain over its stanza rate, or all S2S traffic over
+        // the bandwidth limit, is simply read more slowly.
+        auto pause = std::max(in->pause, bandwidth_pause(in->s->bytes_in() - bytes_seen));
+        bytes_seen = in->s->bytes_in();
+        in->pause = {};
+        if (pause > Clock::duration::zero()) {
+          idle.expires_after(pause);
+          co_await idle.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("s2s in: {}", e.what());
+      in->close_with(StreamError::kInternalServerError);
+    }
+    deadline.cancel();
+    co_await close_stream(in->s);
+    inbound.erase(in);
+    if (metrics && !in->counted_domain.empty())
+      metrics->connection_closed(in->counted_domain, metrics::Direction::kIn);
+    spdlog::info("s2s in {} ({}): stream closed", in->peer, in->s->remote_address());
+  }
+
+  asio::awaitable<void> on_inbound(std::shared_ptr<Inbound> in, xml::StreamEvent ev) {
+    if (ev.kind == xml::StreamEvent::Kind::kStreamClose) {
+      in->closing = true;
+      in->s->send("</stream:stream>");
+      co_return;
+    }
+    if (ev.kind == xml::StreamEvent::Kind::kStreamOpen) {
+      co_await inbound_header(in, ev);
+      co_return;
+    }
+    Element& e = ev.element;
+    if (in->stream_id.empty()) {
+      in->close_with(StreamError::kNotAuthorized);
+      co_return;
+    }
+    if (e.is("starttls", xml::ns::kTls)) {
+      if (in->s->tls_active()) {
+        in->close_with(StreamError::kPolicyViolation, "TLS is already active");
+        co_return;
+      }
+      in->s->send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+      co_await in->s->flush();
+      bool ok = co_await in->s->server_handshake();
+      if (!ok) {
+        count_error(in->peer.empty() ? in->s->remote_address() : in->peer, Failure::kTls,
+                    "inbound TLS handshake failed: " + in->s->tls_error());
+        in->closing = true;
+        in->s->close();
+        co_return;
+      }
+      in->s->reset_parser();
+      in->reader.clear();
+      in->stream_id.clear();
+      co_return;
+    }
+    if (!in->s->tls_active()) {
+      in->close_with(StreamError::kPolicyViolation, "STARTTLS is required");
+      co_return;
+    }
+    if (e.is("auth", xml::ns::kSasl)) {
+      sasl_external(in, e);
+      co_return;
+    }
+    if (e.is("result", kDialbackNs)) {
+      co_await dialback_result(in, e);
+      co_return;
+    }
+    if (e.is("verify", kDialbackNs)) {
+      answer_verify(*in->s, e);
+      co_return;
+    }
+    if (xml::stanza_kind(e) == xml::StanzaKind::kOther || e.ns() != xml::ns::kServer) {
+      in->close_with(StreamError::kUnsupportedStanzaType);
+      co_return;
+    }
+    inbound_stanza(in, std::move(e));
+  }
+
+  asio::awaitable<void> inbound_header(std::shared_ptr<Inbound> in, const xml::StreamEvent& ev) {
+    const Element& h = ev.element;
+    auto to = core::nameprep_domain(h.attr("to"));
+    auto from = core::nameprep_domain(h.attr("from"));
+    in->local = to ? *to : std::string();
+    in->peer = from ? *from : std::string();
+    if (!h.is("stream", xml::ns::kStream) || ev.default_ns != xml::ns::kServer) {
+      in->close_with(StreamError::kInvalidNamespace);
+      co_return;
+    }
+    if (!to || !router.is_local(*to)) {
+      in->local.clear();
+      in->close_with(StreamError::kHostUnknown, "This server does not serve that domain");
+      co_return;
+    }
+    if (from && !policy.allows(*from)) {
+      count_error(*from, Failure::kPolicy, "inbound stream refused by policy");
+      in->close_with(StreamError::kPolicyViolation, "Federation with your domain is not allowed");
+      co_return;
+    }
+    if (from && !in->s->tls_active() && !limiter.on_connection(*from, Clock::now())) {
+      count_error(*from, Failure::kRateLimit, "too many new connections");
+      in->close_with(StreamError::kPolicyViolation, "Too many connections");
+      co_return;
+    }
+    in->stream_id = hex_id();
+    in->s->send(header(in->local, in->peer, in->stream_id));
+    Element features("stream:features", "");
+    if (!in->s->tls_active()) {
+      features.add_child("starttls", std::string(xml::ns::kTls))
+          .add_child("required", std::string(xml::ns::kTls));
+    } else {
+      in->cert_valid_for_peer = from && in->s->peer_chain_valid() &&
+                                certificate_matches_domain(in->s->peer_certificate(), *from);
+      if (in->cert_valid_for_peer && in->auth.empty()) {
+        features.add_child("mechanisms", std::string(xml::ns::kSasl))
+            .add_child("mechanism", std::string(xml::ns::kSasl))
+            .add_text("EXTERNAL");
+      }
+      features.add_child("dialback", std::string(kDialbackFeatureNs))
+          .add_child("errors", std::string(kDialbackFeatureNs));
+    }
+    in->s->send(features.str(""));
+  }
+
+  void inbound_authenticated(Inbound& in, const std::string& domain) {
+    if (!in.counted_domain.empty()) return;
+    in.counted_domain = domain;
+    if (metrics) metrics->connection_opened(domain, metrics::Direction::kIn);
+  }
+
+  void sasl_external(std::shared_ptr<Inbound> in, const Element& e) {
+    auto fail = [&](std::string_view cond) {
+      in->s->send("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><" + std::string(cond) +
+                  "/></failure>");
+    };
+    if (e.attr("mechanism") != "EXTERNAL" || !in->auth.empty()) return fail("invalid-mechanism");
+    auto authzid = c2s::sasl::base64_decode(e.text());
+    if (!authzid) return fail("incorrect-encoding");
+    std::string claimed = authzid->empty() ? in->peer : *authzid;
+    if (claimed.empty() || claimed != in->peer || !in->cert_valid_for_peer) {
+      count_error(in->peer, Failure::kTls,
+                  "SASL EXTERNAL refused: certificate not valid for '" + claimed + "'");
+      return fail("not-authorized");
+    }
+    in->auth = "SASL EXTERNAL";
+    in->pairs.insert({in->local, in->peer});
+    inbound_authenticated(*in, in->peer);
+    in->s->send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    in->s->reset_parser();
+    in->reader.clear();
+    in->stream_id.clear();
+    spdlog::info("s2s in {} -> {}: authenticated with SASL EXTERNAL over {}", in->peer, in->local,
+                 in->s->tls_description());
+  }
+
+  // Receiving role (XEP-0220 §2.2): verify a key with the authoritative server.
+  asio::awaitable<void> dialback_result(std::shared_ptr<Inbound> in, Element e) {
+    std::string remote(e.attr("from")), local(e.attr("to")), key = e.text();
+    auto reply = [&](std::string_view type, std::string_view cond = {},
+                     std::string_view text = {}) {
+      if (in->closing) return;
+      if (cond.empty()) {
+        in->s->send(db_element("result", local, remote, type, {}, {}));
+        return;
+      }
+      std::string x = "<db:result from='" + local + "' to='" + remote +
+                      "' type='error'><error type='cancel'><" + std::string(cond) +
+                      " xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>";
+      if (!text.empty()) {
+        x += "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>";
+        xml::escape(x, text);
+        x += "</text>";
+      }
+      in->s->send(x + "</error></db:result>");
+    };
+    auto r = core::nameprep_domain(remote);
+    if (!r || key.empty()) {
+      reply("error", "bad-request");
+      co_return;
+    }
+    if (!router.is_local(local)) {
+      reply("error", "item-not-found");
+      co_return;
+    }
+    if (!policy.allows(*r)) {
+      reply("error", "forbidden", "Not allowed by policy");
+      co_return;
+    }
+    bool cert_ok =
+        in->s->peer_chain_valid() && certificate_matches_domain(in->s->peer_certificate(), *r);
+    if (!cert_ok && !dialback_without_certificate_allowed(*r)) {
+      count_error(*r, Failure::kDialback, "refused dialback: certificate not valid for the domain");
+      {
+        reply("error", "not-authorized",
+              "Your certificate is not valid for " + *r + " and this server requires one");
+        co_return;
+      }
+    }
+    bool valid = false;
+    if (cert_ok) {
+      valid = true;  // XEP-0344: a certificate valid for the domain already proves it
+    } else {
+      valid = co_await verify_with_authoritative(local, *r, in->stream_id, key);
+    }
+    if (valid) {
+      in->pairs.insert({local, *r});
+      inbound_authenticated(*in, *r);
+    }
+    if (in->auth.empty() && valid) in->auth = "dialback";
+    spdlog::info("s2s in {} -> {}: dialback {} over {}", *r, local, valid ? "valid" : "invalid",
+                 in->s->tls_description());
+    if (!valid) count_error(*r, Failure::kDialback, "dialback key did not verify");
+    reply(valid ? "valid" : "invalid");
+  }
+
+  // Connects to the authoritative server of `remote` and asks it about `key`.
+  asio::awaitable<bool> verify_with_authoritative(std::string local, std::string remote,
+                                                  std::string id, std::string key) {
+    ++verifying;
+    bool timed_out = false;
+    asio::steady_timer deadline(io);
+    deadline.expires_after(config.s2s.connect_timeout);
+    auto vkey = std::make_pair(local, "verify:" + remote + ":" + id);
+    auto connected = co_await connect_verify(local, remote, vkey, deadline, timed_out);
+    Outcome outcome = connected.first;
+    OutStream out = connected.second;
+    bool valid = false;
+    if (outcome.failure == Failure::kNone) {
+      out.stream->send(db_element("verify", local, remote, {}, id, key));
+      for (;;) {
+        auto ev = co_await out.reader->next();
+        if (!ev) break;
+        if (ev->kind != xml::StreamEvent::Kind::kElement) continue;
+        if (ev->element.is("verify", kDialbackNs) && ev->element.attr("id") == id) {
+          valid = ev->element.attr("type") == "valid";
+          break;
+        }
+      }
+      out.stream->send("</stream:stream>");
+      co_await close_stream(out.stream);
+    } else {
+      count_error(remote, outcome.failure, "dialback verification connection: " + outcome.text);
+    }
+    deadline.cancel();
+    --verifying;
+    co_return valid;
+  }
+
+  asio::awaitable<std::pair<Outcome, OutStream>> connect_verify(
+      std::string local, std::string remote, std::pair<std::string, std::string> key,
+      asio::steady_timer& deadline, bool& timed_out) {
+    deadline.async_wait([this, key, &timed_out](boost::system::error_code ec) {
+      if (ec) return;
+      timed_out = true;
+      if (auto it = current_connecting.find(key); it != current_connecting.end())
+        it->second->close();
+    });
+    auto result = co_await connect(local, remote, true);
+    co_return result;
+  }
+
+  void inbound_stanza(std::shared_ptr<Inbound> in, Element e) {
+    auto from = core::Jid::parse(e.attr("from"));
+    auto to = core::Jid::parse(e.attr("to"));
+    if (!from || !to) {
+      in->close_with(StreamError::kImproperAddressing, "Stanzas need valid 'from' and 'to'");
+      return;
+    }
+    if (!router.is_local(to->domain())) {
+      in->close_with(StreamError::kHostUnknown, to->domain() + " is not served here");
+      return;
+    }
+    // The specification's SpoofedFrom: only domains authenticated on this stream, for the
+    // local domain they were authenticated with.
+    if (!in->pairs.contains({to->domain(), from->domain()})) {
+      count_error(from->domain(), Failure::kStreamError,
+                  "spoofed or unauthenticated 'from' " + from->domain() + " on a stream from " +
+                      (in->peer.empty() ? in->s->remote_address() : in->peer));
+      in->close_with(StreamError::kInvalidFrom);
+      return;
+    }
+    switch (limiter.on_stanza(from->domain(), Clock::now())) {
+      case RateLimiter::Verdict::kAccept:
+        break;
+      case RateLimiter::Verdict::kThrottle:
+        // Over the rate: the stanza is still delivered, and reading this stream pauses.
+        in->pause = limiter.throttle_delay(from->domain(), Clock::now());
+        break;
+      case RateLimiter::Verdict::kDisconnect:
+        count_error(from->domain(), Failure::kRateLimit, "stanza flood");
+        in->close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded");
+        return;
+    }
+    if (metrics) metrics->stanza_received(from->domain());
+    if (consume_ping_reply(e, from->domain())) return;
+    router.route(std::move(e));
+  }
+
+  // ------------------------------------------------------------------- lifecycle
+  void start() {
+    if (!config.s2s.enabled) return;
+    std::vector<tcp::endpoint> eps;
+    if (config.server.listen.empty()) {
+      eps.emplace_back(tcp::v6(), config.s2s.port);
+    } else {
+      for (const auto& a : config.server.listen)
+        eps.emplace_back(asio::ip::make_address(a), config.s2s.port);
+    }
+    for (auto ep : eps) {
+      auto acc = std::make_unique<tcp::acceptor>(io);
+      boost::system::error_code ec;
+      acc->open(ep.protocol(), ec);
+      if (ec && ep.address().is_v6() && ep.address().is_unspecified()) {
+        ep = tcp::endpoint(tcp::v4(), ep.port());
+        acc->open(ep.protocol(), ec);
+      }
+      if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec && ep.address().is_v6()) acc->set_option(asio::ip::v6_only(false), ec);
+      if (!ec) acc->bind(ep, ec);
+      if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec)
+        throw std::runtime_error("cannot listen on " + ep.address().to_string() + " port " +
+                                 std::to_string(ep.port()) + ": " + ec.message());
+      spdlog::info("listening for servers on {} port {}", ep.address().to_string(), ep.port());
+      acceptors.push_back(std::move(acc));
+      spawn(accept_loop(*acceptors.back()));
+    }
+  }
+
+  void stop() {
+    stopping = true;
+    for (auto& a : acceptors) a->close();
+    for (auto& in : std::set<std::shared_ptr<Inbound>>(inbound)) {
+      in->close_with(StreamError::kSystemShutdown);
+      in->s->close();
+    }
+    for (auto& [k, link] : links) {
+      link->timer.cancel();
+      if (link->out.stream) {
+        link->out.stream->send("</stream:stream>");
+        link->out.stream->close();
+      }
+      bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
+    }
+    for (auto& [k, s] : current_connecting) s->close();
+  }
+};
+
+S2sService::S2sService(const core::Config& config, router::Router& router, net::TlsContexts& tls,
+                       asio::io_context& io, metrics::S2sMetrics* m)
+    : impl_(std::make_shared<Impl>(config, router, tls, io, m)) {}
+
+S2sService::~S2sService() = default;
+void S2sService::start() {
+  impl_->start();
+}
+void S2sService::stop() {
+  impl_->stop();
+}
+void S2sService::send(xml::Element stanza) {
+  impl_->send(std::move(stanza));
+}
+
+void S2sService::reload(const core::Config& config) {
+  impl_->policy = Policy(config.s2s.policy, config.s2s.allowed_domains, config.s2s.blocked_domains);
+  for (auto& in : std::set<std::shared_ptr<Impl::Inbound>>(impl_->inbound)) {
+    if (!in->peer.empty() && !impl_->policy.allows(in->peer))
+      in->close_with(StreamError::kPolicyViolation,
+                     "Federation with your domain is no longer allowed");
+  }
+  for (auto& [k, link] : impl_->links) {
+    if (!impl_->policy.allows(k.second) && link->out.stream) {
+      link->out.stream->send(xml::stream_error_xml(StreamError::kPolicyViolation) +
+                             "</stream:stream>");
+      link->out.stream->close();
+    }
+  }
+  spdlog::info("s2s: policy reloaded ({})", config.s2s.policy);
+}
+
+std::vector<StreamInfo> S2sService::streams() const {
+  std::vector<StreamInfo> out;
+  for (const auto& [k, link] : impl_->links)
+    if (link->out.stream && !link->out.stream->closed())
+      out.push_back({"out", k.first, k.second, link->out.stream->tls_description(), link->out.auth,
+                     link->out.cert_valid});
+  for (const auto& in : impl_->inbound)
+    out.push_back(
+        {"in", in->local, in->peer, in->s->tls_description(), in->auth, in->cert_valid_for_peer});
+  return out;
+}
+
+std::size_t S2sService::live_streams() const {
+  std::size_t n = impl_->inbound.size() + impl_->verifying;
+  for (const auto& [k, link] : impl_->links)
+    if (link->state != Impl::Link::State::kIdle) ++n;
+  return n;
+}
+
+CheckReport check_remote(const core::Config& config, const std::string& local,
+                         const std::string& remote) {
+  CheckReport report;
+  asio::io_context io(1);
+  router::Router router(config.server.domains);
+  net::TlsContexts tls(config);
+  auto impl = std::make_shared<S2sService::Impl>(config, router, tls, io, nullptr);
+  impl->trace = &report.lines;
+  report.lines.push_back("checking federation from " + local + " to " + remote);
+  bool done = false;
+  auto body = [&]() -> asio::awaitable<void> {
+    auto result = co_await impl->connect(local, remote, false);
+    if (result.first.failure == Failure::kNone) {
+      report.ok = true;
+      report.lines.push_back("OK: a test stream authenticated with " + result.second.auth);
+      result.second.stream->send("</stream:stream>");
+      co_await impl->close_stream(result.second.stream);
+    } else {
+      report.lines.push_back(std::string("FAILED (") +
+                             std::string(failure_name(result.first.failure)) +
+                             "): " + result.first.text);
+    }
+    done = true;
+  };
+  asio::co_spawn(io, body(), asio::detached);
+  io.run_for(config.s2s.connect_timeout + std::chrono::seconds(5));
+  if (!done) report.lines.push_back("FAILED: no answer within the connect timeout");
+  return report;
+}
+
+}  // namespace waddle::s2s

@@ -1,0 +1,75 @@
+"""Fixtures for the interop tests (see harness.py for the building blocks).
+
+- `interop_root`: one run directory per session under /tmp (mode 0755 so that the ejabberd
+  user can enter it). Removed at the end unless a test failed or WADDLE_INTEROP_KEEP=1;
+  its path is printed in the report header.
+- `ca`: the session's PrivateCA.
+- `federation`: a fresh harness.Federation per test (own dnsmasq, own addresses), torn down
+  by a finalizer whatever the test's outcome. When a test fails, the tails of all its logs
+  are attached to the report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+
+
+def _preflight() -> str | None:
+    if os.geteuid() != 0:
+        return "interop tests need root (unshare -m, mount --bind, runuser)"
+    for tool in (harness.DNSMASQ, harness.PROSODY, harness.PROSODYCTL, harness.EJABBERDCTL):
+        if not os.access(tool, os.X_OK):
+            return f"{tool} is not installed"
+    return None
+
+
+@pytest.fixture(scope="session")
+def interop_root(request):
+    problem = _preflight()
+    if problem:
+        pytest.skip(problem)
+    root = harness.make_run_root()
+    request.config._interop_root = root
+    yield root
+    keep = os.environ.get("WADDLE_INTEROP_KEEP") == "1" or request.session.testsfailed
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ca(interop_root):
+    return harness.PrivateCA(interop_root / "ca")
+
+
+@pytest.fixture
+def federation(request, interop_root, ca):
+    name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+    fed = harness.Federation(interop_root / name, ca)
+    request.node._interop_federation = fed
+    request.addfinalizer(fed.close)
+    return fed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    fed = getattr(item, "_interop_federation", None)
+    if fed is not None and report.failed:
+        report.sections.append(("interop logs", fed.logs()))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    root = getattr(config, "_interop_root", None)
+    if root is not None:
+        state = "kept" if root.exists() else "removed"
+        terminalreporter.write_line(f"interop run directory ({state}): {root}")

@@ -1,0 +1,263 @@
+"""Waddle-to-Waddle federation on one machine, for tests/system/test_federation.py.
+
+- `Federation`: servers for test domains (a.test, b.test, ...) on their own loopback
+  addresses, each with [s2s] on and its resolver pointed at one dnsmasq that holds the
+  test's records (SRV and/or A per domain), certificates from a private CA (or self-signed).
+  Create the servers, add records, then `start()` (dnsmasq first, then every server).
+- `RawS2s`: a raw server-to-server stream that authenticates as a domain with a client
+  certificate (STARTTLS, SASL EXTERNAL, stream restart), for sending what no honest server
+  sends (spoofed 'from', floods).
+- `wait_log` / `await_log`: wait for a server log line matching a regex, with a deadline.
+
+Addresses are leased like the servers' (waddle_server.lease_address); processes are stopped
+by their PID only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+from xml.sax.saxutils import escape, quoteattr
+
+from rawxmpp import NS_SASL, NS_TLS, RawXmpp, stream_header, tag
+from s2s_env import DNS_PORT, Dnsmasq, PrivateCA, self_signed
+from waddle_client import PASSWORD
+from waddle_server import S2S_PORT, WaddleServer, deep_merge, lease_address
+
+NS_SERVER = "jabber:server"
+NS_DIALBACK = "jabber:server:dialback"
+LOG_TIMEOUT = 10.0
+
+# Retries fast enough for a test: 100 ms, 200 ms, 400 ms.
+FAST_RETRY = {"max_retries": 3, "initial_delay": "100ms", "max_delay": "30s",
+              "backoff_multiplier": 2.0}
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+@dataclass
+class Pki:
+    """The private CA with one certificate per domain, and self-signed certificates."""
+    ca: PrivateCA
+    dir: Path
+    issued: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    self_signed: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+
+    def cert(self, domain: str, kind: str = "ca") -> tuple[Path, Path]:
+        if kind == "ca":
+            if domain not in self.issued:
+                self.issued[domain] = self.ca.issue(domain)
+            return self.issued[domain]
+        if kind == "self":
+            if domain not in self.self_signed:
+                self.self_signed[domain] = self_signed(self.dir, domain)
+            return self.self_signed[domain]
+        raise ValueError(f"certificate kind {kind!r}: expected 'ca' or 'self'")
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def _log_failure(srv: WaddleServer, pattern: str, timeout: float, since: int, found: int,
+                 count: int, what: str) -> AssertionError:
+    return AssertionError(
+        (f"{what}: " if what else "") +
+        f"{srv.domain} ({srv.ip}): {found} of {count} log line(s) matching {pattern!r}"
+        f" within {timeout}s (log from byte {since}):\n{srv.log_tail(80)}")
+
+
+def wait_log(srv: WaddleServer, pattern: str, timeout: float = LOG_TIMEOUT, since: int = 0,
+             count: int = 1, what: str = "") -> list[re.Match]:
+    """Waits (bounded) until the log from byte `since` has `count` lines matching pattern.
+    `what` explains the expectation in the failure message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        matches = list(re.finditer(pattern, srv.log_since(since)))
+        if len(matches) >= count:
+            return matches
+        if time.monotonic() >= deadline:
+            raise _log_failure(srv, pattern, timeout, since, len(matches), count, what)
+        time.sleep(0.05)  # polling a file under the deadline above
+
+
+async def await_log(srv: WaddleServer, pattern: str, timeout: float = LOG_TIMEOUT,
+                    since: int = 0, count: int = 1, what: str = "") -> list[re.Match]:
+    """wait_log for async test bodies (clients keep running meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        matches = list(re.finditer(pattern, srv.log_since(since)))
+        if len(matches) >= count:
+            return matches
+        if loop.time() >= deadline:
+            raise _log_failure(srv, pattern, timeout, since, len(matches), count, what)
+        await asyncio.sleep(0.05)  # polling a file under the deadline above
+
+
+def out_auth(local: str, remote: str, method: str) -> str:
+    """Regex of the outbound 'authenticated' log line."""
+    return rf"s2s {re.escape(local)} -> {re.escape(remote)}: authenticated with {method}\b"
+
+
+def in_sasl(remote: str, local: str) -> str:
+    """Regex of the inbound SASL EXTERNAL log line."""
+    return (rf"s2s in {re.escape(remote)} -> {re.escape(local)}: authenticated with"
+            rf" SASL EXTERNAL")
+
+
+def in_dialback(remote: str, local: str, result: str = "valid") -> str:
+    """Regex of the inbound dialback result log line."""
+    return rf"s2s in {re.escape(remote)} -> {re.escape(local)}: dialback {result}\b"
+
+
+# --------------------------------------------------------------------------- federation
+
+
+class Federation:
+    def __init__(self, make_server, tmp_path: Path, pki: Pki, request):
+        self._make_server = make_server
+        self.dir = Path(tmp_path)
+        self.pki = pki
+        self._leases = []
+        dns_lease = lease_address(ports=(DNS_PORT,))
+        self._leases.append(dns_lease)
+        self.dns = Dnsmasq(self.dir / "dns", dns_lease.ip)
+        extra = getattr(request.node, "_extra_logs", [])
+        extra.append(("dnsmasq log", self.dns.log_path))
+        request.node._extra_logs = extra
+        self.servers: dict[str, WaddleServer] = {}
+
+    def server(self, domain: str, *, dns: Optional[str] = "a", cert: str = "ca",
+               s2s: Optional[dict] = None, overrides: Optional[dict] = None,
+               users: tuple[str, ...] = ()) -> WaddleServer:
+        """A (not yet started) Waddle serving `domain`.
+
+        dns: "a" (A record for the domain), "srv" (SRV _xmpp-server._tcp.DOMAIN ->
+        xmpp.DOMAIN:5269 and an A record for xmpp.DOMAIN only, so only SRV finds it) or None
+        (the test adds records itself). cert: "ca" (issued by the private CA, which every
+        server trusts) or "self" (self-signed). users: local parts of accounts to create.
+        """
+        cert_key = self.pki.cert(domain, cert)
+        config = {
+            "server": {"domains": [domain]},
+            "tls": {"ca_file": str(self.pki.ca.cert)},
+            "s2s": deep_merge({"enabled": True, "port": S2S_PORT}, s2s or {}),
+            "dns": {"nameservers": [self.dns.nameserver]},
+        }
+        srv = self._make_server(deep_merge(config, overrides or {}), start=False,
+                                cert=cert_key)
+        if dns == "srv":
+            self.dns.a(f"xmpp.{domain}", srv.ip)
+            self.dns.srv("_xmpp-server._tcp", domain, f"xmpp.{domain}", S2S_PORT)
+        elif dns == "a":
+            self.dns.a(domain, srv.ip)
+        elif dns is not None:
+            raise ValueError(f"dns={dns!r}: expected 'a', 'srv' or None")
+        for user in users:
+            srv.adduser(f"{user}@{domain}", PASSWORD)
+        self.servers[domain] = srv
+        return srv
+
+    def unused_address(self) -> str:
+        """A leased loopback address on which nothing listens on the S2S port."""
+        lease = lease_address(ports=(S2S_PORT,))
+        self._leases.append(lease)
+        return lease.ip
+
+    def start(self) -> None:
+        self.dns.start()
+        for srv in self.servers.values():
+            srv.start()
+
+    def close(self) -> None:
+        try:
+            self.dns.stop()
+        finally:
+            for lease in self._leases:
+                lease.release()
+            self._leases.clear()
+
+
+class Trap:
+    """A listening socket where no server should connect; `connections()` tells whether one
+    did (accepts without waiting)."""
+
+    def __init__(self, ip: str, port: int = S2S_PORT):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((ip, port))
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        self.accepted: list[socket.socket] = []
+
+    def connections(self) -> int:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return len(self.accepted)
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        for c in self.accepted:
+            c.close()
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------- raw S2S
+
+
+def message_xml(frm: str, to: str, body: str, mid: str = "", mtype: str = "chat") -> str:
+    id_attr = f" id={quoteattr(mid)}" if mid else ""
+    return (f"<message from={quoteattr(frm)} to={quoteattr(to)} type={quoteattr(mtype)}"
+            f"{id_attr}><body>{escape(body)}</body></message>")
+
+
+class RawS2s(RawXmpp):
+    """A raw S2S stream from `local` to `remote` (the server at ip:port), authenticated with
+    a client certificate for `local` over STARTTLS and SASL EXTERNAL. The receiving server's
+    certificate is verified against the CA."""
+
+    def __init__(self, ip: str, local: str, remote: str, cert: Path, key: Path, ca_file: Path,
+                 port: int = S2S_PORT, timeout: float = 10.0):
+        self.local = local
+        self._cert, self._key, self._ca = cert, key, ca_file
+        super().__init__(ip, port, domain=remote, timeout=timeout)
+
+    def header(self) -> str:
+        return stream_header(to=self.domain, ns=NS_SERVER,
+                             extra=f" from='{self.local}' xmlns:db='{NS_DIALBACK}'")
+
+    def _wrap_tls(self) -> None:
+        ctx = ssl.create_default_context(cafile=str(self._ca))
+        ctx.load_cert_chain(str(self._cert), str(self._key))
+        self.sock.settimeout(self.timeout)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.domain)
+        self.tls = True
+        self.peer_cert_der = self.sock.getpeercert(binary_form=True)
+
+    def authenticate(self) -> None:
+        """STARTTLS, SASL EXTERNAL (authzid = local domain), stream restart."""
+        features = self.open_stream(self.header())
+        assert features.find(tag(NS_TLS, "starttls")) is not None, self._describe(
+            "no STARTTLS offered")
+        self.starttls()
+        features = self.open_stream(self.header())
+        mechs = [m.text for m in features.iter(tag(NS_SASL, "mechanism"))]
+        assert "EXTERNAL" in mechs, self._describe(
+            f"SASL EXTERNAL not offered to {self.local} with a valid certificate: {mechs}")
+        authzid = base64.b64encode(self.local.encode()).decode()
+        self.send(f"<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{authzid}</auth>")
+        answer = self.next_element()
+        assert answer.tag == tag(NS_SASL, "success"), self._describe("SASL EXTERNAL refused")
+        self.open_stream(self.header())
+        assert self.stream_attrs.get("from") in (None, self.domain), self._describe(
+            "stream header from the wrong domain")

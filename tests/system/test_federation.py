@@ -1,0 +1,558 @@
+"""Federation between real Waddle servers (issue 3, component tests): two and three servers on
+loopback addresses, a real DNS server (dnsmasq) and a private CA.
+
+Every test builds its own federation (servers, DNS records, accounts), waits only on client
+events or on server log lines, each with a deadline, and stops everything it started by PID.
+Run: /usr/bin/python3 -m pytest tests/system/test_federation.py -q
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from federation import (FAST_RETRY, Federation, Pki, RawS2s, Trap, await_log, in_dialback,
+                        in_sasl, message_xml, out_auth, wait_log)
+from s2s_env import PrivateCA
+from waddle_client import NS_STANZAS, PASSWORD, bare, befriend, login, run
+
+A, B, C = "a.test", "b.test", "c.test"
+ALICE, BOB, CAROL = f"alice@{A}", f"bob@{B}", f"carol@{C}"
+ALICE_R, BOB_R, CAROL_R = f"{ALICE}/home", f"{BOB}/work", f"{CAROL}/phone"
+NOT_FOUND_OR_TIMEOUT = ("remote-server-not-found", "remote-server-timeout")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Pki:
+    d = tmp_path_factory.mktemp("s2s-pki")
+    return Pki(PrivateCA(d / "ca"), d)
+
+
+@pytest.fixture
+def fed(make_server, tmp_path, pki, request):
+    f = Federation(make_server, tmp_path, pki, request)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def error_condition(stanza) -> str:
+    """The defined condition of an error stanza, read from the XML (slixmpp 1.8 does not
+    know RFC 6120's newer conditions such as policy-violation and reports them as '')."""
+    for err in stanza.xml:
+        if err.tag.endswith("}error"):
+            for child in err:
+                if child.tag.startswith(f"{{{NS_STANZAS}}}") and not child.tag.endswith("}text"):
+                    return child.tag.rsplit("}", 1)[1]
+    return ""
+
+
+def error_text(stanza) -> str:
+    return stanza["error"]["text"] or ""
+
+
+async def expect_error(client, mid: str, timeout: float = 15.0):
+    """The error message bounced to `client` for the message with id `mid`."""
+    return await client.messages.get(
+        lambda m: m["type"] == "error" and m["id"] == mid, timeout,
+        what=f"an error bounce for message {mid} to {client.label}")
+
+
+def send(client, to: str, body: str, mid: str) -> None:
+    msg = client.make_message(mto=to, mbody=body, mtype="chat")
+    msg["id"] = mid
+    msg.send()
+
+
+async def nothing_from(client, jid_or_domain: str) -> None:
+    """After a round trip to its server, `client` has no message (other than error bounces)
+    from that bare JID or domain."""
+    await client.sync()
+    got = [m for m in client.messages.items
+           if m["type"] != "error" and (bare(m["from"]) == jid_or_domain
+                                        or m["from"].domain == jid_or_domain)]
+    assert not got, f"{client.label} received from {jid_or_domain}: " + "; ".join(
+        str(m) for m in got)
+
+
+# --------------------------------------------------------------------------- 1. two servers
+
+
+def test_two_servers_with_certificates_subscribe_chat_and_query(fed):
+    """SRV for a.test (it has no A record), only an A record for b.test (fallback): a mutual
+    subscription, presence, chat both ways and IQs across domains, authenticated with SASL
+    EXTERNAL in both directions."""
+    a = fed.server(A, dns="srv", users=("alice",))
+    b = fed.server(B, dns="a", users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        await befriend(alice, bob)  # asserts every step, ends with subscription=both
+
+        alice.send_presence(pshow="away", pstatus="lunch")
+        await bob.expect_presence(frm=ALICE_R, ptype="available",
+                                  where=lambda p: p["show"] == "away" and p["status"] == "lunch")
+        bob.send_presence(pstatus="busy")
+        await alice.expect_presence(frm=BOB_R, ptype="available",
+                                    where=lambda p: p["status"] == "busy")
+
+        alice.chat(BOB, "hello bob, from a.test")
+        m = await bob.expect_message(frm=ALICE_R, body="hello bob, from a.test", mtype="chat")
+        assert str(m["to"]) in (BOB, BOB_R), str(m)
+        bob.chat(ALICE_R, "hi alice, from b.test")
+        await alice.expect_message(frm=BOB_R, body="hi alice, from b.test", mtype="chat")
+        for i in range(5):  # order is kept across the link
+            alice.chat(BOB, f"msg {i}")
+        for i in range(5):
+            m = await bob.messages.get(lambda m: m["body"].startswith("msg "))
+            assert m["body"] == f"msg {i}", str(m)
+
+        for client, domain in ((alice, B), (bob, A)):
+            result = await client["xep_0092"].get_version(domain, timeout=10)
+            assert str(result["from"]) == domain, str(result)
+            assert result["software_version"]["name"] == "Waddle", str(result)
+
+        await bob.close()
+        await alice.expect_presence(frm=BOB_R, ptype="unavailable")
+    run(body)
+
+    for srv, local, remote in ((a, A, B), (b, B, A)):
+        wait_log(srv, out_auth(local, remote, "SASL EXTERNAL") + r" over TLSv1\.3")
+        wait_log(srv, in_sasl(remote, local))
+        assert not re.search(r"dialback (valid|invalid)|authenticated with dialback",
+                             srv.log_text()), f"{local} used dialback:\n{srv.log_tail(80)}"
+    dns_log = fed.dns.log_path.read_text()
+    # b found a.test through SRV (a.test has no A record), a found b.test through the A
+    # fallback after asking for its SRV record.
+    for query in (r"query\[SRV\] _xmpp-server\._tcp\.a\.test", r"query\[A\] xmpp\.a\.test",
+                  r"query\[SRV\] _xmpp-server\._tcp\.b\.test", r"query\[A\] b\.test"):
+        assert re.search(query, dns_log), f"no DNS query {query!r}:\n{dns_log[-3000:]}"
+
+
+# --------------------------------------------------------------------------- 2. SRV order
+
+
+def test_srv_targets_are_tried_in_priority_order(fed):
+    """_xmpp-server._tcp.a.test: priority 0 -> an address where nothing listens, priority 10
+    -> the real server. b must fall through to the second target."""
+    dead_ip = fed.unused_address()
+    a = fed.server(A, dns=None, users=("alice",))
+    b = fed.server(B, dns="a", users=("bob",))
+    fed.dns.a("down.a.test", dead_ip)
+    fed.dns.a("xmpp.a.test", a.ip)
+    fed.dns.srv("_xmpp-server._tcp", A, "down.a.test", 5269, prio=0, weight=0)
+    fed.dns.srv("_xmpp-server._tcp", A, "xmpp.a.test", 5269, prio=10, weight=0)
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        bob.chat(ALICE, "via the second SRV target")
+        await alice.expect_message(frm=BOB_R, body="via the second SRV target")
+        alice.chat(BOB_R, "and back")
+        await bob.expect_message(frm=ALICE_R, body="and back")
+    run(body)
+    wait_log(b, out_auth(B, A, "SASL EXTERNAL"))
+    dns_log = fed.dns.log_path.read_text()
+    assert re.search(r"query\[A\] down\.a\.test", dns_log), (
+        f"b never looked up the priority-0 target:\n{dns_log[-3000:]}")
+
+
+def test_srv_lower_priority_target_is_not_used_while_the_first_works(fed):
+    """Priority 0 -> the real server, priority 10 -> a listening trap: b connects to the
+    real server and never to the trap (RFC 2782: lowest priority first)."""
+    trap_ip = fed.unused_address()
+    trap = Trap(trap_ip)
+    try:
+        a = fed.server(A, dns=None, users=("alice",))
+        b = fed.server(B, dns="a", users=("bob",))
+        fed.dns.a("xmpp.a.test", a.ip)
+        fed.dns.a("backup.a.test", trap_ip)
+        fed.dns.srv("_xmpp-server._tcp", A, "backup.a.test", 5269, prio=10, weight=0)
+        fed.dns.srv("_xmpp-server._tcp", A, "xmpp.a.test", 5269, prio=0, weight=0)
+        fed.start()
+
+        async def body():
+            alice = await login(a, ALICE_R, PASSWORD)
+            bob = await login(b, BOB_R, PASSWORD)
+            for i in range(3):
+                bob.chat(ALICE, f"first target {i}")
+                await alice.expect_message(frm=BOB_R, body=f"first target {i}")
+        run(body)
+        assert trap.connections() == 0, "b connected to the priority-10 target"
+    finally:
+        trap.close()
+
+
+# --------------------------------------------------------------------------- 3. dialback
+
+
+def test_dialback_with_self_signed_certificates(fed):
+    """Self-signed certificates and allow_unverified_dialback on both: dialback (with the
+    verification connection to the authoritative server) in both directions."""
+    unverified = {"allow_unverified_dialback": True}
+    a = fed.server(A, dns="srv", cert="self", s2s=unverified, users=("alice",))
+    b = fed.server(B, dns="a", cert="self", s2s=unverified, users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        alice.chat(BOB, "dialback a->b")
+        await bob.expect_message(frm=ALICE_R, body="dialback a->b")
+        bob.chat(ALICE_R, "dialback b->a")
+        await alice.expect_message(frm=BOB_R, body="dialback b->a")
+    run(body)
+
+    for srv, local, remote in ((a, A, B), (b, B, A)):
+        wait_log(srv, out_auth(local, remote, "dialback"))
+        wait_log(srv, in_dialback(remote, local))
+        # the authoritative role: our key, verified for the peer
+        wait_log(srv, rf"dialback verify from {re.escape(remote)} for {re.escape(local)}"
+                      rf" \(stream [^)]*\): valid")
+        assert not re.search(r"authenticated with SASL EXTERNAL", srv.log_text()), (
+            f"{local} used SASL EXTERNAL with self-signed certificates:\n{srv.log_tail(80)}")
+
+
+def test_dialback_with_untrusted_certificate_refused_by_receiver(fed):
+    """The sender allows unverified dialback, the receiver does not: the message is bounced
+    to alice with an error whose text says the certificate was the problem."""
+    a = fed.server(A, dns="srv", cert="self", users=("alice",),
+                   s2s={"allow_unverified_dialback": True, "retry": FAST_RETRY})
+    b = fed.server(B, dns="a", cert="self", users=("bob",),
+                   s2s={"allow_unverified_dialback": False})
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        send(alice, BOB, "refused", "db-refused-1")
+        err = await expect_error(alice, "db-refused-1", timeout=20)
+        assert error_condition(err) in NOT_FOUND_OR_TIMEOUT, str(err)
+        assert str(err["from"]) == BOB, str(err)
+        assert "certificate" in error_text(err).lower(), (
+            f"the bounce does not say the certificate was refused: {err}")
+        await nothing_from(bob, A)
+    run(body)
+    assert not re.search(in_dialback(A, B, "valid"), b.log_text()), b.log_tail(80)
+
+
+# --------------------------------------------------------------------------- 4. three servers
+
+
+def test_three_servers_message_every_pair(fed):
+    a = fed.server(A, dns="srv", users=("alice",))
+    b = fed.server(B, dns="a", users=("bob",))
+    c = fed.server(C, dns="a", users=("carol",))
+    fed.start()
+
+    async def body():
+        clients = {
+            ALICE: await login(a, ALICE_R, PASSWORD),
+            BOB: await login(b, BOB_R, PASSWORD),
+            CAROL: await login(c, CAROL_R, PASSWORD),
+        }
+        for sender, sc in clients.items():
+            for rcpt in clients:
+                if rcpt != sender:
+                    sc.chat(rcpt, f"{sender} -> {rcpt}")
+        for rcpt, rc in clients.items():
+            for sender, sc in clients.items():
+                if rcpt != sender:
+                    await rc.expect_message(frm=str(sc.boundjid), body=f"{sender} -> {rcpt}")
+    run(body)
+    for srv in (a, b, c):
+        for other in {A, B, C} - {srv.domain}:
+            wait_log(srv, out_auth(srv.domain, other, "SASL EXTERNAL"))
+
+
+# --------------------------------------------------------------------------- 5. spoofing
+
+
+@pytest.mark.parametrize("spoofed", ["mallory@evil.test", "admin@b.test"],
+                         ids=["foreign-domain", "receivers-own-domain"])
+def test_spoofed_from_closes_the_stream_and_is_not_delivered(fed, pki, spoofed):
+    """A stream authenticated as a.test (certificate + SASL EXTERNAL) that sends a stanza
+    'from' another domain is closed with <invalid-from/>; nothing reaches bob; a legitimate
+    a.test stream still works afterwards."""
+    a = fed.server(A, dns="srv", users=("alice",))
+    b = fed.server(B, dns="a", users=("bob",))
+    fed.start()
+    cert, key = pki.cert(A)
+
+    async def body():
+        bob = await login(b, BOB_R, PASSWORD)
+        alice = await login(a, ALICE_R, PASSWORD)
+        raw = RawS2s(b.ip, A, B, cert, key, pki.ca.cert)
+        try:
+            await asyncio.to_thread(raw.authenticate)
+            # control: a.test stanzas are accepted on this stream
+            raw.send(message_xml("eve@a.test/raw", BOB, "honest eve", "raw-1"))
+            await bob.expect_message(frm="eve@a.test/raw", body="honest eve")
+            raw.send(message_xml(f"{spoofed}/x", BOB, "spoofed hello", "raw-2"))
+            await asyncio.to_thread(raw.assert_stream_error, "invalid-from", 10)
+        finally:
+            raw.close()
+        await nothing_from(bob, spoofed)
+        alice.chat(BOB, "legitimate, after the spoof")
+        await bob.expect_message(frm=ALICE_R, body="legitimate, after the spoof")
+        assert bob.messages.take(lambda m: m["body"] == "spoofed hello") is None, (
+            "the spoofed message was delivered")
+    run(body)
+
+
+# --------------------------------------------------------------------------- 6. unreachable
+
+
+def test_unreachable_domain_is_bounced_after_the_retries(fed):
+    """dead.test resolves to an address where nothing listens: the queued stanzas (two
+    messages and an IQ) are bounced with remote-server-not-found naming the connection
+    failure, after retries of 100 ms, 200 ms and 400 ms."""
+    dead_ip = fed.unused_address()
+    a = fed.server(A, dns="srv", users=("alice",), s2s={"retry": FAST_RETRY})
+    fed.dns.a("dead.test", dead_ip)
+    fed.start()
+    since = a.log_size()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        send(alice, "user@dead.test", "one", "dead-1")
+        send(alice, "user@dead.test/res", "two", "dead-2")
+        iq = alice.make_iq_get(queryxmlns="jabber:iq:version", ito="dead.test")
+        iq_task = asyncio.ensure_future(iq.send(timeout=20))
+        first = await expect_error(alice, "dead-1", timeout=20)
+        elapsed = loop.time() - t0
+        second = await expect_error(alice, "dead-2")
+        with pytest.raises(IqError) as info:
+            await iq_task
+        for err, frm in ((first, "user@dead.test"), (second, "user@dead.test/res"),
+                         (info.value.iq, "dead.test")):
+            assert error_condition(err) == "remote-server-not-found", str(err)
+            assert str(err["from"]) == frm, str(err)
+            text = error_text(err)
+            assert "dead.test" in text and "connection refused" in text.lower(), (
+                f"the bounce does not say the connection was refused: {err}")
+        assert elapsed >= 0.6, f"bounced after {elapsed:.2f}s, before the retries (0.7 s)"
+    run(body)
+
+    log = a.log_since(since)
+    retries = re.findall(r"s2s a\.test -> dead\.test: retry (\d+) of (\d+) in (\S+)", log)
+    assert retries == [("1", "3", "100ms"), ("2", "3", "200ms"), ("3", "3", "400ms")], (
+        f"retries in the log: {retries}\n{a.log_tail(60)}")
+    last_retry = log.index("retry 3 of 3")
+    bounce = re.search(r"s2s a\.test -> dead\.test: bouncing \d+ queued stanzas", log)
+    assert bounce and bounce.start() > last_retry, f"no bounce after the retries:\n{log}"
+
+
+def test_domain_without_dns_records_is_bounced_with_dns_failure(fed):
+    a = fed.server(A, dns="srv", users=("alice",), s2s={"retry": FAST_RETRY})
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        send(alice, "user@nowhere.test", "anyone?", "nx-1")
+        err = await expect_error(alice, "nx-1", timeout=20)
+        assert error_condition(err) == "remote-server-not-found", str(err)
+        text = error_text(err)
+        assert "nowhere.test" in text and re.search(
+            r"DNS|NXDOMAIN|SRV|A/AAAA|resolve", text), (
+            f"the bounce does not say DNS found nothing: {err}")
+    run(body)
+
+
+# --------------------------------------------------------------------------- 7. policy
+
+
+def test_blocklist_refuses_both_directions(fed, pki):
+    """a blocks b.test: alice's message to bob is bounced with policy-violation at once;
+    b's stream to a is refused with the stream error policy-violation, so bob's message
+    comes back to him as an error."""
+    a = fed.server(A, dns="srv", users=("alice",),
+                   s2s={"policy": "blocklist", "blocked_domains": [B]})
+    b = fed.server(B, dns="a", users=("bob",), s2s={"retry": FAST_RETRY})
+    fed.start()
+
+    raw = RawS2s(a.ip, B, A, *pki.cert(B), pki.ca.cert)
+    try:
+        raw.send(raw.header())
+        raw.assert_stream_error("policy-violation", 10)
+    finally:
+        raw.close()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        send(alice, BOB, "blocked outbound", "bl-1")
+        err = await expect_error(alice, "bl-1")
+        assert error_condition(err) == "policy-violation", str(err)
+        send(bob, ALICE, "blocked inbound", "bl-2")
+        err = await expect_error(bob, "bl-2", timeout=20)
+        assert "policy" in error_text(err).lower(), (
+            f"bob's bounce does not say policy refused it: {err}")
+        await nothing_from(alice, B)
+        await nothing_from(bob, A)
+    run(body)
+    wait_log(a, r"s2s in b\.test \([^)]*\): closing with policy-violation")
+    assert not re.search(r"s2s a\.test -> b\.test: authenticated", a.log_text()), a.log_tail(60)
+
+
+def test_allowlist_admits_only_listed_domains(fed):
+    a = fed.server(A, dns="srv", users=("alice",),
+                   s2s={"policy": "allowlist", "allowed_domains": [C]})
+    b = fed.server(B, dns="a", users=("bob",), s2s={"retry": FAST_RETRY})
+    c = fed.server(C, dns="a", users=("carol",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        carol = await login(c, CAROL_R, PASSWORD)
+        alice.chat(CAROL, "allowed a->c")
+        await carol.expect_message(frm=ALICE_R, body="allowed a->c")
+        carol.chat(ALICE, "allowed c->a")
+        await alice.expect_message(frm=CAROL_R, body="allowed c->a")
+        send(alice, BOB, "not listed", "al-1")
+        err = await expect_error(alice, "al-1")
+        assert error_condition(err) == "policy-violation", str(err)
+        send(bob, ALICE, "not listed either", "al-2")
+        err = await expect_error(bob, "al-2", timeout=20)
+        assert "policy" in error_text(err).lower(), (
+            f"bob's bounce does not say policy refused it: {err}")
+        await nothing_from(alice, B)
+        await nothing_from(bob, A)
+    run(body)
+    wait_log(a, r"s2s in b\.test \([^)]*\): closing with policy-violation")
+
+
+# --------------------------------------------------------------------------- 8. flood
+
+
+def test_flood_from_one_domain_is_cut_off_while_another_gets_through(fed, pki):
+    """b allows 20 stanzas/s per domain and 40 throttled stanzas in a row. An authenticated
+    a.test stream sends 300 messages at once: b closes it with policy-violation, and
+    carol@c.test's messages to bob arrive meanwhile and afterwards."""
+    b = fed.server(B, dns="a", users=("bob",), s2s={"stanza_rate": 20, "throttle_strikes": 40})
+    c = fed.server(C, dns="a", users=("carol",))
+    fed.start()
+    cert, key = pki.cert(A)
+    flood = "".join(message_xml("flooder@a.test/raw", BOB, f"flood {i}", f"fl-{i}")
+                    for i in range(300))
+
+    async def body():
+        bob = await login(b, BOB_R, PASSWORD)
+        carol = await login(c, CAROL_R, PASSWORD)
+        carol.chat(BOB, "before the flood")
+        await bob.expect_message(frm=CAROL_R, body="before the flood")
+
+        raw = RawS2s(b.ip, A, B, cert, key, pki.ca.cert, timeout=30)
+        try:
+            await asyncio.to_thread(raw.authenticate)
+
+            def flood_until_closed() -> None:
+                raw.send(flood)
+                raw.collect_until_closed(30)
+
+            flooding = asyncio.ensure_future(asyncio.to_thread(flood_until_closed))
+            carol.chat(BOB, "during the flood")
+            await bob.expect_message(frm=CAROL_R, body="during the flood", timeout=10)
+            t0 = asyncio.get_running_loop().time()
+            await flooding
+            waited = asyncio.get_running_loop().time() - t0
+            await bob.sync()
+            flooded = sum(1 for m in bob.messages.items if m["body"].startswith("flood "))
+            conds = raw.stream_error_conditions()
+            assert conds == ["policy-violation"], raw._describe(
+                f"the flood was not cut off with policy-violation (errors: {conds}; bob got"
+                f" {flooded} of the 300 flood messages; waited {waited:.1f}s)")
+            assert raw.eof, raw._describe("b did not close the flooding connection")
+        finally:
+            raw.close()
+        carol.chat(BOB, "after the flood")
+        await bob.expect_message(frm=CAROL_R, body="after the flood")
+        assert flooded < 300, "every flood message was delivered"
+    run(body, timeout=120)
+    wait_log(b, r"s2s a\.test: \S+ error: stanza flood")
+
+
+# --------------------------------------------------------------------------- 9. idle
+
+
+def test_idle_link_is_closed_and_reopened(fed):
+    a = fed.server(A, dns="srv", users=("alice",), s2s={"idle_timeout": "1s"})
+    b = fed.server(B, dns="a", users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        alice.chat(BOB, "before idle")
+        await bob.expect_message(frm=ALICE_R, body="before idle")
+        await await_log(a, r"s2s a\.test -> b\.test: idle for 1s, closing")
+        await await_log(a, r"s2s a\.test -> b\.test: stream closed")
+        alice.chat(BOB, "after idle")
+        await bob.expect_message(frm=ALICE_R, body="after idle")
+    run(body)
+    wait_log(a, out_auth(A, B, "SASL EXTERNAL"), count=2)
+
+
+# --------------------------------------------------------------------------- 10. dead peers
+
+
+def test_killed_peer_is_replaced_after_restart(fed):
+    a = fed.server(A, dns="srv", users=("alice",))
+    b = fed.server(B, dns="a", users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        alice.chat(BOB, "before the kill")
+        await bob.expect_message(frm=ALICE_R, body="before the kill")
+        await bob.close()
+        since = a.log_size()
+        b.kill9()
+        await await_log(a, r"s2s a\.test -> b\.test: stream closed", since=since)
+        b.start()  # in this thread: the parent-death signal is tied to the starting thread
+        bob = await login(b, BOB_R, PASSWORD)
+        alice.chat(BOB, "after the restart")
+        await bob.expect_message(frm=ALICE_R, body="after the restart", timeout=15)
+    run(body)
+    wait_log(a, out_auth(A, B, "SASL EXTERNAL"), count=2)
+
+
+def test_stopped_peer_is_detected_by_ping_and_replaced(fed):
+    """ping_interval 1s on a: while b is stopped (SIGSTOP, sockets open) the unanswered ping
+    makes a replace the link; after SIGCONT a message queued meanwhile and a new one arrive."""
+    a = fed.server(A, dns="srv", users=("alice",), s2s={"ping_interval": "1s"})
+    b = fed.server(B, dns="a", users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        alice.chat(BOB, "before the stop")
+        await bob.expect_message(frm=ALICE_R, body="before the stop")
+        # pings on the quiet link are answered while b runs
+        await await_log(a, r"s2s a\.test -> b\.test: ping round trip",
+                        what="b never answered a's XEP-0199 ping on the quiet a->b link")
+        assert "no answer to a ping" not in a.log_text(), a.log_tail(60)
+        since = a.log_size()
+        b.freeze()
+        try:
+            await await_log(a, r"no answer to a ping in 1s: replacing the link", since=since)
+            alice.chat(BOB, "while b was stopped")
+        finally:
+            b.thaw()
+        await bob.expect_message(frm=ALICE_R, body="while b was stopped", timeout=15)
+        alice.chat(BOB, "after SIGCONT")
+        await bob.expect_message(frm=ALICE_R, body="after SIGCONT")
+    run(body)
+    wait_log(a, out_auth(A, B, "SASL EXTERNAL"), count=2)

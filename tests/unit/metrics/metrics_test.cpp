@@ -1,0 +1,366 @@
+// Tests for the metrics registry and its Prometheus text exposition (format 0.0.4), the domain
+// cap, and the S2S/C2S metric structs (checked with promtool when it is installed).
+#include "metrics/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+namespace waddle::metrics {
+namespace {
+
+using namespace std::chrono_literals;
+
+class MetricsTest : public ::testing::Test {
+ protected:
+  Registry registry_;
+};
+
+TEST_F(MetricsTest, Render_SmallRegistryMatchesGolden) {
+  auto& requests = registry_.counter_family(
+      {.name = "test_requests_total", .help = "Requests.", .labels = {"method", "code"}});
+  auto& temp = registry_.gauge_family({.name = "test_temperature", .help = "Degrees."});
+  const double bounds[] = {0.5, 1, 2.5};
+  auto& rtt = registry_.histogram_family(
+      {.name = "test_rtt_seconds", .help = "Round trips.", .labels = {"peer"}}, bounds);
+  registry_.gauge_family({.name = "test_unused", .help = "No series yet.", .labels = {"x"}});
+
+  requests.get({"GET", "200"}).inc(3);
+  requests.get({"GET", "404"}).inc();
+  requests.get({"DELETE", "200"}).inc();
+  temp.get({}).set(-1.5);
+  auto& a = rtt.get({"a.example"});
+  a.observe(0.25);
+  a.observe(1.0);  // on a bound: counted in le="1"
+  a.observe(7.0);
+
+  EXPECT_EQ(registry_.render(),
+            "# HELP test_requests_total Requests.\n"
+            "# TYPE test_requests_total counter\n"
+            "test_requests_total{method=\"DELETE\",code=\"200\"} 1\n"
+            "test_requests_total{method=\"GET\",code=\"200\"} 3\n"
+            "test_requests_total{method=\"GET\",code=\"404\"} 1\n"
+            "# HELP test_temperature Degrees.\n"
+            "# TYPE test_temperature gauge\n"
+            "test_temperature -1.5\n"
+            "# HELP test_rtt_seconds Round trips.\n"
+            "# TYPE test_rtt_seconds histogram\n"
+            "test_rtt_seconds_bucket{peer=\"a.example\",le=\"0.5\"} 1\n"
+            "test_rtt_seconds_bucket{peer=\"a.example\",le=\"1\"} 2\n"
+            "test_rtt_seconds_bucket{peer=\"a.example\",le=\"2.5\"} 2\n"
+            "test_rtt_seconds_bucket{peer=\"a.example\",le=\"+Inf\"} 3\n"
+            "test_rtt_seconds_sum{peer=\"a.example\"} 8.25\n"
+            "test_rtt_seconds_count{peer=\"a.example\"} 3\n"
+            "# HELP test_unused No series yet.\n"
+            "# TYPE test_unused gauge\n");
+}
+
+TEST_F(MetricsTest, Render_UnlabelledMetricsStartAtZero) {
+  registry_.counter_family({.name = "test_events_total", .help = "Events."});
+  EXPECT_EQ(registry_.render(),
+            "# HELP test_events_total Events.\n"
+            "# TYPE test_events_total counter\n"
+            "test_events_total 0\n");
+}
+
+TEST_F(MetricsTest, Escaping_LabelValuesAndHelp) {
+  auto& f = registry_.counter_family(
+      {.name = "test_total", .help = "Back\\slash and\nnewline \"kept\".", .labels = {"v"}});
+  f.get({"a\"b\\c\nd"}).inc();
+  EXPECT_EQ(registry_.render(),
+            "# HELP test_total Back\\\\slash and\\nnewline \"kept\".\n"
+            "# TYPE test_total counter\n"
+            "test_total{v=\"a\\\"b\\\\c\\nd\"} 1\n");
+}
+
+TEST_F(MetricsTest, Escaping_InvalidUtf8BecomesReplacementCharacter) {
+  std::string out;
+  append_label_value(out, "caf\xC3\xA9");  // valid: kept
+  EXPECT_EQ(out, "caf\xC3\xA9");
+  out.clear();
+  append_label_value(out,
+                     "a\xFF"
+                     "b\xC0\xAF"
+                     "c\xED\xA0\x80");  // bad byte, overlong, surrogate
+  EXPECT_EQ(out,
+            "a\xEF\xBF\xBD"
+            "b\xEF\xBF\xBD\xEF\xBF\xBD"
+            "c\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  out.clear();
+  append_label_value(out, "truncated\xE2\x82");
+  EXPECT_EQ(out, "truncated\xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
+TEST_F(MetricsTest, Values_Formatting) {
+  auto fmt = [](double v) {
+    std::string s;
+    append_value(s, v);
+    return s;
+  };
+  EXPECT_EQ(fmt(0), "0");
+  EXPECT_EQ(fmt(-0.0), "0");
+  EXPECT_EQ(fmt(42), "42");
+  EXPECT_EQ(fmt(0.001), "0.001");
+  EXPECT_EQ(fmt(0.0025), "0.0025");
+  EXPECT_EQ(fmt(1e300), "1e+300");
+  EXPECT_EQ(fmt(1.0 / 0.0), "+Inf");
+  EXPECT_EQ(fmt(-1.0 / 0.0), "-Inf");
+  EXPECT_EQ(fmt(std::nan("")), "NaN");
+}
+
+TEST_F(MetricsTest, DomainCap_NewDomainsBeyondCapAggregateIntoOther) {
+  auto& f = registry_.counter_family({.name = "test_stanzas_total",
+                                      .help = "Stanzas.",
+                                      .labels = {"domain", "kind"},
+                                      .capped_label = "domain",
+                                      .max_values = 2});
+  f.get({"a.example", "x"}).inc();
+  f.get({"b.example", "x"}).inc();
+  EXPECT_FALSE(f.cap_reached());
+  f.get({"b.example", "y"}).inc();  // a known domain with another kind is not a new domain
+  f.get({"spam1.example", "x"}).inc();
+  f.get({"spam2.example", "x"}).inc(2);
+  f.get({"spam3.example", "y"}).inc();
+  EXPECT_TRUE(f.cap_reached());
+  f.get({"a.example", "x"}).inc();  // admitted domains keep their series
+
+  EXPECT_EQ(f.size(), 5u);
+  EXPECT_EQ(registry_.render(),
+            "# HELP test_stanzas_total Stanzas.\n"
+            "# TYPE test_stanzas_total counter\n"
+            "test_stanzas_total{domain=\"a.example\",kind=\"x\"} 2\n"
+            "test_stanzas_total{domain=\"b.example\",kind=\"x\"} 1\n"
+            "test_stanzas_total{domain=\"b.example\",kind=\"y\"} 1\n"
+            "test_stanzas_total{domain=\"other\",kind=\"x\"} 3\n"
+            "test_stanzas_total{domain=\"other\",kind=\"y\"} 1\n");
+}
+
+TEST_F(MetricsTest, DomainCap_SpamWaveKeepsSeriesBounded) {
+  S2sMetrics s2s(registry_, 10);
+  for (int i = 0; i < 100000; ++i) {
+    std::string domain = "spam" + std::to_string(i) + ".example";
+    s2s.stanza_received(domain);
+    s2s.error(domain, S2sError::kPolicy);
+    s2s.connection_opened(domain, Direction::kIn);
+    s2s.connection_closed(domain, Direction::kIn);
+  }
+  EXPECT_EQ(s2s.stanzas_received.size(), 11u);  // 10 domains + "other"
+  EXPECT_EQ(s2s.errors.size(), 11u);
+  EXPECT_EQ(s2s.stanzas_received.get({"other"}).value(), 100000u - 10u);
+  EXPECT_EQ(s2s.connections_active.get({"other", "in"}).value(), 0);
+}
+
+TEST_F(MetricsTest, DomainCap_GaugeIncDecStaysBalancedUnderOther) {
+  S2sMetrics s2s(registry_, 1);
+  s2s.queued("a.example", 2);
+  s2s.queued("b.example", 3);  // beyond the cap
+  s2s.queued("c.example", 4);  // beyond the cap
+  EXPECT_EQ(s2s.queue.get({"other"}).value(), 7);
+  s2s.dequeued("b.example", 3);
+  EXPECT_EQ(s2s.queue.get({"other"}).value(), 4);
+  s2s.dequeued("c.example", 4);
+  s2s.dequeued("a.example", 2);
+  EXPECT_EQ(s2s.queue.get({"a.example"}).value(), 0);
+  EXPECT_EQ(s2s.queue.get({"other"}).value(), 0);
+}
+
+TEST_F(MetricsTest, DomainCap_ZeroPutsEverythingUnderOther) {
+  S2sMetrics s2s(registry_, 0);
+  s2s.stanza_sent("a.example");
+  s2s.stanza_sent("b.example");
+  EXPECT_EQ(s2s.stanzas_sent.size(), 1u);
+  EXPECT_EQ(s2s.stanzas_sent.get({"other"}).value(), 2u);
+}
+
+TEST_F(MetricsTest, Histogram_BucketsAreCumulative) {
+  auto& f = registry_.histogram_family({.name = "test_latency_seconds", .help = "Latency."},
+                                       kLatencyBuckets);
+  Histogram& h = f.get({});
+  for (double v : {0.0005, 0.003, 0.003, 0.2, 0.9, 3.0, 11.0, 100.0}) h.observe(v);
+  h.observe(std::nan(""));  // ignored
+  h.observe(40ms);
+  ASSERT_EQ(h.bounds().size(), std::size(kLatencyBuckets));
+  std::uint64_t previous = 0;
+  for (std::size_t i = 0; i <= h.bounds().size(); ++i) {
+    EXPECT_GE(h.cumulative(i), previous) << "bucket " << i;
+    previous = h.cumulative(i);
+  }
+  EXPECT_EQ(h.cumulative(0), 1u);   // le 0.001
+  EXPECT_EQ(h.cumulative(2), 3u);   // le 0.005
+  EXPECT_EQ(h.cumulative(5), 4u);   // le 0.05 (40 ms)
+  EXPECT_EQ(h.cumulative(7), 5u);   // le 0.25
+  EXPECT_EQ(h.cumulative(12), 7u);  // le 10
+  EXPECT_EQ(h.cumulative(13), h.count());
+  EXPECT_EQ(h.count(), 9u);
+  EXPECT_DOUBLE_EQ(h.sum(), 0.0005 + 0.003 + 0.003 + 0.2 + 0.9 + 3.0 + 11.0 + 100.0 + 0.04);
+
+  std::string text = registry_.render();
+  EXPECT_NE(text.find("test_latency_seconds_bucket{le=\"0.001\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("test_latency_seconds_bucket{le=\"10\"} 7\n"), std::string::npos);
+  EXPECT_NE(text.find("test_latency_seconds_bucket{le=\"+Inf\"} 9\n"), std::string::npos);
+  EXPECT_NE(text.find("test_latency_seconds_count 9\n"), std::string::npos);
+}
+
+TEST_F(MetricsTest, Counter_NeverDecreases) {
+  Counter c;
+  std::uint64_t last = 0;
+  for (std::uint64_t n : {0u, 1u, 5u, 0u, 1000u}) {
+    c.inc(n);
+    EXPECT_GE(c.value(), last);
+    last = c.value();
+  }
+  EXPECT_EQ(c.value(), 1006u);
+  // The API has no way down: inc() takes an unsigned amount, and there is no set() or dec().
+  static_assert(std::is_unsigned_v<decltype(c.value())>);
+}
+
+TEST_F(MetricsTest, Lookup_ReturnsTheSameSeries) {
+  auto& f = registry_.counter_family({.name = "test_total", .help = "h", .labels = {"a", "b"}});
+  Counter& c = f.get({"x", "y"});
+  // Values are length-prefixed in the key: ("xy","") and ("x","y") are different series.
+  EXPECT_NE(&c, &f.get({"xy", ""}));
+  EXPECT_EQ(&c, &f.get({"x", "y"}));
+  for (int i = 0; i < 1000; ++i) f.get({std::to_string(i), "z"});  // rehashes
+  EXPECT_EQ(&c, &f.get({"x", "y"}));                               // references stay valid
+}
+
+TEST_F(MetricsTest, Declaration_RejectsInvalidFamilies) {
+  EXPECT_THROW(registry_.counter_family({.name = "bad name_total", .help = "h"}),
+               std::invalid_argument);
+  EXPECT_THROW(registry_.counter_family({.name = "no_suffix", .help = "h"}), std::invalid_argument);
+  EXPECT_THROW(registry_.gauge_family({.name = "g", .help = "h", .labels = {"__reserved"}}),
+               std::invalid_argument);
+  EXPECT_THROW(registry_.gauge_family({.name = "g", .help = "h", .labels = {"a", "a"}}),
+               std::invalid_argument);
+  EXPECT_THROW(
+      registry_.gauge_family({.name = "g", .help = "h", .labels = {"a"}, .capped_label = "domain"}),
+      std::invalid_argument);
+  const double bad[] = {1, 0.5};
+  EXPECT_THROW(registry_.histogram_family({.name = "h", .help = "h"}, bad), std::invalid_argument);
+  const double ok[] = {1};
+  EXPECT_THROW(registry_.histogram_family({.name = "h", .help = "h", .labels = {"le"}}, ok),
+               std::invalid_argument);
+  registry_.gauge_family({.name = "g", .help = "h"});
+  EXPECT_THROW(registry_.gauge_family({.name = "g", .help = "h"}), std::invalid_argument);
+}
+
+void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
+  s2s.connection_opened("prosody.example", Direction::kOut);
+  s2s.connection_opened("prosody.example", Direction::kIn);
+  s2s.connection_opened("ejabberd.example", Direction::kOut);
+  s2s.connection_closed("ejabberd.example", Direction::kOut);
+  s2s.stanza_sent("prosody.example");
+  s2s.stanza_received("prosody.example");
+  s2s.stanza_received("we\"ird\\dom\nain");
+  s2s.error("unreachable.example", S2sError::kDns);
+  s2s.error("ejabberd.example", S2sError::kTimeout);
+  s2s.ping_rtt("prosody.example", 12ms);
+  s2s.ping_rtt("prosody.example", 1500ms);
+  s2s.queued("slow.example", 3);
+  s2s.dequeued("slow.example", 1);
+  s2s.bounced("unreachable.example", "remote-server-not-found");
+  for (int i = 0; i < 10; ++i) s2s.stanza_received("spam" + std::to_string(i) + ".example");
+  c2s.session_opened();
+  c2s.auth_failure();
+  c2s.stanza_received();
+  c2s.offline_message_stored();
+}
+
+TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
+  S2sMetrics s2s(registry_, 100);
+  C2sMetrics c2s(registry_);
+  populate(s2s, c2s);
+  std::string text = registry_.render();
+  for (const char* line : {
+           "# TYPE waddle_s2s_connections_active gauge\n",
+           "waddle_s2s_connections_active{domain=\"prosody.example\",direction=\"in\"} 1\n",
+           "waddle_s2s_connections_active{domain=\"ejabberd.example\",direction=\"out\"} 0\n",
+           "# TYPE waddle_s2s_connections_total counter\n",
+           "waddle_s2s_connections_total{domain=\"ejabberd.example\",direction=\"out\"} 1\n",
+           "waddle_s2s_stanzas_sent_total{domain=\"prosody.example\"} 1\n",
+           "waddle_s2s_stanzas_received_total{domain=\"we\\\"ird\\\\dom\\nain\"} 1\n",
+           "waddle_s2s_errors_total{domain=\"unreachable.example\",kind=\"dns\"} 1\n",
+           "waddle_s2s_errors_total{domain=\"ejabberd.example\",kind=\"timeout\"} 1\n",
+           "# TYPE waddle_s2s_latency_seconds histogram\n",
+           "waddle_s2s_latency_seconds_bucket{domain=\"prosody.example\",le=\"0.025\"} 1\n",
+           "waddle_s2s_latency_seconds_bucket{domain=\"prosody.example\",le=\"2.5\"} 2\n",
+           "waddle_s2s_latency_seconds_sum{domain=\"prosody.example\"} 1.512\n",
+           "waddle_s2s_latency_seconds_count{domain=\"prosody.example\"} 2\n",
+           "waddle_s2s_queue_stanzas{domain=\"slow.example\"} 2\n",
+           "waddle_s2s_bounced_total{domain=\"unreachable.example\","
+           "condition=\"remote-server-not-found\"} 1\n",
+           "waddle_c2s_sessions_active 1\n",
+           "waddle_c2s_auth_failures_total 1\n",
+           "waddle_c2s_stanzas_received_total 1\n",
+           "waddle_offline_messages_stored_total 1\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\nnot in:\n" << text;
+  }
+}
+
+TEST_F(MetricsTest, S2sMetrics_ErrorKindNames) {
+  EXPECT_EQ(to_string(S2sError::kDns), "dns");
+  EXPECT_EQ(to_string(S2sError::kConnectionRefused), "connection_refused");
+  EXPECT_EQ(to_string(S2sError::kTls), "tls");
+  EXPECT_EQ(to_string(S2sError::kDialback), "dialback");
+  EXPECT_EQ(to_string(S2sError::kStreamError), "stream_error");
+  EXPECT_EQ(to_string(S2sError::kRouting), "routing");
+  EXPECT_EQ(to_string(S2sError::kPolicy), "policy");
+  EXPECT_EQ(to_string(S2sError::kRateLimit), "rate_limit");
+  EXPECT_EQ(to_string(S2sError::kTimeout), "timeout");
+  EXPECT_EQ(to_string(Direction::kIn), "in");
+  EXPECT_EQ(to_string(Direction::kOut), "out");
+}
+
+TEST_F(MetricsTest, S2sMetrics_GaugesBackToZeroAfterTeardown) {
+  S2sMetrics s2s(registry_, 100);
+  C2sMetrics c2s(registry_);
+  s2s.connection_opened("a.example", Direction::kOut);
+  s2s.queued("a.example", 5);
+  c2s.session_opened();
+  s2s.dequeued("a.example", 5);
+  s2s.connection_closed("a.example", Direction::kOut);
+  c2s.session_closed();
+  EXPECT_EQ(s2s.connections_active.get({"a.example", "out"}).value(), 0);
+  EXPECT_EQ(s2s.queue.get({"a.example"}).value(), 0);
+  EXPECT_EQ(c2s.sessions_active.value(), 0);
+}
+
+// `promtool check metrics` (Debian package `prometheus`) reads the exposition on stdin and
+// reports format errors and naming-convention problems; both must be absent.
+TEST_F(MetricsTest, Exposition_PassesPromtool) {
+  const char* promtool = "/usr/bin/promtool";
+  if (access(promtool, X_OK) != 0) GTEST_SKIP() << "promtool not installed (package prometheus)";
+  S2sMetrics s2s(registry_, 5);  // small cap: "other" shows up too
+  C2sMetrics c2s(registry_);
+  populate(s2s, c2s);
+  std::string text = registry_.render();
+
+  auto dir = std::filesystem::temp_directory_path();
+  auto input = dir / ("waddle_metrics_" + std::to_string(getpid()) + ".prom");
+  auto output = dir / ("waddle_metrics_" + std::to_string(getpid()) + ".out");
+  {
+    std::ofstream f(input, std::ios::binary);
+    f << text;
+  }
+  std::string cmd = std::string("timeout 30 ") + promtool + " check metrics < " + input.string() +
+                    " > " + output.string() + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  std::ifstream f(output);
+  std::string report((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::filesystem::remove(input);
+  std::filesystem::remove(output);
+  EXPECT_EQ(rc, 0) << report << "\n" << text;
+  EXPECT_EQ(report, "") << text;
+}
+
+}  // namespace
+}  // namespace waddle::metrics
