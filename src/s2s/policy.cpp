@@ -135,7 +135,10 @@ RateLimiter::Verdict RateLimiter::on_stanza(const std::string& domain, Clock::ti
   if (limits_.stanzas_per_second == 0) return Verdict::kAccept;
   DomainState& s = state(domain, now);
   if (s.stanzas.take(now)) {
-    s.strikes = 0;
+    // Only a domain that has calmed down (its bucket half full again) is forgiven; one that
+    // is merely paced by our throttling keeps its strikes, so a persistent flood ends in a
+    // disconnect.
+    if (s.stanzas.tokens(now) * 2 >= static_cast<double>(limits_.stanzas_per_second)) s.strikes = 0;
     return Verdict::kAccept;
   }
   ++s.strikes;

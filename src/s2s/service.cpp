@@ -297,6 +297,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   struct Outcome {
     Failure failure = Failure::kNone;
     std::string text;
+    bool definitive = false;  // the peer refused outright: retrying cannot help
   };
 
   // A connected, TLS-protected, authenticated outbound stream.
@@ -310,7 +311,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   // Connects to `remote` for `local`: DNS, TCP, TLS, stream negotiation and authentication
   // (or, with verify set, only up to a TLS-protected stream for a db:verify).
   asio::awaitable<std::pair<Outcome, OutStream>> connect(std::string local, std::string remote,
-                                                         bool verify_only) {
+                                                         bool verify_only, std::string key) {
     Outcome last{Failure::kDns, "no address"};
     auto res = co_await resolve(remote);
     for (const auto& ep : res.endpoints)
@@ -329,29 +330,49 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       boost::system::error_code ec;
       auto addr = asio::ip::make_address(ep.address, ec);
       if (ec) continue;
+      if (cancelled.contains(key)) break;
+      connecting[key] = [&socket] {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+      };
       std::tie(ec) = co_await socket.async_connect(tcp::endpoint(addr, ep.port),
                                                    asio::as_tuple(asio::use_awaitable));
+      connecting.erase(key);
       std::string where = ep.host + " (" + ep.address + " port " + std::to_string(ep.port) + ")";
       if (ec) {
         last = {
             ec == asio::error::operation_aborted ? Failure::kTimeout : Failure::kConnectionRefused,
             "cannot connect to " + where + ": " + ec.message()};
+        note("TCP: {}", last.text);
         continue;
       }
+      note("TCP: connected to {}", where);
       auto s = std::make_shared<stream::XmlStream>(std::move(socket), tls.s2s_client(local),
                                                    s2s_limits(config));
-      current_connecting[std::make_pair(local, remote)] = s;
+      connecting[key] = [s] { s->close(); };
       auto outcome = co_await negotiate(s, local, remote, ep.direct_tls, verify_only, where);
-      current_connecting.erase(std::make_pair(local, remote));
+      connecting.erase(key);
       if (outcome.first.failure == Failure::kNone) co_return outcome;
       note("failed: {}", outcome.first.text);
       s->close();
       last = outcome.first;
     }
     co_return std::make_pair(last, OutStream{});
+  }  // Connections being established, by key, with how to abort them (connect_timeout,
+  // shutdown); `cancelled` keys stop trying further endpoints.
+  std::map<std::string, std::function<void()>> connecting;
+  std::set<std::string> cancelled;
+
+  // Arms a deadline that aborts the connection attempt registered under `key`.
+  void arm_deadline(asio::steady_timer& t, const std::string& key, bool& timed_out) {
+    t.expires_after(config.s2s.connect_timeout);
+    t.async_wait([this, key, &timed_out](boost::system::error_code ec) {
+      if (ec) return;
+      timed_out = true;
+      cancelled.insert(key);
+      if (auto it = connecting.find(key); it != connecting.end()) it->second();
+    });
   }
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<stream::XmlStream>>
-      current_connecting;
 
   asio::awaitable<std::pair<Outcome, OutStream>> negotiate(std::shared_ptr<stream::XmlStream> s,
                                                            std::string local, std::string remote,
@@ -454,14 +475,20 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
             note("authenticated with dialback");
             co_return std::make_pair(Outcome{}, out);
           }
-          std::string why =
-              e.attr("type") == "error" && e.child("error")
-                  ? std::string(" (") +
-                        (e.child("error")->first_child() ? e.child("error")->first_child()->name()
-                                                         : std::string("error")) +
-                        ")"
-                  : "";
-          co_return fail(Failure::kDialback, remote + " refused our dialback key" + why);
+          // Keep the peer's reason: operators need it more than the condition.
+          std::string why;
+          bool definitive = false;
+          if (const Element* err = e.child("error")) {
+            const Element* cond = err->first_child();
+            why = " (" + (cond ? cond->name() : std::string("error"));
+            std::string text = err->child_text("text");
+            if (!text.empty()) why += ": " + text;
+            why += ")";
+            definitive = cond && (cond->name() == "not-authorized" || cond->name() == "forbidden");
+          }
+          auto refused = fail(Failure::kDialback, remote + " refused our dialback key" + why);
+          refused.first.definitive = definitive;
+          co_return refused;
         }
         if (e.is("error", xml::ns::kStream)) {
           std::string cond = e.first_child() ? e.first_child()->name() : "undefined-condition";
@@ -564,18 +591,13 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       // connect_timeout bounds DNS + TCP + TLS + authentication.
       bool timed_out = false;
       asio::steady_timer deadline(io);
-      deadline.expires_after(config.s2s.connect_timeout);
-      auto key = std::make_pair(link->local, link->remote);
-      deadline.async_wait([this, key, &timed_out](boost::system::error_code ec) {
-        if (ec) return;
-        timed_out = true;
-        if (auto it = current_connecting.find(key); it != current_connecting.end())
-          it->second->close();
-      });
-      auto connected = co_await connect(link->local, link->remote, false);
+      const std::string key = "out:" + link->local + ":" + link->remote;
+      arm_deadline(deadline, key, timed_out);
+      auto connected = co_await connect(link->local, link->remote, false, key);
       Outcome outcome = connected.first;
       OutStream out = connected.second;
       deadline.cancel();
+      cancelled.erase(key);
       if (timed_out && outcome.failure != Failure::kNone) {
         outcome.failure = Failure::kTimeout;
         outcome.text = "timed out after " + core::format_duration(config.s2s.connect_timeout) +
@@ -605,7 +627,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         continue;  // stanzas arrived while it was closing: reconnect
       }
       count_error(link->remote, outcome.failure, outcome.text);
-      if (outcome.failure == Failure::kPolicy || attempt >= retry.max_retries) {
+      if (outcome.failure == Failure::kPolicy || outcome.definitive ||
+          attempt >= retry.max_retries) {
         bounce_queue(*link, outcome.failure, outcome.text);
         break;
       }
@@ -696,6 +719,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   // An inbound IQ result/error that answers one of our pings.
   bool consume_ping_reply(const Element& stanza, const std::string& remote) {
     if (stanza.name() != "iq") return false;
+    if (stanza.attr("type") != "result" && stanza.attr("type") != "error") return false;
     auto id = stanza.attr("id");
     if (id.substr(0, kPingIdPrefix.size()) != kPingIdPrefix) return false;
     auto to = core::Jid::parse(stanza.attr("to"));
@@ -999,9 +1023,9 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     ++verifying;
     bool timed_out = false;
     asio::steady_timer deadline(io);
-    deadline.expires_after(config.s2s.connect_timeout);
-    auto vkey = std::make_pair(local, "verify:" + remote + ":" + id);
-    auto connected = co_await connect_verify(local, remote, vkey, deadline, timed_out);
+    const std::string vkey = "verify:" + local + ":" + remote + ":" + id;
+    arm_deadline(deadline, vkey, timed_out);
+    auto connected = co_await connect(local, remote, true, vkey);
     Outcome outcome = connected.first;
     OutStream out = connected.second;
     bool valid = false;
@@ -1022,21 +1046,9 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       count_error(remote, outcome.failure, "dialback verification connection: " + outcome.text);
     }
     deadline.cancel();
+    cancelled.erase(vkey);
     --verifying;
     co_return valid;
-  }
-
-  asio::awaitable<std::pair<Outcome, OutStream>> connect_verify(
-      std::string local, std::string remote, std::pair<std::string, std::string> key,
-      asio::steady_timer& deadline, bool& timed_out) {
-    deadline.async_wait([this, key, &timed_out](boost::system::error_code ec) {
-      if (ec) return;
-      timed_out = true;
-      if (auto it = current_connecting.find(key); it != current_connecting.end())
-        it->second->close();
-    });
-    auto result = co_await connect(local, remote, true);
-    co_return result;
   }
 
   void inbound_stanza(std::shared_ptr<Inbound> in, Element e) {
@@ -1122,7 +1134,10 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       }
       bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
     }
-    for (auto& [k, s] : current_connecting) s->close();
+    for (auto& [k, abort] : std::map<std::string, std::function<void()>>(connecting)) {
+      cancelled.insert(k);
+      abort();
+    }
   }
 };
 
@@ -1188,7 +1203,7 @@ CheckReport check_remote(const core::Config& config, const std::string& local,
   report.lines.push_back("checking federation from " + local + " to " + remote);
   bool done = false;
   auto body = [&]() -> asio::awaitable<void> {
-    auto result = co_await impl->connect(local, remote, false);
+    auto result = co_await impl->connect(local, remote, false, "check");
     if (result.first.failure == Failure::kNone) {
       report.ok = true;
       report.lines.push_back("OK: a test stream authenticated with " + result.second.auth);

@@ -21,8 +21,11 @@ Building blocks (each documented below):
 - ``XmppClient`` / ``login()`` / ``run_async()``: slixmpp clients with deadline-based waits.
 - ``Federation(dir, ca)``: one test's world (dnsmasq + servers + leases), torn down by
   ``close()``; conftest.py wraps it as the ``federation`` fixture. A Waddle instance joins
-  with ``ip = fed.lease()`` and ``fed.add_domain("waddle.test", ip)``, and is pointed at
-  ``fed.dns_ip`` port 53 through its ``[dns]`` config.
+  with ``fed.waddle(domain, mode, users=[...])`` (or by hand: ``ip = fed.lease()``,
+  ``fed.add_domain("waddle.test", ip)``, ``[dns]`` pointed at ``fed.dns_ip`` port 53);
+  ``fed.discard(server)`` stops one server and frees its address.
+- ``Waddle(dir, domain, ip, dns_ip, ca, mode)``: the server under test (build/waddle or
+  $WADDLE_BIN) configured like the peers for "cert" or "dialback" mode.
 - ``lease_address()``, ``lease_port()``: exclusive loopback addresses and ports.
 
 Traps found while building this (details at the places they are handled):
@@ -950,6 +953,174 @@ class Ejabberd(PeerServer):
         raise HarnessError(f"no beam.smp in process group {self.proc.pid}")
 
 
+# --------------------------------------------------------------------------- Waddle
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+METRICS_PORT = 5280
+
+
+def waddle_binary() -> Path:
+    """The waddle binary under test ($WADDLE_BIN, default build/waddle of this checkout)."""
+    return Path(os.environ.get("WADDLE_BIN", REPO_ROOT / "build" / "waddle"))
+
+
+def _toml_value(v: Any) -> str:
+    import json
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (str, Path)):
+        return json.dumps(str(v))  # a TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def dump_toml(tables: dict) -> str:
+    """{"section": {"key": value, "sub": {...}}} as TOML tables (sub-tables dotted)."""
+    out: list[str] = []
+
+    def table(name: str, body: dict) -> None:
+        out.append(f"[{name}]")
+        out.extend(f"{k} = {_toml_value(v)}" for k, v in body.items()
+                   if not isinstance(v, dict))
+        out.append("")
+        for k, v in body.items():
+            if isinstance(v, dict):
+                table(f"{name}.{k}", v)
+
+    for name, body in tables.items():
+        table(name, body)
+    return "\n".join(out)
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _parent_death_signal() -> None:
+    # The server must not outlive the test runner (PR_SET_PDEATHSIG = 1).
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
+class Waddle(PeerServer):
+    """The server under test, federating in `mode` like the peers:
+
+    mode "cert": a certificate from the private CA; ``allow_unverified_dialback = false``
+    (the default policy), so a peer must present a certificate valid for its domain.
+    mode "dialback": a self-signed certificate and ``allow_unverified_dialback = true``.
+    Both: ``tls.ca_file`` = the private CA, ``[dns] nameservers`` = the harness's dnsmasq,
+    log level debug, metrics on the server's own address, ``tls_min_version`` as given
+    (default: Waddle's own default, "1.3").
+
+    ``adduser(user)`` works before start (``waddle adduser``); ``start()`` waits until c2s
+    and s2s accept TCP; ``stop()`` sends SIGTERM to the PID it started (SIGKILL after 10 s)
+    and releases the address lease it was given. ``check_s2s(domain)`` runs
+    ``waddle check s2s DOMAIN`` with the same configuration.
+    Log lines that tell the s2s authentication (waddle.log):
+      outbound:  "s2s LOCAL -> REMOTE: authenticated with SASL EXTERNAL|dialback over TLSv1.3
+                  CIPHER (peer certificate valid|not verified)"
+      inbound:   "s2s in REMOTE -> LOCAL: authenticated with SASL EXTERNAL over ..."
+                 "s2s in REMOTE -> LOCAL: dialback valid|invalid over ..."
+      authoritative: "s2s: dialback verify from RECEIVING for LOCAL (stream ID): valid"
+    """
+
+    name = "waddle"
+
+    def __init__(self, directory: Path, domain: str, ip: str, dns_ip: str, ca: PrivateCA,
+                 mode: str, *, s2s_port: int = S2S_PORT, c2s_port: int = C2S_PORT,
+                 tls_min_version: Optional[str] = None, overrides: Optional[dict] = None,
+                 lease: Optional[Lease] = None, binary: Optional[Path] = None):
+        super().__init__(directory, domain, ip, dns_ip, ca, mode, s2s_port=s2s_port,
+                         c2s_port=c2s_port)
+        self.binary = Path(binary or waddle_binary())
+        self.lease = lease
+        self.config_path = self.dir / "waddle.toml"
+        self.log_path = self.dir / "waddle.log"
+        self.data = self.dir / "data"
+        s2s: dict = {"enabled": True, "port": s2s_port,
+                     "allow_unverified_dialback": mode == "dialback"}
+        if tls_min_version is not None:
+            s2s["tls_min_version"] = tls_min_version
+        self.config = _merge({
+            "server": {"domains": [domain], "listen": [ip], "log_level": "debug",
+                       "data_dir": str(self.data)},
+            "tls": {"cert": str(self.certs.cert), "key": str(self.certs.key),
+                    "ca_file": str(ca.cert)},
+            "c2s": {"port": c2s_port},
+            "s2s": s2s,
+            "dns": {"nameservers": [f"{dns_ip}:{DNS_PORT}"]},
+            "metrics": {"address": ip, "port": METRICS_PORT},
+        }, overrides or {})
+        self.config_path.write_text(dump_toml(self.config))
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """`waddle --config FILE ARGS...` (never raises for a non-zero exit)."""
+        if not self.binary.exists():
+            raise HarnessError(f"waddle binary not found at {self.binary} (set WADDLE_BIN)")
+        return _run([str(self.binary), "--config", str(self.config_path), *args],
+                    cwd=self.dir, timeout=timeout, check=False)
+
+    def adduser(self, user: str, password: str = PASSWORD) -> str:
+        pw = self.dir / f"password-{user}"
+        pw.write_text(password + "\n")
+        pw.chmod(0o600)
+        cp = self.cli("adduser", self.jid(user), "--password-file", str(pw))
+        if cp.returncode != 0:
+            raise HarnessError(f"waddle adduser {self.jid(user)} exited {cp.returncode}:\n"
+                               f"{cp.stdout}{cp.stderr}")
+        self.users[user] = password
+        return self.jid(user)
+
+    register = adduser
+
+    def check_s2s(self, domain: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return self.cli("check", "s2s", domain, timeout=timeout)
+
+    def start(self, timeout: float = 20) -> "Waddle":
+        if not self.binary.exists():
+            raise HarnessError(f"waddle binary not found at {self.binary} (set WADDLE_BIN)")
+        self.data.mkdir(exist_ok=True)
+        out = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "--config", str(self.config_path), "serve"], cwd=self.dir,
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_parent_death_signal)
+        finally:
+            out.close()
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise HarnessError(f"waddle exited {self.proc.returncode}:\n{self.log_tail()}")
+            return tcp_open(self.ip, self.c2s_port) and tcp_open(self.ip, self.s2s_port)
+
+        wait_until(up, timeout, f"waddle {self.domain} listening on {self.ip}",
+                   on_fail=self.log_tail)
+        return self
+
+    def stop(self) -> None:
+        _stop_process(self.proc, group=False, timeout=10)
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+    def log_lines(self, needle: str) -> list[str]:
+        return [line for line in self.log_text().splitlines() if needle in line]
+
+
+
 # --------------------------------------------------------------------------- federation
 
 
@@ -1021,6 +1192,32 @@ class Federation:
                  srv: bool = True, **kwargs: Any) -> Ejabberd:
         """An ejabberd for `domain` (not started; register users after start())."""
         return self._server(Ejabberd, domain, mode, s2s_port, srv, **kwargs)
+
+    def waddle(self, domain: str, mode: str, *, users: Iterable[str] = (),
+               **kwargs: Any) -> Waddle:
+        """A Waddle for `domain` on its own leased address (c2s, s2s and metrics ports free)
+        with A and SRV records; not started; accounts in `users` created now. Its lease is
+        released when it stops, so ``discard()`` frees everything it held."""
+        lease = lease_address(tcp_ports=(C2S_PORT, S2S_PORT, METRICS_PORT))
+        try:
+            w = Waddle(self.dir / domain, domain, lease.value, self.dns_ip, self.ca, mode,
+                       lease=lease, **kwargs)
+            for u in users:
+                w.adduser(u)
+        except BaseException:
+            lease.release()
+            raise
+        self.servers.append(w)
+        self.add_domain(domain, w.ip)
+        return w
+
+    def discard(self, server: PeerServer) -> None:
+        """Stops `server` and forgets it (its DNS records stay)."""
+        try:
+            server.stop()
+        finally:
+            if server in self.servers:
+                self.servers.remove(server)
 
     def start(self) -> "Federation":
         """(Re)starts dnsmasq if records changed, then starts servers not yet running."""

@@ -205,16 +205,30 @@ TEST(RateLimiterTest, Flood_ThrottlesThenDisconnectsAfterStrikes) {
   EXPECT_EQ(limiter.on_stanza("flood.example", kT0), RateLimiter::Verdict::kDisconnect);
 }
 
-TEST(RateLimiterTest, AcceptedStanza_ResetsStrikes) {
+TEST(RateLimiterTest, PacedFlood_KeepsStrikesAndIsDisconnected) {
+  RateLimiter limiter(limits(10, 30, 3));
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kAccept);
+  EXPECT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kThrottle);
+  // The peer honoured the pause: one token is back, but the bucket is still nearly empty,
+  // so the strike is not forgiven.
+  const auto t1 = kT0 + limiter.throttle_delay("d.example", kT0);
+  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kAccept);
+  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kThrottle);
+  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kDisconnect);
+}
+
+TEST(RateLimiterTest, CalmedDownDomain_IsForgiven) {
   RateLimiter limiter(limits(10, 30, 3));
   for (int i = 0; i < 10; ++i)
     ASSERT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kAccept);
   EXPECT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kThrottle);
   EXPECT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kThrottle);
-  // The peer honoured the pause: one token is back.
-  const auto t1 = kT0 + limiter.throttle_delay("d.example", kT0);
+  // A second of silence refills the bucket: the next stanza resets the strikes.
+  const auto t1 = kT0 + 1s;
   EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kAccept);
-  // Strikes start again from zero.
+  for (int i = 0; i < 9; ++i)
+    ASSERT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kAccept);
   EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kThrottle);
   EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kThrottle);
   EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kDisconnect);
