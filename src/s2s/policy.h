@@ -70,7 +70,11 @@ class RateLimiter {
   Clock::duration throttle_delay(const std::string& domain, Clock::time_point now);
   // A new inbound connection from `domain`; false when over the per-minute limit.
   bool on_connection(const std::string& domain, Clock::time_point now);
-  void set_limits(Limits limits) { limits_ = limits; }
+  // New limits apply to every domain from now on (buckets start over).
+  void set_limits(Limits limits) {
+    limits_ = limits;
+    domains_.clear();
+  }
 
  private:
   struct DomainState {

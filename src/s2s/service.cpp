@@ -1157,20 +1157,30 @@ void S2sService::send(xml::Element stanza) {
 }
 
 void S2sService::reload(const core::Config& config) {
-  impl_->policy = Policy(config.s2s.policy, config.s2s.allowed_domains, config.s2s.blocked_domains);
-  for (auto& in : std::set<std::shared_ptr<Impl::Inbound>>(impl_->inbound)) {
-    if (!in->peer.empty() && !impl_->policy.allows(in->peer))
-      in->close_with(StreamError::kPolicyViolation,
-                     "Federation with your domain is no longer allowed");
+  auto& impl = *impl_;
+  impl.policy = Policy(config.s2s.policy, config.s2s.allowed_domains, config.s2s.blocked_domains);
+  impl.limiter.set_limits(
+      {config.s2s.stanza_rate, config.s2s.connection_rate, config.s2s.throttle_strikes});
+  for (auto& in : std::set<std::shared_ptr<Impl::Inbound>>(impl.inbound)) {
+    for (const auto& pair : in->pairs) {
+      if (!impl.policy.allows(pair.second)) {
+        in->close_with(StreamError::kPolicyViolation,
+                       "Federation with your domain is no longer allowed");
+        impl.spawn(impl.close_stream(in->s));
+        break;
+      }
+    }
   }
-  for (auto& [k, link] : impl_->links) {
-    if (!impl_->policy.allows(k.second) && link->out.stream) {
+  for (auto& [k, link] : impl.links) {
+    if (!impl.policy.allows(k.second) && link->out.stream && !link->out.stream->closed()) {
+      spdlog::info("s2s {} -> {}: closing, no longer allowed by policy", k.first, k.second);
       link->out.stream->send(xml::stream_error_xml(StreamError::kPolicyViolation) +
                              "</stream:stream>");
       link->out.stream->close();
     }
   }
-  spdlog::info("s2s: policy reloaded ({})", config.s2s.policy);
+  spdlog::info("s2s: policy is now {} ({} allowed, {} blocked)", config.s2s.policy,
+               config.s2s.allowed_domains.size(), config.s2s.blocked_domains.size());
 }
 
 std::vector<StreamInfo> S2sService::streams() const {

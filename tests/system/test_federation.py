@@ -556,3 +556,81 @@ def test_stopped_peer_is_detected_by_ping_and_replaced(fed):
         await bob.expect_message(frm=ALICE_R, body="after SIGCONT")
     run(body)
     wait_log(a, out_auth(A, B, "SASL EXTERNAL"), count=2)
+
+
+# --------------------------------------------------------------------------- reload, metrics
+
+
+def test_sighup_reload_applies_blocklist_without_restart(fed):
+    """Policy is changed by editing the file and sending SIGHUP: the established link to the
+    newly blocked domain is closed, later stanzas are bounced with policy-violation, and the
+    process keeps running (bob's session on b is untouched)."""
+    import signal
+
+    a = fed.server(A, dns="srv", users=("alice",))
+    b = fed.server(B, dns="a", users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        send(alice, BOB, "before reload", "hup-1")
+        await bob.messages.get(lambda m: m["id"] == "hup-1", 15, what="hup-1 at bob")
+
+        since = a.log_size()
+        a.config["s2s"]["policy"] = "blocklist"
+        a.config["s2s"]["blocked_domains"] = [B]
+        a.write_config()
+        a.send_signal(signal.SIGHUP)
+        await await_log(a, r"SIGHUP: reloaded", since=since)
+        await await_log(a, r"s2s a\.test -> b\.test: closing, no longer allowed by policy",
+                        since=since)
+        send(alice, BOB, "after reload", "hup-2")
+        err = await expect_error(alice, "hup-2")
+        assert error_condition(err) == "policy-violation", str(err)
+        await nothing_from(bob, A)
+    run(body)
+    assert a.running()
+
+
+def test_metrics_endpoint_counts_federation_and_passes_promtool(fed, tmp_path):
+    """/metrics on the metrics address shows per-domain S2S counters after real traffic, and
+    the exposition passes `promtool check metrics` (Debian package prometheus)."""
+    import shutil
+    import subprocess
+    import urllib.request
+
+    a = fed.server(A, dns="srv", users=("alice",))
+    b = fed.server(B, dns="a", users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        for i in range(3):
+            send(alice, BOB, f"m{i}", f"met-{i}")
+        for i in range(3):
+            await bob.messages.get(lambda m, i=i: m["id"] == f"met-{i}", 15, what=f"met-{i}")
+    run(body)
+
+    def scrape(srv) -> str:
+        port = srv.config.get("metrics", {}).get("port", 5280)
+        with urllib.request.urlopen(f"http://{srv.ip}:{port}/metrics", timeout=5) as r:
+            assert r.status == 200
+            return r.read().decode()
+
+    text_a, text_b = scrape(a), scrape(b)
+    sent = re.search(r'^waddle_s2s_stanzas_sent_total\{domain="b\.test"\} (\d+)', text_a, re.M)
+    assert sent and int(sent.group(1)) >= 3, text_a
+    received = re.search(r'^waddle_s2s_stanzas_received_total\{domain="a\.test"\} (\d+)',
+                         text_b, re.M)
+    assert received and int(received.group(1)) >= 3, text_b
+    assert re.search(r'^waddle_s2s_connections_active\{domain="b\.test",direction="out"\} 1',
+                     text_a, re.M), text_a
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian package prometheus) is not installed")
+    for text in (text_a, text_b):
+        r = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                           capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()

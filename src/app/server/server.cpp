@@ -112,6 +112,7 @@ int run_server(const core::Config& config) {
   spdlog::info("waddle {} started; storage {}", WADDLE_VERSION, config.storage_path());
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::signal_set hup(io, SIGHUP);
   bool stopping = false;
   asio::steady_timer stop_timer(io);
   std::function<void()> wait_sessions;
@@ -133,10 +134,33 @@ int run_server(const core::Config& config) {
     for (auto& acc : acceptors) acc->close();
     for (auto* s : router.all()) s->close_with(core::StreamError::kSystemShutdown);
     s2s.stop();
+    hup.cancel();
     if (http) http->stop();
     deadline = std::chrono::steady_clock::now() + config.server.shutdown_timeout;
     wait_sessions();
   });
+
+  // SIGHUP: re-read the configuration file; the federation policy, rate limits and log
+  // level take effect without dropping connections that remain allowed.
+  std::function<void()> wait_hup = [&] {
+    hup.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      if (config.source.empty()) {
+        spdlog::warn("SIGHUP: running on the embedded default, there is no file to reload");
+      } else {
+        try {
+          core::Config fresh = core::load_config(config.source);
+          spdlog::set_level(spdlog::level::from_str(fresh.server.log_level));
+          s2s.reload(fresh);
+          spdlog::info("SIGHUP: reloaded {}", config.source);
+        } catch (const std::exception& e) {
+          spdlog::error("SIGHUP: configuration not reloaded: {}", e.what());
+        }
+      }
+      wait_hup();
+    });
+  };
+  wait_hup();
 
   io.run();
   worker.stop();
