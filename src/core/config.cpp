@@ -553,6 +553,7 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
   Section s(r, t, "s2s",
             {"enabled",
              "port",
+             "direct_tls_port",
              "cert_path",
              "key_path",
              "connect_timeout",
@@ -576,6 +577,7 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
              "retry"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 1, 65535, c.port);
+  s.integer("direct_tls_port", 0, 65535, c.direct_tls_port);
   s.readable_file("cert_path", c.cert_path, Pem::kCertificate);
   s.readable_file("key_path", c.key_path, Pem::kPrivateKey);
   if (c.cert_path.empty() != c.key_path.empty()) {

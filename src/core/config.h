@@ -65,7 +65,8 @@ struct RetryConfig {
 struct S2sConfig {
   bool enabled = true;
   std::uint16_t port = 5269;
-  std::string cert_path;  // empty = [tls] certificates
+  std::uint16_t direct_tls_port = 0;  // XEP-0368 (_xmpps-server); 0 = off
+  std::string cert_path;              // empty = [tls] certificates
   std::string key_path;
   Duration connect_timeout{std::chrono::seconds(10)};
   Duration idle_timeout{std::chrono::seconds(300)};

@@ -748,6 +748,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     std::set<std::pair<std::string, std::string>> pairs;  // (local, remote) authenticated
     bool closing = false;
     bool cert_valid_for_peer = false;
+    bool direct_tls = false;  // XEP-0368 port: TLS first
     Clock::time_point last_rx = Clock::now();
     Clock::duration pause{};     // set when the peer's domain is over its stanza rate
     std::string counted_domain;  // the domain this stream counts for in the metrics
@@ -767,7 +768,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     }
   };
 
-  asio::awaitable<void> accept_loop(tcp::acceptor& acc) {
+  asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool direct_tls) {
     for (;;) {
       auto [ec, socket] = co_await acc.async_accept(asio::as_tuple(asio::use_awaitable));
       if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
@@ -775,6 +776,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       auto st = std::make_shared<stream::XmlStream>(std::move(socket), tls.s2s_server(),
                                                     s2s_limits(config));
       auto in = std::make_shared<Inbound>(*this, st);
+      in->direct_tls = direct_tls;
       inbound.insert(in);
       spawn(run_inbound(in));
     }
@@ -792,6 +794,14 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     });
     asio::steady_timer idle(io);
     std::uint64_t bytes_seen = 0;
+    if (in->direct_tls) {
+      bool ok = co_await in->s->server_handshake();
+      if (!ok) {
+        spdlog::info("s2s in ({}): direct TLS handshake failed: {}", in->s->remote_address(),
+                     in->s->tls_error());
+        in->closing = true;
+      }
+    }
     try {
       while (!in->closing && !in->s->closed()) {
         auto ev = co_await in->reader.next();
@@ -1091,12 +1101,16 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   // ------------------------------------------------------------------- lifecycle
   void start() {
     if (!config.s2s.enabled) return;
+    listen(config.s2s.port, false);
+    if (config.s2s.direct_tls_port) listen(config.s2s.direct_tls_port, true);
+  }
+
+  void listen(std::uint16_t port, bool direct_tls) {
     std::vector<tcp::endpoint> eps;
     if (config.server.listen.empty()) {
-      eps.emplace_back(tcp::v6(), config.s2s.port);
+      eps.emplace_back(tcp::v6(), port);
     } else {
-      for (const auto& a : config.server.listen)
-        eps.emplace_back(asio::ip::make_address(a), config.s2s.port);
+      for (const auto& a : config.server.listen) eps.emplace_back(asio::ip::make_address(a), port);
     }
     for (auto ep : eps) {
       auto acc = std::make_unique<tcp::acceptor>(io);
@@ -1113,9 +1127,10 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       if (ec)
         throw std::runtime_error("cannot listen on " + ep.address().to_string() + " port " +
                                  std::to_string(ep.port()) + ": " + ec.message());
-      spdlog::info("listening for servers on {} port {}", ep.address().to_string(), ep.port());
+      spdlog::info("listening for servers on {} port {}{}", ep.address().to_string(), ep.port(),
+                   direct_tls ? " (direct TLS)" : "");
       acceptors.push_back(std::move(acc));
-      spawn(accept_loop(*acceptors.back()));
+      spawn(accept_loop(*acceptors.back(), direct_tls));
     }
   }
 

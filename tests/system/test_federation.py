@@ -634,3 +634,22 @@ def test_metrics_endpoint_counts_federation_and_passes_promtool(fed, tmp_path):
         r = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
                            capture_output=True, timeout=30)
         assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+
+
+def test_direct_tls_srv_record_is_used_first(fed):
+    """XEP-0368: b.test publishes only _xmpps-server._tcp (direct TLS on 5270): a reaches it
+    with TLS before the stream, and messages flow."""
+    a = fed.server(A, dns="srv", users=("alice",))
+    b = fed.server(B, dns=None, users=("bob",), s2s={"direct_tls_port": 5270})
+    fed.dns.a(f"xmpps.{B}", b.ip)
+    fed.dns.srv("_xmpps-server._tcp", B, f"xmpps.{B}", 5270)
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        send(alice, BOB, "over direct TLS", "dt-1")
+        await bob.messages.get(lambda m: m["id"] == "dt-1", 15, what="dt-1 at bob")
+    run(body)
+    wait_log(b, r"listening for servers on .* port 5270 \(direct TLS\)")
+    wait_log(a, r"s2s a\.test -> b\.test: authenticated with SASL EXTERNAL")
