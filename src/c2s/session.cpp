@@ -9,9 +9,11 @@
 
 #include "c2s/c2s.h"
 #include "c2s/sasl/scram.h"
+#include "core/ids.h"
 #include "core/jid.h"
 #include "im/im_service.h"
 #include "metrics/metrics.h"
+#include "net/listen.h"
 #include "net/worker.h"
 #include "router/router.h"
 #include "stream/xml_stream.h"
@@ -24,16 +26,6 @@ using core::StreamError;
 using xml::Element;
 
 namespace {
-
-std::string hex(std::string_view raw) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
-}
 
 bool version_ok(std::string_view v) {
   // RFC 6120 §4.7.5: major version 1 is what we speak; a missing version means pre-1.0.
@@ -156,7 +148,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
 
   void send_header(const std::string& from) {
     header_sent_ = true;
-    stream_id_ = hex(sasl::random_bytes(8));
+    stream_id_ = core::random_hex(8);
     std::string h =
         "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
         "xmlns:stream='http://etherx.jabber.org/streams' id='" +
@@ -444,7 +436,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     auto bare = core::Jid::from_parts(username_, domain_);
     if (!bare) return close_with(StreamError::kInternalServerError);
     if (requested.empty()) {
-      full = bare->with_resource("waddle-" + hex(sasl::random_bytes(6)));
+      full = bare->with_resource("waddle-" + core::random_hex(6));
     } else {
       full = bare->with_resource(requested);
       if (!full) {
@@ -635,14 +627,7 @@ std::size_t live_sessions() {
 void start_session(C2sContext& ctx, asio::ip::tcp::socket socket, bool direct_tls) {
   auto executor = socket.get_executor();
   auto session = std::make_shared<Session>(ctx, std::move(socket), direct_tls);
-  asio::co_spawn(executor, session->run(), [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::error("c2s session ended with an exception: {}", ex.what());
-    }
-  });
+  net::spawn_logged(executor, session->run(), "c2s session");
 }
 
 }  // namespace waddle::c2s

@@ -12,6 +12,7 @@
 #include "core/jid.h"
 #include "core/version.h"
 #include "im/logic/subscription.h"
+#include "net/listen.h"
 #include "net/worker.h"
 #include "storage/storage.h"
 #include "xml/parser.h"
@@ -77,14 +78,7 @@ struct ImService::Impl {
 
   template <class Awaitable>
   void spawn(Awaitable a) {
-    asio::co_spawn(executor, std::move(a), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::error("im: handler failed: {}", ex.what());
-      }
-    });
+    net::spawn_logged(executor, std::move(a), "im handler");
   }
 
   std::vector<router::LocalSession*> available(const Jid& bare, bool non_negative) {

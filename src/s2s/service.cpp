@@ -15,8 +15,10 @@
 #include <set>
 
 #include "c2s/sasl/scram.h"
+#include "core/ids.h"
 #include "core/jid.h"
 #include "metrics/metrics.h"
+#include "net/listen.h"
 #include "net/tls.h"
 #include "s2s/auth.h"
 #include "s2s/dns.h"
@@ -40,14 +42,7 @@ constexpr std::string_view kDialbackFeatureNs = "urn:xmpp:features:dialback";
 constexpr std::string_view kPingIdPrefix = "waddle-s2s-ping-";
 
 std::string hex_id() {
-  std::string raw = c2s::sasl::random_bytes(12);
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
+  return core::random_hex(12);
 }
 
 std::string header(std::string_view from, std::string_view to, std::string_view id) {
@@ -269,14 +264,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
 
   template <class A>
   void spawn(A a) {
-    asio::co_spawn(io, std::move(a), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::error("s2s: task failed: {}", ex.what());
-      }
-    });
+    net::spawn_logged(io.get_executor(), std::move(a), "s2s task");
   }
 
   // DNS through the resolver thread, back on the reactor.
@@ -1106,28 +1094,9 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   }
 
   void listen(std::uint16_t port, bool direct_tls) {
-    std::vector<tcp::endpoint> eps;
-    if (config.server.listen.empty()) {
-      eps.emplace_back(tcp::v6(), port);
-    } else {
-      for (const auto& a : config.server.listen) eps.emplace_back(asio::ip::make_address(a), port);
-    }
-    for (auto ep : eps) {
-      auto acc = std::make_unique<tcp::acceptor>(io);
-      boost::system::error_code ec;
-      acc->open(ep.protocol(), ec);
-      if (ec && ep.address().is_v6() && ep.address().is_unspecified()) {
-        ep = tcp::endpoint(tcp::v4(), ep.port());
-        acc->open(ep.protocol(), ec);
-      }
-      if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec && ep.address().is_v6()) acc->set_option(asio::ip::v6_only(false), ec);
-      if (!ec) acc->bind(ep, ec);
-      if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-      if (ec)
-        throw std::runtime_error("cannot listen on " + ep.address().to_string() + " port " +
-                                 std::to_string(ep.port()) + ": " + ec.message());
-      spdlog::info("listening for servers on {} port {}{}", ep.address().to_string(), ep.port(),
+    for (auto& acc : net::listen_all(io, config.server.listen, port)) {
+      spdlog::info("listening for servers on {} port {}{}",
+                   acc->local_endpoint().address().to_string(), port,
                    direct_tls ? " (direct TLS)" : "");
       acceptors.push_back(std::move(acc));
       spawn(accept_loop(*acceptors.back(), direct_tls));

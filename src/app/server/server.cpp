@@ -12,6 +12,7 @@
 #include "im/im_service.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
+#include "net/listen.h"
 #include "net/tls.h"
 #include "net/worker.h"
 #include "router/router.h"
@@ -23,35 +24,6 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 namespace {
-
-std::vector<tcp::endpoint> endpoints(const core::Config& config, std::uint16_t port) {
-  std::vector<tcp::endpoint> out;
-  if (config.server.listen.empty()) {
-    out.emplace_back(tcp::v6(), port);  // dual-stack; falls back to IPv4 below
-  } else {
-    for (const auto& a : config.server.listen) out.emplace_back(asio::ip::make_address(a), port);
-  }
-  return out;
-}
-
-std::unique_ptr<tcp::acceptor> listen_on(asio::io_context& io, tcp::endpoint ep) {
-  auto acc = std::make_unique<tcp::acceptor>(io);
-  boost::system::error_code ec;
-  acc->open(ep.protocol(), ec);
-  if (ec && ep.address().is_v6() && ep.address().is_unspecified()) {
-    ep = tcp::endpoint(tcp::v4(), ep.port());  // no IPv6 on this host
-    acc->open(ep.protocol(), ec);
-  }
-  if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec && ep.address().is_v6()) acc->set_option(asio::ip::v6_only(false), ec);
-  if (!ec) acc->bind(ep, ec);
-  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    throw std::runtime_error("cannot listen on " + ep.address().to_string() + " port " +
-                             std::to_string(ep.port()) + ": " + ec.message());
-  }
-  return acc;
-}
 
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, c2s::C2sContext& ctx, bool direct) {
   for (;;) {
@@ -87,12 +59,12 @@ int run_server(const core::Config& config) {
 
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   auto add_listeners = [&](std::uint16_t port, bool direct) {
-    for (const auto& ep : endpoints(config, port)) {
-      acceptors.push_back(listen_on(io, ep));
-      auto& acc = *acceptors.back();
+    for (auto& acc : net::listen_all(io, config.server.listen, port)) {
       spdlog::info("listening for clients on {} port {}{}",
-                   acc.local_endpoint().address().to_string(), port, direct ? " (direct TLS)" : "");
-      asio::co_spawn(io, accept_loop(acc, ctx, direct), asio::detached);
+                   acc->local_endpoint().address().to_string(), port,
+                   direct ? " (direct TLS)" : "");
+      net::spawn_logged(io.get_executor(), accept_loop(*acc, ctx, direct), "c2s accept loop");
+      acceptors.push_back(std::move(acc));
     }
   };
   if (config.c2s.enabled) {

@@ -1,0 +1,33 @@
+// Listening sockets for the server's ports: every configured address, or the dual-stack
+// wildcard (falling back to IPv4 on hosts without IPv6); coroutine helpers that log failures.
+#pragma once
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace waddle::net {
+
+// One bound, listening acceptor per address in `addresses` (all addresses when empty).
+// Throws std::runtime_error("cannot listen on ADDRESS port PORT: reason").
+std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> listen_all(
+    boost::asio::io_context& io, const std::vector<std::string>& addresses, std::uint16_t port);
+
+// co_spawn whose failures are logged (never swallowed) with `what` naming the task.
+template <class Executor, class Awaitable>
+void spawn_logged(Executor ex, Awaitable task, const char* what) {
+  boost::asio::co_spawn(ex, std::move(task), [what](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("{} failed: {}", what, ex.what());
+    }
+  });
+}
+
+}  // namespace waddle::net
