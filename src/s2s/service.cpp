@@ -417,6 +417,25 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       }
       out.cert_valid =
           s->peer_chain_valid() && certificate_matches_domain(s->peer_certificate(), remote);
+      if (out.auth.empty()) {
+        note("TLS: {}", s->tls_description());
+        std::string verdict;
+        if (out.cert_valid)
+          verdict = "valid for " + remote;
+        else if (!s->peer_certificate())
+          verdict = "none presented";
+        else if (s->peer_chain_valid())
+          verdict = "trusted chain, but not valid for " + remote;
+        else
+          verdict = "not trusted (the chain does not verify against the CA bundle)";
+        note("certificate: {}", verdict);
+        std::string offered;
+        if (const Element* m = f.child("mechanisms", xml::ns::kSasl))
+          for (const auto* x : m->children("mechanism", xml::ns::kSasl))
+            offered += "SASL " + x->text() + ", ";
+        if (f.child("dialback", kDialbackFeatureNs)) offered += "dialback";
+        note("authentication offered: {}", offered.empty() ? std::string("none") : offered);
+      }
       if (verify_only) {
         out.auth = "verify";
         co_return std::make_pair(Outcome{}, out);
