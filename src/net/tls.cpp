@@ -130,6 +130,16 @@ TlsContexts::TlsContexts(const core::Config& config) {
   SSL_CTX_set_tlsext_servername_arg(s2s_default_->native_handle(), &s2s_sni_);
 }
 
+SSL_CTX* TlsContexts::c2s_for(const std::string& domain) const {
+  auto it = sni_.find(domain);
+  return it == sni_.end() ? nullptr : it->second;
+}
+
+SSL_CTX* TlsContexts::s2s_server_for(const std::string& domain) const {
+  auto it = s2s_sni_.find(domain);
+  return it == s2s_sni_.end() ? nullptr : it->second;
+}
+
 ssl::context& TlsContexts::s2s_client(const std::string& local_domain) {
   auto it = s2s_clients_.find(local_domain);
   return it != s2s_clients_.end() ? *it->second : *s2s_clients_.begin()->second;

@@ -27,6 +27,9 @@ class TlsContexts {
   // from peer_chain_valid() and the RFC 6125 name check.
   boost::asio::ssl::context& s2s_server() { return *s2s_default_; }
   boost::asio::ssl::context& s2s_client(const std::string& local_domain);
+  // The domain's server context (its certificate), or null when the domain is not served.
+  SSL_CTX* c2s_for(const std::string& domain) const;
+  SSL_CTX* s2s_server_for(const std::string& domain) const;
 
   // Where the certificate for `domain` came from (for logs and `check`).
   std::string describe(const std::string& domain) const;

@@ -753,13 +753,13 @@ struct Resolver::Impl {
   }
 
   static void append_addresses(std::vector<Endpoint>& out, const std::string& host,
-                               const HostAnswer& h, std::uint16_t port, bool direct_tls) {
+                               const HostAnswer& h, std::uint16_t port, bool direct_tls, bool srv) {
     for (const Answer* a : {&h.aaaa, &h.a}) {
       for (const auto& address : a->addresses) {
         const bool seen = std::any_of(out.begin(), out.end(), [&](const Endpoint& e) {
           return e.address == address && e.port == port && e.direct_tls == direct_tls;
         });
-        if (!seen) out.push_back(Endpoint{host, address, port, direct_tls});
+        if (!seen) out.push_back(Endpoint{host, address, port, direct_tls, srv});
       }
     }
   }
@@ -774,7 +774,7 @@ struct Resolver::Impl {
                                     const std::string& note = "") {
     if (is_shutdown(h)) return failed(kShutdownText);
     Resolution r;
-    append_addresses(r.endpoints, name, h, port, false);
+    append_addresses(r.endpoints, name, h, port, false, false);
     if (r.endpoints.empty()) {
       r.error = negative(h.aaaa) && negative(h.a)
                     ? no_record + " (" + host_details(h) + ")" + note
@@ -798,7 +798,7 @@ struct Resolver::Impl {
     if (stopping) return deliver(done, failed(kShutdownText));
     if (auto literal = ip_literal(raw)) {  // RFC 6120 §3.2.1: no SRV lookup for IP addresses
       Resolution r;
-      r.endpoints.push_back(Endpoint{raw, literal->second, options.default_port, false});
+      r.endpoints.push_back(Endpoint{raw, literal->second, options.default_port, false, false});
       return deliver(done, std::move(r));
     }
     auto name = normalize_name(raw);
@@ -900,7 +900,7 @@ struct Resolver::Impl {
       const HostAnswer& h = op->hosts[o.record.target];
       if (is_shutdown(h)) return deliver(op->done, failed(kShutdownText));
       const std::size_t before = r.endpoints.size();
-      append_addresses(r.endpoints, o.record.target, h, o.record.port, o.direct_tls);
+      append_addresses(r.endpoints, o.record.target, h, o.record.port, o.direct_tls, true);
       if (r.endpoints.size() == before && h.aaaa.addresses.empty() && h.a.addresses.empty() &&
           reported.insert(o.record.target).second) {
         problems += (problems.empty() ? "" : "; ") + std::string("no address for SRV target ") +

@@ -31,6 +31,7 @@ struct Endpoint {
   std::string address;  // IPv6 or IPv4 literal
   std::uint16_t port = 0;
   bool direct_tls = false;  // from _xmpps-server (XEP-0368): TLS before the stream
+  bool srv = false;         // found through an SRV record (not the A/AAAA fallback)
 };
 
 struct Resolution {

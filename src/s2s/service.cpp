@@ -117,6 +117,18 @@ std::string_view failure_name(Failure f) {
   return "unknown";
 }
 
+// "condition: text" of a received <stream:error/>.
+std::string describe_stream_error(const Element& e) {
+  std::string cond = "undefined-condition", text;
+  for (const auto* c : e.children()) {
+    if (c->name() == "text")
+      text = c->text();
+    else if (c->ns() == core::kStreamsNs)
+      cond = c->name();
+  }
+  return text.empty() ? cond : cond + ": " + text;
+}
+
 xml::ParserLimits s2s_limits(const core::Config& c) {
   return {c.s2s.max_stanza_size, c.c2s.limits.max_depth, c.c2s.limits.max_attributes,
           c.c2s.limits.max_header_size};
@@ -303,10 +315,10 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     Outcome last{Failure::kDns, "no address"};
     auto res = co_await resolve(remote);
     for (const auto& ep : res.endpoints)
-      note("DNS: {} -> {} port {}{}", remote, ep.address, ep.port,
-           ep.direct_tls
-               ? " (direct TLS, _xmpps-server)"
-               : (ep.host == remote ? " (A/AAAA fallback)" : " (SRV target " + ep.host + ")"));
+      note("DNS: {} -> {} port {} ({})", remote, ep.address, ep.port,
+           ep.direct_tls ? "_xmpps-server SRV target " + ep.host + ", direct TLS"
+           : ep.srv      ? "_xmpp-server SRV target " + ep.host
+                         : std::string("no SRV record: A/AAAA of the domain"));
     if (!res.error.empty() || res.endpoints.empty()) {
       note("DNS: {}", res.error.empty() ? "no address for " + remote : res.error);
       co_return std::make_pair(
@@ -393,8 +405,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         co_return fail(Failure::kStreamError, where + " sent no stream features");
       Element& f = fev->element;
       if (f.is("error", xml::ns::kStream)) {
-        std::string cond = f.first_child() ? f.first_child()->name() : "undefined-condition";
-        co_return fail(Failure::kStreamError, where + " closed the stream: " + cond);
+        co_return fail(Failure::kStreamError,
+                       where + " closed the stream: " + describe_stream_error(f));
       }
       if (!f.is("features", xml::ns::kStream))
         co_return fail(Failure::kStreamError, where + " sent " + f.name() + " instead of features");
@@ -425,9 +437,10 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         else if (!s->peer_certificate())
           verdict = "none presented";
         else if (s->peer_chain_valid())
-          verdict = "trusted chain, but not valid for " + remote;
+          verdict = "not valid for " + remote + ": trusted chain, but the name does not match";
         else
-          verdict = "not trusted (the chain does not verify against the CA bundle)";
+          verdict = "not valid for " + remote +
+                    ": untrusted chain (self-signed, or a CA that is not in the CA bundle)";
         note("certificate: {}", verdict);
         std::string offered;
         if (const Element* m = f.child("mechanisms", xml::ns::kSasl))
@@ -498,8 +511,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
           co_return refused;
         }
         if (e.is("error", xml::ns::kStream)) {
-          std::string cond = e.first_child() ? e.first_child()->name() : "undefined-condition";
-          co_return fail(Failure::kDialback, where + " closed the stream during dialback: " + cond);
+          co_return fail(Failure::kDialback,
+                         where + " closed the stream during dialback: " + describe_stream_error(e));
         }
         if (e.is("verify", kDialbackNs)) answer_verify(*s, e);
       }
@@ -670,8 +683,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         answer_verify(*s, e);
       } else if (e.is("error", xml::ns::kStream)) {
         count_error(link->remote, Failure::kStreamError,
-                    "stream error from peer: " +
-                        (e.first_child() ? e.first_child()->name() : std::string("?")));
+                    "stream error from peer: " + describe_stream_error(e));
         break;
       }
       // Stanzas are not accepted on an outbound stream (RFC 6120 §4.2: one direction).
@@ -862,6 +874,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       }
       in->s->send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
       co_await in->s->flush();
+      // COMPAT(Prosody 0.12): no SNI on STARTTLS; the header's 'to' names our domain.
+      in->s->use_tls_context(tls.s2s_server_for(in->local));
       bool ok = co_await in->s->server_handshake();
       if (!ok) {
         count_error(in->peer.empty() ? in->s->remote_address() : in->peer, Failure::kTls,
@@ -873,6 +887,14 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       in->s->reset_parser();
       in->reader.clear();
       in->stream_id.clear();
+      co_return;
+    }
+    if (e.is("error", xml::ns::kStream)) {
+      // RFC 6120 §4.9: the peer is closing; record why, answer with the closing tag only.
+      count_error(in->peer.empty() ? in->s->remote_address() : in->peer, Failure::kStreamError,
+                  "stream error from peer: " + describe_stream_error(e));
+      in->closing = true;
+      in->s->send("</stream:stream>");
       co_return;
     }
     if (!in->s->tls_active()) {

@@ -34,6 +34,10 @@ asio::awaitable<bool> XmlStream::server_handshake() {
   co_return true;
 }
 
+void XmlStream::use_tls_context(SSL_CTX* ctx) {
+  if (ctx && !tls_active_) SSL_set_SSL_CTX(ssl_.native_handle(), ctx);
+}
+
 asio::awaitable<bool> XmlStream::client_handshake(const std::string& server_name) {
   SSL_set_tlsext_host_name(ssl_.native_handle(), server_name.c_str());
   auto [ec] = co_await ssl_.async_handshake(asio::ssl::stream_base::client,

@@ -25,6 +25,9 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
 
   // TLS as server (after <proceed/>, or first thing on a direct-TLS port). False on failure.
   boost::asio::awaitable<bool> server_handshake();
+  // Picks the server context (certificate) before the handshake, for peers that send no SNI:
+  // the stream header's 'to' names the domain. An SNI sent by the peer still wins.
+  void use_tls_context(SSL_CTX* ctx);
   // TLS as client with SNI = `server_name` (S2S outbound). False on failure; error() says why.
   boost::asio::awaitable<bool> client_handshake(const std::string& server_name);
   // The peer's certificate after the handshake (owned by the connection; may be null) and

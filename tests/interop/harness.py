@@ -981,14 +981,19 @@ def dump_toml(tables: dict) -> str:
     """{"section": {"key": value, "sub": {...}}} as TOML tables (sub-tables dotted)."""
     out: list[str] = []
 
+    import re
+
+    def key(k: str) -> str:  # bare key, or a quoted one ("example.org" has dots)
+        return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
+
     def table(name: str, body: dict) -> None:
         out.append(f"[{name}]")
-        out.extend(f"{k} = {_toml_value(v)}" for k, v in body.items()
+        out.extend(f"{key(k)} = {_toml_value(v)}" for k, v in body.items()
                    if not isinstance(v, dict))
         out.append("")
         for k, v in body.items():
             if isinstance(v, dict):
-                table(f"{name}.{k}", v)
+                table(f"{name}.{key(k)}", v)
 
     for name, body in tables.items():
         table(name, body)
@@ -1041,9 +1046,11 @@ class Waddle(PeerServer):
     def __init__(self, directory: Path, domain: str, ip: str, dns_ip: str, ca: PrivateCA,
                  mode: str, *, s2s_port: int = S2S_PORT, c2s_port: int = C2S_PORT,
                  tls_min_version: Optional[str] = None, overrides: Optional[dict] = None,
-                 lease: Optional[Lease] = None, binary: Optional[Path] = None):
+                 extra_domains: Iterable[str] = (), lease: Optional[Lease] = None,
+                 binary: Optional[Path] = None):
         super().__init__(directory, domain, ip, dns_ip, ca, mode, s2s_port=s2s_port,
                          c2s_port=c2s_port)
+        self.extra_domains = list(extra_domains)
         self.binary = Path(binary or waddle_binary())
         self.lease = lease
         self.config_path = self.dir / "waddle.toml"
@@ -1053,11 +1060,17 @@ class Waddle(PeerServer):
                      "allow_unverified_dialback": mode == "dialback"}
         if tls_min_version is not None:
             s2s["tls_min_version"] = tls_min_version
+        tls: dict = {"cert": str(self.certs.cert), "key": str(self.certs.key),
+                     "ca_file": str(ca.cert)}
+        if self.extra_domains:  # one certificate per domain, chosen by SNI
+            tls["domains"] = {}
+            for d in [domain, *self.extra_domains]:
+                pair = ca.for_mode(d, mode)
+                tls["domains"][d] = {"cert": str(pair.cert), "key": str(pair.key)}
         self.config = _merge({
-            "server": {"domains": [domain], "listen": [ip], "log_level": "debug",
-                       "data_dir": str(self.data)},
-            "tls": {"cert": str(self.certs.cert), "key": str(self.certs.key),
-                    "ca_file": str(ca.cert)},
+            "server": {"domains": [domain, *self.extra_domains], "listen": [ip],
+                       "log_level": "debug", "data_dir": str(self.data)},
+            "tls": tls,
             "c2s": {"port": c2s_port},
             "s2s": s2s,
             "dns": {"nameservers": [f"{dns_ip}:{DNS_PORT}"]},
@@ -1073,17 +1086,22 @@ class Waddle(PeerServer):
                     cwd=self.dir, timeout=timeout, check=False)
 
     def adduser(self, user: str, password: str = PASSWORD) -> str:
-        pw = self.dir / f"password-{user}"
+        """Creates user@domain, or the full JID if `user` contains '@' (other domains)."""
+        jid = user if "@" in user else self.jid(user)
+        pw = self.dir / f"password-{jid}"
         pw.write_text(password + "\n")
         pw.chmod(0o600)
-        cp = self.cli("adduser", self.jid(user), "--password-file", str(pw))
+        cp = self.cli("adduser", jid, "--password-file", str(pw))
         if cp.returncode != 0:
-            raise HarnessError(f"waddle adduser {self.jid(user)} exited {cp.returncode}:\n"
+            raise HarnessError(f"waddle adduser {jid} exited {cp.returncode}:\n"
                                f"{cp.stdout}{cp.stderr}")
         self.users[user] = password
-        return self.jid(user)
+        return jid
 
     register = adduser
+
+    def jid(self, user: str) -> str:
+        return user if "@" in user else f"{user}@{self.domain}"
 
     def check_s2s(self, domain: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return self.cli("check", "s2s", domain, timeout=timeout)
@@ -1208,7 +1226,8 @@ class Federation:
             lease.release()
             raise
         self.servers.append(w)
-        self.add_domain(domain, w.ip)
+        for d in [domain, *w.extra_domains]:
+            self.add_domain(d, w.ip)
         return w
 
     def discard(self, server: PeerServer) -> None:
@@ -1399,8 +1418,12 @@ def _client_class():
             except IqError:
                 pass  # an error answer is an answer
 
-        def chat(self, to: str, body: str) -> None:
-            self.send_message(mto=to, mbody=body, mtype="chat")
+        def chat(self, to: str, body: str) -> str:
+            """Sends a chat message; returns its id."""
+            m = self.make_message(mto=to, mbody=body, mtype="chat")
+            m["id"] = m["id"] or self.new_id()
+            m.send()
+            return m["id"]
 
         async def expect_message(self, frm: Optional[str] = None, body: Optional[str] = None,
                                  timeout: float = TIMEOUT) -> Any:
@@ -1449,16 +1472,32 @@ async def login(server: PeerServer, user: str, *, password: Optional[str] = None
 
 async def exchange(a: Any, b: Any, body: str, timeout: float = TIMEOUT) -> float:
     """a sends `body` to b's bare JID; waits until b has it. Returns the seconds it took.
-    On timeout, an error stanza that came back to `a` is part of the message."""
+    Fails at once if an error comes back to `a` for that message (same id), and on timeout;
+    either way the failure names the error stanzas `a` got."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    a.chat(b.boundjid.bare, body)
+    mid = a.chat(b.boundjid.bare, body)
+    delivered = asyncio.ensure_future(
+        b.expect_message(frm=a.boundjid.bare, body=body, timeout=timeout))
+    bounced = asyncio.ensure_future(a.messages.get(
+        lambda m: m["type"] == "error" and m["id"] == mid, timeout + 1, "an error"))
     try:
-        await b.expect_message(frm=a.boundjid.bare, body=body, timeout=timeout)
-    except AssertionError as e:
-        bounced = [str(m) for m in a.messages.items if m["type"] == "error"]
-        raise AssertionError(f"{e}\nerrors returned to {a.label}: {bounced or 'none'}") from None
-    return loop.time() - t0
+        await asyncio.wait({delivered, bounced}, return_when=asyncio.FIRST_COMPLETED)
+        if delivered.done() and delivered.exception() is None:
+            return loop.time() - t0
+        errors = [str(m) for m in a.messages.items if m["type"] == "error"]
+        if bounced.done() and bounced.exception() is None:
+            errors.insert(0, str(bounced.result()))
+            raise AssertionError(f"{a.label} -> {b.boundjid.bare} {body!r}: an error came "
+                                 f"back after {loop.time() - t0:.2f}s instead of delivery:\n"
+                                 + "\n".join(errors))
+        raise AssertionError(f"{delivered.exception()}\nerrors returned to {a.label}: "
+                             f"{errors or 'none'}")
+    finally:
+        for f in (delivered, bounced):
+            if not f.done():
+                f.cancel()
+        await asyncio.gather(delivered, bounced, return_exceptions=True)
 
 
 def run_async(body: Callable[[], Any], timeout: float = 90.0) -> Any:

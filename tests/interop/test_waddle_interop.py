@@ -12,9 +12,9 @@ Worlds (module-scoped, one peer instance each, shared by the tests of that world
 - "dialback": self-signed certificates everywhere, dialback loaded on the peer,
   allow_unverified_dialback = true on Waddle: XEP-0220 over TLS in both directions.
 
-Every test starts its own Waddle for a domain the peer has never seen (w-messages-waddle-first.test,
-w-check-s2s.test, ...), so the s2s streams of that test are established from a cold start on
-both sides; the Waddle is stopped at the end of the test.
+Every test starts its own Waddle (fixture `env`) for a domain the peer has never seen
+(w-messages-waddle-first.test, w-check-s2s.test, ...), so the s2s streams of that test are
+established from a cold start on both sides; the Waddle is stopped at the end of the test.
 
 - test_messages_waddle_first: alice@waddle -> bob@peer first (Waddle's outbound stream and
   the peer's inbound one are set up for it), then the reply (the peer's outbound stream).
@@ -32,6 +32,13 @@ both sides; the Waddle is stopped at the end of the test.
 - test_errors_both_ways: a message to a missing account bounces back across, both ways.
 - test_offline_message_from_peer: a remote message for an offline Waddle user is stored and
   delivered (with a delay stamp) at the next login.
+- test_two_domains_one_waddle: one Waddle serving two domains (a certificate each) talks to
+  the peer for both.
+Outside the worlds (own federation each, Prosody in cert mode):
+- test_prosody_restart_link_replaced: Prosody restarts / is killed; Waddle notices its link
+  is gone and the next message opens a new one.
+- test_peer_stream_error_is_understood: Prosody refuses Waddle's certificate with a stream
+  error; Waddle logs the peer's reason and does not answer with an error of its own.
 
 Logs of every server are attached to a failure report (conftest.py); the run directory is
 kept when a test fails (its path is printed at the end).
@@ -40,7 +47,7 @@ kept when a test fails (its path is printed at the end).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -49,7 +56,7 @@ import harness
 from harness import exchange, login, run_async
 
 WORLDS = [(peer, mode) for peer in ("prosody", "ejabberd") for mode in harness.MODES]
-PEER_USERS = ("bob", "carol")
+PEER_USERS = ("bob", "carol", "dave")  # one roster-keeping user per subscription test
 TIMEOUT = 20.0  # per exchange; a cold ejabberd dialback stream takes a few seconds
 
 
@@ -62,7 +69,6 @@ class World:
     peer: Any  # harness.Prosody or harness.Ejabberd
     kind: str  # "prosody" | "ejabberd"
     mode: str  # "cert" | "dialback"
-    waddles: list = field(default_factory=list)
 
 
 @pytest.fixture(scope="module", params=WORLDS, ids=[f"{p}-{m}" for p, m in WORLDS])
@@ -115,14 +121,14 @@ class LogView:
     def absent(self, needle: str) -> None:
         hits = self.lines(needle)
         assert not hits, (f"{self.server.name} ({self.server.domain}) logged {needle!r}, "
-                          f"which this mode must not use:\n" + "\n".join(hits[:5]))
+                          f"which must not happen here:\n" + "\n".join(hits[:5]))
 
     def tail(self, lines: int = 120) -> str:
         return "\n".join(self.text().splitlines()[-lines:])
 
 
 @dataclass
-class Setup:
+class Env:
     world: World
     waddle: harness.Waddle
     peer_log: LogView
@@ -137,7 +143,7 @@ class Setup:
 
 
 @pytest.fixture
-def setup(request, world):
+def env(request, world):
     """A fresh Waddle for `waddle-<test>.test` with user alice, in the world's mode."""
     short = request.node.originalname.removeprefix("test_").replace("_", "-")
     domain = f"w-{short}.test"
@@ -151,14 +157,14 @@ def setup(request, world):
     except BaseException:
         world.fed.discard(w)
         raise
-    yield Setup(world, w, peer_log)
+    yield Env(world, w, peer_log)
     world.fed.discard(w)
 
 
 # --------------------------------------------------------------------------- checks
 
 
-def assert_authentication(s: Setup) -> None:
+def assert_authentication(s: Env) -> None:
     """Both streams (Waddle -> peer and peer -> Waddle) were authenticated with the mode's
     method, according to Waddle's log and to the peer's log; the other method was not used."""
     W, P = s.waddle.domain, s.peer.domain
@@ -213,7 +219,7 @@ def assert_authentication(s: Setup) -> None:
             pl.absent(f"Accepted outbound s2s EXTERNAL authentication {P} -> {W}")
 
 
-def converse(s: Setup, waddle_first: bool) -> dict[str, float]:
+def converse(s: Env, waddle_first: bool) -> dict[str, float]:
     """alice@waddle and bob@peer, two messages each way; the first of them opens the
     first stream. Returns delivery times."""
     times: dict[str, float] = {}
@@ -236,53 +242,63 @@ def converse(s: Setup, waddle_first: bool) -> dict[str, float]:
     return times
 
 
+async def roster_items(c: Any) -> dict[str, dict]:
+    """The user's roster as the server has it (a roster get, which also makes the resource
+    "interested", RFC 6121 §2.1.6): {bare JID: {"subscription": ..., "ask": ...}}."""
+    iq = c.Iq()
+    iq["type"] = "get"
+    iq.enable("roster")
+    res = await iq.send(timeout=TIMEOUT)
+    return {str(j): dict(v) for j, v in res["roster"]["items"].items()}
+
+
 # --------------------------------------------------------------------------- tests
 
 
-def test_messages_waddle_first(setup):
-    times = converse(setup, waddle_first=True)
-    print(f"{setup.world.kind}/{setup.mode} delivery times (s):",
+def test_messages_waddle_first(env):
+    times = converse(env, waddle_first=True)
+    print(f"{env.world.kind}/{env.mode} delivery times (s):",
           {k: round(v, 3) for k, v in times.items()})
-    assert_authentication(setup)
+    assert_authentication(env)
 
 
-def test_messages_peer_first(setup):
-    times = converse(setup, waddle_first=False)
-    print(f"{setup.world.kind}/{setup.mode} delivery times (s):",
+def test_messages_peer_first(env):
+    times = converse(env, waddle_first=False)
+    print(f"{env.world.kind}/{env.mode} delivery times (s):",
           {k: round(v, 3) for k, v in times.items()})
-    assert_authentication(setup)
+    assert_authentication(env)
 
 
-def test_check_s2s(setup):
+def test_check_s2s(env):
     """`waddle check s2s PEER` authenticates a test stream with the mode's method, exits 0
     and says so; the peer saw that stream authenticate the same way."""
-    W, P = setup.waddle.domain, setup.peer.domain
-    cp = setup.waddle.check_s2s(P)
+    W, P = env.waddle.domain, env.peer.domain
+    cp = env.waddle.check_s2s(P)
     report = cp.stdout + cp.stderr
     print(report)
-    method = "SASL EXTERNAL" if setup.mode == "cert" else "dialback"
+    method = "SASL EXTERNAL" if env.mode == "cert" else "dialback"
     assert cp.returncode == 0, f"check s2s exited {cp.returncode}:\n{report}"
     assert re.search(rf"authenticated with {method}\b", report), report
-    other = "dialback" if setup.mode == "cert" else "SASL EXTERNAL"
+    other = "dialback" if env.mode == "cert" else "SASL EXTERNAL"
     assert not re.search(rf"authenticated with {other}\b", report), report
-    pl = setup.peer_log
-    if setup.world.kind == "prosody":
-        if setup.mode == "cert":
+    pl = env.peer_log
+    if env.world.kind == "prosody":
+        if env.mode == "cert":
             pl.wait(f"Accepting SASL EXTERNAL identity from {W}")
         else:
             pl.wait(f"asking {W} if key")
         pl.wait(f"Incoming s2s connection {W}->{P} complete")
     else:
-        kind = "EXTERNAL" if setup.mode == "cert" else "dialback"
+        kind = "EXTERNAL" if env.mode == "cert" else "dialback"
         pl.wait(f"Accepted inbound s2s {kind} authentication {W} -> {P}")
 
 
-def test_check_s2s_diagnosis(setup):
+def test_check_s2s_diagnosis(env):
     """Issue 3: `check s2s` "resolves DNS as the server would, connects, reports TLS version
     and certificate validity for the domain, which authentication methods the peer offers,
     and whether a test stream authenticates". Every missing item is listed in the failure."""
-    P = setup.peer.domain
-    cp = setup.waddle.check_s2s(P)
+    P = env.peer.domain
+    cp = env.waddle.check_s2s(P)
     report = cp.stdout + cp.stderr
     print(report)
     assert cp.returncode == 0, report
@@ -290,7 +306,7 @@ def test_check_s2s_diagnosis(setup):
     problems = []
     # the peer's SRV record _xmpp-server._tcp.PEER -> PEER:5269 exists (and Waddle asked
     # for it: see dnsmasq.log), so the endpoint did not come from an A/AAAA fallback
-    srv = setup.world.fed.dns.query(f"_xmpp-server._tcp.{P}", "SRV")
+    srv = env.world.fed.dns.query(f"_xmpp-server._tcp.{P}", "SRV")
     assert srv == (0, [(0, 5, harness.S2S_PORT, P)]), srv
     if "a/aaaa fallback" in low:
         problems.append("reports the SRV-found endpoint as an 'A/AAAA fallback'")
@@ -298,11 +314,11 @@ def test_check_s2s_diagnosis(setup):
         problems.append("no TLS version")
     if "certificate" not in low:
         problems.append("nothing about the peer's certificate")
-    elif setup.mode == "dialback" and not re.search(
+    elif env.mode == "dialback" and not re.search(
             r"self.signed|untrusted|not valid|not verified|invalid", low):
         problems.append("the peer's self-signed certificate is not reported as not valid")
-    offered = ["EXTERNAL"] if (setup.mode == "cert" or setup.world.kind == "ejabberd") else []
-    if setup.mode == "dialback":
+    offered = ["EXTERNAL"] if (env.mode == "cert" or env.world.kind == "ejabberd") else []
+    if env.mode == "dialback":
         offered.append("dialback")
     if not re.search(r"offer", low) or not all(m.lower() in low for m in offered):
         problems.append(f"the methods the peer offers ({', '.join(offered)}) are not listed")
@@ -310,17 +326,17 @@ def test_check_s2s_diagnosis(setup):
         f"\n--- report:\n{report}"
 
 
-def test_iq_both_ways(setup):
+def test_iq_both_ways(env):
     """IQs across the federation both ways: XEP-0199 pings to the other server's domain
     (answered by that server) and to the other user's full JID (answered by the client)."""
     times: dict[str, float] = {}
 
     async def body():
-        alice = await login(setup.waddle, "alice")
-        bob = await login(setup.peer, "bob")
+        alice = await login(env.waddle, "alice")
+        bob = await login(env.peer, "bob")
         for label, c, target in (
-                ("waddle user -> peer domain", alice, setup.peer.domain),
-                ("peer user -> waddle domain", bob, setup.waddle.domain),
+                ("waddle user -> peer domain", alice, env.peer.domain),
+                ("peer user -> waddle domain", bob, env.waddle.domain),
                 ("waddle user -> peer user", alice, bob.boundjid.full),
                 ("peer user -> waddle user", bob, alice.boundjid.full)):
             try:
@@ -331,20 +347,20 @@ def test_iq_both_ways(setup):
 
     run_async(body, timeout=120)
     print("ping round trips (s):", {k: round(v, 3) for k, v in times.items()})
-    assert_authentication(setup)
+    assert_authentication(env)
 
 
 @pytest.mark.waddle_config({"s2s": {"ping_interval": "1s"}})
-def test_link_health_pings(setup):
+def test_link_health_pings(env):
     """Waddle's link health checks (whitespace keepalive + XEP-0199 ping to the peer's domain
     after ping_interval of silence) are answered by the peer and recognised: the link is
     kept, not replaced, and still carries messages afterwards."""
-    W, P = setup.waddle.domain, setup.peer.domain
-    wl = LogView(setup.waddle, from_start=True)
+    W, P = env.waddle.domain, env.peer.domain
+    wl = LogView(env.waddle, from_start=True)
 
     async def body():
-        alice = await login(setup.waddle, "alice")
-        bob = await login(setup.peer, "bob")
+        alice = await login(env.waddle, "alice")
+        bob = await login(env.peer, "bob")
         await exchange(alice, bob, "before the pings", timeout=TIMEOUT)
         import asyncio
         loop = asyncio.get_running_loop()
@@ -363,26 +379,20 @@ def test_link_health_pings(setup):
     wl.absent(f"s2s {W} -> {P}: stream closed")
 
 
-def test_presence_subscription(setup):
+def test_presence_subscription(env):
     """alice@waddle subscribes to carol@peer; carol approves. RFC 6121 §3.1: alice's roster
     (on Waddle) gets subscription 'to', carol's (on the peer) 'from', and the peer sends
     carol's current presence to alice."""
-    W, P = setup.waddle.domain, setup.peer.domain
+    W, P = env.waddle.domain, env.peer.domain
     result: dict[str, Any] = {}
 
-    async def roster_items(c) -> dict[str, dict]:
-        iq = c.Iq()
-        iq["type"] = "get"
-        iq.enable("roster")
-        res = await iq.send(timeout=TIMEOUT)
-        return {str(j): dict(v) for j, v in res["roster"]["items"].items()}
-
     async def body():
-        alice = await login(setup.waddle, "alice")
-        carol = await login(setup.peer, "carol")
+        alice = await login(env.waddle, "alice")
+        carol = await login(env.peer, "carol")
         for c in (alice, carol):  # the test answers subscription requests itself
             c.auto_authorize = None
             c.auto_subscribe = False
+            await roster_items(c)  # an "interested" resource (RFC 6121 §2.1.6)
         a, c_ = alice.boundjid.bare, carol.boundjid.bare
         alice.send_presence(pto=c_, ptype="subscribe")
         await carol.presences.get(
@@ -410,21 +420,15 @@ def test_presence_subscription(setup):
     assert result["carol"][alice_jid]["subscription"] in ("from", "both"), result["carol"]
 
 
-def test_mutual_subscription_and_presence(setup):
+def test_mutual_subscription_and_presence(env):
     """Both directions of RFC 6121 subscription handling across the federation, then
-    presence: carol@peer asks alice@waddle (Waddle handles an inbound 'subscribe' and sends
-    alice's approval out), both rosters end at 'both'; unavailable presence crosses both
-    ways; when alice logs in again, Waddle probes carol's server and the peer probes
-    Waddle (or gets the broadcast), so each sees the other available again."""
-    W, P = setup.waddle.domain, setup.peer.domain
+    presence. dave@peer (the client is called `carol` below; dave keeps no roster from other
+    tests) asks alice@waddle first (Waddle handles an inbound 'subscribe' and sends alice's
+    approval out), then alice asks dave; both rosters end at 'both'. Unavailable presence
+    crosses both ways; when alice logs in again, Waddle probes the peer for dave's presence
+    and dave sees alice available again."""
+    W, P = env.waddle.domain, env.peer.domain
     result: dict[str, Any] = {}
-
-    async def roster_items(c) -> dict[str, dict]:
-        iq = c.Iq()
-        iq["type"] = "get"
-        iq.enable("roster")
-        res = await iq.send(timeout=TIMEOUT)
-        return {str(j): dict(v) for j, v in res["roster"]["items"].items()}
 
     def presence_from(bare: str, ptype: str):
         return lambda p: p["type"] == ptype and p["from"].bare == bare
@@ -435,8 +439,12 @@ def test_mutual_subscription_and_presence(setup):
         return c
 
     async def body():
-        alice = await manual(await login(setup.waddle, "alice"))
-        carol = await manual(await login(setup.peer, "carol"))
+        alice = await manual(await login(env.waddle, "alice"))
+        carol = await manual(await login(env.peer, "dave"))
+        # RFC 6121 §2.1.6: subscription stanzas go to "interested" resources, the ones that
+        # requested the roster (Prosody holds inbound 'subscribed' back from the others)
+        await roster_items(alice)
+        await roster_items(carol)
         a, c_ = alice.boundjid.bare, carol.boundjid.bare
         # carol (peer) -> alice (Waddle)
         carol.send_presence(pto=a, ptype="subscribe")
@@ -463,7 +471,8 @@ def test_mutual_subscription_and_presence(setup):
         await carol.presences.get(presence_from(a, "unavailable"), TIMEOUT,
                                   f"alice's unavailable presence at {c_}")
         # alice comes back: Waddle probes carol's server; carol sees alice available
-        alice2 = await manual(await login(setup.waddle, "alice"))
+        alice2 = await manual(await login(env.waddle, "alice"))
+        await roster_items(alice2)
         await alice2.presences.get(presence_from(c_, "available"), TIMEOUT,
                                    f"carol's presence at {a} after alice's new login (probe)")
         await carol.presences.get(presence_from(a, "available"), TIMEOUT,
@@ -478,20 +487,20 @@ def test_mutual_subscription_and_presence(setup):
 
     run_async(body, timeout=120)
     print("rosters:", result)
-    assert result["alice"].get(f"carol@{P}", {}).get("subscription") == "both", result
+    assert result["alice"].get(f"dave@{P}", {}).get("subscription") == "both", result
     assert result["carol"].get(f"alice@{W}", {}).get("subscription") == "both", result
 
 
-def test_errors_both_ways(setup):
+def test_errors_both_ways(env):
     """A message to an account that does not exist comes back as an error from the other
     server, both ways (service-unavailable, RFC 6121 §8.5.2.2.1 / Waddle's choice), and the
     error reaches the sender."""
-    W, P = setup.waddle.domain, setup.peer.domain
+    W, P = env.waddle.domain, env.peer.domain
     got: dict[str, str] = {}
 
     async def body():
-        alice = await login(setup.waddle, "alice")
-        bob = await login(setup.peer, "bob")
+        alice = await login(env.waddle, "alice")
+        bob = await login(env.peer, "bob")
         for label, c, to in (("waddle -> peer", alice, f"nobody@{P}"),
                              ("peer -> waddle", bob, f"nobody@{W}")):
             c.chat(to, f"{label}: is anybody there?")
@@ -530,29 +539,154 @@ def _db_contains(w: harness.Waddle, token: str) -> bool:
     return False
 
 
-def test_offline_message_from_peer(setup):
+def test_offline_message_from_peer(env):
     """bob@peer writes to alice@waddle while she is offline: Waddle stores the message (no
     error goes back) and delivers it, with a delay stamp, when she logs in."""
-    W = setup.waddle.domain
+    W = env.waddle.domain
     text = f"for when you are back ({W})"
 
     async def body():
         import asyncio
-        bob = await login(setup.peer, "bob")
+        bob = await login(env.peer, "bob")
         bob.chat(f"alice@{W}", text)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TIMEOUT
-        while not _db_contains(setup.waddle, text):  # stored in Waddle's offline storage
+        while not _db_contains(env.waddle, text):  # stored in Waddle's offline storage
             errors = [str(x) for x in bob.messages.items if x["type"] == "error"]
             assert not errors, f"error returned to bob: {errors}"
             assert loop.time() < deadline, (
                 f"the message was not stored within {TIMEOUT}s:\n"
-                f"{LogView(setup.waddle, from_start=True).tail(60)}")
+                f"{LogView(env.waddle, from_start=True).tail(60)}")
             await asyncio.sleep(0.1)
-        alice = await login(setup.waddle, "alice")
+        alice = await login(env.waddle, "alice")
         m = await alice.expect_message(frm=bob.boundjid.bare, body=text, timeout=TIMEOUT)
-        assert m["delay"]["stamp"] is not None, f"no delay stamp: {m}"
+        delay = m.xml.find("{urn:xmpp:delay}delay")
+        assert delay is not None and delay.get("stamp"), f"no delay stamp (XEP-0203): {m}"
         assert not [x for x in bob.messages.items if x["type"] == "error"], \
             f"errors returned to bob: {bob.messages.items}"
 
     run_async(body, timeout=90)
+
+
+@pytest.mark.parametrize("how", ["restart", "kill"])
+def test_prosody_restart_link_replaced(federation, how):
+    """Prosody goes away while Waddle has an authenticated link to it (how="restart": a
+    clean shutdown that closes the streams; how="kill": SIGKILL, the kernel closes the
+    sockets), then comes back. Waddle must notice that its link is gone: the next message
+    from alice opens a new link and arrives; nothing is lost or bounced."""
+    fed = federation
+    p = fed.prosody("prosody.test", "cert", users=["bob"])
+    w = fed.waddle("w-restart.test", "cert", users=["alice"])
+    fed.start()
+    W, P = w.domain, p.domain
+
+    async def before():
+        alice = await login(w, "alice")
+        bob = await login(p, "bob")
+        await exchange(alice, bob, "before", timeout=TIMEOUT)
+        await exchange(bob, alice, "before, back", timeout=TIMEOUT)
+
+    run_async(before, timeout=60)
+    wl = LogView(w, from_start=True)
+    assert len(wl.lines(f"s2s {W} -> {P}: authenticated with")) == 1
+    if how == "kill":
+        harness._stop_process(p.proc, group=True, sig=harness.signal.SIGKILL)
+    else:
+        p.stop()
+    # Waddle sees the streams close (EOF) without being told anything else
+    wl.wait(f"s2s {W} -> {P}: stream closed", timeout=10)
+    p.start()
+
+    async def after():
+        alice = await login(w, "alice")
+        bob = await login(p, "bob")
+        await exchange(alice, bob, "after the restart", timeout=TIMEOUT)
+        await exchange(bob, alice, "after the restart, back", timeout=TIMEOUT)
+        errors = [str(m) for m in alice.messages.items + bob.messages.items
+                  if m["type"] == "error"]
+        assert not errors, f"error stanzas: {errors}"
+
+    run_async(after, timeout=60)
+    assert len(wl.lines(f"s2s {W} -> {P}: authenticated with SASL EXTERNAL")) == 2, \
+        wl.lines(f"s2s {W} -> {P}:")
+
+
+def test_two_domains_one_waddle(world):
+    """One Waddle serving two domains, each with its own certificate (chosen by SNI on
+    inbound streams): users of both domains exchange messages with the peer, both ways, and
+    every stream authenticates for the right domain with the world's method."""
+    fed, peer, mode = world.fed, world.peer, world.mode
+    A, B = "w-two-a.test", "w-two-b.test"
+    w = fed.waddle(A, mode, extra_domains=[B], users=["alice", f"bea@{B}"])
+    try:
+        fed.start()
+        P = peer.domain
+        pl = LogView(peer)
+
+        async def body():
+            bob = await login(peer, "bob")
+            alice = await login(w, "alice")
+            bea = await login(w, f"bea@{B}")
+            await exchange(alice, bob, "from the first domain", timeout=TIMEOUT)
+            await exchange(bea, bob, "from the second domain", timeout=TIMEOUT)
+            await exchange(bob, alice, "to the first domain", timeout=TIMEOUT)
+            await exchange(bob, bea, "to the second domain", timeout=TIMEOUT)
+            errors = [str(m) for c in (alice, bea, bob) for m in c.messages.items
+                      if m["type"] == "error"]
+            assert not errors, f"error stanzas: {errors}"
+
+        run_async(body, timeout=90)
+        wl = LogView(w, from_start=True)
+        method = "SASL EXTERNAL" if mode == "cert" else "dialback"
+        for d in (A, B):
+            wl.wait(f"s2s {d} -> {P}: authenticated with {method} over ")
+            if mode == "cert":
+                wl.wait(f"s2s in {P} -> {d}: authenticated with SASL EXTERNAL over ")
+            else:
+                wl.wait(f"s2s in {P} -> {d}: dialback valid over ")
+            if world.kind == "prosody":
+                if mode == "cert":
+                    pl.wait(f"Accepting SASL EXTERNAL identity from {d}")
+                    pl.wait(f"SASL EXTERNAL with {d} succeeded")
+                pl.wait(f"Incoming s2s connection {d}->{P} complete")
+                pl.wait(f"Outgoing s2s connection {P}->{d} complete")
+            else:
+                kind = "EXTERNAL" if mode == "cert" else "dialback"
+                pl.wait(f"Accepted inbound s2s {kind} authentication {d} -> {P}")
+                pl.wait(f"Accepted outbound s2s {kind} authentication {P} -> {d}")
+    finally:
+        fed.discard(w)
+
+
+def test_peer_stream_error_is_understood(federation):
+    """Prosody (cert mode) connects to a Waddle whose certificate is for another name, finds
+    it not valid for the domain and closes its stream with <stream:error><not-authorized/>
+    and a text. RFC 6120 §4.9: a received stream error ends the stream; Waddle logs the
+    peer's condition and text (the operator's only clue) and does not answer with a stream
+    error of its own. The sender gets an error, and nothing is delivered."""
+    fed = federation
+    p = fed.prosody("prosody.test", "cert", users=["bob"])
+    wrong = fed.ca.issue("w-wrong-name-elsewhere.test")
+    w = fed.waddle("w-wrong-name.test", "cert", users=["alice"],
+                   overrides={"tls": {"cert": str(wrong.cert), "key": str(wrong.key)}})
+    fed.start()
+    W, P = w.domain, p.domain
+
+    async def body():
+        bob = await login(p, "bob")
+        bob.chat(f"alice@{W}", "you will not get this")
+        err = await bob.messages.get(lambda m: m["type"] == "error", TIMEOUT,
+                                     "the error for bob's message")
+        return str(err)
+
+    err = run_async(body, timeout=60)
+    print("error at bob:", err)
+    pl = LogView(p, from_start=True)
+    pl.wait(f"Forbidding insecure connection to/from {W}")
+    wl = LogView(w, from_start=True)
+    # Waddle saw the stream error: a log line with the peer's condition ...
+    line = wl.wait("not-authorized", timeout=5)
+    assert P in line or "prosody" in line or "127.0.0.1" in line, line
+    # ... and its text
+    wl.wait("certificate is not valid for this name", timeout=5)
+    wl.absent("closing with unsupported-stanza-type")
