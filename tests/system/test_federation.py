@@ -653,3 +653,38 @@ def test_direct_tls_srv_record_is_used_first(fed):
     run(body)
     wait_log(b, r"listening for servers on .* port 5270 \(direct TLS\)")
     wait_log(a, r"s2s a\.test -> b\.test: authenticated with SASL EXTERNAL")
+
+
+def test_bandwidth_limit_slows_reading_without_losing_stanzas(fed, pki):
+    """With a total S2S read budget of 4000 bytes/s, ~24 kB sent at once by a peer take at
+    least ~4 s to be read, and every message is still delivered, in order (backpressure,
+    not loss)."""
+    b = fed.server(B, dns="a", users=("bob",),
+                   s2s={"bandwidth_limit": 4000, "stanza_rate": 0})
+    fed.start()
+    cert, key = pki.cert(A)
+    padding = "x" * 500
+    burst = "".join(message_xml("sender@a.test/raw", BOB, f"bw {i} {padding}", f"bw-{i}")
+                    for i in range(40))
+    assert len(burst) > 20000
+
+    async def body():
+        bob = await login(b, BOB_R, PASSWORD)
+        raw = RawS2s(b.ip, A, B, cert, key, pki.ca.cert, timeout=30)
+        try:
+            await asyncio.to_thread(raw.authenticate)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            raw.send(burst)
+            arrived = []
+            for i in range(40):
+                m = await bob.messages.get(lambda m: m["id"].startswith("bw-"), 30,
+                                           what=f"message {i} of the burst at bob")
+                arrived.append(m["id"])
+            elapsed = loop.time() - t0
+        finally:
+            raw.close()
+        # (24 kB - one second of burst) / 4000 B/s: at least ~4 s; allow slack below.
+        assert elapsed >= 3.0, f"40 messages arrived in {elapsed:.2f}s: no backpressure"
+        assert arrived == [f"bw-{i}" for i in range(40)], arrived
+    run(body, timeout=90)
