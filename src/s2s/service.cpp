@@ -561,6 +561,16 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
           "Federation with " + to->domain() + " is not allowed by this server's policy");
     if (!router.is_local(from->domain())) return;  // never relay for other domains
     auto key = std::make_pair(from->domain(), to->domain());
+    if (!links.contains(key)) {
+      // One stream per (local, remote) pair; max_connections_per_domain caps how many of
+      // them one remote domain gets (several local domains, e.g. virtual hosts).
+      std::size_t to_remote = 0;
+      for (const auto& [k, l] : links) to_remote += k.second == key.second;
+      if (to_remote >= config.s2s.max_connections_per_domain)
+        return router.bounce(
+            stanza, StanzaError::kResourceConstraint,
+            "Too many connections to " + to->domain() + " (max_connections_per_domain)");
+    }
     auto& link = links[key];
     if (!link) link = std::make_shared<Link>(*this, key.first, key.second);
     if (link->state == Link::State::kReady && link->out.stream && !link->out.stream->closed()) {

@@ -688,3 +688,29 @@ def test_bandwidth_limit_slows_reading_without_losing_stanzas(fed, pki):
         assert elapsed >= 3.0, f"40 messages arrived in {elapsed:.2f}s: no backpressure"
         assert arrived == [f"bw-{i}" for i in range(40)], arrived
     run(body, timeout=90)
+
+
+def test_max_connections_per_domain_caps_streams_to_one_remote_domain(fed):
+    """a serves a.test and a2.test with max_connections_per_domain = 1: a.test's stream to
+    b.test is the one allowed; a2.test's stanzas to b.test are bounced with
+    resource-constraint naming the limit, instead of opening a second stream."""
+    a = fed.server(A, dns="srv", users=("alice",),
+                   overrides={"server": {"domains": [A, "a2.test"]}},
+                   s2s={"max_connections_per_domain": 1})
+    b = fed.server(B, dns="a", users=("bob",))
+    a.adduser("carol@a2.test", PASSWORD)
+    fed.start()
+
+    async def body():
+        alice = await login(a, ALICE_R, PASSWORD)
+        carol = await login(a, "carol@a2.test/x", PASSWORD)
+        bob = await login(b, BOB_R, PASSWORD)
+        send(alice, BOB, "first stream", "mc-1")
+        await bob.messages.get(lambda m: m["id"] == "mc-1", 15, what="mc-1 at bob")
+        send(carol, BOB, "would need a second stream", "mc-2")
+        err = await expect_error(carol, "mc-2")
+        assert error_condition(err) == "resource-constraint", str(err)
+        assert "max_connections_per_domain" in error_text(err), error_text(err)
+        send(alice, BOB, "first stream still works", "mc-3")
+        await bob.messages.get(lambda m: m["id"] == "mc-3", 15, what="mc-3 at bob")
+    run(body)
