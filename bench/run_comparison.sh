@@ -1,0 +1,34 @@
+#!/bin/sh
+# Runs bench/s2s_load.py against Waddle, Prosody and ejabberd, one after another (never
+# concurrently: they would compete for the same 2 cores), and prints a table.
+#   bench/run_comparison.sh [extra s2s_load.py options, e.g. --messages 20000 --rounds 3]
+# Results (one JSON object per server) go to $OUT (default bench/results-DATE.jsonl).
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+PY=/usr/bin/python3
+OUT=${OUT:-$HERE/results-$(date +%Y%m%d-%H%M%S).jsonl}
+: > "$OUT"
+status=0
+for server in waddle prosody ejabberd; do
+    # each run is bounded: per-round time limit inside the tool, plus a hard cap here
+    timeout 900 "$PY" "$HERE/s2s_load.py" "$server" --json "$OUT" "$@" || status=1
+done
+"$PY" - "$OUT" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print()
+print(f"{'server':<10} {'version':<24} {'N':>7} {'µs CPU/msg':>11} {'msgs/s':>9} "
+      f"{'srv util':>8} {'RSS before':>11} {'RSS after':>10}  note")
+for r in rows:
+    if "error" in r:
+        print(f"{r['server']:<10} FAILED: {r['error'].splitlines()[0][:100]}")
+        continue
+    note = "" if r["complete"] else "INCOMPLETE (time limit)"
+    if r.get("s2s_stream_errors"):
+        note += f" stream errors {r['s2s_stream_errors']}"
+    print(f"{r['server']:<10} {r['version'][:24]:<24} {r['messages']:>7} "
+          f"{r['us_per_msg_stat']:>11.1f} {r['msgs_per_s']:>9.0f} {r['server_cpu_util']:>8.2f} "
+          f"{r['rss_kib_before'] / 1024:>8.1f} MiB {r['rss_kib_after'] / 1024:>6.1f} MiB  {note}")
+print(f"\n(median of rounds; µs CPU/msg = server utime+stime / messages; raw data: {sys.argv[1]})")
+PYEOF
+exit $status

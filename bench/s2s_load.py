@@ -1,0 +1,433 @@
+#!/usr/bin/python3
+"""Federated-message load benchmark: server CPU per inbound S2S message.
+
+The tool plays a remote server "load.test". It starts one server under test (Waddle,
+Prosody or ejabberd) on a leased loopback address with a private CA (the harness of
+tests/interop), logs a raw c2s reader in as user@DOMAIN (online, initial presence), opens a
+raw S2S stream to the server (TCP, STARTTLS, SASL EXTERNAL with a CA-issued certificate for
+load.test) and pipelines N chat messages to user@DOMAIN as fast as TCP lets it. It measures
+the wall time until the reader has received all N, and the server process's CPU time over
+the same window:
+
+  - utime+stime from /proc/PID/stat (clock ticks, 10 ms resolution), and
+  - the sum of /proc/PID/task/*/schedstat run times (ns, threads alive at both ends),
+
+giving microseconds of server CPU per message, messages per second, and VmRSS before and
+after. The load generator's own CPU (getrusage) is reported too: if it is close to the wall
+time, the generator, not the server, set the pace.
+
+Every loop is bounded by a count and a deadline; only processes started here are stopped,
+by PID (harness.py). Stdlib only; run with /usr/bin/python3 as root (the harness needs
+unshare/mount for Prosody and ejabberd, runuser for ejabberd).
+
+    /usr/bin/python3 bench/s2s_load.py waddle   [--messages 20000] [--rounds 3]
+    /usr/bin/python3 bench/s2s_load.py prosody
+    /usr/bin/python3 bench/s2s_load.py ejabberd
+    ... --json results.jsonl   (appends one JSON object per server)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "interop"))
+sys.path.insert(0, str(REPO / "tests" / "system"))
+
+import harness  # noqa: E402  (tests/interop/harness.py)
+from rawxmpp import NS_SASL, NS_TLS, RawXmpp, stream_header, tag  # noqa: E402
+
+LOCAL = "load.test"
+USER = "user"
+NS_SERVER = "jabber:server"
+MARK = b"ZqXbench"  # appears once per benchmark message body; the reader counts it
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- raw S2S
+
+
+class LoadS2s(RawXmpp):
+    """A raw S2S stream LOCAL -> remote authenticated with SASL EXTERNAL (as in
+    tests/system/federation.py RawS2s), whose socket is then used for bulk writes."""
+
+    def __init__(self, ip: str, remote: str, cert: Path, key: Path, ca_file: Path,
+                 port: int = harness.S2S_PORT, timeout: float = 10.0):
+        self._cert, self._key, self._ca = cert, key, ca_file
+        super().__init__(ip, port, domain=remote, timeout=timeout)
+
+    def header(self) -> str:
+        return stream_header(to=self.domain, ns=NS_SERVER,
+                             extra=f" from='{LOCAL}' xmlns:db='jabber:server:dialback'")
+
+    def _wrap_tls(self) -> None:
+        import ssl
+        ctx = ssl.create_default_context(cafile=str(self._ca))
+        ctx.load_cert_chain(str(self._cert), str(self._key))
+        self.sock.settimeout(self.timeout)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.domain)
+        self.tls = True
+
+    def authenticate(self) -> None:
+        features = self.open_stream(self.header())
+        if features.find(tag(NS_TLS, "starttls")) is None:
+            raise RuntimeError(self._describe("no STARTTLS offered"))
+        self.starttls()
+        features = self.open_stream(self.header())
+        mechs = [m.text for m in features.iter(tag(NS_SASL, "mechanism"))]
+        if "EXTERNAL" not in mechs:
+            raise RuntimeError(self._describe(f"SASL EXTERNAL not offered: {mechs}"))
+        authzid = base64.b64encode(LOCAL.encode()).decode()
+        self.send(f"<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{authzid}</auth>")
+        answer = self.next_element()
+        if answer.tag != tag(NS_SASL, "success"):
+            raise RuntimeError(self._describe("SASL EXTERNAL refused"))
+        self.open_stream(self.header())
+
+
+# --------------------------------------------------------------------------- reader
+
+
+class Reader(threading.Thread):
+    """Reads the c2s stream of the online user and counts MARK occurrences (one per
+    benchmark message) without parsing XML, so it is cheap enough not to set the pace."""
+
+    def __init__(self, client: RawXmpp):
+        super().__init__(daemon=True)
+        self.sock = client.sock
+        self.count = 0
+        self.target = 0
+        self.deadline = 0.0
+        self.last_at = 0.0
+        self.error: Optional[BaseException] = None
+        self.done = threading.Event()
+        self.stop_flag = False
+        self.recvs = 0  # reads that returned data (diagnostic: bytes per read)
+        self.bytes = 0
+        self._tail = b""
+
+    def arm(self, target: int, deadline: float) -> None:
+        self.count, self.target, self.deadline = 0, target, deadline
+        self.done.clear()
+
+    def cpu(self) -> float:
+        """CPU seconds of this thread so far (utime+stime of its /proc task)."""
+        if not getattr(self, "tid", None):
+            return 0.0
+        stat = Path(f"/proc/self/task/{self.tid}/stat").read_text()
+        f = stat[stat.rindex(")") + 2:].split()
+        return (int(f[11]) + int(f[12])) / CLK_TCK
+
+    def run(self) -> None:
+        self.tid = threading.get_native_id()
+        self.sock.settimeout(0.2)
+        keep = len(MARK) - 1
+        # recv_into a reused buffer: SSLSocket.recv(256 KiB) allocates (mmap) a fresh
+        # buffer per call, ~100 µs each, which made the reader the bottleneck when the
+        # server writes one small TLS record per stanza.
+        buf = bytearray(262144)
+        view = memoryview(buf)
+        while not self.stop_flag:
+            try:
+                got = self.sock.recv_into(view)
+                chunk = bytes(view[:got])
+            except (socket.timeout, TimeoutError):
+                chunk = None
+            except Exception as e:  # noqa: BLE001 (reported by the caller)
+                self.error = e
+                self.done.set()
+                return
+            if chunk == b"":
+                self.error = ConnectionError("server closed the c2s stream")
+                self.done.set()
+                return
+            if chunk:
+                self.recvs += 1
+                self.bytes += len(chunk)
+                data = self._tail + chunk
+                n = data.count(MARK)
+                if n:
+                    self.count += n
+                    self.last_at = time.monotonic()
+                self._tail = data[-keep:]
+            if self.target and (self.count >= self.target or time.monotonic() > self.deadline):
+                self.done.set()
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def proc_cpu(pid: int) -> tuple[float, float]:
+    """(utime+stime seconds from /proc/PID/stat, sum of thread run time from schedstat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            ns += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return ticks / CLK_TCK, ns / 1e9
+
+
+def proc_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def make_server(kind: str, fed: harness.Federation, domain: str):
+    """A server of `kind` in "cert" mode (trusts the CA, SASL EXTERNAL), logging at info
+    level, without stanza rate limits."""
+    if kind == "waddle":
+        return fed.waddle(domain, "cert", users=[USER], overrides={
+            "server": {"log_level": "info"},
+            "s2s": {"stanza_rate": 0, "bandwidth_limit": 0, "throttle_strikes": 0},
+        })
+    if kind == "prosody":
+        p = fed.prosody(domain, "cert", users=[USER])
+        # The harness logs at debug level (one line per stanza): info for a fair comparison.
+        text = p.config.read_text().replace('levels = { min = "debug" }',
+                                            'levels = { min = "info" }')
+        p.config.write_text(text)
+        return p
+    if kind == "ejabberd":
+        # No shapers are defined (shaper_rules: {}), so neither s2s_in nor c2s is shaped;
+        # max_fsm_queue raised so a pipelined burst cannot overflow a process queue.
+        return fed.ejabberd(domain, "cert", extra_config="max_fsm_queue: 1000000\n")
+    raise SystemExit(f"unknown server {kind!r} (waddle, prosody, ejabberd)")
+
+
+def server_pid(kind: str, server) -> int:
+    pid = server.main_pid()  # beam.smp for ejabberd; prosody/waddle: the process started
+    return pid
+
+
+def version_of(kind: str, server) -> str:
+    try:
+        if kind == "waddle":
+            cp = server.cli("--version", timeout=10)
+            return (cp.stdout or cp.stderr).strip().splitlines()[0]
+        if kind == "prosody":
+            cp = harness._run([harness.PROSODYCTL, "about"], check=False, timeout=30)
+            for line in cp.stdout.splitlines():
+                if line.strip().startswith("Prosody"):
+                    return line.strip()
+            return "prosody"
+        if kind == "ejabberd":
+            cp = server.ctl("status", check=False, timeout=30)
+            for line in cp.stdout.splitlines():
+                if "ejabberd" in line and "running" in line:
+                    words = line.split()
+                    i = words.index("ejabberd") if "ejabberd" in words else 0
+                    return " ".join(words[i:i + 2])
+            return "ejabberd"
+    except Exception:  # noqa: BLE001 (a version string is a nicety)
+        pass
+    return kind
+
+
+# --------------------------------------------------------------------------- load
+
+
+def build_batches(domain: str, n: int, body_size: int, batch: int, start: int = 0) -> list[bytes]:
+    pad = "x" * max(0, body_size - len(MARK) - 8)
+    to = f"{USER}@{domain}"
+    out, cur = [], []
+    for i in range(start, start + n):
+        cur.append(f"<message from='u@{LOCAL}/r' to='{to}' type='chat' id='b{i}'>"
+                   f"<body>{MARK.decode()} {i:07d}{pad}</body></message>")
+        if len(cur) == batch:
+            out.append("".join(cur).encode())
+            cur = []
+    if cur:
+        out.append("".join(cur).encode())
+    return out
+
+
+def send_round(s2s: LoadS2s, reader: Reader, batches: list[bytes], n: int,
+               time_limit: float) -> tuple[float, float, int]:
+    """Sends the batches (bounded by time_limit) and waits for the reader to count n.
+    Returns (t_start, t_end, received)."""
+    t0 = time.monotonic()
+    deadline = t0 + time_limit
+    reader.arm(n, deadline)
+    s2s.sock.settimeout(max(1.0, time_limit))
+    for b in batches:
+        if time.monotonic() > deadline:
+            break
+        s2s.sock.sendall(b)
+    reader.done.wait(max(0.0, deadline - time.monotonic()) + 0.5)
+    end = reader.last_at if reader.count >= n else time.monotonic()
+    return t0, end, reader.count
+
+
+def run_server(kind: str, args) -> dict:
+    root = harness.make_run_root(prefix=f"waddle-bench-{kind}-")
+    ca = harness.PrivateCA(root / "ca")
+    fed = harness.Federation(root / "fed", ca)
+    domain = f"{kind}.test"
+    result: dict = {"server": kind, "messages": args.messages, "body_size": args.body_size}
+    client = s2s = reader = None
+    try:
+        server = make_server(kind, fed, domain)
+        fed.start()
+        if kind == "ejabberd":
+            server.register(USER)
+        pid = server_pid(kind, server)
+        result["version"] = version_of(kind, server)
+        result["pid_comm"] = Path(f"/proc/{pid}/comm").read_text().strip()
+        load_cert = ca.issue(LOCAL)
+
+        client = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
+        client.login(USER, harness.PASSWORD, resource="bench")
+        client.send("<presence/>")
+        time.sleep(0.3)
+        client.drain()
+        reader = Reader(client)
+        reader.start()
+
+        s2s = LoadS2s(server.ip, domain, load_cert.cert, load_cert.key, ca.cert, timeout=15)
+        s2s.authenticate()
+
+        # Warm-up: link set up, caches and allocators primed; not measured.
+        warm = build_batches(domain, args.warmup, args.body_size, args.batch, start=0)
+        _, _, got = send_round(s2s, reader, warm, args.warmup, args.time_limit)
+        if got < args.warmup:
+            raise RuntimeError(f"warm-up: only {got}/{args.warmup} messages arrived"
+                               f"{'; reader: ' + repr(reader.error) if reader.error else ''}"
+                               f"\n{server.log_tail(30)}")
+
+        rounds = []
+        for r in range(args.rounds):
+            batches = build_batches(domain, args.messages, args.body_size, args.batch,
+                                    start=(r + 1) * 10_000_000)
+            rss0 = proc_rss_kib(pid)
+            tick0, sched0 = proc_cpu(pid)
+            me0 = self_cpu()
+            recvs0, bytes0, rcpu0 = reader.recvs, reader.bytes, reader.cpu()
+            t0, t1, got = send_round(s2s, reader, batches, args.messages, args.time_limit)
+            tick1, sched1 = proc_cpu(pid)
+            me1 = self_cpu()
+            rcpu1 = reader.cpu()
+            rss1 = proc_rss_kib(pid)
+            wall = max(t1 - t0, 1e-9)
+            n = max(got, 1)
+            rd = {
+                "round": r + 1, "sent_target": args.messages, "received": got,
+                "complete": got >= args.messages, "wall_s": round(wall, 4),
+                "msgs_per_s": round(got / wall, 1),
+                "cpu_s_stat": round(tick1 - tick0, 3),
+                "cpu_s_sched": round(sched1 - sched0, 4),
+                "us_per_msg_stat": round((tick1 - tick0) / n * 1e6, 2),
+                "us_per_msg_sched": round((sched1 - sched0) / n * 1e6, 2),
+                "server_cpu_util": round((sched1 - sched0) / wall, 2),
+                "loadgen_cpu_s": round(me1 - me0, 3),
+                "reader_cpu_s": round(rcpu1 - rcpu0, 3),
+                "reader_reads": reader.recvs - recvs0,
+                "reader_bytes": reader.bytes - bytes0,
+                "rss_kib_before": rss0, "rss_kib_after": rss1,
+            }
+            rounds.append(rd)
+            print(f"  {kind} round {r + 1}: {got}/{args.messages} in {wall:.3f}s "
+                  f"= {rd['msgs_per_s']:.0f} msg/s; server CPU {rd['us_per_msg_stat']:.1f} "
+                  f"µs/msg (stat), {rd['us_per_msg_sched']:.1f} µs/msg (schedstat), "
+                  f"util {rd['server_cpu_util']:.2f}; load generator CPU "
+                  f"{rd['loadgen_cpu_s']:.2f}s (reader {rd['reader_cpu_s']:.2f}s, {rd['reader_reads']} reads); RSS {rss0} -> {rss1} KiB", flush=True)
+            if not rd["complete"]:
+                break
+        # Anything the server said on the S2S stream (e.g. a stream error) is worth knowing.
+        s2s.drain()
+        errors = s2s.stream_error_conditions()
+        if errors:
+            result["s2s_stream_errors"] = errors
+        result["rounds"] = rounds
+        done = [x for x in rounds if x["complete"]] or rounds
+        for key in ("us_per_msg_stat", "us_per_msg_sched", "msgs_per_s", "wall_s",
+                    "server_cpu_util", "loadgen_cpu_s"):
+            result[key] = round(statistics.median(x[key] for x in done), 2)
+        result["complete"] = all(x["complete"] for x in rounds)
+        result["rss_kib_before"] = rounds[0]["rss_kib_before"]
+        result["rss_kib_after"] = rounds[-1]["rss_kib_after"]
+        return result
+    finally:
+        if reader is not None:
+            reader.stop_flag = True
+        for c in (s2s, client):
+            if c is not None:
+                c.close()
+        if reader is not None:
+            reader.join(2)
+        try:
+            fed.close()
+        finally:
+            if args.keep:
+                print(f"  run directory kept: {root}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("servers", nargs="+", choices=("waddle", "prosody", "ejabberd"))
+    ap.add_argument("--messages", "-n", type=int, default=20000,
+                    help="messages per measured round (default 20000)")
+    ap.add_argument("--rounds", type=int, default=3, help="measured rounds (median reported)")
+    ap.add_argument("--warmup", type=int, default=2000, help="unmeasured warm-up messages")
+    ap.add_argument("--time-limit", type=float, default=60.0,
+                    help="seconds allowed per round (sending + delivery); default 60")
+    ap.add_argument("--body-size", type=int, default=64, help="body length in characters")
+    ap.add_argument("--batch", type=int, default=64, help="stanzas per write")
+    ap.add_argument("--json", type=Path, help="append one JSON object per server here")
+    ap.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (the harness uses unshare/mount and runuser)", file=sys.stderr)
+        return 2
+    if not (0 < args.messages <= 1_000_000 and 0 < args.rounds <= 20
+            and 0 < args.time_limit <= 600 and 0 <= args.warmup <= 100_000):
+        print("bounds: messages 1..1e6, rounds 1..20, time-limit 0..600 s", file=sys.stderr)
+        return 2
+    rc = 0
+    for kind in args.servers:
+        print(f"== {kind}", flush=True)
+        try:
+            res = run_server(kind, args)
+        except Exception as e:  # noqa: BLE001 (report and go on with the next server)
+            print(f"  {kind} FAILED: {e}", file=sys.stderr, flush=True)
+            res = {"server": kind, "error": str(e)[:2000]}
+            rc = 1
+        res["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        res["nproc"] = os.cpu_count()
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(res) + "\n")
+        elif "error" not in res:
+            print(json.dumps({k: v for k, v in res.items() if k != "rounds"}))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
