@@ -77,7 +77,6 @@ int run_server(const core::Config& config) {
         io, config.metrics.address, config.metrics.port, [&] { return registry.render(); },
         [&] { return !io.stopped(); });
     http->start();
-    spdlog::info("metrics on http://{}:{}/metrics", config.metrics.address, config.metrics.port);
   }
   for (const auto& d : config.server.domains)
     spdlog::info("serving {} (certificate {})", d, tls.describe(d));
