@@ -15,7 +15,8 @@ class ImService;
 }
 namespace waddle::net {
 class Worker;
-}
+class TlsContexts;
+}  // namespace waddle::net
 namespace waddle::metrics {
 struct C2sMetrics;
 }
@@ -29,6 +30,8 @@ struct C2sContext {
   net::Worker& worker;
   boost::asio::ssl::context& tls;
   metrics::C2sMetrics* metrics = nullptr;
+  // Per-domain certificates, for STARTTLS clients that send no SNI (the header's 'to' picks).
+  net::TlsContexts* contexts = nullptr;
 };
 
 // Starts a session on an accepted socket. direct_tls: XEP-0368 port, TLS before the stream.

@@ -14,6 +14,7 @@
 #include "im/im_service.h"
 #include "metrics/metrics.h"
 #include "net/listen.h"
+#include "net/tls.h"
 #include "net/worker.h"
 #include "router/router.h"
 #include "stream/xml_stream.h"
@@ -260,6 +261,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   asio::awaitable<void> starttls() {
     stream_->send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
     co_await stream_->flush();
+    if (ctx_.contexts) stream_->use_tls_context(ctx_.contexts->c2s_for(domain_));
     reset_ = true;
     bool ok = co_await stream_->server_handshake();
     if (!ok) {

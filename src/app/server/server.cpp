@@ -55,7 +55,7 @@ int run_server(const core::Config& config) {
     router.set_remote(&s2s);
     s2s.start();
   }
-  c2s::C2sContext ctx{config, router, im, worker, tls.c2s(), &c2s_metrics};
+  c2s::C2sContext ctx{config, router, im, worker, tls.c2s(), &c2s_metrics, &tls};
 
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   auto add_listeners = [&](std::uint16_t port, bool direct) {
