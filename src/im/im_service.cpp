@@ -12,6 +12,7 @@
 #include "core/jid.h"
 #include "core/version.h"
 #include "im/logic/subscription.h"
+#include "metrics/metrics.h"
 #include "net/listen.h"
 #include "net/worker.h"
 #include "storage/storage.h"
@@ -70,11 +71,12 @@ struct ImService::Impl {
   router::Router& router;
   net::Worker& worker;
   asio::any_io_executor executor;
-  ImStats stats;
+  metrics::C2sMetrics* metrics;
   std::uint64_t push_counter = 0;
 
-  Impl(const core::Config& c, router::Router& r, net::Worker& w, asio::any_io_executor ex)
-      : config(c), router(r), worker(w), executor(std::move(ex)) {}
+  Impl(const core::Config& c, router::Router& r, net::Worker& w, asio::any_io_executor ex,
+       metrics::C2sMetrics* m)
+      : config(c), router(r), worker(w), executor(std::move(ex)), metrics(m) {}
 
   template <class Awaitable>
   void spawn(Awaitable a) {
@@ -227,7 +229,6 @@ struct ImService::Impl {
       co_return;
     }
     for (const auto& el : parsed) s->deliver(el);
-    stats.offline_delivered += parsed.size();
     spdlog::debug("im: delivered {} offline messages to {}", parsed.size(), full.str());
   }
 
@@ -382,7 +383,6 @@ struct ImService::Impl {
         if (to->is_domain()) return router.bounce(stanza, StanzaError::kServiceUnavailable);
         if (!to->is_bare()) {
           if (auto* s = router.find(*to)) {
-            ++stats.messages_delivered;
             return s->deliver(stanza);
           }
           // §8.5.3.2.1: no such resource.
@@ -417,7 +417,6 @@ struct ImService::Impl {
     auto targets = available(bare, true);
     if (!targets.empty()) {
       for (auto* s : targets) s->deliver(stanza);
-      stats.messages_delivered += targets.size();
       return;
     }
     if (type == "headline") return;
@@ -447,7 +446,7 @@ struct ImService::Impl {
                     "The recipient's offline storage is full");
       co_return;
     }
-    ++stats.offline_stored;
+    if (metrics) metrics->offline_message_stored();
     // A resource may have become available while we were storing.
     for (auto* s : available(bare, true)) {
       if (s->priority >= 0) co_await deliver_offline(s->jid());
@@ -632,8 +631,8 @@ struct ImService::Impl {
 };
 
 ImService::ImService(const core::Config& config, router::Router& router, net::Worker& worker,
-                     asio::any_io_executor executor)
-    : impl_(std::make_unique<Impl>(config, router, worker, std::move(executor))) {}
+                     asio::any_io_executor executor, metrics::C2sMetrics* metrics)
+    : impl_(std::make_unique<Impl>(config, router, worker, std::move(executor), metrics)) {}
 
 ImService::~ImService() = default;
 
@@ -645,9 +644,6 @@ void ImService::to_local(Element stanza) {
 }
 void ImService::session_ended(router::LocalSession& s) {
   impl_->session_ended(s);
-}
-const ImStats& ImService::stats() const {
-  return impl_->stats;
 }
 
 }  // namespace waddle::im

@@ -14,19 +14,16 @@
 namespace waddle::net {
 class Worker;
 }
+namespace waddle::metrics {
+struct C2sMetrics;
+}
 
 namespace waddle::im {
-
-struct ImStats {
-  std::uint64_t messages_delivered = 0;
-  std::uint64_t offline_stored = 0;
-  std::uint64_t offline_delivered = 0;
-};
 
 class ImService : public router::LocalHandler {
  public:
   ImService(const core::Config& config, router::Router& router, net::Worker& worker,
-            boost::asio::any_io_executor executor);
+            boost::asio::any_io_executor executor, metrics::C2sMetrics* metrics = nullptr);
   ~ImService() override;
 
   // A stanza sent by a bound local session; 'from' is its full JID (stamped). Handles the
@@ -38,8 +35,6 @@ class ImService : public router::LocalHandler {
   // Called when a bound session goes away, before it leaves the router: unavailable
   // presence is broadcast for it if it was available.
   void session_ended(router::LocalSession& session);
-
-  const ImStats& stats() const;
 
  private:
   struct Impl;

@@ -23,16 +23,6 @@ struct S2sMetrics;
 
 namespace waddle::s2s {
 
-// One line per stream for operators (logs, `check s2s`).
-struct StreamInfo {
-  std::string direction;  // "in" / "out"
-  std::string local;
-  std::string remote;
-  std::string tls;   // "TLSv1.3 TLS_AES_256_GCM_SHA384"
-  std::string auth;  // "SASL EXTERNAL", "dialback", "" (not yet)
-  bool peer_certificate_valid = false;
-};
-
 struct CheckReport;
 
 class S2sService : public router::RemoteDelivery {
@@ -51,7 +41,6 @@ class S2sService : public router::RemoteDelivery {
 
   void send(xml::Element stanza) override;
 
-  std::vector<StreamInfo> streams() const;
   std::size_t live_streams() const;
 
  private:

@@ -777,8 +777,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     std::set<std::pair<std::string, std::string>> pairs;  // (local, remote) authenticated
     bool closing = false;
     bool cert_valid_for_peer = false;
-    bool direct_tls = false;  // XEP-0368 port: TLS first
-    Clock::time_point last_rx = Clock::now();
+    bool direct_tls = false;     // XEP-0368 port: TLS first
     Clock::duration pause{};     // set when the peer's domain is over its stanza rate
     std::string counted_domain;  // the domain this stream counts for in the metrics
     Inbound(Impl& i, std::shared_ptr<stream::XmlStream> st) : impl(i), s(st), reader(st) {}
@@ -838,7 +837,6 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
           if (in->reader.error) in->close_with(*in->reader.error);
           break;
         }
-        in->last_rx = Clock::now();
         co_await on_inbound(in, std::move(*ev));
         // Backpressure, never loss: a domain over its stanza rate, or all S2S traffic over
         // the bandwidth limit, is simply read more slowly.
@@ -1216,18 +1214,6 @@ void S2sService::reload(const core::Config& config) {
   }
   spdlog::info("s2s: policy is now {} ({} allowed, {} blocked)", config.s2s.policy,
                config.s2s.allowed_domains.size(), config.s2s.blocked_domains.size());
-}
-
-std::vector<StreamInfo> S2sService::streams() const {
-  std::vector<StreamInfo> out;
-  for (const auto& [k, link] : impl_->links)
-    if (link->out.stream && !link->out.stream->closed())
-      out.push_back({"out", k.first, k.second, link->out.stream->tls_description(), link->out.auth,
-                     link->out.cert_valid});
-  for (const auto& in : impl_->inbound)
-    out.push_back(
-        {"in", in->local, in->peer, in->s->tls_description(), in->auth, in->cert_valid_for_peer});
-  return out;
 }
 
 std::size_t S2sService::live_streams() const {

@@ -45,11 +45,11 @@ int run_server(const core::Config& config) {
   asio::io_context io(1);
   net::Worker worker(*storage);
   router::Router router(config.server.domains);
-  im::ImService im(config, router, worker, io.get_executor());
-  router.set_local_handler(&im);
   metrics::Registry registry;
   metrics::S2sMetrics s2s_metrics(registry, config.metrics.max_domains);
   metrics::C2sMetrics c2s_metrics(registry);
+  im::ImService im(config, router, worker, io.get_executor(), &c2s_metrics);
+  router.set_local_handler(&im);
   s2s::S2sService s2s(config, router, tls, io, &s2s_metrics);
   if (config.s2s.enabled) {
     router.set_remote(&s2s);
