@@ -714,3 +714,27 @@ def test_max_connections_per_domain_caps_streams_to_one_remote_domain(fed):
         send(alice, BOB, "first stream still works", "mc-3")
         await bob.messages.get(lambda m: m["id"] == "mc-3", 15, what="mc-3 at bob")
     run(body)
+
+
+def test_connection_rate_refuses_excess_new_streams_from_one_domain(fed, pki):
+    """connection_rate = 2 per minute: a third new stream from a.test within the minute gets
+    the stream error policy-violation, while c.test can still connect."""
+    b = fed.server(B, dns="a", users=("bob",), s2s={"connection_rate": 2})
+    fed.start()
+    opened = []
+    try:
+        for _ in range(2):
+            raw = RawS2s(b.ip, A, B, *pki.cert(A), pki.ca.cert)
+            opened.append(raw)
+            raw.authenticate()
+        third = RawS2s(b.ip, A, B, *pki.cert(A), pki.ca.cert)
+        opened.append(third)
+        third.send(third.header())
+        third.assert_stream_error("policy-violation", 10)
+        other = RawS2s(b.ip, C, B, *pki.cert(C), pki.ca.cert)
+        opened.append(other)
+        other.authenticate()
+    finally:
+        for raw in opened:
+            raw.close()
+    wait_log(b, r"s2s a\.test: rate_limit error: too many new connections")
