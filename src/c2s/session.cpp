@@ -175,10 +175,10 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   void on_stream_open(const xml::StreamEvent& ev) {
     const Element& h = ev.element;
     auto to = core::nameprep_domain(h.attr("to"));
-    if (to && ctx_.router.is_local(*to)) domain_ = *to;
+    if (to && ctx_.router.is_user_domain(*to)) domain_ = *to;
     if (!h.is("stream", xml::ns::kStream) || ev.default_ns != xml::ns::kClient)
       return close_with(StreamError::kInvalidNamespace);
-    if (!to || !ctx_.router.is_local(*to)) return close_with(StreamError::kHostUnknown);
+    if (!to || !ctx_.router.is_user_domain(*to)) return close_with(StreamError::kHostUnknown);
     if (!version_ok(h.attr("version"))) return close_with(StreamError::kUnsupportedVersion);
     if (header_sent_ && !restart_expected_) return close_with(StreamError::kInvalidXml);
     restart_expected_ = false;

@@ -625,6 +625,32 @@ void read_metrics(Reader& r, const toml::table& t, MetricsConfig& c) {
   s.integer("max_domains", 1, 100'000, c.max_domains);
 }
 
+void read_muc(Reader& r, const toml::table& t, MucConfig& c) {
+  Section s(r, t, "muc",
+            {"enabled", "subdomain", "room_creation", "max_occupants", "history_size",
+             "require_credential", "verify_with_home_server", "verify_timeout"});
+  s.boolean("enabled", c.enabled);
+  s.string("subdomain", c.subdomain, /*allow_empty=*/false);
+  if (auto label = nameprep_domain(c.subdomain);
+      !label || label->find('.') != std::string::npos || *label != c.subdomain) {
+    r.fail(s.where("subdomain"), "muc.subdomain",
+           fmt::format("expected one lowercase DNS label, got {}", quote(c.subdomain)));
+  }
+  s.choice("room_creation", {"local", "anyone"}, c.room_creation);
+  s.integer("max_occupants", 1, 100'000, c.max_occupants);
+  s.integer("history_size", 0, 1000, c.history_size);
+  s.boolean("require_credential", c.require_credential);
+  s.boolean("verify_with_home_server", c.verify_with_home_server);
+  s.duration("verify_timeout", c.verify_timeout);
+}
+
+void read_identity(Reader& r, const toml::table& t, IdentityConfig& c) {
+  Section s(r, t, "identity", {"enabled", "credential_lifetime", "key_file"});
+  s.boolean("enabled", c.enabled);
+  s.duration("credential_lifetime", c.credential_lifetime);
+  s.string("key_file", c.key_file);
+}
+
 // Listeners that would collide at bind time are reported here, with the key that set them.
 void check_ports(const Reader& r, const Config& c) {
   if (c.c2s.enabled && c.c2s.direct_tls_port == c.c2s.port) {
@@ -663,6 +689,25 @@ void check_ports(const Reader& r, const Config& c) {
 
 }  // namespace
 
+std::string Config::identity_key_path() const {
+  if (!identity.key_file.empty()) return identity.key_file;
+  return (std::filesystem::path(server.data_dir) / "identity.key").string();
+}
+
+std::string Config::muc_domain(const std::string& domain) const {
+  if (!muc.enabled) return {};
+  return muc.subdomain + "." + domain;
+}
+
+std::vector<std::string> Config::hosted_domains() const {
+  std::vector<std::string> out = server.domains;
+  for (const auto& d : server.domains) {
+    auto m = muc_domain(d);
+    if (!m.empty() && std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+  }
+  return out;
+}
+
 std::string Config::storage_path() const {
   if (!storage.path.empty()) return storage.path;
   return (std::filesystem::path(server.data_dir) / "waddle.db").string();
@@ -682,7 +727,8 @@ Config parse_config(std::string_view text, const std::string& name) {
 
   Reader r(name);
   Config c;
-  Section s(r, root, "", {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics"});
+  Section s(r, root, "",
+            {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity"});
   if (const auto* t = s.table("server")) read_server(r, *t, c.server);
   if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
   if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
@@ -690,7 +736,17 @@ Config parse_config(std::string_view text, const std::string& name) {
   if (const auto* t = s.table("s2s")) read_s2s(r, *t, c.s2s);
   if (const auto* t = s.table("dns")) read_dns(r, *t, c.dns);
   if (const auto* t = s.table("metrics")) read_metrics(r, *t, c.metrics);
+  if (const auto* t = s.table("muc")) read_muc(r, *t, c.muc);
+  if (const auto* t = s.table("identity")) read_identity(r, *t, c.identity);
   check_ports(r, c);
+  for (const auto& d : c.server.domains) {
+    auto m = c.muc_domain(d);
+    if (!m.empty() &&
+        std::find(c.server.domains.begin(), c.server.domains.end(), m) != c.server.domains.end()) {
+      r.fail_at({"muc.subdomain", "server.domains"},
+                fmt::format("the room service {} is also listed in server.domains", quote(m)));
+    }
+  }
   return c;
 }
 

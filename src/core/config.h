@@ -107,6 +107,27 @@ struct DnsConfig {
   std::vector<std::string> nameservers;  // "127.0.0.53" or "127.0.0.53:5353"; empty = system
 };
 
+// Multi-user chat (XEP-0045): one room service per served domain, at "<subdomain>.<domain>".
+struct MucConfig {
+  bool enabled = true;
+  std::string subdomain = "conference";
+  std::string room_creation = "local";  // "local" (users of this server) or "anyone"
+  std::uint32_t max_occupants = 200;    // default per room
+  std::uint32_t history_size = 20;      // groupchat messages replayed to joining occupants
+  // Federated identity (spec "Identity Verification"): remote users joining a local room must
+  // present a credential signed by their home server; optionally confirmed with it over S2S.
+  bool require_credential = false;
+  bool verify_with_home_server = true;
+  Duration verify_timeout{std::chrono::seconds(10)};
+};
+
+// Federated credentials this server issues for its own users ("home server mode").
+struct IdentityConfig {
+  bool enabled = true;  // issue credentials, answer verify
+  Duration credential_lifetime{std::chrono::hours(24)};
+  std::string key_file;  // Ed25519 key; empty = data_dir/identity.key
+};
+
 struct Config {
   std::string source;  // file the config came from; empty = embedded default
   ServerConfig server;
@@ -116,8 +137,15 @@ struct Config {
   S2sConfig s2s;
   DnsConfig dns;
   MetricsConfig metrics;
+  MucConfig muc;
+  IdentityConfig identity;
 
   std::string storage_path() const;  // resolved sqlite path
+  std::string identity_key_path() const;
+  // The room service domain of a served domain ("conference.example.org"); empty when off.
+  std::string muc_domain(const std::string& domain) const;
+  // Every domain this server answers for: server.domains, then their room services.
+  std::vector<std::string> hosted_domains() const;
 };
 
 // Thrown by load_config; what() reads "FILE:LINE:COL: KEY: problem".

@@ -11,6 +11,7 @@
 
 #include "core/jid.h"
 #include "core/version.h"
+#include "identity/credential.h"
 #include "im/logic/subscription.h"
 #include "metrics/metrics.h"
 #include "net/listen.h"
@@ -30,6 +31,8 @@ namespace {
 
 const std::string kClientNs(xml::ns::kClient);
 const std::string kRosterNs(xml::ns::kRoster);
+const std::string kIdentityNs = "urn:waddle:identity";
+constexpr std::string_view kMucNs = "http://jabber.org/protocol/muc";
 
 bool is_subscription_type(std::string_view t) {
   return t == "subscribe" || t == "subscribed" || t == "unsubscribe" || t == "unsubscribed";
@@ -72,11 +75,12 @@ struct ImService::Impl {
   net::Worker& worker;
   asio::any_io_executor executor;
   metrics::C2sMetrics* metrics;
+  const identity::SigningKey* key;
   std::uint64_t push_counter = 0;
 
   Impl(const core::Config& c, router::Router& r, net::Worker& w, asio::any_io_executor ex,
-       metrics::C2sMetrics* m)
-      : config(c), router(r), worker(w), executor(std::move(ex)), metrics(m) {}
+       metrics::C2sMetrics* m, const identity::SigningKey* k)
+      : config(c), router(r), worker(w), executor(std::move(ex)), metrics(m), key(k) {}
 
   template <class Awaitable>
   void spawn(Awaitable a) {
@@ -124,6 +128,13 @@ struct ImService::Impl {
     if (!to) return router.bounce(stanza, StanzaError::kJidMalformed);
     if (is_subscription_type(type))
       return spawn(outbound_subscription(std::move(stanza), from, *to));
+    if (type.empty() && key && !router.is_local(to->domain()) && stanza.child("x", kMucNs) &&
+        !stanza.child("credential", kIdentityNs)) {
+      // Joining a room on another server: vouch for the user with a federated credential
+      // (spec "Identity Verification"), bound to that room service.
+      stanza.add_child("credential", kIdentityNs)
+          .add_text(issue_credential(from.bare(), to->domain()));
+    }
     if (type.empty() || type == "unavailable") {
       // Directed presence (§4.6): remember who got it so they learn when we go away.
       if (auto* s = router.find(from)) {
@@ -477,6 +488,7 @@ struct ImService::Impl {
     if (server) {
       features.insert(features.end(), {xml::ns::kPing, xml::ns::kVersion, xml::ns::kOffline});
       if (config.c2s.allow_registration) features.push_back(xml::ns::kRegister);
+      if (key) features.push_back(kIdentityNs);
     }
     for (auto f : features)
       q.add_child("feature", std::string(xml::ns::kDiscoInfo)).set_attr("var", f);
@@ -490,10 +502,18 @@ struct ImService::Impl {
     if (type == "get" && q) {
       if (q->is("query", xml::ns::kDiscoInfo)) return router.route(disco_info_result(iq, true));
       if (q->is("query", xml::ns::kDiscoItems)) {
+        // The room service of this domain, so that clients find where to create rooms.
         Element r = xml::make_iq_result(iq);
-        r.add_child("query", std::string(xml::ns::kDiscoItems));
+        auto& items = r.add_child("query", std::string(xml::ns::kDiscoItems));
+        auto to = Jid::parse(iq.attr("to"));
+        if (auto muc = to ? config.muc_domain(to->domain()) : std::string(); !muc.empty()) {
+          items.add_child("item", std::string(xml::ns::kDiscoItems))
+              .set_attr("jid", muc)
+              .set_attr("name", "Chatrooms");
+        }
         return router.route(std::move(r));
       }
+      if (key && q->ns() == kIdentityNs) return identity_iq(std::move(iq), *q);
       if (q->is("ping", xml::ns::kPing)) return router.route(xml::make_iq_result(iq));
       if (q->is("query", xml::ns::kVersion)) {
         Element r = xml::make_iq_result(iq);
@@ -504,6 +524,86 @@ struct ImService::Impl {
       }
     }
     router.bounce(iq, StanzaError::kServiceUnavailable);
+  }
+
+  // ------------------------------------------------------------ federated identity
+  std::string issue_credential(const Jid& user, const std::string& audience) {
+    identity::Claims c;
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    c.issuer = user.domain();
+    c.subject = user.bare_str();
+    c.audience = audience;
+    c.issued_at = now;
+    c.expires_at =
+        now + std::chrono::duration_cast<std::chrono::seconds>(config.identity.credential_lifetime)
+                  .count();
+    return identity::issue(*key, c);
+  }
+
+  // The home server's side of urn:waddle:identity: <key/> (anyone: the public key),
+  // <credential/> (its own users: a fresh credential), <verify/> (anyone: is this credential
+  // ours, valid, and its user still an account here?).
+  void identity_iq(Element iq, const Element& q) {
+    auto from = Jid::parse(iq.attr("from"));
+    auto to = Jid::parse(iq.attr("to"));
+    if (!from || !to) return;
+    if (q.name() == "key") {
+      Element r = xml::make_iq_result(iq);
+      r.add_child("key", kIdentityNs)
+          .set_attr("algorithm", "Ed25519")
+          .set_attr("id", key->key_id())
+          .add_text(key->public_key_b64());
+      return router.route(std::move(r));
+    }
+    if (q.name() == "credential") {
+      if (from->domain() != to->domain() || from->local().empty())
+        return router.bounce(iq, StanzaError::kForbidden,
+                             "Credentials are issued to this server's own users");
+      std::string audience(q.attr("audience"));
+      Element r = xml::make_iq_result(iq);
+      r.add_child("credential", kIdentityNs).add_text(issue_credential(from->bare(), audience));
+      return router.route(std::move(r));
+    }
+    if (q.name() == "verify") return spawn(verify_credential(std::move(iq)));
+    router.bounce(iq, StanzaError::kFeatureNotImplemented);
+  }
+
+  asio::awaitable<void> verify_credential(Element iq) {
+    const Element* q = iq.first_child();
+    auto user = Jid::parse(q->child_text("jid", kIdentityNs));
+    const std::string token = q->child_text("credential", kIdentityNs);
+    auto to = Jid::parse(iq.attr("to"));
+    if (!user || !user->is_bare() || user->local().empty() || token.empty() || !to) {
+      router.bounce(iq, StanzaError::kBadRequest, "Expected <jid/> and <credential/>");
+      co_return;
+    }
+    if (user->domain() != to->domain()) {
+      router.bounce(iq, StanzaError::kNotAuthorized,
+                    user->domain() + " is not this server's domain");
+      co_return;
+    }
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    auto result =
+        identity::verify(token, key->public_key(), to->domain(), user->bare_str(), "", now);
+    if (result.verdict != identity::Verdict::kValid) {
+      router.bounce(iq, StanzaError::kNotAuthorized, identity::describe(result.verdict));
+      co_return;
+    }
+    bool exists = co_await account_exists(*user);
+    if (!exists) {
+      router.bounce(iq, StanzaError::kNotAuthorized, "No such account");
+      co_return;
+    }
+    Element r = xml::make_iq_result(iq);
+    auto& id = r.add_child("identity", kIdentityNs);
+    id.set_attr("jid", user->bare_str());
+    id.set_attr("expires", std::to_string(result.claims.expires_at));
+    if (!result.claims.did.empty()) id.set_attr("did", result.claims.did);
+    router.route(std::move(r));
   }
 
   // An IQ to another account's bare JID: the server answers on its behalf (§8.5.2.1.3).
@@ -631,8 +731,10 @@ struct ImService::Impl {
 };
 
 ImService::ImService(const core::Config& config, router::Router& router, net::Worker& worker,
-                     asio::any_io_executor executor, metrics::C2sMetrics* metrics)
-    : impl_(std::make_unique<Impl>(config, router, worker, std::move(executor), metrics)) {}
+                     asio::any_io_executor executor, metrics::C2sMetrics* metrics,
+                     const identity::SigningKey* identity_key)
+    : impl_(std::make_unique<Impl>(config, router, worker, std::move(executor), metrics,
+                                   identity_key)) {}
 
 ImService::~ImService() = default;
 

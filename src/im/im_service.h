@@ -1,6 +1,7 @@
 // Local IM (RFC 6121): roster, presence and subscriptions, message delivery rules (§8),
 // offline messages (XEP-0160), and the server's own IQs: disco (XEP-0030), ping
-// (XEP-0199), version (XEP-0092).
+// (XEP-0199), version (XEP-0092), and the home-server side of federated identity
+// (urn:waddle:identity: issuing credentials, publishing the key, confirming credentials).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -17,13 +18,17 @@ class Worker;
 namespace waddle::metrics {
 struct C2sMetrics;
 }
+namespace waddle::identity {
+class SigningKey;
+}
 
 namespace waddle::im {
 
 class ImService : public router::LocalHandler {
  public:
   ImService(const core::Config& config, router::Router& router, net::Worker& worker,
-            boost::asio::any_io_executor executor, metrics::C2sMetrics* metrics = nullptr);
+            boost::asio::any_io_executor executor, metrics::C2sMetrics* metrics = nullptr,
+            const identity::SigningKey* identity_key = nullptr);
   ~ImService() override;
 
   // A stanza sent by a bound local session; 'from' is its full JID (stamped). Handles the

@@ -422,4 +422,20 @@ C2sMetrics::C2sMetrics(Registry& r)
                                        .help = "Messages stored for offline delivery."})
                          .get({})) {}
 
+MucMetrics::MucMetrics(Registry& r)
+    : occupants(r.gauge_family({.name = "waddle_muc_occupants",
+                                .help = "Occupants of chat rooms by where their home server "
+                                        "is (local, or remote over S2S).",
+                                .labels = {"origin"}})),
+      credentials(r.counter_family({.name = "waddle_identity_credentials_checked_total",
+                                    .help = "Federated identity credentials of remote users "
+                                            "checked by the room services.",
+                                    .labels = {"result"}})),
+      rooms(r.gauge_family({.name = "waddle_muc_rooms", .help = "Chat rooms that exist now."})
+                .get({})),
+      occupants_local(occupants.get({"local"})),
+      occupants_remote(occupants.get({"remote"})),
+      credentials_valid(credentials.get({"valid"})),
+      credentials_refused(credentials.get({"refused"})) {}
+
 }  // namespace waddle::metrics

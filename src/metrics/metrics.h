@@ -265,4 +265,18 @@ struct C2sMetrics {
   Counter& offline_stored;    // waddle_offline_messages_stored_total
 };
 
+// Room services (XEP-0045) and federated identity checks; refreshed from the services'
+// counts when /metrics is read.
+struct MucMetrics {
+  explicit MucMetrics(Registry& registry);
+
+  GaugeFamily& occupants;
+  CounterFamily& credentials;
+  Gauge& rooms;                  // waddle_muc_rooms
+  Gauge& occupants_local;        // waddle_muc_occupants{origin="local"}
+  Gauge& occupants_remote;       // waddle_muc_occupants{origin="remote"}
+  Counter& credentials_valid;    // waddle_identity_credentials_checked_total{result="valid"}
+  Counter& credentials_refused;  // waddle_identity_credentials_checked_total{result="refused"}
+};
+
 }  // namespace waddle::metrics

@@ -74,7 +74,7 @@ std::unique_ptr<ssl::context> TlsContexts::make_server_context(const core::CertK
 }
 
 TlsContexts::TlsContexts(const core::Config& config) {
-  const auto& domains = config.server.domains;
+  const auto domains = config.hosted_domains();
   core::CertKey fallback = config.tls.default_cert;
   if (fallback.cert.empty()) {
     auto dir = fs::path(config.server.data_dir) / "certs";

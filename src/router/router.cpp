@@ -9,8 +9,27 @@ namespace waddle::router {
 
 Router::Router(std::vector<std::string> local_domains) : domains_(std::move(local_domains)) {}
 
-bool Router::is_local(std::string_view domain) const {
+bool Router::is_user_domain(std::string_view domain) const {
   return std::find(domains_.begin(), domains_.end(), domain) != domains_.end();
+}
+
+bool Router::is_local(std::string_view domain) const {
+  return is_user_domain(domain) || components_.find(domain) != components_.end();
+}
+
+std::vector<std::string> Router::hosted_domains() const {
+  std::vector<std::string> out = domains_;
+  for (const auto& [d, h] : components_) out.push_back(d);
+  return out;
+}
+
+void Router::add_component(std::string domain, LocalHandler* handler) {
+  components_[std::move(domain)] = handler;
+}
+
+LocalHandler* Router::component(std::string_view domain) const {
+  auto it = components_.find(domain);
+  return it == components_.end() ? nullptr : it->second;
 }
 
 void Router::bounce(const xml::Element& stanza, core::StanzaError condition,
@@ -33,7 +52,12 @@ void Router::route(xml::Element stanza) {
     bounce(stanza, core::StanzaError::kJidMalformed);
     return;
   }
-  if (is_local(to->domain())) {
+  if (auto* c = component(to->domain())) {
+    ++stats_.routed_local;
+    c->to_local(std::move(stanza));
+    return;
+  }
+  if (is_user_domain(to->domain())) {
     ++stats_.routed_local;
     if (local_) local_->to_local(std::move(stanza));
     return;

@@ -60,9 +60,17 @@ class Router {
  public:
   explicit Router(std::vector<std::string> local_domains);
 
+  // A domain this server answers for: a user domain or a component (room service).
   bool is_local(std::string_view domain) const;
+  // A domain with user accounts (server.domains); clients may only open streams to these.
+  bool is_user_domain(std::string_view domain) const;
   const std::vector<std::string>& local_domains() const { return domains_; }
+  // Every local domain: user domains, then components.
+  std::vector<std::string> hosted_domains() const;
   void set_local_handler(LocalHandler* h) { local_ = h; }
+  // Stanzas for `domain` and its JIDs go to `handler` (the room service).
+  void add_component(std::string domain, LocalHandler* handler);
+  LocalHandler* component(std::string_view domain) const;
   void set_remote(RemoteDelivery* r) { remote_ = r; }
 
   // Routes a stanza whose 'from' is trustworthy (stamped by the session that received it).
@@ -86,6 +94,7 @@ class Router {
  private:
   std::vector<std::string> domains_;
   LocalHandler* local_ = nullptr;
+  std::map<std::string, LocalHandler*, std::less<>> components_;
   RemoteDelivery* remote_ = nullptr;
   // bare JID string -> resource -> session
   std::map<std::string, std::map<std::string, LocalSession*>, std::less<>> sessions_;

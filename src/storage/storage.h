@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "c2s/sasl/scram.h"
@@ -76,6 +77,13 @@ class Storage {
   virtual std::vector<OfflineMessage> offline_take(const std::string& domain,
                                                    const std::string& username) = 0;
   virtual std::size_t offline_count(const std::string& domain, const std::string& username) = 0;
+
+  // Persistent chat rooms (XEP-0045) of a room service: saved state as text, by room name.
+  virtual void room_put(const std::string& service, const std::string& name,
+                        const std::string& data) = 0;
+  virtual bool room_delete(const std::string& service, const std::string& name) = 0;
+  virtual std::vector<std::pair<std::string, std::string>> room_list(
+      const std::string& service) = 0;
 };
 
 // Opens (creating when needed) the SQLite database at `path` in WAL mode and brings its

@@ -6,12 +6,16 @@
 #include <boost/asio.hpp>
 
 #include <csignal>
+#include <map>
+#include <optional>
 
 #include "c2s/c2s.h"
 #include "core/version.h"
+#include "identity/credential.h"
 #include "im/im_service.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
+#include "muc/service.h"
 #include "net/listen.h"
 #include "net/tls.h"
 #include "net/worker.h"
@@ -37,10 +41,28 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, c2s::C2sContext& ctx,
   }
 }
 
+asio::awaitable<void> store_room(net::Worker& worker, std::string service, std::string name,
+                                 std::string data) {
+  auto job = [service = std::move(service), name = std::move(name),
+              data = std::move(data)](storage::Storage& st) {
+    if (data.empty()) return st.room_delete(service, name);
+    st.room_put(service, name, data);
+    return true;
+  };
+  co_await worker.run(std::move(job));
+}
+
 }  // namespace
 
 int run_server(const core::Config& config) {
   auto storage = storage::open_sqlite(config.storage_path());
+  // Persistent rooms, read before the storage worker owns the database.
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> saved_rooms;
+  for (const auto& d : config.server.domains)
+    if (auto m = config.muc_domain(d); !m.empty()) saved_rooms[m] = storage->room_list(m);
+  std::optional<identity::SigningKey> identity_key;
+  if (config.identity.enabled)
+    identity_key.emplace(identity::SigningKey::load_or_create(config.identity_key_path()));
   net::TlsContexts tls(config);
   asio::io_context io(1);
   net::Worker worker(*storage);
@@ -48,8 +70,38 @@ int run_server(const core::Config& config) {
   metrics::Registry registry;
   metrics::S2sMetrics s2s_metrics(registry, config.metrics.max_domains);
   metrics::C2sMetrics c2s_metrics(registry);
-  im::ImService im(config, router, worker, io.get_executor(), &c2s_metrics);
+  metrics::MucMetrics muc_metrics(registry);
+  im::ImService im(config, router, worker, io.get_executor(), &c2s_metrics,
+                   identity_key ? &*identity_key : nullptr);
   router.set_local_handler(&im);
+
+  // Room services (XEP-0045), one per served domain.
+  std::vector<std::unique_ptr<muc::MucService>> rooms;
+  for (auto& [domain, saved] : saved_rooms) {
+    muc::Env env;
+    env.send = [&router](xml::Element e) { router.route(std::move(e)); };
+    env.now = [] {
+      return std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+          .count();
+    };
+    env.store = [&worker, &io, service = domain](const std::string& room, const std::string& data) {
+      net::spawn_logged(io.get_executor(), store_room(worker, service, room, data), "room storage");
+    };
+    env.after = [&io](std::chrono::milliseconds delay, std::function<void()> fn) {
+      auto timer = std::make_shared<asio::steady_timer>(io, delay);
+      timer->async_wait([timer, fn = std::move(fn)](boost::system::error_code ec) {
+        if (!ec) fn();
+      });
+    };
+    env.is_local_domain = [&router](std::string_view d) { return router.is_user_domain(d); };
+    env.log = [](const std::string& line) { spdlog::info("{}", line); };
+    auto service = std::make_unique<muc::MucService>(config.muc, domain, std::move(env));
+    service->load(saved);
+    router.add_component(domain, service.get());
+    spdlog::info("room service {} ({} persistent rooms)", domain, saved.size());
+    rooms.push_back(std::move(service));
+  }
   s2s::S2sService s2s(config, router, tls, io, &s2s_metrics);
   if (config.s2s.enabled) {
     router.set_remote(&s2s);
@@ -74,11 +126,29 @@ int run_server(const core::Config& config) {
   std::unique_ptr<metrics::HttpServer> http;
   if (config.metrics.enabled) {
     http = std::make_unique<metrics::HttpServer>(
-        io, config.metrics.address, config.metrics.port, [&] { return registry.render(); },
+        io, config.metrics.address, config.metrics.port,
+        [&] {
+          muc::MucStats total;
+          std::uint64_t valid = 0, refused = 0;
+          for (const auto& r : rooms) {
+            auto s = r->stats();
+            total.rooms += s.rooms;
+            total.occupants_local += s.occupants_local;
+            total.occupants_remote += s.occupants_remote;
+            valid += r->credentials_verified();
+            refused += r->credentials_rejected();
+          }
+          muc_metrics.rooms.set(static_cast<double>(total.rooms));
+          muc_metrics.occupants_local.set(static_cast<double>(total.occupants_local));
+          muc_metrics.occupants_remote.set(static_cast<double>(total.occupants_remote));
+          muc_metrics.credentials_valid.inc(valid - muc_metrics.credentials_valid.value());
+          muc_metrics.credentials_refused.inc(refused - muc_metrics.credentials_refused.value());
+          return registry.render();
+        },
         [&] { return !io.stopped(); });
     http->start();
   }
-  for (const auto& d : config.server.domains)
+  for (const auto& d : config.hosted_domains())
     spdlog::info("serving {} (certificate {})", d, tls.describe(d));
   spdlog::info("waddle {} started; storage {}", WADDLE_VERSION, config.storage_path());
 

@@ -76,6 +76,14 @@ CREATE TABLE offline (
 );
 CREATE INDEX offline_owner ON offline (domain, username, id);
 )sql"},
+    {2, R"sql(
+CREATE TABLE muc_rooms (
+  service TEXT NOT NULL,
+  name TEXT NOT NULL,
+  data TEXT NOT NULL,
+  PRIMARY KEY (service, name)
+);
+)sql"},
 };
 
 std::int64_t now_unix() {
@@ -337,7 +345,10 @@ class SqliteStorage final : public Storage {
                         "VALUES (?,?,?,?)"),
         offline_select_(*db_,
                         "SELECT id, stanza FROM offline WHERE domain = ? AND username = ? "
-                        "ORDER BY id") {}
+                        "ORDER BY id"),
+        room_upsert_(*db_, "INSERT OR REPLACE INTO muc_rooms (service, name, data) VALUES (?,?,?)"),
+        room_delete_(*db_, "DELETE FROM muc_rooms WHERE service = ? AND name = ?"),
+        room_list_(*db_, "SELECT name, data FROM muc_rooms WHERE service = ? ORDER BY name") {}
 
   bool create_account(const Account& a) override {
     Transaction tx(*db_);
@@ -485,6 +496,24 @@ class SqliteStorage final : public Storage {
     return count(domain, username);
   }
 
+  void room_put(const std::string& service, const std::string& name,
+                const std::string& data) override {
+    room_upsert_.run().text(1, service).text(2, name).text(3, data).done();
+  }
+
+  bool room_delete(const std::string& service, const std::string& name) override {
+    room_delete_.run().text(1, service).text(2, name).done();
+    return sqlite3_changes(db_->handle()) > 0;
+  }
+
+  std::vector<std::pair<std::string, std::string>> room_list(const std::string& service) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    auto run = room_list_.run();
+    run.text(1, service);
+    while (run.step()) out.emplace_back(run.column_text(0), run.column_text(1));
+    return out;
+  }
+
  private:
   static void bind_credentials(Statement::Run& run, int first,
                                const c2s::sasl::ScramCredentials& c) {
@@ -537,6 +566,9 @@ class SqliteStorage final : public Storage {
   Statement offline_count_;
   Statement offline_insert_;
   Statement offline_select_;
+  Statement room_upsert_;
+  Statement room_delete_;
+  Statement room_list_;
 };
 
 }  // namespace

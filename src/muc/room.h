@@ -1,0 +1,171 @@
+// One multi-user chat room (XEP-0045): occupants with their roles and affiliations, presence
+// broadcast, groupchat and private messages, history, subject, owner configuration and admin
+// lists. Occupants are local or remote (spec "Federated MUC"): a remote occupant's stanzas
+// arrive over S2S and the room's stanzas to it go back out through the router. No I/O here:
+// everything the room sends goes through Context::send.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/errors.h"
+#include "core/jid.h"
+#include "xml/element.h"
+
+namespace waddle::muc {
+
+namespace ns {
+inline constexpr std::string_view kMuc = "http://jabber.org/protocol/muc";
+inline constexpr std::string_view kUser = "http://jabber.org/protocol/muc#user";
+inline constexpr std::string_view kAdmin = "http://jabber.org/protocol/muc#admin";
+inline constexpr std::string_view kOwner = "http://jabber.org/protocol/muc#owner";
+inline constexpr std::string_view kRoomConfig = "http://jabber.org/protocol/muc#roomconfig";
+inline constexpr std::string_view kRoomInfo = "http://jabber.org/protocol/muc#roominfo";
+inline constexpr std::string_view kData = "jabber:x:data";
+inline constexpr std::string_view kIdentity = "urn:waddle:identity";
+inline constexpr std::string_view kSelfPing =
+    "http://jabber.org/protocol/muc#self-ping-optimization";
+}  // namespace ns
+
+enum class Affiliation { kOwner, kAdmin, kMember, kNone, kOutcast };
+enum class Role { kModerator, kParticipant, kVisitor, kNone };
+std::string_view to_string(Affiliation a);
+std::string_view to_string(Role r);
+std::optional<Affiliation> affiliation_from(std::string_view s);
+std::optional<Role> role_from(std::string_view s);
+
+// The specification's MucOccupant: one nickname in one room, with the real JID behind it.
+// A user may be joined from several of its resources under the same nickname (sessions).
+struct MucOccupant {
+  core::Jid real_jid;  // bare: dave@alice.dev
+  std::string room_nick;
+  Affiliation affiliation = Affiliation::kNone;
+  Role role = Role::kParticipant;
+  bool is_remote = false;            // its home server is another server, reached over S2S
+  std::string home_server;           // alice.dev
+  bool credential_verified = false;  // presented a valid federated credential
+  std::string did;                   // ATProto DID from that credential, if any
+  // Real full JID -> the last presence received from that resource.
+  std::map<std::string, xml::Element> sessions;
+};
+
+struct RoomConfig {
+  std::string name;
+  std::string description;
+  bool persistent = false;
+  bool public_room = true;
+  bool members_only = false;
+  bool moderated = false;
+  std::string password;         // empty = not password-protected
+  bool non_anonymous = false;   // whois: anyone (true) or moderators (false)
+  bool change_subject = false;  // participants may change the subject
+  bool allow_invites = true;    // participants may invite (members-only: grants membership)
+  std::uint32_t max_users = 200;
+};
+
+// What a room needs from its service.
+struct Context {
+  std::function<void(xml::Element)> send;                 // to the router
+  std::function<std::int64_t()> now;                      // Unix seconds
+  std::function<bool(std::string_view)> is_local_domain;  // the user's home is this server
+  std::size_t history_size = 20;
+};
+
+// Facts about a joining user established before the room sees it (credential checks).
+struct JoinInfo {
+  bool created = false;  // the room was created by this join (status 201)
+  bool credential_verified = false;
+  std::string did;
+};
+
+class Room {
+ public:
+  Room(core::Jid jid, RoomConfig config, Context& ctx);
+
+  const core::Jid& jid() const { return jid_; }
+  const RoomConfig& config() const { return config_; }
+  const std::map<std::string, MucOccupant, std::less<>>& occupants() const { return occupants_; }
+  Affiliation affiliation_of(const core::Jid& real) const;
+  void set_affiliation(const std::string& bare, Affiliation a);
+  const std::string& subject() const { return subject_; }
+
+  // `from` is the sender's real full JID, `nick` the resource of 'to' (may be empty).
+  void presence(const xml::Element& stanza, const core::Jid& from, const std::string& nick,
+                const JoinInfo& info);
+  void message(const xml::Element& stanza, const core::Jid& from, const std::string& nick);
+  void iq(const xml::Element& stanza, const core::Jid& from, const std::string& nick);
+
+  // Whether a join by `from` as `nick` would be refused, and why (checked before slow
+  // credential verification so that a refused user is told at once).
+  std::optional<std::pair<core::StanzaError, std::string>> join_refusal(
+      const core::Jid& from, const std::string& nick, const xml::Element& stanza) const;
+  bool is_session(const core::Jid& real_full) const { return by_real_.contains(real_full.str()); }
+
+  bool empty() const { return occupants_.empty(); }
+  bool destroyed() const { return destroyed_; }
+  // Set when configuration, affiliations or subject changed and a persistent room must be
+  // saved; the service clears it after saving.
+  bool dirty = false;
+
+  // Persistent state as XML (configuration, affiliations, subject), and back.
+  xml::Element save() const;
+  static std::optional<Room> load(const core::Jid& jid, const xml::Element& saved, Context& ctx);
+
+  xml::Element disco_info(const xml::Element& iq) const;
+
+ private:
+  struct HistoryEntry {
+    xml::Element message;  // as broadcast, without 'to'
+    std::int64_t time = 0;
+  };
+
+  MucOccupant* occupant_by_real(const core::Jid& real_full);
+  void join(const xml::Element& stanza, const core::Jid& from, const std::string& nick,
+            const JoinInfo& info);
+  void leave(const core::Jid& from, const xml::Element* stanza, int status_code);
+  void change_nick(MucOccupant& occ, const core::Jid& from, const xml::Element& stanza,
+                   const std::string& new_nick);
+  void remove_occupant(const std::string& nick, std::initializer_list<int> codes,
+                       const std::string& actor_reason, const xml::Element* extra = nullptr);
+
+  // The presence of `occ` as seen by `viewer`; codes go into the muc#user x element.
+  xml::Element occupant_presence(const MucOccupant& occ, const xml::Element& base,
+                                 const MucOccupant* viewer, std::initializer_list<int> codes,
+                                 bool self) const;
+  void broadcast_presence(const MucOccupant& occ, const xml::Element& base,
+                          std::initializer_list<int> codes, std::string_view self_session = {},
+                          std::initializer_list<int> self_codes = {});
+  void send_to_occupant(const MucOccupant& occ, xml::Element stanza);
+  void broadcast_message(xml::Element stanza);
+  void send_history(const std::string& to, const xml::Element& join);
+  void send_subject(const std::string& to);
+  void refresh_role(MucOccupant& occ);
+
+  void groupchat(const xml::Element& stanza, MucOccupant& sender);
+  void private_message(const xml::Element& stanza, MucOccupant& sender, const std::string& nick);
+  void invite(const xml::Element& stanza, const core::Jid& from, const xml::Element& x);
+  void owner_iq(const xml::Element& iq, const core::Jid& from);
+  void admin_iq(const xml::Element& iq, const core::Jid& from);
+  xml::Element config_form() const;
+  std::optional<std::string> apply_config(const xml::Element& form, const core::Jid& from);
+  void destroy(const xml::Element* destroy_el);
+  void reply_error(const xml::Element& stanza, core::StanzaError e, std::string_view text = {});
+
+  core::Jid jid_;
+  RoomConfig config_;
+  Context* ctx_;
+  std::map<std::string, Affiliation> affiliations_;  // bare real JID -> affiliation (not none)
+  std::map<std::string, MucOccupant, std::less<>> occupants_;  // by nick
+  std::map<std::string, std::string> by_real_;                 // real full JID -> nick
+  std::deque<HistoryEntry> history_;
+  std::string subject_;
+  std::string subject_nick_;
+  bool destroyed_ = false;
+};
+
+}  // namespace waddle::muc

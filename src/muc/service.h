@@ -1,0 +1,100 @@
+// The room service of one domain ("conference.example.org"): XEP-0045 rooms hosted here,
+// joined by local users and by users of other servers over S2S (spec "Federated MUC"), with
+// the federated identity check of remote users (spec "Identity Verification"). No I/O of its
+// own: stanzas leave through Env::send (the router), persistence and timers through Env.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config.h"
+#include "muc/room.h"
+#include "router/router.h"
+
+namespace waddle::muc {
+
+struct Env {
+  std::function<void(xml::Element)> send;
+  std::function<std::int64_t()> now;  // Unix seconds
+  // Saves a persistent room (data = Room::save() as text) or deletes it (data empty).
+  std::function<void(const std::string& room, const std::string& data)> store;
+  // Runs `fn` after `delay` on the same thread (verification timeouts).
+  std::function<void(std::chrono::milliseconds delay, std::function<void()> fn)> after;
+  std::function<bool(std::string_view)> is_local_domain;
+  // Operator-facing log lines (identity checks, room creation); may be empty.
+  std::function<void(const std::string&)> log;
+};
+
+struct MucStats {
+  std::size_t rooms = 0;
+  std::size_t occupants_local = 0;
+  std::size_t occupants_remote = 0;
+};
+
+class MucService : public router::LocalHandler {
+ public:
+  MucService(const core::MucConfig& config, std::string domain, Env env);
+  ~MucService() override;
+
+  const std::string& domain() const { return domain_; }
+  // Persistent rooms read at start-up: (room name, saved data).
+  void load(const std::vector<std::pair<std::string, std::string>>& rooms);
+  void to_local(xml::Element stanza) override;
+  MucStats stats() const;
+  const Room* room(const std::string& name) const;
+  std::uint64_t credentials_verified() const { return credentials_verified_; }
+  std::uint64_t credentials_rejected() const { return credentials_rejected_; }
+
+ private:
+  struct PendingJoin {
+    xml::Element stanza;
+    core::Jid from;
+    std::string room;
+    std::string nick;
+    std::string token;
+    bool creates = false;
+  };
+  struct KeyEntry {
+    std::string key;  // raw Ed25519 public key
+    std::string key_id;
+    std::int64_t fetched = 0;
+  };
+  struct Request {  // an IQ this service sent to a home server
+    enum Kind { kKey, kVerify } kind;
+    std::string domain;
+    std::vector<PendingJoin> joins;  // kKey: all joins waiting for that key
+  };
+
+  void service_iq(const xml::Element& iq);
+  void room_stanza(xml::Element stanza, const core::Jid& from, const core::Jid& to);
+  void handle_result(const xml::Element& iq);
+  // Credential checks for a remote user's join; calls finish_join when it may proceed.
+  void check_credential(PendingJoin join);
+  void verify_with_key(PendingJoin join, const KeyEntry& key);
+  void finish_join(const PendingJoin& join, bool verified, const std::string& did);
+  void refuse_join(const PendingJoin& join, const std::string& why);
+  void send_request(Request request, xml::Element payload);
+  bool may_create(const core::Jid& from) const;
+  void persist(Room& room);
+
+  core::MucConfig config_;
+  std::string domain_;
+  Env env_;
+  Context ctx_;
+  std::map<std::string, Room, std::less<>> rooms_;
+  std::map<std::string, KeyEntry> keys_;            // issuer domain -> public key
+  std::map<std::string, Request> requests_;         // IQ id -> request
+  std::map<std::string, std::string> key_request_;  // issuer domain -> IQ id in flight
+  std::uint64_t next_id_ = 0;
+  std::uint64_t credentials_verified_ = 0;
+  std::uint64_t credentials_rejected_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace waddle::muc
