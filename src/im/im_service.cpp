@@ -589,15 +589,21 @@ struct ImService::Impl {
                          .count();
     auto result =
         identity::verify(token, key->public_key(), to->domain(), user->bare_str(), "", now);
+    const std::string asker(iq.attr("from"));
     if (result.verdict != identity::Verdict::kValid) {
+      spdlog::info("identity: {} asked about a credential for {}: {}", asker, user->bare_str(),
+                   identity::describe(result.verdict));
       router.bounce(iq, StanzaError::kNotAuthorized, identity::describe(result.verdict));
       co_return;
     }
     bool exists = co_await account_exists(*user);
     if (!exists) {
+      spdlog::info("identity: {} asked about a credential for {}: no such account", asker,
+                   user->bare_str());
       router.bounce(iq, StanzaError::kNotAuthorized, "No such account");
       co_return;
     }
+    spdlog::info("identity: confirmed the credential of {} to {}", user->bare_str(), asker);
     Element r = xml::make_iq_result(iq);
     auto& id = r.add_child("identity", kIdentityNs);
     id.set_attr("jid", user->bare_str());

@@ -59,7 +59,9 @@ int rank(Affiliation a) {
 // A presence stanza's payload that the room passes on: everything but MUC and credential
 // elements, which are between the user and the room.
 Element presence_base(const Element& p) {
-  Element base("presence", kClientNs);
+  // The envelope keeps the received stanza's namespace (jabber:server from S2S) so that its
+  // children, which inherit it, serialize without stray xmlns attributes.
+  Element base("presence", p.ns());
   for (const auto* c : p.children()) {
     if (c->ns() == ns::kMuc || c->ns() == ns::kUser || c->ns() == ns::kIdentity) continue;
     if (c->name() == "error") continue;
@@ -535,7 +537,7 @@ void Room::groupchat(const Element& stanza, MucOccupant& sender) {
     subject_nick_ = sender.room_nick;
     dirty = true;
   }
-  Element m("message", kClientNs);
+  Element m("message", stanza.ns());
   for (const auto& a : stanza.attrs())
     if (a.name != "to" && a.name != "from") m.set_attr(a.name, a.value);
   for (const auto* c : stanza.children()) {

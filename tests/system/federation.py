@@ -157,8 +157,10 @@ class Federation:
         if dns == "srv":
             self.dns.a(f"xmpp.{domain}", srv.ip)
             self.dns.srv("_xmpp-server._tcp", domain, f"xmpp.{domain}", S2S_PORT)
+            self.dns.srv("_xmpp-server._tcp", f"conference.{domain}", f"xmpp.{domain}", S2S_PORT)
         elif dns == "a":
             self.dns.a(domain, srv.ip)
+            self.dns.a(f"conference.{domain}", srv.ip)  # the room service
         elif dns is not None:
             raise ValueError(f"dns={dns!r}: expected 'a', 'srv' or None")
         for user in users:

@@ -1,0 +1,212 @@
+"""Federated rooms and identity verification between real Waddle servers (spec "Federated MUC"
+and "Identity Verification"): users of another server join rooms over S2S, rooms track them as
+remote occupants, a room can demand a federated credential signed by the user's home server
+and confirmed by it over S2S, forged or borrowed credentials are refused, and an occupant whose
+server dies is removed. Private CA, dnsmasq, loopback addresses; waits have deadlines."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from federation import FAST_RETRY, Federation, Pki, await_log
+from muc import (NS_IDENTITY, codes, condition, error_text, groupchat, item, join, join_error,
+                 leave, send_join)
+from s2s_env import PrivateCA
+from waddle_client import PASSWORD, login, run
+
+A, B, C = "a.test", "b.test", "c.test"
+ALICE, BOB, CAROL = f"alice@{A}", f"bob@{B}", f"carol@{C}"
+ROOM = f"lobby@conference.{A}"
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Pki:
+    d = tmp_path_factory.mktemp("muc-pki")
+    return Pki(PrivateCA(d / "ca"), d)
+
+
+@pytest.fixture
+def fed(make_server, tmp_path, pki, request):
+    f = Federation(make_server, tmp_path, pki, request)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def metric(srv, name: str, labels: str = "") -> float:
+    port = srv.config.get("metrics", {}).get("port", 5280)
+    with urllib.request.urlopen(f"http://{srv.ip}:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
+    assert m, f"{name}{labels} not in /metrics:\n{text}"
+    return float(m.group(1))
+
+
+def jwt_claims(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def fetch_credential(client, audience: str = "") -> str:
+    iq = client.make_iq_get(ito=client.boundjid.domain)
+    q = ET.SubElement(iq.xml, f"{{{NS_IDENTITY}}}credential")
+    if audience:
+        q.set("audience", audience)
+    result = await iq.send(timeout=10)
+    return result.xml.find(f"{{{NS_IDENTITY}}}credential").text
+
+
+def test_remote_user_joins_local_room_and_chats(fed):
+    a = fed.server(A, users=("alice",))
+    b = fed.server(B, users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        bob = await login(b, f"{BOB}/work", PASSWORD)
+        await join(alice, ROOM, "Alice")
+        groupchat(alice, ROOM, "before bob")
+        await alice.expect_message(frm=f"{ROOM}/Alice", body="before bob")
+
+        # Bob joins over S2S: he gets Alice's presence, his own, the history and the subject.
+        own = await join(bob, ROOM, "Bob", timeout=20)
+        assert item(own).get("role") == "participant", str(own)
+        await bob.expect_presence(frm=f"{ROOM}/Alice", ptype="available")
+        hist = await bob.expect_message(frm=f"{ROOM}/Alice", body="before bob")
+        assert hist.xml.find("{urn:xmpp:delay}delay") is not None
+        seen = await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="available")
+        assert item(seen).get("jid") == f"{BOB}/work", str(seen)  # Alice moderates
+
+        groupchat(bob, ROOM, "hello from b")
+        groupchat(alice, ROOM, "hello from a")
+        for c in (alice, bob):
+            await c.expect_message(frm=f"{ROOM}/Bob", body="hello from b", mtype="groupchat")
+            await c.expect_message(frm=f"{ROOM}/Alice", body="hello from a", mtype="groupchat")
+        # Private message to the remote occupant and back.
+        alice.send_message(mto=f"{ROOM}/Bob", mbody="psst", mtype="chat")
+        await bob.expect_message(frm=f"{ROOM}/Alice", body="psst")
+        bob.send_message(mto=f"{ROOM}/Alice", mbody="yes?", mtype="chat")
+        await alice.expect_message(frm=f"{ROOM}/Bob", body="yes?")
+
+        # The room tracks Bob as a remote occupant; his home server vouched for him.
+        assert metric(a, "waddle_muc_occupants", '{origin="remote"}') == 1
+        assert metric(a, "waddle_muc_occupants", '{origin="local"}') == 1
+        await await_log(a, rf"identity of {re.escape(BOB)} verified")
+
+        leave(bob, ROOM, "Bob")
+        gone = await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="unavailable")
+        assert "110" not in codes(gone)
+        assert metric(a, "waddle_muc_occupants", '{origin="remote"}') == 0
+    run(body)
+
+
+def test_remote_users_cannot_create_rooms_and_get_defined_errors(fed):
+    a = fed.server(A, users=("alice",))
+    b = fed.server(B, users=("bob",))
+    fed.start()
+
+    async def body():
+        bob = await login(b, f"{BOB}/work", PASSWORD)
+        err = await join_error(bob, f"new@conference.{A}", "Bob", timeout=20)
+        assert condition(err) == "not-allowed", str(err)
+        groupchat(bob, f"nowhere@conference.{A}", "hi")
+        err = await bob.messages.get(lambda m: m["type"] == "error", what="item-not-found")
+        assert condition(err) == "item-not-found", str(err)
+    run(body)
+
+
+def test_room_requiring_credentials_checks_them_with_the_home_server(fed):
+    a = fed.server(A, users=("alice",), overrides={"muc": {"require_credential": True}})
+    b = fed.server(B, users=("bob",))
+    c = fed.server(C, users=("carol",), overrides={"identity": {"enabled": False}})
+    fed.start()
+
+    async def body():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        bob = await login(b, f"{BOB}/work", PASSWORD)
+        carol = await login(c, f"{CAROL}/desk", PASSWORD)
+        await join(alice, ROOM, "Alice")  # local users need no credential
+
+        # b.test vouches for Bob: a.test fetches b.test's key over S2S, checks the signature,
+        # and asks b.test to confirm (urn:waddle:identity verify).
+        await join(bob, ROOM, "Bob", timeout=20)
+        await await_log(a, rf"identity of {re.escape(BOB)} verified")
+        # b.test confirmed it when asked over S2S.
+        await await_log(b, rf"identity: confirmed the credential of {re.escape(BOB)} to "
+                           rf"conference\.a\.test")
+
+        # c.test issues no credentials: Carol is refused with the reason.
+        err = await join_error(carol, ROOM, "Carol", timeout=20)
+        assert condition(err) == "not-authorized", str(err)
+        assert "credential" in error_text(err), str(err)
+
+        # A credential whose signature was altered is refused.
+        leave(bob, ROOM, "Bob")
+        await bob.expect_presence(frm=f"{ROOM}/Bob", ptype="unavailable")
+        token = await fetch_credential(bob, audience=f"conference.{A}")
+        claims = jwt_claims(token)
+        assert claims["iss"] == B and claims["sub"] == BOB, claims
+        head, payload, sig = token.split(".")
+        forged = ".".join((head, payload, ("A" if sig[0] != "A" else "B") + sig[1:]))
+        err = await join_error(bob, ROOM, "Bob", credential=forged, timeout=20)
+        assert condition(err) == "not-authorized" and "signature" in error_text(err), str(err)
+
+        # Bob's credential presented by Carol is refused: b.test did not issue it for her.
+        err = await join_error(carol, ROOM, "Carol", credential=token, timeout=20)
+        assert condition(err) == "not-authorized", str(err)
+        assert not [p for p in alice.presences.items if str(p["from"]) == f"{ROOM}/Carol"]
+
+        # The genuine one works.
+        await join(bob, ROOM, "Bob", credential=token, timeout=20)
+        assert metric(a, "waddle_identity_credentials_checked_total", '{result="refused"}') >= 3
+    run(body)
+
+
+def test_home_server_publishes_its_identity_key_over_s2s(fed):
+    a = fed.server(A, users=("alice",))
+    b = fed.server(B, users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        iq = alice.make_iq_get(ito=B)
+        ET.SubElement(iq.xml, f"{{{NS_IDENTITY}}}key")
+        result = await iq.send(timeout=20)
+        key = result.xml.find(f"{{{NS_IDENTITY}}}key")
+        assert key is not None and key.get("algorithm") == "Ed25519", str(result)
+        assert len(base64.b64decode(key.text)) == 32
+        # Credentials are issued only to the server's own users.
+        iq = alice.make_iq_get(ito=B)
+        ET.SubElement(iq.xml, f"{{{NS_IDENTITY}}}credential")
+        with pytest.raises(IqError) as e:
+            await iq.send(timeout=20)
+        assert e.value.condition == "forbidden"
+    run(body)
+
+
+def test_occupant_whose_server_died_is_removed(fed):
+    a = fed.server(A, users=("alice",), s2s={"retry": FAST_RETRY})
+    b = fed.server(B, users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        bob = await login(b, f"{BOB}/work", PASSWORD)
+        await join(alice, ROOM, "Alice")
+        await join(bob, ROOM, "Bob", timeout=20)
+        await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="available")
+        b.kill9()
+        # The next message cannot reach Bob; the bounce removes the ghost (status 333).
+        groupchat(alice, ROOM, "anyone there?")
+        gone = await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="unavailable", timeout=30)
+        assert "333" in codes(gone), str(gone)
+        assert metric(a, "waddle_muc_occupants", '{origin="remote"}') == 0
+    run(body)
