@@ -132,8 +132,8 @@ struct ImService::Impl {
         !stanza.child("credential", kIdentityNs)) {
       // Joining a room on another server: vouch for the user with a federated credential
       // (spec "Identity Verification"), bound to that room service.
-      stanza.add_child("credential", kIdentityNs)
-          .add_text(issue_credential(from.bare(), to->domain()));
+      if (auto token = issue_credential(from.bare(), to->domain()))
+        stanza.add_child("credential", kIdentityNs).add_text(*token);
     }
     if (type.empty() || type == "unavailable") {
       // Directed presence (§4.6): remember who got it so they learn when we go away.
@@ -527,7 +527,8 @@ struct ImService::Impl {
   }
 
   // ------------------------------------------------------------ federated identity
-  std::string issue_credential(const Jid& user, const std::string& audience) {
+  // nullopt when the claims do not fit in a credential (very long JIDs).
+  std::optional<std::string> issue_credential(const Jid& user, const std::string& audience) {
     identity::Claims c;
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
@@ -539,7 +540,12 @@ struct ImService::Impl {
     c.expires_at =
         now + std::chrono::duration_cast<std::chrono::seconds>(config.identity.credential_lifetime)
                   .count();
-    return identity::issue(*key, c);
+    try {
+      return identity::issue(*key, c);
+    } catch (const std::invalid_argument& e) {
+      spdlog::warn("identity: no credential for {}: {}", user.bare_str(), e.what());
+      return std::nullopt;
+    }
   }
 
   // The home server's side of urn:waddle:identity: <key/> (anyone: the public key),
@@ -562,8 +568,14 @@ struct ImService::Impl {
         return router.bounce(iq, StanzaError::kForbidden,
                              "Credentials are issued to this server's own users");
       std::string audience(q.attr("audience"));
+      auto aud = Jid::parse(audience);
+      if (!audience.empty() && (!aud || !aud->is_domain()))
+        return router.bounce(iq, StanzaError::kBadRequest, "The audience must be a domain");
+      auto token = issue_credential(from->bare(), aud ? aud->domain() : std::string());
+      if (!token)
+        return router.bounce(iq, StanzaError::kBadRequest, "JID too long for a credential");
       Element r = xml::make_iq_result(iq);
-      r.add_child("credential", kIdentityNs).add_text(issue_credential(from->bare(), audience));
+      r.add_child("credential", kIdentityNs).add_text(*token);
       return router.route(std::move(r));
     }
     if (q.name() == "verify") return spawn(verify_credential(std::move(iq)));
