@@ -179,6 +179,50 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.metrics.address, d.metrics.address);
   EXPECT_EQ(c.metrics.port, d.metrics.port);
   EXPECT_EQ(c.metrics.max_domains, d.metrics.max_domains);
+  EXPECT_EQ(c.muc.enabled, d.muc.enabled);
+  EXPECT_EQ(c.muc.subdomain, d.muc.subdomain);
+  EXPECT_EQ(c.muc.room_creation, d.muc.room_creation);
+  EXPECT_EQ(c.muc.max_occupants, d.muc.max_occupants);
+  EXPECT_EQ(c.muc.history_size, d.muc.history_size);
+  EXPECT_EQ(c.muc.require_credential, d.muc.require_credential);
+  EXPECT_EQ(c.muc.verify_with_home_server, d.muc.verify_with_home_server);
+  EXPECT_EQ(c.muc.verify_timeout, d.muc.verify_timeout);
+  EXPECT_EQ(c.identity.enabled, d.identity.enabled);
+  EXPECT_EQ(c.identity.credential_lifetime, d.identity.credential_lifetime);
+  EXPECT_EQ(c.identity.key_file, d.identity.key_file);
+}
+
+TEST_F(ConfigTest, Muc_DomainsAndChecks) {
+  Config c = parse_config("[server]\ndomains = [\"a.example\", \"b.example\"]\n", "w.toml");
+  EXPECT_EQ(c.muc_domain("a.example"), "conference.a.example");
+  EXPECT_EQ(c.hosted_domains(),
+            (std::vector<std::string>{"a.example", "b.example", "conference.a.example",
+                                      "conference.b.example"}));
+  c = parse_config("[muc]\nenabled = false\n", "w.toml");
+  EXPECT_EQ(c.muc_domain("localhost"), "");
+  EXPECT_EQ(c.hosted_domains(), std::vector<std::string>{"localhost"});
+  c = parse_config(
+      "[muc]\nsubdomain = \"rooms\"\nroom_creation = \"anyone\"\n"
+      "require_credential = true\nverify_timeout = \"3s\"\n"
+      "[identity]\nenabled = false\ncredential_lifetime = \"1h\"\n"
+      "key_file = \"/k.pem\"\n",
+      "w.toml");
+  EXPECT_EQ(c.muc_domain("localhost"), "rooms.localhost");
+  EXPECT_EQ(c.muc.room_creation, "anyone");
+  EXPECT_TRUE(c.muc.require_credential);
+  EXPECT_EQ(c.muc.verify_timeout, Duration(std::chrono::seconds(3)));
+  EXPECT_FALSE(c.identity.enabled);
+  EXPECT_EQ(c.identity.credential_lifetime, Duration(std::chrono::hours(1)));
+  EXPECT_EQ(c.identity_key_path(), "/k.pem");
+  EXPECT_EQ(error_of("[muc]\nsubdomain = \"a.b\"\n"),
+            "w.toml:2:1: muc.subdomain: expected one lowercase DNS label, got \"a.b\"");
+  EXPECT_EQ(error_of("[muc]\nsubdomain = \"Rooms\"\n"),
+            "w.toml:2:1: muc.subdomain: expected one lowercase DNS label, got \"Rooms\"");
+  EXPECT_NE(error_of("[muc]\nroom_creation = \"admins\"\n").find("muc.room_creation"),
+            std::string::npos);
+  EXPECT_NE(error_of("[server]\ndomains = [\"x.example\", \"conference.x.example\"]\n")
+                .find("also listed in server.domains"),
+            std::string::npos);
 }
 
 TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
@@ -231,7 +275,18 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "metrics.enabled",
                           "metrics.address",
                           "metrics.port",
-                          "metrics.max_domains"}) {
+                          "metrics.max_domains",
+                          "muc.enabled",
+                          "muc.subdomain",
+                          "muc.room_creation",
+                          "muc.max_occupants",
+                          "muc.history_size",
+                          "muc.require_credential",
+                          "muc.verify_with_home_server",
+                          "muc.verify_timeout",
+                          "identity.enabled",
+                          "identity.credential_lifetime",
+                          "identity.key_file"}) {
     EXPECT_TRUE(t.at_path(key)) << key;
   }
   // Certificate paths cannot be active (the files do not exist) but must be shown.

@@ -627,5 +627,37 @@ TEST_F(RouterTest, Stats_FreshRouter_AllZero) {
   EXPECT_EQ(router_.stats().bounced, 0u);
 }
 
+// --- components (room services) -------------------------------------------------------------
+
+TEST(RouterComponentTest, ComponentDomain_IsLocalButNotAUserDomain_AndGetsItsStanzas) {
+  Router router({"example.com"});
+  FakeLocalHandler local(router);
+  FakeLocalHandler rooms(router);
+  FakeRemoteDelivery remote;
+  router.set_local_handler(&local);
+  router.set_remote(&remote);
+  router.add_component("conference.example.com", &rooms);
+
+  EXPECT_TRUE(router.is_local("conference.example.com"));
+  EXPECT_FALSE(router.is_user_domain("conference.example.com"));
+  EXPECT_TRUE(router.is_user_domain("example.com"));
+  EXPECT_FALSE(router.is_local("other.example.com"));
+  EXPECT_EQ(router.hosted_domains(),
+            (std::vector<std::string>{"example.com", "conference.example.com"}));
+
+  for (const char* to : {"lobby@conference.example.com/nick", "lobby@conference.example.com",
+                         "conference.example.com"}) {
+    router.route(parse(std::string("<message xmlns='jabber:client' from='a@example.com/r' to='") +
+                       to + "' type='groupchat'><body>x</body></message>"));
+  }
+  router.route(
+      parse("<message xmlns='jabber:client' from='lobby@conference.example.com/n' "
+            "to='a@example.com/r' type='groupchat'><body>y</body></message>"));
+  EXPECT_EQ(rooms.received.size(), 3u);
+  ASSERT_EQ(local.received.size(), 1u);
+  EXPECT_EQ(local.received[0].child_text("body"), "y");
+  EXPECT_TRUE(remote.sent.empty());
+}
+
 }  // namespace
 }  // namespace waddle::router

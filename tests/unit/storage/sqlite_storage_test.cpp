@@ -337,10 +337,26 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "1");
+  EXPECT_EQ(pragma("user_version"), "2");
   EXPECT_EQ(pragma("journal_mode"), "wal");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "1");
+  EXPECT_EQ(pragma("user_version"), "2");
+}
+
+TEST_F(SqliteStorageTest, Rooms_PutListDeleteAndSurviveReopen) {
+  db_->room_put("conference.a.test", "lobby", "<room/>");
+  db_->room_put("conference.a.test", "dev", "<room name='x'/>");
+  db_->room_put("conference.b.test", "lobby", "<room name='b'/>");
+  db_->room_put("conference.a.test", "lobby", "<room name='new'/>");  // replaces
+  reopen();
+  auto rooms = db_->room_list("conference.a.test");
+  ASSERT_EQ(rooms.size(), 2u);
+  EXPECT_EQ(rooms[0], (std::pair<std::string, std::string>{"dev", "<room name='x'/>"}));
+  EXPECT_EQ(rooms[1], (std::pair<std::string, std::string>{"lobby", "<room name='new'/>"}));
+  EXPECT_TRUE(db_->room_delete("conference.a.test", "lobby"));
+  EXPECT_FALSE(db_->room_delete("conference.a.test", "lobby"));
+  EXPECT_EQ(db_->room_list("conference.a.test").size(), 1u);
+  EXPECT_EQ(db_->room_list("conference.b.test").size(), 1u);
 }
 
 TEST_F(SqliteStorageTest, NewerSchema_Throws) {
