@@ -300,12 +300,27 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     bool definitive = false;  // the peer refused outright: retrying cannot help
   };
 
+  // What several local domains share when they multiplex on one outbound stream (XEP-0220
+  // §2.6, "piggybacking"): the stream id the dialback keys are bound to, whether the peer
+  // offers dialback there, the answers awaited, and a signal for when the stream ends.
+  struct Mux {
+    std::string stream_id;
+    bool dialback = false;
+    bool done = false;
+    Clock::time_point last_activity = Clock::now();
+    std::map<std::string, std::function<void(bool, std::string)>> waiting;  // by local domain
+    std::set<std::string> refused;  // local domains the peer would not accept here
+    asio::steady_timer closed;      // cancelled when the stream ends
+    explicit Mux(asio::io_context& io) : closed(io, asio::steady_timer::time_point::max()) {}
+  };
+
   // A connected, TLS-protected, authenticated outbound stream.
   struct OutStream {
     std::shared_ptr<stream::XmlStream> stream;
     std::shared_ptr<Reader> reader;
     std::string auth;
     bool cert_valid = false;
+    std::shared_ptr<Mux> mux;
   };
 
   // Connects to `remote` for `local`: DNS, TCP, TLS, stream negotiation and authentication
@@ -384,6 +399,13 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     auto fail = [&](Failure f, std::string text) {
       return std::make_pair(Outcome{f, std::move(text)}, OutStream{});
     };
+    // The stream as negotiated last: other local domains may multiplex on it later.
+    auto done = [&](const std::string& id, const Element& features) {
+      out.mux = std::make_shared<Mux>(io);
+      out.mux->stream_id = id;
+      out.mux->dialback = features.child("dialback", kDialbackFeatureNs) != nullptr;
+      return std::make_pair(Outcome{}, out);
+    };
     if (direct_tls) {
       bool ok = co_await s->client_handshake(remote);
       if (!ok)
@@ -458,7 +480,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
                        "the certificate of " + where + " is not valid for " + remote +
                            (s->peer_chain_valid() ? " (name mismatch)" : " (untrusted chain)"));
       }
-      if (!out.auth.empty()) co_return std::make_pair(Outcome{}, out);  // after SASL restart
+      if (!out.auth.empty()) co_return done(stream_id, f);  // after the SASL restart
       const Element* mechs = f.child("mechanisms", xml::ns::kSasl);
       bool external = false;
       if (mechs && !tried_external)
@@ -493,7 +515,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
           if (e.attr("type") == "valid") {
             out.auth = "dialback";
             note("authenticated with dialback");
-            co_return std::make_pair(Outcome{}, out);
+            co_return done(stream_id, f);
           }
           // Keep the peer's reason: operators need it more than the condition.
           std::string why;
@@ -591,6 +613,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   void write(Link& link, const Element& stanza) {
     link.out.stream->send(xml::serialize_stanza(stanza, xml::ns::kServer));
     link.last_activity = Clock::now();
+    if (link.out.mux) link.out.mux->last_activity = link.last_activity;
     if (metrics) metrics->stanza_sent(link.remote);
   }
 
@@ -617,6 +640,12 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       if (stopping) {
         bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
         break;
+      }
+      // Another local domain may already have a stream to this peer: authenticate on it.
+      bool multiplexed = co_await multiplex(link);
+      if (multiplexed) {
+        if (link->queue.empty() || stopping) break;
+        continue;
       }
       // connect_timeout bounds DNS + TCP + TLS + authentication.
       bool timed_out = false;
@@ -674,6 +703,62 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     if (link->queue.empty()) links.erase(std::make_pair(link->local, link->remote));
   }
 
+  // XEP-0220 §2.6: authenticates link->local on an existing outbound stream to the same
+  // peer (opened for another local domain) with a db:result, and then uses that stream until
+  // it ends. False when there is none to share, the peer offers no dialback there, or it
+  // refuses: the caller opens a stream of its own.
+  asio::awaitable<bool> multiplex(std::shared_ptr<Link> link) {
+    std::shared_ptr<Link> carrier;
+    for (auto& [k, l] : links) {
+      if (k.second != link->remote || l == link || l->state != Link::State::kReady) continue;
+      const auto& m = l->out.mux;
+      if (!l->out.stream || l->out.stream->closed() || !m || m->done || !m->dialback ||
+          m->refused.contains(link->local) || m->waiting.contains(link->local))
+        continue;
+      carrier = l;
+      break;
+    }
+    if (!carrier) co_return false;
+    OutStream out = carrier->out;
+    auto mux = out.mux;
+    out.stream->send(db_element("result", link->local, link->remote, {}, {},
+                                dialback_key(secret, link->remote, link->local, mux->stream_id)));
+    asio::steady_timer wait(io);
+    wait.expires_after(config.s2s.connect_timeout);
+    std::optional<std::pair<bool, std::string>> answer;
+    auto on_answer = [&answer, &wait](bool ok, std::string why) {
+      answer.emplace(ok, std::move(why));
+      wait.cancel();
+    };
+    mux->waiting[link->local] = on_answer;
+    co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    mux->waiting.erase(link->local);
+    if (!answer || !answer->first) {
+      mux->refused.insert(link->local);
+      spdlog::info(
+          "s2s {} -> {}: not multiplexed on the stream of {} -> {} ({}); opening a "
+          "stream of its own",
+          link->local, link->remote, carrier->local, carrier->remote,
+          answer ? answer->second : std::string("no answer in time"));
+      co_return false;
+    }
+    link->out = out;
+    link->state = Link::State::kReady;
+    link->last_activity = link->last_rx = Clock::now();
+    spdlog::info(
+        "s2s {} -> {}: authenticated with dialback, multiplexed on the stream of {} -> "
+        "{} over {}",
+        link->local, link->remote, carrier->local, carrier->remote, out.stream->tls_description());
+    auto queued = std::move(link->queue);
+    link->queue.clear();
+    if (metrics) metrics->dequeued(link->remote, queued.size());
+    for (auto& st : queued) write(*link, st);
+    if (!mux->done) co_await mux->closed.async_wait(asio::as_tuple(asio::use_awaitable));
+    link->state = Link::State::kConnecting;
+    link->out = OutStream{};
+    co_return true;
+  }
+
   // Reads the outbound stream (stream errors, dialback verifies) and keeps it healthy: idle
   // close, whitespace keepalive and XEP-0199 pings. Returns when the stream is gone.
   asio::awaitable<void> serve(std::shared_ptr<Link> link) {
@@ -691,6 +776,16 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       Element& e = ev->element;
       if (e.is("verify", kDialbackNs)) {
         answer_verify(*s, e);
+      } else if (e.is("result", kDialbackNs) && link->out.mux) {
+        // The answer to a multiplexing request of another local domain.
+        auto& waiting = link->out.mux->waiting;
+        if (auto it = waiting.find(std::string(e.attr("to"))); it != waiting.end()) {
+          std::string why(e.attr("type"));
+          if (const Element* err = e.child("error"))
+            if (const Element* cond = err->first_child()) why += ": " + cond->name();
+          auto callback = it->second;
+          callback(e.attr("type") == "valid", why);
+        }
       } else if (e.is("error", xml::ns::kStream)) {
         count_error(link->remote, Failure::kStreamError,
                     "stream error from peer: " + describe_stream_error(e));
@@ -699,6 +794,14 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       // Stanzas are not accepted on an outbound stream (RFC 6120 §4.2: one direction).
     }
     link->state = Link::State::kConnecting;
+    if (auto mux = link->out.mux) {
+      // Domains multiplexed on this stream lose it too.
+      mux->done = true;
+      auto waiting = std::move(mux->waiting);
+      mux->waiting.clear();
+      for (auto& [local, callback] : waiting) callback(false, "the stream closed");
+      mux->closed.cancel();
+    }
     co_await close_stream(s);
     spdlog::info("s2s {} -> {}: stream closed", link->local, link->remote);
   }
@@ -717,6 +820,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     const auto ping = config.s2s.ping_interval;
     while (!s->closed() && link->out.stream == s) {
       auto now = Clock::now();
+      if (link->out.mux)
+        link->last_activity = std::max(link->last_activity, link->out.mux->last_activity);
       if (now - link->last_activity >= idle && now - link->last_rx >= idle) {
         spdlog::info("s2s {} -> {}: idle for {}, closing", link->local, link->remote,
                      core::format_duration(idle));

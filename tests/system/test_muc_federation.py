@@ -210,3 +210,28 @@ def test_occupant_whose_server_died_is_removed(fed):
         assert "333" in codes(gone), str(gone)
         assert metric(a, "waddle_muc_occupants", '{origin="remote"}') == 0
     run(body)
+
+
+def test_room_service_multiplexes_on_the_domains_stream(fed):
+    """XEP-0220 2.6: the room service's traffic to b.test rides on the stream a.test already
+    has to b.test (a db:result for the new pair), instead of a second connection."""
+    a = fed.server(A, users=("alice",))
+    b = fed.server(B, users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        bob = await login(b, f"{BOB}/work", PASSWORD)
+        alice.send_message(mto=f"{BOB}/work", mbody="hi bob", mtype="chat")
+        await bob.expect_message(frm=f"{ALICE}/home", body="hi bob", timeout=20)
+        await await_log(a, rf"s2s a\.test -> b\.test: authenticated with SASL EXTERNAL")
+        await join(alice, ROOM, "Alice")
+        await join(bob, ROOM, "Bob", timeout=20)
+        await await_log(a, r"s2s conference\.a\.test -> b\.test: authenticated with dialback, "
+                           r"multiplexed on the stream of a\.test -> b\.test")
+        await await_log(b, r"s2s in conference\.a\.test -> b\.test: dialback valid")
+        groupchat(alice, ROOM, "over one stream")
+        await bob.expect_message(frm=f"{ROOM}/Alice", body="over one stream")
+        # b.test accepted one stream from a.test's server, not two.
+        assert len(re.findall(r"s2s in .*: authenticated with SASL EXTERNAL", b.log_since(0))) == 1
+    run(body)
