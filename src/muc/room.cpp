@@ -425,6 +425,17 @@ void Room::remove_occupant(const std::string& nick, std::initializer_list<int> c
   occupants_.erase(it);
 }
 
+void Room::shutdown() {
+  Element base("presence", kClientNs);
+  base.set_attr("type", "unavailable");
+  for (auto& [nick, occ] : occupants_) {
+    occ.role = Role::kNone;
+    send_to_occupant(occ, occupant_presence(occ, base, &occ, {110, 332}, true));
+  }
+  occupants_.clear();
+  by_real_.clear();
+}
+
 // ------------------------------------------------------------------------- messages
 
 void Room::broadcast_message(Element stanza) {

@@ -106,6 +106,8 @@ class Room {
       const core::Jid& from, const std::string& nick, const xml::Element& stanza) const;
   bool is_session(const core::Jid& real_full) const { return by_real_.contains(real_full.str()); }
 
+  // The server is stopping: every occupant is told it left (status 332) and removed.
+  void shutdown();
   bool empty() const { return occupants_.empty(); }
   bool destroyed() const { return destroyed_; }
   // Set when configuration, affiliations or subject changed and a persistent room must be

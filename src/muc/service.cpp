@@ -72,6 +72,11 @@ void MucService::persist(Room& room) {
   }
 }
 
+void MucService::shutdown() {
+  for (auto& [name, room] : rooms_) room.shutdown();
+  std::erase_if(rooms_, [](const auto& kv) { return !kv.second.config().persistent; });
+}
+
 void MucService::to_local(Element stanza) {
   auto from = Jid::parse(stanza.attr("from"));
   if (!from) return;

@@ -46,6 +46,8 @@ class MucService : public router::LocalHandler {
   // Persistent rooms read at start-up: (room name, saved data).
   void load(const std::vector<std::pair<std::string, std::string>>& rooms);
   void to_local(xml::Element stanza) override;
+  // Server shutdown: occupants are told (status 332); temporary rooms go away.
+  void shutdown();
   MucStats stats() const;
   const Room* room(const std::string& name) const;
   std::uint64_t credentials_verified() const { return credentials_verified_; }

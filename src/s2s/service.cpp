@@ -1264,11 +1264,14 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       in->close_with(StreamError::kSystemShutdown);
       in->s->close();
     }
+    std::set<stream::XmlStream*> ending;
     for (auto& [k, link] : links) {
       link->timer.cancel();
-      if (link->out.stream) {
+      if (link->out.stream && !link->out.stream->closed() &&
+          ending.insert(link->out.stream.get()).second) {  // multiplexed links share one
+        // Written stanzas (rooms telling remote occupants of the shutdown) leave first.
         link->out.stream->send("</stream:stream>");
-        link->out.stream->close();
+        spawn(close_stream(link->out.stream));
       }
       bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
     }

@@ -235,3 +235,21 @@ def test_room_service_multiplexes_on_the_domains_stream(fed):
         # b.test accepted one stream from a.test's server, not two.
         assert len(re.findall(r"s2s in .*: authenticated with SASL EXTERNAL", b.log_since(0))) == 1
     run(body)
+
+
+def test_occupants_are_told_when_the_room_server_shuts_down(fed):
+    a = fed.server(A, users=("alice",))
+    b = fed.server(B, users=("bob",))
+    fed.start()
+
+    async def body():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        bob = await login(b, f"{BOB}/work", PASSWORD)
+        await join(alice, ROOM, "Alice")
+        await join(bob, ROOM, "Bob", timeout=20)
+        a.send_signal(15)
+        for c, nick in ((alice, "Alice"), (bob, "Bob")):
+            p = await c.expect_presence(frm=f"{ROOM}/{nick}", ptype="unavailable")
+            assert {"110", "332"} <= codes(p), str(p)
+        assert a.wait_exit(10) == 0
+    run(body)

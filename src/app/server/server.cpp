@@ -173,6 +173,7 @@ int run_server(const core::Config& config) {
     stopping = true;
     spdlog::info("received signal {}: shutting down", sig);
     for (auto& acc : acceptors) acc->close();
+    for (auto& r : rooms) r->shutdown();  // before the streams that carry the news close
     for (auto* s : router.all()) s->close_with(core::StreamError::kSystemShutdown);
     s2s.stop();
     hup.cancel();
