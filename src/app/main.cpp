@@ -1,4 +1,6 @@
-// The waddle command line: serve, adduser, deluser, passwd, check config, --version, --help.
+// The waddle command line: serve, adduser, deluser, passwd, did, check config, check s2s,
+// --version,
+// --help.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <termios.h>
@@ -16,6 +18,7 @@
 #include "core/config.h"
 #include "core/jid.h"
 #include "core/version.h"
+#include "identity/credential.h"
 #include "s2s/s2s.h"
 #include "storage/storage.h"
 
@@ -31,6 +34,8 @@ Commands:
   adduser JID            create an account (password from a prompt or --password-file FILE)
   deluser JID            delete an account with its roster and offline messages
   passwd JID             set an account's password (prompt or --password-file FILE)
+  did JID [DID|-]        show, link (did:plc:..., did:web:...) or unlink (-) the account's
+                         ATProto DID, carried in its federated identity credentials
   check config           validate the configuration file and exit
   check s2s DOMAIN       diagnose federation with DOMAIN as this server would: DNS, TCP,
                          TLS version, certificate validity, authentication offered and used
@@ -138,7 +143,7 @@ int account_command(const std::string& cmd, const Args& args) {
   auto sha1 = c2s::sasl::make_credentials(c2s::sasl::ScramHash::kSha1, *pw);
   auto sha256 = c2s::sasl::make_credentials(c2s::sasl::ScramHash::kSha256, *pw);
   if (cmd == "adduser") {
-    if (!st->create_account({jid->domain(), jid->local(), sha1, sha256})) {
+    if (!st->create_account({jid->domain(), jid->local(), sha1, sha256, {}})) {
       std::cerr << "waddle: " << jid->str() << " already exists\n";
       return 1;
     }
@@ -147,6 +152,35 @@ int account_command(const std::string& cmd, const Args& args) {
     st->set_credentials(jid->domain(), jid->local(), sha1, sha256);
     std::cout << "password changed for " << jid->str() << "\n";
   }
+  return 0;
+}
+
+int did_command(const Args& args) {
+  if (args.positional.size() != 2 && args.positional.size() != 3)
+    return usage_error("did takes a JID and optionally a DID or -");
+  auto config = load(args);
+  auto jid = account_jid(config, args.positional[1]);
+  if (!jid) return 1;
+  auto st = storage::open_sqlite(config.storage_path());
+  auto acct = st->get_account(jid->domain(), jid->local());
+  if (!acct) {
+    std::cerr << "waddle: no account " << jid->str() << "\n";
+    return 1;
+  }
+  if (args.positional.size() == 2) {
+    std::cout << (acct->did.empty() ? "(none)" : acct->did) << "\n";
+    return 0;
+  }
+  std::string did = args.positional[2] == "-" ? std::string() : args.positional[2];
+  if (!did.empty() && !identity::valid_did(did)) {
+    std::cerr << "waddle: '" << did << "' is not a DID (did:METHOD:IDENTIFIER)\n";
+    return 1;
+  }
+  st->set_did(jid->domain(), jid->local(), did);
+  if (did.empty())
+    std::cout << "unlinked the DID of " << jid->str() << "\n";
+  else
+    std::cout << "linked " << jid->str() << " to " << did << "\n";
   return 0;
 }
 
@@ -188,6 +222,7 @@ int run(int argc, char** argv) {
   const std::string& cmd = args.positional[0];
   if (cmd == "serve") return serve(args);
   if (cmd == "adduser" || cmd == "deluser" || cmd == "passwd") return account_command(cmd, args);
+  if (cmd == "did") return did_command(args);
   if (cmd == "check" && args.positional.size() == 3 && args.positional[1] == "s2s") {
     auto config = load(args);
     spdlog::set_level(spdlog::level::warn);

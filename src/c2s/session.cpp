@@ -366,14 +366,18 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     }
     std::string domain = domain_, password = msg->password, username = *user;
     auto job1 = [=](storage::Storage& st) {
+      std::optional<std::string> did;  // set when the password is right
       auto acct = st.get_account(domain, username);
-      return acct && sasl::verify_password(sasl::ScramHash::kSha256, acct->sha256, password);
+      if (acct && sasl::verify_password(sasl::ScramHash::kSha256, acct->sha256, password))
+        did = acct->did;
+      return did;
     };
-    bool ok = co_await ctx_.worker.run(std::move(job1));
-    if (!ok) {
+    auto did = co_await ctx_.worker.run(std::move(job1));
+    if (!did) {
       co_await sasl_fail("not-authorized");
       co_return;
     }
+    account_did_ = *did;
     sasl_success(username, {});
   }
 
@@ -391,13 +395,17 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       std::string domain = domain_, username = *node;
       auto hash = scram_hash_;
       auto job2 = [=](storage::Storage& st) {
-        std::optional<sasl::ScramCredentials> c;
-        if (auto acct = st.get_account(domain, username))
-          c = hash == sasl::ScramHash::kSha1 ? acct->sha1 : acct->sha256;
-        if (c && c->empty()) c.reset();
+        std::pair<std::optional<sasl::ScramCredentials>, std::string> c;  // with the DID
+        if (auto acct = st.get_account(domain, username)) {
+          c.first = hash == sasl::ScramHash::kSha1 ? acct->sha1 : acct->sha256;
+          c.second = acct->did;
+        }
+        if (c.first && c.first->empty()) c.first.reset();
         return c;
       };
-      creds = co_await ctx_.worker.run(std::move(job2));
+      auto found = co_await ctx_.worker.run(std::move(job2));
+      creds = std::move(found.first);
+      account_did_ = std::move(found.second);
     }
     if (closing_) co_return;
     Element ch("challenge", std::string(xml::ns::kSasl));
@@ -447,6 +455,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       }
     }
     jid_ = *full;
+    did = account_did_;
     bound_ = true;
     in_router_ = true;
     if (ctx_.metrics) ctx_.metrics->session_opened();
@@ -605,6 +614,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   std::string stream_id_;
   std::string username_;
   std::string pending_user_;
+  std::string account_did_;  // read with the credentials; copied to the bound session
   std::string mechanism_;
   core::Jid jid_;
   std::optional<sasl::ScramServer> scram_;

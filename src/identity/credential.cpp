@@ -595,4 +595,28 @@ VerifyResult verify(std::string_view token, std::string_view public_key_raw,
   return result;
 }
 
+bool valid_did(std::string_view did) {
+  if (did.size() > 2048 || did.substr(0, 4) != "did:") return false;
+  const std::string_view rest = did.substr(4);
+  const auto colon = rest.find(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  for (char c : rest.substr(0, colon))
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
+  const std::string_view id = rest.substr(colon + 1);
+  if (id.empty() || id.back() == ':') return false;
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    const char c = id[i];
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '.' || c == '-' || c == '_' || c == ':';
+    if (plain) continue;
+    if (c != '%') return false;
+    auto hex = [](char h) {
+      return (h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') || (h >= 'A' && h <= 'F');
+    };
+    if (i + 2 >= id.size() || !hex(id[i + 1]) || !hex(id[i + 2])) return false;
+    i += 2;
+  }
+  return true;
+}
+
 }  // namespace waddle::identity

@@ -60,6 +60,10 @@ bool verify_signature(std::string_view public_key_raw, std::string_view data,
 // bytes; nullopt on anything else (wrong length, bad characters, non-canonical trailing bits).
 std::optional<std::string> decode_public_key_b64(std::string_view b64);
 
+// W3C DID syntax (did:METHOD:ID, e.g. did:plc:ewvi7nxzyoun6zhxrhs64oiz or did:web:example.org),
+// at most 2048 characters as ATProto allows.
+bool valid_did(std::string_view did);
+
 struct Claims {
   std::string issuer;           // iss: issuer domain
   std::string subject;          // sub: bare JID

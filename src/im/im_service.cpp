@@ -132,7 +132,7 @@ struct ImService::Impl {
         !stanza.child("credential", kIdentityNs)) {
       // Joining a room on another server: vouch for the user with a federated credential
       // (spec "Identity Verification"), bound to that room service.
-      if (auto token = issue_credential(from.bare(), to->domain()))
+      if (auto token = issue_credential(from, to->domain()))
         stanza.add_child("credential", kIdentityNs).add_text(*token);
     }
     if (type.empty() || type == "unavailable") {
@@ -529,13 +529,16 @@ struct ImService::Impl {
   // ------------------------------------------------------------ federated identity
   // nullopt when the claims do not fit in a credential (very long JIDs).
   std::optional<std::string> issue_credential(const Jid& user, const std::string& audience) {
+    std::string did;
+    if (auto* s = router.find(user)) did = s->did;  // user is the full JID of a session
     identity::Claims c;
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
     c.issuer = user.domain();
-    c.subject = user.bare_str();
+    c.subject = user.bare_str();  // the credential names the account, not the resource
     c.audience = audience;
+    c.did = did;
     c.issued_at = now;
     c.expires_at =
         now + std::chrono::duration_cast<std::chrono::seconds>(config.identity.credential_lifetime)
@@ -571,7 +574,7 @@ struct ImService::Impl {
       auto aud = Jid::parse(audience);
       if (!audience.empty() && (!aud || !aud->is_domain()))
         return router.bounce(iq, StanzaError::kBadRequest, "The audience must be a domain");
-      auto token = issue_credential(from->bare(), aud ? aud->domain() : std::string());
+      auto token = issue_credential(*from, aud ? aud->domain() : std::string());
       if (!token)
         return router.bounce(iq, StanzaError::kBadRequest, "JID too long for a credential");
       Element r = xml::make_iq_result(iq);
@@ -608,11 +611,22 @@ struct ImService::Impl {
       router.bounce(iq, StanzaError::kNotAuthorized, identity::describe(result.verdict));
       co_return;
     }
-    bool exists = co_await account_exists(*user);
-    if (!exists) {
-      spdlog::info("identity: {} asked about a credential for {}: no such account", asker,
-                   user->bare_str());
-      router.bounce(iq, StanzaError::kNotAuthorized, "No such account");
+    std::string domain = user->domain(), name = user->local();
+    auto lookup = [=](storage::Storage& st) {
+      std::optional<std::string> did;  // the account's DID; nullopt = no such account
+      if (auto acct = st.get_account(domain, name)) did = acct->did;
+      return did;
+    };
+    auto did = co_await worker.run(std::move(lookup));
+    std::string problem;
+    if (!did)
+      problem = "No such account";
+    else if (*did != result.claims.did)
+      problem = "The account's ATProto DID is no longer the one in the credential";
+    if (!problem.empty()) {
+      spdlog::info("identity: {} asked about a credential for {}: {}", asker, user->bare_str(),
+                   problem);
+      router.bounce(iq, StanzaError::kNotAuthorized, problem);
       co_return;
     }
     spdlog::info("identity: confirmed the credential of {} to {}", user->bare_str(), asker);

@@ -33,6 +33,7 @@ class LocalSession {
   bool roster_requested = false;      // "interested resource" for roster pushes (§2.1.6)
   xml::Element last_presence;         // last available presence broadcast
   std::set<std::string> directed_to;  // JIDs that got directed presence (§4.6)
+  std::string did;                    // ATProto DID of the account, if linked
 };
 
 // Stanzas for local domains. Implemented by the IM service.

@@ -18,6 +18,7 @@ struct Account {
   std::string username;  // nodeprepped localpart
   c2s::sasl::ScramCredentials sha1;
   c2s::sasl::ScramCredentials sha256;
+  std::string did;  // ATProto DID linked to the account ("did:plc:..."), empty = none
 };
 
 // RFC 6121 roster item with the server-side subscription state of Appendix A.
@@ -54,6 +55,9 @@ class Storage {
   virtual bool set_credentials(const std::string& domain, const std::string& username,
                                const c2s::sasl::ScramCredentials& sha1,
                                const c2s::sasl::ScramCredentials& sha256) = 0;
+  // Links an ATProto DID to the account (empty = unlink); false when the account is absent.
+  virtual bool set_did(const std::string& domain, const std::string& username,
+                       const std::string& did) = 0;
   // Removes the account with its roster and offline messages; false when absent.
   virtual bool delete_account(const std::string& domain, const std::string& username) = 0;
   virtual std::vector<std::string> list_accounts(const std::string& domain) = 0;

@@ -253,3 +253,49 @@ def test_occupants_are_told_when_the_room_server_shuts_down(fed):
             assert {"110", "332"} <= codes(p), str(p)
         assert a.wait_exit(10) == 0
     run(body)
+
+
+def test_atproto_did_travels_in_the_credential_and_is_confirmed(fed):
+    """An account linked to an ATProto DID (waddle did JID DID) is vouched for with that DID;
+    the room server learns it, and the home server confirms it only while it is linked."""
+    did = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+    a = fed.server(A, users=("alice",), overrides={"muc": {"require_credential": True}})
+    b = fed.server(B, users=("bob",))
+    bad = b.cli("did", BOB, "not-a-did")
+    assert bad.returncode == 1 and "is not a DID" in bad.stderr, bad
+    linked = b.cli("did", BOB, did)
+    assert linked.returncode == 0, linked
+    assert b.cli("did", BOB).stdout.strip() == did
+    fed.start()
+
+    async def body():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        bob = await login(b, f"{BOB}/work", PASSWORD)
+        await join(alice, ROOM, "Alice")
+        token = await fetch_credential(bob, audience=f"conference.{A}")
+        assert jwt_claims(token)["did"] == did
+        await join(bob, ROOM, "Bob", timeout=20)
+        await await_log(a, rf"identity of {re.escape(BOB)} verified .*\({re.escape(did)}\)")
+    run(body)
+
+    # Unlinked meanwhile: the home server no longer confirms the old credential.
+    assert b.cli("did", BOB, "-").returncode == 0
+
+    async def after_unlink():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        await join(alice, ROOM, "Alice")  # the temporary room went away with everyone
+        bob = await login(b, f"{BOB}/work2", PASSWORD)
+        err = await join_error(bob, ROOM, "Bobby", credential=token_holder[0], timeout=20)
+        assert condition(err) == "not-authorized", str(err)
+        assert "DID" in error_text(err), str(err)
+    token_holder = []
+
+    async def grab():
+        bob = await login(b, f"{BOB}/work3", PASSWORD)
+        token_holder.append(await fetch_credential(bob, audience=f"conference.{A}"))
+    # A credential issued while linked (the new session reads the DID at login)...
+    assert b.cli("did", BOB, did).returncode == 0
+    run(grab)
+    assert jwt_claims(token_holder[0])["did"] == did
+    assert b.cli("did", BOB, "-").returncode == 0
+    run(after_unlink)

@@ -84,6 +84,9 @@ CREATE TABLE muc_rooms (
   PRIMARY KEY (service, name)
 );
 )sql"},
+    {3, R"sql(
+ALTER TABLE accounts ADD COLUMN did TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 std::int64_t now_unix() {
@@ -310,11 +313,11 @@ class SqliteStorage final : public Storage {
       : db_(std::move(db)),
         account_insert_(*db_,
                         (std::string("INSERT INTO accounts (domain, username, ") + kAccountColumns +
-                         ", created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                         ", created_at, did) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                          "ON CONFLICT (domain, username) DO NOTHING")
                             .c_str()),
         account_get_(*db_, (std::string("SELECT ") + kAccountColumns +
-                            " FROM accounts WHERE domain = ? AND username = ?")
+                            ", did FROM accounts WHERE domain = ? AND username = ?")
                                .c_str()),
         account_update_(*db_,
                         "UPDATE accounts SET sha1_salt = ?3, sha1_iter = ?4, sha1_stored = ?5, "
@@ -346,6 +349,7 @@ class SqliteStorage final : public Storage {
         offline_select_(*db_,
                         "SELECT id, stanza FROM offline WHERE domain = ? AND username = ? "
                         "ORDER BY id"),
+        account_set_did_(*db_, "UPDATE accounts SET did = ?3 WHERE domain = ?1 AND username = ?2"),
         room_upsert_(*db_, "INSERT OR REPLACE INTO muc_rooms (service, name, data) VALUES (?,?,?)"),
         room_delete_(*db_, "DELETE FROM muc_rooms WHERE service = ? AND name = ?"),
         room_list_(*db_, "SELECT name, data FROM muc_rooms WHERE service = ? ORDER BY name") {}
@@ -356,7 +360,7 @@ class SqliteStorage final : public Storage {
     run.text(1, a.domain).text(2, a.username);
     bind_credentials(run, 3, a.sha1);
     bind_credentials(run, 7, a.sha256);
-    run.integer(11, now_unix()).done();
+    run.integer(11, now_unix()).text(12, a.did).done();
     const bool inserted = sqlite3_changes(db_->handle()) > 0;
     tx.commit();
     return inserted;
@@ -372,7 +376,14 @@ class SqliteStorage final : public Storage {
     a.username = username;
     a.sha1 = read_credentials(run, 0);
     a.sha256 = read_credentials(run, 4);
+    a.did = run.column_text(8);
     return a;
+  }
+
+  bool set_did(const std::string& domain, const std::string& username,
+               const std::string& did) override {
+    account_set_did_.run().text(1, domain).text(2, username).text(3, did).done();
+    return sqlite3_changes(db_->handle()) > 0;
   }
 
   bool set_credentials(const std::string& domain, const std::string& username,
@@ -566,6 +577,7 @@ class SqliteStorage final : public Storage {
   Statement offline_count_;
   Statement offline_insert_;
   Statement offline_select_;
+  Statement account_set_did_;
   Statement room_upsert_;
   Statement room_delete_;
   Statement room_list_;

@@ -337,10 +337,28 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "2");
+  EXPECT_EQ(pragma("user_version"), "3");
   EXPECT_EQ(pragma("journal_mode"), "wal");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "2");
+  EXPECT_EQ(pragma("user_version"), "3");
+}
+
+TEST_F(SqliteStorageTest, Did_SetReadClearAndUnknownAccount) {
+  Account a;
+  a.domain = "a.test";
+  a.username = "bob";
+  ASSERT_TRUE(db_->create_account(a));
+  EXPECT_EQ(db_->get_account("a.test", "bob")->did, "");
+  EXPECT_TRUE(db_->set_did("a.test", "bob", "did:plc:ewvi7nxzyoun6zhxrhs64oiz"));
+  reopen();
+  EXPECT_EQ(db_->get_account("a.test", "bob")->did, "did:plc:ewvi7nxzyoun6zhxrhs64oiz");
+  EXPECT_TRUE(db_->set_did("a.test", "bob", ""));
+  EXPECT_EQ(db_->get_account("a.test", "bob")->did, "");
+  EXPECT_FALSE(db_->set_did("a.test", "nobody", "did:web:x.example"));
+  a.username = "carol";
+  a.did = "did:web:carol.example";
+  ASSERT_TRUE(db_->create_account(a));
+  EXPECT_EQ(db_->get_account("a.test", "carol")->did, "did:web:carol.example");
 }
 
 TEST_F(SqliteStorageTest, Rooms_PutListDeleteAndSurviveReopen) {
