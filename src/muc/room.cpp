@@ -1,9 +1,13 @@
 // XEP-0045 room logic. Section numbers in comments refer to XEP-0045 1.34.
 #include "muc/room.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <algorithm>
 #include <ctime>
 
+#include "core/ids.h"
 #include "xml/stanza.h"
 
 namespace waddle::muc {
@@ -63,7 +67,9 @@ Element presence_base(const Element& p) {
   // children, which inherit it, serialize without stray xmlns attributes.
   Element base("presence", p.ns());
   for (const auto* c : p.children()) {
-    if (c->ns() == ns::kMuc || c->ns() == ns::kUser || c->ns() == ns::kIdentity) continue;
+    if (c->ns() == ns::kMuc || c->ns() == ns::kUser || c->ns() == ns::kIdentity ||
+        c->ns() == ns::kOccupantId)
+      continue;  // between user and room, or the room's to set (XEP-0421: never forwarded)
     if (c->name() == "error") continue;
     base.add_child(*c);
   }
@@ -134,7 +140,19 @@ std::optional<Role> role_from(std::string_view s) {
 }
 
 Room::Room(Jid jid, RoomConfig config, Context& ctx)
-    : jid_(std::move(jid)), config_(std::move(config)), ctx_(&ctx) {}
+    : jid_(std::move(jid)), config_(std::move(config)), ctx_(&ctx), secret_(core::random_hex(16)) {}
+
+std::string Room::occupant_id(const Jid& real_bare) const {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  const std::string bare = real_bare.bare_str();
+  HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+       reinterpret_cast<const unsigned char*>(bare.data()), bare.size(), mac, &len);
+  std::string out(4 * ((len + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), mac, static_cast<int>(len));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
 
 Affiliation Room::affiliation_of(const Jid& real) const {
   auto it = affiliations_.find(real.bare_str());
@@ -201,6 +219,8 @@ Element Room::occupant_presence(const MucOccupant& occ, const Element& base,
   }
   p.remove_attr("{waddle}session");
   for (int c : codes) x.add_child("status", kUserNs).set_attr("code", std::to_string(c));
+  p.add_child("occupant-id", std::string(ns::kOccupantId))
+      .set_attr("id", occupant_id(occ.real_jid));
   return p;
 }
 
@@ -552,10 +572,13 @@ void Room::groupchat(const Element& stanza, MucOccupant& sender) {
   for (const auto& a : stanza.attrs())
     if (a.name != "to" && a.name != "from") m.set_attr(a.name, a.value);
   for (const auto* c : stanza.children()) {
-    if (c->ns() == ns::kUser || c->is("delay", xml::ns::kDelay)) continue;
+    if (c->ns() == ns::kUser || c->ns() == ns::kOccupantId || c->is("delay", xml::ns::kDelay))
+      continue;
     m.add_child(*c);
   }
   m.set_attr("from", jid_.bare_str() + "/" + sender.room_nick);
+  m.add_child("occupant-id", std::string(ns::kOccupantId))
+      .set_attr("id", occupant_id(sender.real_jid));
   if (has_body && ctx_->history_size > 0) {
     history_.push_back({m, ctx_->now()});
     while (history_.size() > ctx_->history_size) history_.pop_front();
@@ -570,6 +593,9 @@ void Room::private_message(const Element& stanza, MucOccupant& sender, const std
   Element m = stanza;
   m.remove_attr("to");
   m.set_attr("from", jid_.bare_str() + "/" + sender.room_nick);
+  m.remove_children("occupant-id", ns::kOccupantId);
+  m.add_child("occupant-id", std::string(ns::kOccupantId))
+      .set_attr("id", occupant_id(sender.real_jid));
   if (!m.child("x", ns::kUser)) m.add_child("x", kUserNs);
   send_to_occupant(it->second, std::move(m));
 }
@@ -615,6 +641,7 @@ Element Room::disco_info(const Element& iq) const {
   std::vector<std::string_view> features{
       ns::kMuc,
       ns::kSelfPing,
+      ns::kOccupantId,
       xml::ns::kDiscoInfo,
       config_.public_room ? "muc_public" : "muc_hidden",
       config_.persistent ? "muc_persistent" : "muc_temporary",
@@ -943,6 +970,7 @@ Element Room::save() const {
   r.set_attr("change-subject", config_.change_subject ? "1" : "0");
   r.set_attr("allow-invites", config_.allow_invites ? "1" : "0");
   r.set_attr("max-users", std::to_string(config_.max_users));
+  r.set_attr("secret", secret_);
   Element& s = r.add_child("subject", store_ns);
   s.set_attr("nick", subject_nick_);
   s.add_text(subject_);
@@ -970,6 +998,7 @@ std::optional<Room> Room::load(const Jid& jid, const Element& saved, Context& ct
     return std::nullopt;
   }
   Room room(jid, std::move(c), ctx);
+  if (auto secret = saved.attr("secret"); !secret.empty()) room.secret_ = std::string(secret);
   if (const Element* s = saved.child("subject")) {
     room.subject_ = s->text();
     room.subject_nick_ = std::string(s->attr("nick"));

@@ -28,6 +28,7 @@ inline constexpr std::string_view kRoomConfig = "http://jabber.org/protocol/muc#
 inline constexpr std::string_view kRoomInfo = "http://jabber.org/protocol/muc#roominfo";
 inline constexpr std::string_view kData = "jabber:x:data";
 inline constexpr std::string_view kIdentity = "urn:waddle:identity";
+inline constexpr std::string_view kOccupantId = "urn:xmpp:occupant-id:0";
 inline constexpr std::string_view kSelfPing =
     "http://jabber.org/protocol/muc#self-ping-optimization";
 }  // namespace ns
@@ -119,6 +120,9 @@ class Room {
   static std::optional<Room> load(const core::Jid& jid, const xml::Element& saved, Context& ctx);
 
   xml::Element disco_info(const xml::Element& iq) const;
+  // XEP-0421: a stable, opaque id of the user behind an occupant (same across nick changes
+  // and rejoins, different in every room).
+  std::string occupant_id(const core::Jid& real_bare) const;
 
  private:
   struct HistoryEntry {
@@ -168,6 +172,7 @@ class Room {
   std::string subject_;
   std::string subject_nick_;
   bool destroyed_ = false;
+  std::string secret_;  // keys occupant ids; saved with persistent rooms
 };
 
 }  // namespace waddle::muc

@@ -15,6 +15,12 @@ from waddle_client import DOMAIN, PASSWORD, login, run
 ALICE, BOB, CAROL = f"alice@{DOMAIN}", f"bob@{DOMAIN}", f"carol@{DOMAIN}"
 SERVICE = f"conference.{DOMAIN}"
 ROOM = f"lobby@{SERVICE}"
+NS_OCC = "urn:xmpp:occupant-id:0"
+
+
+def occupant_id(stanza) -> str:
+    el = stanza.xml.find(f"{{{NS_OCC}}}occupant-id")
+    return "" if el is None else el.get("id")
 
 
 @pytest.fixture
@@ -42,6 +48,8 @@ def test_create_join_chat_history_and_subject(users):
         bob = await login(users, f"{BOB}/work", PASSWORD)
         own = await join(alice, ROOM, "Alice")
         assert {"110", "201"} <= codes(own), str(own)  # created, and it is her
+        alice_id = occupant_id(own)
+        assert alice_id, str(own)
         it = item(own)
         assert it.get("affiliation") == "owner" and it.get("role") == "moderator", str(own)
 
@@ -68,9 +76,18 @@ def test_create_join_chat_history_and_subject(users):
         p = await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="available")
         assert item(p).get("jid") == f"{BOB}/work", str(p)
 
-        groupchat(bob, ROOM, "hello all")
+        # XEP-0421: the room stamps an occupant id of its own (a client's is dropped).
+        m = bob.make_message(mto=ROOM, mbody="hello all", mtype="groupchat")
+        ET.SubElement(m.xml, f"{{{NS_OCC}}}occupant-id").set("id", "forged")
+        m.send()
+        ids = set()
         for c in (alice, bob):
-            await c.expect_message(frm=f"{ROOM}/Bob", body="hello all", mtype="groupchat")
+            got = await c.expect_message(frm=f"{ROOM}/Bob", body="hello all", mtype="groupchat")
+            occ = got.xml.findall(f"{{{NS_OCC}}}occupant-id")
+            assert len(occ) == 1 and occ[0].get("id") != "forged", str(got)
+            ids.add(occ[0].get("id"))
+        assert ids == {occupant_id(p)}, (ids, str(p))
+        assert occupant_id(p) != alice_id, "two users share an occupant id"
     run(body)
 
 
