@@ -9,6 +9,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "core/ids.h"
 #include "core/jid.h"
 #include "core/version.h"
 #include "identity/credential.h"
@@ -128,13 +129,8 @@ struct ImService::Impl {
     if (!to) return router.bounce(stanza, StanzaError::kJidMalformed);
     if (is_subscription_type(type))
       return spawn(outbound_subscription(std::move(stanza), from, *to));
-    if (type.empty() && key && !router.is_local(to->domain()) && stanza.child("x", kMucNs) &&
-        !stanza.child("credential", kIdentityNs)) {
-      // Joining a room on another server: vouch for the user with a federated credential
-      // (spec "Identity Verification"), bound to that room service.
-      if (auto token = issue_credential(from, to->domain()))
-        stanza.add_child("credential", kIdentityNs).add_text(*token);
-    }
+    const bool vouch = type.empty() && key && !router.is_local(to->domain()) &&
+                       stanza.child("x", kMucNs) && !stanza.child("credential", kIdentityNs);
     if (type.empty() || type == "unavailable") {
       // Directed presence (§4.6): remember who got it so they learn when we go away.
       if (auto* s = router.find(from)) {
@@ -144,7 +140,67 @@ struct ImService::Impl {
           s->directed_to.erase(to->str());
       }
     }
+    if (vouch) return join_with_credential(std::move(stanza), to->domain());
     router.route(std::move(stanza));
+  }
+
+  // Joining a room on another server: vouch for the user with a federated credential (spec
+  // "Identity Verification"), bound to that room service, when the service understands them
+  // (disco#info feature urn:waddle:identity, asked once and cached). Other servers' rooms
+  // never see the credential, so it is not shown to their occupants.
+  struct Support {
+    bool yes = false;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::map<std::string, Support> identity_support;    // room service domain -> answer
+  std::map<std::string, std::vector<Element>> held;   // joins waiting for that answer
+  std::map<std::string, std::string> support_probes;  // disco IQ id -> room service domain
+
+  void join_with_credential(Element stanza, const std::string& service) {
+    auto now = std::chrono::steady_clock::now();
+    if (auto it = identity_support.find(service);
+        it != identity_support.end() && it->second.until > now) {
+      if (it->second.yes) attach_credential(stanza, service);
+      return router.route(std::move(stanza));
+    }
+    auto& waiting = held[service];
+    if (waiting.size() >= 100) return router.route(std::move(stanza));  // bounded
+    waiting.push_back(std::move(stanza));
+    if (waiting.size() > 1) return;  // asked already
+    const std::string id = "waddle-identity-" + core::random_hex(6);
+    support_probes[id] = service;
+    Element iq("iq", kClientNs);
+    iq.set_attr("type", "get").set_attr("id", id).set_attr("to", service);
+    iq.set_attr("from", Jid::parse(waiting.front().attr("from"))->domain());
+    iq.add_child("query", std::string(xml::ns::kDiscoInfo));
+    router.route(std::move(iq));
+    auto timer = std::make_shared<asio::steady_timer>(executor, std::chrono::seconds(5));
+    timer->async_wait([this, timer, id](boost::system::error_code ec) {
+      if (!ec && support_probes.contains(id)) support_answer(id, false);
+    });
+  }
+
+  void attach_credential(Element& stanza, const std::string& service) {
+    auto from = Jid::parse(stanza.attr("from"));
+    if (!from) return;
+    if (auto token = issue_credential(*from, service))
+      stanza.add_child("credential", kIdentityNs).add_text(*token);
+  }
+
+  void support_answer(const std::string& id, bool yes) {
+    auto p = support_probes.find(id);
+    if (p == support_probes.end()) return;
+    const std::string service = p->second;
+    support_probes.erase(p);
+    // A service that did not answer is asked again sooner than one that said no.
+    identity_support[service] = {yes, std::chrono::steady_clock::now() +
+                                          (yes ? std::chrono::hours(1) : std::chrono::minutes(10))};
+    auto waiting = std::move(held[service]);
+    held.erase(service);
+    for (auto& st : waiting) {
+      if (yes) attach_credential(st, service);
+      router.route(std::move(st));
+    }
   }
 
   // §4.2 / §4.5: presence broadcast of a session's own availability.
@@ -497,6 +553,16 @@ struct ImService::Impl {
 
   void server_iq(Element iq) {
     auto type = iq.attr("type");
+    if (type == "result" || type == "error") {
+      // The answer to a room service's identity support question (join_with_credential).
+      auto p = support_probes.find(std::string(iq.attr("id")));
+      if (p == support_probes.end() || iq.attr("from") != p->second) return;
+      bool yes = false;
+      if (const Element* q = iq.child("query", xml::ns::kDiscoInfo))
+        for (const auto* f : q->children("feature", xml::ns::kDiscoInfo))
+          yes |= f->attr("var") == kIdentityNs;
+      return support_answer(std::string(p->first), yes);
+    }
     if (type != "get" && type != "set") return;
     const Element* q = iq.first_child();
     if (type == "get" && q) {

@@ -103,9 +103,10 @@ void MucService::service_iq(const Element& iq) {
         .set_attr("category", "conference")
         .set_attr("type", "text")
         .set_attr("name", "Chatrooms");
+    // urn:waddle:identity: this service checks federated credentials (and may require them),
+    // so home servers attach one to their users' joins.
     std::vector<std::string_view> features{ns::kMuc, xml::ns::kDiscoInfo, xml::ns::kDiscoItems,
-                                           xml::ns::kPing};
-    if (config_.require_credential) features.push_back(ns::kIdentity);
+                                           xml::ns::kPing, ns::kIdentity};
     for (auto f : features) rq.add_child("feature", info_ns).set_attr("var", f);
     return env_.send(std::move(r));
   }
