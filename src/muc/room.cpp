@@ -293,6 +293,17 @@ void Room::presence(const Element& stanza, const Jid& from, const std::string& n
   if (nick.empty())
     return reply_error(stanza, StanzaError::kJidMalformed, "A nickname is required");
   if (occ && occ->room_nick != nick) return change_nick(*occ, from, stanza, nick);
+  if (occ && stanza.child("x", ns::kMuc)) {
+    // A join from a resource the room believes is joined (a client that reconnected before
+    // the room saw it leave): it gets the whole room state again, like a new join.
+    occ->sessions[from.str()] = presence_base(stanza);
+    Element base = occ->sessions[from.str()];
+    base.set_attr("{waddle}session", from.str());
+    for (const auto& [n, viewer] : occupants_)
+      if (&viewer != occ)
+        send_to_occupant(viewer, occupant_presence(*occ, base, &viewer, {}, false));
+    return send_state(*occ, from, stanza, {});
+  }
   if (occ) {
     // §7.7: a presence update from an occupant.
     occ->sessions[from.str()] = presence_base(stanza);
@@ -330,7 +341,21 @@ void Room::join(const Element& stanza, const Jid& from, const std::string& nick,
   occ.sessions[from.str()] = presence_base(stanza);
   by_real_[from.str()] = nick;
 
-  // §7.2.3: the other occupants' presence to the new session, then its own.
+  if (new_occupant) {
+    Element base = occ.sessions[from.str()];
+    base.set_attr("{waddle}session", from.str());
+    for (const auto& [n, viewer] : occupants_) {
+      if (&viewer == &occ) continue;
+      send_to_occupant(viewer, occupant_presence(occ, base, &viewer, {}, false));
+    }
+  }
+  send_state(occ, from, stanza, info);
+}
+
+// §7.2.3 ff.: what a joining session receives: the other occupants' presence, its own (110),
+// the history and the subject.
+void Room::send_state(const MucOccupant& occ, const Jid& from, const Element& stanza,
+                      const JoinInfo& info) {
   for (const auto& [n, other] : occupants_) {
     if (&other == &occ || other.sessions.empty()) continue;
     Element base = other.sessions.begin()->second;
@@ -338,18 +363,12 @@ void Room::join(const Element& stanza, const Jid& from, const std::string& nick,
     p.set_attr("to", from.str());
     ctx_->send(std::move(p));
   }
-  Element base = occ.sessions[from.str()];
+  Element base = occ.sessions.at(from.str());
   base.set_attr("{waddle}session", from.str());
   std::vector<int> self;
   if (config_.non_anonymous) self.push_back(100);
   if (info.created) self.push_back(201);
   self.push_back(110);
-  if (new_occupant) {
-    for (const auto& [n, viewer] : occupants_) {
-      if (&viewer == &occ) continue;
-      send_to_occupant(viewer, occupant_presence(occ, base, &viewer, {}, false));
-    }
-  }
   Element own = occupant_presence(occ, base, &occ, {}, true);
   Element* x = own.child("x", ns::kUser);
   for (int c : self) x->add_child("status", kUserNs).set_attr("code", std::to_string(c));

@@ -133,6 +133,8 @@ class Room {
   MucOccupant* occupant_by_real(const core::Jid& real_full);
   void join(const xml::Element& stanza, const core::Jid& from, const std::string& nick,
             const JoinInfo& info);
+  void send_state(const MucOccupant& occ, const core::Jid& from, const xml::Element& stanza,
+                  const JoinInfo& info);
   void leave(const core::Jid& from, const xml::Element* stanza, int status_code);
   void change_nick(MucOccupant& occ, const core::Jid& from, const xml::Element& stanza,
                    const std::string& new_nick);

@@ -276,3 +276,34 @@ def test_mediated_invitation(users):
         assert str(inv["from"]) == ROOM, str(inv)
         assert inv.xml.find(".//{http://jabber.org/protocol/muc#user}invite").get("from") == ALICE
     run(body)
+
+
+def test_join_again_from_a_joined_resource_resends_the_room_state(users):
+    """A client that reconnects (or lost track) and joins again from the same full JID gets
+    the occupant list, its own presence, history and subject again; nobody sees a second
+    occupant."""
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        await join(alice, ROOM, "Alice")
+        groupchat(alice, ROOM, "remember me")
+        await alice.expect_message(frm=f"{ROOM}/Alice", body="remember me")
+        await join(bob, ROOM, "Bob")
+        await bob.expect_message(frm=f"{ROOM}/Alice", body="remember me")
+        await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="available")
+        bob.messages.items.clear()
+        bob.presences.items.clear()
+        await join(bob, ROOM, "Bob")
+        await bob.expect_presence(frm=f"{ROOM}/Alice", ptype="available")
+        await bob.expect_message(frm=f"{ROOM}/Alice", body="remember me")
+        await bob.messages.get(lambda m: m.xml.find("{jabber:client}subject") is not None,
+                               what="subject")
+        # Alice sees Bob's presence again (an update), still one Bob.
+        await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="available")
+        iq = alice.make_iq_get(ito=ROOM)
+        q = ET.SubElement(iq.xml, "{http://jabber.org/protocol/muc#admin}query")
+        ET.SubElement(q, "{http://jabber.org/protocol/muc#admin}item").set("role", "participant")
+        result = await iq.send(timeout=10)
+        items = result.xml.findall(".//{http://jabber.org/protocol/muc#admin}item")
+        assert [i.get("nick") for i in items] == ["Bob"], str(result)
+    run(body)
