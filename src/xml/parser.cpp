@@ -1,5 +1,23 @@
 // expat-driven stream parser. Limits are checked in callbacks and after every chunk, so a
 // peer can never make us buffer more than one chunk beyond a limit.
+//
+// Reparse guard (CVE-2023-52425). expat 2.5 keeps an unfinished token (typically a start tag
+// with long or many attributes) in its buffer and tokenizes it again from its first byte on
+// every XML_Parse call; expat 2.6's reparse deferral is not available here. A peer trickling a
+// 256 KiB start tag one byte per read would cost O(n^2) work on the reactor thread. So once
+// expat is waiting on an unfinished token longer than kHoldThreshold, feed() keeps further
+// bytes in `held` and hands them to expat only when
+//   (a) they may end that token (TokenEnd below): every event we report, and every limit or
+//       restriction checked in a handler (sizes, depth, attributes, comments, PIs), fires when
+//       expat reads the '>' ending a tag, comment or PI, or
+//   (b) the held bytes reach the size the token had when holding began (geometric growth, so
+//       the total re-scan work stays linear), or
+//   (c) the bytes received would now exceed the header or stanza limit: expat then sees
+//       everything first, so the error is exactly the one it was without the guard.
+// A complete stanza is therefore never delayed, and limits trip at the same feed() with the
+// same error. Only a well-formedness error inside a held token (or a DOCTYPE refused at its
+// '[') can be reported later, by at most the token's size again, and at the latest when a limit
+// is reached.
 #include "xml/parser.h"
 
 #include <expat.h>
@@ -12,6 +30,81 @@ namespace waddle::xml {
 namespace {
 
 constexpr char kNsSep = ' ';
+
+// Unfinished tokens up to this size are re-fed as before (each later byte costs at most this
+// much re-scanning); longer ones engage the guard.
+constexpr long long kHoldThreshold = 512;
+
+// Whether bytes appended to expat's unfinished token may end it. Conservative: it may say yes
+// when the token does not end (costing one re-scan), but never no when it does. A '>' ends any
+// token except inside a quoted attribute value of a start tag, or inside a comment or PI
+// unless it follows "--" / "?"; distinguishing those keeps a peer from forcing a re-scan per
+// read by sending '>' there. Other pending tokens (end tags, references, names, literals in the
+// prolog) end at or before their first '>', and produce no event before one.
+class TokenEnd {
+ public:
+  // Starts tracking the unfinished token whose bytes so far are `token` (empty if unknown).
+  // Returns true if it may already be complete, in which case nothing should be held.
+  bool start(std::string_view token) {
+    kind_ = Kind::kOther;
+    quote_ = 0;
+    last_ = before_last_ = 0;
+    if (token.starts_with("<!--")) {
+      kind_ = Kind::kComment;
+      return scan(token.substr(4));
+    }
+    if (token.starts_with("<?")) {
+      kind_ = Kind::kPi;
+      return scan(token.substr(2));
+    }
+    if (token.size() >= 2 && token[0] == '<' && token[1] != '/' && token[1] != '!') {
+      kind_ = Kind::kStartTag;
+      return scan(token.substr(1));
+    }
+    return scan(token);
+  }
+
+  // Consumes the next bytes of the token; true if they may end it.
+  bool scan(std::string_view bytes) {
+    const char* p = bytes.data();
+    const char* const end = p + bytes.size();
+    switch (kind_) {
+      case Kind::kOther:
+        return std::memchr(p, '>', bytes.size()) != nullptr;
+      case Kind::kStartTag:
+        while (p < end) {
+          if (quote_) {
+            const void* q = std::memchr(p, quote_, static_cast<std::size_t>(end - p));
+            if (!q) return false;
+            p = static_cast<const char*>(q) + 1;
+            quote_ = 0;
+            continue;
+          }
+          const char c = *p++;
+          if (c == '\'' || c == '"') quote_ = c;
+          if (c == '>') return true;
+        }
+        return false;
+      case Kind::kComment:
+      case Kind::kPi:
+        for (; p < end; ++p) {
+          if (*p == '>' &&
+              (kind_ == Kind::kPi ? last_ == '?' : last_ == '-' && before_last_ == '-'))
+            return true;
+          before_last_ = last_;
+          last_ = *p;
+        }
+        return false;
+    }
+    return true;
+  }
+
+ private:
+  enum class Kind { kOther, kStartTag, kComment, kPi };
+  Kind kind_ = Kind::kOther;
+  char quote_ = 0;                   // kStartTag: the quote of the attribute value we are in, or 0
+  char last_ = 0, before_last_ = 0;  // kComment, kPi: the two bytes before the next
+};
 
 void split_name(const char* qname, std::string& ns, std::string& local) {
   const char* sep = std::strrchr(qname, kNsSep);
@@ -45,8 +138,17 @@ struct StreamParser::Impl {
   std::string default_ns;
   std::unique_ptr<Element> stanza;
   std::vector<Element*> stack;
-  long long total_fed = 0;
-  long long boundary = 0;  // byte index where the current top-level element may begin
+  long long total_fed = 0;  // bytes received by feed(), held ones included
+  long long boundary = 0;   // byte index where the current top-level element may begin
+
+  // Reparse guard (see the top of this file).
+  std::string held;             // received bytes not yet handed to expat
+  bool holding = false;         // expat waits on a long unfinished token; hold new bytes
+  std::size_t hold_target = 0;  // (b): flush once held reaches this many bytes
+  TokenEnd token_end;           // (a): where the unfinished token may end
+  long long expat_fed = 0;      // bytes handed to XML_Parse
+  long long token_start = 0;    // byte index of expat's unfinished token after the last call
+  std::size_t scanned = 0;      // see StreamParser::bytes_scanned()
 
   explicit Impl(StreamParser* o) : owner(o) { create(); }
   ~Impl() {
@@ -76,6 +178,57 @@ struct StreamParser::Impl {
     stack.clear();
     total_fed = 0;
     boundary = 0;
+    release_held();
+    expat_fed = 0;
+    token_start = 0;
+    scanned = 0;
+  }
+
+  void release_held() {
+    std::string().swap(held);  // frees the memory, not just the contents
+    holding = false;
+  }
+
+  // Hands `data` to expat, accounting the work it does: expat 2.5 tokenizes the unfinished
+  // token left by the previous call again from its start, then the new bytes.
+  XML_Status parse(std::string_view data) {
+    scanned += static_cast<std::size_t>(expat_fed - token_start) + data.size();
+    auto status = XML_Parse(parser, data.data(), static_cast<int>(data.size()), XML_FALSE);
+    expat_fed += static_cast<long long>(data.size());
+    // Outside callbacks expat leaves the current event at the start of the unfinished token.
+    long long index = XML_GetCurrentByteIndex(parser);
+    token_start = index >= 0 && index <= expat_fed ? index : expat_fed;
+    return status;
+  }
+
+  // The header and stanza limits, measured on all bytes received (held ones included).
+  bool over_limit() const {
+    const auto& limits = owner->limits_;
+    if (!header_seen) return total_fed > static_cast<long long>(limits.max_header_size);
+    return stream_open && total_fed - boundary > static_cast<long long>(limits.max_stanza_size);
+  }
+
+  // After a successful XML_Parse: start holding if expat waits on a long unfinished token.
+  void maybe_hold() {
+    holding = false;
+    const long long pending = expat_fed - token_start;
+    if (pending <= kHoldThreshold) return;
+    // The unfinished token's bytes, from expat's buffer (empty if expat does not say).
+    std::string_view token;
+    int offset = 0, size = 0;
+    const char* context = XML_GetInputContext(parser, &offset, &size);
+    if (context && offset >= 0 && size - offset == pending)
+      token = std::string_view(context + offset, static_cast<std::size_t>(pending));
+    if (token_end.start(token)) return;
+    hold_target = static_cast<std::size_t>(pending);
+    holding = true;
+  }
+
+  // While holding: whether `data`, about to be received, must go to expat now.
+  bool must_flush(std::string_view data) {
+    if (token_end.scan(data)) return true;                      // (a)
+    if (held.size() + data.size() >= hold_target) return true;  // (b)
+    return over_limit();                                        // (c); total_fed includes data
   }
 
   void fail(core::StreamError e) {
@@ -198,14 +351,33 @@ void StreamParser::reset() {
   impl_->create();
 }
 
+std::size_t StreamParser::bytes_scanned() const {
+  return impl_->scanned;
+}
+
+std::size_t StreamParser::bytes_held() const {
+  return impl_->held.size();
+}
+
 std::optional<core::StreamError> StreamParser::feed(std::string_view data,
                                                     std::vector<StreamEvent>& out) {
   Impl& s = *impl_;
   if (s.error) return s.error;
-  s.out = &out;
-  auto status = XML_Parse(s.parser, data.data(), static_cast<int>(data.size()), XML_FALSE);
-  s.out = nullptr;
   s.total_fed += static_cast<long long>(data.size());
+  if (s.holding && !s.must_flush(data)) {
+    s.held.append(data);
+    return std::nullopt;
+  }
+  s.out = &out;
+  XML_Status status;
+  if (s.holding) {
+    s.held.append(data);
+    status = s.parse(s.held);
+    s.release_held();
+  } else {
+    status = s.parse(data);
+  }
+  s.out = nullptr;
   if (!s.error && status != XML_STATUS_OK) {
     auto code = XML_GetErrorCode(s.parser);
     switch (code) {
@@ -223,16 +395,13 @@ std::optional<core::StreamError> StreamParser::feed(std::string_view data,
         s.error = core::StreamError::kNotWellFormed;
     }
   }
-  if (!s.error) {
-    if (!s.header_seen && s.total_fed > static_cast<long long>(limits_.max_header_size))
-      s.error = core::StreamError::kPolicyViolation;
-    else if (s.stream_open &&
-             s.total_fed - s.boundary > static_cast<long long>(limits_.max_stanza_size))
-      s.error = core::StreamError::kPolicyViolation;
-  }
+  if (!s.error && s.over_limit()) s.error = core::StreamError::kPolicyViolation;
   if (s.error) {
     s.stanza.reset();
     s.stack.clear();
+    s.release_held();
+  } else {
+    s.maybe_hold();
   }
   return s.error;
 }

@@ -47,6 +47,15 @@ class StreamParser {
 
   const ParserLimits& limits() const { return limits_; }
 
+  // Diagnostics (tests, metrics). bytes_scanned(): bytes expat has had to tokenize since
+  // construction or reset(): per XML_Parse call, the new bytes plus the unfinished token
+  // carried over from the previous call, which expat 2.5 re-scans from its start
+  // (CVE-2023-52425). The parser keeps this linear in the input however it is split into
+  // feed() calls. bytes_held(): bytes received but not yet handed to expat because they
+  // cannot complete the unfinished token expat is waiting on (see parser.cpp).
+  std::size_t bytes_scanned() const;
+  std::size_t bytes_held() const;
+
  private:
   struct Impl;
   ParserLimits limits_;
