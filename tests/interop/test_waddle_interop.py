@@ -33,7 +33,7 @@ established from a cold start on both sides; the Waddle is stopped at the end of
 - test_offline_message_from_peer: a remote message for an offline Waddle user is stored and
   delivered (with a delay stamp) at the next login.
 - test_two_domains_one_waddle: one Waddle serving two domains (a certificate each) talks to
-  the peer for both.
+  the peer for both; with dialback, the second domain multiplexes on the first one's stream.
 Outside the worlds (own federation each, Prosody in cert mode):
 - test_prosody_restart_link_replaced: Prosody restarts / is killed; Waddle notices its link
   is gone and the next message opens a new one.
@@ -639,7 +639,13 @@ def test_two_domains_one_waddle(world):
         wl = LogView(w, from_start=True)
         method = "SASL EXTERNAL" if mode == "cert" else "dialback"
         for d in (A, B):
-            wl.wait(f"s2s {d} -> {P}: authenticated with {method} over ")
+            if mode == "dialback" and d == B:
+                # The second domain authenticates with a db:result on the first domain's
+                # stream (XEP-0220 2.6 multiplexing), which both peers accept.
+                wl.wait(f"s2s {d} -> {P}: authenticated with dialback, multiplexed on the "
+                        f"stream of {A} -> {P} over ")
+            else:
+                wl.wait(f"s2s {d} -> {P}: authenticated with {method} over ")
             if mode == "cert":
                 wl.wait(f"s2s in {P} -> {d}: authenticated with SASL EXTERNAL over ")
             else:
@@ -648,7 +654,10 @@ def test_two_domains_one_waddle(world):
                 if mode == "cert":
                     pl.wait(f"Accepting SASL EXTERNAL identity from {d}")
                     pl.wait(f"SASL EXTERNAL with {d} succeeded")
-                pl.wait(f"Incoming s2s connection {d}->{P} complete")
+                if mode == "dialback" and d == B:
+                    pl.wait(f"connection {A}->{P} is now authenticated for {B}")
+                else:
+                    pl.wait(f"Incoming s2s connection {d}->{P} complete")
                 pl.wait(f"Outgoing s2s connection {P}->{d} complete")
             else:
                 kind = "EXTERNAL" if mode == "cert" else "dialback"
