@@ -700,6 +700,13 @@ class Prosody(PeerServer):
 
             VirtualHost {q(self.domain)}
                 ssl = {{ certificate = {q(self.cert)}, key = {q(self.key)} }}
+
+            -- rooms (XEP-0045), for the federated room tests; the certificate covers
+            -- *.{self.domain}
+            Component {q("conference." + self.domain)} "muc"
+                ssl = {{ certificate = {q(self.cert)}, key = {q(self.key)} }}
+                muc_room_locking = false
+                restrict_room_creation = false
             """))
 
     def prosodyctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -803,7 +810,9 @@ class Ejabberd(PeerServer):
 
     def write_config(self) -> None:
         dialback = self.mode == "dialback"
-        modules = ["mod_roster: {}", "mod_disco: {}", "mod_ping: {}", "mod_offline: {}"]
+        modules = ["mod_roster: {}", "mod_disco: {}", "mod_ping: {}", "mod_offline: {}",
+                   # rooms (XEP-0045) on conference.DOMAIN, for the federated room tests
+                   'mod_muc: {host: "conference.@HOST@", access_create: all}']
         if dialback:
             modules.append("mod_s2s_dialback: {}")
         # (joined after dedent: a multi-line value inside the template would defeat dedent)

@@ -32,6 +32,9 @@ established from a cold start on both sides; the Waddle is stopped at the end of
 - test_errors_both_ways: a message to a missing account bounces back across, both ways.
 - test_offline_message_from_peer: a remote message for an offline Waddle user is stored and
   delivered (with a delay stamp) at the next login.
+- test_peer_user_joins_waddle_room / test_waddle_user_joins_peer_room: federated rooms
+  (XEP-0045) both ways: the peer's user in a Waddle room, Waddle's user in the peer's room
+  (Prosody's muc component, ejabberd's mod_muc on conference.DOMAIN).
 - test_two_domains_one_waddle: one Waddle serving two domains (a certificate each) talks to
   the peer for both; with dialback, the second domain multiplexes on the first one's stream.
 Outside the worlds (own federation each, Prosody in cert mode):
@@ -564,6 +567,100 @@ def test_offline_message_from_peer(env):
         assert delay is not None and delay.get("stamp"), f"no delay stamp (XEP-0203): {m}"
         assert not [x for x in bob.messages.items if x["type"] == "error"], \
             f"errors returned to bob: {bob.messages.items}"
+
+    run_async(body, timeout=90)
+
+
+# --------------------------------------------------------------------------- rooms (XEP-0045)
+
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
+
+
+def _codes(p: Any) -> set[str]:
+    return {s.get("code") for s in p.xml.iter(f"{{{NS_MUC_USER}}}status")}
+
+
+async def _join(c: Any, room: str, nick: str, timeout: float = TIMEOUT) -> Any:
+    """Joins `room` as `nick`; returns the self-presence (status 110)."""
+    import xml.etree.ElementTree as ET
+    p = c.make_presence(pto=f"{room}/{nick}")
+    ET.SubElement(p.xml, f"{{{NS_MUC}}}x")
+    p.send()
+    return await c.presences.get(
+        lambda x: str(x["from"]) == f"{room}/{nick}" and "110" in _codes(x), timeout,
+        f"self-presence from {room}/{nick} for {c.label}")
+
+
+async def _presence_of(c: Any, occupant: str, available: bool = True) -> Any:
+    def pred(x: Any) -> bool:
+        return str(x["from"]) == occupant and (x.xml.get("type") != "unavailable") == available
+    return await c.presences.get(pred, TIMEOUT, f"presence of {occupant} for {c.label}")
+
+
+async def _groupchat(a: Any, b: Any, room: str, nick: str, body: str) -> None:
+    a.send_message(mto=room, mbody=body, mtype="groupchat")
+    for c in (a, b):
+        await c.messages.get(
+            lambda m: str(m["from"]) == f"{room}/{nick}" and m["body"] == body
+            and m["type"] == "groupchat", TIMEOUT, f"groupchat {body!r} to {c.label}")
+
+
+def test_peer_user_joins_waddle_room(env):
+    """A user of Prosody/ejabberd joins a room hosted by Waddle (created by a Waddle user):
+    both see each other's presence from the room, groupchat flows both ways, and the peer
+    user's leaving reaches the Waddle user."""
+    W, P = env.waddle.domain, env.peer.domain
+    room = f"lobby@conference.{W}"
+
+    async def body():
+        alice = await login(env.waddle, "alice")
+        bob = await login(env.peer, "bob")
+        own = await _join(alice, room, "alice")
+        assert "201" in _codes(own), str(own)
+        await _join(bob, room, "bob")
+        await _presence_of(bob, f"{room}/alice")
+        seen = await _presence_of(alice, f"{room}/bob")
+        item = seen.xml.find(f".//{{{NS_MUC_USER}}}item")
+        assert item is not None and item.get("jid", "").startswith(f"bob@{P}/"), str(seen)
+        await _groupchat(alice, bob, room, "alice", "hello from waddle")
+        await _groupchat(bob, alice, room, "bob", "hello from the peer")
+        bob.send_presence(pto=f"{room}/bob", ptype="unavailable")
+        await _presence_of(alice, f"{room}/bob", available=False)
+
+    run_async(body, timeout=90)
+    # The room service talked to the peer over S2S with the world's authentication.
+    LogView(env.waddle, from_start=True).wait(f"s2s in {P} -> conference.{W}: ")
+
+
+def test_waddle_user_joins_peer_room(env):
+    """A Waddle user joins a room on the peer's MUC service: presence both ways, groupchat
+    both ways, leaving seen by the peer's user. Waddle attaches no identity credential to a
+    join for a room service that does not announce urn:waddle:identity."""
+    import xml.etree.ElementTree as ET
+    W, P = env.waddle.domain, env.peer.domain
+    room = f"{W.split('.')[0]}@conference.{P}"
+
+    async def body():
+        alice = await login(env.waddle, "alice")
+        bob = await login(env.peer, "bob")
+        own = await _join(bob, room, "bob")
+        if "201" in _codes(own):
+            # An instant room (XEP-0045 10.1.2), in case the peer keeps new rooms locked.
+            iq = bob.make_iq_set(ito=room)
+            q = ET.SubElement(iq.xml, f"{{{NS_MUC_OWNER}}}query")
+            ET.SubElement(q, "{jabber:x:data}x").set("type", "submit")
+            await iq.send(timeout=TIMEOUT)
+        await _join(alice, room, "alice", timeout=30)
+        await _presence_of(alice, f"{room}/bob")
+        seen = await _presence_of(bob, f"{room}/alice")
+        assert seen.xml.find("{urn:waddle:identity}credential") is None, (
+            "a credential reached the peer's occupants: " + str(seen))
+        await _groupchat(bob, alice, room, "bob", "hello from the peer")
+        await _groupchat(alice, bob, room, "alice", "hello from waddle")
+        alice.send_presence(pto=f"{room}/alice", ptype="unavailable")
+        await _presence_of(bob, f"{room}/alice", available=False)
 
     run_async(body, timeout=90)
 
