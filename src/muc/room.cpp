@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 
 #include "core/ids.h"
@@ -37,11 +38,42 @@ std::optional<std::int64_t> parse_stamp(std::string_view s) {
   std::string str(s);
   const char* end = strptime(str.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
   if (!end) return std::nullopt;
-  return static_cast<std::int64_t>(timegm(&tm));
+  std::int64_t t = static_cast<std::int64_t>(timegm(&tm));
+  if (*end == '.')  // fractions of a second
+    while (*++end >= '0' && *end <= '9') {
+    }
+  if (*end == 'Z' || *end == '\0') return t;
+  int hh = 0, mm = 0;
+  char sign = *end;
+  if ((sign != '+' && sign != '-') || std::sscanf(end + 1, "%2d:%2d", &hh, &mm) != 2)
+    return std::nullopt;
+  const std::int64_t offset = hh * 3600 + mm * 60;
+  return sign == '+' ? t - offset : t + offset;
 }
 
 bool truthy(std::string_view v) {
   return v == "1" || v == "true";
+}
+
+// An error from an occupant's real JID that means it cannot be reached any more (its server
+// or session is gone), as opposed to a refusal of one stanza (blocking, a filter).
+bool unreachable(const Element& error) {
+  auto c = xml::stanza_error_condition(error);
+  if (!c) return false;
+  switch (*c) {
+    case StanzaError::kGone:
+    case StanzaError::kInternalServerError:
+    case StanzaError::kItemNotFound:
+    case StanzaError::kJidMalformed:
+    case StanzaError::kRecipientUnavailable:
+    case StanzaError::kRedirect:
+    case StanzaError::kRemoteServerNotFound:
+    case StanzaError::kRemoteServerTimeout:
+    case StanzaError::kServiceUnavailable:
+      return true;
+    default:
+      return false;
+  }
 }
 
 int rank(Affiliation a) {
@@ -62,6 +94,9 @@ int rank(Affiliation a) {
 
 // A presence stanza's payload that the room passes on: everything but MUC and credential
 // elements, which are between the user and the room.
+constexpr std::size_t kMaxSessions = 10;           // resources of one user under one nick
+constexpr std::size_t kMaxPresencePayload = 8192;  // bytes of a presence the room keeps
+
 Element presence_base(const Element& p) {
   // The envelope keeps the received stanza's namespace (jabber:server from S2S) so that its
   // children, which inherit it, serialize without stray xmlns attributes.
@@ -72,6 +107,14 @@ Element presence_base(const Element& p) {
       continue;  // between user and room, or the room's to set (XEP-0421: never forwarded)
     if (c->name() == "error") continue;
     base.add_child(*c);
+  }
+  if (base.str().size() > kMaxPresencePayload) {
+    // The room keeps (and repeats to every joiner) only the presence basics of a huge one.
+    Element small("presence", p.ns());
+    for (const auto* c : base.children())
+      if (c->name() == "show" || c->name() == "status" || c->name() == "priority")
+        if (c->str().size() < 1024) small.add_child(*c);
+    return small;
   }
   return base;
 }
@@ -260,9 +303,13 @@ std::optional<std::pair<StanzaError, std::string>> Room::join_refusal(const Jid&
   const Affiliation aff = affiliation_of(from);
   if (aff == Affiliation::kOutcast)
     return std::pair{StanzaError::kForbidden, "You are banned from this room"};
-  if (auto it = occupants_.find(nick);
-      it != occupants_.end() && it->second.real_jid.bare_str() != from.bare_str())
-    return std::pair{StanzaError::kConflict, "That nickname is already in use"};
+  if (auto it = occupants_.find(nick); it != occupants_.end()) {
+    if (it->second.real_jid.bare_str() != from.bare_str())
+      return std::pair{StanzaError::kConflict, "That nickname is already in use"};
+    if (it->second.sessions.size() >= kMaxSessions && !it->second.sessions.contains(from.str()))
+      return std::pair{StanzaError::kResourceConstraint,
+                       "Too many of your resources are in this room"};
+  }
   const bool admin = aff == Affiliation::kOwner || aff == Affiliation::kAdmin;
   if (config_.members_only && aff == Affiliation::kNone)
     return std::pair{StanzaError::kRegistrationRequired, "This room is for members only"};
@@ -282,7 +329,7 @@ void Room::presence(const Element& stanza, const Jid& from, const std::string& n
   MucOccupant* occ = occupant_by_real(from);
   if (type == "error") {
     // The occupant's server reports that it cannot be reached: remove the ghost (§ "333").
-    if (occ) leave(from, nullptr, 333);
+    if (occ && unreachable(stanza)) leave(from, nullptr, 333);
     return;
   }
   if (type == "unavailable") {
@@ -539,7 +586,7 @@ void Room::message(const Element& stanza, const Jid& from, const std::string& ni
   MucOccupant* occ = occupant_by_real(from);
   if (type == "error") {
     // A bounce from an occupant's server: the occupant is gone (ghost), remove it.
-    if (occ) leave(from, nullptr, 333);
+    if (occ && unreachable(stanza)) leave(from, nullptr, 333);
     return;
   }
   if (type == "groupchat") {
@@ -612,10 +659,13 @@ void Room::private_message(const Element& stanza, MucOccupant& sender, const std
   Element m = stanza;
   m.remove_attr("to");
   m.set_attr("from", jid_.bare_str() + "/" + sender.room_nick);
+  // Nothing that only the room may say: its notices (muc#user), delays, occupant ids.
   m.remove_children("occupant-id", ns::kOccupantId);
+  m.remove_children("x", ns::kUser);
+  m.remove_children("delay", xml::ns::kDelay);
   m.add_child("occupant-id", std::string(ns::kOccupantId))
       .set_attr("id", occupant_id(sender.real_jid));
-  if (!m.child("x", ns::kUser)) m.add_child("x", kUserNs);
+  m.add_child("x", kUserNs);
   send_to_occupant(it->second, std::move(m));
 }
 
@@ -768,7 +818,8 @@ std::optional<std::string> Room::apply_config(const Element& form, const Jid& /*
   if (auto it = v.find("muc#roomconfig_maxusers"); it != v.end() && !it->second.empty()) {
     try {
       unsigned long n = std::stoul(it->second);
-      if (n < 1 || n > 100000) return "maxusers out of range";
+      if (n < 1 || n > ctx_->max_users)
+        return "maxusers must be between 1 and " + std::to_string(ctx_->max_users);
       c.max_users = static_cast<std::uint32_t>(n);
     } catch (...) {
       return "maxusers is not a number";
@@ -850,8 +901,12 @@ void Room::admin_iq(const Element& iq, const Jid& from) {
     Element& rq = r.add_child("query", std::string(ns::kAdmin));
     const Element* item = items.front();
     if (auto a = affiliation_from(item->attr("affiliation"))) {
-      if (rank(mine) < rank(Affiliation::kAdmin))
-        return reply_error(iq, StanzaError::kForbidden, "Only admins may list affiliations");
+      // Members may read who else is a member, admin or owner (clients pick encryption
+      // recipients from these lists); the ban list is for admins.
+      const Affiliation needed =
+          *a == Affiliation::kOutcast ? Affiliation::kAdmin : Affiliation::kMember;
+      if (rank(mine) < rank(needed))
+        return reply_error(iq, StanzaError::kForbidden, "You may not read that list");
       for (const auto& [jid, aff] : affiliations_) {
         if (aff != *a) continue;
         rq.add_child("item", std::string(ns::kAdmin))
@@ -1017,7 +1072,10 @@ std::optional<Room> Room::load(const Jid& jid, const Element& saved, Context& ct
     return std::nullopt;
   }
   Room room(jid, std::move(c), ctx);
-  if (auto secret = saved.attr("secret"); !secret.empty()) room.secret_ = std::string(secret);
+  if (auto secret = saved.attr("secret"); !secret.empty())
+    room.secret_ = std::string(secret);
+  else
+    room.dirty = true;  // save the new secret so that occupant ids stay stable
   if (const Element* s = saved.child("subject")) {
     room.subject_ = s->text();
     room.subject_nick_ = std::string(s->attr("nick"));

@@ -75,6 +75,7 @@ struct Context {
   std::function<std::int64_t()> now;                      // Unix seconds
   std::function<bool(std::string_view)> is_local_domain;  // the user's home is this server
   std::size_t history_size = 20;
+  std::uint32_t max_users = 200;  // the most occupants an owner may allow
 };
 
 // Facts about a joining user established before the room sees it (credential checks).

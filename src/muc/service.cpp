@@ -18,6 +18,7 @@ namespace {
 const std::string kClientNs(xml::ns::kClient);
 const std::string kIdentityNs(ns::kIdentity);
 constexpr std::int64_t kKeyCacheSeconds = 3600;
+constexpr std::size_t kMaxRequests = 1000;  // identity checks in flight (and joins per key)
 }  // namespace
 
 MucService::MucService(const core::MucConfig& config, std::string domain, Env env)
@@ -26,6 +27,7 @@ MucService::MucService(const core::MucConfig& config, std::string domain, Env en
   ctx_.now = env_.now;
   ctx_.is_local_domain = env_.is_local_domain;
   ctx_.history_size = config_.history_size;
+  ctx_.max_users = config_.max_occupants;
 }
 
 MucService::~MucService() {
@@ -37,7 +39,10 @@ void MucService::load(const std::vector<std::pair<std::string, std::string>>& ro
     auto jid = Jid::from_parts(name, domain_, "");
     auto el = xml::parse_element(data);
     if (!jid || !el) continue;
-    if (auto room = Room::load(*jid, *el, ctx_)) rooms_.emplace(name, std::move(*room));
+    if (auto room = Room::load(*jid, *el, ctx_)) {
+      auto& r = rooms_.emplace(name, std::move(*room)).first->second;
+      persist(r);  // rooms saved by an older version get their occupant-id secret stored
+    }
   }
 }
 
@@ -73,6 +78,12 @@ void MucService::persist(Room& room) {
 }
 
 void MucService::shutdown() {
+  for (auto& [id, request] : requests_)
+    for (const auto& j : request.joins)
+      env_.send(xml::make_error_reply(j.stanza, StanzaError::kServiceUnavailable,
+                                      "The server is shutting down"));
+  requests_.clear();
+  key_request_.clear();
   for (auto& [name, room] : rooms_) room.shutdown();
   std::erase_if(rooms_, [](const auto& kv) { return !kv.second.config().persistent; });
 }
@@ -211,6 +222,14 @@ void MucService::finish_join(const PendingJoin& join, bool verified, const std::
 
 void MucService::refuse_join(const PendingJoin& join, const std::string& why) {
   ++credentials_rejected_;
+  if (!config_.require_credential && !join.token.empty()) {
+    // Credentials are optional here: one that cannot be checked (clock skew, the home server
+    // unreachable) must not keep out a user who could have joined without it.
+    if (env_.log)
+      env_.log("muc " + domain_ + ": " + join.from.bare_str() +
+               " joins unverified, its credential was not accepted: " + why);
+    return finish_join(join, false, {});
+  }
   if (env_.log) env_.log("muc " + domain_ + ": " + join.from.bare_str() + " refused: " + why);
   env_.send(xml::make_error_reply(join.stanza, StanzaError::kNotAuthorized, why));
 }
@@ -232,8 +251,12 @@ void MucService::check_credential(PendingJoin join) {
   }
   // Fetch the home server's key over S2S (the stream is authenticated for that domain).
   const std::string domain = claims->issuer;
+  if (requests_.size() >= kMaxRequests)
+    return refuse_join(join, "Too many identity checks are in progress; try again later");
   if (auto in_flight = key_request_.find(domain); in_flight != key_request_.end()) {
     if (auto r = requests_.find(in_flight->second); r != requests_.end()) {
+      if (r->second.joins.size() >= kMaxRequests)
+        return refuse_join(join, "Too many identity checks are in progress; try again later");
       r->second.joins.push_back(std::move(join));
       return;
     }
@@ -253,6 +276,8 @@ void MucService::verify_with_key(PendingJoin join, const KeyEntry& key) {
     return refuse_join(
         join, "Identity credential refused: " + std::string(identity::describe(result.verdict)));
   if (!config_.verify_with_home_server) return finish_join(join, true, result.claims.did);
+  if (requests_.size() >= kMaxRequests)
+    return refuse_join(join, "Too many identity checks are in progress; try again later");
   Element verify("verify", kIdentityNs);
   verify.add_child("jid", kIdentityNs).add_text(join.from.bare_str());
   verify.add_child("credential", kIdentityNs).add_text(join.token);

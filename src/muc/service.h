@@ -20,6 +20,7 @@
 namespace waddle::muc {
 
 struct Env {
+  // Must not call back into the service before returning (the server posts to the reactor).
   std::function<void(xml::Element)> send;
   std::function<std::int64_t()> now;  // Unix seconds
   // Saves a persistent room (data = Room::save() as text) or deletes it (data empty).

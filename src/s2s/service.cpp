@@ -309,8 +309,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     bool done = false;
     Clock::time_point last_activity = Clock::now();
     std::map<std::string, std::function<void(bool, std::string)>> waiting;  // by local domain
-    std::set<std::string> refused;  // local domains the peer would not accept here
-    asio::steady_timer closed;      // cancelled when the stream ends
+    asio::steady_timer closed;  // cancelled when the stream ends
     explicit Mux(asio::io_context& io) : closed(io, asio::steady_timer::time_point::max()) {}
   };
 
@@ -376,6 +375,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   }  // Connections being established, by key, with how to abort them (connect_timeout,
   // shutdown); `cancelled` keys stop trying further endpoints.
   std::map<std::string, std::function<void()>> connecting;
+  // (local, remote) pairs a peer refused to multiplex, until when not to ask again.
+  std::map<std::pair<std::string, std::string>, Clock::time_point> mux_refused;
   std::set<std::string> cancelled;
 
   // Arms a deadline that aborts the connection attempt registered under `key`.
@@ -403,7 +404,10 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     auto done = [&](const std::string& id, const Element& features) {
       out.mux = std::make_shared<Mux>(io);
       out.mux->stream_id = id;
-      out.mux->dialback = features.child("dialback", kDialbackFeatureNs) != nullptr;
+      // Only with dialback errors (XEP-0220 §2.4): a peer without them may answer a refused
+      // additional pair by closing the whole stream.
+      const Element* db = features.child("dialback", kDialbackFeatureNs);
+      out.mux->dialback = db && db->child("errors", kDialbackFeatureNs);
       return std::make_pair(Outcome{}, out);
     };
     if (direct_tls) {
@@ -586,8 +590,17 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     if (!links.contains(key)) {
       // One stream per (local, remote) pair; max_connections_per_domain caps how many of
       // them one remote domain gets (several local domains, e.g. virtual hosts).
+      // Streams, not pairs: pairs multiplexed on one stream count once.
+      std::set<const stream::XmlStream*> streams;
       std::size_t to_remote = 0;
-      for (const auto& [k, l] : links) to_remote += k.second == key.second;
+      for (const auto& [k, l] : links) {
+        if (k.second != key.second) continue;
+        if (l->out.stream)
+          streams.insert(l->out.stream.get());
+        else
+          ++to_remote;
+      }
+      to_remote += streams.size();
       if (to_remote >= config.s2s.max_connections_per_domain)
         return router.bounce(
             stanza, StanzaError::kResourceConstraint,
@@ -595,7 +608,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     }
     auto& link = links[key];
     if (!link) link = std::make_shared<Link>(*this, key.first, key.second);
-    if (link->state == Link::State::kReady && link->out.stream && !link->out.stream->closed()) {
+    if (link->state == Link::State::kReady && link->out.stream && !link->out.stream->closed() &&
+        !(link->out.mux && link->out.mux->done)) {
       write(*link, stanza);
       return;
     }
@@ -708,12 +722,17 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   // it ends. False when there is none to share, the peer offers no dialback there, or it
   // refuses: the caller opens a stream of its own.
   asio::awaitable<bool> multiplex(std::shared_ptr<Link> link) {
+    const auto pair = std::make_pair(link->local, link->remote);
+    if (auto r = mux_refused.find(pair); r != mux_refused.end()) {
+      if (Clock::now() < r->second) co_return false;
+      mux_refused.erase(r);
+    }
     std::shared_ptr<Link> carrier;
     for (auto& [k, l] : links) {
       if (k.second != link->remote || l == link || l->state != Link::State::kReady) continue;
       const auto& m = l->out.mux;
       if (!l->out.stream || l->out.stream->closed() || !m || m->done || !m->dialback ||
-          m->refused.contains(link->local) || m->waiting.contains(link->local))
+          m->waiting.contains(link->local))
         continue;
       carrier = l;
       break;
@@ -734,7 +753,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
     mux->waiting.erase(link->local);
     if (!answer || !answer->first) {
-      mux->refused.insert(link->local);
+      // Not tried again for a while, on this stream or the next one.
+      mux_refused[pair] = Clock::now() + std::chrono::minutes(10);
       spdlog::info(
           "s2s {} -> {}: not multiplexed on the stream of {} -> {} ({}); opening a "
           "stream of its own",
@@ -742,6 +762,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
           answer ? answer->second : std::string("no answer in time"));
       co_return false;
     }
+    if (mux->done || out.stream->closed()) co_return false;  // accepted, but the stream ended
     link->out = out;
     link->state = Link::State::kReady;
     link->last_activity = link->last_rx = Clock::now();
@@ -779,7 +800,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       } else if (e.is("result", kDialbackNs) && link->out.mux) {
         // The answer to a multiplexing request of another local domain.
         auto& waiting = link->out.mux->waiting;
-        if (auto it = waiting.find(std::string(e.attr("to"))); it != waiting.end()) {
+        if (auto it = waiting.find(std::string(e.attr("to")));
+            it != waiting.end() && e.attr("from") == link->remote) {
           std::string why(e.attr("type"));
           if (const Element* err = e.child("error"))
             if (const Element* cond = err->first_child()) why += ": " + cond->name();
@@ -1019,7 +1041,9 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       co_return;
     }
     if (e.is("result", kDialbackNs)) {
-      co_await dialback_result(in, e);
+      // Verified in the background: pairs already authenticated on this stream keep flowing
+      // while another one is checked (XEP-0220 §2.6).
+      spawn(dialback_result(in, std::move(e)));
       co_return;
     }
     if (e.is("verify", kDialbackNs)) {

@@ -79,7 +79,12 @@ int run_server(const core::Config& config) {
   std::vector<std::unique_ptr<muc::MucService>> rooms;
   for (auto& [domain, saved] : saved_rooms) {
     muc::Env env;
-    env.send = [&router](xml::Element e) { router.route(std::move(e)); };
+    // Posted, not routed in place: an immediate bounce (a queue full, a session gone) must
+    // not come back into the room while it is still iterating its occupants. One thread,
+    // FIFO: the order of the room's stanzas is kept.
+    env.send = [&router, &io](xml::Element e) {
+      asio::post(io, [&router, e = std::move(e)]() mutable { router.route(std::move(e)); });
+    };
     env.now = [] {
       return std::chrono::duration_cast<std::chrono::seconds>(
                  std::chrono::system_clock::now().time_since_epoch())
@@ -173,13 +178,17 @@ int run_server(const core::Config& config) {
     stopping = true;
     spdlog::info("received signal {}: shutting down", sig);
     for (auto& acc : acceptors) acc->close();
-    for (auto& r : rooms) r->shutdown();  // before the streams that carry the news close
-    for (auto* s : router.all()) s->close_with(core::StreamError::kSystemShutdown);
-    s2s.stop();
-    hup.cancel();
-    if (http) http->stop();
-    deadline = std::chrono::steady_clock::now() + config.server.shutdown_timeout;
-    wait_sessions();
+    for (auto& r : rooms) r->shutdown();
+    // Posted behind the rooms' goodbyes (which the rooms post), so that they are routed
+    // before the streams that carry them close.
+    asio::post(io, [&] {
+      for (auto* s : router.all()) s->close_with(core::StreamError::kSystemShutdown);
+      s2s.stop();
+      hup.cancel();
+      if (http) http->stop();
+      deadline = std::chrono::steady_clock::now() + config.server.shutdown_timeout;
+      wait_sessions();
+    });
   });
 
   // SIGHUP: re-read the configuration file; the federation policy, rate limits and log
