@@ -1,0 +1,413 @@
+// Room logic (XEP-0045) without I/O: a fake context records what the room sends.
+#include "muc/room.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "identity/credential.h"
+#include "muc/service.h"
+#include "xml/parser.h"
+
+namespace waddle::muc {
+namespace {
+
+using core::Jid;
+using xml::Element;
+
+Element parse(const std::string& text) {
+  auto e = xml::parse_element(text);
+  EXPECT_TRUE(e.has_value()) << text;
+  return e ? std::move(*e) : Element();
+}
+
+Jid jid(const std::string& s) {
+  return *Jid::parse(s);
+}
+
+std::vector<std::string> codes(const Element& p) {
+  std::vector<std::string> out;
+  if (const Element* x = p.child("x", ns::kUser))
+    for (const auto* s : x->children("status", ns::kUser)) out.emplace_back(s->attr("code"));
+  return out;
+}
+
+bool has_code(const Element& p, const std::string& c) {
+  auto v = codes(p);
+  return std::find(v.begin(), v.end(), c) != v.end();
+}
+
+class RoomTest : public ::testing::Test {
+ protected:
+  RoomTest() {
+    ctx_.send = [this](Element e) { sent.push_back(std::move(e)); };
+    ctx_.now = [this] { return now; };
+    ctx_.is_local_domain = [](std::string_view d) { return d == "a.test"; };
+    ctx_.history_size = 5;
+    ctx_.max_users = 50;
+  }
+
+  Room& room(RoomConfig config = {}) {
+    room_.emplace(jid("lobby@conference.a.test"), config, ctx_);
+    room_->set_affiliation("owner@a.test", Affiliation::kOwner);
+    return *room_;
+  }
+
+  void join(const std::string& full, const std::string& nick, const std::string& extra = "") {
+    auto from = jid(full);
+    room_->presence(
+        parse("<presence xmlns='jabber:client' from='" + full + "' to='lobby@conference.a.test/" +
+              nick + "'><x xmlns='http://jabber.org/protocol/muc'>" + extra + "</x></presence>"),
+        from, nick, {});
+  }
+
+  std::vector<Element> to(const std::string& full) const {
+    std::vector<Element> out;
+    for (const auto& e : sent)
+      if (e.attr("to") == full) out.push_back(e);
+    return out;
+  }
+
+  const Element* last_error_to(const std::string& full) const {
+    for (auto it = sent.rbegin(); it != sent.rend(); ++it)
+      if (it->attr("to") == full && it->attr("type") == "error") return &*it;
+    return nullptr;
+  }
+
+  static std::string condition(const Element* e) {
+    if (!e) return "(none)";
+    const Element* err = e->child("error");
+    return err && err->first_child() ? err->first_child()->name() : "(none)";
+  }
+
+  Context ctx_;
+  std::optional<Room> room_;
+  std::vector<Element> sent;
+  std::int64_t now = 1'700'000'000;
+};
+
+TEST_F(RoomTest, Join_SendsOccupantsThenSelfThenHistoryThenSubject) {
+  room();
+  join("owner@a.test/r", "Owner");
+  room_->message(parse("<message xmlns='jabber:client' from='owner@a.test/r' "
+                       "to='lobby@conference.a.test' type='groupchat'><body>hi</body></message>"),
+                 jid("owner@a.test/r"), "");
+  sent.clear();
+  join("bob@b.test/x", "Bob");
+  auto got = to("bob@b.test/x");
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0].attr("from"), "lobby@conference.a.test/Owner");
+  EXPECT_EQ(got[1].attr("from"), "lobby@conference.a.test/Bob");
+  EXPECT_TRUE(has_code(got[1], "110"));
+  EXPECT_EQ(got[2].child_text("body"), "hi");
+  EXPECT_NE(got[2].child("delay", "urn:xmpp:delay"), nullptr);
+  EXPECT_NE(got[3].child("subject"), nullptr);
+  // The owner (a moderator) sees Bob's real JID; Bob, a participant, does not see the owner's.
+  auto owner_view = to("owner@a.test/r");
+  ASSERT_EQ(owner_view.size(), 1u);
+  EXPECT_EQ(owner_view[0].child("x", ns::kUser)->child("item", ns::kUser)->attr("jid"),
+            "bob@b.test/x");
+  EXPECT_FALSE(got[0].child("x", ns::kUser)->child("item", ns::kUser)->has_attr("jid"));
+  const auto& occ = room_->occupants().at("Bob");
+  EXPECT_TRUE(occ.is_remote);
+  EXPECT_EQ(occ.home_server, "b.test");
+}
+
+TEST_F(RoomTest, Join_Refusals) {
+  RoomConfig c;
+  c.max_users = 2;
+  room(c);
+  join("owner@a.test/r", "Owner");
+  join("bob@b.test/x", "Owner");
+  EXPECT_EQ(condition(last_error_to("bob@b.test/x")), "conflict");
+  join("bob@b.test/x", "Bob");
+  join("carol@c.test/y", "Carol");
+  EXPECT_EQ(condition(last_error_to("carol@c.test/y")), "service-unavailable");
+  room_->set_affiliation("eve@e.test", Affiliation::kOutcast);
+  join("eve@e.test/z", "Eve");
+  EXPECT_EQ(condition(last_error_to("eve@e.test/z")), "forbidden");
+}
+
+TEST_F(RoomTest, SameUserFromManyResources_CappedAtTen) {
+  room();
+  for (int i = 0; i < 10; ++i) join("bob@b.test/r" + std::to_string(i), "Bob");
+  EXPECT_EQ(room_->occupants().at("Bob").sessions.size(), 10u);
+  join("bob@b.test/r10", "Bob");
+  EXPECT_EQ(condition(last_error_to("bob@b.test/r10")), "resource-constraint");
+  EXPECT_EQ(room_->occupants().at("Bob").sessions.size(), 10u);
+}
+
+TEST_F(RoomTest, Errors_OnlyUnreachabilityRemovesAnOccupant) {
+  room();
+  join("owner@a.test/r", "Owner");
+  join("bob@b.test/x", "Bob");
+  auto error = [&](const std::string& cond) {
+    room_->message(parse("<message xmlns='jabber:client' from='bob@b.test/x' "
+                         "to='lobby@conference.a.test/Owner' type='error'><error type='cancel'><" +
+                         cond + " xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"),
+                   jid("bob@b.test/x"), "Owner");
+  };
+  error("not-acceptable");  // e.g. Bob's client refused a private message
+  error("policy-violation");
+  EXPECT_TRUE(room_->occupants().contains("Bob"));
+  sent.clear();
+  error("remote-server-not-found");  // Bob's server is gone
+  EXPECT_FALSE(room_->occupants().contains("Bob"));
+  auto seen = to("owner@a.test/r");
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].attr("type"), "unavailable");
+  EXPECT_TRUE(has_code(seen[0], "333"));
+}
+
+TEST_F(RoomTest, PrivateMessage_CannotCarryRoomNotices) {
+  room();
+  join("owner@a.test/r", "Owner");
+  join("bob@b.test/x", "Bob");
+  sent.clear();
+  room_->message(
+      parse("<message xmlns='jabber:client' from='bob@b.test/x' to='lobby@conference.a.test/Owner' "
+            "type='chat'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'>"
+            "<status code='307'/></x><delay xmlns='urn:xmpp:delay' stamp='2001-01-01T00:00:00Z'/>"
+            "<occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/></message>"),
+      jid("bob@b.test/x"), "Owner");
+  auto got = to("owner@a.test/r");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].attr("from"), "lobby@conference.a.test/Bob");
+  EXPECT_TRUE(codes(got[0]).empty());
+  EXPECT_EQ(got[0].child("delay", "urn:xmpp:delay"), nullptr);
+  EXPECT_NE(got[0].child("occupant-id", ns::kOccupantId)->attr("id"), "forged");
+}
+
+TEST_F(RoomTest, AffiliationLists_MembersReadMembersOnlyAdminsReadBans) {
+  room();
+  room_->set_affiliation("bob@b.test", Affiliation::kMember);
+  room_->set_affiliation("eve@e.test", Affiliation::kOutcast);
+  join("bob@b.test/x", "Bob");
+  join("carol@c.test/y", "Carol");
+  auto ask = [&](const std::string& who, const std::string& aff) {
+    sent.clear();
+    room_->iq(parse("<iq xmlns='jabber:client' type='get' id='q' from='" + who +
+                    "' to='lobby@conference.a.test'><query "
+                    "xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='" +
+                    aff + "'/></query></iq>"),
+              jid(who), "");
+    return sent.at(0);
+  };
+  EXPECT_EQ(ask("bob@b.test/x", "member").attr("type"), "result");
+  EXPECT_EQ(ask("bob@b.test/x", "owner").attr("type"), "result");
+  EXPECT_EQ(ask("bob@b.test/x", "outcast").attr("type"), "error");
+  EXPECT_EQ(ask("carol@c.test/y", "member").attr("type"), "error");
+  EXPECT_EQ(ask("owner@a.test/r", "outcast").attr("type"), "result");
+}
+
+TEST_F(RoomTest, Admin_LastOwnerStays_AndKickIsAnnounced) {
+  room();
+  join("owner@a.test/r", "Owner");
+  join("bob@b.test/x", "Bob");
+  sent.clear();
+  room_->iq(
+      parse("<iq xmlns='jabber:client' type='set' id='a' from='owner@a.test/r' "
+            "to='lobby@conference.a.test'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+            "<item affiliation='none' jid='owner@a.test'/></query></iq>"),
+      jid("owner@a.test/r"), "");
+  EXPECT_EQ(condition(&sent.at(0)), "conflict");
+  sent.clear();
+  room_->iq(
+      parse("<iq xmlns='jabber:client' type='set' id='k' from='bob@b.test/x' "
+            "to='lobby@conference.a.test'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+            "<item role='none' nick='Owner'/></query></iq>"),
+      jid("bob@b.test/x"), "");
+  EXPECT_EQ(sent.at(0).attr("type"), "error");
+  EXPECT_TRUE(room_->occupants().contains("Owner"));
+  sent.clear();
+  room_->iq(
+      parse("<iq xmlns='jabber:client' type='set' id='k' from='owner@a.test/r' "
+            "to='lobby@conference.a.test'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+            "<item role='none' nick='Bob'><reason>spam</reason></item></query></iq>"),
+      jid("owner@a.test/r"), "");
+  EXPECT_FALSE(room_->occupants().contains("Bob"));
+  auto bob = to("bob@b.test/x");
+  ASSERT_FALSE(bob.empty());
+  EXPECT_TRUE(has_code(bob.back(), "307"));
+  EXPECT_TRUE(has_code(bob.back(), "110"));
+}
+
+TEST_F(RoomTest, Config_MaxUsersCappedByTheService_AndSaveLoadRoundTrip) {
+  room();
+  join("owner@a.test/r", "Owner");
+  auto submit = [&](const std::string& var, const std::string& value) {
+    sent.clear();
+    room_->iq(parse("<iq xmlns='jabber:client' type='set' id='c' from='owner@a.test/r' "
+                    "to='lobby@conference.a.test'><query "
+                    "xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' "
+                    "type='submit'><field var='" +
+                    var + "'><value>" + value + "</value></field></x></query></iq>"),
+              jid("owner@a.test/r"), "");
+    for (const auto& e : sent)
+      if (e.name() == "iq") return std::string(e.attr("type"));
+    return std::string("(no answer)");
+  };
+  EXPECT_EQ(submit("muc#roomconfig_maxusers", "51"), "error");
+  EXPECT_EQ(submit("muc#roomconfig_maxusers", "50"), "result");
+  EXPECT_EQ(submit("muc#roomconfig_persistentroom", "1"), "result");
+  EXPECT_EQ(submit("muc#roomconfig_whois", "everyone"), "error");
+  const std::string id = room_->occupant_id(jid("bob@b.test"));
+  Element saved = room_->save();
+  auto copy = Room::load(jid("lobby@conference.a.test"), saved, ctx_);
+  ASSERT_TRUE(copy.has_value());
+  EXPECT_EQ(copy->config().max_users, 50u);
+  EXPECT_TRUE(copy->config().persistent);
+  EXPECT_EQ(copy->affiliation_of(jid("owner@a.test")), Affiliation::kOwner);
+  EXPECT_EQ(copy->occupant_id(jid("bob@b.test")), id);  // stable across restarts
+  EXPECT_NE(copy->occupant_id(jid("carol@c.test")), id);
+}
+
+TEST_F(RoomTest, History_SinceWithOffsetAndMaxStanzas) {
+  room();
+  join("owner@a.test/r", "Owner");
+  for (int i = 0; i < 4; ++i) {
+    now = 1'700'000'000 + i * 100;
+    room_->message(parse("<message xmlns='jabber:client' from='owner@a.test/r' "
+                         "to='lobby@conference.a.test' type='groupchat'><body>m" +
+                         std::to_string(i) + "</body></message>"),
+                   jid("owner@a.test/r"), "");
+  }
+  auto bodies = [&](const std::string& full) {
+    std::vector<std::string> out;
+    for (const auto& e : to(full))
+      if (e.name() == "message" && e.child("body")) out.push_back(e.child_text("body"));
+    return out;
+  };
+  // 1700000150 = 2023-11-14T22:15:50Z; the same instant written with a +01:00 offset.
+  join("bob@b.test/x", "Bob", "<history since='2023-11-14T23:15:50+01:00'/>");
+  EXPECT_EQ(bodies("bob@b.test/x"), (std::vector<std::string>{"m2", "m3"}));
+  join("carol@c.test/y", "Carol", "<history maxstanzas='1'/>");
+  EXPECT_EQ(bodies("carol@c.test/y"), std::vector<std::string>{"m3"});
+}
+
+// ------------------------------------------------------------------ the service and identity
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  ServiceTest() {
+    env_.send = [this](Element e) { sent.push_back(std::move(e)); };
+    env_.now = [] { return std::int64_t{1'700'000'000}; };
+    env_.after = [this](std::chrono::milliseconds, std::function<void()> fn) {
+      timers.push_back(std::move(fn));
+    };
+    env_.is_local_domain = [](std::string_view d) { return d == "a.test"; };
+  }
+
+  MucService& service(bool require) {
+    core::MucConfig c;
+    c.require_credential = require;
+    svc_.emplace(c, "conference.a.test", env_);
+    return *svc_;
+  }
+
+  void deliver(const std::string& xml) { svc_->to_local(parse(xml)); }
+
+  std::string token(const std::string& sub, const std::string& iss) {
+    identity::Claims c;
+    c.issuer = iss;
+    c.subject = sub;
+    c.audience = "conference.a.test";
+    c.issued_at = 1'700'000'000;
+    c.expires_at = 1'700'086'400;
+    return identity::issue(key_, c);
+  }
+
+  void join(const std::string& full, const std::string& room, const std::string& cred) {
+    deliver(
+        "<presence xmlns='jabber:client' from='" + full + "' to='" + room + "@conference.a.test/n" +
+        full.substr(0, 3) + "'><x xmlns='http://jabber.org/protocol/muc'/>" +
+        (cred.empty() ? "" : "<credential xmlns='urn:waddle:identity'>" + cred + "</credential>") +
+        "</presence>");
+  }
+
+  const Element* last_to(const std::string& to) const {
+    for (auto it = sent.rbegin(); it != sent.rend(); ++it)
+      if (it->attr("to") == to) return &*it;
+    return nullptr;
+  }
+
+  Env env_;
+  std::optional<MucService> svc_;
+  std::vector<Element> sent;
+  std::vector<std::function<void()>> timers;
+  identity::SigningKey key_ = identity::SigningKey::generate();
+};
+
+TEST_F(ServiceTest, RemoteJoinWithCredential_KeyThenVerifyThenJoined) {
+  service(true);
+  join("alice@a.test/r", "lobby", "");  // a local user creates the room, no credential needed
+  ASSERT_NE(svc_->room("lobby"), nullptr);
+  sent.clear();
+  join("bob@b.test/x", "lobby", token("bob@b.test", "b.test"));
+  ASSERT_EQ(sent.size(), 1u);
+  const Element key_iq = sent[0];
+  EXPECT_EQ(key_iq.attr("to"), "b.test");
+  EXPECT_NE(key_iq.child("key", ns::kIdentity), nullptr);
+  // A second joiner from b.test waits for the same key: no second request.
+  join("dan@b.test/x", "lobby", token("dan@b.test", "b.test"));
+  EXPECT_EQ(sent.size(), 1u);
+  // An answer from another domain is ignored.
+  deliver("<iq xmlns='jabber:client' type='result' from='evil.test' to='conference.a.test' id='" +
+          std::string(key_iq.attr("id")) + "'><key xmlns='urn:waddle:identity' id='" +
+          key_.key_id() + "'>" + key_.public_key_b64() + "</key></iq>");
+  EXPECT_EQ(sent.size(), 1u);
+  sent.clear();
+  deliver("<iq xmlns='jabber:client' type='result' from='b.test' to='conference.a.test' id='" +
+          std::string(key_iq.attr("id")) + "'><key xmlns='urn:waddle:identity' id='" +
+          key_.key_id() + "'>" + key_.public_key_b64() + "</key></iq>");
+  ASSERT_EQ(sent.size(), 2u);  // one <verify/> per joiner
+  for (const auto& v : sent) {
+    ASSERT_NE(v.child("verify", ns::kIdentity), nullptr);
+    EXPECT_EQ(v.attr("to"), "b.test");
+  }
+  const std::string bob_verify(sent[0].attr("id"));
+  sent.clear();
+  deliver("<iq xmlns='jabber:client' type='result' from='b.test' to='conference.a.test' id='" +
+          bob_verify + "'><identity xmlns='urn:waddle:identity' jid='bob@b.test'/></iq>");
+  const bool joined = std::any_of(sent.begin(), sent.end(), [](const Element& e) {
+    return e.attr("to") == "bob@b.test/x" && e.name() == "presence" && has_code(e, "110");
+  });
+  EXPECT_TRUE(joined);
+  const auto& occupants = svc_->room("lobby")->occupants();
+  auto bob = std::find_if(occupants.begin(), occupants.end(),
+                          [](const auto& kv) { return kv.second.real_jid.str() == "bob@b.test"; });
+  ASSERT_NE(bob, occupants.end());
+  EXPECT_TRUE(bob->second.credential_verified);
+  EXPECT_EQ(svc_->credentials_verified(), 1u);
+  // Dan's confirmation never comes: the timeout refuses him.
+  for (auto& t : timers) t();
+  const Element* refused = last_to("dan@b.test/x");
+  ASSERT_NE(refused, nullptr);
+  EXPECT_EQ(refused->attr("type"), "error");
+}
+
+TEST_F(ServiceTest, RemoteJoin_RefusedWithoutOrWithABadCredential) {
+  service(true);
+  join("alice@a.test/r", "lobby", "");
+  join("bob@b.test/x", "lobby", "");
+  EXPECT_EQ(last_to("bob@b.test/x")->attr("type"), "error");
+  join("carl@c.test/x", "lobby", token("bob@b.test", "b.test"));  // borrowed
+  EXPECT_EQ(last_to("carl@c.test/x")->attr("type"), "error");
+  EXPECT_EQ(svc_->credentials_rejected(), 2u);
+}
+
+TEST_F(ServiceTest, Creation_LocalOnlyByDefault) {
+  service(false);
+  join("bob@b.test/x", "newroom", "");
+  EXPECT_EQ(svc_->room("newroom"), nullptr);
+  const Element* err = last_to("bob@b.test/x");
+  ASSERT_NE(err, nullptr);
+  EXPECT_NE(err->child("error")->child("not-allowed"), nullptr);
+  join("alice@a.test/r", "newroom", "");
+  EXPECT_NE(svc_->room("newroom"), nullptr);
+}
+
+}  // namespace
+}  // namespace waddle::muc
