@@ -34,6 +34,7 @@ const std::string kClientNs(xml::ns::kClient);
 const std::string kRosterNs(xml::ns::kRoster);
 const std::string kIdentityNs = "urn:waddle:identity";
 constexpr std::string_view kMucNs = "http://jabber.org/protocol/muc";
+constexpr std::size_t kMaxHeld = 100;  // stanzas waiting for one room service's answer
 
 bool is_subscription_type(std::string_view t) {
   return t == "subscribe" || t == "subscribed" || t == "unsubscribe" || t == "unsubscribed";
@@ -105,12 +106,12 @@ struct ImService::Impl {
       case xml::StanzaKind::kMessage:
         // RFC 6120 §10.3.1: no 'to' means the sender's own bare JID.
         if (!stanza.has_attr("to")) stanza.set_attr("to", from->bare_str());
-        return router.route(std::move(stanza));
+        return route_out(std::move(stanza));
       case xml::StanzaKind::kIq: {
         auto to = stanza.attr("to");
         if (to.empty() || to == from->bare_str())
           return spawn(own_account_iq(std::move(stanza), *from));
-        return router.route(std::move(stanza));
+        return route_out(std::move(stanza));
       }
       case xml::StanzaKind::kOther:
         return;
@@ -141,6 +142,21 @@ struct ImService::Impl {
       }
     }
     if (vouch) return join_with_credential(std::move(stanza), to->domain());
+    route_out(std::move(stanza));
+  }
+
+  // A user's stanza: while a join to that room service waits for the identity question,
+  // later stanzas to the service wait behind it (a leave must not overtake its join).
+  void route_out(Element stanza) {
+    if (!held.empty()) {
+      auto to = Jid::parse(stanza.attr("to"));
+      if (auto it = to ? held.find(to->domain()) : held.end(); it != held.end()) {
+        if (it->second.size() < kMaxHeld) {
+          it->second.push_back(std::move(stanza));
+          return;
+        }
+      }
+    }
     router.route(std::move(stanza));
   }
 
@@ -164,7 +180,7 @@ struct ImService::Impl {
       return router.route(std::move(stanza));
     }
     auto& waiting = held[service];
-    if (waiting.size() >= 100) return router.route(std::move(stanza));  // bounded
+    if (waiting.size() >= kMaxHeld) return router.route(std::move(stanza));  // bounded
     waiting.push_back(std::move(stanza));
     if (waiting.size() > 1) return;  // asked already
     const std::string id = "waddle-identity-" + core::random_hex(6);
@@ -198,7 +214,9 @@ struct ImService::Impl {
     auto waiting = std::move(held[service]);
     held.erase(service);
     for (auto& st : waiting) {
-      if (yes) attach_credential(st, service);
+      const bool join = st.name() == "presence" && !st.has_attr("type") && st.child("x", kMucNs) &&
+                        !st.child("credential", kIdentityNs);
+      if (yes && join) attach_credential(st, service);
       router.route(std::move(st));
     }
   }
@@ -252,7 +270,7 @@ struct ImService::Impl {
     for (const auto& to : directed) {
       Element copy = stanza;
       copy.set_attr("to", to);
-      router.route(std::move(copy));
+      route_out(std::move(copy));
     }
     if (!initial) co_return;
     auto* s = router.find(full);
