@@ -377,6 +377,9 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   std::map<std::string, std::function<void()>> connecting;
   // (local, remote) pairs a peer refused to multiplex, until when not to ask again.
   std::map<std::pair<std::string, std::string>, Clock::time_point> mux_refused;
+  // Links waiting, by remote domain, for another local domain's stream to that peer to be
+  // opened (or to fail), so as to multiplex on it rather than open a second one meanwhile.
+  std::multimap<std::string, std::shared_ptr<asio::steady_timer>> dial_waiters;
   std::set<std::string> cancelled;
 
   // Arms a deadline that aborts the connection attempt registered under `key`.
@@ -567,6 +570,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     Clock::time_point last_rx = Clock::now();
     std::optional<Clock::time_point> ping_sent;
     std::string ping_id;
+    bool dialing = false;  // opening a stream of its own (DNS, TCP, TLS, authentication)
     asio::steady_timer timer;
     Link(Impl& i, std::string l, std::string r)
         : impl(i), local(std::move(l)), remote(std::move(r)), timer(i.io) {}
@@ -661,12 +665,19 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         if (link->queue.empty() || stopping) break;
         continue;
       }
+      if (stopping) continue;  // bounced at the top of the loop
       // connect_timeout bounds DNS + TCP + TLS + authentication.
       bool timed_out = false;
       asio::steady_timer deadline(io);
       const std::string key = "out:" + link->local + ":" + link->remote;
       arm_deadline(deadline, key, timed_out);
+      link->dialing = true;
       auto connected = co_await connect(link->local, link->remote, false, key);
+      link->dialing = false;
+      // Links waiting to multiplex on this stream resume after this one is set up (timer
+      // completions are posted, never run inline).
+      auto [w_begin, w_end] = dial_waiters.equal_range(link->remote);
+      for (auto w = w_begin; w != w_end; ++w) w->second->cancel();
       Outcome outcome = connected.first;
       OutStream out = connected.second;
       deadline.cancel();
@@ -727,15 +738,34 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       if (Clock::now() < r->second) co_return false;
       mux_refused.erase(r);
     }
-    std::shared_ptr<Link> carrier;
-    for (auto& [k, l] : links) {
-      if (k.second != link->remote || l == link || l->state != Link::State::kReady) continue;
-      const auto& m = l->out.mux;
-      if (!l->out.stream || l->out.stream->closed() || !m || m->done || !m->dialback ||
-          m->waiting.contains(link->local))
-        continue;
-      carrier = l;
-      break;
+    auto find_carrier = [&]() -> std::shared_ptr<Link> {
+      for (auto& [k, l] : links) {
+        if (k.second != link->remote || l == link || l->state != Link::State::kReady) continue;
+        const auto& m = l->out.mux;
+        if (!l->out.stream || l->out.stream->closed() || !m || m->done || !m->dialback ||
+            m->waiting.contains(link->local))
+          continue;
+        return l;
+      }
+      return nullptr;
+    };
+    auto other_dialing = [&] {
+      for (auto& [k, l] : links)
+        if (k.second == link->remote && l != link && l->dialing) return true;
+      return false;
+    };
+    std::shared_ptr<Link> carrier = find_carrier();
+    if (!carrier && other_dialing()) {
+      // Another local domain is opening a stream to this peer right now (say both answer
+      // the same peer's presence probes): wait for it, up to connect_timeout, and share it.
+      // A link that waits is not dialing, so two links never wait for each other.
+      auto t = std::make_shared<asio::steady_timer>(io);
+      t->expires_after(config.s2s.connect_timeout);
+      auto it = dial_waiters.emplace(link->remote, t);
+      co_await t->async_wait(asio::as_tuple(asio::use_awaitable));
+      dial_waiters.erase(it);
+      if (stopping) co_return false;
+      carrier = find_carrier();
     }
     if (!carrier) co_return false;
     OutStream out = carrier->out;

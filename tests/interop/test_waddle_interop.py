@@ -735,10 +735,13 @@ def test_two_domains_one_waddle(world):
         run_async(body, timeout=90)
         wl = LogView(w, from_start=True)
         method = "SASL EXTERNAL" if mode == "cert" else "dialback"
+        # ejabberd announces dialback errors (XEP-0220 2.4), so the second domain authenticates
+        # with a db:result on the first domain's stream (2.6 multiplexing); Prosody announces
+        # dialback without <errors/>, where a refusal could close the shared stream, so each
+        # domain gets a stream of its own.
+        multiplexed = mode == "dialback" and world.kind == "ejabberd"
         for d in (A, B):
-            if mode == "dialback" and d == B:
-                # The second domain authenticates with a db:result on the first domain's
-                # stream (XEP-0220 2.6 multiplexing), which both peers accept.
+            if multiplexed and d == B:
                 wl.wait(f"s2s {d} -> {P}: authenticated with dialback, multiplexed on the "
                         f"stream of {A} -> {P} over ")
             else:
@@ -751,10 +754,7 @@ def test_two_domains_one_waddle(world):
                 if mode == "cert":
                     pl.wait(f"Accepting SASL EXTERNAL identity from {d}")
                     pl.wait(f"SASL EXTERNAL with {d} succeeded")
-                if mode == "dialback" and d == B:
-                    pl.wait(f"connection {A}->{P} is now authenticated for {B}")
-                else:
-                    pl.wait(f"Incoming s2s connection {d}->{P} complete")
+                pl.wait(f"Incoming s2s connection {d}->{P} complete")
                 pl.wait(f"Outgoing s2s connection {P}->{d} complete")
             else:
                 kind = "EXTERNAL" if mode == "cert" else "dialback"

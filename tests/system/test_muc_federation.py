@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from slixmpp.exceptions import IqError
 
-from federation import FAST_RETRY, Federation, Pki, await_log
+from federation import FAST_RETRY, Federation, Pki, RawS2s, await_log, wait_log
 from muc import (NS_IDENTITY, codes, condition, error_text, groupchat, item, join, join_error,
                  leave, send_join)
 from s2s_env import PrivateCA
@@ -235,6 +235,34 @@ def test_room_service_multiplexes_on_the_domains_stream(fed):
         # b.test accepted one stream from a.test's server, not two.
         assert len(re.findall(r"s2s in .*: authenticated with SASL EXTERNAL", b.log_since(0))) == 1
     run(body)
+
+
+def test_two_local_domains_dialing_at_once_share_one_stream(fed, pki):
+    """a.test and its room service need a stream to b.test at the same moment (each answers
+    an IQ that arrived over its own inbound stream): the second waits for the stream the first
+    is opening and multiplexes on it, so b.test accepts one connection from a's server."""
+    a = fed.server(A, users=("alice",))
+    b = fed.server(B, users=("bob",))
+    fed.start()
+    raws = [RawS2s(a.ip, B, to, *pki.cert(B), pki.ca.cert) for to in (A, f"conference.{A}")]
+    try:
+        for r in raws:
+            r.authenticate()
+        # Back to back: both answers are due while a's server has no stream to b.test yet.
+        for i, (r, to) in enumerate(zip(raws, (A, f"conference.{A}"))):
+            r.send(f"<iq type='get' id='both-{i}' from='{BOB}/raw' to='{to}'>"
+                   f"<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        wait_log(a, r"s2s (conference\.)?a\.test -> b\.test: authenticated with dialback, "
+                    r"multiplexed on the stream of (conference\.)?a\.test -> b\.test")
+        wait_log(b, r"s2s in (conference\.)?a\.test -> b\.test: dialback valid")
+        inbound = re.findall(r"s2s in .*: authenticated with SASL EXTERNAL", b.log_since(0))
+        assert len(inbound) == 1, b.log_tail(60)
+        opened = re.findall(r"s2s (conference\.)?a\.test -> b\.test: authenticated with SASL",
+                            a.log_text())
+        assert len(opened) == 1, a.log_tail(60)
+    finally:
+        for r in raws:
+            r.close()
 
 
 def test_occupants_are_told_when_the_room_server_shuts_down(fed):

@@ -645,9 +645,9 @@ TEST(ValidDid, AcceptsAtprotoAndW3cForms_RefusesTheRest) {
                          "did:web:example.org%3A8080", "did:example:123:456", "did:key:z6Mk-._x"}) {
     EXPECT_TRUE(valid_did(ok)) << ok;
   }
-  for (const char* bad : {"", "did:", "did:plc", "did:plc:", "did::abc", "did:PLC:abc",
-                          "did:plc:abc:", "did:plc:a b", "did:plc:a%2", "did:plc:a%zz",
-                          "dad:plc:abc", "did:plc:abc/def", "did:plc:abc?x"}) {
+  for (const char* bad :
+       {"", "did:", "did:plc", "did:plc:", "did::abc", "did:PLC:abc", "did:plc:abc:", "did:plc:a b",
+        "did:plc:a%2", "did:plc:a%zz", "dad:plc:abc", "did:plc:abc/def", "did:plc:abc?x"}) {
     EXPECT_FALSE(valid_did(bad)) << bad;
   }
   EXPECT_FALSE(valid_did("did:plc:" + std::string(2041, 'a')));
