@@ -55,6 +55,11 @@ class Jid {
 std::optional<std::string> nodeprep(std::string_view s);
 std::optional<std::string> resourceprep(std::string_view s);
 std::optional<std::string> nameprep_domain(std::string_view s);
+// The same without the all-ASCII fast paths: always through libidn/libidn2. Tests compare the
+// two; nothing else needs these.
+std::optional<std::string> nodeprep_library(std::string_view s);
+std::optional<std::string> resourceprep_library(std::string_view s);
+std::optional<std::string> nameprep_domain_library(std::string_view s);
 // SASLprep (RFC 4013) for passwords and SASL usernames.
 std::optional<std::string> saslprep(std::string_view s);
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace waddle::core {
 namespace {
@@ -331,6 +332,65 @@ TEST(JidTest, Saslprep_MapsAndRejects) {
   EXPECT_EQ(saslprep("a\xC2\xA0"
                      "b"),
             "a b");
+}
+
+// The all-ASCII fast paths must give exactly what libidn/libidn2 give: every ASCII character
+// (controls, space, the prohibited ones, letters of both cases) alone and between letters,
+// and host names with the label shapes the fast path accepts or leaves to the library.
+TEST(JidTest, AsciiFastPaths_AgreeWithTheLibraries) {
+  std::vector<std::string> samples;
+  for (int c = 1; c < 0x80; ++c) {
+    const std::string ch(1, static_cast<char>(c));
+    samples.push_back(ch);
+    samples.push_back("a" + ch + "B");
+    samples.push_back(ch + "xY");
+  }
+  for (const auto& s : samples) {
+    EXPECT_EQ(nodeprep(s), nodeprep_library(s))
+        << "nodeprep of 0x" << std::hex << int(static_cast<unsigned char>(s[0]));
+    EXPECT_EQ(resourceprep(s), resourceprep_library(s)) << "resourceprep of " << s;
+  }
+  const std::vector<std::string> domains = {"example.org",
+                                            "Example.ORG",
+                                            "example.org.",
+                                            "a.b.c.d",
+                                            "x",
+                                            "X1-2y.test",
+                                            "conference.Example.org",
+                                            "a-b.c-d",
+                                            "ab--cd.test",
+                                            "-ab.test",
+                                            "ab-.test",
+                                            "xn--bcher-kva.example",
+                                            "XN--BCHER-KVA.example",
+                                            "xn--zzz.example",
+                                            "1.2.3.4",
+                                            "1.2.3.4a",
+                                            "123.test",
+                                            "a..b",
+                                            ".a",
+                                            "a.",
+                                            "a..",
+                                            "under_score.test",
+                                            "sp ace.test",
+                                            "a.b-.c",
+                                            std::string(63, 'a') + ".test",
+                                            std::string(64, 'a') + ".test",
+                                            "127.0.0.1",
+                                            "[::1]",
+                                            "w-two-a.test",
+                                            "A"};
+  for (const auto& d : domains) EXPECT_EQ(nameprep_domain(d), nameprep_domain_library(d)) << d;
+  for (int c = 1; c < 0x80; ++c) {
+    const std::string d = "a" + std::string(1, static_cast<char>(c)) + "b.test";
+    EXPECT_EQ(nameprep_domain(d), nameprep_domain_library(d)) << "domain with 0x" << std::hex << c;
+  }
+  // Long parts: the limit is on the prepared length, which for printable ASCII is the raw one.
+  for (std::size_t n : {1022u, 1023u, 1024u}) {
+    const std::string s(n, 'Q');
+    EXPECT_EQ(nodeprep(s), nodeprep_library(s)) << n;
+    EXPECT_EQ(resourceprep(s), resourceprep_library(s)) << n;
+  }
 }
 
 }  // namespace
