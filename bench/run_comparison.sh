@@ -2,6 +2,7 @@
 # Runs bench/s2s_load.py against Waddle, Prosody and ejabberd, one after another (never
 # concurrently: they would compete for the same 2 cores), and prints a table.
 #   bench/run_comparison.sh [extra s2s_load.py options, e.g. --messages 20000 --rounds 3]
+#   bench/run_comparison.sh --hop    (full hop between two servers of each kind)
 # Results (one JSON object per server) go to $OUT (default bench/results-DATE.jsonl).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,11 +25,19 @@ for r in rows:
         print(f"{r['server']:<10} FAILED: {r['error'].splitlines()[0][:100]}")
         continue
     note = "" if r["complete"] else "INCOMPLETE (time limit)"
+    if r.get("mode") == "hop":
+        rss = r["rss_kib_after"]
+        print(f"{r['server']:<10} {r['version'][:24]:<24} {r['messages']:>7} "
+              f"{r['us_per_msg_sched']:>11.1f} {r['msgs_per_s']:>9.0f} "
+              f"  sender {r['sender_us_per_msg_sched']:.1f} + receiver "
+              f"{r['receiver_us_per_msg_sched']:.1f} µs; RSS {rss['sender'] / 1024:.1f} / "
+              f"{rss['receiver'] / 1024:.1f} MiB  {note}")
+        continue
     if r.get("s2s_stream_errors"):
         note += f" stream errors {r['s2s_stream_errors']}"
     print(f"{r['server']:<10} {r['version'][:24]:<24} {r['messages']:>7} "
           f"{r['us_per_msg_stat']:>11.1f} {r['msgs_per_s']:>9.0f} {r['server_cpu_util']:>8.2f} "
           f"{r['rss_kib_before'] / 1024:>8.1f} MiB {r['rss_kib_after'] / 1024:>6.1f} MiB  {note}")
-print(f"\n(median of rounds; µs CPU/msg = server utime+stime / messages; raw data: {sys.argv[1]})")
+print(f"\n(median of rounds; µs CPU/msg = server CPU / messages (hop: both servers, schedstat); raw data: {sys.argv[1]})")
 PYEOF
 exit $status

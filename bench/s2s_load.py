@@ -389,6 +389,128 @@ def run_server(kind: str, args) -> dict:
                 shutil.rmtree(root, ignore_errors=True)
 
 
+def build_c2s_batches(to_domain: str, n: int, body_size: int, batch: int,
+                      start: int = 0) -> list[bytes]:
+    """Chat messages as a logged-in client sends them (no from: the server stamps it)."""
+    pad = "x" * max(0, body_size - len(MARK) - 8)
+    to = f"{USER}@{to_domain}"
+    out, cur = [], []
+    for i in range(start, start + n):
+        cur.append(f"<message to='{to}' type='chat' id='h{i}'>"
+                   f"<body>{MARK.decode()} {i:07d}{pad}</body></message>")
+        if len(cur) == batch:
+            out.append("".join(cur).encode())
+            cur = []
+    if cur:
+        out.append("".join(cur).encode())
+    return out
+
+
+def run_hop(kind: str, args) -> dict:
+    """A full federated hop between two servers of the same kind: a client of KIND-a.test
+    pipelines N messages to user@KIND-b.test; a reader on KIND-b.test counts them. Both
+    servers' CPU is measured: the sender's (c2s input, routing, outbound S2S) and the
+    receiver's (inbound S2S, routing, c2s output)."""
+    root = harness.make_run_root(prefix=f"waddle-bench-hop-{kind}-")
+    ca = harness.PrivateCA(root / "ca")
+    fed = harness.Federation(root / "fed", ca)
+    da, db = f"{kind}-a.test", f"{kind}-b.test"
+    result: dict = {"server": kind, "mode": "hop", "messages": args.messages,
+                    "body_size": args.body_size}
+    sender = receiver = reader = None
+    try:
+        a = make_server(kind, fed, da)
+        b = make_server(kind, fed, db)
+        fed.start()
+        if kind == "ejabberd":
+            a.register(USER)
+            b.register(USER)
+        pids = {"sender": server_pid(kind, a), "receiver": server_pid(kind, b)}
+        result["version"] = version_of(kind, a)
+
+        receiver = RawXmpp(b.ip, b.c2s_port, domain=db, timeout=15)
+        receiver.login(USER, harness.PASSWORD, resource="bench")
+        receiver.send("<presence/>")
+        time.sleep(0.3)
+        receiver.drain()
+        reader = Reader(receiver)
+        reader.start()
+        sender = RawXmpp(a.ip, a.c2s_port, domain=da, timeout=15)
+        sender.login(USER, harness.PASSWORD, resource="bench")
+
+        # Warm-up: one message sets up the S2S stream (stanzas sent meanwhile wait in a
+        # bounded queue, 1000 by default, and beyond it are bounced), then a burst; neither
+        # is measured.
+        first = build_c2s_batches(db, 1, args.body_size, 1, start=9_999_999)
+        _, _, got = send_round(sender, reader, first, 1, args.time_limit)
+        if got < 1:
+            raise RuntimeError(f"the first message did not arrive\n{a.log_tail(20)}"
+                               f"\n{b.log_tail(20)}")
+        warm = build_c2s_batches(db, args.warmup, args.body_size, args.batch, start=0)
+        _, _, got = send_round(sender, reader, warm, args.warmup, args.time_limit)
+        if got < args.warmup:
+            raise RuntimeError(f"warm-up: only {got}/{args.warmup} messages arrived"
+                               f"{'; reader: ' + repr(reader.error) if reader.error else ''}"
+                               f"\n{a.log_tail(20)}\n{b.log_tail(20)}")
+        rounds = []
+        for r in range(args.rounds):
+            batches = build_c2s_batches(db, args.messages, args.body_size, args.batch,
+                                        start=(r + 1) * 10_000_000)
+            before = {k: (proc_cpu(p), proc_rss_kib(p)) for k, p in pids.items()}
+            me0 = self_cpu()
+            t0, t1, got = send_round(sender, reader, batches, args.messages, args.time_limit)
+            me1 = self_cpu()
+            after = {k: (proc_cpu(p), proc_rss_kib(p)) for k, p in pids.items()}
+            wall = max(t1 - t0, 1e-9)
+            n = max(got, 1)
+            rd = {"round": r + 1, "received": got, "complete": got >= args.messages,
+                  "wall_s": round(wall, 4), "msgs_per_s": round(got / wall, 1),
+                  "loadgen_cpu_s": round(me1 - me0, 3)}
+            for k in pids:
+                (tick0, sched0), rss0 = before[k]
+                (tick1, sched1), rss1 = after[k]
+                rd[f"{k}_us_per_msg_stat"] = round((tick1 - tick0) / n * 1e6, 2)
+                rd[f"{k}_us_per_msg_sched"] = round((sched1 - sched0) / n * 1e6, 2)
+                rd[f"{k}_rss_kib"] = [rss0, rss1]
+            rd["us_per_msg_sched"] = round(rd["sender_us_per_msg_sched"] +
+                                           rd["receiver_us_per_msg_sched"], 2)
+            rd["us_per_msg_stat"] = round(rd["sender_us_per_msg_stat"] +
+                                          rd["receiver_us_per_msg_stat"], 2)
+            rounds.append(rd)
+            print(f"  {kind} hop round {r + 1}: {got}/{args.messages} in {wall:.3f}s = "
+                  f"{rd['msgs_per_s']:.0f} msg/s; server CPU per message (schedstat): sender "
+                  f"{rd['sender_us_per_msg_sched']:.1f} µs + receiver "
+                  f"{rd['receiver_us_per_msg_sched']:.1f} µs = {rd['us_per_msg_sched']:.1f} µs; "
+                  f"load generator CPU {rd['loadgen_cpu_s']:.2f}s; RSS sender "
+                  f"{rd['sender_rss_kib'][1]} KiB, receiver {rd['receiver_rss_kib'][1]} KiB",
+                  flush=True)
+            if not rd["complete"]:
+                break
+        result["rounds"] = rounds
+        done = [x for x in rounds if x["complete"]] or rounds
+        for key in ("us_per_msg_stat", "us_per_msg_sched", "sender_us_per_msg_sched",
+                    "receiver_us_per_msg_sched", "msgs_per_s", "wall_s", "loadgen_cpu_s"):
+            result[key] = round(statistics.median(x[key] for x in done), 2)
+        result["complete"] = all(x["complete"] for x in rounds)
+        result["rss_kib_after"] = {k: rounds[-1][f"{k}_rss_kib"][1] for k in pids}
+        return result
+    finally:
+        if reader is not None:
+            reader.stop_flag = True
+        for c in (sender, receiver):
+            if c is not None:
+                c.close()
+        if reader is not None:
+            reader.join(2)
+        try:
+            fed.close()
+        finally:
+            if args.keep:
+                print(f"  run directory kept: {root}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("servers", nargs="+", choices=("waddle", "prosody", "ejabberd"))
@@ -402,6 +524,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=64, help="stanzas per write")
     ap.add_argument("--json", type=Path, help="append one JSON object per server here")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
+    ap.add_argument("--hop", action="store_true",
+                    help="full hop between two servers of the same kind (client -> A -> S2S "
+                         "-> B -> client); both servers' CPU per message")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (the harness uses unshare/mount and runuser)", file=sys.stderr)
@@ -414,11 +539,13 @@ def main() -> int:
     for kind in args.servers:
         print(f"== {kind}", flush=True)
         try:
-            res = run_server(kind, args)
+            res = run_hop(kind, args) if args.hop else run_server(kind, args)
         except Exception as e:  # noqa: BLE001 (report and go on with the next server)
             print(f"  {kind} FAILED: {e}", file=sys.stderr, flush=True)
             res = {"server": kind, "error": str(e)[:2000]}
             rc = 1
+        if "error" not in res and not res.get("complete"):
+            rc = 1  # a round did not deliver every message in time
         res["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
         res["nproc"] = os.cpu_count()
         if args.json:
