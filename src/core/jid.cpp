@@ -219,7 +219,7 @@ std::optional<std::string> nameprep_domain(std::string_view s) {
     // All-digit names may be IPv4 literals: left to the general path.
     if (plain && has_letter) {
       std::string out(d);
-      finish_ascii_domain(out);
+      if (!finish_ascii_domain(out)) return std::nullopt;
       return out;
     }
   }

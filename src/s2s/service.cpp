@@ -380,6 +380,9 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   // Links waiting, by remote domain, for another local domain's stream to that peer to be
   // opened (or to fail), so as to multiplex on it rather than open a second one meanwhile.
   std::multimap<std::string, std::shared_ptr<asio::steady_timer>> dial_waiters;
+  // Whether each peer's last stream allowed multiplexing (dialback with errors): where it did
+  // not, a second local domain opens its own stream at once instead of waiting.
+  std::map<std::string, bool> peer_shares;
   std::set<std::string> cancelled;
 
   // Arms a deadline that aborts the connection attempt registered under `key`.
@@ -671,14 +674,25 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       asio::steady_timer deadline(io);
       const std::string key = "out:" + link->local + ":" + link->remote;
       arm_deadline(deadline, key, timed_out);
-      link->dialing = true;
-      auto connected = co_await connect(link->local, link->remote, false, key);
-      link->dialing = false;
-      // Links waiting to multiplex on this stream resume after this one is set up (timer
-      // completions are posted, never run inline).
-      auto [w_begin, w_end] = dial_waiters.equal_range(link->remote);
-      for (auto w = w_begin; w != w_end; ++w) w->second->cancel();
+      std::pair<Outcome, OutStream> connected;
+      {
+        // Links waiting to multiplex on this stream resume once it is set up or has failed,
+        // on every way out of connect() (timer completions are posted, never run inline).
+        link->dialing = true;
+        struct DialDone {
+          Impl& impl;
+          Link& link;
+          ~DialDone() {
+            link.dialing = false;
+            auto [first, last] = impl.dial_waiters.equal_range(link.remote);
+            for (auto w = first; w != last; ++w) w->second->cancel();
+          }
+        } dial_done{*this, *link};
+        connected = co_await connect(link->local, link->remote, false, key);
+      }
       Outcome outcome = connected.first;
+      if (outcome.failure == Failure::kNone)
+        peer_shares[link->remote] = connected.second.mux && connected.second.mux->dialback;
       OutStream out = connected.second;
       deadline.cancel();
       cancelled.erase(key);
@@ -755,12 +769,16 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       return false;
     };
     std::shared_ptr<Link> carrier = find_carrier();
-    if (!carrier && other_dialing()) {
+    auto known = peer_shares.find(link->remote);
+    const bool may_share = known == peer_shares.end() || known->second;
+    const auto give_up = Clock::now() + config.s2s.connect_timeout;
+    while (!carrier && may_share && other_dialing() && Clock::now() < give_up) {
       // Another local domain is opening a stream to this peer right now (say both answer
-      // the same peer's presence probes): wait for it, up to connect_timeout, and share it.
-      // A link that waits is not dialing, so two links never wait for each other.
+      // the same peer's presence probes): wait for it, up to connect_timeout in all, and
+      // share it. A link that waits is not dialing, so two links never wait for each other;
+      // when the stream failed and another waiter dials next, wait for that one too.
       auto t = std::make_shared<asio::steady_timer>(io);
-      t->expires_after(config.s2s.connect_timeout);
+      t->expires_at(give_up);
       auto it = dial_waiters.emplace(link->remote, t);
       co_await t->async_wait(asio::as_tuple(asio::use_awaitable));
       dial_waiters.erase(it);
@@ -1333,6 +1351,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       cancelled.insert(k);
       abort();
     }
+    for (auto& [remote, waiter] : dial_waiters) waiter->cancel();
   }
 };
 

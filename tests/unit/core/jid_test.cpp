@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -384,6 +385,17 @@ TEST(JidTest, AsciiFastPaths_AgreeWithTheLibraries) {
   for (int c = 1; c < 0x80; ++c) {
     const std::string d = "a" + std::string(1, static_cast<char>(c)) + "b.test";
     EXPECT_EQ(nameprep_domain(d), nameprep_domain_library(d)) << "domain with 0x" << std::hex << c;
+  }
+  // Whole names around the 1023-byte limit (63-byte labels), with and without a final dot.
+  for (std::size_t total : {1022u, 1023u, 1024u}) {
+    std::string d;
+    while (d.size() < total) {
+      if (!d.empty()) d.push_back('.');
+      d += std::string(std::min<std::size_t>(63, total - d.size()), 'q');
+    }
+    if (d.back() == '.') d.back() = 'r';
+    EXPECT_EQ(nameprep_domain(d), nameprep_domain_library(d)) << d.size();
+    EXPECT_EQ(nameprep_domain(d + "."), nameprep_domain_library(d + ".")) << d.size();
   }
   // Long parts: the limit is on the prepared length, which for printable ASCII is the raw one.
   for (std::size_t n : {1022u, 1023u, 1024u}) {
