@@ -1,91 +1,196 @@
 // Transport, parser feeding and the coalescing write queue of an XML stream.
 #include "stream/xml_stream.h"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
+#include <array>
 #include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstring>
+#include <mutex>
 
 namespace waddle::stream {
 namespace asio = boost::asio;
 
 namespace {
 constexpr std::size_t kReadChunk = 16 * 1024;
+
+// One read buffer per thread: a read fills it and the parser consumes it before the next
+// suspension, so streams need none of their own.
+char* read_buffer() {
+  thread_local std::array<char, kReadChunk> buf;
+  return buf.data();
 }
+
+// What OpenSSL said, as asio's ssl error category words it ("certificate verify failed
+// (SSL routines)"); a peer that closes mid-handshake gets words of its own.
+std::string describe_ssl_error(int ssl_error, int ret) {
+  unsigned long e = ERR_peek_last_error();
+  ERR_clear_error();
+  if (e != 0) {
+    std::string text;
+    if (const char* reason = ERR_reason_error_string(e))
+      text = reason;
+    else
+      text = "error " + std::to_string(ERR_GET_REASON(e));
+    if (const char* lib = ERR_lib_error_string(e)) text += std::string(" (") + lib + ")";
+    return text;
+  }
+  if (ssl_error == SSL_ERROR_ZERO_RETURN || (ssl_error == SSL_ERROR_SYSCALL && ret == 0))
+    return "the peer closed the connection during the TLS handshake";
+  if (ssl_error == SSL_ERROR_SYSCALL) return std::string("socket error: ") + std::strerror(errno);
+  return "TLS error " + std::to_string(ssl_error);
+}
+}  // namespace
+
+namespace {
+// OpenSSL writes to the socket with write(), which raises SIGPIPE when the peer has gone
+// (asio's own writes pass MSG_NOSIGNAL). A peer closing its connection must be an error
+// return for that one stream, never a signal that ends the process.
+void ignore_sigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] { std::signal(SIGPIPE, SIG_IGN); });
+}
+}  // namespace
 
 XmlStream::XmlStream(asio::ip::tcp::socket socket, asio::ssl::context& tls,
                      xml::ParserLimits limits)
-    : ssl_(std::move(socket), tls), parser_(limits), idle_signal_(ssl_.get_executor()) {
+    : socket_((ignore_sigpipe(), std::move(socket))),
+      ssl_(SSL_new(tls.native_handle())),
+      parser_(limits),
+      idle_signal_(socket_.get_executor()) {
   boost::system::error_code ec;
-  auto ep = ssl_.next_layer().remote_endpoint(ec);
+  auto ep = socket_.remote_endpoint(ec);
   if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
-  ssl_.next_layer().set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  // Reads and writes are attempted first and waited for only when they would block.
+  socket_.non_blocking(true, ec);
+  if (ssl_) {
+    // OpenSSL reads the socket directly (the BIO does not own the descriptor: the socket
+    // does). Read-ahead takes whatever arrived in one read() instead of two per record;
+    // partial writes and a moving buffer suit the write queue.
+    SSL_set_fd(ssl_.get(), static_cast<int>(socket_.native_handle()));
+    SSL_set_read_ahead(ssl_.get(), 1);
+    SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                 SSL_MODE_RELEASE_BUFFERS);
+  }
   idle_signal_.expires_at(asio::steady_timer::time_point::max());
 }
 
-asio::awaitable<bool> XmlStream::server_handshake() {
-  auto [ec] = co_await ssl_.async_handshake(asio::ssl::stream_base::server,
-                                            asio::as_tuple(asio::use_awaitable));
-  if (ec) {
-    tls_error_ = ec.message();
+asio::awaitable<bool> XmlStream::wait_for(int ssl_error) {
+  if (closed_) co_return false;
+  auto what = ssl_error == SSL_ERROR_WANT_WRITE ? asio::ip::tcp::socket::wait_write
+                                                : asio::ip::tcp::socket::wait_read;
+  auto [ec] = co_await socket_.async_wait(what, asio::as_tuple(asio::use_awaitable));
+  co_return !ec && !closed_;
+}
+
+asio::awaitable<bool> XmlStream::handshake(bool as_server) {
+  if (!ssl_) {
+    tls_error_ = "cannot create a TLS session";
+    co_return false;
+  }
+  if (as_server)
+    SSL_set_accept_state(ssl_.get());
+  else
+    SSL_set_connect_state(ssl_.get());
+  for (;;) {
+    if (closed_) {
+      tls_error_ = "connection closed during the TLS handshake";
+      co_return false;
+    }
+    ERR_clear_error();
+    const int r = SSL_do_handshake(ssl_.get());
+    if (r == 1) break;
+    const int err = SSL_get_error(ssl_.get(), r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      const bool ready = co_await wait_for(err);
+      if (ready) continue;
+      tls_error_ = "connection closed during the TLS handshake";
+      co_return false;
+    }
+    tls_error_ = describe_ssl_error(err, r);
     co_return false;
   }
   tls_active_ = true;
   co_return true;
+}
+
+asio::awaitable<bool> XmlStream::server_handshake() {
+  return handshake(true);
 }
 
 void XmlStream::use_tls_context(SSL_CTX* ctx) {
-  if (ctx && !tls_active_) SSL_set_SSL_CTX(ssl_.native_handle(), ctx);
+  if (ctx && ssl_ && !tls_active_) SSL_set_SSL_CTX(ssl_.get(), ctx);
 }
 
 asio::awaitable<bool> XmlStream::client_handshake(const std::string& server_name) {
-  SSL_set_tlsext_host_name(ssl_.native_handle(), server_name.c_str());
-  auto [ec] = co_await ssl_.async_handshake(asio::ssl::stream_base::client,
-                                            asio::as_tuple(asio::use_awaitable));
-  if (ec) {
-    tls_error_ = ec.message();
-    co_return false;
-  }
-  tls_active_ = true;
-  co_return true;
+  if (ssl_) SSL_set_tlsext_host_name(ssl_.get(), server_name.c_str());
+  return handshake(false);
 }
 
 X509* XmlStream::peer_certificate() const {
   if (!tls_active_) return nullptr;
-  SSL* s = const_cast<asio::ssl::stream<asio::ip::tcp::socket>&>(ssl_).native_handle();
-  return SSL_get0_peer_certificate(s);
+  return SSL_get0_peer_certificate(ssl_.get());
 }
 
 bool XmlStream::peer_chain_valid() const {
   if (!peer_certificate()) return false;
-  SSL* s = const_cast<asio::ssl::stream<asio::ip::tcp::socket>&>(ssl_).native_handle();
-  return SSL_get_verify_result(s) == X509_V_OK;
+  return SSL_get_verify_result(ssl_.get()) == X509_V_OK;
 }
 
 std::string XmlStream::tls_description() const {
   if (!tls_active_) return "plaintext";
-  SSL* s = const_cast<asio::ssl::stream<asio::ip::tcp::socket>&>(ssl_).native_handle();
-  return std::string(SSL_get_version(s)) + " " + SSL_get_cipher_name(s);
+  return std::string(SSL_get_version(ssl_.get())) + " " + SSL_get_cipher_name(ssl_.get());
 }
 
 asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
     std::vector<xml::StreamEvent>& out, bool& eof) {
-  if (read_buf_.size() != kReadChunk) read_buf_.resize(kReadChunk);
-  boost::system::error_code ec;
-  std::size_t n = 0;
-  if (tls_active_) {
-    std::tie(ec, n) =
-        co_await ssl_.async_read_some(asio::buffer(read_buf_), asio::as_tuple(asio::use_awaitable));
-  } else {
-    std::tie(ec, n) = co_await ssl_.next_layer().async_read_some(
-        asio::buffer(read_buf_), asio::as_tuple(asio::use_awaitable));
-  }
-  if (ec || closed_) {
+  // Let other handlers run first (this stream's writer among them): a read that finds data
+  // completes without suspending, and a peer that keeps the socket full would otherwise
+  // keep the thread to itself.
+  co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+  for (;;) {
+    if (closed_) {
+      eof = true;
+      co_return std::nullopt;
+    }
+    char* buf = read_buffer();
+    if (tls_active_) {
+      // Always try first: OpenSSL may hold decrypted or read-ahead bytes already.
+      ERR_clear_error();
+      const int n = SSL_read(ssl_.get(), buf, static_cast<int>(kReadChunk));
+      if (n > 0) {
+        bytes_in_ += static_cast<std::uint64_t>(n);
+        co_return parser_.feed(std::string_view(buf, static_cast<std::size_t>(n)), out);
+      }
+      const int err = SSL_get_error(ssl_.get(), n);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        const bool ready = co_await wait_for(err);
+        if (ready) continue;
+      }
+      ERR_clear_error();
+      eof = true;  // closed, reset, or a TLS failure: nothing more to read
+      co_return std::nullopt;
+    }
+    boost::system::error_code ec;
+    const std::size_t n = socket_.read_some(asio::buffer(buf, kReadChunk), ec);
+    if (!ec && n > 0) {
+      bytes_in_ += n;
+      co_return parser_.feed(std::string_view(buf, n), out);
+    }
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      const bool ready = co_await wait_for(SSL_ERROR_WANT_READ);
+      if (ready) continue;
+    }
     eof = true;
     co_return std::nullopt;
   }
-  bytes_in_ += n;
-  co_return parser_.feed(std::string_view(read_buf_.data(), n), out);
 }
 
 void XmlStream::send(std::string_view data) {
@@ -93,30 +198,64 @@ void XmlStream::send(std::string_view data) {
   pending_.append(data);
   if (!writing_) {
     writing_ = true;
-    asio::co_spawn(ssl_.get_executor(), write_loop(shared_from_this()), asio::detached);
+    asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this()), asio::detached);
   }
 }
 
 asio::awaitable<void> XmlStream::write_loop(std::shared_ptr<XmlStream> self) {
   XmlStream& s = *self;
+  // Writes complete at once when the socket has room, so let the current handler finish
+  // first: everything it queues (a burst of stanzas) then goes out in one write.
+  co_await asio::post(s.socket_.get_executor(), asio::use_awaitable);
   while (!s.pending_.empty() && !s.closed_) {
     s.in_flight_.clear();
     s.in_flight_.swap(s.pending_);
-    boost::system::error_code ec;
-    if (s.tls_active_) {
-      std::tie(ec, std::ignore) = co_await asio::async_write(s.ssl_, asio::buffer(s.in_flight_),
-                                                             asio::as_tuple(asio::use_awaitable));
-    } else {
-      std::tie(ec, std::ignore) = co_await asio::async_write(
-          s.ssl_.next_layer(), asio::buffer(s.in_flight_), asio::as_tuple(asio::use_awaitable));
+    std::size_t off = 0;
+    bool failed = false;
+    while (off < s.in_flight_.size() && !s.closed_) {
+      const std::size_t left = s.in_flight_.size() - off;
+      if (s.tls_active_) {
+        ERR_clear_error();
+        const int n = SSL_write(s.ssl_.get(), s.in_flight_.data() + off,
+                                static_cast<int>(std::min<std::size_t>(left, INT_MAX)));
+        if (n > 0) {
+          off += static_cast<std::size_t>(n);
+          continue;
+        }
+        const int err = SSL_get_error(s.ssl_.get(), n);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+          const bool ready = co_await s.wait_for(err);
+          if (ready) continue;
+        }
+        ERR_clear_error();
+        failed = true;
+        break;
+      }
+      boost::system::error_code ec;
+      const std::size_t n = s.socket_.write_some(asio::buffer(s.in_flight_.data() + off, left), ec);
+      if (!ec) {
+        off += n;
+        continue;
+      }
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        const bool ready = co_await s.wait_for(SSL_ERROR_WANT_WRITE);
+        if (ready) continue;
+      }
+      failed = true;
+      break;
     }
-    if (ec) {
+    if (failed || s.closed_) {
       s.close();
       break;
     }
     s.bytes_out_ += s.in_flight_.size();
   }
+  // An idle stream keeps no large write buffer (small ones are reused).
+  constexpr std::size_t kKeep = 4096;
   s.pending_.clear();
+  s.in_flight_.clear();
+  if (s.pending_.capacity() > kKeep) s.pending_.shrink_to_fit();
+  if (s.in_flight_.capacity() > kKeep) s.in_flight_.shrink_to_fit();
   s.writing_ = false;
   s.idle_signal_.cancel();
 }
@@ -131,8 +270,9 @@ void XmlStream::close() {
   if (closed_) return;
   closed_ = true;
   boost::system::error_code ec;
-  ssl_.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  ssl_.next_layer().close(ec);
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  // OpenSSL keeps the descriptor number, but no SSL call is made once closed_ is set.
+  socket_.close(ec);
   idle_signal_.cancel();
 }
 

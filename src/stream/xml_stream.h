@@ -1,12 +1,18 @@
 // One XML stream over TCP, optionally upgraded to TLS (STARTTLS or direct TLS): reads bytes
 // into the expat parser, and writes through a coalescing queue (one write per burst, never
 // one per stanza). Shared by client and server sessions.
+//
+// TLS is OpenSSL on the non-blocking socket itself (SSL_set_fd), driven by readiness waits,
+// rather than asio::ssl::stream: that one keeps four 17 KiB buffers per connection (its own
+// two and a BIO pair), which were most of an idle connection's memory. Reads go through one
+// buffer per thread, so an idle stream holds no read buffer either, and OpenSSL releases its
+// record buffers while idle (SSL_MODE_RELEASE_BUFFERS).
 #pragma once
 
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <optional>
@@ -15,6 +21,10 @@
 
 #include "core/errors.h"
 #include "xml/parser.h"
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace waddle::stream {
 
@@ -59,8 +69,16 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
 
  private:
   static boost::asio::awaitable<void> write_loop(std::shared_ptr<XmlStream> self);
+  boost::asio::awaitable<bool> handshake(bool as_server);
+  // Waits until OpenSSL's last call can make progress (SSL_ERROR_WANT_READ/WRITE); false
+  // when the stream closed meanwhile or the wait failed.
+  boost::asio::awaitable<bool> wait_for(int ssl_error);
 
-  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> ssl_;
+  struct SslFree {
+    void operator()(SSL* s) const { SSL_free(s); }
+  };
+  boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<SSL, SslFree> ssl_;
   xml::StreamParser parser_;
   bool tls_active_ = false;
   std::string tls_error_;
@@ -72,7 +90,6 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   std::string remote_;
   std::uint64_t bytes_in_ = 0;
   std::uint64_t bytes_out_ = 0;
-  std::vector<char> read_buf_;
 };
 
 }  // namespace waddle::stream
