@@ -64,13 +64,14 @@ class LoadS2s(RawXmpp):
     tests/system/federation.py RawS2s), whose socket is then used for bulk writes."""
 
     def __init__(self, ip: str, remote: str, cert: Path, key: Path, ca_file: Path,
-                 port: int = harness.S2S_PORT, timeout: float = 10.0):
+                 port: int = harness.S2S_PORT, timeout: float = 10.0, local: str = LOCAL):
         self._cert, self._key, self._ca = cert, key, ca_file
+        self.local = local
         super().__init__(ip, port, domain=remote, timeout=timeout)
 
     def header(self) -> str:
         return stream_header(to=self.domain, ns=NS_SERVER,
-                             extra=f" from='{LOCAL}' xmlns:db='jabber:server:dialback'")
+                             extra=f" from='{self.local}' xmlns:db='jabber:server:dialback'")
 
     def _wrap_tls(self) -> None:
         import ssl
@@ -89,7 +90,7 @@ class LoadS2s(RawXmpp):
         mechs = [m.text for m in features.iter(tag(NS_SASL, "mechanism"))]
         if "EXTERNAL" not in mechs:
             raise RuntimeError(self._describe(f"SASL EXTERNAL not offered: {mechs}"))
-        authzid = base64.b64encode(LOCAL.encode()).decode()
+        authzid = base64.b64encode(self.local.encode()).decode()
         self.send(f"<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{authzid}</auth>")
         answer = self.next_element()
         if answer.tag != tag(NS_SASL, "success"):
@@ -511,6 +512,93 @@ def run_hop(kind: str, args) -> dict:
                 shutil.rmtree(root, ignore_errors=True)
 
 
+def run_streams(kind: str, args) -> dict:
+    """Many idle inbound S2S streams: N remote servers sK.load.test (one certificate with
+    the name *.load.test) each open one stream, STARTTLS, SASL EXTERNAL, and stay idle. The
+    server's RSS growth and CPU per stream are measured once all N are authenticated; one
+    message over the last stream checks that the server still serves."""
+    root = harness.make_run_root(prefix=f"waddle-bench-streams-{kind}-")
+    ca = harness.PrivateCA(root / "ca")
+    fed = harness.Federation(root / "fed", ca)
+    domain = f"{kind}.test"
+    n = args.streams
+    result: dict = {"server": kind, "mode": "streams", "streams": n}
+    client = reader = None
+    streams: list[LoadS2s] = []
+    try:
+        server = make_server(kind, fed, domain)
+        fed.start()
+        if kind == "ejabberd":
+            server.register(USER)
+        pid = server_pid(kind, server)
+        result["version"] = version_of(kind, server)
+        cert = ca.issue(LOCAL, extra_names=[f"*.{LOCAL}"])
+        client = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
+        client.login(USER, harness.PASSWORD, resource="bench")
+        client.send("<presence/>")
+        time.sleep(0.3)
+        client.drain()
+        reader = Reader(client)
+        reader.start()
+        # One stream first, so that one-time allocations are not counted per stream.
+        first = LoadS2s(server.ip, domain, cert.cert, cert.key, ca.cert, timeout=15,
+                        local=f"s0.{LOCAL}")
+        first.authenticate()
+        streams.append(first)
+        time.sleep(0.5)
+        rss0 = proc_rss_kib(pid)
+        tick0, sched0 = proc_cpu(pid)
+        t0 = time.monotonic()
+        deadline = t0 + args.time_limit
+        for k in range(1, n + 1):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {k - 1} of {n} streams within {args.time_limit} s")
+            s2s = LoadS2s(server.ip, domain, cert.cert, cert.key, ca.cert, timeout=15,
+                          local=f"s{k}.{LOCAL}")
+            s2s.authenticate()
+            streams.append(s2s)
+        wall = time.monotonic() - t0
+        tick1, sched1 = proc_cpu(pid)
+        time.sleep(1.0)  # let the server finish whatever follows the last handshake
+        rss1 = proc_rss_kib(pid)
+        # Still serving: a message over the newest stream reaches the client.
+        reader.arm(1, time.monotonic() + 15)
+        last = streams[-1]
+        last.sock.sendall(f"<message from='u@{last.local}/r' to='{USER}@{domain}' "
+                          f"type='chat' id='alive'><body>{MARK.decode()} alive</body>"
+                          f"</message>".encode())
+        reader.done.wait(15.5)
+        alive = reader.count >= 1
+        open_at_end = sum(1 for s2s in streams if s2s.sock.fileno() >= 0)
+        result.update({
+            "wall_s": round(wall, 2),
+            "rss_kib_before": rss0, "rss_kib_after": rss1,
+            "kib_per_stream": round((rss1 - rss0) / n, 1),
+            "cpu_ms_per_stream": round((sched1 - sched0) / n * 1e3, 3),
+            "delivered_after": alive, "complete": alive and open_at_end == n + 1,
+        })
+        print(f"  {kind}: {n} idle S2S streams in {wall:.1f}s; RSS {rss0} -> {rss1} KiB = "
+              f"{result['kib_per_stream']:.1f} KiB per stream; server CPU "
+              f"{result['cpu_ms_per_stream']:.2f} ms per stream set-up (schedstat); "
+              f"message delivered afterwards: {alive}", flush=True)
+        return result
+    finally:
+        if reader is not None:
+            reader.stop_flag = True
+        for c in [*streams, client]:
+            if c is not None:
+                c.close()
+        if reader is not None:
+            reader.join(2)
+        try:
+            fed.close()
+        finally:
+            if args.keep:
+                print(f"  run directory kept: {root}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("servers", nargs="+", choices=("waddle", "prosody", "ejabberd"))
@@ -527,19 +615,27 @@ def main() -> int:
     ap.add_argument("--hop", action="store_true",
                     help="full hop between two servers of the same kind (client -> A -> S2S "
                          "-> B -> client); both servers' CPU per message")
+    ap.add_argument("--streams", type=int, default=0,
+                    help="instead of messages: N idle inbound S2S streams from distinct "
+                         "domains; RSS and CPU per stream")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (the harness uses unshare/mount and runuser)", file=sys.stderr)
         return 2
     if not (0 < args.messages <= 1_000_000 and 0 < args.rounds <= 20
-            and 0 < args.time_limit <= 600 and 0 <= args.warmup <= 100_000):
-        print("bounds: messages 1..1e6, rounds 1..20, time-limit 0..600 s", file=sys.stderr)
+            and 0 < args.time_limit <= 600 and 0 <= args.warmup <= 100_000
+            and 0 <= args.streams <= 900):
+        print("bounds: messages 1..1e6, rounds 1..20, time-limit 0..600 s, streams 0..900",
+              file=sys.stderr)
         return 2
     rc = 0
     for kind in args.servers:
         print(f"== {kind}", flush=True)
         try:
-            res = run_hop(kind, args) if args.hop else run_server(kind, args)
+            if args.streams:
+                res = run_streams(kind, args)
+            else:
+                res = run_hop(kind, args) if args.hop else run_server(kind, args)
         except Exception as e:  # noqa: BLE001 (report and go on with the next server)
             print(f"  {kind} FAILED: {e}", file=sys.stderr, flush=True)
             res = {"server": kind, "error": str(e)[:2000]}
