@@ -419,7 +419,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     if (direct_tls) {
       bool ok = co_await s->client_handshake(remote);
       if (!ok)
-        co_return fail(Failure::kTls, "TLS handshake with " + where + " failed: " + s->tls_error());
+        co_return fail(s->closed() ? Failure::kTimeout : Failure::kTls,
+                       "TLS handshake with " + where + " failed: " + s->tls_error());
     }
     bool tried_external = false;
     for (int round = 0; round < 6; ++round) {
@@ -451,10 +452,11 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
           co_return fail(Failure::kTls, where + " refused STARTTLS");
         bool ok = co_await s->client_handshake(remote);
         if (!ok)
-          co_return fail(
-              Failure::kTls,
-              "TLS handshake with " + where + " failed: " + s->tls_error() +
-                  (config.s2s.tls_min_version == "1.3" ? " (this server requires TLS 1.3)" : ""));
+          co_return fail(s->closed() ? Failure::kTimeout : Failure::kTls,
+                         "TLS handshake with " + where + " failed: " + s->tls_error() +
+                             (!s->closed() && config.s2s.tls_min_version == "1.3"
+                                  ? " (this server requires TLS 1.3)"
+                                  : ""));
         s->reset_parser();
         out.reader->clear();
         continue;
@@ -471,8 +473,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         else if (s->peer_chain_valid())
           verdict = "not valid for " + remote + ": trusted chain, but the name does not match";
         else
-          verdict = "not valid for " + remote +
-                    ": untrusted chain (self-signed, or a CA that is not in the CA bundle)";
+          verdict = "not valid for " + remote + ": untrusted chain (" + s->peer_verify_error() +
+                    "; self-signed, or a CA that is not in the CA bundle)";
         note("certificate: {}", verdict);
         std::string offered;
         if (const Element* m = f.child("mechanisms", xml::ns::kSasl))
@@ -486,9 +488,11 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         co_return std::make_pair(Outcome{}, out);
       }
       if (!out.cert_valid && !dialback_without_certificate_allowed(remote)) {
-        co_return fail(Failure::kTls,
-                       "the certificate of " + where + " is not valid for " + remote +
-                           (s->peer_chain_valid() ? " (name mismatch)" : " (untrusted chain)"));
+        co_return fail(
+            Failure::kTls,
+            "the certificate of " + where + " is not valid for " + remote +
+                (s->peer_chain_valid() ? " (name mismatch)"
+                                       : " (untrusted chain: " + s->peer_verify_error() + ")"));
       }
       if (!out.auth.empty()) co_return done(stream_id, f);  // after the SASL restart
       const Element* mechs = f.child("mechanisms", xml::ns::kSasl);

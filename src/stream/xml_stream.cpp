@@ -32,6 +32,7 @@ char* read_buffer() {
 std::string describe_ssl_error(int ssl_error, int ret) {
   unsigned long e = ERR_peek_last_error();
   ERR_clear_error();
+  if (e != 0 && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) e = 0;
   if (e != 0) {
     std::string text;
     if (const char* reason = ERR_reason_error_string(e))
@@ -41,7 +42,8 @@ std::string describe_ssl_error(int ssl_error, int ret) {
     if (const char* lib = ERR_lib_error_string(e)) text += std::string(" (") + lib + ")";
     return text;
   }
-  if (ssl_error == SSL_ERROR_ZERO_RETURN || (ssl_error == SSL_ERROR_SYSCALL && ret == 0))
+  if (ssl_error == SSL_ERROR_ZERO_RETURN || ssl_error == SSL_ERROR_SSL ||
+      (ssl_error == SSL_ERROR_SYSCALL && ret == 0))
     return "the peer closed the connection during the TLS handshake";
   if (ssl_error == SSL_ERROR_SYSCALL) return std::string("socket error: ") + std::strerror(errno);
   return "TLS error " + std::to_string(ssl_error);
@@ -74,20 +76,51 @@ XmlStream::XmlStream(asio::ip::tcp::socket socket, asio::ssl::context& tls,
     // OpenSSL reads the socket directly (the BIO does not own the descriptor: the socket
     // does). Read-ahead takes whatever arrived in one read() instead of two per record;
     // partial writes and a moving buffer suit the write queue.
-    SSL_set_fd(ssl_.get(), static_cast<int>(socket_.native_handle()));
+    if (SSL_set_fd(ssl_.get(), static_cast<int>(socket_.native_handle())) != 1) ssl_.reset();
+  }
+  if (ssl_) {
     SSL_set_read_ahead(ssl_.get(), 1);
+    // No TLS 1.2 renegotiation: it would run a handshake underneath established traffic.
+    SSL_set_options(ssl_.get(), SSL_OP_NO_RENEGOTIATION);
     SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                  SSL_MODE_RELEASE_BUFFERS);
   }
   idle_signal_.expires_at(asio::steady_timer::time_point::max());
 }
 
-asio::awaitable<bool> XmlStream::wait_for(int ssl_error) {
+asio::awaitable<bool> XmlStream::wait_for(int ssl_error, bool writer) {
   if (closed_) co_return false;
   auto what = ssl_error == SSL_ERROR_WANT_WRITE ? asio::ip::tcp::socket::wait_write
                                                 : asio::ip::tcp::socket::wait_read;
+  int& waits = writer ? writer_waits_ : reader_waits_;
+  bool& woken = writer ? writer_woken_ : reader_woken_;
+  waits = ssl_error;
   auto [ec] = co_await socket_.async_wait(what, asio::as_tuple(asio::use_awaitable));
-  co_return !ec && !closed_;
+  waits = 0;
+  if (closed_) co_return false;
+  if (woken) {  // cancelled by wake_other_side (which cancels every wait on the socket)
+    woken = false;
+    co_return true;
+  }
+  co_return !ec;
+}
+
+std::uint64_t XmlStream::socket_bytes_read() const {
+  return BIO_number_read(SSL_get_rbio(ssl_.get()));
+}
+
+void XmlStream::wake_other_side(bool writer, std::uint64_t read_before) {
+  // Only when the other side is parked on readability and this call took bytes off the
+  // socket (the readiness edge it waits for may be gone with them).
+  const int other_waits = writer ? reader_waits_ : writer_waits_;
+  if (other_waits != SSL_ERROR_WANT_READ || closed_) return;
+  if (socket_bytes_read() == read_before) return;
+  // cancel() ends every wait on the socket, so every parked side is flagged as woken: each
+  // retries its OpenSSL call and parks again if nothing changed for it.
+  if (reader_waits_) reader_woken_ = true;
+  if (writer_waits_) writer_woken_ = true;
+  boost::system::error_code ignored;
+  socket_.cancel(ignored);
 }
 
 asio::awaitable<bool> XmlStream::handshake(bool as_server) {
@@ -101,7 +134,7 @@ asio::awaitable<bool> XmlStream::handshake(bool as_server) {
     SSL_set_connect_state(ssl_.get());
   for (;;) {
     if (closed_) {
-      tls_error_ = "connection closed during the TLS handshake";
+      tls_error_ = "aborted here (timeout or shutdown) during the TLS handshake";
       co_return false;
     }
     ERR_clear_error();
@@ -109,9 +142,10 @@ asio::awaitable<bool> XmlStream::handshake(bool as_server) {
     if (r == 1) break;
     const int err = SSL_get_error(ssl_.get(), r);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      const bool ready = co_await wait_for(err);
+      const bool ready = co_await wait_for(err, false);
       if (ready) continue;
-      tls_error_ = "connection closed during the TLS handshake";
+      tls_error_ = closed_ ? "aborted here (timeout or shutdown) during the TLS handshake"
+                           : "connection lost during the TLS handshake";
       co_return false;
     }
     tls_error_ = describe_ssl_error(err, r);
@@ -144,6 +178,13 @@ bool XmlStream::peer_chain_valid() const {
   return SSL_get_verify_result(ssl_.get()) == X509_V_OK;
 }
 
+std::string XmlStream::peer_verify_error() const {
+  if (!peer_certificate()) return {};
+  const long result = SSL_get_verify_result(ssl_.get());
+  if (result == X509_V_OK) return {};
+  return X509_verify_cert_error_string(result);
+}
+
 std::string XmlStream::tls_description() const {
   if (!tls_active_) return "plaintext";
   return std::string(SSL_get_version(ssl_.get())) + " " + SSL_get_cipher_name(ssl_.get());
@@ -164,14 +205,16 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
     if (tls_active_) {
       // Always try first: OpenSSL may hold decrypted or read-ahead bytes already.
       ERR_clear_error();
+      const std::uint64_t read_before = socket_bytes_read();
       const int n = SSL_read(ssl_.get(), buf, static_cast<int>(kReadChunk));
+      wake_other_side(false, read_before);
       if (n > 0) {
         bytes_in_ += static_cast<std::uint64_t>(n);
         co_return parser_.feed(std::string_view(buf, static_cast<std::size_t>(n)), out);
       }
       const int err = SSL_get_error(ssl_.get(), n);
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        const bool ready = co_await wait_for(err);
+        const bool ready = co_await wait_for(err, false);
         if (ready) continue;
       }
       ERR_clear_error();
@@ -185,7 +228,7 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
       co_return parser_.feed(std::string_view(buf, n), out);
     }
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      const bool ready = co_await wait_for(SSL_ERROR_WANT_READ);
+      const bool ready = co_await wait_for(SSL_ERROR_WANT_READ, false);
       if (ready) continue;
     }
     eof = true;
@@ -216,15 +259,17 @@ asio::awaitable<void> XmlStream::write_loop(std::shared_ptr<XmlStream> self) {
       const std::size_t left = s.in_flight_.size() - off;
       if (s.tls_active_) {
         ERR_clear_error();
+        const std::uint64_t read_before = s.socket_bytes_read();
         const int n = SSL_write(s.ssl_.get(), s.in_flight_.data() + off,
                                 static_cast<int>(std::min<std::size_t>(left, INT_MAX)));
+        s.wake_other_side(true, read_before);
         if (n > 0) {
           off += static_cast<std::size_t>(n);
           continue;
         }
         const int err = SSL_get_error(s.ssl_.get(), n);
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-          const bool ready = co_await s.wait_for(err);
+          const bool ready = co_await s.wait_for(err, true);
           if (ready) continue;
         }
         ERR_clear_error();
@@ -238,7 +283,7 @@ asio::awaitable<void> XmlStream::write_loop(std::shared_ptr<XmlStream> self) {
         continue;
       }
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        const bool ready = co_await s.wait_for(SSL_ERROR_WANT_WRITE);
+        const bool ready = co_await s.wait_for(SSL_ERROR_WANT_WRITE, true);
         if (ready) continue;
       }
       failed = true;

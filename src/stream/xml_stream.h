@@ -44,6 +44,9 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   // whether its chain verified against the context's trust store.
   X509* peer_certificate() const;
   bool peer_chain_valid() const;
+  // Why the chain did not verify ("certificate has expired", "unable to get local issuer
+  // certificate", ...); empty when it did or there is none.
+  std::string peer_verify_error() const;
   const std::string& tls_error() const { return tls_error_; }
   bool tls_active() const { return tls_active_; }
   std::string tls_description() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384"
@@ -71,8 +74,13 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   static boost::asio::awaitable<void> write_loop(std::shared_ptr<XmlStream> self);
   boost::asio::awaitable<bool> handshake(bool as_server);
   // Waits until OpenSSL's last call can make progress (SSL_ERROR_WANT_READ/WRITE); false
-  // when the stream closed meanwhile or the wait failed.
-  boost::asio::awaitable<bool> wait_for(int ssl_error);
+  // when the stream closed meanwhile or the wait failed. `writer` tells which side waits.
+  boost::asio::awaitable<bool> wait_for(int ssl_error, bool writer);
+  // One side's OpenSSL call may take bytes off the socket that the other side is waiting
+  // for (a post-handshake message completing inside SSL_write, a handshake finishing inside
+  // SSL_read): the socket's readiness edge is then gone, so the other side is woken to retry.
+  void wake_other_side(bool writer, std::uint64_t read_before);
+  std::uint64_t socket_bytes_read() const;  // through OpenSSL's socket BIO, in total
 
   struct SslFree {
     void operator()(SSL* s) const { SSL_free(s); }
@@ -84,6 +92,9 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   std::string tls_error_;
   bool closed_ = false;
   bool writing_ = false;
+  // Which side is parked in wait_for, on what, and whether it was woken to retry.
+  int reader_waits_ = 0, writer_waits_ = 0;  // 0, or SSL_ERROR_WANT_READ/WRITE
+  bool reader_woken_ = false, writer_woken_ = false;
   std::string pending_;
   std::string in_flight_;
   boost::asio::steady_timer idle_signal_;  // cancelled whenever the writer goes idle

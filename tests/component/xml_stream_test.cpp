@@ -51,11 +51,17 @@ class XmlStreamTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  // A connected pair: (server side, client side).
+  // A connected pair: (server side, client side). Small socket buffers (64 KiB) make sure
+  // a few MiB cannot fit in them, so a writer must wait for room.
   std::pair<std::shared_ptr<XmlStream>, std::shared_ptr<XmlStream>> connect_pair() {
     tcp::socket client(io_);
+    client.open(tcp::v4());
+    client.set_option(asio::socket_base::send_buffer_size(64 * 1024));
+    client.set_option(asio::socket_base::receive_buffer_size(64 * 1024));
     client.connect(acceptor_.local_endpoint());
     tcp::socket server = acceptor_.accept();
+    server.set_option(asio::socket_base::send_buffer_size(64 * 1024));
+    server.set_option(asio::socket_base::receive_buffer_size(64 * 1024));
     auto s = std::make_shared<XmlStream>(std::move(server), server_ctx_, limits());
     auto c = std::make_shared<XmlStream>(std::move(client), client_ctx_, limits());
     return {s, c};
@@ -190,14 +196,15 @@ TEST_F(XmlStreamTest, BulkDataOverTlsArrivesCompleteAndInOrder) {
   constexpr std::size_t kPayload = 1000;
   auto [s, c] = connect_pair();
   Received got;
-  bool flushed = false;
+  bool flushed = false, writer_was_waiting = false;
   asio::co_spawn(
       io_,
-      [&, s = s]() -> asio::awaitable<void> {
+      [&, s = s, c = c]() -> asio::awaitable<void> {
         if (!co_await s->server_handshake()) co_return;
         // Start reading only after the client's writer has had time to fill the buffers.
         asio::steady_timer t(co_await asio::this_coro::executor, 200ms);
         co_await t.async_wait(asio::use_awaitable);
+        writer_was_waiting = !flushed && c->bytes_out() == 0;
         co_await read_stanzas(s, kCount, &got);
       },
       asio::detached);
@@ -212,6 +219,7 @@ TEST_F(XmlStreamTest, BulkDataOverTlsArrivesCompleteAndInOrder) {
       },
       asio::detached);
   ASSERT_TRUE(run_until(got.done));
+  EXPECT_TRUE(writer_was_waiting) << "16 MiB fit in 64 KiB socket buffers?";
   EXPECT_TRUE(got.opened);
   expect_in_order(got, kCount, kPayload);
   ASSERT_TRUE(run_until(flushed));
@@ -232,7 +240,11 @@ TEST_F(XmlStreamTest, BothDirectionsAtOnceOverTls) {
         ok = co_await x->server_handshake();
       else
         ok = co_await x->client_handshake("stream.test");
-      if (!ok) co_return;
+      if (!ok) {
+        r->done = true;
+        ADD_FAILURE() << "handshake failed: " << x->tls_error();
+        co_return;
+      }
       x->send(kHeader);
       x->send(stanzas(0, kCount, kPayload));
       co_await read_stanzas(x, kCount, r);
@@ -244,6 +256,7 @@ TEST_F(XmlStreamTest, BothDirectionsAtOnceOverTls) {
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (!both && std::chrono::steady_clock::now() < deadline) {
     io_.run_for(50ms);
+    if (io_.stopped()) io_.restart();
     both = at_server.done && at_client.done;
   }
   ASSERT_TRUE(both);
@@ -309,6 +322,44 @@ TEST_F(XmlStreamTest, CloseWithAWritePendingEndsBothSides) {
   ASSERT_TRUE(run_until(got.done));
   EXPECT_TRUE(got.eof);
   EXPECT_LT(static_cast<int>(got.ids.size()), 64 * 1024);
+}
+
+// A handshake that the peer never answers ends when the stream is closed here (what the
+// handshake deadlines do), and says so rather than blaming the peer.
+TEST_F(XmlStreamTest, ClosingDuringTheHandshakeEndsItWithALocalReason) {
+  auto [s, c] = connect_pair();
+  bool finished = false, ok = true;
+  asio::co_spawn(
+      io_,
+      [&, s = s]() -> asio::awaitable<void> {
+        ok = co_await s->server_handshake();  // the client never sends its hello
+        finished = true;
+      },
+      asio::detached);
+  asio::steady_timer t(io_, 100ms);
+  t.async_wait([s = s](boost::system::error_code) { s->close(); });
+  ASSERT_TRUE(run_until(finished));
+  EXPECT_FALSE(ok);
+  EXPECT_NE(s->tls_error().find("aborted here"), std::string::npos) << s->tls_error();
+  EXPECT_FALSE(s->tls_active());
+}
+
+// The peer going away mid-handshake is reported as such.
+TEST_F(XmlStreamTest, PeerClosingDuringTheHandshakeIsReported) {
+  auto [s, c] = connect_pair();
+  bool finished = false, ok = true;
+  asio::co_spawn(
+      io_,
+      [&, c = c]() -> asio::awaitable<void> {
+        ok = co_await c->client_handshake("stream.test");
+        finished = true;
+      },
+      asio::detached);
+  asio::steady_timer t(io_, 100ms);
+  t.async_wait([s = s](boost::system::error_code) { s->close(); });  // server never answers
+  ASSERT_TRUE(run_until(finished));
+  EXPECT_FALSE(ok);
+  EXPECT_NE(c->tls_error().find("peer closed the connection"), std::string::npos) << c->tls_error();
 }
 
 }  // namespace
