@@ -4,6 +4,7 @@
 #   bench/run_comparison.sh [extra s2s_load.py options, e.g. --messages 20000 --rounds 3]
 #   bench/run_comparison.sh --hop    (full hop between two servers of each kind)
 #   bench/run_comparison.sh --streams 500    (memory and CPU per idle inbound S2S stream)
+#   bench/run_comparison.sh --clients 500    (memory and CPU per idle client session)
 # Results (one JSON object per server) go to $OUT (default bench/results-DATE.jsonl).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +27,12 @@ for r in rows:
         print(f"{r['server']:<10} FAILED: {r['error'].splitlines()[0][:100]}")
         continue
     note = "" if r["complete"] else "INCOMPLETE (time limit)"
+    if r.get("mode") == "clients":
+        print(f"{r['server']:<10} {r['version'][:24]:<24} {r['clients']:>7} sessions: "
+              f"{r['kib_per_client']:.1f} KiB RSS and {r['cpu_ms_per_client']:.2f} ms CPU per "
+              f"login (RSS {r['rss_kib_before'] / 1024:.1f} -> {r['rss_kib_after'] / 1024:.1f} "
+              f"MiB)  {'' if r['complete'] else 'INCOMPLETE'}")
+        continue
     if r.get("mode") == "streams":
         print(f"{r['server']:<10} {r['version'][:24]:<24} {r['streams']:>7} streams: "
               f"{r['kib_per_stream']:.1f} KiB RSS and {r['cpu_ms_per_stream']:.2f} ms CPU per "

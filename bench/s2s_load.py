@@ -599,6 +599,81 @@ def run_streams(kind: str, args) -> dict:
                 shutil.rmtree(root, ignore_errors=True)
 
 
+def run_clients(kind: str, args) -> dict:
+    """Many idle client sessions: N raw c2s connections of one account (STARTTLS, SASL PLAIN,
+    a resource each, no presence, so no broadcast between them) stay idle. The server's RSS
+    growth and CPU per session are measured once all N are bound; a message from the newest
+    session to itself must still come back."""
+    root = harness.make_run_root(prefix=f"waddle-bench-clients-{kind}-")
+    ca = harness.PrivateCA(root / "ca")
+    fed = harness.Federation(root / "fed", ca)
+    domain = f"{kind}.test"
+    n = args.clients
+    result: dict = {"server": kind, "mode": "clients", "clients": n}
+    clients: list[RawXmpp] = []
+    try:
+        server = make_server(kind, fed, domain)
+        fed.start()
+        if kind == "ejabberd":
+            server.register(USER)
+        pid = server_pid(kind, server)
+        result["version"] = version_of(kind, server)
+
+        def login(k: int) -> RawXmpp:
+            c = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
+            c.login(USER, harness.PASSWORD, resource=f"r{k}")
+            return c
+
+        clients.append(login(0))  # one first: one-time allocations are not per session
+        time.sleep(0.5)
+        rss0 = proc_rss_kib(pid)
+        tick0, sched0 = proc_cpu(pid)
+        t0 = time.monotonic()
+        for k in range(1, n + 1):
+            if time.monotonic() > t0 + args.time_limit:
+                raise RuntimeError(f"only {k - 1} of {n} sessions within {args.time_limit} s")
+            clients.append(login(k))
+        wall = time.monotonic() - t0
+        tick1, sched1 = proc_cpu(pid)
+        time.sleep(1.0)
+        rss1 = proc_rss_kib(pid)
+        last = clients[-1]
+        last.drain()
+        me = f"{USER}@{domain}/r{n}"
+        last.send(f"<message to='{me}' type='chat' id='alive'><body>{MARK.decode()}</body>"
+                  f"</message>")
+        alive = False
+        deadline = time.monotonic() + 15
+        while not alive and time.monotonic() < deadline:
+            try:
+                el = last.next_element(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 (timeout or closed: not alive)
+                break
+            alive = el.tag.endswith("}message") and el.get("id") == "alive"
+        result.update({
+            "wall_s": round(wall, 2),
+            "rss_kib_before": rss0, "rss_kib_after": rss1,
+            "kib_per_client": round((rss1 - rss0) / n, 1),
+            "cpu_ms_per_client": round((sched1 - sched0) / n * 1e3, 3),
+            "delivered_after": alive, "complete": alive,
+        })
+        print(f"  {kind}: {n} idle client sessions in {wall:.1f}s; RSS {rss0} -> {rss1} KiB = "
+              f"{result['kib_per_client']:.1f} KiB per session; server CPU "
+              f"{result['cpu_ms_per_client']:.2f} ms per login (schedstat); message delivered "
+              f"afterwards: {alive}", flush=True)
+        return result
+    finally:
+        for c in clients:
+            c.close()
+        try:
+            fed.close()
+        finally:
+            if args.keep:
+                print(f"  run directory kept: {root}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("servers", nargs="+", choices=("waddle", "prosody", "ejabberd"))
@@ -618,21 +693,27 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=0,
                     help="instead of messages: N idle inbound S2S streams from distinct "
                          "domains; RSS and CPU per stream")
+    ap.add_argument("--clients", type=int, default=0,
+                    help="instead of messages: N idle client sessions of one account; RSS "
+                         "and CPU per session")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (the harness uses unshare/mount and runuser)", file=sys.stderr)
         return 2
     if not (0 < args.messages <= 1_000_000 and 0 < args.rounds <= 20
             and 0 < args.time_limit <= 600 and 0 <= args.warmup <= 100_000
-            and 0 <= args.streams <= 900):
-        print("bounds: messages 1..1e6, rounds 1..20, time-limit 0..600 s, streams 0..900",
+            and 0 <= args.streams <= 900 and 0 <= args.clients <= 900):
+        print("bounds: messages 1..1e6, rounds 1..20, time-limit 0..600 s, streams and "
+              "clients 0..900",
               file=sys.stderr)
         return 2
     rc = 0
     for kind in args.servers:
         print(f"== {kind}", flush=True)
         try:
-            if args.streams:
+            if args.clients:
+                res = run_clients(kind, args)
+            elif args.streams:
                 res = run_streams(kind, args)
             else:
                 res = run_hop(kind, args) if args.hop else run_server(kind, args)
