@@ -93,7 +93,11 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       }
       reset_ = false;
       if (err && !closing_) close_with(*err);
-      if (eof) break;
+      if (eof) {
+        if (!stream_->end_reason().empty())
+          spdlog::debug("c2s {}: connection ended: {}", remote_, stream_->end_reason());
+        break;
+      }
     }
     finish();
   }

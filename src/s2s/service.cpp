@@ -877,7 +877,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       mux->closed.cancel();
     }
     co_await close_stream(s);
-    spdlog::info("s2s {} -> {}: stream closed", link->local, link->remote);
+    spdlog::info("s2s {} -> {}: stream closed{}", link->local, link->remote,
+                 s->end_reason().empty() ? std::string() : " (" + s->end_reason() + ")");
   }
 
   asio::awaitable<void> close_stream(std::shared_ptr<stream::XmlStream> s) {
@@ -1036,7 +1037,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     inbound.erase(in);
     if (metrics && !in->counted_domain.empty())
       metrics->connection_closed(in->counted_domain, metrics::Direction::kIn);
-    spdlog::info("s2s in {} ({}): stream closed", in->peer, in->s->remote_address());
+    spdlog::info("s2s in {} ({}): stream closed{}", in->peer, in->s->remote_address(),
+                 in->s->end_reason().empty() ? std::string() : " (" + in->s->end_reason() + ")");
   }
 
   asio::awaitable<void> on_inbound(std::shared_ptr<Inbound> in, xml::StreamEvent ev) {

@@ -216,6 +216,13 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
         const bool ready = co_await wait_for(err, false);
         if (ready) continue;
+      } else if (!closed_ && err == SSL_ERROR_SSL &&
+                 ERR_GET_REASON(ERR_peek_last_error()) != SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        // (A peer closing TCP after its </stream:stream> without a TLS close_notify is an
+        // ordinary end, however OpenSSL 3 words it.)
+        end_reason_ = "TLS error: " + describe_ssl_error(err, n);
+      } else if (!closed_ && err == SSL_ERROR_SYSCALL && errno != 0) {
+        end_reason_ = std::string("socket error: ") + std::strerror(errno);
       }
       ERR_clear_error();
       eof = true;  // closed, reset, or a TLS failure: nothing more to read
@@ -230,6 +237,8 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       const bool ready = co_await wait_for(SSL_ERROR_WANT_READ, false);
       if (ready) continue;
+    } else if (ec && ec != asio::error::eof && !closed_) {
+      end_reason_ = "socket error: " + ec.message();
     }
     eof = true;
     co_return std::nullopt;

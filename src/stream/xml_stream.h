@@ -48,6 +48,9 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   // certificate", ...); empty when it did or there is none.
   std::string peer_verify_error() const;
   const std::string& tls_error() const { return tls_error_; }
+  // Why reading ended, when it was not the peer closing cleanly or a close here: "socket
+  // error: Connection reset by peer", "TLS error: bad record mac (SSL routines)". Empty else.
+  const std::string& end_reason() const { return end_reason_; }
   bool tls_active() const { return tls_active_; }
   std::string tls_description() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384"
 
@@ -90,6 +93,7 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   xml::StreamParser parser_;
   bool tls_active_ = false;
   std::string tls_error_;
+  std::string end_reason_;
   bool closed_ = false;
   bool writing_ = false;
   // Which side is parked in wait_for, on what, and whether it was woken to retry.

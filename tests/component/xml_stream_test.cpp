@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
-#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl.hpp>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -360,6 +360,59 @@ TEST_F(XmlStreamTest, PeerClosingDuringTheHandshakeIsReported) {
   ASSERT_TRUE(run_until(finished));
   EXPECT_FALSE(ok);
   EXPECT_NE(c->tls_error().find("peer closed the connection"), std::string::npos) << c->tls_error();
+}
+
+// How a TLS stream ended is told when it was not an ordinary close: garbage instead of TLS
+// records, and a reset connection; a peer that just closes TCP leaves no reason.
+TEST_F(XmlStreamTest, EndReasonNamesTlsErrorsAndResetsButNotOrdinaryCloses) {
+  enum class Ending { kGarbage, kReset, kClose };
+  for (Ending ending : {Ending::kGarbage, Ending::kReset, Ending::kClose}) {
+    tcp::socket client_socket(io_);
+    client_socket.connect(acceptor_.local_endpoint());
+    auto s = std::make_shared<XmlStream>(acceptor_.accept(), server_ctx_, limits());
+    auto peer = std::make_shared<ssl::stream<tcp::socket>>(std::move(client_socket), client_ctx_);
+    SSL_set_tlsext_host_name(peer->native_handle(), "stream.test");
+    Received got;
+    bool server_ok = false, peer_ok = false;
+    asio::co_spawn(
+        io_,
+        [&, s = s]() -> asio::awaitable<void> {
+          server_ok = co_await s->server_handshake();
+          if (server_ok) co_await read_stanzas(s, 1, &got);
+        },
+        asio::detached);
+    peer->async_handshake(ssl::stream_base::client,
+                          [&](boost::system::error_code ec) { peer_ok = !ec; });
+    ASSERT_TRUE(run_until(peer_ok));
+    ASSERT_TRUE(server_ok || !got.done);
+    auto& raw = peer->next_layer();
+    if (ending == Ending::kGarbage) {
+      // An application-data record whose contents do not decrypt.
+      std::string junk("\x17\x03\x03\x00\x20", 5);
+      junk += std::string(32, 'x');
+      asio::write(raw, asio::buffer(junk));
+    } else if (ending == Ending::kReset) {
+      raw.set_option(asio::socket_base::linger(true, 0));
+      raw.close();
+    } else {
+      raw.shutdown(tcp::socket::shutdown_both);
+      raw.close();
+    }
+    ASSERT_TRUE(run_until(got.done));
+    EXPECT_TRUE(got.eof);
+    const std::string reason = s->end_reason();
+    switch (ending) {
+      case Ending::kGarbage:
+        EXPECT_EQ(reason.rfind("TLS error: ", 0), 0u) << reason;
+        break;
+      case Ending::kReset:
+        EXPECT_NE(reason.find("reset"), std::string::npos) << reason;
+        break;
+      case Ending::kClose:
+        EXPECT_EQ(reason, "");
+        break;
+    }
+  }
 }
 
 }  // namespace
