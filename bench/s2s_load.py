@@ -29,6 +29,7 @@ unshare/mount for Prosody and ejabberd, runuser for ejabberd).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import base64
 import json
 import os
@@ -253,12 +254,67 @@ def version_of(kind: str, server) -> str:
 # --------------------------------------------------------------------------- load
 
 
-def build_batches(domain: str, n: int, body_size: int, batch: int, start: int = 0) -> list[bytes]:
+@contextlib.contextmanager
+def bench_world(label: str, args):
+    """A run directory with a private CA and a harness Federation (DNS, servers); on the way
+    out everything started is stopped (by PID) and the directory removed unless --keep."""
+    root = harness.make_run_root(prefix=f"waddle-bench-{label}-")
+    ca = harness.PrivateCA(root / "ca")
+    fed = harness.Federation(root / "fed", ca)
+    try:
+        yield ca, fed
+    finally:
+        try:
+            fed.close()
+        finally:
+            if args.keep:
+                print(f"  run directory kept: {root}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+
+
+def start_server(kind: str, fed: harness.Federation, domains: list[str]) -> list:
+    """Servers of `kind` for `domains`, started, with the benchmark account on each."""
+    servers = [make_server(kind, fed, d) for d in domains]
+    fed.start()
+    if kind == "ejabberd":
+        for srv in servers:
+            srv.register(USER)
+    return servers
+
+
+def online_reader(server, domain: str) -> tuple[RawXmpp, Reader]:
+    """USER logged in over c2s (resource "bench", initial presence) with a counting reader."""
+    client = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
+    client.login(USER, harness.PASSWORD, resource="bench")
+    client.send("<presence/>")
+    time.sleep(0.3)
+    client.drain()
+    reader = Reader(client)
+    reader.start()
+    return client, reader
+
+
+def close_all(reader: Optional[Reader], connections) -> None:
+    if reader is not None:
+        reader.stop_flag = True
+    for c in connections:
+        if c is not None:
+            c.close()
+    if reader is not None:
+        reader.join(2)
+
+
+def build_batches(domain: str, n: int, body_size: int, batch: int, start: int = 0,
+                  sender: Optional[str] = f"u@{LOCAL}/r", prefix: str = "b") -> list[bytes]:
+    """N chat messages to user@domain, `batch` per write. sender=None: as a logged-in client
+    sends them (no from: its server stamps it)."""
     pad = "x" * max(0, body_size - len(MARK) - 8)
     to = f"{USER}@{domain}"
+    from_attr = f" from='{sender}'" if sender else ""
     out, cur = [], []
     for i in range(start, start + n):
-        cur.append(f"<message from='u@{LOCAL}/r' to='{to}' type='chat' id='b{i}'>"
+        cur.append(f"<message{from_attr} to='{to}' type='chat' id='{prefix}{i}'>"
                    f"<body>{MARK.decode()} {i:07d}{pad}</body></message>")
         if len(cur) == batch:
             out.append("".join(cur).encode())
@@ -285,126 +341,96 @@ def send_round(s2s: LoadS2s, reader: Reader, batches: list[bytes], n: int,
     return t0, end, reader.count
 
 
+def warm_up(conn, reader: Reader, batches: list[bytes], n: int, args, *servers) -> None:
+    """Sends unmeasured messages and fails (with the servers' log tails) unless all arrive."""
+    _, _, got = send_round(conn, reader, batches, n, args.time_limit)
+    if got < n:
+        tails = "\n".join(srv.log_tail(20) for srv in servers)
+        raise RuntimeError(f"warm-up: only {got}/{n} messages arrived"
+                           f"{'; reader: ' + repr(reader.error) if reader.error else ''}"
+                           f"\n{tails}")
+
+
 def run_server(kind: str, args) -> dict:
-    root = harness.make_run_root(prefix=f"waddle-bench-{kind}-")
-    ca = harness.PrivateCA(root / "ca")
-    fed = harness.Federation(root / "fed", ca)
     domain = f"{kind}.test"
     result: dict = {"server": kind, "messages": args.messages, "body_size": args.body_size}
     client = s2s = reader = None
-    try:
-        server = make_server(kind, fed, domain)
-        fed.start()
-        if kind == "ejabberd":
-            server.register(USER)
-        pid = server_pid(kind, server)
-        result["version"] = version_of(kind, server)
-        result["pid_comm"] = Path(f"/proc/{pid}/comm").read_text().strip()
-        load_cert = ca.issue(LOCAL)
-
-        client = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
-        client.login(USER, harness.PASSWORD, resource="bench")
-        client.send("<presence/>")
-        time.sleep(0.3)
-        client.drain()
-        reader = Reader(client)
-        reader.start()
-
-        s2s = LoadS2s(server.ip, domain, load_cert.cert, load_cert.key, ca.cert, timeout=15)
-        s2s.authenticate()
-
-        # Warm-up: link set up, caches and allocators primed; not measured.
-        warm = build_batches(domain, args.warmup, args.body_size, args.batch, start=0)
-        _, _, got = send_round(s2s, reader, warm, args.warmup, args.time_limit)
-        if got < args.warmup:
-            raise RuntimeError(f"warm-up: only {got}/{args.warmup} messages arrived"
-                               f"{'; reader: ' + repr(reader.error) if reader.error else ''}"
-                               f"\n{server.log_tail(30)}")
-
-        rounds = []
-        for r in range(args.rounds):
-            batches = build_batches(domain, args.messages, args.body_size, args.batch,
-                                    start=(r + 1) * 10_000_000)
-            rss0 = proc_rss_kib(pid)
-            tick0, sched0 = proc_cpu(pid)
-            me0 = self_cpu()
-            recvs0, bytes0, rcpu0 = reader.recvs, reader.bytes, reader.cpu()
-            t0, t1, got = send_round(s2s, reader, batches, args.messages, args.time_limit)
-            tick1, sched1 = proc_cpu(pid)
-            me1 = self_cpu()
-            rcpu1 = reader.cpu()
-            rss1 = proc_rss_kib(pid)
-            wall = max(t1 - t0, 1e-9)
-            n = max(got, 1)
-            rd = {
-                "round": r + 1, "sent_target": args.messages, "received": got,
-                "complete": got >= args.messages, "wall_s": round(wall, 4),
-                "msgs_per_s": round(got / wall, 1),
-                "cpu_s_stat": round(tick1 - tick0, 3),
-                "cpu_s_sched": round(sched1 - sched0, 4),
-                "us_per_msg_stat": round((tick1 - tick0) / n * 1e6, 2),
-                "us_per_msg_sched": round((sched1 - sched0) / n * 1e6, 2),
-                "server_cpu_util": round((sched1 - sched0) / wall, 2),
-                "loadgen_cpu_s": round(me1 - me0, 3),
-                "reader_cpu_s": round(rcpu1 - rcpu0, 3),
-                "reader_reads": reader.recvs - recvs0,
-                "reader_bytes": reader.bytes - bytes0,
-                "rss_kib_before": rss0, "rss_kib_after": rss1,
-            }
-            rounds.append(rd)
-            print(f"  {kind} round {r + 1}: {got}/{args.messages} in {wall:.3f}s "
-                  f"= {rd['msgs_per_s']:.0f} msg/s; server CPU {rd['us_per_msg_stat']:.1f} "
-                  f"µs/msg (stat), {rd['us_per_msg_sched']:.1f} µs/msg (schedstat), "
-                  f"util {rd['server_cpu_util']:.2f}; load generator CPU "
-                  f"{rd['loadgen_cpu_s']:.2f}s (reader {rd['reader_cpu_s']:.2f}s, {rd['reader_reads']} reads); RSS {rss0} -> {rss1} KiB", flush=True)
-            if not rd["complete"]:
-                break
-        # Anything the server said on the S2S stream (e.g. a stream error) is worth knowing.
-        s2s.drain()
-        errors = s2s.stream_error_conditions()
-        if errors:
-            result["s2s_stream_errors"] = errors
-        result["rounds"] = rounds
-        done = [x for x in rounds if x["complete"]] or rounds
-        for key in ("us_per_msg_stat", "us_per_msg_sched", "msgs_per_s", "wall_s",
-                    "server_cpu_util", "loadgen_cpu_s"):
-            result[key] = round(statistics.median(x[key] for x in done), 2)
-        result["complete"] = all(x["complete"] for x in rounds)
-        result["rss_kib_before"] = rounds[0]["rss_kib_before"]
-        result["rss_kib_after"] = rounds[-1]["rss_kib_after"]
-        return result
-    finally:
-        if reader is not None:
-            reader.stop_flag = True
-        for c in (s2s, client):
-            if c is not None:
-                c.close()
-        if reader is not None:
-            reader.join(2)
+    with bench_world(kind, args) as (ca, fed):
         try:
-            fed.close()
+            [server] = start_server(kind, fed, [domain])
+            pid = server_pid(kind, server)
+            result["version"] = version_of(kind, server)
+            result["pid_comm"] = Path(f"/proc/{pid}/comm").read_text().strip()
+            load_cert = ca.issue(LOCAL)
+
+            client, reader = online_reader(server, domain)
+
+            s2s = LoadS2s(server.ip, domain, load_cert.cert, load_cert.key, ca.cert, timeout=15)
+            s2s.authenticate()
+
+            # Warm-up: link set up, caches and allocators primed; not measured.
+            warm = build_batches(domain, args.warmup, args.body_size, args.batch, start=0)
+            warm_up(s2s, reader, warm, args.warmup, args, server)
+
+            rounds = []
+            for r in range(args.rounds):
+                batches = build_batches(domain, args.messages, args.body_size, args.batch,
+                                        start=(r + 1) * 10_000_000)
+                rss0 = proc_rss_kib(pid)
+                tick0, sched0 = proc_cpu(pid)
+                me0 = self_cpu()
+                recvs0, bytes0, rcpu0 = reader.recvs, reader.bytes, reader.cpu()
+                t0, t1, got = send_round(s2s, reader, batches, args.messages, args.time_limit)
+                tick1, sched1 = proc_cpu(pid)
+                me1 = self_cpu()
+                rcpu1 = reader.cpu()
+                rss1 = proc_rss_kib(pid)
+                wall = max(t1 - t0, 1e-9)
+                n = max(got, 1)
+                rd = {
+                    "round": r + 1, "sent_target": args.messages, "received": got,
+                    "complete": got >= args.messages, "wall_s": round(wall, 4),
+                    "msgs_per_s": round(got / wall, 1),
+                    "cpu_s_stat": round(tick1 - tick0, 3),
+                    "cpu_s_sched": round(sched1 - sched0, 4),
+                    "us_per_msg_stat": round((tick1 - tick0) / n * 1e6, 2),
+                    "us_per_msg_sched": round((sched1 - sched0) / n * 1e6, 2),
+                    "server_cpu_util": round((sched1 - sched0) / wall, 2),
+                    "loadgen_cpu_s": round(me1 - me0, 3),
+                    "reader_cpu_s": round(rcpu1 - rcpu0, 3),
+                    "reader_reads": reader.recvs - recvs0,
+                    "reader_bytes": reader.bytes - bytes0,
+                    "rss_kib_before": rss0, "rss_kib_after": rss1,
+                }
+                rounds.append(rd)
+                print(f"  {kind} round {r + 1}: {got}/{args.messages} in {wall:.3f}s "
+                      f"= {rd['msgs_per_s']:.0f} msg/s; server CPU {rd['us_per_msg_stat']:.1f} "
+                      f"µs/msg (stat), {rd['us_per_msg_sched']:.1f} µs/msg (schedstat), "
+                      f"util {rd['server_cpu_util']:.2f}; load generator CPU "
+                      f"{rd['loadgen_cpu_s']:.2f}s (reader {rd['reader_cpu_s']:.2f}s, {rd['reader_reads']} reads); RSS {rss0} -> {rss1} KiB", flush=True)
+                if not rd["complete"]:
+                    break
+            # Anything the server said on the S2S stream (e.g. a stream error) is worth knowing.
+            s2s.drain()
+            errors = s2s.stream_error_conditions()
+            if errors:
+                result["s2s_stream_errors"] = errors
+            result["rounds"] = rounds
+            done = [x for x in rounds if x["complete"]] or rounds
+            for key in ("us_per_msg_stat", "us_per_msg_sched", "msgs_per_s", "wall_s",
+                        "server_cpu_util", "loadgen_cpu_s"):
+                result[key] = round(statistics.median(x[key] for x in done), 2)
+            result["complete"] = all(x["complete"] for x in rounds)
+            result["rss_kib_before"] = rounds[0]["rss_kib_before"]
+            result["rss_kib_after"] = rounds[-1]["rss_kib_after"]
+            return result
         finally:
-            if args.keep:
-                print(f"  run directory kept: {root}")
-            else:
-                shutil.rmtree(root, ignore_errors=True)
+            close_all(reader, (s2s, client))
 
 
 def build_c2s_batches(to_domain: str, n: int, body_size: int, batch: int,
                       start: int = 0) -> list[bytes]:
-    """Chat messages as a logged-in client sends them (no from: the server stamps it)."""
-    pad = "x" * max(0, body_size - len(MARK) - 8)
-    to = f"{USER}@{to_domain}"
-    out, cur = [], []
-    for i in range(start, start + n):
-        cur.append(f"<message to='{to}' type='chat' id='h{i}'>"
-                   f"<body>{MARK.decode()} {i:07d}{pad}</body></message>")
-        if len(cur) == batch:
-            out.append("".join(cur).encode())
-            cur = []
-    if cur:
-        out.append("".join(cur).encode())
-    return out
+    return build_batches(to_domain, n, body_size, batch, start, sender=None, prefix="h")
 
 
 def run_hop(kind: str, args) -> dict:
@@ -412,104 +438,71 @@ def run_hop(kind: str, args) -> dict:
     pipelines N messages to user@KIND-b.test; a reader on KIND-b.test counts them. Both
     servers' CPU is measured: the sender's (c2s input, routing, outbound S2S) and the
     receiver's (inbound S2S, routing, c2s output)."""
-    root = harness.make_run_root(prefix=f"waddle-bench-hop-{kind}-")
-    ca = harness.PrivateCA(root / "ca")
-    fed = harness.Federation(root / "fed", ca)
     da, db = f"{kind}-a.test", f"{kind}-b.test"
     result: dict = {"server": kind, "mode": "hop", "messages": args.messages,
                     "body_size": args.body_size}
     sender = receiver = reader = None
-    try:
-        a = make_server(kind, fed, da)
-        b = make_server(kind, fed, db)
-        fed.start()
-        if kind == "ejabberd":
-            a.register(USER)
-            b.register(USER)
-        pids = {"sender": server_pid(kind, a), "receiver": server_pid(kind, b)}
-        result["version"] = version_of(kind, a)
-
-        receiver = RawXmpp(b.ip, b.c2s_port, domain=db, timeout=15)
-        receiver.login(USER, harness.PASSWORD, resource="bench")
-        receiver.send("<presence/>")
-        time.sleep(0.3)
-        receiver.drain()
-        reader = Reader(receiver)
-        reader.start()
-        sender = RawXmpp(a.ip, a.c2s_port, domain=da, timeout=15)
-        sender.login(USER, harness.PASSWORD, resource="bench")
-
-        # Warm-up: one message sets up the S2S stream (stanzas sent meanwhile wait in a
-        # bounded queue, 1000 by default, and beyond it are bounced), then a burst; neither
-        # is measured.
-        first = build_c2s_batches(db, 1, args.body_size, 1, start=9_999_999)
-        _, _, got = send_round(sender, reader, first, 1, args.time_limit)
-        if got < 1:
-            raise RuntimeError(f"the first message did not arrive\n{a.log_tail(20)}"
-                               f"\n{b.log_tail(20)}")
-        warm = build_c2s_batches(db, args.warmup, args.body_size, args.batch, start=0)
-        _, _, got = send_round(sender, reader, warm, args.warmup, args.time_limit)
-        if got < args.warmup:
-            raise RuntimeError(f"warm-up: only {got}/{args.warmup} messages arrived"
-                               f"{'; reader: ' + repr(reader.error) if reader.error else ''}"
-                               f"\n{a.log_tail(20)}\n{b.log_tail(20)}")
-        rounds = []
-        for r in range(args.rounds):
-            batches = build_c2s_batches(db, args.messages, args.body_size, args.batch,
-                                        start=(r + 1) * 10_000_000)
-            before = {k: (proc_cpu(p), proc_rss_kib(p)) for k, p in pids.items()}
-            me0 = self_cpu()
-            t0, t1, got = send_round(sender, reader, batches, args.messages, args.time_limit)
-            me1 = self_cpu()
-            after = {k: (proc_cpu(p), proc_rss_kib(p)) for k, p in pids.items()}
-            wall = max(t1 - t0, 1e-9)
-            n = max(got, 1)
-            rd = {"round": r + 1, "received": got, "complete": got >= args.messages,
-                  "wall_s": round(wall, 4), "msgs_per_s": round(got / wall, 1),
-                  "loadgen_cpu_s": round(me1 - me0, 3)}
-            for k in pids:
-                (tick0, sched0), rss0 = before[k]
-                (tick1, sched1), rss1 = after[k]
-                rd[f"{k}_us_per_msg_stat"] = round((tick1 - tick0) / n * 1e6, 2)
-                rd[f"{k}_us_per_msg_sched"] = round((sched1 - sched0) / n * 1e6, 2)
-                rd[f"{k}_rss_kib"] = [rss0, rss1]
-            rd["us_per_msg_sched"] = round(rd["sender_us_per_msg_sched"] +
-                                           rd["receiver_us_per_msg_sched"], 2)
-            rd["us_per_msg_stat"] = round(rd["sender_us_per_msg_stat"] +
-                                          rd["receiver_us_per_msg_stat"], 2)
-            rounds.append(rd)
-            print(f"  {kind} hop round {r + 1}: {got}/{args.messages} in {wall:.3f}s = "
-                  f"{rd['msgs_per_s']:.0f} msg/s; server CPU per message (schedstat): sender "
-                  f"{rd['sender_us_per_msg_sched']:.1f} µs + receiver "
-                  f"{rd['receiver_us_per_msg_sched']:.1f} µs = {rd['us_per_msg_sched']:.1f} µs; "
-                  f"load generator CPU {rd['loadgen_cpu_s']:.2f}s; RSS sender "
-                  f"{rd['sender_rss_kib'][1]} KiB, receiver {rd['receiver_rss_kib'][1]} KiB",
-                  flush=True)
-            if not rd["complete"]:
-                break
-        result["rounds"] = rounds
-        done = [x for x in rounds if x["complete"]] or rounds
-        for key in ("us_per_msg_stat", "us_per_msg_sched", "sender_us_per_msg_sched",
-                    "receiver_us_per_msg_sched", "msgs_per_s", "wall_s", "loadgen_cpu_s"):
-            result[key] = round(statistics.median(x[key] for x in done), 2)
-        result["complete"] = all(x["complete"] for x in rounds)
-        result["rss_kib_after"] = {k: rounds[-1][f"{k}_rss_kib"][1] for k in pids}
-        return result
-    finally:
-        if reader is not None:
-            reader.stop_flag = True
-        for c in (sender, receiver):
-            if c is not None:
-                c.close()
-        if reader is not None:
-            reader.join(2)
+    with bench_world(f"hop-{kind}", args) as (ca, fed):
         try:
-            fed.close()
+            a, b = start_server(kind, fed, [da, db])
+            pids = {"sender": server_pid(kind, a), "receiver": server_pid(kind, b)}
+            result["version"] = version_of(kind, a)
+
+            receiver, reader = online_reader(b, db)
+            sender = RawXmpp(a.ip, a.c2s_port, domain=da, timeout=15)
+            sender.login(USER, harness.PASSWORD, resource="bench")
+
+            # Warm-up: one message sets up the S2S stream (stanzas sent meanwhile wait in a
+            # bounded queue, 1000 by default, and beyond it are bounced), then a burst; neither
+            # is measured.
+            first = build_c2s_batches(db, 1, args.body_size, 1, start=9_999_999)
+            warm_up(sender, reader, first, 1, args, a, b)
+            warm = build_c2s_batches(db, args.warmup, args.body_size, args.batch, start=0)
+            warm_up(sender, reader, warm, args.warmup, args, a, b)
+            rounds = []
+            for r in range(args.rounds):
+                batches = build_c2s_batches(db, args.messages, args.body_size, args.batch,
+                                            start=(r + 1) * 10_000_000)
+                before = {k: (proc_cpu(p), proc_rss_kib(p)) for k, p in pids.items()}
+                me0 = self_cpu()
+                t0, t1, got = send_round(sender, reader, batches, args.messages, args.time_limit)
+                me1 = self_cpu()
+                after = {k: (proc_cpu(p), proc_rss_kib(p)) for k, p in pids.items()}
+                wall = max(t1 - t0, 1e-9)
+                n = max(got, 1)
+                rd = {"round": r + 1, "received": got, "complete": got >= args.messages,
+                      "wall_s": round(wall, 4), "msgs_per_s": round(got / wall, 1),
+                      "loadgen_cpu_s": round(me1 - me0, 3)}
+                for k in pids:
+                    (tick0, sched0), rss0 = before[k]
+                    (tick1, sched1), rss1 = after[k]
+                    rd[f"{k}_us_per_msg_stat"] = round((tick1 - tick0) / n * 1e6, 2)
+                    rd[f"{k}_us_per_msg_sched"] = round((sched1 - sched0) / n * 1e6, 2)
+                    rd[f"{k}_rss_kib"] = [rss0, rss1]
+                rd["us_per_msg_sched"] = round(rd["sender_us_per_msg_sched"] +
+                                               rd["receiver_us_per_msg_sched"], 2)
+                rd["us_per_msg_stat"] = round(rd["sender_us_per_msg_stat"] +
+                                              rd["receiver_us_per_msg_stat"], 2)
+                rounds.append(rd)
+                print(f"  {kind} hop round {r + 1}: {got}/{args.messages} in {wall:.3f}s = "
+                      f"{rd['msgs_per_s']:.0f} msg/s; server CPU per message (schedstat): sender "
+                      f"{rd['sender_us_per_msg_sched']:.1f} µs + receiver "
+                      f"{rd['receiver_us_per_msg_sched']:.1f} µs = {rd['us_per_msg_sched']:.1f} µs; "
+                      f"load generator CPU {rd['loadgen_cpu_s']:.2f}s; RSS sender "
+                      f"{rd['sender_rss_kib'][1]} KiB, receiver {rd['receiver_rss_kib'][1]} KiB",
+                      flush=True)
+                if not rd["complete"]:
+                    break
+            result["rounds"] = rounds
+            done = [x for x in rounds if x["complete"]] or rounds
+            for key in ("us_per_msg_stat", "us_per_msg_sched", "sender_us_per_msg_sched",
+                        "receiver_us_per_msg_sched", "msgs_per_s", "wall_s", "loadgen_cpu_s"):
+                result[key] = round(statistics.median(x[key] for x in done), 2)
+            result["complete"] = all(x["complete"] for x in rounds)
+            result["rss_kib_after"] = {k: rounds[-1][f"{k}_rss_kib"][1] for k in pids}
+            return result
         finally:
-            if args.keep:
-                print(f"  run directory kept: {root}")
-            else:
-                shutil.rmtree(root, ignore_errors=True)
+            close_all(reader, (sender, receiver))
 
 
 def run_streams(kind: str, args) -> dict:
@@ -517,86 +510,62 @@ def run_streams(kind: str, args) -> dict:
     the name *.load.test) each open one stream, STARTTLS, SASL EXTERNAL, and stay idle. The
     server's RSS growth and CPU per stream are measured once all N are authenticated; one
     message over the last stream checks that the server still serves."""
-    root = harness.make_run_root(prefix=f"waddle-bench-streams-{kind}-")
-    ca = harness.PrivateCA(root / "ca")
-    fed = harness.Federation(root / "fed", ca)
     domain = f"{kind}.test"
     n = args.streams
     result: dict = {"server": kind, "mode": "streams", "streams": n}
     client = reader = None
     streams: list[LoadS2s] = []
-    try:
-        server = make_server(kind, fed, domain)
-        fed.start()
-        if kind == "ejabberd":
-            server.register(USER)
-        pid = server_pid(kind, server)
-        result["version"] = version_of(kind, server)
-        cert = ca.issue(LOCAL, extra_names=[f"*.{LOCAL}"])
-        client = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
-        client.login(USER, harness.PASSWORD, resource="bench")
-        client.send("<presence/>")
-        time.sleep(0.3)
-        client.drain()
-        reader = Reader(client)
-        reader.start()
-        # One stream first, so that one-time allocations are not counted per stream.
-        first = LoadS2s(server.ip, domain, cert.cert, cert.key, ca.cert, timeout=15,
-                        local=f"s0.{LOCAL}")
-        first.authenticate()
-        streams.append(first)
-        time.sleep(0.5)
-        rss0 = proc_rss_kib(pid)
-        tick0, sched0 = proc_cpu(pid)
-        t0 = time.monotonic()
-        deadline = t0 + args.time_limit
-        for k in range(1, n + 1):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {k - 1} of {n} streams within {args.time_limit} s")
-            s2s = LoadS2s(server.ip, domain, cert.cert, cert.key, ca.cert, timeout=15,
-                          local=f"s{k}.{LOCAL}")
-            s2s.authenticate()
-            streams.append(s2s)
-        wall = time.monotonic() - t0
-        tick1, sched1 = proc_cpu(pid)
-        time.sleep(1.0)  # let the server finish whatever follows the last handshake
-        rss1 = proc_rss_kib(pid)
-        # Still serving: a message over the newest stream reaches the client.
-        reader.arm(1, time.monotonic() + 15)
-        last = streams[-1]
-        last.sock.sendall(f"<message from='u@{last.local}/r' to='{USER}@{domain}' "
-                          f"type='chat' id='alive'><body>{MARK.decode()} alive</body>"
-                          f"</message>".encode())
-        reader.done.wait(15.5)
-        alive = reader.count >= 1
-        open_at_end = sum(1 for s2s in streams if s2s.sock.fileno() >= 0)
-        result.update({
-            "wall_s": round(wall, 2),
-            "rss_kib_before": rss0, "rss_kib_after": rss1,
-            "kib_per_stream": round((rss1 - rss0) / n, 1),
-            "cpu_ms_per_stream": round((sched1 - sched0) / n * 1e3, 3),
-            "delivered_after": alive, "complete": alive and open_at_end == n + 1,
-        })
-        print(f"  {kind}: {n} idle S2S streams in {wall:.1f}s; RSS {rss0} -> {rss1} KiB = "
-              f"{result['kib_per_stream']:.1f} KiB per stream; server CPU "
-              f"{result['cpu_ms_per_stream']:.2f} ms per stream set-up (schedstat); "
-              f"message delivered afterwards: {alive}", flush=True)
-        return result
-    finally:
-        if reader is not None:
-            reader.stop_flag = True
-        for c in [*streams, client]:
-            if c is not None:
-                c.close()
-        if reader is not None:
-            reader.join(2)
+    with bench_world(f"streams-{kind}", args) as (ca, fed):
         try:
-            fed.close()
+            [server] = start_server(kind, fed, [domain])
+            pid = server_pid(kind, server)
+            result["version"] = version_of(kind, server)
+            cert = ca.issue(LOCAL, extra_names=[f"*.{LOCAL}"])
+            client, reader = online_reader(server, domain)
+            # One stream first, so that one-time allocations are not counted per stream.
+            first = LoadS2s(server.ip, domain, cert.cert, cert.key, ca.cert, timeout=15,
+                            local=f"s0.{LOCAL}")
+            first.authenticate()
+            streams.append(first)
+            time.sleep(0.5)
+            rss0 = proc_rss_kib(pid)
+            tick0, sched0 = proc_cpu(pid)
+            t0 = time.monotonic()
+            deadline = t0 + args.time_limit
+            for k in range(1, n + 1):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only {k - 1} of {n} streams within {args.time_limit} s")
+                s2s = LoadS2s(server.ip, domain, cert.cert, cert.key, ca.cert, timeout=15,
+                              local=f"s{k}.{LOCAL}")
+                s2s.authenticate()
+                streams.append(s2s)
+            wall = time.monotonic() - t0
+            tick1, sched1 = proc_cpu(pid)
+            time.sleep(1.0)  # let the server finish whatever follows the last handshake
+            rss1 = proc_rss_kib(pid)
+            # Still serving: a message over the newest stream reaches the client.
+            reader.arm(1, time.monotonic() + 15)
+            last = streams[-1]
+            last.sock.sendall(f"<message from='u@{last.local}/r' to='{USER}@{domain}' "
+                              f"type='chat' id='alive'><body>{MARK.decode()} alive</body>"
+                              f"</message>".encode())
+            reader.done.wait(15.5)
+            alive = reader.count >= 1
+            open_at_end = sum(1 for s2s in streams if s2s.sock.fileno() >= 0)
+            result.update({
+                "wall_s": round(wall, 2),
+                "rss_kib_before": rss0, "rss_kib_after": rss1,
+                "kib_per_stream": round((rss1 - rss0) / n, 1),
+                "cpu_ms_per_stream": round((sched1 - sched0) / n * 1e3, 3),
+                "delivered_after": alive, "complete": alive and open_at_end == n + 1,
+            })
+            print(f"  {kind}: {n} idle S2S streams in {wall:.1f}s; RSS {rss0} -> {rss1} KiB = "
+                  f"{result['kib_per_stream']:.1f} KiB per stream; server CPU "
+                  f"{result['cpu_ms_per_stream']:.2f} ms per stream set-up (schedstat); "
+                  f"message delivered afterwards: {alive}", flush=True)
+            return result
         finally:
-            if args.keep:
-                print(f"  run directory kept: {root}")
-            else:
-                shutil.rmtree(root, ignore_errors=True)
+            close_all(reader, [*streams, client])
 
 
 def run_clients(kind: str, args) -> dict:
@@ -604,74 +573,61 @@ def run_clients(kind: str, args) -> dict:
     a resource each, no presence, so no broadcast between them) stay idle. The server's RSS
     growth and CPU per session are measured once all N are bound; a message from the newest
     session to itself must still come back."""
-    root = harness.make_run_root(prefix=f"waddle-bench-clients-{kind}-")
-    ca = harness.PrivateCA(root / "ca")
-    fed = harness.Federation(root / "fed", ca)
     domain = f"{kind}.test"
     n = args.clients
     result: dict = {"server": kind, "mode": "clients", "clients": n}
     clients: list[RawXmpp] = []
-    try:
-        server = make_server(kind, fed, domain)
-        fed.start()
-        if kind == "ejabberd":
-            server.register(USER)
-        pid = server_pid(kind, server)
-        result["version"] = version_of(kind, server)
-
-        def login(k: int) -> RawXmpp:
-            c = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
-            c.login(USER, harness.PASSWORD, resource=f"r{k}")
-            return c
-
-        clients.append(login(0))  # one first: one-time allocations are not per session
-        time.sleep(0.5)
-        rss0 = proc_rss_kib(pid)
-        tick0, sched0 = proc_cpu(pid)
-        t0 = time.monotonic()
-        for k in range(1, n + 1):
-            if time.monotonic() > t0 + args.time_limit:
-                raise RuntimeError(f"only {k - 1} of {n} sessions within {args.time_limit} s")
-            clients.append(login(k))
-        wall = time.monotonic() - t0
-        tick1, sched1 = proc_cpu(pid)
-        time.sleep(1.0)
-        rss1 = proc_rss_kib(pid)
-        last = clients[-1]
-        last.drain()
-        me = f"{USER}@{domain}/r{n}"
-        last.send(f"<message to='{me}' type='chat' id='alive'><body>{MARK.decode()}</body>"
-                  f"</message>")
-        alive = False
-        deadline = time.monotonic() + 15
-        while not alive and time.monotonic() < deadline:
-            try:
-                el = last.next_element(timeout=max(0.1, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001 (timeout or closed: not alive)
-                break
-            alive = el.tag.endswith("}message") and el.get("id") == "alive"
-        result.update({
-            "wall_s": round(wall, 2),
-            "rss_kib_before": rss0, "rss_kib_after": rss1,
-            "kib_per_client": round((rss1 - rss0) / n, 1),
-            "cpu_ms_per_client": round((sched1 - sched0) / n * 1e3, 3),
-            "delivered_after": alive, "complete": alive,
-        })
-        print(f"  {kind}: {n} idle client sessions in {wall:.1f}s; RSS {rss0} -> {rss1} KiB = "
-              f"{result['kib_per_client']:.1f} KiB per session; server CPU "
-              f"{result['cpu_ms_per_client']:.2f} ms per login (schedstat); message delivered "
-              f"afterwards: {alive}", flush=True)
-        return result
-    finally:
-        for c in clients:
-            c.close()
+    with bench_world(f"clients-{kind}", args) as (ca, fed):
         try:
-            fed.close()
+            [server] = start_server(kind, fed, [domain])
+            pid = server_pid(kind, server)
+            result["version"] = version_of(kind, server)
+
+            def login(k: int) -> RawXmpp:
+                c = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
+                c.login(USER, harness.PASSWORD, resource=f"r{k}")
+                return c
+
+            clients.append(login(0))  # one first: one-time allocations are not per session
+            time.sleep(0.5)
+            rss0 = proc_rss_kib(pid)
+            tick0, sched0 = proc_cpu(pid)
+            t0 = time.monotonic()
+            for k in range(1, n + 1):
+                if time.monotonic() > t0 + args.time_limit:
+                    raise RuntimeError(f"only {k - 1} of {n} sessions within {args.time_limit} s")
+                clients.append(login(k))
+            wall = time.monotonic() - t0
+            tick1, sched1 = proc_cpu(pid)
+            time.sleep(1.0)
+            rss1 = proc_rss_kib(pid)
+            last = clients[-1]
+            last.drain()
+            me = f"{USER}@{domain}/r{n}"
+            last.send(f"<message to='{me}' type='chat' id='alive'><body>{MARK.decode()}</body>"
+                      f"</message>")
+            alive = False
+            deadline = time.monotonic() + 15
+            while not alive and time.monotonic() < deadline:
+                try:
+                    el = last.next_element(timeout=max(0.1, deadline - time.monotonic()))
+                except Exception:  # noqa: BLE001 (timeout or closed: not alive)
+                    break
+                alive = el.tag.endswith("}message") and el.get("id") == "alive"
+            result.update({
+                "wall_s": round(wall, 2),
+                "rss_kib_before": rss0, "rss_kib_after": rss1,
+                "kib_per_client": round((rss1 - rss0) / n, 1),
+                "cpu_ms_per_client": round((sched1 - sched0) / n * 1e3, 3),
+                "delivered_after": alive, "complete": alive,
+            })
+            print(f"  {kind}: {n} idle client sessions in {wall:.1f}s; RSS {rss0} -> {rss1} KiB = "
+                  f"{result['kib_per_client']:.1f} KiB per session; server CPU "
+                  f"{result['cpu_ms_per_client']:.2f} ms per login (schedstat); message delivered "
+                  f"afterwards: {alive}", flush=True)
+            return result
         finally:
-            if args.keep:
-                print(f"  run directory kept: {root}")
-            else:
-                shutil.rmtree(root, ignore_errors=True)
+            close_all(None, clients)
 
 
 def main() -> int:

@@ -90,6 +90,24 @@ class XmlStreamTest : public ::testing::Test {
   tcp::acceptor acceptor_{io_};
 };
 
+// Starts `s`'s handshake (as server, or as client for stream.test); `ok` gets the result and
+// `finished` is set when it is over.
+void spawn_handshake(asio::io_context& io, std::shared_ptr<XmlStream> s, bool as_server, bool* ok,
+                     bool* finished) {
+  asio::co_spawn(
+      io,
+      [s, as_server, ok, finished]() -> asio::awaitable<void> {
+        bool result = false;
+        if (as_server)
+          result = co_await s->server_handshake();
+        else
+          result = co_await s->client_handshake("stream.test");
+        if (ok) *ok = result;
+        if (finished) *finished = true;
+      },
+      asio::detached);
+}
+
 // Stanzas <m i='K'>payload</m> for K in [first, first + n).
 std::string stanzas(int first, int n, std::size_t payload) {
   std::string out;
@@ -142,23 +160,11 @@ void expect_in_order(const Received& r, int n, std::size_t payload) {
 
 TEST_F(XmlStreamTest, TlsHandshakeVerifiesTheServerAndReportsTls13) {
   auto [s, c] = connect_pair();
-  bool server_ok = false, client_ok = false, finished = false;
-  int pending = 2;
-  asio::co_spawn(
-      io_,
-      [&, s = s]() -> asio::awaitable<void> {
-        server_ok = co_await s->server_handshake();
-        if (--pending == 0) finished = true;
-      },
-      asio::detached);
-  asio::co_spawn(
-      io_,
-      [&, c = c]() -> asio::awaitable<void> {
-        client_ok = co_await c->client_handshake("stream.test");
-        if (--pending == 0) finished = true;
-      },
-      asio::detached);
-  ASSERT_TRUE(run_until(finished));
+  bool server_ok = false, client_ok = false, server_done = false, client_done = false;
+  spawn_handshake(io_, s, true, &server_ok, &server_done);
+  spawn_handshake(io_, c, false, &client_ok, &client_done);
+  ASSERT_TRUE(run_until(client_done));
+  ASSERT_TRUE(run_until(server_done));
   EXPECT_TRUE(server_ok) << s->tls_error();
   ASSERT_TRUE(client_ok) << c->tls_error();
   EXPECT_TRUE(c->peer_chain_valid());
@@ -175,15 +181,8 @@ TEST_F(XmlStreamTest, HandshakeWithAnUntrustedServerFailsWithOpenSslsReason) {
   auto s = std::make_shared<XmlStream>(acceptor_.accept(), server_ctx_, limits());
   auto c = std::make_shared<XmlStream>(std::move(client), other, limits());
   bool client_ok = true, finished = false;
-  asio::co_spawn(
-      io_, [s = s]() -> asio::awaitable<void> { co_await s->server_handshake(); }, asio::detached);
-  asio::co_spawn(
-      io_,
-      [&, c = c]() -> asio::awaitable<void> {
-        client_ok = co_await c->client_handshake("stream.test");
-        finished = true;
-      },
-      asio::detached);
+  spawn_handshake(io_, s, true, nullptr, nullptr);
+  spawn_handshake(io_, c, false, &client_ok, &finished);
   ASSERT_TRUE(run_until(finished));
   EXPECT_FALSE(client_ok);
   EXPECT_NE(c->tls_error().find("certificate verify failed"), std::string::npos) << c->tls_error();
@@ -329,13 +328,7 @@ TEST_F(XmlStreamTest, CloseWithAWritePendingEndsBothSides) {
 TEST_F(XmlStreamTest, ClosingDuringTheHandshakeEndsItWithALocalReason) {
   auto [s, c] = connect_pair();
   bool finished = false, ok = true;
-  asio::co_spawn(
-      io_,
-      [&, s = s]() -> asio::awaitable<void> {
-        ok = co_await s->server_handshake();  // the client never sends its hello
-        finished = true;
-      },
-      asio::detached);
+  spawn_handshake(io_, s, true, &ok, &finished);  // the client never sends its hello
   asio::steady_timer t(io_, 100ms);
   t.async_wait([s = s](boost::system::error_code) { s->close(); });
   ASSERT_TRUE(run_until(finished));
@@ -348,13 +341,7 @@ TEST_F(XmlStreamTest, ClosingDuringTheHandshakeEndsItWithALocalReason) {
 TEST_F(XmlStreamTest, PeerClosingDuringTheHandshakeIsReported) {
   auto [s, c] = connect_pair();
   bool finished = false, ok = true;
-  asio::co_spawn(
-      io_,
-      [&, c = c]() -> asio::awaitable<void> {
-        ok = co_await c->client_handshake("stream.test");
-        finished = true;
-      },
-      asio::detached);
+  spawn_handshake(io_, c, false, &ok, &finished);
   asio::steady_timer t(io_, 100ms);
   t.async_wait([s = s](boost::system::error_code) { s->close(); });  // server never answers
   ASSERT_TRUE(run_until(finished));
