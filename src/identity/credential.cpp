@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <boost/algorithm/string/predicate.hpp>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cstring>
@@ -20,6 +21,8 @@
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "c2s/sasl/scram.h"
 
 namespace waddle::identity {
 namespace {
@@ -77,88 +80,23 @@ std::string to_hex(std::string_view data) {
   return out;
 }
 
-// --- base64 (RFC 4648 §4) and base64url (§5) ---
-
-constexpr std::string_view kB64Alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr std::string_view kB64UrlAlphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string base64_encode(std::string_view data, std::string_view alphabet, bool pad) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    const std::uint32_t n = (static_cast<unsigned char>(data[i]) << 16) |
-                            (static_cast<unsigned char>(data[i + 1]) << 8) |
-                            static_cast<unsigned char>(data[i + 2]);
-    out.push_back(alphabet[(n >> 18) & 0x3f]);
-    out.push_back(alphabet[(n >> 12) & 0x3f]);
-    out.push_back(alphabet[(n >> 6) & 0x3f]);
-    out.push_back(alphabet[n & 0x3f]);
-  }
-  const std::size_t rest = data.size() - i;
-  if (rest == 1) {
-    const std::uint32_t n = static_cast<unsigned char>(data[i]) << 16;
-    out.push_back(alphabet[(n >> 18) & 0x3f]);
-    out.push_back(alphabet[(n >> 12) & 0x3f]);
-    if (pad) out.append("==");
-  } else if (rest == 2) {
-    const std::uint32_t n = (static_cast<unsigned char>(data[i]) << 16) |
-                            (static_cast<unsigned char>(data[i + 1]) << 8);
-    out.push_back(alphabet[(n >> 18) & 0x3f]);
-    out.push_back(alphabet[(n >> 12) & 0x3f]);
-    out.push_back(alphabet[(n >> 6) & 0x3f]);
-    if (pad) out.push_back('=');
-  }
-  return out;
-}
-
-int base64_value(char c, std::string_view alphabet) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == alphabet[62]) return 62;
-  if (c == alphabet[63]) return 63;
-  return -1;
-}
-
-// Strict decoding: only the given alphabet, no whitespace, padding only when `allow_padding`
-// (and then either complete or absent), and zero unused bits in the last character so that every
-// byte string has exactly one accepted encoding.
-std::optional<std::string> base64_decode(std::string_view in, std::string_view alphabet,
-                                         bool allow_padding) {
-  if (allow_padding && in.size() % 4 == 0 && !in.empty()) {
-    if (in.ends_with("==")) {
-      in.remove_suffix(2);
-    } else if (in.ends_with('=')) {
-      in.remove_suffix(1);
-    }
-  }
-  if (in.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() / 4 * 3 + 2);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    const int v = base64_value(c, alphabet);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  if ((acc & ((1u << bits) - 1)) != 0) return std::nullopt;  // non-canonical trailing bits
-  return out;
-}
+// --- base64url (RFC 4648 §5, unpadded), on the project's strict base64 codec ---
 
 std::string base64url_encode(std::string_view data) {
-  return base64_encode(data, kB64UrlAlphabet, /*pad=*/false);
+  std::string s = c2s::sasl::base64_encode(data);
+  while (!s.empty() && s.back() == '=') s.pop_back();
+  for (char& c : s) c = c == '+' ? '-' : c == '/' ? '_' : c;
+  return s;
 }
+
+// Only the URL alphabet and no padding; the standard decoder then rejects bad lengths and
+// non-canonical trailing bits, so every byte string has exactly one accepted encoding.
 std::optional<std::string> base64url_decode(std::string_view in) {
-  return base64_decode(in, kB64UrlAlphabet, /*allow_padding=*/false);
+  if (in.find_first_of("+/=") != std::string_view::npos) return std::nullopt;
+  std::string s(in);
+  for (char& c : s) c = c == '-' ? '+' : c == '_' ? '/' : c;
+  s.append((4 - s.size() % 4) % 4, '=');
+  return c2s::sasl::base64_decode(s);
 }
 
 // --- keys ---
@@ -281,17 +219,6 @@ EVP_PKEY* parse_private_key_pem(std::string& pem, const std::string& path) {
 
 // --- JSON claims ---
 
-bool iequals_ascii(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    auto lower = [](char c) {
-      return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
 std::optional<boost::json::object> parse_object(std::string_view text) {
   boost::system::error_code ec;
   boost::json::value value = boost::json::parse(text, ec);
@@ -350,7 +277,7 @@ std::optional<Parsed> parse(std::string_view token) {
   if (!alg || *alg != kAlg) return std::nullopt;
   if (header->contains("crit")) return std::nullopt;
   auto typ = string_member(*header, "typ", present);
-  if (present && (!typ || !iequals_ascii(*typ, kTyp))) return std::nullopt;
+  if (present && (!typ || !boost::algorithm::iequals(*typ, kTyp))) return std::nullopt;
   auto kid = string_member(*header, "kid", present);
   if (!kid) return std::nullopt;
 
@@ -458,7 +385,7 @@ SigningKey SigningKey::load_or_create(const std::string& path) {
 }
 
 std::string SigningKey::public_key_b64() const {
-  return base64_encode(public_key_, kB64Alphabet, /*pad=*/true);
+  return c2s::sasl::base64_encode(public_key_);
 }
 
 std::string SigningKey::sign(std::string_view data) const {
@@ -492,7 +419,10 @@ bool verify_signature(std::string_view public_key_raw, std::string_view data,
 }
 
 std::optional<std::string> decode_public_key_b64(std::string_view b64) {
-  auto raw = base64_decode(b64, kB64Alphabet, /*allow_padding=*/true);
+  // Padding is optional here: an unpadded key is padded before strict decoding.
+  std::string padded(b64);
+  if (padded.find('=') == std::string::npos) padded.append((4 - padded.size() % 4) % 4, '=');
+  auto raw = c2s::sasl::base64_decode(padded);
   if (!raw || raw->size() != kPublicKeySize) return std::nullopt;
   return raw;
 }

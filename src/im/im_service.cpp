@@ -11,6 +11,7 @@
 
 #include "core/ids.h"
 #include "core/jid.h"
+#include "core/timestamp.h"
 #include "core/version.h"
 #include "identity/credential.h"
 #include "im/logic/subscription.h"
@@ -38,16 +39,6 @@ constexpr std::size_t kMaxHeld = 100;  // stanzas waiting for one room service's
 
 bool is_subscription_type(std::string_view t) {
   return t == "subscribe" || t == "subscribed" || t == "unsubscribe" || t == "unsubscribed";
-}
-
-std::string utc_stamp() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 Element item_xml(const RosterItem& item) {
@@ -513,7 +504,8 @@ struct ImService::Impl {
     Element stored = stanza;
     stored.add_child("delay", std::string(xml::ns::kDelay))
         .set_attr("from", bare.domain())
-        .set_attr("stamp", utc_stamp())
+        .set_attr("stamp", core::format_timestamp(std::chrono::system_clock::to_time_t(
+                               std::chrono::system_clock::now())))
         .add_text("Offline Storage");
     std::string text = stored.str(), domain = bare.domain(), user = bare.local();
     auto max = config.c2s.max_offline_messages;

@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "core/ids.h"
+#include "core/timestamp.h"
 #include "xml/stanza.h"
 
 namespace waddle::muc {
@@ -22,34 +23,6 @@ namespace {
 const std::string kClientNs(xml::ns::kClient);
 const std::string kUserNs(ns::kUser);
 const std::string kDataNs(ns::kData);
-
-std::string stamp(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-// Parses an XEP-0082 timestamp (as used in <history since=.../>); nullopt if unreadable.
-std::optional<std::int64_t> parse_stamp(std::string_view s) {
-  std::tm tm{};
-  std::string str(s);
-  const char* end = strptime(str.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (!end) return std::nullopt;
-  std::int64_t t = static_cast<std::int64_t>(timegm(&tm));
-  if (*end == '.')  // fractions of a second
-    while (*++end >= '0' && *end <= '9') {
-    }
-  if (*end == 'Z' || *end == '\0') return t;
-  int hh = 0, mm = 0;
-  char sign = *end;
-  if ((sign != '+' && sign != '-') || std::sscanf(end + 1, "%2d:%2d", &hh, &mm) != 2)
-    return std::nullopt;
-  const std::int64_t offset = hh * 3600 + mm * 60;
-  return sign == '+' ? t - offset : t + offset;
-}
 
 bool truthy(std::string_view v) {
   return v == "1" || v == "true";
@@ -546,7 +519,7 @@ void Room::send_history(const std::string& to, const Element& join) {
         // Unreadable limits are ignored (full history), as other servers do.
       }
       if (h->has_attr("since")) {
-        if (auto t = parse_stamp(h->attr("since"))) since = std::max(since, *t);
+        if (auto t = core::parse_timestamp(h->attr("since"))) since = std::max(since, *t);
       }
     }
   }
@@ -566,7 +539,7 @@ void Room::send_history(const std::string& to, const Element& join) {
     m.set_attr("to", to);
     m.add_child("delay", std::string(xml::ns::kDelay))
         .set_attr("from", jid_.bare_str())
-        .set_attr("stamp", stamp(history_[i].time));
+        .set_attr("stamp", core::format_timestamp(history_[i].time));
     ctx_->send(std::move(m));
   }
 }

@@ -320,7 +320,6 @@ TEST_F(XmlStreamTest, CloseWithAWritePendingEndsBothSides) {
   asio::co_spawn(io_, read_stanzas(s, 64 * 1024, &got), asio::detached);
   ASSERT_TRUE(run_until(got.done));
   EXPECT_TRUE(got.eof);
-  EXPECT_LT(static_cast<int>(got.ids.size()), 64 * 1024);
 }
 
 // A handshake that the peer never answers ends when the stream is closed here (what the
