@@ -20,6 +20,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from federation import Federation, Pki  # noqa: E402
+from s2s_env import PrivateCA  # noqa: E402
 from waddle_server import (  # noqa: E402
     WaddleServer,
     lease_address,
@@ -100,3 +102,19 @@ def pytest_runtest_makereport(item, call):
 def pytest_report_header(config):
     return f"waddle binary: {waddle_binary()}"
 
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A private CA (trusted by every federating server of the session) and its certificates."""
+    d = tmp_path_factory.mktemp("pki")
+    return Pki(PrivateCA(d / "ca"), d)
+
+
+@pytest.fixture
+def fed(make_server, tmp_path, pki, request):
+    """Federating Waddles on loopback addresses with their own dnsmasq."""
+    f = Federation(make_server, tmp_path, pki, request)
+    try:
+        yield f
+    finally:
+        f.close()

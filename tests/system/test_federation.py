@@ -14,30 +14,14 @@ import re
 import pytest
 from slixmpp.exceptions import IqError
 
-from federation import (FAST_RETRY, Federation, Pki, RawS2s, Trap, await_log, in_dialback,
-                        in_sasl, message_xml, out_auth, wait_log)
-from s2s_env import PrivateCA
+from federation import (FAST_RETRY, RawS2s, Trap, await_log, in_dialback, in_sasl, message_xml,
+                        out_auth, wait_log)
 from waddle_client import NS_STANZAS, PASSWORD, bare, befriend, login, run
 
 A, B, C = "a.test", "b.test", "c.test"
 ALICE, BOB, CAROL = f"alice@{A}", f"bob@{B}", f"carol@{C}"
 ALICE_R, BOB_R, CAROL_R = f"{ALICE}/home", f"{BOB}/work", f"{CAROL}/phone"
 NOT_FOUND_OR_TIMEOUT = ("remote-server-not-found", "remote-server-timeout")
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory) -> Pki:
-    d = tmp_path_factory.mktemp("s2s-pki")
-    return Pki(PrivateCA(d / "ca"), d)
-
-
-@pytest.fixture
-def fed(make_server, tmp_path, pki, request):
-    f = Federation(make_server, tmp_path, pki, request)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def error_condition(stanza) -> str:
@@ -598,7 +582,6 @@ def test_metrics_endpoint_counts_federation_and_passes_promtool(fed, tmp_path):
     the exposition passes `promtool check metrics` (Debian package prometheus)."""
     import shutil
     import subprocess
-    import urllib.request
 
     a = fed.server(A, dns="srv", users=("alice",))
     b = fed.server(B, dns="a", users=("bob",))
@@ -613,13 +596,7 @@ def test_metrics_endpoint_counts_federation_and_passes_promtool(fed, tmp_path):
             await bob.messages.get(lambda m, i=i: m["id"] == f"met-{i}", 15, what=f"met-{i}")
     run(body)
 
-    def scrape(srv) -> str:
-        port = srv.config.get("metrics", {}).get("port", 5280)
-        with urllib.request.urlopen(f"http://{srv.ip}:{port}/metrics", timeout=5) as r:
-            assert r.status == 200
-            return r.read().decode()
-
-    text_a, text_b = scrape(a), scrape(b)
+    text_a, text_b = a.metrics_text(), b.metrics_text()
     sent = re.search(r'^waddle_s2s_stanzas_sent_total\{domain="b\.test"\} (\d+)', text_a, re.M)
     assert sent and int(sent.group(1)) >= 3, text_a
     received = re.search(r'^waddle_s2s_stanzas_received_total\{domain="a\.test"\} (\d+)',

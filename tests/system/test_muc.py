@@ -30,6 +30,14 @@ def users(server):
     return server
 
 
+async def alice_in_room_and_bob(server):
+    """Alice (resource home) and Bob (work) logged in; Alice has joined ROOM as "Alice"."""
+    alice = await login(server, f"{ALICE}/home", PASSWORD)
+    bob = await login(server, f"{BOB}/work", PASSWORD)
+    await join(alice, ROOM, "Alice")
+    return alice, bob
+
+
 def test_room_service_is_discoverable(users):
     async def body():
         alice = await login(users, f"{ALICE}/home", PASSWORD)
@@ -93,9 +101,7 @@ def test_create_join_chat_history_and_subject(users):
 
 def test_history_limit_and_live_messages_not_duplicated(users):
     async def body():
-        alice = await login(users, f"{ALICE}/home", PASSWORD)
-        bob = await login(users, f"{BOB}/work", PASSWORD)
-        await join(alice, ROOM, "Alice")
+        alice, bob = await alice_in_room_and_bob(users)
         for i in range(5):
             groupchat(alice, ROOM, f"m{i}")
         await alice.expect_message(frm=f"{ROOM}/Alice", body="m4")
@@ -110,9 +116,7 @@ def test_history_limit_and_live_messages_not_duplicated(users):
 
 def test_join_errors(users):
     async def body():
-        alice = await login(users, f"{ALICE}/home", PASSWORD)
-        bob = await login(users, f"{BOB}/work", PASSWORD)
-        await join(alice, ROOM, "Alice")
+        alice, bob = await alice_in_room_and_bob(users)
         err = await join_error(bob, ROOM, "Alice")
         assert condition(err) == "conflict", str(err)
         # No nickname.
@@ -133,9 +137,7 @@ def test_join_errors(users):
 
 def test_nick_change_private_message_and_leave(users):
     async def body():
-        alice = await login(users, f"{ALICE}/home", PASSWORD)
-        bob = await login(users, f"{BOB}/work", PASSWORD)
-        await join(alice, ROOM, "Alice")
+        alice, bob = await alice_in_room_and_bob(users)
         await join(bob, ROOM, "Bob")
         await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="available")
 
@@ -165,9 +167,7 @@ def test_nick_change_private_message_and_leave(users):
 
 def test_occupant_leaves_when_session_ends(users):
     async def body():
-        alice = await login(users, f"{ALICE}/home", PASSWORD)
-        bob = await login(users, f"{BOB}/work", PASSWORD)
-        await join(alice, ROOM, "Alice")
+        alice, bob = await alice_in_room_and_bob(users)
         await join(bob, ROOM, "Bob")
         await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="available")
         await bob.close()
@@ -177,9 +177,7 @@ def test_occupant_leaves_when_session_ends(users):
 
 def test_self_ping(users):
     async def body():
-        alice = await login(users, f"{ALICE}/home", PASSWORD)
-        bob = await login(users, f"{BOB}/work", PASSWORD)
-        await join(alice, ROOM, "Alice")
+        alice, bob = await alice_in_room_and_bob(users)
         await alice["xep_0199"].send_ping(f"{ROOM}/Alice", timeout=10)
         with pytest.raises(IqError) as e:
             await bob["xep_0199"].send_ping(f"{ROOM}/Alice", timeout=10)
@@ -247,9 +245,7 @@ def test_configuration_persistence_members_only_kick_and_ban(users):
 
 def test_password_protected_room(users):
     async def body():
-        alice = await login(users, f"{ALICE}/home", PASSWORD)
-        bob = await login(users, f"{BOB}/work", PASSWORD)
-        await join(alice, ROOM, "Alice")
+        alice, bob = await alice_in_room_and_bob(users)
         await configure(alice, ROOM, {"muc#roomconfig_passwordprotectedroom": "1",
                                       "muc#roomconfig_roomsecret": "s3cret"})
         err = await join_error(bob, ROOM, "Bob")
@@ -262,9 +258,7 @@ def test_password_protected_room(users):
 
 def test_mediated_invitation(users):
     async def body():
-        alice = await login(users, f"{ALICE}/home", PASSWORD)
-        bob = await login(users, f"{BOB}/work", PASSWORD)
-        await join(alice, ROOM, "Alice")
+        alice, bob = await alice_in_room_and_bob(users)
         # Mediated invitation (XEP-0045 7.8.2).
         m = alice.make_message(mto=ROOM)
         x = ET.SubElement(m.xml, "{http://jabber.org/protocol/muc#user}x")
@@ -283,9 +277,7 @@ def test_join_again_from_a_joined_resource_resends_the_room_state(users):
     the occupant list, its own presence, history and subject again; nobody sees a second
     occupant."""
     async def body():
-        alice = await login(users, f"{ALICE}/home", PASSWORD)
-        bob = await login(users, f"{BOB}/work", PASSWORD)
-        await join(alice, ROOM, "Alice")
+        alice, bob = await alice_in_room_and_bob(users)
         groupchat(alice, ROOM, "remember me")
         await alice.expect_message(frm=f"{ROOM}/Alice", body="remember me")
         await join(bob, ROOM, "Bob")

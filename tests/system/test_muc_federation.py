@@ -9,16 +9,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
 from slixmpp.exceptions import IqError
 
-from federation import FAST_RETRY, Federation, Pki, RawS2s, await_log, wait_log
+from federation import FAST_RETRY, RawS2s, await_log, wait_log
 from muc import (NS_IDENTITY, codes, condition, error_text, groupchat, item, join, join_error,
-                 leave, send_join)
-from s2s_env import PrivateCA
+                 leave)
 from waddle_client import PASSWORD, login, run
 
 A, B, C = "a.test", "b.test", "c.test"
@@ -26,25 +24,16 @@ ALICE, BOB, CAROL = f"alice@{A}", f"bob@{B}", f"carol@{C}"
 ROOM = f"lobby@conference.{A}"
 
 
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory) -> Pki:
-    d = tmp_path_factory.mktemp("muc-pki")
-    return Pki(PrivateCA(d / "ca"), d)
-
-
-@pytest.fixture
-def fed(make_server, tmp_path, pki, request):
-    f = Federation(make_server, tmp_path, pki, request)
-    try:
-        yield f
-    finally:
-        f.close()
+def servers_a_and_b(fed):
+    """Started Waddles for a.test (user alice, the room service) and b.test (user bob)."""
+    a = fed.server(A, users=("alice",))
+    b = fed.server(B, users=("bob",))
+    fed.start()
+    return a, b
 
 
 def metric(srv, name: str, labels: str = "") -> float:
-    port = srv.config.get("metrics", {}).get("port", 5280)
-    with urllib.request.urlopen(f"http://{srv.ip}:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
+    text = srv.metrics_text()
     m = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
     assert m, f"{name}{labels} not in /metrics:\n{text}"
     return float(m.group(1))
@@ -65,9 +54,7 @@ async def fetch_credential(client, audience: str = "") -> str:
 
 
 def test_remote_user_joins_local_room_and_chats(fed):
-    a = fed.server(A, users=("alice",))
-    b = fed.server(B, users=("bob",))
-    fed.start()
+    a, b = servers_a_and_b(fed)
 
     async def body():
         alice = await login(a, f"{ALICE}/home", PASSWORD)
@@ -109,9 +96,7 @@ def test_remote_user_joins_local_room_and_chats(fed):
 
 
 def test_remote_users_cannot_create_rooms_and_get_defined_errors(fed):
-    a = fed.server(A, users=("alice",))
-    b = fed.server(B, users=("bob",))
-    fed.start()
+    a, b = servers_a_and_b(fed)
 
     async def body():
         bob = await login(b, f"{BOB}/work", PASSWORD)
@@ -171,9 +156,7 @@ def test_room_requiring_credentials_checks_them_with_the_home_server(fed):
 
 
 def test_home_server_publishes_its_identity_key_over_s2s(fed):
-    a = fed.server(A, users=("alice",))
-    b = fed.server(B, users=("bob",))
-    fed.start()
+    a, b = servers_a_and_b(fed)
 
     async def body():
         alice = await login(a, f"{ALICE}/home", PASSWORD)
@@ -215,16 +198,14 @@ def test_occupant_whose_server_died_is_removed(fed):
 def test_room_service_multiplexes_on_the_domains_stream(fed):
     """XEP-0220 2.6: the room service's traffic to b.test rides on the stream a.test already
     has to b.test (a db:result for the new pair), instead of a second connection."""
-    a = fed.server(A, users=("alice",))
-    b = fed.server(B, users=("bob",))
-    fed.start()
+    a, b = servers_a_and_b(fed)
 
     async def body():
         alice = await login(a, f"{ALICE}/home", PASSWORD)
         bob = await login(b, f"{BOB}/work", PASSWORD)
         alice.send_message(mto=f"{BOB}/work", mbody="hi bob", mtype="chat")
         await bob.expect_message(frm=f"{ALICE}/home", body="hi bob", timeout=20)
-        await await_log(a, rf"s2s a\.test -> b\.test: authenticated with SASL EXTERNAL")
+        await await_log(a, r"s2s a\.test -> b\.test: authenticated with SASL EXTERNAL")
         await join(alice, ROOM, "Alice")
         await join(bob, ROOM, "Bob", timeout=20)
         await await_log(a, r"s2s conference\.a\.test -> b\.test: authenticated with dialback, "
@@ -241,9 +222,7 @@ def test_two_local_domains_dialing_at_once_share_one_stream(fed, pki):
     """a.test and its room service need a stream to b.test at the same moment (each answers
     an IQ that arrived over its own inbound stream): the second waits for the stream the first
     is opening and multiplexes on it, so b.test accepts one connection from a's server."""
-    a = fed.server(A, users=("alice",))
-    b = fed.server(B, users=("bob",))
-    fed.start()
+    a, b = servers_a_and_b(fed)
     raws = [RawS2s(a.ip, B, to, *pki.cert(B), pki.ca.cert) for to in (A, f"conference.{A}")]
     try:
         for r in raws:
@@ -266,9 +245,7 @@ def test_two_local_domains_dialing_at_once_share_one_stream(fed, pki):
 
 
 def test_occupants_are_told_when_the_room_server_shuts_down(fed):
-    a = fed.server(A, users=("alice",))
-    b = fed.server(B, users=("bob",))
-    fed.start()
+    a, b = servers_a_and_b(fed)
 
     async def body():
         alice = await login(a, f"{ALICE}/home", PASSWORD)

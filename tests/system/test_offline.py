@@ -106,12 +106,9 @@ def test_offline_message_delivered_once(users):
 def test_offline_storage_is_counted_in_metrics(users):
     """waddle_offline_messages_stored_total counts what was stored for offline accounts."""
     import re
-    import urllib.request
 
     bodies = [f"counted {uuid.uuid4().hex}" for _ in range(2)]
     send_while_bob_offline(users, bodies)
-    port = users.config.get("metrics", {}).get("port", 5280)
-    with urllib.request.urlopen(f"http://{users.ip}:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
+    text = users.metrics_text()
     m = re.search(r"^waddle_offline_messages_stored_total (\d+)", text, re.M)
     assert m and int(m.group(1)) == 2, text

@@ -17,6 +17,7 @@ import random
 import signal
 import socket
 import sqlite3
+import urllib.request
 import ssl
 import subprocess
 import time
@@ -263,6 +264,12 @@ class WaddleServer:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return "(no server log)"
+
+    def metrics_text(self) -> str:
+        """The Prometheus exposition served at /metrics (raises on an HTTP error)."""
+        port = self.config.get("metrics", {}).get("port", 5280)
+        with urllib.request.urlopen(f"http://{self.ip}:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
 
     def log_size(self) -> int:
         """Current length of the log in bytes: an offset for log_since()."""
