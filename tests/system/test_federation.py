@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import ssl
 
 import pytest
 from slixmpp.exceptions import IqError
@@ -630,6 +632,43 @@ def test_direct_tls_srv_record_is_used_first(fed):
     run(body)
     wait_log(b, r"listening for servers on .* port 5270 \(direct TLS\)")
     wait_log(a, r"s2s a\.test -> b\.test: authenticated with SASL EXTERNAL")
+
+
+def test_disabled_federation_listens_nowhere_and_bounces_with_a_reason(make_server):
+    """[s2s] enabled = false: no listener on 5269, and a stanza for another domain comes
+    back at once as remote-server-not-found saying federation is off."""
+    srv = make_server({"s2s": {"enabled": False}})
+    srv.adduser("alice@example.test", PASSWORD)
+    with pytest.raises(OSError):
+        socket.create_connection((srv.ip, 5269), timeout=5).close()
+
+    async def body():
+        alice = await login(srv, "alice@example.test/home", PASSWORD)
+        send(alice, "bob@elsewhere.test", "hello?", "off-1")
+        err = await expect_error(alice, "off-1")
+        assert error_condition(err) == "remote-server-not-found", str(err)
+        assert "federation is not enabled" in error_text(err).lower(), str(err)
+    run(body)
+
+
+def test_peer_limited_to_tls_1_2_is_refused_by_the_default_minimum(fed, pki):
+    """tls_min_version defaults to 1.3: a peer that offers at most TLS 1.2 after STARTTLS
+    fails the handshake, and nothing is negotiated over it."""
+    a = fed.server(A, users=("alice",))
+    fed.start()
+    raw = RawS2s(a.ip, B, A, *pki.cert(B), pki.ca.cert)
+    try:
+        features = raw.open_stream(raw.header())
+        assert features.find("{urn:ietf:params:xml:ns:xmpp-tls}starttls") is not None
+        raw.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        raw.expect("{urn:ietf:params:xml:ns:xmpp-tls}proceed")
+        ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        raw.sock.settimeout(10)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            ctx.wrap_socket(raw.sock, server_hostname=A)
+    finally:
+        raw.close()
 
 
 def test_bandwidth_limit_slows_reading_without_losing_stanzas(fed, pki):
