@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "app/server/server.h"
-#include "c2s/sasl/scram.h"
+#include "sasl/scram.h"
 #include "core/config.h"
 #include "core/jid.h"
 #include "core/version.h"
@@ -140,8 +140,8 @@ int account_command(const std::string& cmd, const Args& args) {
   }
   auto pw = read_password(args);
   if (!pw) return 1;
-  auto sha1 = c2s::sasl::make_credentials(c2s::sasl::ScramHash::kSha1, *pw);
-  auto sha256 = c2s::sasl::make_credentials(c2s::sasl::ScramHash::kSha256, *pw);
+  auto sha1 = sasl::make_credentials(sasl::ScramHash::kSha1, *pw);
+  auto sha256 = sasl::make_credentials(sasl::ScramHash::kSha256, *pw);
   if (cmd == "adduser") {
     if (!st->create_account({jid->domain(), jid->local(), sha1, sha256, {}})) {
       std::cerr << "waddle: " << jid->str() << " already exists\n";

@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "c2s/c2s.h"
-#include "c2s/sasl/scram.h"
+#include "core/base64.h"
 #include "core/ids.h"
 #include "core/jid.h"
 #include "im/im_service.h"
@@ -17,6 +17,7 @@
 #include "net/tls.h"
 #include "net/worker.h"
 #include "router/router.h"
+#include "sasl/scram.h"
 #include "stream/xml_stream.h"
 #include "xml/stanza.h"
 
@@ -290,7 +291,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     if (el.name() == "auth") {
       scram_.reset();
       mechanism_ = std::string(el.attr("mechanism"));
-      auto data = sasl::base64_decode(el.text());
+      auto data = core::base64_decode(el.text());
       if (!data) {
         co_await sasl_fail("incorrect-encoding");
         co_return;
@@ -316,7 +317,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       co_return;
     }
     if (el.name() == "response" && scram_) {
-      auto data = sasl::base64_decode(el.text());
+      auto data = core::base64_decode(el.text());
       if (!data) {
         co_await sasl_fail("incorrect-encoding");
         co_return;
@@ -413,7 +414,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     }
     if (closing_) co_return;
     Element ch("challenge", std::string(xml::ns::kSasl));
-    ch.add_text(sasl::base64_encode(scram_->server_first(creds)));
+    ch.add_text(core::base64_encode(scram_->server_first(creds)));
     send(ch);
   }
 
@@ -432,7 +433,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     username_ = username;
     authenticated_ = true;
     Element s("success", std::string(xml::ns::kSasl));
-    if (!additional.empty()) s.add_text(sasl::base64_encode(additional));
+    if (!additional.empty()) s.add_text(core::base64_encode(additional));
     send(s);
     spdlog::info("c2s {}: authenticated {}@{} with {} over {}", remote_, username_, domain_,
                  mechanism_, stream_->tls_description());

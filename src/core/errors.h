@@ -6,9 +6,6 @@
 
 namespace waddle::core {
 
-inline constexpr std::string_view kStreamsNs = "urn:ietf:params:xml:ns:xmpp-streams";
-inline constexpr std::string_view kStanzasNs = "urn:ietf:params:xml:ns:xmpp-stanzas";
-
 enum class StreamError {
   kBadFormat,
   kBadNamespacePrefix,

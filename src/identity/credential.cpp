@@ -1,6 +1,7 @@
 // Federated identity credentials: Ed25519 keys (OpenSSL 3 EVP), strict base64/base64url, and
 // the compact JWS (RFC 7515) / JWT (RFC 7519) with alg EdDSA (RFC 8037) that carries them.
 #include "identity/credential.h"
+#include "core/base64.h"
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -21,8 +22,6 @@
 #include <string>
 #include <string_view>
 #include <utility>
-
-#include "c2s/sasl/scram.h"
 
 namespace waddle::identity {
 namespace {
@@ -83,7 +82,7 @@ std::string to_hex(std::string_view data) {
 // --- base64url (RFC 4648 §5, unpadded), on the project's strict base64 codec ---
 
 std::string base64url_encode(std::string_view data) {
-  std::string s = c2s::sasl::base64_encode(data);
+  std::string s = core::base64_encode(data);
   while (!s.empty() && s.back() == '=') s.pop_back();
   for (char& c : s) c = c == '+' ? '-' : c == '/' ? '_' : c;
   return s;
@@ -96,7 +95,7 @@ std::optional<std::string> base64url_decode(std::string_view in) {
   std::string s(in);
   for (char& c : s) c = c == '-' ? '+' : c == '_' ? '/' : c;
   s.append((4 - s.size() % 4) % 4, '=');
-  return c2s::sasl::base64_decode(s);
+  return core::base64_decode(s);
 }
 
 // --- keys ---
@@ -385,7 +384,7 @@ SigningKey SigningKey::load_or_create(const std::string& path) {
 }
 
 std::string SigningKey::public_key_b64() const {
-  return c2s::sasl::base64_encode(public_key_);
+  return core::base64_encode(public_key_);
 }
 
 std::string SigningKey::sign(std::string_view data) const {
@@ -422,7 +421,7 @@ std::optional<std::string> decode_public_key_b64(std::string_view b64) {
   // Padding is optional here: an unpadded key is padded before strict decoding.
   std::string padded(b64);
   if (padded.find('=') == std::string::npos) padded.append((4 - padded.size() % 4) % 4, '=');
-  auto raw = c2s::sasl::base64_decode(padded);
+  auto raw = core::base64_decode(padded);
   if (!raw || raw->size() != kPublicKeySize) return std::nullopt;
   return raw;
 }

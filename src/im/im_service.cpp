@@ -33,8 +33,6 @@ namespace {
 
 const std::string kClientNs(xml::ns::kClient);
 const std::string kRosterNs(xml::ns::kRoster);
-const std::string kIdentityNs = "urn:waddle:identity";
-constexpr std::string_view kMucNs = "http://jabber.org/protocol/muc";
 constexpr std::size_t kMaxHeld = 100;  // stanzas waiting for one room service's answer
 
 bool is_subscription_type(std::string_view t) {
@@ -122,7 +120,8 @@ struct ImService::Impl {
     if (is_subscription_type(type))
       return spawn(outbound_subscription(std::move(stanza), from, *to));
     const bool vouch = type.empty() && key && !router.is_local(to->domain()) &&
-                       stanza.child("x", kMucNs) && !stanza.child("credential", kIdentityNs);
+                       stanza.child("x", ns::kMuc) &&
+                       !stanza.child("credential", std::string(ns::kIdentity));
     if (type.empty() || type == "unavailable") {
       // Directed presence (§4.6): remember who got it so they learn when we go away.
       if (auto* s = router.find(from)) {
@@ -191,7 +190,7 @@ struct ImService::Impl {
     auto from = Jid::parse(stanza.attr("from"));
     if (!from) return;
     if (auto token = issue_credential(*from, service))
-      stanza.add_child("credential", kIdentityNs).add_text(*token);
+      stanza.add_child("credential", std::string(ns::kIdentity)).add_text(*token);
   }
 
   void support_answer(const std::string& id, bool yes) {
@@ -205,8 +204,9 @@ struct ImService::Impl {
     auto waiting = std::move(held[service]);
     held.erase(service);
     for (auto& st : waiting) {
-      const bool join = st.name() == "presence" && !st.has_attr("type") && st.child("x", kMucNs) &&
-                        !st.child("credential", kIdentityNs);
+      const bool join = st.name() == "presence" && !st.has_attr("type") &&
+                        st.child("x", ns::kMuc) &&
+                        !st.child("credential", std::string(ns::kIdentity));
       if (yes && join) attach_credential(st, service);
       router.route(std::move(st));
     }
@@ -554,7 +554,7 @@ struct ImService::Impl {
     if (server) {
       features.insert(features.end(), {xml::ns::kPing, xml::ns::kVersion, xml::ns::kOffline});
       if (config.c2s.allow_registration) features.push_back(xml::ns::kRegister);
-      if (key) features.push_back(kIdentityNs);
+      if (key) features.push_back(std::string(ns::kIdentity));
     }
     for (auto f : features)
       q.add_child("feature", std::string(xml::ns::kDiscoInfo)).set_attr("var", f);
@@ -570,7 +570,7 @@ struct ImService::Impl {
       bool yes = false;
       if (const Element* q = iq.child("query", xml::ns::kDiscoInfo))
         for (const auto* f : q->children("feature", xml::ns::kDiscoInfo))
-          yes |= f->attr("var") == kIdentityNs;
+          yes |= f->attr("var") == std::string(ns::kIdentity);
       return support_answer(std::string(p->first), yes);
     }
     if (type != "get" && type != "set") return;
@@ -589,7 +589,7 @@ struct ImService::Impl {
         }
         return router.route(std::move(r));
       }
-      if (key && q->ns() == kIdentityNs) return identity_iq(std::move(iq), *q);
+      if (key && q->ns() == std::string(ns::kIdentity)) return identity_iq(std::move(iq), *q);
       if (q->is("ping", xml::ns::kPing)) return router.route(xml::make_iq_result(iq));
       if (q->is("query", xml::ns::kVersion)) {
         Element r = xml::make_iq_result(iq);
@@ -636,7 +636,7 @@ struct ImService::Impl {
     if (!from || !to) return;
     if (q.name() == "key") {
       Element r = xml::make_iq_result(iq);
-      r.add_child("key", kIdentityNs)
+      r.add_child("key", std::string(ns::kIdentity))
           .set_attr("algorithm", "Ed25519")
           .set_attr("id", key->key_id())
           .add_text(key->public_key_b64());
@@ -654,7 +654,7 @@ struct ImService::Impl {
       if (!token)
         return router.bounce(iq, StanzaError::kBadRequest, "JID too long for a credential");
       Element r = xml::make_iq_result(iq);
-      r.add_child("credential", kIdentityNs).add_text(*token);
+      r.add_child("credential", std::string(ns::kIdentity)).add_text(*token);
       return router.route(std::move(r));
     }
     if (q.name() == "verify") return spawn(verify_credential(std::move(iq)));
@@ -663,8 +663,8 @@ struct ImService::Impl {
 
   asio::awaitable<void> verify_credential(Element iq) {
     const Element* q = iq.first_child();
-    auto user = Jid::parse(q->child_text("jid", kIdentityNs));
-    const std::string token = q->child_text("credential", kIdentityNs);
+    auto user = Jid::parse(q->child_text("jid", std::string(ns::kIdentity)));
+    const std::string token = q->child_text("credential", std::string(ns::kIdentity));
     auto to = Jid::parse(iq.attr("to"));
     if (!user || !user->is_bare() || user->local().empty() || token.empty() || !to) {
       router.bounce(iq, StanzaError::kBadRequest, "Expected <jid/> and <credential/>");
@@ -707,7 +707,7 @@ struct ImService::Impl {
     }
     spdlog::info("identity: confirmed the credential of {} to {}", user->bare_str(), asker);
     Element r = xml::make_iq_result(iq);
-    auto& id = r.add_child("identity", kIdentityNs);
+    auto& id = r.add_child("identity", std::string(ns::kIdentity));
     id.set_attr("jid", user->bare_str());
     id.set_attr("expires", std::to_string(result.claims.expires_at));
     if (!result.claims.did.empty()) id.set_attr("did", result.claims.did);

@@ -21,7 +21,7 @@ using xml::Element;
 namespace {
 
 const std::string kClientNs(xml::ns::kClient);
-const std::string kUserNs(ns::kUser);
+const std::string kUserNs(ns::kMucUser);
 const std::string kDataNs(ns::kData);
 
 bool truthy(std::string_view v) {
@@ -75,7 +75,7 @@ Element presence_base(const Element& p) {
   // children, which inherit it, serialize without stray xmlns attributes.
   Element base("presence", p.ns());
   for (const auto* c : p.children()) {
-    if (c->ns() == ns::kMuc || c->ns() == ns::kUser || c->ns() == ns::kIdentity ||
+    if (c->ns() == ns::kMuc || c->ns() == ns::kMucUser || c->ns() == ns::kIdentity ||
         c->ns() == ns::kOccupantId)
       continue;  // between user and room, or the room's to set (XEP-0421: never forwarded)
     if (c->name() == "error") continue;
@@ -262,7 +262,7 @@ void Room::broadcast_presence(const MucOccupant& occ, const Element& base,
   for (const auto& [full, last] : occ.sessions) {
     if (!self_session.empty() && full != self_session) continue;
     Element p = occupant_presence(occ, base, &occ, {}, true);
-    Element* x = p.child("x", ns::kUser);
+    Element* x = p.child("x", ns::kMucUser);
     for (int c : all) x->add_child("status", kUserNs).set_attr("code", std::to_string(c));
     p.set_attr("to", full);
     ctx_->send(std::move(p));
@@ -390,7 +390,7 @@ void Room::send_state(const MucOccupant& occ, const Jid& from, const Element& st
   if (info.created) self.push_back(201);
   self.push_back(110);
   Element own = occupant_presence(occ, base, &occ, {}, true);
-  Element* x = own.child("x", ns::kUser);
+  Element* x = own.child("x", ns::kMucUser);
   for (int c : self) x->add_child("status", kUserNs).set_attr("code", std::to_string(c));
   own.set_attr("to", from.str());
   ctx_->send(std::move(own));
@@ -413,7 +413,7 @@ void Room::leave(const Jid& from, const Element* stanza, int status_code) {
   if (occ.sessions.size() > 1) {
     // Another resource of the same user stays: only this one is told it left.
     Element p = occupant_presence(occ, base, &occ, {}, true);
-    Element* x = p.child("x", ns::kUser);
+    Element* x = p.child("x", ns::kMucUser);
     x->add_child("status", kUserNs).set_attr("code", "110");
     p.set_attr("to", from.str());
     occ.sessions.erase(from.str());
@@ -446,8 +446,8 @@ void Room::change_nick(MucOccupant& occ, const Jid& from, const Element& stanza,
   for (const auto& [n, viewer] : occupants_) {
     const bool self = &viewer == &occ;
     Element p = occupant_presence(occ, gone, &viewer, {303}, self);
-    Element* x = p.child("x", ns::kUser);
-    x->child("item", ns::kUser)->set_attr("nick", new_nick);
+    Element* x = p.child("x", ns::kMucUser);
+    x->child("item", ns::kMucUser)->set_attr("nick", new_nick);
     if (self) x->add_child("status", kUserNs).set_attr("code", "110");
     send_to_occupant(viewer, std::move(p));
   }
@@ -474,8 +474,9 @@ void Room::remove_occupant(const std::string& nick, std::initializer_list<int> c
   for (const auto& [n, viewer] : occupants_) {
     const bool self = &viewer == &occ;
     Element p = occupant_presence(occ, base, &viewer, codes, self);
-    Element* x = p.child("x", ns::kUser);
-    if (!reason.empty()) x->child("item", ns::kUser)->add_child("reason", kUserNs).add_text(reason);
+    Element* x = p.child("x", ns::kMucUser);
+    if (!reason.empty())
+      x->child("item", ns::kMucUser)->add_child("reason", kUserNs).add_text(reason);
     if (extra) x->add_child(*extra);
     if (self) x->add_child("status", kUserNs).set_attr("code", "110");
     send_to_occupant(viewer, std::move(p));
@@ -573,9 +574,9 @@ void Room::message(const Element& stanza, const Jid& from, const std::string& ni
     if (!occ) return reply_error(stanza, StanzaError::kNotAcceptable, "You are not in this room");
     return private_message(stanza, *occ, nick);
   }
-  if (const Element* x = stanza.child("x", ns::kUser)) {
-    if (x->child("invite", ns::kUser)) return invite(stanza, from, *x);
-    if (const Element* d = x->child("decline", ns::kUser)) {
+  if (const Element* x = stanza.child("x", ns::kMucUser)) {
+    if (x->child("invite", ns::kMucUser)) return invite(stanza, from, *x);
+    if (const Element* d = x->child("decline", ns::kMucUser)) {
       // §7.8.2: a declined invitation goes back to the inviter.
       auto to = Jid::parse(d->attr("to"));
       if (!to) return reply_error(stanza, StanzaError::kJidMalformed);
@@ -585,7 +586,7 @@ void Room::message(const Element& stanza, const Jid& from, const std::string& ni
       Element& ux = m.add_child("x", kUserNs);
       Element& dec = ux.add_child("decline", kUserNs);
       dec.set_attr("from", from.bare_str());
-      if (auto r = d->child_text("reason", ns::kUser); !r.empty())
+      if (auto r = d->child_text("reason", ns::kMucUser); !r.empty())
         dec.add_child("reason", kUserNs).add_text(r);
       ctx_->send(std::move(m));
       return;
@@ -611,7 +612,7 @@ void Room::groupchat(const Element& stanza, MucOccupant& sender) {
   for (const auto& a : stanza.attrs())
     if (a.name != "to" && a.name != "from") m.set_attr(a.name, a.value);
   for (const auto* c : stanza.children()) {
-    if (c->ns() == ns::kUser || c->ns() == ns::kOccupantId || c->is("delay", xml::ns::kDelay))
+    if (c->ns() == ns::kMucUser || c->ns() == ns::kOccupantId || c->is("delay", xml::ns::kDelay))
       continue;
     m.add_child(*c);
   }
@@ -634,7 +635,7 @@ void Room::private_message(const Element& stanza, MucOccupant& sender, const std
   m.set_attr("from", jid_.bare_str() + "/" + sender.room_nick);
   // Nothing that only the room may say: its notices (muc#user), delays, occupant ids.
   m.remove_children("occupant-id", ns::kOccupantId);
-  m.remove_children("x", ns::kUser);
+  m.remove_children("x", ns::kMucUser);
   m.remove_children("delay", xml::ns::kDelay);
   m.add_child("occupant-id", std::string(ns::kOccupantId))
       .set_attr("id", occupant_id(sender.real_jid));
@@ -649,7 +650,7 @@ void Room::invite(const Element& stanza, const Jid& from, const Element& x) {
   if (!occ) return reply_error(stanza, StanzaError::kNotAcceptable, "You are not in this room");
   if (config_.members_only && !admin && !config_.allow_invites)
     return reply_error(stanza, StanzaError::kForbidden, "Only admins may invite to this room");
-  for (const auto* inv : x.children("invite", ns::kUser)) {
+  for (const auto* inv : x.children("invite", ns::kMucUser)) {
     auto to = Jid::parse(inv->attr("to"));
     if (!to) return reply_error(stanza, StanzaError::kJidMalformed);
     // §7.8.2 / §9.3: in a members-only room an invitation grants membership.
@@ -661,7 +662,7 @@ void Room::invite(const Element& stanza, const Jid& from, const Element& x) {
     Element& ux = m.add_child("x", kUserNs);
     Element& i = ux.add_child("invite", kUserNs);
     i.set_attr("from", from.bare_str());
-    if (auto r = inv->child_text("reason", ns::kUser); !r.empty())
+    if (auto r = inv->child_text("reason", ns::kMucUser); !r.empty())
       i.add_child("reason", kUserNs).add_text(r);
     if (!config_.password.empty()) ux.add_child("password", kUserNs).add_text(config_.password);
     m.add_child("body", kClientNs)
@@ -682,7 +683,7 @@ Element Room::disco_info(const Element& iq) const {
       .set_attr("name", config_.name.empty() ? jid_.local() : config_.name);
   std::vector<std::string_view> features{
       ns::kMuc,
-      ns::kSelfPing,
+      ns::kMucSelfPing,
       ns::kOccupantId,
       xml::ns::kDiscoInfo,
       config_.public_room ? "muc_public" : "muc_hidden",
@@ -694,7 +695,7 @@ Element Room::disco_info(const Element& iq) const {
   for (auto f : features) q.add_child("feature", info_ns).set_attr("var", f);
   Element& form = q.add_child("x", kDataNs);
   form.set_attr("type", "result");
-  data_field(form, "FORM_TYPE", "hidden", "", ns::kRoomInfo);
+  data_field(form, "FORM_TYPE", "hidden", "", ns::kMucRoomInfo);
   data_field(form, "muc#roominfo_description", "", "Description", config_.description);
   data_field(form, "muc#roominfo_subject", "", "Subject", subject_);
   data_field(form, "muc#roominfo_occupants", "", "Number of occupants",
@@ -726,8 +727,8 @@ void Room::iq(const Element& stanza, const Jid& from, const std::string& nick) {
   }
   if (type == "get" && q->is("ping", xml::ns::kPing))
     return ctx_->send(xml::make_iq_result(stanza));
-  if (q->is("query", ns::kOwner)) return owner_iq(stanza, from);
-  if (q->is("query", ns::kAdmin)) return admin_iq(stanza, from);
+  if (q->is("query", ns::kMucOwner)) return owner_iq(stanza, from);
+  if (q->is("query", ns::kMucAdmin)) return admin_iq(stanza, from);
   reply_error(stanza, StanzaError::kServiceUnavailable);
 }
 
@@ -735,7 +736,7 @@ Element Room::config_form() const {
   Element form("x", kDataNs);
   form.set_attr("type", "form");
   form.add_child("title", kDataNs).add_text("Configuration of " + jid_.bare_str());
-  data_field(form, "FORM_TYPE", "hidden", "", ns::kRoomConfig);
+  data_field(form, "FORM_TYPE", "hidden", "", ns::kMucRoomConfig);
   data_field(form, "muc#roomconfig_roomname", "text-single", "Name", config_.name);
   data_field(form, "muc#roomconfig_roomdesc", "text-single", "Description", config_.description);
   data_field(form, "muc#roomconfig_persistentroom", "boolean", "Persistent",
@@ -764,7 +765,7 @@ Element Room::config_form() const {
 
 std::optional<std::string> Room::apply_config(const Element& form, const Jid& /*from*/) {
   auto v = form_values(form);
-  if (auto it = v.find("FORM_TYPE"); it != v.end() && it->second != ns::kRoomConfig)
+  if (auto it = v.find("FORM_TYPE"); it != v.end() && it->second != ns::kMucRoomConfig)
     return "unknown FORM_TYPE";
   RoomConfig c = config_;
   auto flag = [&](const char* var, bool& out) {
@@ -826,7 +827,7 @@ void Room::destroy(const Element* destroy_el) {
   Element extra("destroy", kUserNs);
   if (destroy_el) {
     if (destroy_el->has_attr("jid")) extra.set_attr("jid", destroy_el->attr("jid"));
-    if (auto r = destroy_el->child_text("reason", ns::kOwner); !r.empty())
+    if (auto r = destroy_el->child_text("reason", ns::kMucOwner); !r.empty())
       extra.add_child("reason", kUserNs).add_text(r);
   }
   std::vector<std::string> nicks;
@@ -843,10 +844,10 @@ void Room::owner_iq(const Element& iq, const Jid& from) {
   const Element* q = iq.first_child();
   if (iq.attr("type") == "get") {
     Element r = xml::make_iq_result(iq);
-    r.add_child("query", std::string(ns::kOwner)).add_child(config_form());
+    r.add_child("query", std::string(ns::kMucOwner)).add_child(config_form());
     return ctx_->send(std::move(r));
   }
-  if (const Element* d = q->child("destroy", ns::kOwner)) {
+  if (const Element* d = q->child("destroy", ns::kMucOwner)) {
     ctx_->send(xml::make_iq_result(iq));
     return destroy(d);
   }
@@ -866,12 +867,12 @@ void Room::admin_iq(const Element& iq, const Jid& from) {
   MucOccupant* me = occupant_by_real(from);
   const bool moderator = me && me->role == Role::kModerator;
   const Element* q = iq.first_child();
-  auto items = q->children("item", ns::kAdmin);
+  auto items = q->children("item", ns::kMucAdmin);
   if (items.empty()) return reply_error(iq, StanzaError::kBadRequest, "Expected an item");
   if (iq.attr("type") == "get") {
     // §9.5 and friends: lists by affiliation (admins and owners) or by role (moderators).
     Element r = xml::make_iq_result(iq);
-    Element& rq = r.add_child("query", std::string(ns::kAdmin));
+    Element& rq = r.add_child("query", std::string(ns::kMucAdmin));
     const Element* item = items.front();
     if (auto a = affiliation_from(item->attr("affiliation"))) {
       // Members may read who else is a member, admin or owner (clients pick encryption
@@ -882,7 +883,7 @@ void Room::admin_iq(const Element& iq, const Jid& from) {
         return reply_error(iq, StanzaError::kForbidden, "You may not read that list");
       for (const auto& [jid, aff] : affiliations_) {
         if (aff != *a) continue;
-        rq.add_child("item", std::string(ns::kAdmin))
+        rq.add_child("item", std::string(ns::kMucAdmin))
             .set_attr("affiliation", to_string(aff))
             .set_attr("jid", jid);
       }
@@ -893,7 +894,7 @@ void Room::admin_iq(const Element& iq, const Jid& from) {
         return reply_error(iq, StanzaError::kForbidden, "Only moderators may list roles");
       for (const auto& [nick, occ] : occupants_) {
         if (occ.role != *role) continue;
-        rq.add_child("item", std::string(ns::kAdmin))
+        rq.add_child("item", std::string(ns::kMucAdmin))
             .set_attr("affiliation", to_string(occ.affiliation))
             .set_attr("role", to_string(occ.role))
             .set_attr("nick", nick)
@@ -916,7 +917,7 @@ void Room::admin_iq(const Element& iq, const Jid& from) {
   std::map<std::string, Affiliation> after = affiliations_;
   for (const auto* item : items) {
     Change c;
-    c.reason = item->child_text("reason", ns::kAdmin);
+    c.reason = item->child_text("reason", ns::kMucAdmin);
     if (item->has_attr("affiliation")) {
       c.affiliation = affiliation_from(item->attr("affiliation"));
       auto j = Jid::parse(item->attr("jid"));
@@ -1004,7 +1005,7 @@ void Room::admin_iq(const Element& iq, const Jid& from) {
 // ------------------------------------------------------------------------- persistence
 
 Element Room::save() const {
-  const std::string store_ns = "urn:waddle:muc:store";
+  const std::string store_ns(ns::kMucStore);
   Element r("room", store_ns);
   r.set_attr("name", config_.name);
   r.set_attr("description", config_.description);

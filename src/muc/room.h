@@ -15,23 +15,12 @@
 
 #include "core/errors.h"
 #include "core/jid.h"
+#include "core/namespaces.h"
 #include "xml/element.h"
 
 namespace waddle::muc {
 
-namespace ns {
-inline constexpr std::string_view kMuc = "http://jabber.org/protocol/muc";
-inline constexpr std::string_view kUser = "http://jabber.org/protocol/muc#user";
-inline constexpr std::string_view kAdmin = "http://jabber.org/protocol/muc#admin";
-inline constexpr std::string_view kOwner = "http://jabber.org/protocol/muc#owner";
-inline constexpr std::string_view kRoomConfig = "http://jabber.org/protocol/muc#roomconfig";
-inline constexpr std::string_view kRoomInfo = "http://jabber.org/protocol/muc#roominfo";
-inline constexpr std::string_view kData = "jabber:x:data";
-inline constexpr std::string_view kIdentity = "urn:waddle:identity";
-inline constexpr std::string_view kOccupantId = "urn:xmpp:occupant-id:0";
-inline constexpr std::string_view kSelfPing =
-    "http://jabber.org/protocol/muc#self-ping-optimization";
-}  // namespace ns
+namespace ns = waddle::ns;
 
 enum class Affiliation { kOwner, kAdmin, kMember, kNone, kOutcast };
 enum class Role { kModerator, kParticipant, kVisitor, kNone };

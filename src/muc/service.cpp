@@ -325,7 +325,7 @@ void MucService::handle_result(const Element& iq) {
     std::string why;
     if (const Element* e = iq.child("error")) {
       if (const Element* c = e->first_child()) why = c->name();
-      if (auto t = e->child_text("text", core::kStanzasNs); !t.empty()) why += ": " + t;
+      if (auto t = e->child_text("text", ns::kStanzas); !t.empty()) why += ": " + t;
     }
     for (const auto& j : r.joins) {
       refuse_join(

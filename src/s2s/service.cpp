@@ -14,7 +14,7 @@
 #include <map>
 #include <set>
 
-#include "c2s/sasl/scram.h"
+#include "core/base64.h"
 #include "core/ids.h"
 #include "core/jid.h"
 #include "metrics/metrics.h"
@@ -37,8 +37,6 @@ using xml::Element;
 
 namespace {
 
-constexpr std::string_view kDialbackNs = "jabber:server:dialback";
-constexpr std::string_view kDialbackFeatureNs = "urn:xmpp:features:dialback";
 constexpr std::string_view kPingIdPrefix = "waddle-s2s-ping-";
 
 std::string hex_id() {
@@ -123,7 +121,7 @@ std::string describe_stream_error(const Element& e) {
   for (const auto* c : e.children()) {
     if (c->name() == "text")
       text = c->text();
-    else if (c->ns() == core::kStreamsNs)
+    else if (c->ns() == ns::kStreams)
       cond = c->name();
   }
   return text.empty() ? cond : cond + ": " + text;
@@ -412,8 +410,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       out.mux->stream_id = id;
       // Only with dialback errors (XEP-0220 §2.4): a peer without them may answer a refused
       // additional pair by closing the whole stream.
-      const Element* db = features.child("dialback", kDialbackFeatureNs);
-      out.mux->dialback = db && db->child("errors", kDialbackFeatureNs);
+      const Element* db = features.child("dialback", ns::kDialbackFeature);
+      out.mux->dialback = db && db->child("errors", ns::kDialbackFeature);
       return std::make_pair(Outcome{}, out);
     };
     if (direct_tls) {
@@ -480,7 +478,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         if (const Element* m = f.child("mechanisms", xml::ns::kSasl))
           for (const auto* x : m->children("mechanism", xml::ns::kSasl))
             offered += "SASL " + x->text() + ", ";
-        if (f.child("dialback", kDialbackFeatureNs)) offered += "dialback";
+        if (f.child("dialback", ns::kDialbackFeature)) offered += "dialback";
         note("authentication offered: {}", offered.empty() ? std::string("none") : offered);
       }
       if (verify_only) {
@@ -503,7 +501,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       if (external) {
         tried_external = true;
         s->send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>" +
-                c2s::sasl::base64_encode(local) + "</auth>");
+                core::base64_encode(local) + "</auth>");
         auto r = co_await out.reader->next();
         if (r && r->element.is("success", xml::ns::kSasl)) {
           out.auth = "SASL EXTERNAL";
@@ -514,7 +512,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         }
         spdlog::info("s2s {} -> {}: SASL EXTERNAL failed, trying dialback", local, remote);
       }
-      bool dialback = f.child("dialback", kDialbackFeatureNs) != nullptr;
+      bool dialback = f.child("dialback", ns::kDialbackFeature) != nullptr;
       if (!dialback)
         co_return fail(Failure::kDialback,
                        where + " offers neither SASL EXTERNAL for us nor dialback");
@@ -525,7 +523,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         if (!r) co_return fail(Failure::kDialback, where + " closed the stream during dialback");
         if (r->kind != xml::StreamEvent::Kind::kElement) continue;
         Element& e = r->element;
-        if (e.is("result", kDialbackNs)) {
+        if (e.is("result", ns::kDialback)) {
           if (e.attr("type") == "valid") {
             out.auth = "dialback";
             note("authenticated with dialback");
@@ -550,7 +548,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
           co_return fail(Failure::kDialback,
                          where + " closed the stream during dialback: " + describe_stream_error(e));
         }
-        if (e.is("verify", kDialbackNs)) answer_verify(*s, e);
+        if (e.is("verify", ns::kDialback)) answer_verify(*s, e);
       }
     }
     co_return fail(Failure::kStreamError, where + ": too many stream restarts");
@@ -847,9 +845,9 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       }
       if (ev->kind != xml::StreamEvent::Kind::kElement) continue;
       Element& e = ev->element;
-      if (e.is("verify", kDialbackNs)) {
+      if (e.is("verify", ns::kDialback)) {
         answer_verify(*s, e);
-      } else if (e.is("result", kDialbackNs) && link->out.mux) {
+      } else if (e.is("result", ns::kDialback) && link->out.mux) {
         // The answer to a multiplexing request of another local domain.
         auto& waiting = link->out.mux->waiting;
         if (auto it = waiting.find(std::string(e.attr("to")));
@@ -1094,13 +1092,13 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       sasl_external(in, e);
       co_return;
     }
-    if (e.is("result", kDialbackNs)) {
+    if (e.is("result", ns::kDialback)) {
       // Verified in the background: pairs already authenticated on this stream keep flowing
       // while another one is checked (XEP-0220 §2.6).
       spawn(dialback_result(in, std::move(e)));
       co_return;
     }
-    if (e.is("verify", kDialbackNs)) {
+    if (e.is("verify", ns::kDialback)) {
       answer_verify(*in->s, e);
       co_return;
     }
@@ -1150,8 +1148,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
             .add_child("mechanism", std::string(xml::ns::kSasl))
             .add_text("EXTERNAL");
       }
-      features.add_child("dialback", std::string(kDialbackFeatureNs))
-          .add_child("errors", std::string(kDialbackFeatureNs));
+      features.add_child("dialback", std::string(ns::kDialbackFeature))
+          .add_child("errors", std::string(ns::kDialbackFeature));
     }
     in->s->send(features.str(""));
   }
@@ -1168,7 +1166,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
                   "/></failure>");
     };
     if (e.attr("mechanism") != "EXTERNAL" || !in->auth.empty()) return fail("invalid-mechanism");
-    auto authzid = c2s::sasl::base64_decode(e.text());
+    auto authzid = core::base64_decode(e.text());
     if (!authzid) return fail("incorrect-encoding");
     std::string claimed = authzid->empty() ? in->peer : *authzid;
     if (claimed.empty() || claimed != in->peer || !in->cert_valid_for_peer) {
@@ -1265,7 +1263,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         auto ev = co_await out.reader->next();
         if (!ev) break;
         if (ev->kind != xml::StreamEvent::Kind::kElement) continue;
-        if (ev->element.is("verify", kDialbackNs) && ev->element.attr("id") == id) {
+        if (ev->element.is("verify", ns::kDialback) && ev->element.attr("id") == id) {
           valid = ev->element.attr("type") == "valid";
           break;
         }

@@ -9,15 +9,15 @@
 #include <utility>
 #include <vector>
 
-#include "c2s/sasl/scram.h"
+#include "sasl/scram.h"
 
 namespace waddle::storage {
 
 struct Account {
   std::string domain;
   std::string username;  // nodeprepped localpart
-  c2s::sasl::ScramCredentials sha1;
-  c2s::sasl::ScramCredentials sha256;
+  sasl::ScramCredentials sha1;
+  sasl::ScramCredentials sha256;
   std::string did;  // ATProto DID linked to the account ("did:plc:..."), empty = none
 };
 
@@ -53,8 +53,8 @@ class Storage {
                                              const std::string& username) = 0;
   // Replaces both credential sets; false when the account does not exist.
   virtual bool set_credentials(const std::string& domain, const std::string& username,
-                               const c2s::sasl::ScramCredentials& sha1,
-                               const c2s::sasl::ScramCredentials& sha256) = 0;
+                               const sasl::ScramCredentials& sha1,
+                               const sasl::ScramCredentials& sha256) = 0;
   // Links an ATProto DID to the account (empty = unlink); false when the account is absent.
   virtual bool set_did(const std::string& domain, const std::string& username,
                        const std::string& did) = 0;

@@ -200,7 +200,7 @@ void write_attrs(std::string& out, const std::vector<Attribute>& attrs) {
 void Element::serialize(std::string& out, std::string_view parent_ns) const {
   // The XML namespace may only be written with its reserved prefix, never as a default
   // namespace (Namespaces in XML §3); such an element leaves the default in scope unchanged.
-  const bool xml_prefixed = ns_ == kXmlNs;
+  const bool xml_prefixed = ns_ == ns::kXml;
   const std::string_view children_ns = xml_prefixed ? parent_ns : std::string_view(ns_);
   out += '<';
   if (xml_prefixed) out += "xml:";

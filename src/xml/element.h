@@ -7,9 +7,11 @@
 #include <string_view>
 #include <vector>
 
+#include "core/namespaces.h"
+
 namespace waddle::xml {
 
-inline constexpr std::string_view kXmlNs = "http://www.w3.org/XML/1998/namespace";
+namespace ns = waddle::ns;
 
 struct Attribute {
   std::string name;  // "to", "xml:lang"; other namespaced attributes as "{uri}local"

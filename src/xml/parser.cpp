@@ -121,7 +121,7 @@ std::string attr_name(const char* qname) {
   const char* sep = std::strrchr(qname, kNsSep);
   if (!sep) return qname;
   std::string_view uri(qname, static_cast<std::size_t>(sep - qname));
-  if (uri == kXmlNs) return std::string("xml:") + (sep + 1);
+  if (uri == ns::kXml) return std::string("xml:") + (sep + 1);
   return "{" + std::string(uri) + "}" + (sep + 1);
 }
 

@@ -35,9 +35,9 @@ Element make_error_reply(const Element& stanza, core::StanzaError condition,
   }
   Element& err = reply.add_child("error", stanza.ns());
   err.set_attr("type", core::to_string(core::default_type(condition)));
-  err.add_child(std::string(core::to_string(condition)), std::string(core::kStanzasNs));
+  err.add_child(std::string(core::to_string(condition)), std::string(ns::kStanzas));
   if (!text.empty()) {
-    err.add_child("text", std::string(core::kStanzasNs)).set_attr("xml:lang", "en").add_text(text);
+    err.add_child("text", std::string(ns::kStanzas)).set_attr("xml:lang", "en").add_text(text);
   }
   return reply;
 }
@@ -55,7 +55,7 @@ std::optional<core::StanzaError> stanza_error_condition(const Element& stanza) {
   const Element* err = stanza.child("error");
   if (!err) return std::nullopt;
   for (const auto* c : err->children())
-    if (c->ns() == core::kStanzasNs && c->name() != "text")
+    if (c->ns() == ns::kStanzas && c->name() != "text")
       return core::stanza_error_from_string(c->name());
   return std::nullopt;
 }

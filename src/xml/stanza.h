@@ -10,25 +10,6 @@
 
 namespace waddle::xml {
 
-namespace ns {
-inline constexpr std::string_view kClient = "jabber:client";
-inline constexpr std::string_view kServer = "jabber:server";
-inline constexpr std::string_view kStream = "http://etherx.jabber.org/streams";
-inline constexpr std::string_view kTls = "urn:ietf:params:xml:ns:xmpp-tls";
-inline constexpr std::string_view kSasl = "urn:ietf:params:xml:ns:xmpp-sasl";
-inline constexpr std::string_view kBind = "urn:ietf:params:xml:ns:xmpp-bind";
-inline constexpr std::string_view kSession = "urn:ietf:params:xml:ns:xmpp-session";
-inline constexpr std::string_view kRoster = "jabber:iq:roster";
-inline constexpr std::string_view kRegister = "jabber:iq:register";
-inline constexpr std::string_view kRegisterFeature = "http://jabber.org/features/iq-register";
-inline constexpr std::string_view kDiscoInfo = "http://jabber.org/protocol/disco#info";
-inline constexpr std::string_view kDiscoItems = "http://jabber.org/protocol/disco#items";
-inline constexpr std::string_view kPing = "urn:xmpp:ping";
-inline constexpr std::string_view kVersion = "jabber:iq:version";
-inline constexpr std::string_view kDelay = "urn:xmpp:delay";
-inline constexpr std::string_view kOffline = "msgoffline";
-}  // namespace ns
-
 enum class StanzaKind { kMessage, kPresence, kIq, kOther };
 
 // message/presence/iq in jabber:client or jabber:server.

@@ -387,8 +387,8 @@ class SqliteStorage final : public Storage {
   }
 
   bool set_credentials(const std::string& domain, const std::string& username,
-                       const c2s::sasl::ScramCredentials& sha1,
-                       const c2s::sasl::ScramCredentials& sha256) override {
+                       const sasl::ScramCredentials& sha1,
+                       const sasl::ScramCredentials& sha256) override {
     Transaction tx(*db_);
     auto run = account_update_.run();
     run.text(1, domain).text(2, username);
@@ -527,15 +527,15 @@ class SqliteStorage final : public Storage {
 
  private:
   static void bind_credentials(Statement::Run& run, int first,
-                               const c2s::sasl::ScramCredentials& c) {
+                               const sasl::ScramCredentials& c) {
     run.blob(first, c.salt)
         .integer(first + 1, c.iterations)
         .blob(first + 2, c.stored_key)
         .blob(first + 3, c.server_key);
   }
 
-  static c2s::sasl::ScramCredentials read_credentials(const Statement::Run& run, int first) {
-    c2s::sasl::ScramCredentials c;
+  static sasl::ScramCredentials read_credentials(const Statement::Run& run, int first) {
+    sasl::ScramCredentials c;
     c.salt = run.column_blob(first);
     c.iterations = static_cast<std::uint32_t>(run.column_int(first + 1));
     c.stored_key = run.column_blob(first + 2);

@@ -29,8 +29,8 @@ Jid jid(const std::string& s) {
 
 std::vector<std::string> codes(const Element& p) {
   std::vector<std::string> out;
-  if (const Element* x = p.child("x", ns::kUser))
-    for (const auto* s : x->children("status", ns::kUser)) out.emplace_back(s->attr("code"));
+  if (const Element* x = p.child("x", ns::kMucUser))
+    for (const auto* s : x->children("status", ns::kMucUser)) out.emplace_back(s->attr("code"));
   return out;
 }
 
@@ -107,9 +107,9 @@ TEST_F(RoomTest, Join_SendsOccupantsThenSelfThenHistoryThenSubject) {
   // The owner (a moderator) sees Bob's real JID; Bob, a participant, does not see the owner's.
   auto owner_view = to("owner@a.test/r");
   ASSERT_EQ(owner_view.size(), 1u);
-  EXPECT_EQ(owner_view[0].child("x", ns::kUser)->child("item", ns::kUser)->attr("jid"),
+  EXPECT_EQ(owner_view[0].child("x", ns::kMucUser)->child("item", ns::kMucUser)->attr("jid"),
             "bob@b.test/x");
-  EXPECT_FALSE(got[0].child("x", ns::kUser)->child("item", ns::kUser)->has_attr("jid"));
+  EXPECT_FALSE(got[0].child("x", ns::kMucUser)->child("item", ns::kMucUser)->has_attr("jid"));
   const auto& occ = room_->occupants().at("Bob");
   EXPECT_TRUE(occ.is_remote);
   EXPECT_EQ(occ.home_server, "b.test");

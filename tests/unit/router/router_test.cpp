@@ -90,7 +90,7 @@ ErrorInfo error_of(const xml::Element& stanza) {
   if (!err) return info;
   info.type = std::string(err->attr("type"));
   for (const auto* c : err->children())
-    if (c->ns() == core::kStanzasNs && c->name() != "text") info.condition = c->name();
+    if (c->ns() == ns::kStanzas && c->name() != "text") info.condition = c->name();
   return info;
 }
 
@@ -444,7 +444,7 @@ TEST_F(RouterTest, Bounce_WithText_ReachesSenderWithConditionAndText) {
   EXPECT_EQ(error_of(reply).condition, "service-unavailable");
   const xml::Element* err = reply.child("error");
   ASSERT_NE(err, nullptr);
-  EXPECT_EQ(err->child_text("text", core::kStanzasNs), "not now");
+  EXPECT_EQ(err->child_text("text", ns::kStanzas), "not now");
   EXPECT_TRUE(romeo_orchard_->delivered.empty());
   EXPECT_EQ(router_.stats().bounced, 1u);
 }

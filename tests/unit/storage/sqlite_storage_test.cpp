@@ -17,8 +17,8 @@ namespace waddle::storage {
 namespace {
 
 namespace fs = std::filesystem;
-using c2s::sasl::ScramCredentials;
-using c2s::sasl::ScramHash;
+using sasl::ScramCredentials;
+using sasl::ScramHash;
 
 class SqliteStorageTest : public ::testing::Test {
  protected:
@@ -60,8 +60,8 @@ class SqliteStorageTest : public ::testing::Test {
     Account a;
     a.domain = domain;
     a.username = username;
-    a.sha1 = c2s::sasl::make_credentials(ScramHash::kSha1, password);
-    a.sha256 = c2s::sasl::make_credentials(ScramHash::kSha256, password);
+    a.sha1 = sasl::make_credentials(ScramHash::kSha1, password);
+    a.sha256 = sasl::make_credentials(ScramHash::kSha256, password);
     return a;
   }
 
@@ -90,7 +90,7 @@ TEST_F(SqliteStorageTest, CreateAccount_GetReturnsIt) {
   EXPECT_EQ(got->username, "juliet");
   EXPECT_EQ(got->sha1, a.sha1);
   EXPECT_EQ(got->sha256, a.sha256);
-  EXPECT_TRUE(c2s::sasl::verify_password(ScramHash::kSha256, got->sha256, "pencil"));
+  EXPECT_TRUE(sasl::verify_password(ScramHash::kSha256, got->sha256, "pencil"));
 }
 
 TEST_F(SqliteStorageTest, CreateAccount_DuplicateRefusedAndOriginalKept) {
@@ -132,8 +132,8 @@ TEST_F(SqliteStorageTest, SetCredentials_ReplacesBoth) {
   ASSERT_TRUE(got);
   EXPECT_EQ(got->sha1, fresh.sha1);
   EXPECT_EQ(got->sha256, fresh.sha256);
-  EXPECT_TRUE(c2s::sasl::verify_password(ScramHash::kSha1, got->sha1, "new"));
-  EXPECT_FALSE(c2s::sasl::verify_password(ScramHash::kSha1, got->sha1, "old"));
+  EXPECT_TRUE(sasl::verify_password(ScramHash::kSha1, got->sha1, "new"));
+  EXPECT_FALSE(sasl::verify_password(ScramHash::kSha1, got->sha1, "old"));
 }
 
 TEST_F(SqliteStorageTest, SetCredentials_UnknownAccountFalse) {

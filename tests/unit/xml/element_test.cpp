@@ -131,7 +131,7 @@ TEST(ElementTest, ElementInXmlNamespace_WrittenWithXmlPrefix) {
   ASSERT_TRUE(e);
   const Element* odd = e->child("odd");
   ASSERT_NE(odd, nullptr);
-  EXPECT_EQ(odd->ns(), kXmlNs);
+  EXPECT_EQ(odd->ns(), ns::kXml);
   EXPECT_EQ(e->str(), "<m xmlns='urn:m'><xml:odd xml:lang='en'><c/><d xmlns=''/></xml:odd></m>");
   auto back = parse_element(e->str());
   ASSERT_TRUE(back) << e->str();

@@ -212,7 +212,7 @@ TEST_P(ErrorTypeTest, ErrorReply_HasRfcErrorTypeAndCondition) {
   ASSERT_NE(err, nullptr);
   EXPECT_EQ(err->attr("type"), row.type);
   ASSERT_NE(err->first_child(), nullptr);
-  EXPECT_TRUE(err->first_child()->is(row.name, core::kStanzasNs));
+  EXPECT_TRUE(err->first_child()->is(row.name, ns::kStanzas));
   EXPECT_EQ(core::to_string(core::default_type(row.condition)), row.type);
   EXPECT_EQ(stanza_error_condition(reply), row.condition);
 }
@@ -335,8 +335,8 @@ TEST(StreamErrorXmlTest, ParsesInsideAStream) {
   ASSERT_EQ(events.size(), 2u);
   const Element& e = events[1].element;
   EXPECT_TRUE(e.is("error", "http://etherx.jabber.org/streams"));
-  EXPECT_NE(e.child("restricted-xml", core::kStreamsNs), nullptr);
-  EXPECT_EQ(e.child_text("text", core::kStreamsNs), "no comments");
+  EXPECT_NE(e.child("restricted-xml", ns::kStreams), nullptr);
+  EXPECT_EQ(e.child_text("text", ns::kStreams), "no comments");
 }
 
 class StreamConditionTest : public ::testing::TestWithParam<std::pair<StreamError, const char*>> {};

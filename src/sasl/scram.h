@@ -8,7 +8,7 @@
 #include <string_view>
 #include <utility>
 
-namespace waddle::c2s::sasl {
+namespace waddle::sasl {
 
 enum class ScramHash { kSha1, kSha256 };
 
@@ -90,12 +90,7 @@ struct PlainMessage {
 };
 std::optional<PlainMessage> parse_plain(std::string_view message);
 
-// Base64 helpers (RFC 4648); decode returns nullopt on invalid input. "=" is an empty
-// message in SASL and decodes to "".
-std::string base64_encode(std::string_view data);
-std::optional<std::string> base64_decode(std::string_view text);
-
 // Cryptographically random bytes (OpenSSL RAND_bytes).
 std::string random_bytes(std::size_t n);
 
-}  // namespace waddle::c2s::sasl
+}  // namespace waddle::sasl

@@ -3,9 +3,9 @@
 
 #include <string>
 
-#include "c2s/sasl/scram.h"
+#include "core/base64.h"
 
-namespace waddle::c2s::sasl {
+namespace waddle::core {
 namespace {
 
 TEST(Base64Test, Rfc4648Vectors_EncodeAndDecode) {
@@ -69,4 +69,4 @@ TEST(Base64Test, NonZeroPadBits_Rejected) {
 }
 
 }  // namespace
-}  // namespace waddle::c2s::sasl
+}  // namespace waddle::core

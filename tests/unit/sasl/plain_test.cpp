@@ -4,9 +4,9 @@
 #include <string>
 #include <string_view>
 
-#include "c2s/sasl/scram.h"
+#include "sasl/scram.h"
 
-namespace waddle::c2s::sasl {
+namespace waddle::sasl {
 namespace {
 
 std::string msg(std::string_view a, std::string_view b, std::string_view c) {
@@ -90,4 +90,4 @@ TEST(PlainTest, ProhibitedCharacters_Rejected) {
 }
 
 }  // namespace
-}  // namespace waddle::c2s::sasl
+}  // namespace waddle::sasl

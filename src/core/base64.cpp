@@ -6,9 +6,9 @@
 #include <string>
 #include <string_view>
 
-#include "c2s/sasl/scram.h"
+#include "core/base64.h"
 
-namespace waddle::c2s::sasl {
+namespace waddle::core {
 namespace {
 
 constexpr std::string_view kAlphabet =
@@ -86,4 +86,4 @@ std::optional<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
-}  // namespace waddle::c2s::sasl
+}  // namespace waddle::core

@@ -14,10 +14,11 @@
 #include <string_view>
 #include <vector>
 
-#include "c2s/sasl/scram.h"
+#include "core/base64.h"
 #include "core/jid.h"
+#include "sasl/scram.h"
 
-namespace waddle::c2s::sasl {
+namespace waddle::sasl {
 namespace {
 
 constexpr std::size_t kSaltSize = 16;
@@ -235,8 +236,9 @@ std::string ScramServer::server_first(const std::optional<ScramCredentials>& cre
     creds_.stored_key = random_bytes(size);
     creds_.server_key = random_bytes(size);
   }
-  nonce_ += server_nonce_.empty() ? base64_encode(random_bytes(kServerNonceBytes)) : server_nonce_;
-  server_first_ = "r=" + nonce_ + ",s=" + base64_encode(creds_.salt) +
+  nonce_ +=
+      server_nonce_.empty() ? core::base64_encode(random_bytes(kServerNonceBytes)) : server_nonce_;
+  server_first_ = "r=" + nonce_ + ",s=" + core::base64_encode(creds_.salt) +
                   ",i=" + std::to_string(creds_.iterations);
   state_ = State::kServerFirst;
   return server_first_;
@@ -261,8 +263,8 @@ std::optional<ScramServer::Final> ScramServer::client_final(std::string_view mes
   for (std::size_t i = 2; i + 1 < parts.size(); ++i) {
     if (!valid_extension(parts[i])) return fail(kMalformed);
   }
-  const auto binding_data = base64_decode(*binding);
-  const auto proof = base64_decode(*proof_b64);
+  const auto binding_data = core::base64_decode(*binding);
+  const auto proof = core::base64_decode(*proof_b64);
   if (!binding_data || !proof) return fail(kMalformed);
 
   // Without channel binding, c= carries exactly the gs2 header of client-first (§6).
@@ -293,7 +295,7 @@ std::optional<ScramServer::Final> ScramServer::client_final(std::string_view mes
   const std::string server_signature = hmac(hash_, creds_.server_key, auth_message);
   if (server_signature.empty()) return fail(kNotAuthorized);
   error_.clear();
-  return Final{"v=" + base64_encode(server_signature)};
+  return Final{"v=" + core::base64_encode(server_signature)};
 }
 
-}  // namespace waddle::c2s::sasl
+}  // namespace waddle::sasl

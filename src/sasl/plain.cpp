@@ -5,10 +5,10 @@
 #include <string_view>
 #include <utility>
 
-#include "c2s/sasl/scram.h"
+#include "sasl/scram.h"
 #include "core/jid.h"
 
-namespace waddle::c2s::sasl {
+namespace waddle::sasl {
 
 std::optional<PlainMessage> parse_plain(std::string_view message) {
   const auto first = message.find('\0');
@@ -32,4 +32,4 @@ std::optional<PlainMessage> parse_plain(std::string_view message) {
                       std::move(*prepped_password)};
 }
 
-}  // namespace waddle::c2s::sasl
+}  // namespace waddle::sasl

@@ -1,6 +1,7 @@
 // SCRAM server tests: the RFC 5802 §5 (SHA-1) and RFC 7677 §3 (SHA-256) example exchanges,
 // proof/nonce/binding failures, malformed messages and unknown users.
-#include "c2s/sasl/scram.h"
+#include "sasl/scram.h"
+#include "core/base64.h"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -10,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-namespace waddle::c2s::sasl {
+namespace waddle::sasl {
 namespace {
 
 struct Example {
@@ -51,7 +52,7 @@ class ScramTest : public ::testing::TestWithParam<Example> {
  protected:
   ScramCredentials credentials() const {
     const Example& e = GetParam();
-    return derive_credentials(e.hash, "pencil", *base64_decode(e.salt_b64), 4096);
+    return derive_credentials(e.hash, "pencil", *core::base64_decode(e.salt_b64), 4096);
   }
 
   // Runs client-first and server-first of the example; returns the server.
@@ -95,9 +96,9 @@ TEST_P(ScramTest, RfcExample_Succeeds) {
 TEST_P(ScramTest, WrongProof_NotAuthorized) {
   ScramServer server = start();
   const std::string& msg = GetParam().client_final;
-  std::string proof = *base64_decode(msg.substr(msg.rfind(",p=") + 3));
+  std::string proof = *core::base64_decode(msg.substr(msg.rfind(",p=") + 3));
   proof[0] = static_cast<char>(proof[0] ^ 1);
-  EXPECT_FALSE(server.client_final(final_with('p', base64_encode(proof))));
+  EXPECT_FALSE(server.client_final(final_with('p', core::base64_encode(proof))));
   EXPECT_EQ(server.error(), "not-authorized");
 }
 
@@ -106,14 +107,15 @@ TEST_P(ScramTest, WrongPassword_NotAuthorized) {
   ScramServer server(e.hash);
   server.set_server_nonce_for_testing(e.server_nonce);
   ASSERT_TRUE(server.client_first(e.client_first));
-  server.server_first(derive_credentials(e.hash, "pencil2", *base64_decode(e.salt_b64), 4096));
+  server.server_first(
+      derive_credentials(e.hash, "pencil2", *core::base64_decode(e.salt_b64), 4096));
   EXPECT_FALSE(server.client_final(e.client_final));
   EXPECT_EQ(server.error(), "not-authorized");
 }
 
 TEST_P(ScramTest, ShortProof_NotAuthorized) {
   ScramServer server = start();
-  EXPECT_FALSE(server.client_final(final_with('p', base64_encode("short"))));
+  EXPECT_FALSE(server.client_final(final_with('p', core::base64_encode("short"))));
   EXPECT_EQ(server.error(), "not-authorized");
 }
 
@@ -136,7 +138,7 @@ TEST_P(ScramTest, ClientNonceOnly_NotAuthorized) {
 TEST_P(ScramTest, BindingDataDiffersFromHeader_NotAuthorized) {
   ScramServer server = start();
   // "y,," while client-first said "n,,".
-  EXPECT_FALSE(server.client_final(final_with('c', base64_encode("y,,"))));
+  EXPECT_FALSE(server.client_final(final_with('c', core::base64_encode("y,,"))));
   EXPECT_EQ(server.error(), "not-authorized");
 }
 
@@ -196,7 +198,7 @@ TEST_P(ScramTest, UnknownUser_FailsWithStableSalt) {
     return s.substr(start, s.find(',', start) - start);
   };
   EXPECT_EQ(salt_of(server_first), salt_of(again));
-  EXPECT_EQ(base64_decode(salt_of(again))->size(), 16u);
+  EXPECT_EQ(core::base64_decode(salt_of(again))->size(), 16u);
   EXPECT_NE(server_first, again);  // fresh server nonces
   EXPECT_TRUE(again.ends_with(",i=4096"));
 
@@ -356,7 +358,7 @@ std::string client_final_for(ScramHash hash, std::string_view password, std::str
     return std::string(server_first.substr(start, server_first.find(',', start) - start));
   };
   const std::string nonce = attr('r');
-  const std::string salt = *base64_decode(attr('s'));
+  const std::string salt = *core::base64_decode(attr('s'));
   const int iterations = std::stoi(attr('i'));
   const auto hmac = [&](std::string_view key, std::string_view data) {
     unsigned char out[EVP_MAX_MD_SIZE];
@@ -374,14 +376,14 @@ std::string client_final_for(ScramHash hash, std::string_view password, std::str
   unsigned char stored[EVP_MAX_MD_SIZE];
   unsigned int stored_len = 0;
   EVP_Digest(client_key.data(), client_key.size(), stored, &stored_len, md, nullptr);
-  const std::string without_proof = "c=" + base64_encode(gs2_header) + ",r=" + nonce;
+  const std::string without_proof = "c=" + core::base64_encode(gs2_header) + ",r=" + nonce;
   const std::string auth_message =
       std::string(client_first_bare) + "," + std::string(server_first) + "," + without_proof;
   const std::string signature =
       hmac(std::string_view(reinterpret_cast<char*>(stored), stored_len), auth_message);
   std::string proof = client_key;
   for (std::size_t i = 0; i < proof.size(); ++i) proof[i] ^= signature[i];
-  return without_proof + ",p=" + base64_encode(proof);
+  return without_proof + ",p=" + core::base64_encode(proof);
 }
 
 TEST(ScramExchangeTest, RandomSaltAndNonce_Succeeds) {
@@ -447,16 +449,16 @@ TEST(ScramExchangeTest, UnknownUserWithRightPassword_NotAuthorized) {
 
 TEST(ScramCredentialsTest, RfcExamples_StoredAndServerKeys) {
   // Keys for the RFC 5802 and RFC 7677 examples, computed independently (Python hashlib).
-  const auto sha1 =
-      derive_credentials(ScramHash::kSha1, "pencil", *base64_decode("QSXCR+Q6sek8bf92"), 4096);
+  const auto sha1 = derive_credentials(ScramHash::kSha1, "pencil",
+                                       *core::base64_decode("QSXCR+Q6sek8bf92"), 4096);
   EXPECT_EQ(sha1.iterations, 4096u);
-  EXPECT_EQ(base64_encode(sha1.salt), "QSXCR+Q6sek8bf92");
-  EXPECT_EQ(base64_encode(sha1.stored_key), "6dlGYMOdZcOPutkcNY8U2g7vK9Y=");
-  EXPECT_EQ(base64_encode(sha1.server_key), "D+CSWLOshSulAsxiupA+qs2/fTE=");
+  EXPECT_EQ(core::base64_encode(sha1.salt), "QSXCR+Q6sek8bf92");
+  EXPECT_EQ(core::base64_encode(sha1.stored_key), "6dlGYMOdZcOPutkcNY8U2g7vK9Y=");
+  EXPECT_EQ(core::base64_encode(sha1.server_key), "D+CSWLOshSulAsxiupA+qs2/fTE=");
   const auto sha256 = derive_credentials(ScramHash::kSha256, "pencil",
-                                         *base64_decode("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096);
-  EXPECT_EQ(base64_encode(sha256.stored_key), "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=");
-  EXPECT_EQ(base64_encode(sha256.server_key), "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=");
+                                         *core::base64_decode("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096);
+  EXPECT_EQ(core::base64_encode(sha256.stored_key), "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=");
+  EXPECT_EQ(core::base64_encode(sha256.server_key), "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=");
 }
 
 TEST(ScramCredentialsTest, MakeCredentials_RandomSaltDefaultIterations) {
@@ -496,4 +498,4 @@ TEST(RandomBytesTest, LengthAndVariety) {
 }
 
 }  // namespace
-}  // namespace waddle::c2s::sasl
+}  // namespace waddle::sasl

@@ -1,0 +1,55 @@
+// Every XML namespace Waddle speaks, in one list. Code refers to them as `ns::kName` (within
+// waddle::xml and waddle::muc, `xml::ns` and `muc::ns` name this same list).
+#pragma once
+
+#include <string_view>
+
+namespace waddle::ns {
+
+// XML itself.
+inline constexpr std::string_view kXml = "http://www.w3.org/XML/1998/namespace";
+
+// RFC 6120 streams and their negotiation.
+inline constexpr std::string_view kClient = "jabber:client";
+inline constexpr std::string_view kServer = "jabber:server";
+inline constexpr std::string_view kStream = "http://etherx.jabber.org/streams";
+inline constexpr std::string_view kStreams = "urn:ietf:params:xml:ns:xmpp-streams";  // errors
+inline constexpr std::string_view kStanzas = "urn:ietf:params:xml:ns:xmpp-stanzas";  // errors
+inline constexpr std::string_view kTls = "urn:ietf:params:xml:ns:xmpp-tls";
+inline constexpr std::string_view kSasl = "urn:ietf:params:xml:ns:xmpp-sasl";
+inline constexpr std::string_view kBind = "urn:ietf:params:xml:ns:xmpp-bind";
+inline constexpr std::string_view kSession = "urn:ietf:params:xml:ns:xmpp-session";
+
+// Server Dialback (XEP-0220).
+inline constexpr std::string_view kDialback = "jabber:server:dialback";
+inline constexpr std::string_view kDialbackFeature = "urn:xmpp:features:dialback";
+
+// RFC 6121 and server IQs.
+inline constexpr std::string_view kRoster = "jabber:iq:roster";
+inline constexpr std::string_view kRegister = "jabber:iq:register";
+inline constexpr std::string_view kRegisterFeature = "http://jabber.org/features/iq-register";
+inline constexpr std::string_view kDiscoInfo = "http://jabber.org/protocol/disco#info";
+inline constexpr std::string_view kDiscoItems = "http://jabber.org/protocol/disco#items";
+inline constexpr std::string_view kPing = "urn:xmpp:ping";
+inline constexpr std::string_view kVersion = "jabber:iq:version";
+inline constexpr std::string_view kDelay = "urn:xmpp:delay";
+inline constexpr std::string_view kOffline = "msgoffline";
+inline constexpr std::string_view kData = "jabber:x:data";
+
+// Rooms (XEP-0045 and friends).
+inline constexpr std::string_view kMuc = "http://jabber.org/protocol/muc";
+inline constexpr std::string_view kMucUser = "http://jabber.org/protocol/muc#user";
+inline constexpr std::string_view kMucAdmin = "http://jabber.org/protocol/muc#admin";
+inline constexpr std::string_view kMucOwner = "http://jabber.org/protocol/muc#owner";
+inline constexpr std::string_view kMucRoomConfig = "http://jabber.org/protocol/muc#roomconfig";
+inline constexpr std::string_view kMucRoomInfo = "http://jabber.org/protocol/muc#roominfo";
+inline constexpr std::string_view kMucSelfPing =
+    "http://jabber.org/protocol/muc#self-ping-optimization";
+inline constexpr std::string_view kOccupantId = "urn:xmpp:occupant-id:0";
+// Waddle's own: persistent room state in storage.
+inline constexpr std::string_view kMucStore = "urn:waddle:muc:store";
+
+// Federated identity credentials (Waddle's urn:waddle:identity).
+inline constexpr std::string_view kIdentity = "urn:waddle:identity";
+
+}  // namespace waddle::ns
