@@ -1,0 +1,52 @@
+// Every "may we?" of federation in one place: the federation policy (either direction),
+// dialback from or to a peer without a valid certificate, and the limits on streams per
+// remote domain and stanzas waiting for one. Rate limits are in rate_limit.h.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/config.h"
+#include "core/errors.h"
+#include "s2s/policy.h"
+
+namespace waddle::s2s {
+
+// Why a stanza cannot leave: the error it bounces with, and the text saying why.
+struct Refusal {
+  core::StanzaError condition;
+  std::string text;
+};
+
+class Admission {
+ public:
+  // The configuration is kept by reference: limits are read when asked.
+  explicit Admission(const core::S2sConfig& config);
+
+  // SIGHUP: the policy is read again (the limits are those the server started with).
+  void reload(const core::S2sConfig& config);
+
+  // Federation with `domain` (a listed domain also covers its subdomains).
+  bool allows(std::string_view domain) const { return policy_.allows(domain); }
+
+  // A stanza for `remote` leaving this server: refused during shutdown, when federation is
+  // disabled, or when the policy does not allow the domain.
+  std::optional<Refusal> outbound(std::string_view remote, bool stopping) const;
+  // One more stream to `remote`, which already has `streams` (pairs multiplexed on one
+  // stream count once, pairs still connecting count each): max_connections_per_domain.
+  std::optional<Refusal> another_stream(std::string_view remote, std::size_t streams) const;
+  // One more stanza waiting for `remote` behind `queued` others: queue_size.
+  std::optional<Refusal> enqueue(std::string_view remote, std::size_t queued) const;
+
+  // Dialback with a peer whose certificate is not valid for its domain: only when allowed
+  // globally (allow_unverified_dialback) or for the domain (unverified_dialback_domains).
+  bool dialback_without_certificate(std::string_view remote) const;
+
+ private:
+  const core::S2sConfig& config_;
+  Policy policy_;
+};
+
+}  // namespace waddle::s2s

@@ -1,0 +1,70 @@
+// Every element of server-to-server negotiation, built as xml::Element (so every value is
+// escaped) and serialized exactly as peers have always received them: the stream header
+// (RFC 6120 §4.7), STARTTLS (§5.4.2), SASL EXTERNAL (§6.4, XEP-0178), Server Dialback
+// (XEP-0220 §2.1, §2.4, §2.6), stream features, and the XEP-0199 ping; and the readers of
+// the answers. The dialback elements use the db: prefix that the stream header declares.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "xml/element.h"
+
+namespace waddle::s2s::wire {
+
+// The opening of a jabber:server stream with the db: prefix declared; empty values are left
+// out. The tag stays open, so it has its own serializer (escaped like any attribute).
+std::string stream_header(std::string_view from, std::string_view to, std::string_view id);
+inline constexpr std::string_view kStreamClose = "</stream:stream>";
+
+// XEP-0220: the originating server's key (db:result with the key as text), the receiving
+// server's answer (type valid/invalid), its error form (§2.4: a stanza error condition and
+// an optional text), and the verification request and answer (db:verify).
+std::string db_result(std::string_view from, std::string_view to, std::string_view key);
+std::string db_result_answer(std::string_view from, std::string_view to, bool valid);
+std::string db_result_error(std::string_view from, std::string_view to, std::string_view condition,
+                            std::string_view text = {});
+std::string db_verify(std::string_view from, std::string_view to, std::string_view id,
+                      std::string_view key);
+std::string db_verify_answer(std::string_view from, std::string_view to, std::string_view id,
+                             bool valid);
+
+// RFC 6120 §5.4.2 and §6.4.
+std::string starttls();
+std::string proceed();
+// <auth mechanism='EXTERNAL'> with the authorization identity in base64 (XEP-0178 §3).
+std::string sasl_external_auth(std::string_view authzid);
+std::string sasl_success();
+std::string sasl_failure(std::string_view condition);
+
+// Stream features (RFC 6120 §4.3.2) and the offers that go in them.
+xml::Element features();
+xml::Element starttls_required();
+xml::Element sasl_mechanism(std::string_view mechanism);  // <mechanisms> with one mechanism
+xml::Element dialback_with_errors();                      // XEP-0220 §2.4: errors supported
+
+// XEP-0199 ping over a server stream.
+std::string ping(std::string_view id, std::string_view from, std::string_view to);
+
+// --- reading ---
+
+// "condition: text" of a received <stream:error/>.
+std::string describe_stream_error(const xml::Element& error);
+// Whether the features offer the SASL mechanism.
+bool offers_mechanism(const xml::Element& features, std::string_view mechanism);
+bool offers_dialback(const xml::Element& features);
+// Dialback offered with errors (XEP-0220 §2.4): a peer without them may answer a refused
+// additional pair by closing the whole stream, so only then may other pairs multiplex on it.
+bool offers_dialback_errors(const xml::Element& features);
+
+// A refused db:result (type invalid or error): " (condition: text)" when the peer said why,
+// and whether the refusal is definitive (not-authorized, forbidden: retrying cannot help).
+struct Refusal {
+  std::string why;
+  bool definitive = false;
+};
+Refusal dialback_refusal(const xml::Element& result);
+// The answer to a multiplexing request, for the log: "valid", "error: item-not-found".
+std::string dialback_answer(const xml::Element& result);
+
+}  // namespace waddle::s2s::wire
