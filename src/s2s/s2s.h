@@ -1,10 +1,11 @@
-// The S2S service (spec: mod.rs): listener on [s2s] port, outbound connections through the
-// pool, TLS + SASL EXTERNAL (XEP-0178) or Server Dialback (XEP-0220) authentication,
-// anti-spoofing of inbound stanzas, policy and rate limits. Implements the router's
-// RemoteDelivery, so stanzas for other domains arrive here.
+// Federation (RFC 6120 server-to-server): the service that listens on the [s2s] ports, opens
+// outbound streams through the pool, authenticates with TLS + SASL EXTERNAL (XEP-0178) or
+// Server Dialback (XEP-0220), checks inbound stanzas against what each stream authenticated
+// (anti-spoofing), and applies the federation policy and rate limits. Implements the router's
+// RemoteDelivery, so stanzas for other domains arrive here. The parts are in this folder;
+// docs/architecture.md shows how they fit.
 #pragma once
 
-#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -14,6 +15,9 @@
 #include "core/config.h"
 #include "router/router.h"
 
+namespace boost::asio {
+class io_context;
+}
 namespace waddle::net {
 class TlsContexts;
 }
@@ -23,8 +27,6 @@ struct S2sMetrics;
 
 namespace waddle::s2s {
 
-struct CheckReport;
-
 class S2sService : public router::RemoteDelivery {
  public:
   S2sService(const core::Config& config, router::Router& router, net::TlsContexts& tls,
@@ -33,20 +35,24 @@ class S2sService : public router::RemoteDelivery {
 
   // Opens the listeners (throws std::runtime_error when a port cannot be bound).
   void start();
-  // Closes every stream with </stream:stream> (system-shutdown) and bounces queued stanzas.
-  void stop();
+  // Shutdown: closes every stream (inbound ones with system-shutdown, outbound ones with
+  // their closing tag after what was written), bounces queued stanzas and aborts connection
+  // attempts. `all_closed`, when given, is called (posted on the io_context, once) as soon as
+  // every S2S stream has ended, verification streams included: live_streams() is then 0.
+  void stop(std::function<void()> all_closed = {});
   // Re-reads the policy parts of the configuration (SIGHUP); connections to domains that are
   // still allowed stay up, the others are closed with policy-violation.
   void reload(const core::Config& config);
 
   void send(xml::Element stanza) override;
 
+  // Inbound streams, outbound links (connecting or connected) and dialback verification
+  // streams.
   std::size_t live_streams() const;
 
  private:
-  friend CheckReport check_remote(const core::Config&, const std::string&, const std::string&);
   struct Impl;
-  std::shared_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_;
 };
 
 // What `waddle check s2s DOMAIN` reports (also used by its tests).

@@ -1,0 +1,92 @@
+// Server Dialback (XEP-0220) with keys per XEP-0185, in its three roles: originating (we
+// send our key on a stream we opened), receiving (a peer sends its key on a stream it opened
+// to us, and we ask the peer's authoritative server over a verification stream) and
+// authoritative (we answer a db:verify about a key we generated).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "core/config.h"
+#include "s2s/attempts.h"
+#include "s2s/authenticator.h"
+
+namespace waddle::metrics {
+struct S2sMetrics;
+}
+namespace waddle::router {
+class Router;
+}
+
+namespace waddle::s2s {
+
+class Admission;
+class Channel;
+class Connector;
+
+// This server's dialback keys and the authoritative role (XEP-0220 §2.4).
+class DialbackKeys {
+ public:
+  DialbackKeys(std::string secret, const router::Router& router, metrics::S2sMetrics* metrics);
+  // [s2s] dialback_secret, or one generated once and kept in data_dir/dialback.secret.
+  static std::string load_secret(const core::Config& config);
+
+  // The key for a stream with id `stream_id` from `originating` to `receiving`.
+  std::string key(std::string_view receiving, std::string_view originating,
+                  std::string_view stream_id) const;
+  // The db:verify answer to send for a received db:verify (valid only for a key we made).
+  std::string answer_verify(const xml::Element& verify) const;
+
+ private:
+  std::string secret_;
+  const router::Router& router_;
+  metrics::S2sMetrics* metrics_;
+};
+
+class Dialback final : public Authenticator {
+ public:
+  Dialback(const core::Config& config, boost::asio::any_io_executor ex, TimeSource& time,
+           DialbackKeys& keys, Connector& connector, const router::Router& router,
+           const Admission& admission, metrics::S2sMetrics* metrics);
+
+  std::string_view name() const override { return "dialback"; }
+  // Originating role.
+  bool offered(const xml::Element& features) const override;
+  boost::asio::awaitable<AuthStep> authenticate(OutboundNegotiation& n) override;
+  // Receiving role (db:result) and authoritative role (db:verify) on inbound streams.
+  void offer(xml::Element& features, const InboundStream& in) const override;
+  bool handles(const xml::Element& e) const override;
+  void handle(const std::shared_ptr<InboundStream>& in, xml::Element e) override;
+
+  // Verification streams open (they count as live streams until they end).
+  std::size_t verifying() const { return verifying_; }
+  // Shutdown: aborts the verification streams still being opened.
+  void stop() { attempts_.abort_all(); }
+  // Called whenever a verification stream has ended.
+  void on_verification_ended(std::function<void()> f) { on_ended_ = std::move(f); }
+
+ private:
+  boost::asio::awaitable<void> receive(std::shared_ptr<InboundStream> in, xml::Element result);
+  boost::asio::awaitable<bool> verify_with_authoritative(std::string local, std::string remote,
+                                                         std::string id, std::string key);
+  boost::asio::awaitable<bool> ask(Channel& channel, const std::string& local,
+                                   const std::string& remote, const std::string& id,
+                                   const std::string& key);
+
+  const core::Config& config_;
+  boost::asio::any_io_executor ex_;
+  TimeSource& time_;
+  DialbackKeys& keys_;
+  Connector& connector_;
+  const router::Router& router_;
+  const Admission& admission_;
+  metrics::S2sMetrics* metrics_;
+  AttemptGroup attempts_;
+  std::size_t verifying_ = 0;
+  std::function<void()> on_ended_;
+};
+
+}  // namespace waddle::s2s

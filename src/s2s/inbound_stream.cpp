@@ -1,0 +1,270 @@
+// An accepted server stream; see inbound_stream.h.
+#include "s2s/inbound_stream.h"
+
+#include <spdlog/spdlog.h>
+
+#include "core/ids.h"
+#include "core/jid.h"
+#include "metrics/metrics.h"
+#include "net/listen.h"
+#include "net/tls.h"
+#include "router/router.h"
+#include "s2s/admission.h"
+#include "s2s/auth.h"
+#include "s2s/authenticator.h"
+#include "s2s/channel.h"
+#include "s2s/failure.h"
+#include "s2s/rate_limit.h"
+#include "s2s/time_source.h"
+#include "s2s/wire.h"
+#include "stream/xml_stream.h"
+#include "xml/stanza.h"
+
+namespace waddle::s2s {
+namespace asio = boost::asio;
+using core::StreamError;
+using xml::Element;
+
+InboundStream::InboundStream(InboundContext& ctx, std::shared_ptr<stream::XmlStream> stream,
+                             bool direct_tls)
+    : ctx_(ctx),
+      stream_(stream),
+      channel_(std::make_shared<StreamChannel>(stream)),
+      state_(direct_tls ? State::kTlsHandshake : State::kAwaitingHeader) {}
+
+std::string InboundStream::who() const {
+  return peer_.empty() ? stream_->remote_address() : peer_;
+}
+
+void InboundStream::send(std::string_view bytes) {
+  stream_->send(bytes);
+}
+
+// Unless a pair authenticated within handshake_timeout, the stream is closed.
+asio::awaitable<void> InboundStream::handshake_deadline(std::shared_ptr<InboundStream> self,
+                                                        std::shared_ptr<Timer> timer) {
+  const auto when = self->ctx_.time.now() + self->ctx_.config.s2s.handshake_timeout;
+  const bool expired = co_await timer->wait_until(when);
+  if (expired && self->pairs_.empty()) {
+    self->close_with(StreamError::kConnectionTimeout);
+    self->stream_->close();
+  }
+}
+
+asio::awaitable<void> InboundStream::run() {
+  auto self = shared_from_this();
+  std::shared_ptr<Timer> deadline = ctx_.time.make_timer();
+  net::spawn_logged(ctx_.executor, handshake_deadline(self, deadline), "s2s handshake deadline");
+  auto pause_timer = ctx_.time.make_timer();
+  std::uint64_t bytes_seen = 0;
+  if (state_ == State::kTlsHandshake) {
+    const bool ok = co_await stream_->server_handshake();
+    state_ = ok ? State::kAwaitingHeader : State::kClosing;
+    if (!ok)
+      spdlog::info("s2s in ({}): direct TLS handshake failed: {}", stream_->remote_address(),
+                   stream_->tls_error());
+  }
+  try {
+    while (state_ != State::kClosing && !stream_->closed()) {
+      auto ev = co_await channel_->next();
+      if (!ev) {
+        if (auto err = channel_->read_error()) close_with(*err);
+        break;
+      }
+      co_await on_event(std::move(*ev));
+      // Backpressure, never loss: a domain over its stanza rate, or all S2S traffic over
+      // the bandwidth limit, is simply read more slowly.
+      const auto now = ctx_.time.now();
+      auto pause =
+          std::max(pause_, ctx_.limits.bandwidth_pause(stream_->bytes_in() - bytes_seen, now));
+      bytes_seen = stream_->bytes_in();
+      pause_ = {};
+      if (pause > Clock::duration::zero()) co_await pause_timer->wait_until(now + pause);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("s2s in: {}", e.what());
+    close_with(StreamError::kInternalServerError);
+  }
+  deadline->cancel();
+  co_await close_gracefully(channel_, ctx_.time);
+  if (ctx_.metrics && !counted_domain_.empty())
+    ctx_.metrics->connection_closed(counted_domain_, metrics::Direction::kIn);
+  spdlog::info("s2s in {} ({}): stream closed{}", peer_, stream_->remote_address(),
+               stream_->end_reason().empty() ? std::string() : " (" + stream_->end_reason() + ")");
+}
+
+asio::awaitable<void> InboundStream::on_event(xml::StreamEvent ev) {
+  if (ev.kind == xml::StreamEvent::Kind::kStreamClose) {
+    state_ = State::kClosing;
+    send(wire::kStreamClose);
+    co_return;
+  }
+  if (ev.kind == xml::StreamEvent::Kind::kStreamOpen) {
+    on_header(ev);
+    co_return;
+  }
+  Element& e = ev.element;
+  if (state_ == State::kAwaitingHeader) {
+    close_with(StreamError::kNotAuthorized);
+    co_return;
+  }
+  if (e.is("starttls", ns::kTls)) {
+    co_await on_starttls();
+    co_return;
+  }
+  if (e.is("error", ns::kStream)) {
+    // RFC 6120 §4.9: the peer is closing; record why, answer with the closing tag only.
+    report(ctx_.metrics, who(), Failure::kStreamError,
+           "stream error from peer: " + wire::describe_stream_error(e));
+    state_ = State::kClosing;
+    send(wire::kStreamClose);
+    co_return;
+  }
+  if (!stream_->tls_active()) {
+    close_with(StreamError::kPolicyViolation, "STARTTLS is required");
+    co_return;
+  }
+  for (Authenticator* method : ctx_.methods) {
+    if (method->handles(e)) {
+      method->handle(shared_from_this(), std::move(e));
+      co_return;
+    }
+  }
+  if (xml::stanza_kind(e) == xml::StanzaKind::kOther || e.ns() != ns::kServer) {
+    close_with(StreamError::kUnsupportedStanzaType);
+    co_return;
+  }
+  on_stanza(std::move(e));
+}
+
+void InboundStream::on_header(const xml::StreamEvent& ev) {
+  const Element& h = ev.element;
+  auto to = core::nameprep_domain(h.attr("to"));
+  auto from = core::nameprep_domain(h.attr("from"));
+  local_ = to ? *to : std::string();
+  peer_ = from ? *from : std::string();
+  if (!h.is("stream", ns::kStream) || ev.default_ns != ns::kServer) {
+    close_with(StreamError::kInvalidNamespace);
+    return;
+  }
+  if (!to || !ctx_.router.is_local(*to)) {
+    local_.clear();
+    close_with(StreamError::kHostUnknown, "This server does not serve that domain");
+    return;
+  }
+  if (from && !ctx_.admission.allows(*from)) {
+    report(ctx_.metrics, *from, Failure::kPolicy, "inbound stream refused by policy");
+    close_with(StreamError::kPolicyViolation, "Federation with your domain is not allowed");
+    return;
+  }
+  if (from && !stream_->tls_active() && !ctx_.limits.new_connection(*from, ctx_.time.now())) {
+    report(ctx_.metrics, *from, Failure::kRateLimit, "too many new connections");
+    close_with(StreamError::kPolicyViolation, "Too many connections");
+    return;
+  }
+  cert_valid_for_peer_ = from && stream_->tls_active() && stream_->peer_chain_valid() &&
+                         certificate_matches_domain(stream_->peer_certificate(), *from);
+  stream_id_ = core::random_hex(12);
+  send(wire::stream_header(local_, peer_, stream_id_));
+  state_ = State::kOpen;
+  send_features();
+}
+
+// RFC 6120 §4.3.2: STARTTLS (required) first; then every authentication method's offer.
+void InboundStream::send_features() {
+  Element features = wire::features();
+  if (!stream_->tls_active()) {
+    features.add_child(wire::starttls_required());
+  } else {
+    for (const Authenticator* method : ctx_.methods) method->offer(features, *this);
+  }
+  send(features.str(""));
+}
+
+asio::awaitable<void> InboundStream::on_starttls() {
+  if (stream_->tls_active()) {
+    close_with(StreamError::kPolicyViolation, "TLS is already active");
+    co_return;
+  }
+  send(wire::proceed());
+  co_await stream_->flush();
+  // COMPAT(Prosody 0.12): no SNI on STARTTLS; the header's 'to' names our domain.
+  stream_->use_tls_context(ctx_.tls.s2s_server_for(local_));
+  const bool ok = co_await stream_->server_handshake();
+  if (!ok) {
+    report(ctx_.metrics, who(), Failure::kTls,
+           "inbound TLS handshake failed: " + stream_->tls_error());
+    state_ = State::kClosing;
+    stream_->close();
+    co_return;
+  }
+  restart();
+}
+
+void InboundStream::on_stanza(Element e) {
+  auto from = core::Jid::parse(e.attr("from"));
+  auto to = core::Jid::parse(e.attr("to"));
+  if (!from || !to) {
+    close_with(StreamError::kImproperAddressing, "Stanzas need valid 'from' and 'to'");
+    return;
+  }
+  if (!ctx_.router.is_local(to->domain())) {
+    close_with(StreamError::kHostUnknown, to->domain() + " is not served here");
+    return;
+  }
+  // The specification's SpoofedFrom: only domains authenticated on this stream, for the
+  // local domain they were authenticated with.
+  if (!pairs_.contains({to->domain(), from->domain()})) {
+    report(ctx_.metrics, from->domain(), Failure::kStreamError,
+           "spoofed or unauthenticated 'from' " + from->domain() + " on a stream from " + who());
+    close_with(StreamError::kInvalidFrom);
+    return;
+  }
+  const auto rate = ctx_.limits.stanza(from->domain(), ctx_.time.now());
+  if (rate.verdict == RateLimiter::Verdict::kDisconnect) {
+    report(ctx_.metrics, from->domain(), Failure::kRateLimit, "stanza flood");
+    close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded");
+    return;
+  }
+  // Over the rate: the stanza is still delivered, and reading this stream pauses.
+  pause_ = rate.pause;
+  if (ctx_.metrics) ctx_.metrics->stanza_received(from->domain());
+  if (ctx_.consume_reply && ctx_.consume_reply(e, from->domain())) return;
+  ctx_.router.route(std::move(e));
+}
+
+void InboundStream::authenticated(const std::string& local, const std::string& remote,
+                                  std::string_view method) {
+  pairs_.insert({local, remote});
+  if (method_.empty()) method_ = std::string(method);
+  if (!counted_domain_.empty()) return;
+  counted_domain_ = remote;
+  if (ctx_.metrics) ctx_.metrics->connection_opened(remote, metrics::Direction::kIn);
+}
+
+void InboundStream::restart() {
+  channel_->restart();
+  stream_id_.clear();
+  state_ = State::kAwaitingHeader;
+}
+
+void InboundStream::close_with(StreamError error, std::string_view text) {
+  if (state_ == State::kClosing) return;
+  const bool header_sent = state_ == State::kOpen;
+  state_ = State::kClosing;
+  spdlog::info("s2s in {} ({}): closing with {}{}{}", peer_.empty() ? "?" : peer_,
+               stream_->remote_address(), core::to_string(error), text.empty() ? "" : ": ", text);
+  if (!header_sent) {
+    stream_id_ = core::random_hex(12);
+    send(wire::stream_header(local_, peer_, stream_id_));
+  }
+  send(xml::stream_error_xml(error, text));
+  send(wire::kStreamClose);
+}
+
+void InboundStream::shutdown() {
+  close_with(StreamError::kSystemShutdown);
+  stream_->close();
+}
+
+}  // namespace waddle::s2s

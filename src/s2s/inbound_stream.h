@@ -1,0 +1,124 @@
+// One accepted server stream (RFC 6120 §4, receiving side): the stream header and features,
+// STARTTLS, the authentication methods' elements, and then stanzas, each checked against the
+// pairs authenticated on this stream (anti-spoofing) and the rate limits before it goes to
+// the router.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/config.h"
+#include "core/errors.h"
+#include "xml/element.h"
+#include "xml/parser.h"
+
+namespace waddle::metrics {
+struct S2sMetrics;
+}
+namespace waddle::net {
+class TlsContexts;
+}
+namespace waddle::router {
+class Router;
+}
+namespace waddle::stream {
+class XmlStream;
+}
+
+namespace waddle::s2s {
+
+class Admission;
+class Authenticator;
+class RateLimits;
+class StreamChannel;
+class TimeSource;
+class Timer;
+
+// What inbound streams use of the service.
+struct InboundContext {
+  const core::Config& config;
+  boost::asio::any_io_executor executor;
+  router::Router& router;
+  net::TlsContexts& tls;
+  const Admission& admission;
+  RateLimits& limits;
+  TimeSource& time;
+  metrics::S2sMetrics* metrics;
+  std::vector<Authenticator*> methods;  // offered in this order
+  // A stanza answering one of the pool's pings is consumed there (true) instead of routed.
+  std::function<bool(const xml::Element&, const std::string& remote)> consume_reply;
+};
+
+class InboundStream : public std::enable_shared_from_this<InboundStream> {
+ public:
+  enum class State {
+    kTlsHandshake,    // on the direct TLS port (XEP-0368), before anything else
+    kAwaitingHeader,  // before the stream header, and again after STARTTLS or SASL success
+    kOpen,            // header answered with features: negotiation elements and stanzas
+    kClosing,         // the closing tag was sent or received: nothing more is read
+  };
+
+  InboundStream(InboundContext& ctx, std::shared_ptr<stream::XmlStream> stream, bool direct_tls);
+
+  // Reads the stream until it ends, then closes it (after a bounded flush).
+  boost::asio::awaitable<void> run();
+
+  State state() const { return state_; }
+  const std::string& local() const { return local_; }  // the 'to' of the current header
+  const std::string& peer() const { return peer_; }    // the 'from' of the current header
+  const std::string& stream_id() const { return stream_id_; }
+  bool closing() const { return state_ == State::kClosing; }
+  // The peer's certificate is valid for the domain its header names.
+  bool cert_valid_for_peer() const { return cert_valid_for_peer_; }
+  // The method that first authenticated a pair on this stream; empty before.
+  const std::string& authenticated_with() const { return method_; }
+  // (local, remote) pairs authenticated on this stream.
+  const std::set<std::pair<std::string, std::string>>& pairs() const { return pairs_; }
+  stream::XmlStream& stream() { return *stream_; }
+  std::shared_ptr<StreamChannel> channel() const { return channel_; }
+  // The peer's domain for logs, or its address before it named one.
+  std::string who() const;
+
+  void send(std::string_view bytes);
+  // `remote` has proven itself, for `local`, with `method`: its stanzas to `local` may flow.
+  void authenticated(const std::string& local, const std::string& remote, std::string_view method);
+  // SASL success: the peer opens a new stream on the same connection.
+  void restart();
+  // Sends the stream error (after a stream header when none was sent yet) and the closing
+  // tag; reading stops.
+  void close_with(core::StreamError error, std::string_view text = {});
+  // Server shutdown: system-shutdown, and the connection closed at once.
+  void shutdown();
+
+ private:
+  boost::asio::awaitable<void> on_event(xml::StreamEvent ev);
+  void on_header(const xml::StreamEvent& ev);
+  void send_features();
+  boost::asio::awaitable<void> on_starttls();
+  void on_stanza(xml::Element e);
+  static boost::asio::awaitable<void> handshake_deadline(std::shared_ptr<InboundStream> self,
+                                                         std::shared_ptr<Timer> timer);
+
+  InboundContext& ctx_;
+  std::shared_ptr<stream::XmlStream> stream_;
+  std::shared_ptr<StreamChannel> channel_;
+  State state_;
+  std::string local_;
+  std::string peer_;
+  std::string stream_id_;
+  std::string method_;
+  std::set<std::pair<std::string, std::string>> pairs_;
+  bool cert_valid_for_peer_ = false;
+  std::chrono::steady_clock::duration pause_{};  // set when the peer is over its stanza rate
+  std::string counted_domain_;                   // the domain this stream counts for in the metrics
+};
+
+}  // namespace waddle::s2s

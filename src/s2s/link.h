@@ -1,0 +1,58 @@
+// The pool's records: a Link per (local, remote) pair with its queue, and the authenticated
+// outbound stream it uses, which several local domains share when they multiplex on it
+// (XEP-0220 §2.6).
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "s2s/channel.h"
+#include "s2s/time_source.h"
+#include "xml/element.h"
+
+namespace waddle::s2s {
+
+struct OutboundStream {
+  std::shared_ptr<Channel> channel;
+  std::string method;  // how the pair that opened it authenticated
+  bool cert_valid = false;
+  std::string stream_id;       // the dialback keys of multiplexed domains are bound to it
+  bool multiplexable = false;  // dialback with errors offered: other local domains may join
+  bool done = false;           // the stream has ended
+  Clock::time_point last_activity;
+  // Multiplexing requests awaiting the peer's answer, by local domain: (accepted, why).
+  std::map<std::string, std::function<void(bool, std::string)>> waiting;
+  std::unique_ptr<Timer> closed;  // its wait ends (cancelled) when the stream ends
+
+  bool usable() const { return channel && !channel->closed() && !done; }
+};
+
+struct Link {
+  enum class State { kIdle, kConnecting, kReady };
+
+  Link(std::string l, std::string r) : local(std::move(l)), remote(std::move(r)) {}
+
+  const std::string local, remote;
+  std::deque<xml::Element> queue;  // stanzas waiting for the stream
+  State state = State::kIdle;
+  std::shared_ptr<OutboundStream> out;  // while ready
+  Clock::time_point last_activity;      // last stanza written
+  Clock::time_point last_rx;            // last bytes read
+  std::optional<Clock::time_point> ping_sent;
+  std::string ping_id;
+  bool dialing = false;          // opening a stream of its own (DNS, TCP, TLS, authentication)
+  std::unique_ptr<Timer> retry;  // the wait before the next attempt
+  Timer* watchdog = nullptr;     // the watchdog's wait, ended early when the stream ends
+
+  bool ready() const { return state == State::kReady && out && out->usable(); }
+};
+
+using LinkKey = std::pair<std::string, std::string>;  // (local, remote)
+using LinkTable = std::map<LinkKey, std::shared_ptr<Link>>;
+
+}  // namespace waddle::s2s

@@ -1,0 +1,47 @@
+// The [s2s] ports: accepts server connections (STARTTLS on `port`, TLS first on
+// `direct_tls_port`, XEP-0368) and keeps the inbound streams until they end.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "s2s/inbound_stream.h"
+
+namespace waddle::s2s {
+
+class Listener {
+ public:
+  Listener(InboundContext& ctx, boost::asio::io_context& io) : ctx_(ctx), io_(io) {}
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // Opens the listeners; throws std::runtime_error when a port cannot be bound.
+  void start();
+  // Shutdown: no more connections; every stream ends with system-shutdown.
+  void stop();
+  // After a policy reload: streams carrying a domain no longer allowed close.
+  void close_disallowed();
+
+  std::size_t live() const { return streams_.size(); }
+  // Called whenever an inbound stream has ended.
+  void on_stream_ended(std::function<void()> f) { on_ended_ = std::move(f); }
+
+ private:
+  void listen(std::uint16_t port, bool direct_tls);
+  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
+                                           bool direct_tls);
+  boost::asio::awaitable<void> serve(std::shared_ptr<InboundStream> in);
+
+  InboundContext& ctx_;
+  boost::asio::io_context& io_;
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::set<std::shared_ptr<InboundStream>> streams_;
+  std::function<void()> on_ended_;
+};
+
+}  // namespace waddle::s2s

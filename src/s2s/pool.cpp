@@ -1,0 +1,300 @@
+// The outbound pool; see pool.h.
+#include "s2s/pool.h"
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "core/jid.h"
+#include "metrics/metrics.h"
+#include "net/listen.h"
+#include "router/router.h"
+#include "s2s/admission.h"
+#include "s2s/dialback.h"
+#include "s2s/policy.h"
+#include "s2s/wire.h"
+#include "xml/stanza.h"
+
+namespace waddle::s2s {
+namespace asio = boost::asio;
+using xml::Element;
+
+Pool::Pool(const core::S2sConfig& config, asio::any_io_executor ex, TimeSource& time,
+           Connector& connector, router::Router& router, const Admission& admission,
+           const DialbackKeys& keys, metrics::S2sMetrics* metrics)
+    : config_(config),
+      ex_(ex),
+      time_(time),
+      connector_(connector),
+      router_(router),
+      admission_(admission),
+      keys_(keys),
+      metrics_(metrics),
+      attempts_(ex, time),
+      multiplex_(links_, time, keys, config.connect_timeout),
+      watchdog_(time, config.idle_timeout, config.ping_interval, metrics) {}
+
+void Pool::send(Element stanza) {
+  auto from = core::Jid::parse(stanza.attr("from"));
+  auto to = core::Jid::parse(stanza.attr("to"));
+  if (!from || !to) return;
+  if (auto no = admission_.outbound(to->domain(), stopping_))
+    return router_.bounce(stanza, no->condition, no->text);
+  if (!router_.is_local(from->domain())) return;  // never relay for other domains
+  LinkKey key(from->domain(), to->domain());
+  auto it = links_.find(key);
+  if (it == links_.end()) {
+    // One link per (local, remote) pair; max_connections_per_domain caps the streams one
+    // remote domain gets (several local domains, e.g. virtual hosts, each may have one).
+    if (auto no = admission_.another_stream(to->domain(), streams_to(to->domain())))
+      return router_.bounce(stanza, no->condition, no->text);
+    auto link = std::make_shared<Link>(key.first, key.second);
+    link->retry = time_.make_timer();
+    it = links_.emplace(key, std::move(link)).first;
+  }
+  std::shared_ptr<Link> link = it->second;
+  if (link->ready()) return write(*link, stanza);
+  if (auto no = admission_.enqueue(to->domain(), link->queue.size()))
+    return router_.bounce(stanza, no->condition, no->text);
+  link->queue.push_back(std::move(stanza));
+  if (metrics_) metrics_->queued(link->remote);
+  if (link->state == Link::State::kIdle) {
+    link->state = Link::State::kConnecting;
+    net::spawn_logged(ex_, drive(link), "s2s link");
+  }
+}
+
+// Streams, not pairs: pairs multiplexed on one stream count once; pairs without a stream yet
+// (connecting, or waiting for a retry) count each.
+std::size_t Pool::streams_to(const std::string& remote) const {
+  std::set<const OutboundStream*> streams;
+  std::size_t connecting = 0;
+  for (const auto& [k, l] : links_) {
+    if (k.second != remote) continue;
+    if (l->out)
+      streams.insert(l->out.get());
+    else
+      ++connecting;
+  }
+  return connecting + streams.size();
+}
+
+void Pool::write(Link& link, const Element& stanza) {
+  link.out->channel->send(xml::serialize_stanza(stanza, ns::kServer));
+  link.last_activity = time_.now();
+  link.out->last_activity = link.last_activity;
+  if (metrics_) metrics_->stanza_sent(link.remote);
+}
+
+void Pool::write_queue(Link& link) {
+  auto queued = std::move(link.queue);
+  link.queue.clear();
+  if (metrics_) metrics_->dequeued(link.remote, queued.size());
+  for (const auto& st : queued) write(link, st);
+}
+
+void Pool::bounce_queue(Link& link, Failure f, const std::string& text) {
+  const auto cond = bounce_condition(f);
+  auto queued = std::move(link.queue);
+  link.queue.clear();
+  if (queued.empty()) return;
+  spdlog::info("s2s {} -> {}: bouncing {} queued stanzas: {}", link.local, link.remote,
+               queued.size(), text);
+  if (metrics_) metrics_->dequeued(link.remote, queued.size());
+  for (const auto& st : queued) {
+    if (metrics_ && xml::may_bounce(st)) metrics_->bounced(link.remote, core::to_string(cond));
+    router_.bounce(st, cond, text);
+  }
+}
+
+// Establishes the link with the retry policy, then serves it until it closes; again while
+// stanzas keep arriving.
+asio::awaitable<void> Pool::drive(std::shared_ptr<Link> link) {
+  const auto& retry = config_.retry;
+  std::uint32_t attempt = 0;
+  for (;;) {
+    if (stopping_) {
+      bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
+      break;
+    }
+    // Another local domain may already have a stream to this peer: authenticate on it.
+    const bool shared = co_await join_shared(link);
+    if (shared) {
+      if (link->queue.empty() || stopping_) break;
+      continue;
+    }
+    if (stopping_) continue;  // bounced at the top of the loop
+    Connected c = co_await dial(link);
+    if (c.outcome.ok()) {
+      attempt = 0;
+      co_await use(link, std::move(c));
+      if (link->queue.empty() || stopping_) break;
+      continue;  // stanzas arrived while it was closing: reconnect
+    }
+    const Failure failure = *c.outcome.failure;
+    report(metrics_, link->remote, failure, c.outcome.text);
+    if (failure == Failure::kPolicy || c.outcome.definitive || attempt >= retry.max_retries) {
+      bounce_queue(*link, failure, c.outcome.text);
+      break;
+    }
+    if (stopping_) continue;  // shutdown aborted the attempt: no retry
+    ++attempt;
+    auto delay =
+        retry_delay(attempt, retry.initial_delay, retry.max_delay, retry.backoff_multiplier);
+    spdlog::info("s2s {} -> {}: retry {} of {} in {}", link->local, link->remote, attempt,
+                 retry.max_retries, core::format_duration(delay));
+    co_await link->retry->wait_until(time_.now() + delay);
+  }
+  link->state = Link::State::kIdle;
+  if (link->queue.empty()) links_.erase(LinkKey(link->local, link->remote));
+  if (on_link_ended_) on_link_ended_();
+}
+
+// XEP-0220 §2.6: authenticated on another local domain's stream, the link uses it until it
+// ends. False when it could not join one.
+asio::awaitable<bool> Pool::join_shared(std::shared_ptr<Link> link) {
+  auto joined = co_await multiplex_.join(link);
+  if (!joined) co_return false;
+  std::shared_ptr<OutboundStream> out = joined->out;
+  link->out = out;
+  link->state = Link::State::kReady;
+  link->last_activity = link->last_rx = time_.now();
+  spdlog::info(
+      "s2s {} -> {}: authenticated with dialback, multiplexed on the stream of {} -> "
+      "{} over {}",
+      link->local, link->remote, joined->carrier, link->remote, out->channel->tls_description());
+  write_queue(*link);
+  if (!out->done) co_await out->closed->wait_until(Clock::time_point::max());
+  link->state = Link::State::kConnecting;
+  link->out.reset();
+  co_return true;
+}
+
+// A stream of the link's own. connect_timeout bounds DNS + TCP + TLS + authentication.
+asio::awaitable<Connected> Pool::dial(std::shared_ptr<Link> link) {
+  auto attempt = attempts_.start(time_.now() + config_.connect_timeout);
+  Connected c;
+  {
+    // Links waiting to multiplex on this stream resume once it is set up or has failed, on
+    // every way out of connect() (timer completions are posted, never run inline).
+    link->dialing = true;
+    struct DialDone {
+      Multiplexer& multiplex;
+      Link& link;
+      ~DialDone() {
+        link.dialing = false;
+        multiplex.dial_ended(link.remote);
+      }
+    } dial_done{multiplex_, *link};
+    ConnectRequest request{link->local, link->remote};
+    c = co_await connector_.connect(std::move(request), attempt->slot());
+  }
+  attempts_.finish(attempt);
+  if (c.outcome.ok()) multiplex_.remember(link->remote, c.multiplexable);
+  if (attempt->timed_out() && !c.outcome.ok()) {
+    c.outcome.failure = Failure::kTimeout;
+    c.outcome.text = "timed out after " + core::format_duration(config_.connect_timeout) +
+                     " connecting to " + link->remote + " (" + c.outcome.text + ")";
+  }
+  co_return c;
+}
+
+// The link's own stream, from authentication until it closes.
+asio::awaitable<void> Pool::use(std::shared_ptr<Link> link, Connected c) {
+  auto out = std::make_shared<OutboundStream>();
+  out->channel = c.channel;
+  out->method = c.method;
+  out->cert_valid = c.cert_valid;
+  out->stream_id = c.stream_id;
+  out->multiplexable = c.multiplexable;
+  out->last_activity = time_.now();
+  out->closed = time_.make_timer();
+  link->out = out;
+  link->state = Link::State::kReady;
+  link->last_activity = link->last_rx = time_.now();
+  link->ping_sent.reset();
+  spdlog::info("s2s {} -> {}: authenticated with {} over {} (peer certificate {})", link->local,
+               link->remote, out->method, out->channel->tls_description(),
+               out->cert_valid ? "valid" : "not verified");
+  if (metrics_) metrics_->connection_opened(link->remote, metrics::Direction::kOut);
+  write_queue(*link);
+  co_await serve(link);
+  if (metrics_) metrics_->connection_closed(link->remote, metrics::Direction::kOut);
+  link->state = Link::State::kConnecting;
+  link->out.reset();
+}
+
+// Reads the outbound stream (stream errors, dialback answers and verifications) until it
+// ends; the watchdog keeps it healthy meanwhile. Stanzas are not accepted on an outbound
+// stream (RFC 6120 §4.2: one direction).
+asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
+  std::shared_ptr<OutboundStream> out = link->out;
+  std::shared_ptr<Channel> ch = out->channel;
+  net::spawn_logged(ex_, watchdog_.run(link, out), "s2s watchdog");
+  for (;;) {
+    auto ev = co_await ch->next();
+    if (!ev) break;
+    link->last_rx = time_.now();
+    if (ev->kind == xml::StreamEvent::Kind::kStreamClose) {
+      ch->send(wire::kStreamClose);
+      break;
+    }
+    if (ev->kind != xml::StreamEvent::Kind::kElement) continue;
+    const Element& e = ev->element;
+    if (e.is("verify", ns::kDialback)) {
+      ch->send(keys_.answer_verify(e));
+    } else if (e.is("result", ns::kDialback)) {
+      multiplex_.on_answer(*out, link->remote, e);  // another local domain's request
+    } else if (e.is("error", ns::kStream)) {
+      report(metrics_, link->remote, Failure::kStreamError,
+             "stream error from peer: " + wire::describe_stream_error(e));
+      break;
+    }
+  }
+  link->state = Link::State::kConnecting;
+  Multiplexer::ended(*out);  // domains multiplexed on this stream lose it too
+  co_await close_gracefully(ch, time_);
+  if (link->watchdog) link->watchdog->cancel();
+  spdlog::info("s2s {} -> {}: stream closed{}", link->local, link->remote,
+               ch->end_reason().empty() ? std::string() : " (" + ch->end_reason() + ")");
+}
+
+bool Pool::consume_ping_reply(const Element& stanza, const std::string& remote) {
+  return watchdog_.consume_reply(stanza, remote, links_);
+}
+
+void Pool::close_disallowed() {
+  for (auto& [k, link] : links_) {
+    if (admission_.allows(k.second) || !link->out || link->out->channel->closed()) continue;
+    spdlog::info("s2s {} -> {}: closing, no longer allowed by policy", k.first, k.second);
+    link->out->channel->send(xml::stream_error_xml(core::StreamError::kPolicyViolation) +
+                             std::string(wire::kStreamClose));
+    link->out->channel->close();
+  }
+}
+
+void Pool::stop() {
+  stopping_ = true;
+  std::set<const Channel*> ending;  // multiplexed links share one stream
+  for (auto& [k, link] : links_) {
+    if (link->retry) link->retry->cancel();
+    if (link->out && !link->out->channel->closed() &&
+        ending.insert(link->out->channel.get()).second) {
+      // Written stanzas (rooms telling remote occupants of the shutdown) leave first.
+      link->out->channel->send(wire::kStreamClose);
+      net::spawn_logged(ex_, close_gracefully(link->out->channel, time_), "s2s close");
+    }
+    bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
+  }
+  attempts_.abort_all();
+  multiplex_.stop();
+}
+
+std::size_t Pool::live_links() const {
+  std::size_t n = 0;
+  for (const auto& [k, link] : links_)
+    if (link->state != Link::State::kIdle) ++n;
+  return n;
+}
+
+}  // namespace waddle::s2s

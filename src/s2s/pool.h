@@ -1,0 +1,87 @@
+// The outbound pool: one link per (local, remote) pair, each with a bounded queue while its
+// stream is being set up. A link multiplexes on another local domain's stream to the same
+// peer when it can (multiplex.h), otherwise it dials through the connector, retrying with
+// the retry policy; when that gives up, the queue bounces with the failure's condition and
+// text. An established link is read (stream errors, dialback answers) and watched
+// (watchdog.h) until it closes, and reconnects if stanzas arrived meanwhile.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/config.h"
+#include "s2s/attempts.h"
+#include "s2s/connector.h"
+#include "s2s/link.h"
+#include "s2s/multiplex.h"
+#include "s2s/watchdog.h"
+
+namespace waddle::metrics {
+struct S2sMetrics;
+}
+namespace waddle::router {
+class Router;
+}
+
+namespace waddle::s2s {
+
+class Admission;
+class DialbackKeys;
+
+class Pool {
+ public:
+  // Timing (connect_timeout, retry, idle_timeout, ping_interval) comes from `config`; the
+  // limits from `admission`. Bounces go through `router`.
+  Pool(const core::S2sConfig& config, boost::asio::any_io_executor ex, TimeSource& time,
+       Connector& connector, router::Router& router, const Admission& admission,
+       const DialbackKeys& keys, metrics::S2sMetrics* metrics);
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // A stanza from a local domain for a remote one: written, queued, or bounced.
+  void send(xml::Element stanza);
+  // An inbound stanza from `remote` answering one of our pings: consumed (true).
+  bool consume_ping_reply(const xml::Element& stanza, const std::string& remote);
+  // After a policy reload: streams to domains no longer allowed close (policy-violation).
+  void close_disallowed();
+  // Shutdown: streams end with their closing tag after what was written, queued stanzas
+  // bounce, connection attempts and retries are abandoned.
+  void stop();
+
+  // Links that are connecting or connected (retries waiting included).
+  std::size_t live_links() const;
+  // Called whenever a link has become idle.
+  void on_link_ended(std::function<void()> f) { on_link_ended_ = std::move(f); }
+
+ private:
+  boost::asio::awaitable<void> drive(std::shared_ptr<Link> link);
+  boost::asio::awaitable<bool> join_shared(std::shared_ptr<Link> link);
+  boost::asio::awaitable<Connected> dial(std::shared_ptr<Link> link);
+  boost::asio::awaitable<void> use(std::shared_ptr<Link> link, Connected connected);
+  boost::asio::awaitable<void> serve(std::shared_ptr<Link> link);
+  void write(Link& link, const xml::Element& stanza);
+  void write_queue(Link& link);
+  void bounce_queue(Link& link, Failure f, const std::string& text);
+  std::size_t streams_to(const std::string& remote) const;
+
+  const core::S2sConfig& config_;
+  boost::asio::any_io_executor ex_;
+  TimeSource& time_;
+  Connector& connector_;
+  router::Router& router_;
+  const Admission& admission_;
+  const DialbackKeys& keys_;
+  metrics::S2sMetrics* metrics_;
+  LinkTable links_;
+  AttemptGroup attempts_;
+  Multiplexer multiplex_;
+  Watchdog watchdog_;
+  bool stopping_ = false;
+  std::function<void()> on_link_ended_;
+};
+
+}  // namespace waddle::s2s

@@ -1,0 +1,74 @@
+// Idle close and pings of outbound streams; see watchdog.h.
+#include "s2s/watchdog.h"
+
+#include <spdlog/spdlog.h>
+
+#include "core/ids.h"
+#include "core/jid.h"
+#include "metrics/metrics.h"
+#include "s2s/failure.h"
+#include "s2s/wire.h"
+
+namespace waddle::s2s {
+namespace asio = boost::asio;
+
+namespace {
+constexpr std::string_view kPingIdPrefix = "waddle-s2s-ping-";
+}
+
+asio::awaitable<void> Watchdog::run(std::shared_ptr<Link> link,
+                                    std::shared_ptr<OutboundStream> out) {
+  std::unique_ptr<Timer> timer = time_.make_timer();
+  link->watchdog = timer.get();
+  Channel& ch = *out->channel;
+  while (!ch.closed() && link->out == out) {
+    const auto now = time_.now();
+    link->last_activity = std::max(link->last_activity, out->last_activity);
+    if (now - link->last_activity >= idle_ && now - link->last_rx >= idle_) {
+      spdlog::info("s2s {} -> {}: idle for {}, closing", link->local, link->remote,
+                   core::format_duration(idle_));
+      ch.send(wire::kStreamClose);
+      co_await close_gracefully(out->channel, time_);
+      break;
+    }
+    if (link->ping_sent && now - *link->ping_sent >= ping_) {
+      report(metrics_, link->remote, Failure::kTimeout,
+             "no answer to a ping in " + core::format_duration(ping_) + ": replacing the link");
+      ch.close();
+      break;
+    }
+    if (!link->ping_sent && now - link->last_rx >= ping_) {
+      link->ping_id = std::string(kPingIdPrefix) + core::random_hex(12);
+      link->ping_sent = now;
+      ch.send(" ");  // whitespace keepalive, then an application-level ping
+      ch.send(wire::ping(link->ping_id, link->local, link->remote));
+    }
+    auto next = std::min({link->last_activity + idle_, link->last_rx + idle_,
+                          link->ping_sent ? *link->ping_sent + ping_ : link->last_rx + ping_});
+    co_await timer->wait_until(std::max(next, now + std::chrono::milliseconds(50)));
+  }
+  if (link->watchdog == timer.get()) link->watchdog = nullptr;
+}
+
+bool Watchdog::consume_reply(const xml::Element& stanza, const std::string& remote,
+                             const LinkTable& links) {
+  if (stanza.name() != "iq") return false;
+  if (stanza.attr("type") != "result" && stanza.attr("type") != "error") return false;
+  auto id = stanza.attr("id");
+  if (id.substr(0, kPingIdPrefix.size()) != kPingIdPrefix) return false;
+  auto to = core::Jid::parse(stanza.attr("to"));
+  if (!to) return false;
+  auto it = links.find(LinkKey(to->domain(), remote));
+  if (it != links.end() && it->second->ping_id == id && it->second->ping_sent) {
+    Link& link = *it->second;
+    auto rtt = time_.now() - *link.ping_sent;
+    link.ping_sent.reset();
+    if (metrics_) metrics_->ping_rtt(remote, rtt);
+    link.last_rx = time_.now();
+    spdlog::debug("s2s {} -> {}: ping round trip {} µs", to->domain(), remote,
+                  std::chrono::duration_cast<std::chrono::microseconds>(rtt).count());
+  }
+  return true;
+}
+
+}  // namespace waddle::s2s
