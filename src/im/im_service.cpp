@@ -9,11 +9,10 @@
 #include <chrono>
 #include <ctime>
 
-#include "core/ids.h"
 #include "core/jid.h"
 #include "core/timestamp.h"
 #include "core/version.h"
-#include "identity/credential.h"
+#include "identity/home_server.h"
 #include "im/logic/subscription.h"
 #include "metrics/metrics.h"
 #include "net/listen.h"
@@ -33,7 +32,6 @@ namespace {
 
 const std::string kClientNs(xml::ns::kClient);
 const std::string kRosterNs(xml::ns::kRoster);
-constexpr std::size_t kMaxHeld = 100;  // stanzas waiting for one room service's answer
 
 bool is_subscription_type(std::string_view t) {
   return t == "subscribe" || t == "subscribed" || t == "unsubscribe" || t == "unsubscribed";
@@ -66,12 +64,18 @@ struct ImService::Impl {
   net::Worker& worker;
   asio::any_io_executor executor;
   metrics::C2sMetrics* metrics;
-  const identity::SigningKey* key;
+  // The home server side of federated identity; null without an identity key.
+  std::unique_ptr<identity::HomeServer> home_server;
   std::uint64_t push_counter = 0;
 
   Impl(const core::Config& c, router::Router& r, net::Worker& w, asio::any_io_executor ex,
        metrics::C2sMetrics* m, const identity::SigningKey* k)
-      : config(c), router(r), worker(w), executor(std::move(ex)), metrics(m), key(k) {}
+      : config(c),
+        router(r),
+        worker(w),
+        executor(std::move(ex)),
+        metrics(m),
+        home_server(k ? std::make_unique<identity::HomeServer>(c, r, w, executor, *k) : nullptr) {}
 
   template <class Awaitable>
   void spawn(Awaitable a) {
@@ -119,9 +123,6 @@ struct ImService::Impl {
     if (!to) return router.bounce(stanza, StanzaError::kJidMalformed);
     if (is_subscription_type(type))
       return spawn(outbound_subscription(std::move(stanza), from, *to));
-    const bool vouch = type.empty() && key && !router.is_local(to->domain()) &&
-                       stanza.child("x", ns::kMuc) &&
-                       !stanza.child("credential", std::string(ns::kIdentity));
     if (type.empty() || type == "unavailable") {
       // Directed presence (§4.6): remember who got it so they learn when we go away.
       if (auto* s = router.find(from)) {
@@ -131,85 +132,14 @@ struct ImService::Impl {
           s->directed_to.erase(to->str());
       }
     }
-    if (vouch) return join_with_credential(std::move(stanza), to->domain());
     route_out(std::move(stanza));
   }
 
-  // A user's stanza: while a join to that room service waits for the identity question,
-  // later stanzas to the service wait behind it (a leave must not overtake its join).
+  // A stanza a local user sends to another entity; a join to a room on another server may
+  // carry (and wait for) a credential, see identity::HomeServer.
   void route_out(Element stanza) {
-    if (!held.empty()) {
-      auto to = Jid::parse(stanza.attr("to"));
-      if (auto it = to ? held.find(to->domain()) : held.end(); it != held.end()) {
-        if (it->second.size() < kMaxHeld) {
-          it->second.push_back(std::move(stanza));
-          return;
-        }
-      }
-    }
+    if (home_server) return home_server->route_from_user(std::move(stanza));
     router.route(std::move(stanza));
-  }
-
-  // Joining a room on another server: vouch for the user with a federated credential (spec
-  // "Identity Verification"), bound to that room service, when the service understands them
-  // (disco#info feature urn:waddle:identity, asked once and cached). Other servers' rooms
-  // never see the credential, so it is not shown to their occupants.
-  struct Support {
-    bool yes = false;
-    std::chrono::steady_clock::time_point until;
-  };
-  std::map<std::string, Support> identity_support;    // room service domain -> answer
-  std::map<std::string, std::vector<Element>> held;   // joins waiting for that answer
-  std::map<std::string, std::string> support_probes;  // disco IQ id -> room service domain
-
-  void join_with_credential(Element stanza, const std::string& service) {
-    auto now = std::chrono::steady_clock::now();
-    if (auto it = identity_support.find(service);
-        it != identity_support.end() && it->second.until > now) {
-      if (it->second.yes) attach_credential(stanza, service);
-      return router.route(std::move(stanza));
-    }
-    auto& waiting = held[service];
-    if (waiting.size() >= kMaxHeld) return router.route(std::move(stanza));  // bounded
-    waiting.push_back(std::move(stanza));
-    if (waiting.size() > 1) return;  // asked already
-    const std::string id = "waddle-identity-" + core::random_hex(6);
-    support_probes[id] = service;
-    Element iq("iq", kClientNs);
-    iq.set_attr("type", "get").set_attr("id", id).set_attr("to", service);
-    iq.set_attr("from", Jid::parse(waiting.front().attr("from"))->domain());
-    iq.add_child("query", std::string(xml::ns::kDiscoInfo));
-    router.route(std::move(iq));
-    auto timer = std::make_shared<asio::steady_timer>(executor, std::chrono::seconds(5));
-    timer->async_wait([this, timer, id](boost::system::error_code ec) {
-      if (!ec && support_probes.contains(id)) support_answer(id, false);
-    });
-  }
-
-  void attach_credential(Element& stanza, const std::string& service) {
-    auto from = Jid::parse(stanza.attr("from"));
-    if (!from) return;
-    if (auto token = issue_credential(*from, service))
-      stanza.add_child("credential", std::string(ns::kIdentity)).add_text(*token);
-  }
-
-  void support_answer(const std::string& id, bool yes) {
-    auto p = support_probes.find(id);
-    if (p == support_probes.end()) return;
-    const std::string service = p->second;
-    support_probes.erase(p);
-    // A service that did not answer is asked again sooner than one that said no.
-    identity_support[service] = {yes, std::chrono::steady_clock::now() +
-                                          (yes ? std::chrono::hours(1) : std::chrono::minutes(10))};
-    auto waiting = std::move(held[service]);
-    held.erase(service);
-    for (auto& st : waiting) {
-      const bool join = st.name() == "presence" && !st.has_attr("type") &&
-                        st.child("x", ns::kMuc) &&
-                        !st.child("credential", std::string(ns::kIdentity));
-      if (yes && join) attach_credential(st, service);
-      router.route(std::move(st));
-    }
   }
 
   // §4.2 / §4.5: presence broadcast of a session's own availability.
@@ -248,8 +178,8 @@ struct ImService::Impl {
                                               std::set<std::string> directed) {
     Jid bare = full.bare();
     std::string domain = bare.domain(), user = bare.local();
-    auto job1 = [=](storage::Storage& st) { return st.roster_get(domain, user); };
-    auto roster = co_await worker.run(std::move(job1));
+    auto load_roster = [=](storage::Storage& st) { return st.roster_get(domain, user); };
+    auto roster = co_await worker.run(std::move(load_roster));
     for (const auto& item : roster) {
       if (logic::receives_presence(item)) {
         directed.erase(item.jid);
@@ -284,8 +214,8 @@ struct ImService::Impl {
 
   asio::awaitable<void> deliver_offline(Jid full) {
     std::string domain = full.domain(), user = full.local();
-    auto job2 = [=](storage::Storage& st) { return st.offline_take(domain, user); };
-    auto messages = co_await worker.run(std::move(job2));
+    auto take_stored = [=](storage::Storage& st) { return st.offline_take(domain, user); };
+    auto messages = co_await worker.run(std::move(take_stored));
     if (messages.empty()) co_return;
     auto* s = router.find(full);
     std::vector<Element> parsed;
@@ -297,11 +227,11 @@ struct ImService::Impl {
     }
     if (!s) {
       // The session went away meanwhile: keep the messages.
-      auto job3 = [=](storage::Storage& st) {
+      auto store_again = [=](storage::Storage& st) {
         for (const auto& m : messages) st.offline_store(domain, user, m.stanza, UINT32_MAX);
         return true;
       };
-      co_await worker.run(std::move(job3));
+      co_await worker.run(std::move(store_again));
       co_return;
     }
     for (const auto& el : parsed) s->deliver(el);
@@ -340,8 +270,8 @@ struct ImService::Impl {
   template <class Event>
   asio::awaitable<logic::Transition> apply(const Jid& user, const std::string& contact,
                                            Event event) {
-    auto job = [domain = user.domain(), name = user.local(), contact,
-                event = std::move(event)](storage::Storage& st) {
+    auto update_item = [domain = user.domain(), name = user.local(), contact,
+                        event = std::move(event)](storage::Storage& st) {
       auto current = st.roster_item(domain, name, contact);
       logic::Transition t = event(current);
       if (t.store) {
@@ -352,7 +282,7 @@ struct ImService::Impl {
       }
       return t;
     };
-    return worker.run(std::move(job));
+    return worker.run(std::move(update_item));
   }
 
   // ---------------------------------------------------------------- subscriptions (§3)
@@ -425,8 +355,8 @@ struct ImService::Impl {
   asio::awaitable<void> answer_probe(Element stanza, Jid from, Jid to) {
     Jid user = to.bare();
     std::string c = from.bare_str(), domain = user.domain(), name = user.local();
-    auto job5 = [=](storage::Storage& st) { return st.roster_item(domain, name, c); };
-    auto item = co_await worker.run(std::move(job5));
+    auto load_item = [=](storage::Storage& st) { return st.roster_item(domain, name, c); };
+    auto item = co_await worker.run(std::move(load_item));
     if (!item || !logic::receives_presence(*item)) co_return;
     auto resources = available(user, false);
     if (resources.empty()) {
@@ -509,11 +439,11 @@ struct ImService::Impl {
         .add_text("Offline Storage");
     std::string text = stored.str(), domain = bare.domain(), user = bare.local();
     auto max = config.c2s.max_offline_messages;
-    auto job6 = [=](storage::Storage& st) {
+    auto store_for_account = [=](storage::Storage& st) {
       if (!st.get_account(domain, user)) return R::kNoAccount;
       return st.offline_store(domain, user, text, max) ? R::kStored : R::kFull;
     };
-    R r = co_await worker.run(std::move(job6));
+    R r = co_await worker.run(std::move(store_for_account));
     if (r == R::kNoAccount) {
       router.bounce(stanza, StanzaError::kServiceUnavailable);
       co_return;
@@ -535,8 +465,10 @@ struct ImService::Impl {
   asio::awaitable<bool> account_exists(Jid bare) {
     if (!router.sessions_of(bare).empty()) co_return true;
     std::string domain = bare.domain(), user = bare.local();
-    auto job7 = [=](storage::Storage& st) { return st.get_account(domain, user).has_value(); };
-    bool found = co_await worker.run(std::move(job7));
+    auto has_account = [=](storage::Storage& st) {
+      return st.get_account(domain, user).has_value();
+    };
+    bool found = co_await worker.run(std::move(has_account));
     co_return found;
   }
 
@@ -554,7 +486,7 @@ struct ImService::Impl {
     if (server) {
       features.insert(features.end(), {xml::ns::kPing, xml::ns::kVersion, xml::ns::kOffline});
       if (config.c2s.allow_registration) features.push_back(xml::ns::kRegister);
-      if (key) features.push_back(std::string(ns::kIdentity));
+      if (home_server) features.push_back(ns::kIdentity);
     }
     for (auto f : features)
       q.add_child("feature", std::string(xml::ns::kDiscoInfo)).set_attr("var", f);
@@ -564,14 +496,9 @@ struct ImService::Impl {
   void server_iq(Element iq) {
     auto type = iq.attr("type");
     if (type == "result" || type == "error") {
-      // The answer to a room service's identity support question (join_with_credential).
-      auto p = support_probes.find(std::string(iq.attr("id")));
-      if (p == support_probes.end() || iq.attr("from") != p->second) return;
-      bool yes = false;
-      if (const Element* q = iq.child("query", xml::ns::kDiscoInfo))
-        for (const auto* f : q->children("feature", xml::ns::kDiscoInfo))
-          yes |= f->attr("var") == std::string(ns::kIdentity);
-      return support_answer(std::string(p->first), yes);
+      // Only the answers to the home server's identity support questions are expected here.
+      if (home_server) home_server->take_answer(iq);
+      return;
     }
     if (type != "get" && type != "set") return;
     const Element* q = iq.first_child();
@@ -589,7 +516,7 @@ struct ImService::Impl {
         }
         return router.route(std::move(r));
       }
-      if (key && q->ns() == std::string(ns::kIdentity)) return identity_iq(std::move(iq), *q);
+      if (home_server && q->ns() == ns::kIdentity) return home_server->handle_iq(std::move(iq));
       if (q->is("ping", xml::ns::kPing)) return router.route(xml::make_iq_result(iq));
       if (q->is("query", xml::ns::kVersion)) {
         Element r = xml::make_iq_result(iq);
@@ -600,118 +527,6 @@ struct ImService::Impl {
       }
     }
     router.bounce(iq, StanzaError::kServiceUnavailable);
-  }
-
-  // ------------------------------------------------------------ federated identity
-  // nullopt when the claims do not fit in a credential (very long JIDs).
-  std::optional<std::string> issue_credential(const Jid& user, const std::string& audience) {
-    std::string did;
-    if (auto* s = router.find(user)) did = s->did;  // user is the full JID of a session
-    identity::Claims c;
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-    c.issuer = user.domain();
-    c.subject = user.bare_str();  // the credential names the account, not the resource
-    c.audience = audience;
-    c.did = did;
-    c.issued_at = now;
-    c.expires_at =
-        now + std::chrono::duration_cast<std::chrono::seconds>(config.identity.credential_lifetime)
-                  .count();
-    try {
-      return identity::issue(*key, c);
-    } catch (const std::invalid_argument& e) {
-      spdlog::warn("identity: no credential for {}: {}", user.bare_str(), e.what());
-      return std::nullopt;
-    }
-  }
-
-  // The home server's side of urn:waddle:identity: <key/> (anyone: the public key),
-  // <credential/> (its own users: a fresh credential), <verify/> (anyone: is this credential
-  // ours, valid, and its user still an account here?).
-  void identity_iq(Element iq, const Element& q) {
-    auto from = Jid::parse(iq.attr("from"));
-    auto to = Jid::parse(iq.attr("to"));
-    if (!from || !to) return;
-    if (q.name() == "key") {
-      Element r = xml::make_iq_result(iq);
-      r.add_child("key", std::string(ns::kIdentity))
-          .set_attr("algorithm", "Ed25519")
-          .set_attr("id", key->key_id())
-          .add_text(key->public_key_b64());
-      return router.route(std::move(r));
-    }
-    if (q.name() == "credential") {
-      if (from->domain() != to->domain() || from->local().empty())
-        return router.bounce(iq, StanzaError::kForbidden,
-                             "Credentials are issued to this server's own users");
-      std::string audience(q.attr("audience"));
-      auto aud = Jid::parse(audience);
-      if (!audience.empty() && (!aud || !aud->is_domain()))
-        return router.bounce(iq, StanzaError::kBadRequest, "The audience must be a domain");
-      auto token = issue_credential(*from, aud ? aud->domain() : std::string());
-      if (!token)
-        return router.bounce(iq, StanzaError::kBadRequest, "JID too long for a credential");
-      Element r = xml::make_iq_result(iq);
-      r.add_child("credential", std::string(ns::kIdentity)).add_text(*token);
-      return router.route(std::move(r));
-    }
-    if (q.name() == "verify") return spawn(verify_credential(std::move(iq)));
-    router.bounce(iq, StanzaError::kFeatureNotImplemented);
-  }
-
-  asio::awaitable<void> verify_credential(Element iq) {
-    const Element* q = iq.first_child();
-    auto user = Jid::parse(q->child_text("jid", std::string(ns::kIdentity)));
-    const std::string token = q->child_text("credential", std::string(ns::kIdentity));
-    auto to = Jid::parse(iq.attr("to"));
-    if (!user || !user->is_bare() || user->local().empty() || token.empty() || !to) {
-      router.bounce(iq, StanzaError::kBadRequest, "Expected <jid/> and <credential/>");
-      co_return;
-    }
-    if (user->domain() != to->domain()) {
-      router.bounce(iq, StanzaError::kNotAuthorized,
-                    user->domain() + " is not this server's domain");
-      co_return;
-    }
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-    auto result =
-        identity::verify(token, key->public_key(), to->domain(), user->bare_str(), "", now);
-    const std::string asker(iq.attr("from"));
-    if (result.verdict != identity::Verdict::kValid) {
-      spdlog::info("identity: {} asked about a credential for {}: {}", asker, user->bare_str(),
-                   identity::describe(result.verdict));
-      router.bounce(iq, StanzaError::kNotAuthorized, identity::describe(result.verdict));
-      co_return;
-    }
-    std::string domain = user->domain(), name = user->local();
-    auto lookup = [=](storage::Storage& st) {
-      std::optional<std::string> did;  // the account's DID; nullopt = no such account
-      if (auto acct = st.get_account(domain, name)) did = acct->did;
-      return did;
-    };
-    auto did = co_await worker.run(std::move(lookup));
-    std::string problem;
-    if (!did)
-      problem = "No such account";
-    else if (*did != result.claims.did)
-      problem = "The account's ATProto DID is no longer the one in the credential";
-    if (!problem.empty()) {
-      spdlog::info("identity: {} asked about a credential for {}: {}", asker, user->bare_str(),
-                   problem);
-      router.bounce(iq, StanzaError::kNotAuthorized, problem);
-      co_return;
-    }
-    spdlog::info("identity: confirmed the credential of {} to {}", user->bare_str(), asker);
-    Element r = xml::make_iq_result(iq);
-    auto& id = r.add_child("identity", std::string(ns::kIdentity));
-    id.set_attr("jid", user->bare_str());
-    id.set_attr("expires", std::to_string(result.claims.expires_at));
-    if (!result.claims.did.empty()) id.set_attr("did", result.claims.did);
-    router.route(std::move(r));
   }
 
   // An IQ to another account's bare JID: the server answers on its behalf (§8.5.2.1.3).
@@ -766,8 +581,8 @@ struct ImService::Impl {
     Jid user = from.bare();
     std::string domain = user.domain(), name = user.local();
     if (iq.attr("type") == "get") {
-      auto job8 = [=](storage::Storage& st) { return st.roster_get(domain, name); };
-      auto items = co_await worker.run(std::move(job8));
+      auto load_roster = [=](storage::Storage& st) { return st.roster_get(domain, name); };
+      auto items = co_await worker.run(std::move(load_roster));
       Element r = xml::make_iq_result(iq);
       r.remove_attr("from");
       auto& q = r.add_child("query", kRosterNs);
@@ -799,13 +614,13 @@ struct ImService::Impl {
     }
     std::string c = contact->str();
     if (it.attr("subscription") == "remove") {
-      auto job9 = [=](storage::Storage& st) {
+      auto remove_item = [=](storage::Storage& st) {
         auto cur = st.roster_item(domain, name, c);
         auto res = logic::roster_remove(cur);
         if (res.t.store) st.roster_remove(domain, name, c);
         return std::make_pair(cur.has_value() && !cur->hidden, res);
       };
-      auto r = co_await worker.run(std::move(job9));
+      auto r = co_await worker.run(std::move(remove_item));
       if (!r.first) {
         deliver_to(from, xml::make_error_reply(iq, StanzaError::kItemNotFound));
         co_return;
