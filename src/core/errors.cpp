@@ -88,19 +88,10 @@ std::optional<StanzaError> stanza_error_from_string(std::string_view s) {
 }
 
 std::string_view to_string(StanzaErrorType t) {
-  switch (t) {
-    case StanzaErrorType::kAuth:
-      return "auth";
-    case StanzaErrorType::kCancel:
-      return "cancel";
-    case StanzaErrorType::kContinue:
-      return "continue";
-    case StanzaErrorType::kModify:
-      return "modify";
-    case StanzaErrorType::kWait:
-      return "wait";
-  }
-  return "cancel";
+  static constexpr std::array<std::string_view, 5> kNames{"auth", "cancel", "continue", "modify",
+                                                          "wait"};
+  const auto i = static_cast<std::size_t>(t);
+  return i < kNames.size() ? kNames[i] : "cancel";
 }
 
 StanzaErrorType default_type(StanzaError e) {

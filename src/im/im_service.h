@@ -1,7 +1,7 @@
 // Local IM (RFC 6121): roster, presence and subscriptions, message delivery rules (§8),
 // offline messages (XEP-0160), and the server's own IQs: disco (XEP-0030), ping
-// (XEP-0199), version (XEP-0092), and the home-server side of federated identity
-// (urn:waddle:identity: issuing credentials, publishing the key, confirming credentials).
+// (XEP-0199), version (XEP-0092). With an identity key it also runs the home server side of
+// federated identity (identity/home_server.h).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

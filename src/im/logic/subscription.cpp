@@ -2,6 +2,7 @@
 // halves, ask_out is "Pending Out", pending_in is "Pending In"; §3.4 pre-approval on top.
 #include "im/logic/subscription.h"
 
+#include <array>
 #include <utility>
 
 namespace waddle::im::logic {
@@ -210,17 +211,9 @@ bool sends_presence(const RosterItem& item) {
 }
 
 const char* subscription_name(Subscription subscription) {
-  switch (subscription) {
-    case Subscription::kNone:
-      return "none";
-    case Subscription::kTo:
-      return "to";
-    case Subscription::kFrom:
-      return "from";
-    case Subscription::kBoth:
-      return "both";
-  }
-  return "none";
+  static constexpr std::array<const char*, 4> kNames{"none", "to", "from", "both"};
+  const auto i = static_cast<std::size_t>(subscription);
+  return i < kNames.size() ? kNames[i] : "none";
 }
 
 bool shows_ask(const RosterItem& item) {

@@ -1,0 +1,82 @@
+// XEP-0160 offline messages: store with a XEP-0203 delay stamp, deliver at the next login.
+#include "im/offline.h"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/timestamp.h"
+#include "metrics/metrics.h"
+#include "net/worker.h"
+#include "storage/storage.h"
+#include "xml/parser.h"
+
+namespace waddle::im {
+namespace asio = boost::asio;
+using core::Jid;
+using core::StanzaError;
+using xml::Element;
+
+asio::awaitable<void> Offline::store(Element stanza, Jid bare) {
+  enum class R { kStored, kNoAccount, kFull };
+  Element stored = stanza;
+  stored.add_child("delay", std::string(ns::kDelay))
+      .set_attr("from", bare.domain())
+      .set_attr("stamp", core::format_timestamp(std::chrono::system_clock::to_time_t(
+                             std::chrono::system_clock::now())))
+      .add_text("Offline Storage");
+  std::string text = stored.str(), domain = bare.domain(), user = bare.local();
+  auto max = ctx_.config.c2s.max_offline_messages;
+  auto store_for_account = [=](storage::Storage& st) {
+    if (!st.get_account(domain, user)) return R::kNoAccount;
+    return st.offline_store(domain, user, text, max) ? R::kStored : R::kFull;
+  };
+  R r = co_await ctx_.worker.run(std::move(store_for_account));
+  if (r == R::kNoAccount) {
+    ctx_.router.bounce(stanza, StanzaError::kServiceUnavailable);
+    co_return;
+  }
+  if (r == R::kFull) {
+    ctx_.router.bounce(stanza, StanzaError::kServiceUnavailable,
+                       "The recipient's offline storage is full");
+    co_return;
+  }
+  if (ctx_.metrics) ctx_.metrics->offline_message_stored();
+  // A resource may have become available while we were storing.
+  for (auto* s : ctx_.available(bare, true)) {
+    if (s->priority >= 0) co_await deliver(s->jid());
+    break;
+  }
+}
+
+asio::awaitable<void> Offline::deliver(Jid full) {
+  std::string domain = full.domain(), user = full.local();
+  auto take_stored = [=](storage::Storage& st) { return st.offline_take(domain, user); };
+  auto messages = co_await ctx_.worker.run(std::move(take_stored));
+  if (messages.empty()) co_return;
+  auto* s = ctx_.router.find(full);
+  std::vector<Element> parsed;
+  for (const auto& m : messages) {
+    if (auto el = xml::parse_element(m.stanza))
+      parsed.push_back(std::move(*el));
+    else
+      spdlog::warn("im: unreadable offline message {} for {}", m.id, full.bare_str());
+  }
+  if (!s) {
+    // The session went away meanwhile: keep the messages.
+    auto store_again = [=](storage::Storage& st) {
+      for (const auto& m : messages) st.offline_store(domain, user, m.stanza, UINT32_MAX);
+      return true;
+    };
+    co_await ctx_.worker.run(std::move(store_again));
+    co_return;
+  }
+  for (const auto& el : parsed) s->deliver(el);
+  spdlog::debug("im: delivered {} offline messages to {}", parsed.size(), full.str());
+}
+
+}  // namespace waddle::im

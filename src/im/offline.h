@@ -1,0 +1,27 @@
+// Offline storage (XEP-0160, stamped per XEP-0203): messages for an account without an
+// available resource are kept and delivered when the user comes online.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include "core/jid.h"
+#include "im/context.h"
+#include "xml/element.h"
+
+namespace waddle::im {
+
+class Offline {
+ public:
+  explicit Offline(const Context& ctx) : ctx_(ctx) {}
+
+  // Stores a message for `bare`; bounces it when there is no such account or the store is
+  // full. Delivers at once if a resource became available meanwhile.
+  boost::asio::awaitable<void> store(xml::Element stanza, core::Jid bare);
+  // Hands the stored messages to the session bound to `full`.
+  boost::asio::awaitable<void> deliver(core::Jid full);
+
+ private:
+  const Context& ctx_;
+};
+
+}  // namespace waddle::im

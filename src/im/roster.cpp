@@ -1,0 +1,169 @@
+// RFC 6121 §2 on the server: roster get, set and remove, and roster pushes.
+#include "im/roster.h"
+
+#include <boost/asio.hpp>
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "net/worker.h"
+#include "xml/stanza.h"
+
+namespace waddle::im {
+namespace asio = boost::asio;
+using core::Jid;
+using core::StanzaError;
+using storage::RosterItem;
+using xml::Element;
+
+namespace {
+
+const std::string kRosterNs(ns::kRoster);
+
+Element item_xml(const RosterItem& item) {
+  Element e("item", kRosterNs);
+  e.set_attr("jid", item.jid);
+  if (!item.name.empty()) e.set_attr("name", item.name);
+  e.set_attr("subscription", logic::subscription_name(item.subscription));
+  if (logic::shows_ask(item)) e.set_attr("ask", "subscribe");
+  if (logic::shows_approved(item)) e.set_attr("approved", "true");
+  for (const auto& g : item.groups) e.add_child("group", kRosterNs).add_text(g);
+  return e;
+}
+
+}  // namespace
+
+void Roster::push(const Jid& bare, const RosterItem& item) {
+  push_element(bare, item_xml(item));
+}
+
+void Roster::push_element(const Jid& bare, const Element& item) {
+  for (auto* s : ctx_.router.sessions_of(bare)) {
+    if (!s->roster_requested) continue;
+    Element iq("iq", std::string(ns::kClient));
+    iq.set_attr("type", "set");
+    iq.set_attr("id", "push" + std::to_string(++push_counter_));
+    iq.set_attr("to", s->jid().str());
+    iq.add_child("query", kRosterNs).add_child(item);
+    s->deliver(iq);
+  }
+}
+
+// A plain function (not a coroutine): see net::Worker::run about closures and GCC 12.
+asio::awaitable<logic::Transition> Roster::apply(const Jid& user, const std::string& contact,
+                                                 Event event) {
+  auto update_item = [domain = user.domain(), name = user.local(), contact,
+                      event = std::move(event)](storage::Storage& st) {
+    auto current = st.roster_item(domain, name, contact);
+    logic::Transition t = event(current);
+    if (t.store) {
+      if (t.item)
+        st.roster_put(domain, name, *t.item);
+      else
+        st.roster_remove(domain, name, contact);
+    }
+    return t;
+  };
+  return ctx_.worker.run(std::move(update_item));
+}
+
+// Not a coroutine itself: it only chooses the one that answers.
+asio::awaitable<void> Roster::handle_iq(Element iq, Jid from) {
+  if (iq.attr("type") == "get") return get(std::move(iq), std::move(from));
+  return change(std::move(iq), std::move(from));
+}
+
+// A roster set or remove carries exactly one item, a valid contact other than the user
+// (§2.3.3); the error reply when it does not.
+std::optional<Element> Roster::refusal(const Element& iq, const Jid& user) {
+  auto items = iq.child("query", ns::kRoster)->children("item", ns::kRoster);
+  if (items.size() != 1)
+    return xml::make_error_reply(iq, StanzaError::kBadRequest,
+                                 "A roster set carries exactly one item");
+  auto contact = Jid::parse(items.front()->attr("jid"));
+  if (!contact || !contact->is_bare()) return xml::make_error_reply(iq, StanzaError::kJidMalformed);
+  if (*contact == user)
+    return xml::make_error_reply(iq, StanzaError::kNotAllowed, "Your own JID cannot be a contact");
+  return std::nullopt;
+}
+
+asio::awaitable<void> Roster::change(Element iq, Jid from) {
+  if (auto refused = refusal(iq, from.bare())) {
+    ctx_.deliver_to(from, *refused);
+    co_return;
+  }
+  Element item = *iq.child("query", ns::kRoster)->child("item", ns::kRoster);
+  std::string contact = Jid::parse(item.attr("jid"))->str();
+  if (item.attr("subscription") == "remove") {
+    co_await remove(std::move(iq), from, std::move(contact));
+    co_return;
+  }
+  co_await set(std::move(iq), from, std::move(contact), std::move(item));
+}
+
+// §2.1.3: the roster, without hidden items; the resource becomes interested in pushes.
+asio::awaitable<void> Roster::get(Element iq, Jid from) {
+  std::string domain = from.domain(), name = from.local();
+  auto load_roster = [=](storage::Storage& st) { return st.roster_get(domain, name); };
+  auto items = co_await ctx_.worker.run(std::move(load_roster));
+  Element r = xml::make_iq_result(iq);
+  r.remove_attr("from");
+  auto& q = r.add_child("query", kRosterNs);
+  for (const auto& item : items)
+    if (!item.hidden) q.add_child(item_xml(item));
+  if (auto* s = ctx_.router.find(from)) {
+    s->roster_requested = true;
+    s->deliver(r);
+  }
+}
+
+// §2.5: the item goes, and the contact learns that the subscriptions are over.
+asio::awaitable<void> Roster::remove(Element iq, Jid from, std::string contact) {
+  Jid user = from.bare();
+  std::string domain = user.domain(), name = user.local();
+  auto remove_item = [=](storage::Storage& st) {
+    auto cur = st.roster_item(domain, name, contact);
+    auto res = logic::roster_remove(cur);
+    if (res.t.store) st.roster_remove(domain, name, contact);
+    return std::make_pair(cur.has_value() && !cur->hidden, res);
+  };
+  auto outcome = co_await ctx_.worker.run(std::move(remove_item));
+  if (!outcome.first) {
+    ctx_.deliver_to(from, xml::make_error_reply(iq, StanzaError::kItemNotFound));
+    co_return;
+  }
+  Element removed("item", kRosterNs);
+  removed.set_attr("jid", contact);
+  removed.set_attr("subscription", "remove");
+  push_element(user, removed);
+  ctx_.deliver_to(from, xml::make_iq_result(iq));
+  if (outcome.second.send_unsubscribe)
+    ctx_.router.route(presence("unsubscribe", user.str(), contact));
+  if (outcome.second.send_unsubscribed)
+    ctx_.router.route(presence("unsubscribed", user.str(), contact));
+}
+
+// §2.3: name and groups replaced, subscription state kept.
+asio::awaitable<void> Roster::set(Element iq, Jid from, std::string contact, Element item) {
+  Jid user = from.bare();
+  std::vector<std::string> groups;
+  for (const auto* g : item.children("group", ns::kRoster)) {
+    std::string text = g->text();
+    if (text.empty()) {
+      ctx_.deliver_to(from,
+                      xml::make_error_reply(iq, StanzaError::kNotAcceptable, "Empty group name"));
+      co_return;
+    }
+    if (std::find(groups.begin(), groups.end(), text) == groups.end()) groups.push_back(text);
+  }
+  std::string item_name(item.attr("name"));
+  Event set_item = [=](const std::optional<RosterItem>& cur) {
+    return logic::roster_set(cur, contact, item_name, groups);
+  };
+  auto t = co_await apply(user, contact, std::move(set_item));
+  if (t.push && t.item) push(user, *t.item);
+  ctx_.deliver_to(from, xml::make_iq_result(iq));
+}
+
+}  // namespace waddle::im

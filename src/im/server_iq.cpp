@@ -1,0 +1,118 @@
+// The server's own IQs: service discovery, ping, version, and the IQs a server answers for
+// its accounts; urn:waddle:identity goes to the home server part of identity/.
+#include "im/server_iq.h"
+
+#include <boost/asio.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/version.h"
+#include "identity/home_server.h"
+#include "xml/stanza.h"
+
+namespace waddle::im {
+namespace asio = boost::asio;
+using core::Jid;
+using core::StanzaError;
+using xml::Element;
+
+void ServerIqs::to_domain(Element iq) {
+  auto type = iq.attr("type");
+  if (type == "result" || type == "error") {
+    // Only the answers to the home server's identity support questions are expected here.
+    if (ctx_.home_server) ctx_.home_server->take_answer(iq);
+    return;
+  }
+  if (type != "get" && type != "set") return;
+  const Element* q = iq.first_child();
+  if (type == "get" && q) {
+    if (q->is("query", ns::kDiscoInfo)) return ctx_.router.route(disco_info_result(iq, true));
+    if (q->is("query", ns::kDiscoItems)) return ctx_.router.route(disco_items_result(iq));
+    if (ctx_.home_server && q->ns() == ns::kIdentity)
+      return ctx_.home_server->handle_iq(std::move(iq));
+    if (q->is("ping", ns::kPing)) return ctx_.router.route(xml::make_iq_result(iq));
+    if (q->is("query", ns::kVersion)) return ctx_.router.route(version_result(iq));
+  }
+  ctx_.router.bounce(iq, StanzaError::kServiceUnavailable);
+}
+
+asio::awaitable<void> ServerIqs::to_account(Element iq, Jid bare) {
+  auto type = iq.attr("type");
+  if (type != "get" && type != "set") co_return;
+  const Element* q = iq.first_child();
+  if (type == "get" && q && q->is("query", ns::kDiscoInfo)) {
+    bool exists = co_await ctx_.account_exists(bare);
+    if (exists) {
+      ctx_.router.route(disco_info_result(iq, false));
+      co_return;
+    }
+  }
+  ctx_.router.bounce(iq, StanzaError::kServiceUnavailable);
+}
+
+asio::awaitable<void> ServerIqs::own_account(Element iq, Jid from) {
+  auto type = iq.attr("type");
+  if (type != "get" && type != "set") co_return;
+  const Element* q = iq.first_child();
+  if (q && q->is("query", ns::kRoster)) {
+    co_await roster_.handle_iq(std::move(iq), from);
+    co_return;
+  }
+  Element reply;
+  if (type == "get" && q && q->is("query", ns::kDiscoInfo)) {
+    reply = disco_info_result(iq, false);
+  } else if (type == "get" && q && q->is("query", ns::kDiscoItems)) {
+    reply = xml::make_iq_result(iq);
+    reply.add_child("query", std::string(ns::kDiscoItems));
+  } else if (type == "get" && q && q->is("ping", ns::kPing)) {
+    reply = xml::make_iq_result(iq);
+  } else {
+    reply = xml::make_error_reply(iq, StanzaError::kServiceUnavailable);
+  }
+  ctx_.deliver_to(from, reply);
+}
+
+Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
+  Element r = xml::make_iq_result(iq);
+  auto& q = r.add_child("query", std::string(ns::kDiscoInfo));
+  if (auto node = iq.child("query")->attr("node"); !node.empty()) q.set_attr("node", node);
+  auto& id = q.add_child("identity", std::string(ns::kDiscoInfo));
+  if (server) {
+    id.set_attr("category", "server").set_attr("type", "im").set_attr("name", "Waddle");
+  } else {
+    id.set_attr("category", "account").set_attr("type", "registered");
+  }
+  std::vector<std::string_view> features{ns::kDiscoInfo, ns::kDiscoItems};
+  if (server) {
+    features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline});
+    if (ctx_.config.c2s.allow_registration) features.push_back(ns::kRegister);
+    if (ctx_.home_server) features.push_back(ns::kIdentity);
+  }
+  for (auto f : features) q.add_child("feature", std::string(ns::kDiscoInfo)).set_attr("var", f);
+  return r;
+}
+
+// The room service of this domain, so that clients find where to create rooms.
+Element ServerIqs::disco_items_result(const Element& iq) const {
+  Element r = xml::make_iq_result(iq);
+  auto& items = r.add_child("query", std::string(ns::kDiscoItems));
+  auto to = Jid::parse(iq.attr("to"));
+  if (auto muc = to ? ctx_.config.muc_domain(to->domain()) : std::string(); !muc.empty()) {
+    items.add_child("item", std::string(ns::kDiscoItems))
+        .set_attr("jid", muc)
+        .set_attr("name", "Chatrooms");
+  }
+  return r;
+}
+
+Element ServerIqs::version_result(const Element& iq) const {
+  Element r = xml::make_iq_result(iq);
+  auto& v = r.add_child("query", std::string(ns::kVersion));
+  v.add_child("name", std::string(ns::kVersion)).add_text("Waddle");
+  v.add_child("version", std::string(ns::kVersion)).add_text(WADDLE_VERSION);
+  return r;
+}
+
+}  // namespace waddle::im
