@@ -63,14 +63,14 @@ Element presence(std::string_view type, const std::string& from, const std::stri
 struct ImService::Impl {
   const core::Config& config;
   router::Router& router;
-  net::Worker& worker;
+  net::Worker<storage::Storage>& worker;
   asio::any_io_executor executor;
   metrics::C2sMetrics* metrics;
   const identity::SigningKey* key;
   std::uint64_t push_counter = 0;
 
-  Impl(const core::Config& c, router::Router& r, net::Worker& w, asio::any_io_executor ex,
-       metrics::C2sMetrics* m, const identity::SigningKey* k)
+  Impl(const core::Config& c, router::Router& r, net::Worker<storage::Storage>& w,
+       asio::any_io_executor ex, metrics::C2sMetrics* m, const identity::SigningKey* k)
       : config(c), router(r), worker(w), executor(std::move(ex)), metrics(m), key(k) {}
 
   template <class Awaitable>
@@ -838,9 +838,9 @@ struct ImService::Impl {
   }
 };
 
-ImService::ImService(const core::Config& config, router::Router& router, net::Worker& worker,
-                     asio::any_io_executor executor, metrics::C2sMetrics* metrics,
-                     const identity::SigningKey* identity_key)
+ImService::ImService(const core::Config& config, router::Router& router,
+                     net::Worker<storage::Storage>& worker, asio::any_io_executor executor,
+                     metrics::C2sMetrics* metrics, const identity::SigningKey* identity_key)
     : impl_(std::make_unique<Impl>(config, router, worker, std::move(executor), metrics,
                                    identity_key)) {}
 

@@ -41,8 +41,8 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, c2s::C2sContext& ctx,
   }
 }
 
-asio::awaitable<void> store_room(net::Worker& worker, std::string service, std::string name,
-                                 std::string data) {
+asio::awaitable<void> store_room(net::Worker<storage::Storage>& worker, std::string service,
+                                 std::string name, std::string data) {
   auto job = [service = std::move(service), name = std::move(name),
               data = std::move(data)](storage::Storage& st) {
     if (data.empty()) return st.room_delete(service, name);
@@ -65,7 +65,7 @@ int run_server(const core::Config& config) {
     identity_key.emplace(identity::SigningKey::load_or_create(config.identity_key_path()));
   net::TlsContexts tls(config);
   asio::io_context io(1);
-  net::Worker worker(*storage);
+  net::Worker<storage::Storage> worker(*storage);
   router::Router router(config.server.domains);
   metrics::Registry registry;
   metrics::S2sMetrics s2s_metrics(registry, config.metrics.max_domains);
