@@ -6,6 +6,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <array>
+
 #include "core/ids.h"
 #include "muc/room_detail.h"
 #include "xml/stanza.h"
@@ -36,47 +38,44 @@ bool detail::unreachable(const Element& error) {
   }
 }
 
+namespace {
+
+// The protocol's names (XEP-0045 §5), in the order of the enumerators.
+constexpr std::array<std::string_view, 5> kAffiliationNames{"owner", "admin", "member", "none",
+                                                            "outcast"};
+constexpr std::array<std::string_view, 4> kRoleNames{"moderator", "participant", "visitor", "none"};
+static_assert(static_cast<std::size_t>(Affiliation::kOutcast) == kAffiliationNames.size() - 1);
+static_assert(static_cast<std::size_t>(Role::kNone) == kRoleNames.size() - 1);
+
+template <class Enum, std::size_t N>
+std::string_view name_of(Enum value, const std::array<std::string_view, N>& names) {
+  const auto i = static_cast<std::size_t>(value);
+  return i < N ? names[i] : "none";
+}
+
+template <class Enum, std::size_t N>
+std::optional<Enum> from_name(std::string_view name, const std::array<std::string_view, N>& names) {
+  for (std::size_t i = 0; i < N; ++i)
+    if (names[i] == name) return static_cast<Enum>(i);
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::string_view to_string(Affiliation a) {
-  switch (a) {
-    case Affiliation::kOwner:
-      return "owner";
-    case Affiliation::kAdmin:
-      return "admin";
-    case Affiliation::kMember:
-      return "member";
-    case Affiliation::kNone:
-      return "none";
-    case Affiliation::kOutcast:
-      return "outcast";
-  }
-  return "none";
+  return name_of(a, kAffiliationNames);
 }
 
 std::string_view to_string(Role r) {
-  switch (r) {
-    case Role::kModerator:
-      return "moderator";
-    case Role::kParticipant:
-      return "participant";
-    case Role::kVisitor:
-      return "visitor";
-    case Role::kNone:
-      return "none";
-  }
-  return "none";
+  return name_of(r, kRoleNames);
 }
 
 std::optional<Affiliation> affiliation_from(std::string_view s) {
-  for (auto a : {Affiliation::kOwner, Affiliation::kAdmin, Affiliation::kMember, Affiliation::kNone,
-                 Affiliation::kOutcast})
-    if (to_string(a) == s) return a;
-  return std::nullopt;
+  return from_name<Affiliation>(s, kAffiliationNames);
 }
 
 std::optional<Role> role_from(std::string_view s) {
-  for (auto r : {Role::kModerator, Role::kParticipant, Role::kVisitor, Role::kNone})
-    if (to_string(r) == s) return r;
-  return std::nullopt;
+  return from_name<Role>(s, kRoleNames);
 }
 
 Room::Room(Jid jid, RoomConfig config, Context& ctx)

@@ -45,9 +45,8 @@ Element presence_base(const Element& p) {
 
 }  // namespace
 
-std::optional<std::pair<StanzaError, std::string>> Room::join_refusal(const Jid& from,
-                                                                      const std::string& nick,
-                                                                      const Element& stanza) const {
+std::optional<Refusal> Room::join_refusal(const Jid& from, const std::string& nick,
+                                          const Element& stanza) const {
   if (nick.empty()) return std::pair{StanzaError::kJidMalformed, "A nickname is required"};
   const Affiliation aff = affiliation_of(from);
   if (aff == Affiliation::kOutcast)
