@@ -554,7 +554,7 @@ struct ImService::Impl {
     if (server) {
       features.insert(features.end(), {xml::ns::kPing, xml::ns::kVersion, xml::ns::kOffline});
       if (config.c2s.allow_registration) features.push_back(xml::ns::kRegister);
-      if (key) features.push_back(std::string(ns::kIdentity));
+      if (key) features.push_back(ns::kIdentity);
     }
     for (auto f : features)
       q.add_child("feature", std::string(xml::ns::kDiscoInfo)).set_attr("var", f);
