@@ -561,6 +561,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
                  dialback_key_equal(dialback_key(secret, receiving, originating, id), v.text());
     spdlog::info("s2s: dialback verify from {} for {} (stream {}): {}", receiving, originating, id,
                  valid ? "valid" : "invalid");
+    if (metrics) metrics->dialback_verify(receiving, valid);
     s.send(db_element("verify", originating, receiving, valid ? "valid" : "invalid", id, {}));
   }
 
@@ -576,6 +577,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     std::optional<Clock::time_point> ping_sent;
     std::string ping_id;
     bool dialing = false;  // opening a stream of its own (DNS, TCP, TLS, authentication)
+    std::optional<metrics::CloseReason> close_reason;  // set when we close the stream
     asio::steady_timer timer;
     Link(Impl& i, std::string l, std::string r)
         : impl(i), local(std::move(l)), remote(std::move(r)), timer(i.io) {}
@@ -717,6 +719,9 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         if (metrics) {
           metrics->dequeued(link->remote, queued.size());
           metrics->connection_opened(link->remote, metrics::Direction::kOut);
+          metrics->authenticated(link->remote, metrics::Direction::kOut,
+                                 out.auth == "SASL EXTERNAL" ? metrics::AuthMethod::kSaslExternal
+                                                             : metrics::AuthMethod::kDialback);
         }
         for (auto& st : queued) write(*link, st);
         co_await serve(link);
@@ -822,7 +827,11 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         link->local, link->remote, carrier->local, carrier->remote, out.stream->tls_description());
     auto queued = std::move(link->queue);
     link->queue.clear();
-    if (metrics) metrics->dequeued(link->remote, queued.size());
+    if (metrics) {
+      metrics->dequeued(link->remote, queued.size());
+      metrics->authenticated(link->remote, metrics::Direction::kOut,
+                             metrics::AuthMethod::kDialbackMultiplexed);
+    }
     for (auto& st : queued) write(*link, st);
     if (!mux->done) co_await mux->closed.async_wait(asio::as_tuple(asio::use_awaitable));
     link->state = Link::State::kConnecting;
@@ -834,10 +843,15 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   // close, whitespace keepalive and XEP-0199 pings. Returns when the stream is gone.
   asio::awaitable<void> serve(std::shared_ptr<Link> link) {
     auto s = link->out.stream;
+    link->close_reason.reset();
+    auto close_reason = metrics::CloseReason::kPeer;
     spawn(watchdog(link, s));
     for (;;) {
       auto ev = co_await link->out.reader->next();
-      if (!ev) break;
+      if (!ev) {
+        if (link->out.reader->error) close_reason = metrics::CloseReason::kError;
+        break;
+      }
       link->last_rx = Clock::now();
       if (ev->kind == xml::StreamEvent::Kind::kStreamClose) {
         s->send("</stream:stream>");
@@ -875,6 +889,9 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       mux->closed.cancel();
     }
     co_await close_stream(s);
+    if (metrics)
+      metrics->stream_closed(link->remote, metrics::Direction::kOut,
+                             link->close_reason.value_or(close_reason));
     spdlog::info("s2s {} -> {}: stream closed{}", link->local, link->remote,
                  s->end_reason().empty() ? std::string() : " (" + s->end_reason() + ")");
   }
@@ -898,6 +915,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       if (now - link->last_activity >= idle && now - link->last_rx >= idle) {
         spdlog::info("s2s {} -> {}: idle for {}, closing", link->local, link->remote,
                      core::format_duration(idle));
+        link->close_reason = metrics::CloseReason::kIdle;
         s->send("</stream:stream>");
         co_await close_stream(s);
         co_return;
@@ -906,6 +924,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         count_error(
             link->remote, Failure::kTimeout,
             "no answer to a ping in " + core::format_duration(ping) + ": replacing the link");
+        link->close_reason = metrics::CloseReason::kPingTimeout;
         s->close();
         co_return;
       }
@@ -958,11 +977,14 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     bool direct_tls = false;     // XEP-0368 port: TLS first
     Clock::duration pause{};     // set when the peer's domain is over its stanza rate
     std::string counted_domain;  // the domain this stream counts for in the metrics
+    metrics::CloseReason close_reason = metrics::CloseReason::kPeer;
     Inbound(Impl& i, std::shared_ptr<stream::XmlStream> st) : impl(i), s(st), reader(st) {}
 
-    void close_with(StreamError e, std::string_view text = {}) {
+    void close_with(StreamError e, std::string_view text = {},
+                    metrics::CloseReason why = metrics::CloseReason::kError) {
       if (closing) return;
       closing = true;
+      close_reason = why;
       spdlog::info("s2s in {} ({}): closing with {}{}{}", peer.empty() ? "?" : peer,
                    s->remote_address(), core::to_string(e), text.empty() ? "" : ": ", text);
       if (stream_id.empty()) {
@@ -1006,6 +1028,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         spdlog::info("s2s in ({}): direct TLS handshake failed: {}", in->s->remote_address(),
                      in->s->tls_error());
         in->closing = true;
+        in->close_reason = metrics::CloseReason::kError;
       }
     }
     try {
@@ -1035,6 +1058,11 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     inbound.erase(in);
     if (metrics && !in->counted_domain.empty())
       metrics->connection_closed(in->counted_domain, metrics::Direction::kIn);
+    if (metrics)
+      metrics->stream_closed(!in->counted_domain.empty() ? in->counted_domain
+                             : !in->peer.empty()         ? in->peer
+                                                         : in->s->remote_address(),
+                             metrics::Direction::kIn, in->close_reason);
     spdlog::info("s2s in {} ({}): stream closed{}", in->peer, in->s->remote_address(),
                  in->s->end_reason().empty() ? std::string() : " (" + in->s->end_reason() + ")");
   }
@@ -1068,6 +1096,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         count_error(in->peer.empty() ? in->s->remote_address() : in->peer, Failure::kTls,
                     "inbound TLS handshake failed: " + in->s->tls_error());
         in->closing = true;
+        in->close_reason = metrics::CloseReason::kError;
         in->s->close();
         co_return;
       }
@@ -1126,12 +1155,14 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     }
     if (from && !policy.allows(*from)) {
       count_error(*from, Failure::kPolicy, "inbound stream refused by policy");
-      in->close_with(StreamError::kPolicyViolation, "Federation with your domain is not allowed");
+      in->close_with(StreamError::kPolicyViolation, "Federation with your domain is not allowed",
+                     metrics::CloseReason::kPolicy);
       co_return;
     }
     if (from && !in->s->tls_active() && !limiter.on_connection(*from, Clock::now())) {
       count_error(*from, Failure::kRateLimit, "too many new connections");
-      in->close_with(StreamError::kPolicyViolation, "Too many connections");
+      in->close_with(StreamError::kPolicyViolation, "Too many connections",
+                     metrics::CloseReason::kRateLimit);
       co_return;
     }
     in->stream_id = hex_id();
@@ -1177,6 +1208,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     in->auth = "SASL EXTERNAL";
     in->pairs.insert({in->local, in->peer});
     inbound_authenticated(*in, in->peer);
+    if (metrics)
+      metrics->authenticated(in->peer, metrics::Direction::kIn, metrics::AuthMethod::kSaslExternal);
     in->s->send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
     in->s->reset_parser();
     in->reader.clear();
@@ -1235,8 +1268,15 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       valid = co_await verify_with_authoritative(local, *r, in->stream_id, key);
     }
     if (valid) {
+      // Multiplexed: the stream already carries another authenticated pair (XEP-0220 §2.6).
+      const bool shared = std::ranges::any_of(
+          in->pairs, [&](const auto& p) { return p != std::make_pair(local, *r); });
       in->pairs.insert({local, *r});
       inbound_authenticated(*in, *r);
+      if (metrics)
+        metrics->authenticated(
+            *r, metrics::Direction::kIn,
+            shared ? metrics::AuthMethod::kDialbackMultiplexed : metrics::AuthMethod::kDialback);
     }
     if (in->auth.empty() && valid) in->auth = "dialback";
     spdlog::info("s2s in {} -> {}: dialback {} over {}", *r, local, valid ? "valid" : "invalid",
@@ -1308,7 +1348,8 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         break;
       case RateLimiter::Verdict::kDisconnect:
         count_error(from->domain(), Failure::kRateLimit, "stanza flood");
-        in->close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded");
+        in->close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded",
+                       metrics::CloseReason::kRateLimit);
         return;
     }
     if (metrics) metrics->stanza_received(from->domain());
@@ -1337,11 +1378,12 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     stopping = true;
     for (auto& a : acceptors) a->close();
     for (auto& in : std::set<std::shared_ptr<Inbound>>(inbound)) {
-      in->close_with(StreamError::kSystemShutdown);
+      in->close_with(StreamError::kSystemShutdown, {}, metrics::CloseReason::kShutdown);
       in->s->close();
     }
     std::set<stream::XmlStream*> ending;
     for (auto& [k, link] : links) {
+      link->close_reason = metrics::CloseReason::kShutdown;
       link->timer.cancel();
       if (link->out.stream && !link->out.stream->closed() &&
           ending.insert(link->out.stream.get()).second) {  // multiplexed links share one
@@ -1383,13 +1425,16 @@ void S2sService::reload(const core::Config& config) {
     for (const auto& pair : in->pairs) {
       if (!impl.policy.allows(pair.second)) {
         in->close_with(StreamError::kPolicyViolation,
-                       "Federation with your domain is no longer allowed");
+                       "Federation with your domain is no longer allowed",
+                       metrics::CloseReason::kPolicy);
         impl.spawn(impl.close_stream(in->s));
         break;
       }
     }
   }
   for (auto& [k, link] : impl.links) {
+    // Every link to the domain: the one whose stream others share counts the close.
+    if (!impl.policy.allows(k.second)) link->close_reason = metrics::CloseReason::kPolicy;
     if (!impl.policy.allows(k.second) && link->out.stream && !link->out.stream->closed()) {
       spdlog::info("s2s {} -> {}: closing, no longer allowed by policy", k.first, k.second);
       link->out.stream->send(xml::stream_error_xml(StreamError::kPolicyViolation) +
