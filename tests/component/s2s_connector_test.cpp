@@ -74,11 +74,24 @@ TEST_F(S2sConnectorTest, SaslExternal_StanzasWrittenOnlyAfterAuthentication) {
                     out.send("</stream:stream>"), out.expect_closed(), expect_live_streams(0)});
 }
 
+Script external_and_two_stanzas() {
+  return Script{service_send(kLocal, kRemote, "m1")} + authenticate_with_external(out) +
+         Script{out.expect(our_message(kLocal, "m1")), service_send(kLocal, kRemote, "m2"),
+                out.expect(our_message(kLocal, "m2")), out.send("</stream:stream>"),
+                out.expect_closed()};
+}
+
 TEST_F(S2sConnectorTest, SaslExternal_EveryTransportFailure) {
-  every_failure(Script{service_send(kLocal, kRemote, "m1")} + authenticate_with_external(out) +
-                Script{out.expect(our_message(kLocal, "m1")), service_send(kLocal, kRemote, "m2"),
-                       out.expect(our_message(kLocal, "m2")), out.send("</stream:stream>"),
-                       out.expect_closed()});
+  every_failure(external_and_two_stanzas());
+}
+
+TEST_F(S2sConnectorTest, SaslExternal_EveryTransportReset) {
+  every_failure(external_and_two_stanzas(), true, Fault::kReset);
+}
+
+// Stopping the service at any point bounces what waits and leaves nothing behind.
+TEST_F(S2sConnectorTest, SaslExternal_ShutdownAtEveryStep) {
+  every_failure(external_and_two_stanzas(), false, Fault::kStop);
 }
 
 TEST_F(S2sConnectorTest, SaslExternalFails_DialbackValid) {
@@ -239,6 +252,10 @@ TEST_F(S2sConnectorTest, Piggyback_SecondLocalDomainOnTheSameStream) {
 TEST_F(S2sConnectorTest, Piggyback_EveryTransportFailure) {
   // A failed piggyback is not tried again for a while: no second run on the same service.
   every_failure(piggyback(), false);
+}
+
+TEST_F(S2sConnectorTest, Piggyback_ShutdownAtEveryStep) {
+  every_failure(piggyback(), false, Fault::kStop);
 }
 
 Script piggyback_refused() {

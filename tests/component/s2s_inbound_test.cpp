@@ -158,11 +158,22 @@ TEST_F(S2sInboundTest, SaslExternal_StanzasReachTheRouter) {
                     in.send("</stream:stream>"), in.expect_closed()});
 }
 
+Script external_then_a_stanza() {
+  return open_with_external() + Script{in.send(message("a@remote.test/x", "b@local.test", "m1")),
+                                       expect_delivered("<message id='m1'/>"),
+                                       in.send("</stream:stream>"), in.expect_closed()};
+}
+
 TEST_F(S2sInboundTest, SaslExternal_EveryTransportFailure) {
-  every_failure(open_with_external() +
-                Script{in.send(message("a@remote.test/x", "b@local.test", "m1")),
-                       expect_delivered("<message id='m1'/>"), in.send("</stream:stream>"),
-                       in.expect_closed()});
+  every_failure(external_then_a_stanza());
+}
+
+TEST_F(S2sInboundTest, SaslExternal_EveryTransportReset) {
+  every_failure(external_then_a_stanza(), true, Fault::kReset);
+}
+
+TEST_F(S2sInboundTest, SaslExternal_ShutdownAtEveryStep) {
+  every_failure(external_then_a_stanza(), false, Fault::kStop);
 }
 
 TEST_F(S2sInboundTest, SaslExternal_EmptyAuthzidMeansTheStreamsFrom) {
@@ -226,6 +237,13 @@ TEST_F(S2sInboundTest, Dialback_AuthoritativeServer_EveryTransportFailure) {
   every_failure(dialback_through_authoritative("valid") +
                 Script{in.send(message("a@remote.test", "b@local.test", "m1")),
                        expect_delivered("<message id='m1'/>")});
+}
+
+// Disabled: fails today at the step after the authoritative server's answer, for the reason
+// given at Dialback_StreamGoneBeforeTheAuthoritativeAnswer (the stream is gone by then).
+TEST_F(S2sInboundTest, DISABLED_Dialback_AuthoritativeServer_ShutdownAtEveryStep) {
+  config_.s2s.allow_unverified_dialback = true;
+  every_failure(dialback_through_authoritative("valid"), false, Fault::kStop);
 }
 
 // The stream that asked goes away while its key is being checked; the answer comes later and

@@ -131,7 +131,7 @@ void FederationTest::TearDown() {
   }
 }
 
-void FederationTest::every_failure(const Script& script, bool rerun) {
+void FederationTest::every_failure(const Script& script, bool rerun, Fault fault) {
   {
     SCOPED_TRACE("the script as written");
     Scene scene(*this);
@@ -146,10 +146,10 @@ void FederationTest::every_failure(const Script& script, bool rerun) {
                  " fails");
     Scene scene(*this);
     ASSERT_TRUE(scene.start());
-    EXPECT_TRUE(scene.run(script, fail_at));
+    EXPECT_TRUE(scene.run(script, fail_at, fault));
     EXPECT_TRUE(scene.settle());
     EXPECT_TRUE(scene.nothing_lost());
-    if (!rerun) continue;
+    if (!rerun || fault == Fault::kStop) continue;
     scene.forget();
     EXPECT_TRUE(scene.run(script)) << "the service does not work as before after the failure";
     EXPECT_TRUE(scene.settle());
@@ -211,15 +211,18 @@ Peer& Scene::peer(const std::string& role) {
   return *p;
 }
 
-::testing::AssertionResult Scene::run(const Script& script, std::optional<std::size_t> fail_at) {
+::testing::AssertionResult Scene::run(const Script& script, std::optional<std::size_t> fail_at,
+                                      Fault fault) {
   std::size_t transport = 0;
   for (std::size_t i = 0; i < script.size(); ++i) {
     const Step& step = script[i];
     if (fail_at && !step.peer.empty() && transport++ == *fail_at) {
-      if (step.fail)
-        step.fail(*this);
+      if (fault == Fault::kStop)
+        service->stop();
+      else if (step.fail)
+        step.fail(*this, fault);
       else
-        peer(step.peer).cut();
+        peer(step.peer).cut(fault == Fault::kReset);
       return ::testing::AssertionSuccess();
     }
     const std::string why = step.run(*this);

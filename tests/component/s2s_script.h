@@ -60,13 +60,21 @@ class Text {
   std::function<std::string(Scene&)> make_;
 };
 
+// How the transport step a failing run stops at fails.
+enum class Fault {
+  kClose,  // the peer closes the TCP connection
+  kReset,  // the peer resets it
+  kStop,   // the service is stopped (S2sService::stop) instead
+};
+
 struct Step {
   std::string what;  // for failure messages, e.g. "in: expect <proceed/>"
   std::string peer;  // the connection whose transport this step uses; empty: none
   // Runs the step; returns why it failed, or "" on success.
   std::function<std::string(Scene&)> run;
-  // What a failing transport does instead of this step; unset: it cuts the connection.
-  std::function<void(Scene&)> fail = {};
+  // What a failing transport (kClose, kReset) does instead of this step; unset: it cuts the
+  // connection.
+  std::function<void(Scene&, Fault)> fail = {};
 };
 using Script = std::vector<Step>;
 Script operator+(Script a, const Script& b);
@@ -161,11 +169,11 @@ class FederationTest : public ::testing::Test {
   // A TCP port on 127.0.0.1 that is free (for a second listener of the service).
   static std::uint16_t free_port();
 
-  // Runs `script` once as written, then once for every transport step n with step n failing,
-  // each time on a fresh service made from `config_`. After each failure the service must
-  // settle (Scene::settle) without losing a stanza (Scene::nothing_lost) and, with `rerun`,
-  // pass the whole script once more.
-  void every_failure(const Script& script, bool rerun = true);
+  // Runs `script` once as written, then once for every transport step n with step n failing
+  // with `fault`, each time on a fresh service made from `config_`. After each failure the
+  // service must settle (Scene::settle) without losing a stanza (Scene::nothing_lost) and,
+  // with `rerun` (and a service not stopped), pass the whole script once more.
+  void every_failure(const Script& script, bool rerun = true, Fault fault = Fault::kClose);
 
  public:
   core::Config config_;
@@ -193,8 +201,10 @@ class Scene {
 
   ::testing::AssertionResult start();
   // Runs the steps in order and stops at the first that fails. With `fail_at`, the transport
-  // step of that number (counting transport steps only) cuts its connection instead.
-  ::testing::AssertionResult run(const Script& script, std::optional<std::size_t> fail_at = {});
+  // step of that number (counting transport steps only) fails with `fault` instead, and the
+  // run ends there.
+  ::testing::AssertionResult run(const Script& script, std::optional<std::size_t> fail_at = {},
+                                 Fault fault = Fault::kClose);
   // Cuts every scripted connection (closing any the service still opens to the remote
   // servers) and waits until live_streams() is 0, connection and queue gauges at zero.
   ::testing::AssertionResult settle();

@@ -77,9 +77,9 @@ Step Role::connect(bool direct_tls) const {
             return p.connect(direct_tls ? s.direct_endpoint : s.endpoint) ? std::string()
                                                                           : p.problem();
           },
-          [n = name_, direct_tls](Scene& s) {
+          [n = name_, direct_tls](Scene& s, Fault f) {
             s.peer(n).connect(direct_tls ? s.direct_endpoint : s.endpoint);
-            s.peer(n).cut();
+            s.peer(n).cut(f == Fault::kReset);
           }};
 }
 
@@ -89,9 +89,9 @@ Step Role::accept() const {
             auto& p = s.peer(n);
             return p.accept(s.remote_listener) ? std::string() : p.problem();
           },
-          [n = name_](Scene& s) {
+          [n = name_](Scene& s, Fault f) {
             s.peer(n).accept(s.remote_listener);
-            s.peer(n).cut();
+            s.peer(n).cut(f == Fault::kReset);
           }};
 }
 

@@ -232,11 +232,12 @@ std::optional<xml::StreamEvent> Peer::next() {
   return ev;
 }
 
-void Peer::cut() {
+void Peer::cut(bool reset) {
   if (!open()) return;
   boost::system::error_code ignored;
+  if (reset) socket().set_option(asio::socket_base::linger(true, 0), ignored);
   socket().close(ignored);
-  note("(cut)");
+  note(reset ? "(reset)" : "(cut)");
 }
 
 }  // namespace waddle::testing

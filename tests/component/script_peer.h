@@ -53,8 +53,9 @@ class Peer {
   void restart();
   // The next event; nullopt at end of stream, on an error, or at the deadline (see problem()).
   std::optional<xml::StreamEvent> next();
-  // Closes the TCP connection at once, without closing the stream or TLS first.
-  void cut();
+  // Closes the TCP connection at once, without closing the stream or TLS first; with `reset`,
+  // with a TCP reset instead of an orderly close.
+  void cut(bool reset = false);
 
   bool open() const;
   // Whether this end opened the connection (connect) rather than accepted it.
