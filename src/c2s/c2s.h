@@ -14,9 +14,13 @@ namespace waddle::im {
 class ImService;
 }
 namespace waddle::net {
+template <class Context>
 class Worker;
 class TlsContexts;
 }  // namespace waddle::net
+namespace waddle::storage {
+class Storage;
+}
 namespace waddle::metrics {
 struct C2sMetrics;
 }
@@ -27,7 +31,7 @@ struct C2sContext {
   const core::Config& config;
   router::Router& router;
   im::ImService& im;
-  net::Worker& worker;
+  net::Worker<storage::Storage>& worker;
   boost::asio::ssl::context& tls;
   metrics::C2sMetrics* metrics = nullptr;
   // Per-domain certificates, for STARTTLS clients that send no SNI (the header's 'to' picks).

@@ -18,6 +18,7 @@
 #include "net/worker.h"
 #include "router/router.h"
 #include "sasl/scram.h"
+#include "storage/storage.h"
 #include "stream/xml_stream.h"
 #include "xml/stanza.h"
 

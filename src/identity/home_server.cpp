@@ -44,8 +44,9 @@ std::int64_t unix_now() {
 
 }  // namespace
 
-HomeServer::HomeServer(const core::Config& config, router::Router& router, net::Worker& worker,
-                       asio::any_io_executor executor, const SigningKey& key)
+HomeServer::HomeServer(const core::Config& config, router::Router& router,
+                       net::Worker<storage::Storage>& worker, asio::any_io_executor executor,
+                       const SigningKey& key)
     : config_(config),
       router_(router),
       worker_(worker),

@@ -18,7 +18,11 @@
 #include "xml/element.h"
 
 namespace waddle::net {
+template <class Context>
 class Worker;
+}
+namespace waddle::storage {
+class Storage;
 }
 
 namespace waddle::identity {
@@ -26,8 +30,9 @@ namespace waddle::identity {
 class HomeServer {
  public:
   // `key` signs the credentials; it and the other references outlive this object.
-  HomeServer(const core::Config& config, router::Router& router, net::Worker& worker,
-             boost::asio::any_io_executor executor, const SigningKey& key);
+  HomeServer(const core::Config& config, router::Router& router,
+             net::Worker<storage::Storage>& worker, boost::asio::any_io_executor executor,
+             const SigningKey& key);
 
   // Routes a stanza a local user sends. A join to a room on another server gets a credential
   // bound to that room service when the service understands them (disco#info feature
@@ -59,7 +64,7 @@ class HomeServer {
 
   const core::Config& config_;
   router::Router& router_;
-  net::Worker& worker_;
+  net::Worker<storage::Storage>& worker_;
   boost::asio::any_io_executor executor_;
   const SigningKey& key_;
   std::map<std::string, Support> support_;                 // room service domain -> answer

@@ -14,7 +14,11 @@
 #include "xml/element.h"
 
 namespace waddle::net {
+template <class Context>
 class Worker;
+}
+namespace waddle::storage {
+class Storage;
 }
 namespace waddle::metrics {
 struct C2sMetrics;
@@ -28,7 +32,7 @@ namespace waddle::im {
 struct Context {
   const core::Config& config;
   router::Router& router;
-  net::Worker& worker;
+  net::Worker<storage::Storage>& worker;
   boost::asio::any_io_executor executor;
   metrics::C2sMetrics* metrics;       // may be null
   identity::HomeServer* home_server;  // null when federated identity is off

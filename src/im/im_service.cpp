@@ -32,7 +32,7 @@ struct ImService::Impl {
   Presence presence{ctx, subscriptions, offline};
   ServerIqs server_iqs{ctx, roster};
 
-  Impl(const core::Config& config, router::Router& router, net::Worker& worker,
+  Impl(const core::Config& config, router::Router& router, net::Worker<storage::Storage>& worker,
        asio::any_io_executor executor, metrics::C2sMetrics* metrics,
        const identity::SigningKey* key)
       : home_server(
@@ -116,9 +116,9 @@ struct ImService::Impl {
   }
 };
 
-ImService::ImService(const core::Config& config, router::Router& router, net::Worker& worker,
-                     asio::any_io_executor executor, metrics::C2sMetrics* metrics,
-                     const identity::SigningKey* identity_key)
+ImService::ImService(const core::Config& config, router::Router& router,
+                     net::Worker<storage::Storage>& worker, asio::any_io_executor executor,
+                     metrics::C2sMetrics* metrics, const identity::SigningKey* identity_key)
     : impl_(std::make_unique<Impl>(config, router, worker, std::move(executor), metrics,
                                    identity_key)) {}
 

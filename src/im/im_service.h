@@ -13,7 +13,11 @@
 #include "xml/element.h"
 
 namespace waddle::net {
+template <class Context>
 class Worker;
+}
+namespace waddle::storage {
+class Storage;
 }
 namespace waddle::metrics {
 struct C2sMetrics;
@@ -26,8 +30,9 @@ namespace waddle::im {
 
 class ImService : public router::LocalHandler {
  public:
-  ImService(const core::Config& config, router::Router& router, net::Worker& worker,
-            boost::asio::any_io_executor executor, metrics::C2sMetrics* metrics = nullptr,
+  ImService(const core::Config& config, router::Router& router,
+            net::Worker<storage::Storage>& worker, boost::asio::any_io_executor executor,
+            metrics::C2sMetrics* metrics = nullptr,
             const identity::SigningKey* identity_key = nullptr);
   ~ImService() override;
 

@@ -370,6 +370,38 @@ std::string_view to_string(S2sError e) {
   return "unknown";
 }
 
+std::string_view to_string(AuthMethod m) {
+  switch (m) {
+    case AuthMethod::kSaslExternal:
+      return "sasl_external";
+    case AuthMethod::kDialback:
+      return "dialback";
+    case AuthMethod::kDialbackMultiplexed:
+      return "dialback_multiplexed";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(CloseReason r) {
+  switch (r) {
+    case CloseReason::kPeer:
+      return "peer";
+    case CloseReason::kIdle:
+      return "idle";
+    case CloseReason::kPingTimeout:
+      return "ping_timeout";
+    case CloseReason::kPolicy:
+      return "policy";
+    case CloseReason::kRateLimit:
+      return "rate_limit";
+    case CloseReason::kShutdown:
+      return "shutdown";
+    case CloseReason::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
 namespace {
 FamilySpec by_domain(std::string name, std::string help, std::vector<std::string> labels,
                      std::size_t max_domains) {
@@ -406,7 +438,18 @@ S2sMetrics::S2sMetrics(Registry& r, std::size_t max_domains)
                                      {"domain"}, max_domains))),
       bounces(r.counter_family(by_domain("waddle_s2s_bounced_total",
                                          "Stanzas returned to their sender with an error.",
-                                         {"domain", "condition"}, max_domains))) {}
+                                         {"domain", "condition"}, max_domains))),
+      authentications(r.counter_family(
+          by_domain("waddle_s2s_authenticated_total",
+                    "Domain pairs authenticated on server-to-server streams, by method.",
+                    {"domain", "direction", "method"}, max_domains))),
+      dialback_verifies(r.counter_family(
+          by_domain("waddle_s2s_dialback_verify_total",
+                    "Dialback keys checked for remote servers that asked (authoritative role).",
+                    {"domain", "result"}, max_domains))),
+      streams_closed(r.counter_family(by_domain("waddle_s2s_streams_closed_total",
+                                                "Server-to-server streams closed, by reason.",
+                                                {"domain", "direction", "reason"}, max_domains))) {}
 
 C2sMetrics::C2sMetrics(Registry& r)
     : sessions_active(

@@ -207,6 +207,16 @@ enum class S2sError {
 };
 std::string_view to_string(S2sError e);
 
+// How a (local, remote) pair was authenticated on a stream. kDialbackMultiplexed: with
+// dialback on a stream that already carried another authenticated pair (XEP-0220 §2.6).
+enum class AuthMethod { kSaslExternal, kDialback, kDialbackMultiplexed };
+std::string_view to_string(AuthMethod m);
+
+// Why an S2S stream ended: the peer closed it (closing tag, stream error, end of file), or we
+// did, for idleness, an unanswered ping, policy, a rate limit, shutdown, or an error.
+enum class CloseReason { kPeer, kIdle, kPingTimeout, kPolicy, kRateLimit, kShutdown, kError };
+std::string_view to_string(CloseReason r);
+
 // Federation metrics, labelled by remote domain (capped at max_domains distinct domains per
 // family; the rest under domain="other").
 struct S2sMetrics {
@@ -239,6 +249,16 @@ struct S2sMetrics {
   void bounced(std::string_view domain, std::string_view condition) {
     bounces.get({domain, condition}).inc();
   }
+  void authenticated(std::string_view domain, Direction d, AuthMethod m) {
+    authentications.get({domain, to_string(d), to_string(m)}).inc();
+  }
+  // Authoritative dialback role: a db:verify from `domain` (the server that asked) answered.
+  void dialback_verify(std::string_view domain, bool valid) {
+    dialback_verifies.get({domain, valid ? "valid" : "invalid"}).inc();
+  }
+  void stream_closed(std::string_view domain, Direction d, CloseReason r) {
+    streams_closed.get({domain, to_string(d), to_string(r)}).inc();
+  }
 
   GaugeFamily& connections_active;   // waddle_s2s_connections_active{domain,direction}
   CounterFamily& connections_total;  // waddle_s2s_connections_total{domain,direction}
@@ -248,6 +268,9 @@ struct S2sMetrics {
   HistogramFamily& latency;          // waddle_s2s_latency_seconds{domain}
   GaugeFamily& queue;                // waddle_s2s_queue_stanzas{domain}
   CounterFamily& bounces;            // waddle_s2s_bounced_total{domain,condition}
+  CounterFamily& authentications;    // waddle_s2s_authenticated_total{domain,direction,method}
+  CounterFamily& dialback_verifies;  // waddle_s2s_dialback_verify_total{domain,result}
+  CounterFamily& streams_closed;     // waddle_s2s_streams_closed_total{domain,direction,reason}
 };
 
 struct C2sMetrics {

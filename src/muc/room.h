@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/errors.h"
 #include "core/jid.h"
@@ -28,6 +30,9 @@ std::string_view to_string(Affiliation a);
 std::string_view to_string(Role r);
 std::optional<Affiliation> affiliation_from(std::string_view s);
 std::optional<Role> role_from(std::string_view s);
+
+// Why a request is refused: the stanza error and a text for the user.
+using Refusal = std::pair<core::StanzaError, std::string>;
 
 // The specification's MucOccupant: one nickname in one room, with the real JID behind it.
 // A user may be joined from several of its resources under the same nickname (sessions).
@@ -93,8 +98,8 @@ class Room {
 
   // Whether a join by `from` as `nick` would be refused, and why (checked before slow
   // credential verification so that a refused user is told at once).
-  std::optional<std::pair<core::StanzaError, std::string>> join_refusal(
-      const core::Jid& from, const std::string& nick, const xml::Element& stanza) const;
+  std::optional<Refusal> join_refusal(const core::Jid& from, const std::string& nick,
+                                      const xml::Element& stanza) const;
   bool is_session(const core::Jid& real_full) const { return by_real_.contains(real_full.str()); }
 
   // The server is stopping: every occupant is told it left (status 332) and removed.
@@ -148,7 +153,19 @@ class Room {
   void private_message(const xml::Element& stanza, MucOccupant& sender, const std::string& nick);
   void invite(const xml::Element& stanza, const core::Jid& from, const xml::Element& x);
   void owner_iq(const xml::Element& iq, const core::Jid& from);
+  // muc#admin (room_admin.cpp): read every item, check the sender may make each change,
+  // then apply them all and tell the occupants concerned.
+  struct AdminChange;
   void admin_iq(const xml::Element& iq, const core::Jid& from);
+  void admin_list(const xml::Element& iq, const xml::Element& item, Affiliation mine,
+                  bool moderator);
+  std::optional<std::string> read_admin_item(const xml::Element& item, AdminChange& c) const;
+  std::optional<Refusal> admin_refusal(const AdminChange& c, Affiliation mine,
+                                       bool moderator) const;
+  bool keeps_an_owner(const std::vector<AdminChange>& changes) const;
+  void apply_affiliation(const AdminChange& c);
+  void apply_role(const AdminChange& c);
+  void announce_occupant(const MucOccupant& occ);
   xml::Element config_form() const;
   std::optional<std::string> apply_config(const xml::Element& form, const core::Jid& from);
   void destroy(const xml::Element* destroy_el);

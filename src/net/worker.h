@@ -1,5 +1,7 @@
 // Runs blocking work (SQLite, password hashing) on a dedicated thread and resumes the
 // calling coroutine on its own executor: reactor threads never block (ARCHITECTURE.md #3).
+// Generic over what the work is given (the server runs it with storage::Storage), so that the
+// network layer does not depend on storage.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -13,26 +15,24 @@
 #include <memory>
 #include <type_traits>
 
-#include "storage/storage.h"
-
 namespace waddle::net {
 
+template <class Context>
 class Worker {
  public:
-  // One thread: the storage object is used by one thread at a time, in submission order.
-  explicit Worker(storage::Storage& storage) : storage_(storage), pool_(1) {}
+  // One thread: the context is used by one thread at a time, in submission order.
+  explicit Worker(Context& context) : context_(context), pool_(1) {}
   ~Worker() { stop(); }
 
-  // Runs f(storage) on the worker thread and resumes the awaiting coroutine on its own
+  // Runs f(context) on the worker thread and resumes the awaiting coroutine on its own
   // executor; an exception from f is rethrown there. Not a coroutine itself: GCC 12
   // mishandles closures passed by value into coroutine frames (asio's initiation is one), so
   // `f` travels behind a shared_ptr.
   template <class F>
-  auto run(F f) -> boost::asio::awaitable<std::invoke_result_t<F&, storage::Storage&>> {
-    using R = std::invoke_result_t<F&, storage::Storage&>;
-    static_assert(!std::is_void_v<R>, "return a value from storage work");
-    static_assert(std::is_default_constructible_v<R>,
-                  "storage results must be default-constructible");
+  auto run(F f) -> boost::asio::awaitable<std::invoke_result_t<F&, Context&>> {
+    using R = std::invoke_result_t<F&, Context&>;
+    static_assert(!std::is_void_v<R>, "return a value from the work");
+    static_assert(std::is_default_constructible_v<R>, "work results must be default-constructible");
     namespace asio = boost::asio;
     auto task = std::make_shared<F>(std::move(f));
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, R)>(
@@ -43,7 +43,7 @@ class Worker {
             std::exception_ptr error;
             R result{};
             try {
-              result = (*work)(storage_);
+              result = (*work)(context_);
             } catch (...) {
               error = std::current_exception();
             }
@@ -67,7 +67,7 @@ class Worker {
   }
 
  private:
-  storage::Storage& storage_;
+  Context& context_;
   boost::asio::thread_pool pool_;
   bool stopped_ = false;
 };

@@ -1,6 +1,7 @@
-// The router (spec: routing.rs): one decision point for every stanza. Local domains go to the
-// local handler (IM rules, the server itself); anything else goes to the remote delivery
-// interface that S2S implements. Also the registry of bound client sessions.
+// The router: one decision point for every stanza. User domains go to the local handler (IM
+// rules, the server itself), component domains to their handler (a room service); anything
+// else goes to the remote delivery interface that S2S implements. Also the registry of bound
+// client sessions.
 #pragma once
 
 #include <cstddef>
@@ -36,14 +37,15 @@ class LocalSession {
   std::string did;                    // ATProto DID of the account, if linked
 };
 
-// Stanzas for local domains. Implemented by the IM service.
+// Stanzas for local domains. Implemented by the IM service and by the room services.
 class LocalHandler {
  public:
   virtual ~LocalHandler() = default;
   virtual void to_local(xml::Element stanza) = 0;
 };
 
-// Stanzas for remote domains. Implemented by S2S; until then the router bounces.
+// Stanzas for remote domains. Implemented by S2S; with federation disabled (none set) the
+// router bounces them.
 class RemoteDelivery {
  public:
   virtual ~RemoteDelivery() = default;

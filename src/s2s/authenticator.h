@@ -61,6 +61,8 @@ class Authenticator {
   virtual ~Authenticator() = default;
   // The method as logs and `check s2s` name it: "SASL EXTERNAL", "dialback".
   virtual std::string_view name() const = 0;
+  // The method in waddle_s2s_authenticated_total (a pair authenticated on a stream of its own).
+  virtual metrics::AuthMethod counted_as() const = 0;
 
   // Outbound: whether the peer's features offer this method.
   virtual bool offered(const xml::Element& features) const = 0;

@@ -232,14 +232,14 @@ void TlsConnector::note_peer(stream::XmlStream& s, const std::string& remote,
 // The first offered method that works; `tried` keeps a method from running twice.
 asio::awaitable<AuthStep> TlsConnector::authenticate(OutboundNegotiation& n,
                                                      std::vector<Authenticator*>& tried,
-                                                     std::string& method) {
+                                                     Authenticator*& used) {
   for (Authenticator* m : methods_) {
     if (std::find(tried.begin(), tried.end(), m) != tried.end() || !m->offered(n.features))
       continue;
     tried.push_back(m);
     AuthStep step = co_await m->authenticate(n);
     if (step.kind == AuthStep::Kind::kDeclined) continue;
-    if (step.kind != AuthStep::Kind::kFailed) method = std::string(m->name());
+    if (step.kind != AuthStep::Kind::kFailed) used = m;
     co_return step;
   }
   AuthStep none;
@@ -259,7 +259,7 @@ asio::awaitable<Connected> TlsConnector::negotiate(std::shared_ptr<stream::XmlSt
       co_return failed(s->closed() ? Failure::kTimeout : Failure::kTls,
                        "TLS handshake with " + where + " failed: " + s->tls_error());
   }
-  std::string method;  // set once authenticated (SASL restarts the stream afterwards)
+  Authenticator* used = nullptr;  // set once authenticated (SASL restarts the stream afterwards)
   std::vector<Authenticator*> tried;
   for (int round = 0; round < 6; ++round) {
     StreamOpen opened = co_await open_stream(*ch, req, where);
@@ -274,7 +274,7 @@ asio::awaitable<Connected> TlsConnector::negotiate(std::shared_ptr<stream::XmlSt
     c.stream_id = opened.stream_id;
     c.cert_valid =
         s->peer_chain_valid() && certificate_matches_domain(s->peer_certificate(), req.remote);
-    if (method.empty()) note_peer(*s, req.remote, opened.features, c.cert_valid);
+    if (!used) note_peer(*s, req.remote, opened.features, c.cert_valid);
     if (req.verify_only) {
       c.method = "verify";
       co_return c;
@@ -285,17 +285,18 @@ asio::awaitable<Connected> TlsConnector::negotiate(std::shared_ptr<stream::XmlSt
           "the certificate of " + where + " is not valid for " + req.remote +
               (s->peer_chain_valid() ? " (name mismatch)"
                                      : " (untrusted chain: " + s->peer_verify_error() + ")"));
-    if (method.empty()) {
+    if (!used) {
       OutboundNegotiation n{*ch,   req.local, req.remote, opened.stream_id, opened.features,
                             where, trace_};
-      AuthStep step = co_await authenticate(n, tried, method);
+      AuthStep step = co_await authenticate(n, tried, used);
       if (step.kind == AuthStep::Kind::kFailed) co_return failed(std::move(step.outcome));
       if (step.kind == AuthStep::Kind::kRestart) {
         ch->restart();
         continue;
       }
     }
-    c.method = method;
+    c.method = std::string(used->name());
+    c.counted_as = used->counted_as();
     c.multiplexable = wire::offers_dialback_errors(opened.features);
     co_return c;
   }

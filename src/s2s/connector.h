@@ -45,8 +45,9 @@ struct Connected {
   Outcome outcome;
   std::shared_ptr<Channel> channel;  // set when outcome.ok()
   std::string method;                // "SASL EXTERNAL", "dialback"; "verify" for verify_only
-  bool cert_valid = false;           // the peer's certificate is valid for its domain
-  std::string stream_id;             // the stream the pair authenticated on
+  metrics::AuthMethod counted_as = metrics::AuthMethod::kDialback;  // the method, for metrics
+  bool cert_valid = false;  // the peer's certificate is valid for its domain
+  std::string stream_id;    // the stream the pair authenticated on
   // The peer offers dialback with errors on it: other local domains may multiplex on this
   // stream (XEP-0220 §2.4, §2.6).
   bool multiplexable = false;
@@ -91,7 +92,7 @@ class TlsConnector final : public Connector {
                  bool cert_valid) const;
   boost::asio::awaitable<AuthStep> authenticate(OutboundNegotiation& n,
                                                 std::vector<Authenticator*>& tried,
-                                                std::string& method);
+                                                Authenticator*& used);
 
   const core::Config& config_;
   boost::asio::io_context& io_;

@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -51,6 +52,7 @@ std::string DialbackKeys::answer_verify(const Element& v) const {
                      dialback_key_equal(key(receiving, originating, id), v.text());
   spdlog::info("s2s: dialback verify from {} for {} (stream {}): {}", receiving, originating, id,
                valid ? "valid" : "invalid");
+  if (metrics_) metrics_->dialback_verify(receiving, valid);
   return wire::db_verify_answer(originating, receiving, id, valid);
 }
 
@@ -156,7 +158,13 @@ asio::awaitable<void> Dialback::receive(std::shared_ptr<InboundStream> in, Eleme
   }
   bool valid = cert_ok;
   if (!cert_ok) valid = co_await verify_with_authoritative(local, *r, in->stream_id(), key);
-  if (valid) in->authenticated(local, *r, name());
+  if (valid) {
+    // Multiplexed: the stream already carries another authenticated pair (XEP-0220 §2.6).
+    const bool shared = std::ranges::any_of(
+        in->pairs(), [&](const auto& p) { return p != std::make_pair(local, *r); });
+    in->authenticated(local, *r, name(),
+                      shared ? metrics::AuthMethod::kDialbackMultiplexed : counted_as());
+  }
   spdlog::info("s2s in {} -> {}: dialback {} over {}", *r, local, valid ? "valid" : "invalid",
                in->stream().tls_description());
   if (!valid) report(metrics_, *r, Failure::kDialback, "dialback key did not verify");

@@ -11,12 +11,10 @@
 #include <string_view>
 
 #include "core/config.h"
+#include "metrics/metrics.h"
 #include "s2s/attempts.h"
 #include "s2s/authenticator.h"
 
-namespace waddle::metrics {
-struct S2sMetrics;
-}
 namespace waddle::router {
 class Router;
 }
@@ -53,6 +51,7 @@ class Dialback final : public Authenticator {
            const Admission& admission, metrics::S2sMetrics* metrics);
 
   std::string_view name() const override { return "dialback"; }
+  metrics::AuthMethod counted_as() const override { return metrics::AuthMethod::kDialback; }
   // Originating role.
   bool offered(const xml::Element& features) const override;
   boost::asio::awaitable<AuthStep> authenticate(OutboundNegotiation& n) override;

@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 #include "core/ids.h"
 #include "core/jid.h"
 #include "metrics/metrics.h"
@@ -60,9 +62,11 @@ asio::awaitable<void> InboundStream::run() {
   if (state_ == State::kTlsHandshake) {
     const bool ok = co_await stream_->server_handshake();
     state_ = ok ? State::kAwaitingHeader : State::kClosing;
-    if (!ok)
+    if (!ok) {
+      close_reason_ = metrics::CloseReason::kError;
       spdlog::info("s2s in ({}): direct TLS handshake failed: {}", stream_->remote_address(),
                    stream_->tls_error());
+    }
   }
   try {
     while (state_ != State::kClosing && !stream_->closed()) {
@@ -74,12 +78,13 @@ asio::awaitable<void> InboundStream::run() {
       co_await on_event(std::move(*ev));
       // Backpressure, never loss: a domain over its stanza rate, or all S2S traffic over
       // the bandwidth limit, is simply read more slowly.
-      const auto now = ctx_.time.now();
-      auto pause =
-          std::max(pause_, ctx_.limits.bandwidth_pause(stream_->bytes_in() - bytes_seen, now));
+      auto pause = std::exchange(pause_, {});
+      if (ctx_.limits.bandwidth_limited())
+        pause = std::max(
+            pause, ctx_.limits.bandwidth_pause(stream_->bytes_in() - bytes_seen, ctx_.time.now()));
       bytes_seen = stream_->bytes_in();
-      pause_ = {};
-      if (pause > Clock::duration::zero()) co_await pause_timer->wait_until(now + pause);
+      if (pause > Clock::duration::zero())
+        co_await pause_timer->wait_until(ctx_.time.now() + pause);
     }
   } catch (const std::exception& e) {
     spdlog::error("s2s in: {}", e.what());
@@ -87,8 +92,12 @@ asio::awaitable<void> InboundStream::run() {
   }
   deadline->cancel();
   co_await close_gracefully(channel_, ctx_.time);
-  if (ctx_.metrics && !counted_domain_.empty())
-    ctx_.metrics->connection_closed(counted_domain_, metrics::Direction::kIn);
+  if (ctx_.metrics) {
+    if (!counted_domain_.empty())
+      ctx_.metrics->connection_closed(counted_domain_, metrics::Direction::kIn);
+    ctx_.metrics->stream_closed(!counted_domain_.empty() ? counted_domain_ : who(),
+                                metrics::Direction::kIn, close_reason_);
+  }
   spdlog::info("s2s in {} ({}): stream closed{}", peer_, stream_->remote_address(),
                stream_->end_reason().empty() ? std::string() : " (" + stream_->end_reason() + ")");
 }
@@ -154,12 +163,14 @@ void InboundStream::on_header(const xml::StreamEvent& ev) {
   }
   if (from && !ctx_.admission.allows(*from)) {
     report(ctx_.metrics, *from, Failure::kPolicy, "inbound stream refused by policy");
-    close_with(StreamError::kPolicyViolation, "Federation with your domain is not allowed");
+    close_with(StreamError::kPolicyViolation, "Federation with your domain is not allowed",
+               metrics::CloseReason::kPolicy);
     return;
   }
   if (from && !stream_->tls_active() && !ctx_.limits.new_connection(*from, ctx_.time.now())) {
     report(ctx_.metrics, *from, Failure::kRateLimit, "too many new connections");
-    close_with(StreamError::kPolicyViolation, "Too many connections");
+    close_with(StreamError::kPolicyViolation, "Too many connections",
+               metrics::CloseReason::kRateLimit);
     return;
   }
   cert_valid_for_peer_ = from && stream_->tls_active() && stream_->peer_chain_valid() &&
@@ -195,6 +206,7 @@ asio::awaitable<void> InboundStream::on_starttls() {
     report(ctx_.metrics, who(), Failure::kTls,
            "inbound TLS handshake failed: " + stream_->tls_error());
     state_ = State::kClosing;
+    close_reason_ = metrics::CloseReason::kError;
     stream_->close();
     co_return;
   }
@@ -223,7 +235,8 @@ void InboundStream::on_stanza(Element e) {
   const auto rate = ctx_.limits.stanza(from->domain(), ctx_.time.now());
   if (rate.verdict == RateLimiter::Verdict::kDisconnect) {
     report(ctx_.metrics, from->domain(), Failure::kRateLimit, "stanza flood");
-    close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded");
+    close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded",
+               metrics::CloseReason::kRateLimit);
     return;
   }
   // Over the rate: the stanza is still delivered, and reading this stream pauses.
@@ -234,9 +247,10 @@ void InboundStream::on_stanza(Element e) {
 }
 
 void InboundStream::authenticated(const std::string& local, const std::string& remote,
-                                  std::string_view method) {
+                                  std::string_view method, metrics::AuthMethod counted_as) {
   pairs_.insert({local, remote});
   if (method_.empty()) method_ = std::string(method);
+  if (ctx_.metrics) ctx_.metrics->authenticated(remote, metrics::Direction::kIn, counted_as);
   if (!counted_domain_.empty()) return;
   counted_domain_ = remote;
   if (ctx_.metrics) ctx_.metrics->connection_opened(remote, metrics::Direction::kIn);
@@ -248,10 +262,11 @@ void InboundStream::restart() {
   state_ = State::kAwaitingHeader;
 }
 
-void InboundStream::close_with(StreamError error, std::string_view text) {
+void InboundStream::close_with(StreamError error, std::string_view text, metrics::CloseReason why) {
   if (state_ == State::kClosing) return;
   const bool header_sent = state_ == State::kOpen;
   state_ = State::kClosing;
+  close_reason_ = why;
   spdlog::info("s2s in {} ({}): closing with {}{}{}", peer_.empty() ? "?" : peer_,
                stream_->remote_address(), core::to_string(error), text.empty() ? "" : ": ", text);
   if (!header_sent) {
@@ -263,7 +278,7 @@ void InboundStream::close_with(StreamError error, std::string_view text) {
 }
 
 void InboundStream::shutdown() {
-  close_with(StreamError::kSystemShutdown);
+  close_with(StreamError::kSystemShutdown, {}, metrics::CloseReason::kShutdown);
   stream_->close();
 }
 

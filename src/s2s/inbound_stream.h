@@ -17,12 +17,10 @@
 
 #include "core/config.h"
 #include "core/errors.h"
+#include "metrics/metrics.h"
 #include "xml/element.h"
 #include "xml/parser.h"
 
-namespace waddle::metrics {
-struct S2sMetrics;
-}
 namespace waddle::net {
 class TlsContexts;
 }
@@ -88,13 +86,16 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   std::string who() const;
 
   void send(std::string_view bytes);
-  // `remote` has proven itself, for `local`, with `method`: its stanzas to `local` may flow.
-  void authenticated(const std::string& local, const std::string& remote, std::string_view method);
+  // `remote` has proven itself, for `local`, with `method` (counted in the metrics as
+  // `counted_as`): its stanzas to `local` may flow.
+  void authenticated(const std::string& local, const std::string& remote, std::string_view method,
+                     metrics::AuthMethod counted_as);
   // SASL success: the peer opens a new stream on the same connection.
   void restart();
   // Sends the stream error (after a stream header when none was sent yet) and the closing
-  // tag; reading stops.
-  void close_with(core::StreamError error, std::string_view text = {});
+  // tag; reading stops. `why` is the reason counted when the stream has ended.
+  void close_with(core::StreamError error, std::string_view text = {},
+                  metrics::CloseReason why = metrics::CloseReason::kError);
   // Server shutdown: system-shutdown, and the connection closed at once.
   void shutdown();
 
@@ -119,6 +120,8 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   bool cert_valid_for_peer_ = false;
   std::chrono::steady_clock::duration pause_{};  // set when the peer is over its stanza rate
   std::string counted_domain_;                   // the domain this stream counts for in the metrics
+  // Why it ended: the peer's doing unless we closed it (close_with, or a failure here).
+  metrics::CloseReason close_reason_ = metrics::CloseReason::kPeer;
 };
 
 }  // namespace waddle::s2s

@@ -11,6 +11,7 @@
 #include <string>
 #include <utility>
 
+#include "metrics/metrics.h"
 #include "s2s/channel.h"
 #include "s2s/time_source.h"
 #include "xml/element.h"
@@ -48,6 +49,9 @@ struct Link {
   bool dialing = false;          // opening a stream of its own (DNS, TCP, TLS, authentication)
   std::unique_ptr<Timer> retry;  // the wait before the next attempt
   Timer* watchdog = nullptr;     // the watchdog's wait, ended early when the stream ends
+  // Set when we end the stream (idle, unanswered ping, policy, shutdown); otherwise its end
+  // counts as the peer's doing, or as an error when the peer's input was refused.
+  std::optional<metrics::CloseReason> close_reason;
 
   bool ready() const { return state == State::kReady && out && out->usable(); }
 };

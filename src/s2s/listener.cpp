@@ -61,7 +61,8 @@ void Listener::close_disallowed() {
     for (const auto& pair : in->pairs()) {
       if (ctx_.admission.allows(pair.second)) continue;
       in->close_with(core::StreamError::kPolicyViolation,
-                     "Federation with your domain is no longer allowed");
+                     "Federation with your domain is no longer allowed",
+                     metrics::CloseReason::kPolicy);
       net::spawn_logged(io_.get_executor(), close_gracefully(in->channel(), ctx_.time),
                         "s2s close");
       break;

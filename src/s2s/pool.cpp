@@ -163,6 +163,9 @@ asio::awaitable<bool> Pool::join_shared(std::shared_ptr<Link> link) {
       "s2s {} -> {}: authenticated with dialback, multiplexed on the stream of {} -> "
       "{} over {}",
       link->local, link->remote, joined->carrier, link->remote, out->channel->tls_description());
+  if (metrics_)
+    metrics_->authenticated(link->remote, metrics::Direction::kOut,
+                            metrics::AuthMethod::kDialbackMultiplexed);
   write_queue(*link);
   if (!out->done) co_await out->closed->wait_until(Clock::time_point::max());
   link->state = Link::State::kConnecting;
@@ -216,7 +219,10 @@ asio::awaitable<void> Pool::use(std::shared_ptr<Link> link, Connected c) {
   spdlog::info("s2s {} -> {}: authenticated with {} over {} (peer certificate {})", link->local,
                link->remote, out->method, out->channel->tls_description(),
                out->cert_valid ? "valid" : "not verified");
-  if (metrics_) metrics_->connection_opened(link->remote, metrics::Direction::kOut);
+  if (metrics_) {
+    metrics_->connection_opened(link->remote, metrics::Direction::kOut);
+    metrics_->authenticated(link->remote, metrics::Direction::kOut, c.counted_as);
+  }
   write_queue(*link);
   co_await serve(link);
   if (metrics_) metrics_->connection_closed(link->remote, metrics::Direction::kOut);
@@ -230,10 +236,15 @@ asio::awaitable<void> Pool::use(std::shared_ptr<Link> link, Connected c) {
 asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
   std::shared_ptr<OutboundStream> out = link->out;
   std::shared_ptr<Channel> ch = out->channel;
+  link->close_reason.reset();
+  auto close_reason = metrics::CloseReason::kPeer;
   net::spawn_logged(ex_, watchdog_.run(link, out), "s2s watchdog");
   for (;;) {
     auto ev = co_await ch->next();
-    if (!ev) break;
+    if (!ev) {
+      if (ch->read_error()) close_reason = metrics::CloseReason::kError;
+      break;
+    }
     link->last_rx = time_.now();
     if (ev->kind == xml::StreamEvent::Kind::kStreamClose) {
       ch->send(wire::kStreamClose);
@@ -255,6 +266,9 @@ asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
   Multiplexer::ended(*out);  // domains multiplexed on this stream lose it too
   co_await close_gracefully(ch, time_);
   if (link->watchdog) link->watchdog->cancel();
+  if (metrics_)
+    metrics_->stream_closed(link->remote, metrics::Direction::kOut,
+                            link->close_reason.value_or(close_reason));
   spdlog::info("s2s {} -> {}: stream closed{}", link->local, link->remote,
                ch->end_reason().empty() ? std::string() : " (" + ch->end_reason() + ")");
 }
@@ -265,7 +279,10 @@ bool Pool::consume_ping_reply(const Element& stanza, const std::string& remote) 
 
 void Pool::close_disallowed() {
   for (auto& [k, link] : links_) {
-    if (admission_.allows(k.second) || !link->out || link->out->channel->closed()) continue;
+    if (admission_.allows(k.second)) continue;
+    // Every link to the domain: the one whose stream the others share counts the close.
+    link->close_reason = metrics::CloseReason::kPolicy;
+    if (!link->out || link->out->channel->closed()) continue;
     spdlog::info("s2s {} -> {}: closing, no longer allowed by policy", k.first, k.second);
     link->out->channel->send(xml::stream_error_xml(core::StreamError::kPolicyViolation) +
                              std::string(wire::kStreamClose));
@@ -277,6 +294,7 @@ void Pool::stop() {
   stopping_ = true;
   std::set<const Channel*> ending;  // multiplexed links share one stream
   for (auto& [k, link] : links_) {
+    link->close_reason = metrics::CloseReason::kShutdown;
     if (link->retry) link->retry->cancel();
     if (link->out && !link->out->channel->closed() &&
         ending.insert(link->out->channel.get()).second) {

@@ -32,6 +32,7 @@ class RateLimits {
   };
   Stanza stanza(const std::string& domain, Clock::time_point now);
 
+  bool bandwidth_limited() const { return bandwidth_limit_ > 0; }
   // Charges `bytes` read to the budget of bandwidth_limit bytes per second (all domains
   // together; the budget may go into debt); returns how long to stop reading.
   Clock::duration bandwidth_pause(std::uint64_t bytes, Clock::time_point now);

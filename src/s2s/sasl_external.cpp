@@ -51,7 +51,7 @@ void SaslExternal::handle(const std::shared_ptr<InboundStream>& in, xml::Element
            "SASL EXTERNAL refused: certificate not valid for '" + claimed + "'");
     return in->send(wire::sasl_failure("not-authorized"));
   }
-  in->authenticated(in->local(), in->peer(), name());
+  in->authenticated(in->local(), in->peer(), name(), counted_as());
   in->send(wire::sasl_success());
   in->restart();
   spdlog::info("s2s in {} -> {}: authenticated with SASL EXTERNAL over {}", in->peer(), in->local(),

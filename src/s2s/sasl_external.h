@@ -4,11 +4,8 @@
 // domain its header names, and only that domain may be claimed.
 #pragma once
 
+#include "metrics/metrics.h"
 #include "s2s/authenticator.h"
-
-namespace waddle::metrics {
-struct S2sMetrics;
-}
 
 namespace waddle::s2s {
 
@@ -17,6 +14,7 @@ class SaslExternal final : public Authenticator {
   explicit SaslExternal(metrics::S2sMetrics* metrics) : metrics_(metrics) {}
 
   std::string_view name() const override { return "SASL EXTERNAL"; }
+  metrics::AuthMethod counted_as() const override { return metrics::AuthMethod::kSaslExternal; }
   bool offered(const xml::Element& features) const override;
   boost::asio::awaitable<AuthStep> authenticate(OutboundNegotiation& n) override;
   void offer(xml::Element& features, const InboundStream& in) const override;

@@ -27,6 +27,7 @@ asio::awaitable<void> Watchdog::run(std::shared_ptr<Link> link,
     if (now - link->last_activity >= idle_ && now - link->last_rx >= idle_) {
       spdlog::info("s2s {} -> {}: idle for {}, closing", link->local, link->remote,
                    core::format_duration(idle_));
+      link->close_reason = metrics::CloseReason::kIdle;
       ch.send(wire::kStreamClose);
       co_await close_gracefully(out->channel, time_);
       break;
@@ -34,6 +35,7 @@ asio::awaitable<void> Watchdog::run(std::shared_ptr<Link> link,
     if (link->ping_sent && now - *link->ping_sent >= ping_) {
       report(metrics_, link->remote, Failure::kTimeout,
              "no answer to a ping in " + core::format_duration(ping_) + ": replacing the link");
+      link->close_reason = metrics::CloseReason::kPingTimeout;
       ch.close();
       break;
     }

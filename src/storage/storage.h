@@ -1,5 +1,5 @@
-// Storage interfaces: accounts, rosters, offline messages (rooms later). Implementations are
-// synchronous and are only ever called from the storage worker thread (never a reactor).
+// Storage interfaces: accounts, rosters, offline messages and persistent rooms. Implementations
+// are synchronous and are only ever called from the storage worker thread (never a reactor).
 #pragma once
 
 #include <cstdint>

@@ -90,7 +90,7 @@ class HomeServerTest : public ::testing::Test {
     alice.domain = "home.test";
     alice.username = "alice";
     ASSERT_TRUE(storage_->create_account(alice));
-    worker_ = std::make_unique<net::Worker>(*storage_);
+    worker_ = std::make_unique<net::Worker<storage::Storage>>(*storage_);
     router_.set_remote(&remote_);
     home_ = std::make_unique<HomeServer>(config_, router_, *worker_, io_.get_executor(), key_);
   }
@@ -126,7 +126,7 @@ class HomeServerTest : public ::testing::Test {
   asio::io_context io_;
   std::filesystem::path dir_;
   std::unique_ptr<storage::Storage> storage_;
-  std::unique_ptr<net::Worker> worker_;
+  std::unique_ptr<net::Worker<storage::Storage>> worker_;
   router::Router router_{{"home.test"}};
   CapturedRemote remote_;
   std::unique_ptr<HomeServer> home_;

@@ -48,6 +48,7 @@ import logging
 import os
 import pwd
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -57,6 +58,7 @@ import struct
 import subprocess
 import textwrap
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -966,6 +968,9 @@ class Ejabberd(PeerServer):
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METRICS_PORT = 5280
+# One sample of the Prometheus text exposition, and one label in it.
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 def waddle_binary() -> Path:
@@ -1042,12 +1047,10 @@ class Waddle(PeerServer):
     and s2s accept TCP; ``stop()`` sends SIGTERM to the PID it started (SIGKILL after 10 s)
     and releases the address lease it was given. ``check_s2s(domain)`` runs
     ``waddle check s2s DOMAIN`` with the same configuration.
-    Log lines that tell the s2s authentication (waddle.log):
-      outbound:  "s2s LOCAL -> REMOTE: authenticated with SASL EXTERNAL|dialback over TLSv1.3
-                  CIPHER (peer certificate valid|not verified)"
-      inbound:   "s2s in REMOTE -> LOCAL: authenticated with SASL EXTERNAL over ..."
-                 "s2s in REMOTE -> LOCAL: dialback valid|invalid over ..."
-      authoritative: "s2s: dialback verify from RECEIVING for LOCAL (stream ID): valid"
+    How the s2s streams were authenticated is read from /metrics (``metric``,
+    ``wait_metric``; docs/metrics.md): ``waddle_s2s_authenticated_total{domain,direction,
+    method}``, ``waddle_s2s_dialback_verify_total{domain,result}``,
+    ``waddle_s2s_streams_closed_total{domain,direction,reason}``, not from the log.
     """
 
     name = "waddle"
@@ -1145,6 +1148,42 @@ class Waddle(PeerServer):
 
     def log_lines(self, needle: str) -> list[str]:
         return [line for line in self.log_text().splitlines() if needle in line]
+
+    def metrics_text(self) -> str:
+        """The Prometheus exposition served at /metrics (raises on an HTTP error)."""
+        port = self.config["metrics"]["port"]
+        with urllib.request.urlopen(f"http://{self.ip}:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def metric(self, name: str, text: Optional[str] = None, **labels: Any) -> float:
+        """Sum of the samples of metric `name` whose labels have the given values (a tuple
+        accepts any of its values); 0 when there is none. `text`: an exposition read before."""
+        text = self.metrics_text() if text is None else text
+        total = 0.0
+        for line in text.splitlines():
+            m = _SAMPLE.match(line)
+            if not m or m.group(1) != name:
+                continue
+            have = dict(_LABEL.findall(m.group(2) or ""))
+            if all(have.get(k) in (v if isinstance(v, tuple) else (v,))
+                   for k, v in labels.items()):
+                total += float(m.group(3))
+        return total
+
+    def wait_metric(self, name: str, at_least: float = 1, timeout: float = 15,
+                    **labels: Any) -> float:
+        """Waits (bounded) until metric(name, **labels) >= at_least; returns it."""
+        got = [0.0]
+
+        def reached() -> bool:
+            got[0] = self.metric(name, **labels)
+            return got[0] >= at_least
+
+        wait_until(reached, timeout, f"waddle {self.domain}: {name}{labels} >= {at_least:g}",
+                   on_fail=lambda: f"(it is {got[0]:g})\n" + "\n".join(
+                       line for line in self.metrics_text().splitlines()
+                       if line.startswith(name)) + "\n" + self.log_tail())
+        return got[0]
 
 
 

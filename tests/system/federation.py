@@ -7,7 +7,9 @@
 - `RawS2s`: a raw server-to-server stream that authenticates as a domain with a client
   certificate (STARTTLS, SASL EXTERNAL, stream restart), for sending what no honest server
   sends (spoofed 'from', floods).
-- `wait_log` / `await_log`: wait for a server log line matching a regex, with a deadline.
+- `wait_metric` / `await_metric` / `metric_sum`: wait (with a deadline) on, or read, a
+  server's /metrics counters, summed over the series whose labels match.
+- `await_operator_log`: wait for a server log line, only for lines an operator reads.
 
 Addresses are leased like the servers' (waddle_server.lease_address); processes are stopped
 by their PID only.
@@ -23,7 +25,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 from xml.sax.saxutils import escape, quoteattr
 
 from rawxmpp import NS_SASL, NS_TLS, RawXmpp, stream_header, tag
@@ -33,7 +35,7 @@ from waddle_server import S2S_PORT, WaddleServer, deep_merge, lease_address
 
 NS_SERVER = "jabber:server"
 NS_DIALBACK = "jabber:server:dialback"
-LOG_TIMEOUT = 10.0
+WAIT_TIMEOUT = 10.0
 
 # Retries fast enough for a test: 100 ms, 200 ms, 400 ms.
 FAST_RETRY = {"max_retries": 3, "initial_delay": "100ms", "max_delay": "30s",
@@ -63,7 +65,90 @@ class Pki:
         raise ValueError(f"certificate kind {kind!r}: expected 'ca' or 'self'")
 
 
+# --------------------------------------------------------------------------- metrics
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+LabelValue = Union[str, tuple[str, ...]]
+
+
+def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of metric `name` in a Prometheus text exposition: (labels, value)."""
+    samples = []
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m and m.group(1) == name:
+            labels = {k: re.sub(r"\\(.)", r"\1", v) for k, v in _LABEL.findall(m.group(2) or "")}
+            samples.append((labels, float(m.group(3))))
+    return samples
+
+
+def _matches(labels: dict[str, str], want: dict[str, LabelValue]) -> bool:
+    for key, value in want.items():
+        accepted = value if isinstance(value, tuple) else (value,)
+        if labels.get(key) not in accepted:
+            return False
+    return True
+
+
+def metric_sum(text_or_srv: Union[str, WaddleServer], name: str, **labels: LabelValue) -> float:
+    """Sum of the samples of `name` whose labels have the given values (a tuple accepts any
+    of its values); 0 when there is none. Reads the server's /metrics, or a text read before."""
+    text = text_or_srv if isinstance(text_or_srv, str) else text_or_srv.metrics_text()
+    return sum(v for lab, v in metric_samples(text, name) if _matches(lab, labels))
+
+
+def _metric_failure(srv: WaddleServer, name: str, labels: dict, at_least: float, got: float,
+                    timeout: float, what: str) -> AssertionError:
+    text = srv.metrics_text()
+    lines = "\n".join(line for line in text.splitlines() if line.startswith(name))
+    return AssertionError(
+        (f"{what}: " if what else "") +
+        f"{srv.domain} ({srv.ip}): {name}{labels} is {got:g}, not >= {at_least:g} within"
+        f" {timeout}s; its series:\n{lines or '(none)'}\n{srv.log_tail(60)}")
+
+
+def wait_metric(srv: WaddleServer, name: str, at_least: float = 1, timeout: float = WAIT_TIMEOUT,
+                what: str = "", **labels: LabelValue) -> float:
+    """Waits (bounded) until metric_sum(srv, name, **labels) >= at_least; returns it.
+    `what` explains the expectation in the failure message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = metric_sum(srv, name, **labels)
+        if got >= at_least:
+            return got
+        if time.monotonic() >= deadline:
+            raise _metric_failure(srv, name, labels, at_least, got, timeout, what)
+        time.sleep(0.05)  # polling /metrics under the deadline above
+
+
+async def await_metric(srv: WaddleServer, name: str, at_least: float = 1,
+                       timeout: float = WAIT_TIMEOUT, what: str = "",
+                       **labels: LabelValue) -> float:
+    """wait_metric for async test bodies (clients keep running meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        got = await asyncio.to_thread(metric_sum, srv, name, **labels)
+        if got >= at_least:
+            return got
+        if loop.time() >= deadline:
+            raise _metric_failure(srv, name, labels, at_least, got, timeout, what)
+        await asyncio.sleep(0.05)  # polling /metrics under the deadline above
+
+
+# Series of the S2S metrics (docs/metrics.md) the tests wait on.
+AUTHENTICATED = "waddle_s2s_authenticated_total"  # {domain, direction, method}
+DIALBACK_VERIFY = "waddle_s2s_dialback_verify_total"  # {domain, result}
+STREAMS_CLOSED = "waddle_s2s_streams_closed_total"  # {domain, direction, reason}
+ERRORS = "waddle_s2s_errors_total"  # {domain, kind}
+DIALBACK_METHODS = ("dialback", "dialback_multiplexed")
+
+
 # --------------------------------------------------------------------------- logs
+# Only for lines an operator reads (each use says why); everything else waits on behaviour
+# or on /metrics, so that log wording can change freely.
 
 
 def _log_failure(srv: WaddleServer, pattern: str, timeout: float, since: int, found: int,
@@ -74,23 +159,9 @@ def _log_failure(srv: WaddleServer, pattern: str, timeout: float, since: int, fo
         f" within {timeout}s (log from byte {since}):\n{srv.log_tail(80)}")
 
 
-def wait_log(srv: WaddleServer, pattern: str, timeout: float = LOG_TIMEOUT, since: int = 0,
-             count: int = 1, what: str = "") -> list[re.Match]:
-    """Waits (bounded) until the log from byte `since` has `count` lines matching pattern.
-    `what` explains the expectation in the failure message."""
-    deadline = time.monotonic() + timeout
-    while True:
-        matches = list(re.finditer(pattern, srv.log_since(since)))
-        if len(matches) >= count:
-            return matches
-        if time.monotonic() >= deadline:
-            raise _log_failure(srv, pattern, timeout, since, len(matches), count, what)
-        time.sleep(0.05)  # polling a file under the deadline above
-
-
-async def await_log(srv: WaddleServer, pattern: str, timeout: float = LOG_TIMEOUT,
-                    since: int = 0, count: int = 1, what: str = "") -> list[re.Match]:
-    """wait_log for async test bodies (clients keep running meanwhile)."""
+async def await_operator_log(srv: WaddleServer, pattern: str, timeout: float = WAIT_TIMEOUT,
+                             since: int = 0, count: int = 1, what: str = "") -> list[re.Match]:
+    """Waits (bounded) until the log from byte `since` has `count` lines matching pattern."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -100,22 +171,6 @@ async def await_log(srv: WaddleServer, pattern: str, timeout: float = LOG_TIMEOU
         if loop.time() >= deadline:
             raise _log_failure(srv, pattern, timeout, since, len(matches), count, what)
         await asyncio.sleep(0.05)  # polling a file under the deadline above
-
-
-def out_auth(local: str, remote: str, method: str) -> str:
-    """Regex of the outbound 'authenticated' log line."""
-    return rf"s2s {re.escape(local)} -> {re.escape(remote)}: authenticated with {method}\b"
-
-
-def in_sasl(remote: str, local: str) -> str:
-    """Regex of the inbound SASL EXTERNAL log line."""
-    return (rf"s2s in {re.escape(remote)} -> {re.escape(local)}: authenticated with"
-            rf" SASL EXTERNAL")
-
-
-def in_dialback(remote: str, local: str, result: str = "valid") -> str:
-    """Regex of the inbound dialback result log line."""
-    return rf"s2s in {re.escape(remote)} -> {re.escape(local)}: dialback {result}\b"
 
 
 # --------------------------------------------------------------------------- federation
@@ -229,10 +284,10 @@ class RawS2s(RawXmpp):
     certificate is verified against the CA."""
 
     def __init__(self, ip: str, local: str, remote: str, cert: Path, key: Path, ca_file: Path,
-                 port: int = S2S_PORT, timeout: float = 10.0):
+                 port: int = S2S_PORT, timeout: float = 10.0, direct_tls: bool = False):
         self.local = local
         self._cert, self._key, self._ca = cert, key, ca_file
-        super().__init__(ip, port, domain=remote, timeout=timeout)
+        super().__init__(ip, port, domain=remote, timeout=timeout, direct_tls=direct_tls)
 
     def header(self) -> str:
         return stream_header(to=self.domain, ns=NS_SERVER,

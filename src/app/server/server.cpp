@@ -1,13 +1,20 @@
 // Wiring of the server: one io_context thread for all network I/O, a worker thread for
-// storage, listeners per configured address, graceful shutdown on SIGINT/SIGTERM.
+// storage, listeners per configured address, graceful shutdown on SIGINT/SIGTERM and a
+// configuration reload on SIGHUP.
 #include "app/server/server.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 
+#include <chrono>
 #include <csignal>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "c2s/c2s.h"
 #include "core/version.h"
@@ -29,6 +36,10 @@ using asio::ip::tcp;
 
 namespace {
 
+using StorageWorker = net::Worker<storage::Storage>;
+// Persistent rooms by room service domain: (room name, saved data).
+using SavedRooms = std::map<std::string, std::vector<std::pair<std::string, std::string>>>;
+
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, c2s::C2sContext& ctx, bool direct) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
@@ -41,7 +52,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, c2s::C2sContext& ctx,
   }
 }
 
-asio::awaitable<void> store_room(net::Worker& worker, std::string service, std::string name,
+asio::awaitable<void> store_room(StorageWorker& worker, std::string service, std::string name,
                                  std::string data) {
   auto job = [service = std::move(service), name = std::move(name),
               data = std::move(data)](storage::Storage& st) {
@@ -52,169 +63,269 @@ asio::awaitable<void> store_room(net::Worker& worker, std::string service, std::
   co_await worker.run(std::move(job));
 }
 
+// Read before the storage worker owns the database.
+SavedRooms read_saved_rooms(const core::Config& config, storage::Storage& storage) {
+  SavedRooms saved;
+  for (const auto& d : config.server.domains)
+    if (auto m = config.muc_domain(d); !m.empty()) saved[m] = storage.room_list(m);
+  return saved;
+}
+
+std::optional<identity::SigningKey> load_identity_key(const core::Config& config) {
+  if (!config.identity.enabled) return std::nullopt;
+  return identity::SigningKey::load_or_create(config.identity_key_path());
+}
+
+// Everything the running server owns, declared in the order it is built and torn down in
+// reverse. The public steps are called once each, in the order they are declared.
+class Server {
+ public:
+  Server(const core::Config& config, std::unique_ptr<storage::Storage> storage);
+
+  void wire_local_delivery();
+  void restore_rooms(const SavedRooms& saved);
+  void start_federation();
+  void start_listeners();
+  void start_metrics_endpoint();
+  void log_started() const;
+  void handle_signals();
+  // Runs the reactor until shutdown has finished, then lets queued storage work complete.
+  void run();
+
+ private:
+  muc::Env room_env(const std::string& domain);
+  void add_listeners(std::uint16_t port, bool direct);
+  std::string render_metrics();
+  void begin_shutdown();
+  void wait_for_streams_to_end();
+  void wait_for_reload();
+  void reload_config();
+
+  const core::Config& config_;
+  std::unique_ptr<storage::Storage> storage_;
+  std::optional<identity::SigningKey> identity_key_;
+  net::TlsContexts tls_;
+  asio::io_context io_{1};
+  StorageWorker worker_;
+  router::Router router_;
+  metrics::Registry registry_;
+  metrics::S2sMetrics s2s_metrics_;
+  metrics::C2sMetrics c2s_metrics_;
+  metrics::MucMetrics muc_metrics_;
+  im::ImService im_;
+  std::vector<std::unique_ptr<muc::MucService>> rooms_;  // one room service per served domain
+  s2s::S2sService s2s_;
+  c2s::C2sContext c2s_;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  std::unique_ptr<metrics::HttpServer> http_;
+  // Signals are added once the server has started; until then they keep their default action.
+  asio::signal_set stop_signals_{io_};
+  asio::signal_set hup_{io_};
+  bool stopping_ = false;
+  asio::steady_timer stop_timer_{io_};
+  std::chrono::steady_clock::time_point stop_deadline_ =
+      std::chrono::steady_clock::time_point::max();
+};
+
+Server::Server(const core::Config& config, std::unique_ptr<storage::Storage> storage)
+    : config_(config),
+      storage_(std::move(storage)),
+      identity_key_(load_identity_key(config)),
+      tls_(config),
+      worker_(*storage_),
+      router_(config.server.domains),
+      s2s_metrics_(registry_, config.metrics.max_domains),
+      c2s_metrics_(registry_),
+      muc_metrics_(registry_),
+      im_(config, router_, worker_, io_.get_executor(), &c2s_metrics_,
+          identity_key_ ? &*identity_key_ : nullptr),
+      s2s_(config, router_, tls_, io_, &s2s_metrics_),
+      c2s_{config, router_, im_, worker_, tls_.c2s(), &c2s_metrics_, &tls_} {}
+
+void Server::wire_local_delivery() {
+  router_.set_local_handler(&im_);
+}
+
+// Room services (XEP-0045), one per served domain, with their persistent rooms.
+void Server::restore_rooms(const SavedRooms& saved) {
+  for (const auto& [domain, rooms] : saved) {
+    auto service = std::make_unique<muc::MucService>(config_.muc, domain, room_env(domain));
+    service->load(rooms);
+    router_.add_component(domain, service.get());
+    spdlog::info("room service {} ({} persistent rooms)", domain, rooms.size());
+    rooms_.push_back(std::move(service));
+  }
+}
+
+muc::Env Server::room_env(const std::string& domain) {
+  muc::Env env;
+  // Posted, not routed in place: an immediate bounce (a queue full, a session gone) must
+  // not come back into the room while it is still iterating its occupants. One thread,
+  // FIFO: the order of the room's stanzas is kept.
+  env.send = [this](xml::Element e) {
+    asio::post(io_, [this, e = std::move(e)]() mutable { router_.route(std::move(e)); });
+  };
+  env.now = [] {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  env.store = [this, service = domain](const std::string& room, const std::string& data) {
+    net::spawn_logged(io_.get_executor(), store_room(worker_, service, room, data), "room storage");
+  };
+  env.after = [this](std::chrono::milliseconds delay, std::function<void()> fn) {
+    auto timer = std::make_shared<asio::steady_timer>(io_, delay);
+    timer->async_wait([timer, fn = std::move(fn)](boost::system::error_code ec) {
+      if (!ec) fn();
+    });
+  };
+  env.is_local_domain = [this](std::string_view d) { return router_.is_user_domain(d); };
+  env.log = [](const std::string& line) { spdlog::info("{}", line); };
+  return env;
+}
+
+void Server::start_federation() {
+  if (!config_.s2s.enabled) return;
+  router_.set_remote(&s2s_);
+  s2s_.start();
+}
+
+void Server::start_listeners() {
+  if (!config_.c2s.enabled) return;
+  add_listeners(config_.c2s.port, false);
+  if (config_.c2s.direct_tls_port) add_listeners(config_.c2s.direct_tls_port, true);
+}
+
+void Server::add_listeners(std::uint16_t port, bool direct) {
+  for (auto& acc : net::listen_all(io_, config_.server.listen, port)) {
+    spdlog::info("listening for clients on {} port {}{}",
+                 acc->local_endpoint().address().to_string(), port, direct ? " (direct TLS)" : "");
+    net::spawn_logged(io_.get_executor(), accept_loop(*acc, c2s_, direct), "c2s accept loop");
+    acceptors_.push_back(std::move(acc));
+  }
+}
+
+void Server::start_metrics_endpoint() {
+  if (!config_.metrics.enabled) return;
+  http_ = std::make_unique<metrics::HttpServer>(
+      io_, config_.metrics.address, config_.metrics.port, [this] { return render_metrics(); },
+      [this] { return !io_.stopped(); });
+  http_->start();
+}
+
+// The room figures are read from the room services when scraped; the rest is kept current
+// by the parts that count.
+std::string Server::render_metrics() {
+  muc::MucStats total;
+  std::uint64_t valid = 0, refused = 0;
+  for (const auto& r : rooms_) {
+    auto s = r->stats();
+    total.rooms += s.rooms;
+    total.occupants_local += s.occupants_local;
+    total.occupants_remote += s.occupants_remote;
+    valid += r->credentials_verified();
+    refused += r->credentials_rejected();
+  }
+  muc_metrics_.rooms.set(static_cast<double>(total.rooms));
+  muc_metrics_.occupants_local.set(static_cast<double>(total.occupants_local));
+  muc_metrics_.occupants_remote.set(static_cast<double>(total.occupants_remote));
+  muc_metrics_.credentials_valid.inc(valid - muc_metrics_.credentials_valid.value());
+  muc_metrics_.credentials_refused.inc(refused - muc_metrics_.credentials_refused.value());
+  return registry_.render();
+}
+
+void Server::log_started() const {
+  for (const auto& d : config_.hosted_domains())
+    spdlog::info("serving {} (certificate {})", d, tls_.describe(d));
+  spdlog::info("waddle {} started; storage {}", WADDLE_VERSION, config_.storage_path());
+}
+
+void Server::handle_signals() {
+  stop_signals_.add(SIGINT);
+  stop_signals_.add(SIGTERM);
+  hup_.add(SIGHUP);
+  stop_signals_.async_wait([this](boost::system::error_code ec, int sig) {
+    if (ec || stopping_) return;
+    stopping_ = true;
+    spdlog::info("received signal {}: shutting down", sig);
+    begin_shutdown();
+  });
+  wait_for_reload();
+}
+
+// Stops accepting, lets the rooms say goodbye, closes every stream and then waits, at most
+// server.shutdown_timeout, for the streams to end.
+void Server::begin_shutdown() {
+  for (auto& acc : acceptors_) acc->close();
+  for (auto& r : rooms_) r->shutdown();
+  // Posted behind the rooms' goodbyes (which the rooms post), so that they are routed
+  // before the streams that carry them close.
+  asio::post(io_, [this] {
+    for (auto* s : router_.all()) s->close_with(core::StreamError::kSystemShutdown);
+    s2s_.stop();
+    hup_.cancel();
+    if (http_) http_->stop();
+    stop_deadline_ = std::chrono::steady_clock::now() + config_.server.shutdown_timeout;
+    wait_for_streams_to_end();
+  });
+}
+
+// Stops the reactor once no client session and no server stream is left, or at the deadline.
+void Server::wait_for_streams_to_end() {
+  auto live = c2s::live_sessions() + s2s_.live_streams();
+  if (live == 0 || std::chrono::steady_clock::now() >= stop_deadline_) {
+    if (live != 0) spdlog::warn("shutdown: {} streams did not close in time", live);
+    io_.stop();
+    return;
+  }
+  stop_timer_.expires_after(std::chrono::milliseconds(20));
+  stop_timer_.async_wait([this](boost::system::error_code) { wait_for_streams_to_end(); });
+}
+
+// SIGHUP: re-read the configuration file; the federation policy, rate limits and log
+// level take effect without dropping connections that remain allowed.
+void Server::wait_for_reload() {
+  hup_.async_wait([this](boost::system::error_code ec, int) {
+    if (ec) return;
+    reload_config();
+    wait_for_reload();
+  });
+}
+
+void Server::reload_config() {
+  if (config_.source.empty()) {
+    spdlog::warn("SIGHUP: running on the embedded default, there is no file to reload");
+    return;
+  }
+  try {
+    core::Config fresh = core::load_config(config_.source);
+    spdlog::set_level(spdlog::level::from_str(fresh.server.log_level));
+    s2s_.reload(fresh);
+    spdlog::info("SIGHUP: reloaded {}", config_.source);
+  } catch (const std::exception& e) {
+    spdlog::error("SIGHUP: configuration not reloaded: {}", e.what());
+  }
+}
+
+void Server::run() {
+  io_.run();
+  worker_.stop();
+}
+
 }  // namespace
 
 int run_server(const core::Config& config) {
   auto storage = storage::open_sqlite(config.storage_path());
-  // Persistent rooms, read before the storage worker owns the database.
-  std::map<std::string, std::vector<std::pair<std::string, std::string>>> saved_rooms;
-  for (const auto& d : config.server.domains)
-    if (auto m = config.muc_domain(d); !m.empty()) saved_rooms[m] = storage->room_list(m);
-  std::optional<identity::SigningKey> identity_key;
-  if (config.identity.enabled)
-    identity_key.emplace(identity::SigningKey::load_or_create(config.identity_key_path()));
-  net::TlsContexts tls(config);
-  asio::io_context io(1);
-  net::Worker worker(*storage);
-  router::Router router(config.server.domains);
-  metrics::Registry registry;
-  metrics::S2sMetrics s2s_metrics(registry, config.metrics.max_domains);
-  metrics::C2sMetrics c2s_metrics(registry);
-  metrics::MucMetrics muc_metrics(registry);
-  im::ImService im(config, router, worker, io.get_executor(), &c2s_metrics,
-                   identity_key ? &*identity_key : nullptr);
-  router.set_local_handler(&im);
-
-  // Room services (XEP-0045), one per served domain.
-  std::vector<std::unique_ptr<muc::MucService>> rooms;
-  for (auto& [domain, saved] : saved_rooms) {
-    muc::Env env;
-    // Posted, not routed in place: an immediate bounce (a queue full, a session gone) must
-    // not come back into the room while it is still iterating its occupants. One thread,
-    // FIFO: the order of the room's stanzas is kept.
-    env.send = [&router, &io](xml::Element e) {
-      asio::post(io, [&router, e = std::move(e)]() mutable { router.route(std::move(e)); });
-    };
-    env.now = [] {
-      return std::chrono::duration_cast<std::chrono::seconds>(
-                 std::chrono::system_clock::now().time_since_epoch())
-          .count();
-    };
-    env.store = [&worker, &io, service = domain](const std::string& room, const std::string& data) {
-      net::spawn_logged(io.get_executor(), store_room(worker, service, room, data), "room storage");
-    };
-    env.after = [&io](std::chrono::milliseconds delay, std::function<void()> fn) {
-      auto timer = std::make_shared<asio::steady_timer>(io, delay);
-      timer->async_wait([timer, fn = std::move(fn)](boost::system::error_code ec) {
-        if (!ec) fn();
-      });
-    };
-    env.is_local_domain = [&router](std::string_view d) { return router.is_user_domain(d); };
-    env.log = [](const std::string& line) { spdlog::info("{}", line); };
-    auto service = std::make_unique<muc::MucService>(config.muc, domain, std::move(env));
-    service->load(saved);
-    router.add_component(domain, service.get());
-    spdlog::info("room service {} ({} persistent rooms)", domain, saved.size());
-    rooms.push_back(std::move(service));
-  }
-  s2s::S2sService s2s(config, router, tls, io, &s2s_metrics);
-  if (config.s2s.enabled) {
-    router.set_remote(&s2s);
-    s2s.start();
-  }
-  c2s::C2sContext ctx{config, router, im, worker, tls.c2s(), &c2s_metrics, &tls};
-
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
-  auto add_listeners = [&](std::uint16_t port, bool direct) {
-    for (auto& acc : net::listen_all(io, config.server.listen, port)) {
-      spdlog::info("listening for clients on {} port {}{}",
-                   acc->local_endpoint().address().to_string(), port,
-                   direct ? " (direct TLS)" : "");
-      net::spawn_logged(io.get_executor(), accept_loop(*acc, ctx, direct), "c2s accept loop");
-      acceptors.push_back(std::move(acc));
-    }
-  };
-  if (config.c2s.enabled) {
-    add_listeners(config.c2s.port, false);
-    if (config.c2s.direct_tls_port) add_listeners(config.c2s.direct_tls_port, true);
-  }
-  std::unique_ptr<metrics::HttpServer> http;
-  if (config.metrics.enabled) {
-    http = std::make_unique<metrics::HttpServer>(
-        io, config.metrics.address, config.metrics.port,
-        [&] {
-          muc::MucStats total;
-          std::uint64_t valid = 0, refused = 0;
-          for (const auto& r : rooms) {
-            auto s = r->stats();
-            total.rooms += s.rooms;
-            total.occupants_local += s.occupants_local;
-            total.occupants_remote += s.occupants_remote;
-            valid += r->credentials_verified();
-            refused += r->credentials_rejected();
-          }
-          muc_metrics.rooms.set(static_cast<double>(total.rooms));
-          muc_metrics.occupants_local.set(static_cast<double>(total.occupants_local));
-          muc_metrics.occupants_remote.set(static_cast<double>(total.occupants_remote));
-          muc_metrics.credentials_valid.inc(valid - muc_metrics.credentials_valid.value());
-          muc_metrics.credentials_refused.inc(refused - muc_metrics.credentials_refused.value());
-          return registry.render();
-        },
-        [&] { return !io.stopped(); });
-    http->start();
-  }
-  for (const auto& d : config.hosted_domains())
-    spdlog::info("serving {} (certificate {})", d, tls.describe(d));
-  spdlog::info("waddle {} started; storage {}", WADDLE_VERSION, config.storage_path());
-
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  asio::signal_set hup(io, SIGHUP);
-  bool stopping = false;
-  asio::steady_timer stop_timer(io);
-  std::function<void()> wait_sessions;
-  auto deadline = std::chrono::steady_clock::time_point::max();
-  wait_sessions = [&] {
-    auto live = c2s::live_sessions() + s2s.live_streams();
-    if (live == 0 || std::chrono::steady_clock::now() >= deadline) {
-      if (live != 0) spdlog::warn("shutdown: {} streams did not close in time", live);
-      io.stop();
-      return;
-    }
-    stop_timer.expires_after(std::chrono::milliseconds(20));
-    stop_timer.async_wait([&](boost::system::error_code) { wait_sessions(); });
-  };
-  signals.async_wait([&](boost::system::error_code ec, int sig) {
-    if (ec || stopping) return;
-    stopping = true;
-    spdlog::info("received signal {}: shutting down", sig);
-    for (auto& acc : acceptors) acc->close();
-    for (auto& r : rooms) r->shutdown();
-    // Posted behind the rooms' goodbyes (which the rooms post), so that they are routed
-    // before the streams that carry them close.
-    asio::post(io, [&] {
-      for (auto* s : router.all()) s->close_with(core::StreamError::kSystemShutdown);
-      s2s.stop();
-      hup.cancel();
-      if (http) http->stop();
-      deadline = std::chrono::steady_clock::now() + config.server.shutdown_timeout;
-      wait_sessions();
-    });
-  });
-
-  // SIGHUP: re-read the configuration file; the federation policy, rate limits and log
-  // level take effect without dropping connections that remain allowed.
-  std::function<void()> wait_hup = [&] {
-    hup.async_wait([&](boost::system::error_code ec, int) {
-      if (ec) return;
-      if (config.source.empty()) {
-        spdlog::warn("SIGHUP: running on the embedded default, there is no file to reload");
-      } else {
-        try {
-          core::Config fresh = core::load_config(config.source);
-          spdlog::set_level(spdlog::level::from_str(fresh.server.log_level));
-          s2s.reload(fresh);
-          spdlog::info("SIGHUP: reloaded {}", config.source);
-        } catch (const std::exception& e) {
-          spdlog::error("SIGHUP: configuration not reloaded: {}", e.what());
-        }
-      }
-      wait_hup();
-    });
-  };
-  wait_hup();
-
-  io.run();
-  worker.stop();
+  const SavedRooms saved_rooms = read_saved_rooms(config, *storage);
+  Server server(config, std::move(storage));
+  server.wire_local_delivery();
+  server.restore_rooms(saved_rooms);
+  server.start_federation();
+  server.start_listeners();
+  server.start_metrics_endpoint();
+  server.log_started();
+  server.handle_signals();
+  server.run();
   spdlog::info("waddle stopped");
   return 0;
 }

@@ -267,6 +267,10 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   s2s.queued("slow.example", 3);
   s2s.dequeued("slow.example", 1);
   s2s.bounced("unreachable.example", "remote-server-not-found");
+  s2s.authenticated("prosody.example", Direction::kOut, AuthMethod::kSaslExternal);
+  s2s.authenticated("prosody.example", Direction::kIn, AuthMethod::kDialbackMultiplexed);
+  s2s.dialback_verify("ejabberd.example", false);
+  s2s.stream_closed("ejabberd.example", Direction::kOut, CloseReason::kPingTimeout);
   for (int i = 0; i < 10; ++i) s2s.stanza_received("spam" + std::to_string(i) + ".example");
   c2s.session_opened();
   c2s.auth_failure();
@@ -297,6 +301,13 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_s2s_queue_stanzas{domain=\"slow.example\"} 2\n",
            "waddle_s2s_bounced_total{domain=\"unreachable.example\","
            "condition=\"remote-server-not-found\"} 1\n",
+           "waddle_s2s_authenticated_total{domain=\"prosody.example\",direction=\"out\","
+           "method=\"sasl_external\"} 1\n",
+           "waddle_s2s_authenticated_total{domain=\"prosody.example\",direction=\"in\","
+           "method=\"dialback_multiplexed\"} 1\n",
+           "waddle_s2s_dialback_verify_total{domain=\"ejabberd.example\",result=\"invalid\"} 1\n",
+           "waddle_s2s_streams_closed_total{domain=\"ejabberd.example\",direction=\"out\","
+           "reason=\"ping_timeout\"} 1\n",
            "waddle_c2s_sessions_active 1\n",
            "waddle_c2s_auth_failures_total 1\n",
            "waddle_c2s_stanzas_received_total 1\n",
@@ -318,6 +329,99 @@ TEST_F(MetricsTest, S2sMetrics_ErrorKindNames) {
   EXPECT_EQ(to_string(S2sError::kTimeout), "timeout");
   EXPECT_EQ(to_string(Direction::kIn), "in");
   EXPECT_EQ(to_string(Direction::kOut), "out");
+  EXPECT_EQ(to_string(AuthMethod::kSaslExternal), "sasl_external");
+  EXPECT_EQ(to_string(AuthMethod::kDialback), "dialback");
+  EXPECT_EQ(to_string(AuthMethod::kDialbackMultiplexed), "dialback_multiplexed");
+  EXPECT_EQ(to_string(CloseReason::kPeer), "peer");
+  EXPECT_EQ(to_string(CloseReason::kIdle), "idle");
+  EXPECT_EQ(to_string(CloseReason::kPingTimeout), "ping_timeout");
+  EXPECT_EQ(to_string(CloseReason::kPolicy), "policy");
+  EXPECT_EQ(to_string(CloseReason::kRateLimit), "rate_limit");
+  EXPECT_EQ(to_string(CloseReason::kShutdown), "shutdown");
+  EXPECT_EQ(to_string(CloseReason::kError), "error");
+}
+
+TEST_F(MetricsTest, S2sMetrics_AuthenticationsVerifiesAndCloses) {
+  S2sMetrics s2s(registry_, 100);
+  s2s.authenticated("b.example", Direction::kOut, AuthMethod::kSaslExternal);
+  s2s.authenticated("b.example", Direction::kOut, AuthMethod::kDialbackMultiplexed);
+  s2s.authenticated("b.example", Direction::kOut, AuthMethod::kDialbackMultiplexed);
+  s2s.authenticated("c.example", Direction::kIn, AuthMethod::kDialback);
+  s2s.dialback_verify("c.example", true);
+  s2s.dialback_verify("c.example", false);
+  s2s.dialback_verify("c.example", true);
+  for (auto r :
+       {CloseReason::kPeer, CloseReason::kIdle, CloseReason::kPingTimeout, CloseReason::kPolicy,
+        CloseReason::kRateLimit, CloseReason::kShutdown, CloseReason::kError})
+    s2s.stream_closed("b.example", Direction::kIn, r);
+  s2s.stream_closed("b.example", Direction::kOut, CloseReason::kIdle);
+  s2s.stream_closed("b.example", Direction::kOut, CloseReason::kIdle);
+  EXPECT_EQ(registry_.render(),
+            "# HELP waddle_s2s_connections_active Open server-to-server streams.\n"
+            "# TYPE waddle_s2s_connections_active gauge\n"
+            "# HELP waddle_s2s_connections_total Server-to-server streams established.\n"
+            "# TYPE waddle_s2s_connections_total counter\n"
+            "# HELP waddle_s2s_stanzas_sent_total Stanzas sent to remote servers.\n"
+            "# TYPE waddle_s2s_stanzas_sent_total counter\n"
+            "# HELP waddle_s2s_stanzas_received_total Stanzas accepted from remote servers.\n"
+            "# TYPE waddle_s2s_stanzas_received_total counter\n"
+            "# HELP waddle_s2s_errors_total Server-to-server failures by kind.\n"
+            "# TYPE waddle_s2s_errors_total counter\n"
+            "# HELP waddle_s2s_latency_seconds Round-trip time of XEP-0199 pings to remote "
+            "servers.\n"
+            "# TYPE waddle_s2s_latency_seconds histogram\n"
+            "# HELP waddle_s2s_queue_stanzas Stanzas waiting for an outbound stream to "
+            "authenticate.\n"
+            "# TYPE waddle_s2s_queue_stanzas gauge\n"
+            "# HELP waddle_s2s_bounced_total Stanzas returned to their sender with an error.\n"
+            "# TYPE waddle_s2s_bounced_total counter\n"
+            "# HELP waddle_s2s_authenticated_total Domain pairs authenticated on "
+            "server-to-server streams, by method.\n"
+            "# TYPE waddle_s2s_authenticated_total counter\n"
+            "waddle_s2s_authenticated_total{domain=\"b.example\",direction=\"out\","
+            "method=\"dialback_multiplexed\"} 2\n"
+            "waddle_s2s_authenticated_total{domain=\"b.example\",direction=\"out\","
+            "method=\"sasl_external\"} 1\n"
+            "waddle_s2s_authenticated_total{domain=\"c.example\",direction=\"in\","
+            "method=\"dialback\"} 1\n"
+            "# HELP waddle_s2s_dialback_verify_total Dialback keys checked for remote servers "
+            "that asked (authoritative role).\n"
+            "# TYPE waddle_s2s_dialback_verify_total counter\n"
+            "waddle_s2s_dialback_verify_total{domain=\"c.example\",result=\"invalid\"} 1\n"
+            "waddle_s2s_dialback_verify_total{domain=\"c.example\",result=\"valid\"} 2\n"
+            "# HELP waddle_s2s_streams_closed_total Server-to-server streams closed, by "
+            "reason.\n"
+            "# TYPE waddle_s2s_streams_closed_total counter\n"
+            "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"in\","
+            "reason=\"error\"} 1\n"
+            "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"in\","
+            "reason=\"idle\"} 1\n"
+            "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"in\","
+            "reason=\"peer\"} 1\n"
+            "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"in\","
+            "reason=\"ping_timeout\"} 1\n"
+            "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"in\","
+            "reason=\"policy\"} 1\n"
+            "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"in\","
+            "reason=\"rate_limit\"} 1\n"
+            "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"in\","
+            "reason=\"shutdown\"} 1\n"
+            "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"out\","
+            "reason=\"idle\"} 2\n");
+}
+
+TEST_F(MetricsTest, S2sMetrics_NewFamiliesAreCappedByDomain) {
+  S2sMetrics s2s(registry_, 1);
+  s2s.authenticated("a.example", Direction::kIn, AuthMethod::kDialback);
+  s2s.authenticated("b.example", Direction::kIn, AuthMethod::kDialback);
+  s2s.dialback_verify("a.example", true);
+  s2s.dialback_verify("b.example", true);
+  s2s.stream_closed("a.example", Direction::kIn, CloseReason::kPeer);
+  s2s.stream_closed("b.example", Direction::kIn, CloseReason::kPeer);
+  EXPECT_EQ(s2s.authentications.get({"other", "in", "dialback"}).value(), 1u);
+  EXPECT_EQ(s2s.dialback_verifies.get({"other", "valid"}).value(), 1u);
+  EXPECT_EQ(s2s.streams_closed.get({"other", "in", "peer"}).value(), 1u);
+  EXPECT_EQ(s2s.authentications.size(), 2u);
 }
 
 TEST_F(MetricsTest, S2sMetrics_GaugesBackToZeroAfterTeardown) {

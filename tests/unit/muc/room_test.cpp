@@ -76,6 +76,28 @@ class RoomTest : public ::testing::Test {
     return nullptr;
   }
 
+  // A muc#admin set from `full`; returns the room's answer (sent before anything it causes).
+  Element admin_set(const std::string& full, const std::string& items) {
+    sent.clear();
+    room_->iq(parse("<iq xmlns='jabber:client' type='set' id='s' from='" + full +
+                    "' to='lobby@conference.a.test'><query "
+                    "xmlns='http://jabber.org/protocol/muc#admin'>" +
+                    items + "</query></iq>"),
+              jid(full), "");
+    EXPECT_FALSE(sent.empty());
+    return sent.empty() ? Element() : sent.front();
+  }
+
+  // The muc#user item of the last presence `viewer` received about `nick`.
+  std::string last_item_attr(const std::string& viewer, const std::string& nick,
+                             const std::string& attr) const {
+    auto got = to(viewer);
+    for (auto it = got.rbegin(); it != got.rend(); ++it)
+      if (it->name() == "presence" && it->attr("from") == "lobby@conference.a.test/" + nick)
+        return std::string(it->child("x", ns::kMucUser)->child("item", ns::kMucUser)->attr(attr));
+    return "(no presence)";
+  }
+
   static std::string condition(const Element* e) {
     if (!e) return "(none)";
     const Element* err = e->child("error");
@@ -285,6 +307,81 @@ TEST_F(RoomTest, History_SinceWithOffsetAndMaxStanzas) {
   EXPECT_EQ(bodies("bob@b.test/x"), (std::vector<std::string>{"m2", "m3"}));
   join("carol@c.test/y", "Carol", "<history maxstanzas='1'/>");
   EXPECT_EQ(bodies("carol@c.test/y"), std::vector<std::string>{"m3"});
+}
+
+TEST_F(RoomTest, Admin_SetIsAppliedEntirelyOrNotAtAll) {
+  room();
+  join("owner@a.test/r", "Owner");
+  join("bob@b.test/x", "Bob");
+  join("carol@c.test/y", "Carol");
+  Element answer = admin_set("owner@a.test/r",
+                             "<item affiliation='member' jid='bob@b.test'/>"
+                             "<item affiliation='bogus' jid='carol@c.test'/>");
+  EXPECT_EQ(condition(&answer), "bad-request");
+  EXPECT_EQ(sent.size(), 1u);  // nothing announced
+  EXPECT_EQ(room_->affiliation_of(jid("bob@b.test")), Affiliation::kNone);
+
+  answer = admin_set("owner@a.test/r",
+                     "<item affiliation='member' jid='bob@b.test'/>"
+                     "<item affiliation='outcast' nick='Carol'><reason>spam</reason></item>");
+  EXPECT_EQ(answer.attr("type"), "result");
+  EXPECT_EQ(room_->affiliation_of(jid("bob@b.test")), Affiliation::kMember);
+  EXPECT_EQ(last_item_attr("owner@a.test/r", "Bob", "affiliation"), "member");
+  EXPECT_EQ(room_->affiliation_of(jid("carol@c.test")), Affiliation::kOutcast);
+  EXPECT_FALSE(room_->occupants().contains("Carol"));
+  ASSERT_FALSE(to("carol@c.test/y").empty());
+  EXPECT_TRUE(has_code(to("carol@c.test/y").back(), "301"));
+}
+
+TEST_F(RoomTest, Admin_AdminsChangeOnlyWhatIsBelowThem_FirstBadItemAnswers) {
+  room();
+  room_->set_affiliation("admin@a.test", Affiliation::kAdmin);
+  join("owner@a.test/r", "Owner");
+  join("admin@a.test/r", "Admin");
+  join("bob@b.test/x", "Bob");
+  const std::string admin = "admin@a.test/r";
+  Element answer = admin_set(admin, "<item affiliation='owner' jid='bob@b.test'/>");
+  EXPECT_EQ(condition(&answer), "forbidden");
+  answer = admin_set(admin, "<item affiliation='member' jid='owner@a.test'/>");
+  EXPECT_EQ(condition(&answer), "forbidden");
+  // Items are read and checked in order: the first one that fails gives the answer.
+  answer = admin_set(admin, "<item affiliation='admin' jid='bob@b.test'/><item nick='Bob'/>");
+  EXPECT_EQ(condition(&answer), "forbidden");
+  answer = admin_set(admin, "<item nick='Bob'/><item affiliation='admin' jid='bob@b.test'/>");
+  EXPECT_EQ(condition(&answer), "bad-request");
+  answer = admin_set(admin, "<item role='participant' nick='Nobody'/>");
+  EXPECT_EQ(condition(&answer), "bad-request");
+  EXPECT_TRUE(room_->occupants().contains("Bob"));
+
+  answer = admin_set(admin, "<item affiliation='outcast' jid='bob@b.test'/>");
+  EXPECT_EQ(answer.attr("type"), "result");
+  EXPECT_FALSE(room_->occupants().contains("Bob"));
+}
+
+TEST_F(RoomTest, Roles_OnlyAdminsGrantModeration_LosingAdminLowersTheRole) {
+  room();
+  room_->set_affiliation("admin@a.test", Affiliation::kAdmin);
+  join("owner@a.test/r", "Owner");
+  join("admin@a.test/r", "Admin");
+  join("bob@b.test/x", "Bob");
+  join("carol@c.test/y", "Carol");
+  Element answer = admin_set("admin@a.test/r", "<item role='moderator' nick='Bob'/>");
+  EXPECT_EQ(answer.attr("type"), "result");
+  EXPECT_EQ(room_->occupants().at("Bob").role, Role::kModerator);
+  EXPECT_EQ(last_item_attr("carol@c.test/y", "Bob", "role"), "moderator");
+  // Bob moderates but is no admin: he may not grant moderation nor kick an admin.
+  answer = admin_set("bob@b.test/x", "<item role='moderator' nick='Carol'/>");
+  EXPECT_EQ(condition(&answer), "not-allowed");
+  answer = admin_set("bob@b.test/x", "<item role='none' nick='Admin'/>");
+  EXPECT_EQ(condition(&answer), "not-allowed");
+  answer = admin_set("carol@c.test/y", "<item role='visitor' nick='Bob'/>");
+  EXPECT_EQ(condition(&answer), "forbidden");
+
+  answer = admin_set("owner@a.test/r", "<item affiliation='member' jid='admin@a.test'/>");
+  EXPECT_EQ(answer.attr("type"), "result");
+  EXPECT_EQ(room_->occupants().at("Admin").role, Role::kParticipant);
+  EXPECT_EQ(last_item_attr("carol@c.test/y", "Admin", "role"), "participant");
+  EXPECT_EQ(last_item_attr("carol@c.test/y", "Admin", "affiliation"), "member");
 }
 
 // ------------------------------------------------------------------ the service and identity

@@ -104,6 +104,7 @@ const RateLimits::Clock::time_point kT0 = RateLimits::Clock::time_point{} + 1000
 TEST(RateLimitsTest, Bandwidth_UnlimitedByDefault) {
   core::S2sConfig config;
   RateLimits limits(config, kT0);
+  EXPECT_FALSE(limits.bandwidth_limited());
   EXPECT_EQ(limits.bandwidth_pause(1 << 30, kT0), RateLimits::Clock::duration::zero());
 }
 
@@ -111,6 +112,7 @@ TEST(RateLimitsTest, Bandwidth_DebtBecomesPause) {
   core::S2sConfig config;
   config.bandwidth_limit = 1000;  // bytes per second
   RateLimits limits(config, kT0);
+  EXPECT_TRUE(limits.bandwidth_limited());
   EXPECT_EQ(limits.bandwidth_pause(1000, kT0), RateLimits::Clock::duration::zero());
   EXPECT_EQ(limits.bandwidth_pause(500, kT0), std::chrono::milliseconds(500));
   // Half a second later the debt is paid; the budget refills to at most one second's worth.

@@ -1,0 +1,18 @@
+// What the room's source files share and the room's interface does not show.
+#pragma once
+
+#include <string>
+
+#include "muc/room.h"
+#include "xml/element.h"
+
+namespace waddle::muc::detail {
+
+inline const std::string kClientNs(ns::kClient);
+inline const std::string kUserNs(ns::kMucUser);
+
+// An error from an occupant's real JID that means it cannot be reached any more (its server
+// or session is gone), as opposed to a refusal of one stanza (blocking, a filter).
+bool unreachable(const xml::Element& error);
+
+}  // namespace waddle::muc::detail

@@ -1,0 +1,193 @@
+// XEP-0045 messages: groupchat and the subject (§7.4, §8.1), private messages (§7.5),
+// history for joiners (§7.2.15), invitations and declines (§7.8).
+#include "muc/room.h"
+
+#include <algorithm>
+
+#include "core/timestamp.h"
+#include "muc/room_detail.h"
+#include "xml/stanza.h"
+
+namespace waddle::muc {
+
+using core::Jid;
+using core::StanzaError;
+using detail::kClientNs;
+using detail::kUserNs;
+using detail::unreachable;
+using xml::Element;
+
+void Room::broadcast_message(Element stanza) {
+  for (const auto& [n, occ] : occupants_) send_to_occupant(occ, stanza);
+}
+
+void Room::send_history(const std::string& to, const Element& join) {
+  std::size_t max_stanzas = history_.size();
+  std::size_t max_chars = SIZE_MAX;
+  std::int64_t since = 0;
+  if (const Element* x = join.child("x", ns::kMuc)) {
+    if (const Element* h = x->child("history", ns::kMuc)) {
+      try {
+        if (h->has_attr("maxstanzas"))
+          max_stanzas =
+              std::min<std::size_t>(max_stanzas, std::stoul(std::string(h->attr("maxstanzas"))));
+        if (h->has_attr("maxchars")) max_chars = std::stoul(std::string(h->attr("maxchars")));
+        if (h->has_attr("seconds"))
+          since =
+              ctx_->now() - static_cast<std::int64_t>(std::stoul(std::string(h->attr("seconds"))));
+      } catch (...) {
+        // Unreadable limits are ignored (full history), as other servers do.
+      }
+      if (h->has_attr("since")) {
+        if (auto t = core::parse_timestamp(h->attr("since"))) since = std::max(since, *t);
+      }
+    }
+  }
+  // Walk back from the newest message while the limits allow, then send oldest first.
+  std::size_t count = 0, chars = 0, first = history_.size();
+  while (first > 0 && count < max_stanzas) {
+    const auto& e = history_[first - 1];
+    if (e.time < since) break;
+    std::size_t size = e.message.str().size();
+    if (max_chars != SIZE_MAX && chars + size > max_chars) break;
+    chars += size;
+    ++count;
+    --first;
+  }
+  for (std::size_t i = first; i < history_.size(); ++i) {
+    Element m = history_[i].message;
+    m.set_attr("to", to);
+    m.add_child("delay", std::string(xml::ns::kDelay))
+        .set_attr("from", jid_.bare_str())
+        .set_attr("stamp", core::format_timestamp(history_[i].time));
+    ctx_->send(std::move(m));
+  }
+}
+
+void Room::send_subject(const std::string& to) {
+  Element m("message", kClientNs);
+  m.set_attr("from",
+             subject_nick_.empty() ? jid_.bare_str() : jid_.bare_str() + "/" + subject_nick_);
+  m.set_attr("to", to);
+  m.set_attr("type", "groupchat");
+  m.add_child("subject", kClientNs).add_text(subject_);
+  ctx_->send(std::move(m));
+}
+
+void Room::message(const Element& stanza, const Jid& from, const std::string& nick) {
+  auto type = stanza.attr("type");
+  MucOccupant* occ = occupant_by_real(from);
+  if (type == "error") {
+    // A bounce from an occupant's server: the occupant is gone (ghost), remove it.
+    if (occ && unreachable(stanza)) leave(from, nullptr, 333);
+    return;
+  }
+  if (type == "groupchat") {
+    if (!nick.empty())
+      return reply_error(stanza, StanzaError::kBadRequest,
+                         "Groupchat messages go to the room's bare JID");
+    if (!occ) return reply_error(stanza, StanzaError::kNotAcceptable, "You are not in this room");
+    return groupchat(stanza, *occ);
+  }
+  if (!nick.empty()) {
+    if (!occ) return reply_error(stanza, StanzaError::kNotAcceptable, "You are not in this room");
+    return private_message(stanza, *occ, nick);
+  }
+  if (const Element* x = stanza.child("x", ns::kMucUser)) {
+    if (x->child("invite", ns::kMucUser)) return invite(stanza, from, *x);
+    if (const Element* d = x->child("decline", ns::kMucUser)) {
+      // §7.8.2: a declined invitation goes back to the inviter.
+      auto to = Jid::parse(d->attr("to"));
+      if (!to) return reply_error(stanza, StanzaError::kJidMalformed);
+      Element m("message", kClientNs);
+      m.set_attr("from", jid_.bare_str());
+      m.set_attr("to", to->str());
+      Element& ux = m.add_child("x", kUserNs);
+      Element& dec = ux.add_child("decline", kUserNs);
+      dec.set_attr("from", from.bare_str());
+      if (auto r = d->child_text("reason", ns::kMucUser); !r.empty())
+        dec.add_child("reason", kUserNs).add_text(r);
+      ctx_->send(std::move(m));
+      return;
+    }
+  }
+  reply_error(stanza, StanzaError::kNotAcceptable, "Send groupchat messages to this room");
+}
+
+void Room::groupchat(const Element& stanza, MucOccupant& sender) {
+  if (sender.role == Role::kVisitor)
+    return reply_error(stanza, StanzaError::kForbidden, "Visitors may not speak in this room");
+  const Element* subject = stanza.child("subject");
+  const bool has_body = stanza.child("body") != nullptr;
+  if (subject && !has_body) {
+    // §8.1: subject change.
+    if (sender.role != Role::kModerator && !config_.change_subject)
+      return reply_error(stanza, StanzaError::kForbidden, "You may not change the subject");
+    subject_ = subject->text();
+    subject_nick_ = sender.room_nick;
+    dirty = true;
+  }
+  Element m("message", stanza.ns());
+  for (const auto& a : stanza.attrs())
+    if (a.name != "to" && a.name != "from") m.set_attr(a.name, a.value);
+  for (const auto* c : stanza.children()) {
+    if (c->ns() == ns::kMucUser || c->ns() == ns::kOccupantId || c->is("delay", xml::ns::kDelay))
+      continue;
+    m.add_child(*c);
+  }
+  m.set_attr("from", jid_.bare_str() + "/" + sender.room_nick);
+  m.add_child("occupant-id", std::string(ns::kOccupantId))
+      .set_attr("id", occupant_id(sender.real_jid));
+  if (has_body && ctx_->history_size > 0) {
+    history_.push_back({m, ctx_->now()});
+    while (history_.size() > ctx_->history_size) history_.pop_front();
+  }
+  broadcast_message(std::move(m));
+}
+
+void Room::private_message(const Element& stanza, MucOccupant& sender, const std::string& nick) {
+  auto it = occupants_.find(nick);
+  if (it == occupants_.end())
+    return reply_error(stanza, StanzaError::kItemNotFound, "No such occupant");
+  Element m = stanza;
+  m.remove_attr("to");
+  m.set_attr("from", jid_.bare_str() + "/" + sender.room_nick);
+  // Nothing that only the room may say: its notices (muc#user), delays, occupant ids.
+  m.remove_children("occupant-id", ns::kOccupantId);
+  m.remove_children("x", ns::kMucUser);
+  m.remove_children("delay", xml::ns::kDelay);
+  m.add_child("occupant-id", std::string(ns::kOccupantId))
+      .set_attr("id", occupant_id(sender.real_jid));
+  m.add_child("x", kUserNs);
+  send_to_occupant(it->second, std::move(m));
+}
+
+void Room::invite(const Element& stanza, const Jid& from, const Element& x) {
+  MucOccupant* occ = occupant_by_real(from);
+  const Affiliation aff = affiliation_of(from);
+  const bool admin = aff == Affiliation::kOwner || aff == Affiliation::kAdmin;
+  if (!occ) return reply_error(stanza, StanzaError::kNotAcceptable, "You are not in this room");
+  if (config_.members_only && !admin && !config_.allow_invites)
+    return reply_error(stanza, StanzaError::kForbidden, "Only admins may invite to this room");
+  for (const auto* inv : x.children("invite", ns::kMucUser)) {
+    auto to = Jid::parse(inv->attr("to"));
+    if (!to) return reply_error(stanza, StanzaError::kJidMalformed);
+    // §7.8.2 / §9.3: in a members-only room an invitation grants membership.
+    if (config_.members_only && affiliation_of(*to) == Affiliation::kNone)
+      set_affiliation(to->bare_str(), Affiliation::kMember);
+    Element m("message", kClientNs);
+    m.set_attr("from", jid_.bare_str());
+    m.set_attr("to", to->str());
+    Element& ux = m.add_child("x", kUserNs);
+    Element& i = ux.add_child("invite", kUserNs);
+    i.set_attr("from", from.bare_str());
+    if (auto r = inv->child_text("reason", ns::kMucUser); !r.empty())
+      i.add_child("reason", kUserNs).add_text(r);
+    if (!config_.password.empty()) ux.add_child("password", kUserNs).add_text(config_.password);
+    m.add_child("body", kClientNs)
+        .add_text(from.bare_str() + " invites you to the room " + jid_.bare_str());
+    ctx_->send(std::move(m));
+  }
+}
+
+}  // namespace waddle::muc
