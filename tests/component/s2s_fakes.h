@@ -123,7 +123,8 @@ class FakeChannel final : public Channel {
   std::string tls_description() const override { return "TLSv1.3 (test)"; }
   std::string end_reason() const override { return {}; }
 
-  // The peer sends a top-level element (parsed from `xml`, db: and stream: declared).
+  // The peer sends top-level elements or its closing tag (parsed from `xml`, with db: and
+  // stream: declared).
   void push(const std::string& xml) {
     std::string header =
         "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
@@ -131,8 +132,8 @@ class FakeChannel final : public Channel {
     xml::StreamParser parser;
     std::vector<xml::StreamEvent> events;
     parser.feed(header + xml, events);
-    for (auto& e : events)
-      if (e.kind == xml::StreamEvent::Kind::kElement) events_.push_back(std::move(e));
+    for (auto& e : events)  // (our own stream header is not the peer's event)
+      if (e.kind != xml::StreamEvent::Kind::kStreamOpen) events_.push_back(std::move(e));
     signal_.cancel();
   }
   // The peer ends the stream (end of file).

@@ -247,6 +247,10 @@ TEST_F(PoolTest, IdleLink_ClosedAfterIdleTimeout) {
   EXPECT_TRUE(ch->closed());
   EXPECT_EQ(ch->sent.back(), "</stream:stream>");
   EXPECT_EQ(pool().live_links(), 0u);
+  EXPECT_EQ(
+      metric(
+          "waddle_s2s_streams_closed_total{domain=\"r.test\",direction=\"out\",reason=\"idle\"}"),
+      "1");
   // The next stanza opens a new stream.
   send("alice@a.test", "bob@r.test");
   EXPECT_EQ(connector_.calls.size(), 2u);
@@ -263,6 +267,9 @@ TEST_F(PoolTest, UnansweredPing_ReplacesTheLink) {
   advance(60s);
   EXPECT_TRUE(ch->closed());
   EXPECT_EQ(metric("waddle_s2s_errors_total{domain=\"r.test\",kind=\"timeout\"}"), "1");
+  EXPECT_EQ(metric("waddle_s2s_streams_closed_total{domain=\"r.test\",direction=\"out\",reason="
+                   "\"ping_timeout\"}"),
+            "1");
   send("alice@a.test", "bob@r.test");
   ASSERT_EQ(connector_.calls.size(), 2u);
   auto replacement = connector_.succeed(1);
@@ -308,6 +315,12 @@ TEST_F(PoolTest, SecondLocalDomain_WaitsForTheDialThenMultiplexes) {
   answer(*ch, "b.test", "valid");
   EXPECT_TRUE(ch->sent_contains("<body>from b</body>"));
   EXPECT_EQ(connector_.calls.size(), 1u);
+  EXPECT_EQ(metric("waddle_s2s_authenticated_total{domain=\"r.test\",direction=\"out\","
+                   "method=\"dialback\"}"),
+            "1");
+  EXPECT_EQ(metric("waddle_s2s_authenticated_total{domain=\"r.test\",direction=\"out\","
+                   "method=\"dialback_multiplexed\"}"),
+            "1");
   // Written straight away from now on, on the shared stream.
   send("carol@b.test", "bob@r.test", "again");
   EXPECT_TRUE(ch->sent_contains("<body>again</body>"));
@@ -377,6 +390,11 @@ TEST_F(PoolTest, StreamEnds_MultiplexedDomainsLoseItToo) {
   ch->peer_ends();
   run();
   EXPECT_EQ(pool().live_links(), 0u);
+  EXPECT_EQ(ch->sent.back(), "</stream:stream>");  // our closing tag answers the peer's
+  EXPECT_EQ(
+      metric(
+          "waddle_s2s_streams_closed_total{domain=\"r.test\",direction=\"out\",reason=\"peer\"}"),
+      "1");
 }
 
 TEST_F(PoolTest, Shutdown_BouncesQueuedStanzasAndAbortsTheAttempt) {
@@ -396,6 +414,9 @@ TEST_F(PoolTest, Shutdown_BouncesQueuedStanzasAndAbortsTheAttempt) {
   EXPECT_EQ(ch->sent.back(), "</stream:stream>");
   EXPECT_TRUE(ch->closed());
   EXPECT_EQ(pool().live_links(), 0u);
+  EXPECT_EQ(metric("waddle_s2s_streams_closed_total{domain=\"s.test\",direction=\"out\",reason="
+                   "\"shutdown\"}"),
+            "1");
   // After stop, stanzas bounce at once.
   send("alice@a.test", "bob@r.test", "late");
   ASSERT_EQ(inbox_.stanzas.size(), 3u);
@@ -418,6 +439,10 @@ TEST_F(PoolTest, PolicyReload_ClosesLinksNoLongerAllowed) {
   EXPECT_TRUE(r->closed());
   EXPECT_TRUE(r->sent_contains("<policy-violation"));
   EXPECT_FALSE(s->closed());
+  EXPECT_EQ(
+      metric(
+          "waddle_s2s_streams_closed_total{domain=\"r.test\",direction=\"out\",reason=\"policy\"}"),
+      "1");
 }
 
 }  // namespace
