@@ -1,122 +1,13 @@
-// The outbound pool on an in-process io_context with a fake connector, a clock advanced by
-// hand and a real router that captures bounces: the retry schedule and the bounce texts,
-// connect_timeout, the queue and connection limits, idle close, ping replacement,
-// multiplexing and its waiting rules (XEP-0220 §2.6), and shutdown. Virtual time: each test
-// takes milliseconds.
-#include "s2s/pool.h"
+// The outbound pool against a fake connector on a hand-advanced clock: the retry schedule and
+// the bounce texts, connect_timeout, the queue and connection limits, idle close, ping
+// replacement, shutdown and policy reload.
+#include "s2s_pool_fixture.h"
 
-#include <gtest/gtest.h>
-
-#include <boost/asio.hpp>
-#include <chrono>
-#include <memory>
-#include <string>
-#include <vector>
-
-#include "core/duration.h"
-#include "metrics/metrics.h"
-#include "router/router.h"
-#include "s2s/admission.h"
-#include "s2s/dialback.h"
-#include "s2s/wire.h"
-#include "s2s_fakes.h"
-#include "xml/stanza.h"
-
-namespace waddle::s2s {
+namespace waddle::s2s::testing {
 namespace {
 
 using namespace std::chrono_literals;
 using core::StanzaError;
-using testing::FakeChannel;
-using testing::FakeConnector;
-using testing::ManualTimeSource;
-
-// Stanzas routed to the local domains: here, the bounces.
-class Inbox : public router::LocalHandler {
- public:
-  void to_local(xml::Element stanza) override { stanzas.push_back(std::move(stanza)); }
-  std::vector<xml::Element> stanzas;
-};
-
-std::string error_text(const xml::Element& bounce) {
-  const xml::Element* error = bounce.child("error");
-  return error ? error->child_text("text") : std::string();
-}
-
-class PoolTest : public ::testing::Test {
- protected:
-  PoolTest() {
-    config_.connect_timeout = 10s;
-    config_.idle_timeout = 300s;
-    config_.ping_interval = 60s;
-    config_.retry = {2, 1s, 30s, 2.0};
-    router_.set_local_handler(&inbox_);
-  }
-  ~PoolTest() override {
-    // Every coroutine ends before the parts it uses go.
-    if (pool_) {
-      pool_->stop();
-      run();
-    }
-  }
-
-  Pool& pool() {
-    if (!pool_) {
-      admission_ = std::make_unique<Admission>(config_);
-      pool_ = std::make_unique<Pool>(config_, io_.get_executor(), time_, connector_, router_,
-                                     *admission_, keys_, &metrics_);
-    }
-    return *pool_;
-  }
-
-  // Runs every handler that is ready (bounded: a loop here would be a bug).
-  void run() {
-    for (int i = 0; i < 10000; ++i) {
-      io_.restart();
-      if (io_.poll() == 0) return;
-    }
-    FAIL() << "the io_context never went idle";
-  }
-  void advance(std::chrono::milliseconds d) {
-    time_.advance(d);
-    run();
-  }
-
-  void send(const std::string& from, const std::string& to, const std::string& body = "hi") {
-    xml::Element m("message", "jabber:server");
-    m.set_attr("from", from).set_attr("to", to).set_attr("type", "chat");
-    m.add_child("body", "jabber:server").add_text(body);
-    pool().send(std::move(m));
-    run();
-  }
-
-  std::string metric(const std::string& series) {
-    const std::string text = registry_.render();
-    auto at = text.find(series + " ");
-    if (at == std::string::npos) return "absent";
-    auto end = text.find('\n', at);
-    return text.substr(at + series.size() + 1, end - at - series.size() - 1);
-  }
-
-  // The peer accepts (or refuses) a multiplexing request for `local` on `channel`.
-  void answer(FakeChannel& channel, const std::string& local, const std::string& type,
-              const std::string& from = "r.test") {
-    channel.push("<db:result from='" + from + "' to='" + local + "' type='" + type + "'/>");
-    run();
-  }
-
-  boost::asio::io_context io_;
-  ManualTimeSource time_{io_};
-  FakeConnector connector_{io_};
-  core::S2sConfig config_;
-  router::Router router_{{"a.test", "b.test", "c.test"}};
-  Inbox inbox_;
-  metrics::Registry registry_;
-  metrics::S2sMetrics metrics_{registry_, 10};
-  DialbackKeys keys_{"secret", router_, nullptr};
-  std::unique_ptr<Admission> admission_;
-  std::unique_ptr<Pool> pool_;
-};
 
 TEST_F(PoolTest, ReadyLink_WritesStanzasAndQueuesNone) {
   send("alice@a.test", "bob@r.test", "first");
@@ -297,106 +188,6 @@ TEST_F(PoolTest, AnsweredPing_KeepsTheLink) {
   EXPECT_EQ(metric("waddle_s2s_errors_total{domain=\"r.test\",kind=\"timeout\"}"), "absent");
 }
 
-// Two local domains answer the same peer at once (say presence probes): the second waits for
-// the first's stream, then authenticates on it with dialback instead of opening another.
-TEST_F(PoolTest, SecondLocalDomain_WaitsForTheDialThenMultiplexes) {
-  send("alice@a.test", "bob@r.test");
-  send("carol@b.test", "bob@r.test", "from b");
-  EXPECT_EQ(connector_.calls.size(), 1u);  // b waits
-  auto ch = connector_.succeed(0, true, "s-42");
-  run();
-  EXPECT_EQ(connector_.calls.size(), 1u);
-  const std::string request =
-      wire::db_result("b.test", "r.test", keys_.key("r.test", "b.test", "s-42"));
-  ASSERT_TRUE(ch->sent_contains(request));
-  // An answer from another domain than the peer asked is not the answer.
-  answer(*ch, "b.test", "valid", "evil.test");
-  EXPECT_FALSE(ch->sent_contains("from b"));
-  answer(*ch, "b.test", "valid");
-  EXPECT_TRUE(ch->sent_contains("<body>from b</body>"));
-  EXPECT_EQ(connector_.calls.size(), 1u);
-  EXPECT_EQ(metric("waddle_s2s_authenticated_total{domain=\"r.test\",direction=\"out\","
-                   "method=\"dialback\"}"),
-            "1");
-  EXPECT_EQ(metric("waddle_s2s_authenticated_total{domain=\"r.test\",direction=\"out\","
-                   "method=\"dialback_multiplexed\"}"),
-            "1");
-  // Written straight away from now on, on the shared stream.
-  send("carol@b.test", "bob@r.test", "again");
-  EXPECT_TRUE(ch->sent_contains("<body>again</body>"));
-}
-
-TEST_F(PoolTest, MultiplexRefused_OpensOwnStreamAndDoesNotAskAgainForTenMinutes) {
-  send("alice@a.test", "bob@r.test");
-  auto ch = connector_.succeed(0);
-  run();
-  send("carol@b.test", "bob@r.test");
-  answer(*ch, "b.test", "invalid");
-  ASSERT_EQ(connector_.calls.size(), 2u);
-  EXPECT_EQ(connector_.calls[1]->request.local, "b.test");
-  auto own = connector_.succeed(1);
-  run();
-  own->peer_ends();
-  run();
-  const auto requests = std::count_if(ch->sent.begin(), ch->sent.end(), [](const std::string& s) {
-    return s.find("<db:result from='b.test'") != std::string::npos;
-  });
-  send("carol@b.test", "bob@r.test");
-  EXPECT_EQ(connector_.calls.size(), 3u);  // no second request on the shared stream
-  EXPECT_EQ(std::count_if(ch->sent.begin(), ch->sent.end(),
-                          [](const std::string& s) {
-                            return s.find("<db:result from='b.test'") != std::string::npos;
-                          }),
-            requests);
-}
-
-// Where the peer's last stream could not be shared (no dialback errors offered), a second
-// local domain does not wait for another's dial: it dials at once.
-TEST_F(PoolTest, PeerThatCouldNotShare_SecondLocalDomainDoesNotWait) {
-  send("alice@a.test", "bob@r.test");
-  auto first = connector_.succeed(0, false);
-  run();
-  first->peer_ends();
-  run();
-  EXPECT_EQ(pool().live_links(), 0u);
-  send("alice@a.test", "bob@r.test");  // dials again
-  ASSERT_EQ(connector_.calls.size(), 2u);
-  send("carol@b.test", "bob@r.test");
-  ASSERT_EQ(connector_.calls.size(), 3u);
-  EXPECT_EQ(connector_.calls[2]->request.local, "b.test");
-  EXPECT_EQ(connector_.pending(), 2u);
-}
-
-// A waiting link gives up when the other dial fails, and dials itself.
-TEST_F(PoolTest, DialFails_WaitingLinkDialsItsOwn) {
-  config_.retry.max_retries = 0;
-  send("alice@a.test", "bob@r.test");
-  send("carol@b.test", "bob@r.test");
-  EXPECT_EQ(connector_.calls.size(), 1u);
-  connector_.fail(0, Failure::kDns, "no address for r.test");
-  run();
-  ASSERT_EQ(connector_.calls.size(), 2u);
-  EXPECT_EQ(connector_.calls[1]->request.local, "b.test");
-}
-
-TEST_F(PoolTest, StreamEnds_MultiplexedDomainsLoseItToo) {
-  send("alice@a.test", "bob@r.test");
-  auto ch = connector_.succeed(0);
-  run();
-  send("carol@b.test", "bob@r.test");
-  answer(*ch, "b.test", "valid");
-  EXPECT_EQ(pool().live_links(), 2u);
-  ch->push("</stream:stream>");
-  ch->peer_ends();
-  run();
-  EXPECT_EQ(pool().live_links(), 0u);
-  EXPECT_EQ(ch->sent.back(), "</stream:stream>");  // our closing tag answers the peer's
-  EXPECT_EQ(
-      metric(
-          "waddle_s2s_streams_closed_total{domain=\"r.test\",direction=\"out\",reason=\"peer\"}"),
-      "1");
-}
-
 TEST_F(PoolTest, Shutdown_BouncesQueuedStanzasAndAbortsTheAttempt) {
   send("alice@a.test", "bob@r.test", "1");
   send("alice@a.test", "bob@r.test", "2");
@@ -446,4 +237,4 @@ TEST_F(PoolTest, PolicyReload_ClosesLinksNoLongerAllowed) {
 }
 
 }  // namespace
-}  // namespace waddle::s2s
+}  // namespace waddle::s2s::testing
