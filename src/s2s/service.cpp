@@ -24,6 +24,9 @@
 #include "s2s/dns.h"
 #include "s2s/policy.h"
 #include "s2s/s2s.h"
+#include "stream/event_reader.h"
+#include "stream/negotiation.h"
+#include "stream/receiving.h"
 #include "stream/xml_stream.h"
 #include "xml/stanza.h"
 
@@ -41,17 +44,6 @@ constexpr std::string_view kPingIdPrefix = "waddle-s2s-ping-";
 
 std::string hex_id() {
   return core::random_hex(12);
-}
-
-std::string header(std::string_view from, std::string_view to, std::string_view id) {
-  std::string h =
-      "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-      "xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback'";
-  if (!from.empty()) (h += " from='"), xml::escape(h, from), h += '\'';
-  if (!to.empty()) (h += " to='"), xml::escape(h, to), h += '\'';
-  if (!id.empty()) (h += " id='"), xml::escape(h, id), h += '\'';
-  h += " version='1.0'>";
-  return h;
 }
 
 std::string db_element(std::string_view name, std::string_view from, std::string_view to,
@@ -126,37 +118,6 @@ std::string describe_stream_error(const Element& e) {
   }
   return text.empty() ? cond : cond + ": " + text;
 }
-
-xml::ParserLimits s2s_limits(const core::Config& c) {
-  return {c.s2s.max_stanza_size, c.c2s.limits.max_depth, c.c2s.limits.max_attributes,
-          c.c2s.limits.max_header_size};
-}
-
-// Reads one event at a time from an XmlStream.
-class Reader {
- public:
-  explicit Reader(std::shared_ptr<stream::XmlStream> s) : s_(std::move(s)) {}
-  // nullopt on EOF/socket error; a stream error from the parser is reported in `error`.
-  asio::awaitable<std::optional<xml::StreamEvent>> next() {
-    while (queue_.empty()) {
-      std::vector<xml::StreamEvent> events;
-      bool eof = false;
-      auto err = co_await s_->read(events, eof);
-      for (auto& e : events) queue_.push_back(std::move(e));
-      if (err) error = err;
-      if (queue_.empty() && (eof || err)) co_return std::nullopt;
-    }
-    auto ev = std::move(queue_.front());
-    queue_.pop_front();
-    co_return ev;
-  }
-  void clear() { queue_.clear(); }
-  std::optional<StreamError> error;
-
- private:
-  std::shared_ptr<stream::XmlStream> s_;
-  std::deque<xml::StreamEvent> queue_;
-};
 
 }  // namespace
 
@@ -314,7 +275,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   // A connected, TLS-protected, authenticated outbound stream.
   struct OutStream {
     std::shared_ptr<stream::XmlStream> stream;
-    std::shared_ptr<Reader> reader;
+    std::shared_ptr<stream::EventReader> reader;
     std::string auth;
     bool cert_valid = false;
     std::shared_ptr<Mux> mux;
@@ -360,7 +321,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       }
       note("TCP: connected to {}", where);
       auto s = std::make_shared<stream::XmlStream>(std::move(socket), tls.s2s_client(local),
-                                                   s2s_limits(config));
+                                                   stream::server_parser_limits(config));
       connecting[key] = [s] { s->close(); };
       auto outcome = co_await negotiate(s, local, remote, ep.direct_tls, verify_only, where);
       connecting.erase(key);
@@ -400,7 +361,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
                                                            std::string where) {
     OutStream out;
     out.stream = s;
-    out.reader = std::make_shared<Reader>(s);
+    out.reader = std::make_shared<stream::EventReader>(s);
     auto fail = [&](Failure f, std::string text) {
       return std::make_pair(Outcome{f, std::move(text)}, OutStream{});
     };
@@ -422,7 +383,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     }
     bool tried_external = false;
     for (int round = 0; round < 6; ++round) {
-      s->send(header(local, remote, {}));
+      s->send(stream::server_header(local, remote, {}));
       auto ev = co_await out.reader->next();
       if (!ev || ev->kind != xml::StreamEvent::Kind::kStreamOpen)
         co_return fail(s->closed() ? Failure::kTimeout : Failure::kStreamError,
@@ -849,7 +810,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
     for (;;) {
       auto ev = co_await link->out.reader->next();
       if (!ev) {
-        if (link->out.reader->error) close_reason = metrics::CloseReason::kError;
+        if (link->out.reader->error()) close_reason = metrics::CloseReason::kError;
         break;
       }
       link->last_rx = Clock::now();
@@ -888,20 +849,12 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       for (auto& [local, callback] : waiting) callback(false, "the stream closed");
       mux->closed.cancel();
     }
-    co_await close_stream(s);
+    co_await stream::close_stream(s);
     if (metrics)
       metrics->stream_closed(link->remote, metrics::Direction::kOut,
                              link->close_reason.value_or(close_reason));
     spdlog::info("s2s {} -> {}: stream closed{}", link->local, link->remote,
                  s->end_reason().empty() ? std::string() : " (" + s->end_reason() + ")");
-  }
-
-  asio::awaitable<void> close_stream(std::shared_ptr<stream::XmlStream> s) {
-    asio::steady_timer t(io);
-    t.expires_after(std::chrono::seconds(2));
-    using namespace asio::experimental::awaitable_operators;
-    co_await (s->flush() || t.async_wait(asio::use_awaitable));
-    s->close();
   }
 
   asio::awaitable<void> watchdog(std::shared_ptr<Link> link, std::shared_ptr<stream::XmlStream> s) {
@@ -917,7 +870,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
                      core::format_duration(idle));
         link->close_reason = metrics::CloseReason::kIdle;
         s->send("</stream:stream>");
-        co_await close_stream(s);
+        co_await stream::close_stream(s);
         co_return;
       }
       if (link->ping_sent && now - *link->ping_sent >= ping) {
@@ -966,7 +919,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   struct Inbound : std::enable_shared_from_this<Inbound> {
     Impl& impl;
     std::shared_ptr<stream::XmlStream> s;
-    Reader reader;
+    stream::EventReader reader;
     std::string local;  // the 'to' of the current header
     std::string peer;   // the 'from' of the current header
     std::string stream_id;
@@ -987,12 +940,12 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       close_reason = why;
       spdlog::info("s2s in {} ({}): closing with {}{}{}", peer.empty() ? "?" : peer,
                    s->remote_address(), core::to_string(e), text.empty() ? "" : ": ", text);
+      std::string header;  // an error needs a stream to be in
       if (stream_id.empty()) {
         stream_id = hex_id();
-        s->send(header(local, peer, stream_id));
+        header = stream::server_header(local, peer, stream_id);
       }
-      s->send(xml::stream_error_xml(e, text));
-      s->send("</stream:stream>");
+      s->send(stream::stream_error_close(e, text, header));
     }
   };
 
@@ -1002,7 +955,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
       if (ec) continue;
       auto st = std::make_shared<stream::XmlStream>(std::move(socket), tls.s2s_server(),
-                                                    s2s_limits(config));
+                                                    stream::server_parser_limits(config));
       auto in = std::make_shared<Inbound>(*this, st);
       in->direct_tls = direct_tls;
       inbound.insert(in);
@@ -1013,12 +966,10 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
   asio::awaitable<void> run_inbound(std::shared_ptr<Inbound> in) {
     auto self = shared_from_this();
     asio::steady_timer deadline(io);
-    deadline.expires_after(config.s2s.handshake_timeout);
-    deadline.async_wait([in](boost::system::error_code ec) {
-      if (!ec && in->pairs.empty()) {
-        in->close_with(StreamError::kConnectionTimeout);
-        in->s->close();
-      }
+    stream::arm_handshake_deadline(deadline, config.s2s.handshake_timeout, [in] {
+      if (!in->pairs.empty()) return;
+      in->close_with(StreamError::kConnectionTimeout);
+      in->s->close();
     });
     asio::steady_timer idle(io);
     std::uint64_t bytes_seen = 0;
@@ -1035,7 +986,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       while (!in->closing && !in->s->closed()) {
         auto ev = co_await in->reader.next();
         if (!ev) {
-          if (in->reader.error) in->close_with(*in->reader.error);
+          if (in->reader.error()) in->close_with(*in->reader.error());
           break;
         }
         co_await on_inbound(in, std::move(*ev));
@@ -1054,7 +1005,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       in->close_with(StreamError::kInternalServerError);
     }
     deadline.cancel();
-    co_await close_stream(in->s);
+    co_await stream::close_stream(in->s);
     inbound.erase(in);
     if (metrics && !in->counted_domain.empty())
       metrics->connection_closed(in->counted_domain, metrics::Direction::kIn);
@@ -1087,21 +1038,14 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         in->close_with(StreamError::kPolicyViolation, "TLS is already active");
         co_return;
       }
-      in->s->send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-      co_await in->s->flush();
       // COMPAT(Prosody 0.12): no SNI on STARTTLS; the header's 'to' names our domain.
-      in->s->use_tls_context(tls.s2s_server_for(in->local));
-      bool ok = co_await in->s->server_handshake();
-      if (!ok) {
+      if (!co_await stream::accept_starttls(*in->s, in->reader, tls.s2s_server_for(in->local))) {
         count_error(in->peer.empty() ? in->s->remote_address() : in->peer, Failure::kTls,
                     "inbound TLS handshake failed: " + in->s->tls_error());
         in->closing = true;
         in->close_reason = metrics::CloseReason::kError;
-        in->s->close();
         co_return;
       }
-      in->s->reset_parser();
-      in->reader.clear();
       in->stream_id.clear();
       co_return;
     }
@@ -1166,18 +1110,16 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
       co_return;
     }
     in->stream_id = hex_id();
-    in->s->send(header(in->local, in->peer, in->stream_id));
-    Element features("stream:features", "");
+    in->s->send(stream::server_header(in->local, in->peer, in->stream_id));
+    Element features = stream::stream_features();
     if (!in->s->tls_active()) {
-      features.add_child("starttls", std::string(xml::ns::kTls))
-          .add_child("required", std::string(xml::ns::kTls));
+      stream::offer_starttls(features);
     } else {
       in->cert_valid_for_peer = from && in->s->peer_chain_valid() &&
                                 certificate_matches_domain(in->s->peer_certificate(), *from);
       if (in->cert_valid_for_peer && in->auth.empty()) {
-        features.add_child("mechanisms", std::string(xml::ns::kSasl))
-            .add_child("mechanism", std::string(xml::ns::kSasl))
-            .add_text("EXTERNAL");
+        static constexpr std::string_view kExternal[] = {"EXTERNAL"};
+        stream::offer_sasl(features, kExternal);
       }
       features.add_child("dialback", std::string(ns::kDialbackFeature))
           .add_child("errors", std::string(ns::kDialbackFeature));
@@ -1309,7 +1251,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
         }
       }
       out.stream->send("</stream:stream>");
-      co_await close_stream(out.stream);
+      co_await stream::close_stream(out.stream);
     } else {
       count_error(remote, outcome.failure, "dialback verification connection: " + outcome.text);
     }
@@ -1389,7 +1331,7 @@ struct S2sService::Impl : std::enable_shared_from_this<S2sService::Impl> {
           ending.insert(link->out.stream.get()).second) {  // multiplexed links share one
         // Written stanzas (rooms telling remote occupants of the shutdown) leave first.
         link->out.stream->send("</stream:stream>");
-        spawn(close_stream(link->out.stream));
+        spawn(stream::close_stream(link->out.stream));
       }
       bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
     }
@@ -1427,7 +1369,7 @@ void S2sService::reload(const core::Config& config) {
         in->close_with(StreamError::kPolicyViolation,
                        "Federation with your domain is no longer allowed",
                        metrics::CloseReason::kPolicy);
-        impl.spawn(impl.close_stream(in->s));
+        impl.spawn(stream::close_stream(in->s));
         break;
       }
     }
@@ -1469,7 +1411,7 @@ CheckReport check_remote(const core::Config& config, const std::string& local,
       report.ok = true;
       report.lines.push_back("OK: a test stream authenticated with " + result.second.auth);
       result.second.stream->send("</stream:stream>");
-      co_await impl->close_stream(result.second.stream);
+      co_await stream::close_stream(result.second.stream);
     } else {
       report.lines.push_back(std::string("FAILED (") +
                              std::string(failure_name(result.first.failure)) +
