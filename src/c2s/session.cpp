@@ -11,6 +11,7 @@
 #include "c2s/sasl_server.h"
 #include "core/ids.h"
 #include "core/jid.h"
+#include "core/live_count.h"
 #include "im/im_service.h"
 #include "metrics/metrics.h"
 #include "net/listen.h"
@@ -38,7 +39,7 @@ bool version_ok(std::string_view v) {
   return v.substr(0, dot) == "1";
 }
 
-std::size_t g_live_sessions = 0;  // touched only on the reactor thread
+core::LiveCount g_live_sessions;  // touched only on the reactor thread
 
 class Session : public router::LocalSession, public std::enable_shared_from_this<Session> {
  public:
@@ -50,10 +51,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
                                                     stream::client_parser_limits(ctx.config))),
         reader_(stream_),
         remote_(stream_->remote_address()),
-        sasl_(ctx, remote_) {
-    ++g_live_sessions;
-  }
-  ~Session() override { --g_live_sessions; }
+        sasl_(ctx, remote_),
+        alive_(g_live_sessions.enter()) {}
 
   asio::awaitable<void> run() {
     auto self = shared_from_this();
@@ -388,6 +387,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   stream::EventReader reader_;
   const std::string remote_;
   SaslServer sasl_;
+  core::LiveCount::Token alive_;  // shutdown waits until every session is gone
   State state_ = State::kPlaintext;
   std::string domain_;
   std::string stream_id_;  // of the current stream; empty until our header is sent
@@ -397,7 +397,11 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
 }  // namespace
 
 std::size_t live_sessions() {
-  return g_live_sessions;
+  return g_live_sessions.size();
+}
+
+void when_no_sessions(std::function<void()> done) {
+  g_live_sessions.when_empty(std::move(done));
 }
 
 void start_session(C2sContext& ctx, asio::ip::tcp::socket socket, bool direct_tls) {
