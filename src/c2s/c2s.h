@@ -4,6 +4,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <functional>
 
 #include "core/config.h"
 
@@ -41,7 +42,9 @@ struct C2sContext {
 // Starts a session on an accepted socket. direct_tls: XEP-0368 port, TLS before the stream.
 void start_session(C2sContext& ctx, boost::asio::ip::tcp::socket socket, bool direct_tls);
 
-// Client sessions that still exist (connected or closing); shutdown waits for zero.
+// Client sessions that still exist (connected or closing).
 std::size_t live_sessions();
+// `done` runs once no client session is left (at once if there is none); shutdown waits so.
+void when_no_sessions(std::function<void()> done);
 
 }  // namespace waddle::c2s

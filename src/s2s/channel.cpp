@@ -1,46 +1,25 @@
-// StreamChannel: events read one at a time from an XmlStream; the bounded graceful close.
+// StreamChannel: a server stream's events one at a time, and its bounded graceful close.
 #include "s2s/channel.h"
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <vector>
-
-#include "s2s/time_source.h"
+#include "stream/receiving.h"
 #include "stream/xml_stream.h"
 
 namespace waddle::s2s {
 namespace asio = boost::asio;
 
-asio::awaitable<void> close_gracefully(std::shared_ptr<Channel> channel, TimeSource& time) {
-  auto timer = time.make_timer();
-  using namespace asio::experimental::awaitable_operators;
-  co_await (channel->flush() || timer->wait_until(time.now() + std::chrono::seconds(2)));
-  channel->close();
-}
-
 StreamChannel::StreamChannel(std::shared_ptr<stream::XmlStream> stream)
-    : stream_(std::move(stream)) {}
+    : stream_(stream), reader_(stream) {}
 
 void StreamChannel::send(std::string_view bytes) {
   stream_->send(bytes);
 }
 
 asio::awaitable<std::optional<xml::StreamEvent>> StreamChannel::next() {
-  while (events_.empty()) {
-    std::vector<xml::StreamEvent> events;
-    bool eof = false;
-    auto err = co_await stream_->read(events, eof);
-    for (auto& e : events) events_.push_back(std::move(e));
-    if (err) read_error_ = err;
-    if (events_.empty() && (eof || err)) co_return std::nullopt;
-  }
-  auto ev = std::move(events_.front());
-  events_.pop_front();
-  co_return ev;
+  return reader_.next();
 }
 
-asio::awaitable<void> StreamChannel::flush() {
-  return stream_->flush();
+asio::awaitable<void> StreamChannel::close_gracefully() {
+  return stream::close_stream(stream_);
 }
 
 void StreamChannel::close() {
@@ -61,7 +40,7 @@ std::string StreamChannel::end_reason() const {
 
 void StreamChannel::restart() {
   stream_->reset_parser();
-  events_.clear();
+  reader_.clear();
 }
 
 }  // namespace waddle::s2s

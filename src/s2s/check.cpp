@@ -12,7 +12,7 @@
 #include "s2s/s2s.h"
 #include "s2s/sasl_external.h"
 #include "s2s/time_source.h"
-#include "s2s/wire.h"
+#include "stream/negotiation.h"
 
 namespace waddle::s2s {
 namespace asio = boost::asio;
@@ -29,7 +29,9 @@ CheckReport check_remote(const core::Config& config, const std::string& local,
   DialbackKeys keys(DialbackKeys::load_secret(config), router, nullptr);
   TlsConnector connector(config, io, resolver, tls, admission, Trace(&report.lines));
   SaslExternal sasl(nullptr);
-  Dialback dialback(config, io.get_executor(), time, keys, connector, router, admission, nullptr);
+  core::LiveCount live;
+  Dialback dialback(config, io.get_executor(), time, keys, connector, router, admission, live,
+                    nullptr);
   connector.set_methods({&sasl, &dialback});
   report.lines.push_back("checking federation from " + local + " to " + remote);
   bool done = false;
@@ -39,8 +41,8 @@ CheckReport check_remote(const core::Config& config, const std::string& local,
     if (c.outcome.ok()) {
       report.ok = true;
       report.lines.push_back("OK: a test stream authenticated with " + c.method);
-      c.channel->send(wire::kStreamClose);
-      co_await close_gracefully(c.channel, time);
+      c.channel->send(stream::kStreamEnd);
+      co_await c.channel->close_gracefully();
     } else {
       report.lines.push_back("FAILED (" + std::string(to_string(*c.outcome.failure)) +
                              "): " + c.outcome.text);

@@ -12,16 +12,12 @@
 #include "s2s/auth.h"
 #include "s2s/channel.h"
 #include "s2s/wire.h"
+#include "stream/negotiation.h"
 #include "stream/xml_stream.h"
 
 namespace waddle::s2s {
 namespace asio = boost::asio;
 using asio::ip::tcp;
-
-xml::ParserLimits s2s_parser_limits(const core::Config& c) {
-  return {c.s2s.max_stanza_size, c.c2s.limits.max_depth, c.c2s.limits.max_attributes,
-          c.c2s.limits.max_header_size};
-}
 
 // What the attempt has open right now: an abort closes it.
 struct TlsConnector::Open {
@@ -137,7 +133,7 @@ asio::awaitable<Connected> TlsConnector::connect(ConnectRequest req,
     }
     trace_.note("TCP: connected to " + where);
     auto s = std::make_shared<stream::XmlStream>(std::move(socket), tls_.s2s_client(req.local),
-                                                 s2s_parser_limits(config_));
+                                                 stream::server_parser_limits(config_));
     open->stream = s;
     Connected c = co_await negotiate(s, req, ep.direct_tls, where);
     open->stream.reset();
@@ -154,7 +150,7 @@ asio::awaitable<TlsConnector::StreamOpen> TlsConnector::open_stream(StreamChanne
                                                                     const ConnectRequest& req,
                                                                     const std::string& where) {
   StreamOpen r;
-  ch.send(wire::stream_header(req.local, req.remote, {}));
+  ch.send(stream::server_header(req.local, req.remote, {}));
   auto ev = co_await ch.next();
   if (!ev || ev->kind != xml::StreamEvent::Kind::kStreamOpen) {
     r.outcome = Outcome::fail(ch.closed() ? Failure::kTimeout : Failure::kStreamError,

@@ -63,9 +63,6 @@ class Connector {
                                                     boost::asio::cancellation_slot abort) = 0;
 };
 
-// Parser limits of S2S streams: [s2s] max_stanza_size, the other limits as for clients.
-xml::ParserLimits s2s_parser_limits(const core::Config& config);
-
 class TlsConnector final : public Connector {
  public:
   TlsConnector(const core::Config& config, boost::asio::io_context& io, Resolver& resolver,

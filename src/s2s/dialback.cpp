@@ -18,6 +18,7 @@
 #include "s2s/connector.h"
 #include "s2s/inbound_stream.h"
 #include "s2s/wire.h"
+#include "stream/negotiation.h"
 #include "stream/xml_stream.h"
 
 namespace waddle::s2s {
@@ -58,7 +59,7 @@ std::string DialbackKeys::answer_verify(const Element& v) const {
 
 Dialback::Dialback(const core::Config& config, asio::any_io_executor ex, TimeSource& time,
                    DialbackKeys& keys, Connector& connector, const router::Router& router,
-                   const Admission& admission, metrics::S2sMetrics* metrics)
+                   const Admission& admission, core::LiveCount& live, metrics::S2sMetrics* metrics)
     : config_(config),
       ex_(ex),
       time_(time),
@@ -66,6 +67,7 @@ Dialback::Dialback(const core::Config& config, asio::any_io_executor ex, TimeSou
       connector_(connector),
       router_(router),
       admission_(admission),
+      live_(live),
       metrics_(metrics),
       attempts_(ex, time) {}
 
@@ -175,7 +177,7 @@ asio::awaitable<void> Dialback::receive(std::shared_ptr<InboundStream> in, Eleme
 // opening it.
 asio::awaitable<bool> Dialback::verify_with_authoritative(std::string local, std::string remote,
                                                           std::string id, std::string key) {
-  ++verifying_;
+  core::LiveCount::Token alive = live_.enter();
   auto attempt = attempts_.start(time_.now() + config_.s2s.connect_timeout);
   ConnectRequest request{local, remote, true};
   Connected c = co_await connector_.connect(std::move(request), attempt->slot());
@@ -183,14 +185,13 @@ asio::awaitable<bool> Dialback::verify_with_authoritative(std::string local, std
   bool valid = false;
   if (c.outcome.ok()) {
     valid = co_await ask(*c.channel, local, remote, id, key);
-    c.channel->send(wire::kStreamClose);
-    co_await close_gracefully(c.channel, time_);
+    c.channel->send(stream::kStreamEnd);
+    co_await c.channel->close_gracefully();
   } else {
     report(metrics_, remote, *c.outcome.failure,
            "dialback verification connection: " + c.outcome.text);
   }
-  --verifying_;
-  if (on_ended_) on_ended_();
+  alive = {};
   co_return valid;
 }
 

@@ -5,12 +5,11 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
-#include <cstddef>
-#include <functional>
 #include <string>
 #include <string_view>
 
 #include "core/config.h"
+#include "core/live_count.h"
 #include "metrics/metrics.h"
 #include "s2s/attempts.h"
 #include "s2s/authenticator.h"
@@ -48,7 +47,7 @@ class Dialback final : public Authenticator {
  public:
   Dialback(const core::Config& config, boost::asio::any_io_executor ex, TimeSource& time,
            DialbackKeys& keys, Connector& connector, const router::Router& router,
-           const Admission& admission, metrics::S2sMetrics* metrics);
+           const Admission& admission, core::LiveCount& live, metrics::S2sMetrics* metrics);
 
   std::string_view name() const override { return "dialback"; }
   metrics::AuthMethod counted_as() const override { return metrics::AuthMethod::kDialback; }
@@ -60,12 +59,8 @@ class Dialback final : public Authenticator {
   bool handles(const xml::Element& e) const override;
   void handle(const std::shared_ptr<InboundStream>& in, xml::Element e) override;
 
-  // Verification streams open (they count as live streams until they end).
-  std::size_t verifying() const { return verifying_; }
   // Shutdown: aborts the verification streams still being opened.
   void stop() { attempts_.abort_all(); }
-  // Called whenever a verification stream has ended.
-  void on_verification_ended(std::function<void()> f) { on_ended_ = std::move(f); }
 
  private:
   boost::asio::awaitable<void> receive(std::shared_ptr<InboundStream> in, xml::Element result);
@@ -82,10 +77,9 @@ class Dialback final : public Authenticator {
   Connector& connector_;
   const router::Router& router_;
   const Admission& admission_;
+  core::LiveCount& live_;  // a verification stream counts while it is open
   metrics::S2sMetrics* metrics_;
   AttemptGroup attempts_;
-  std::size_t verifying_ = 0;
-  std::function<void()> on_ended_;
 };
 
 }  // namespace waddle::s2s

@@ -19,6 +19,8 @@
 #include "s2s/rate_limit.h"
 #include "s2s/time_source.h"
 #include "s2s/wire.h"
+#include "stream/negotiation.h"
+#include "stream/receiving.h"
 #include "stream/xml_stream.h"
 #include "xml/stanza.h"
 
@@ -42,21 +44,15 @@ void InboundStream::send(std::string_view bytes) {
   stream_->send(bytes);
 }
 
-// Unless a pair authenticated within handshake_timeout, the stream is closed.
-asio::awaitable<void> InboundStream::handshake_deadline(std::shared_ptr<InboundStream> self,
-                                                        std::shared_ptr<Timer> timer) {
-  const auto when = self->ctx_.time.now() + self->ctx_.config.s2s.handshake_timeout;
-  const bool expired = co_await timer->wait_until(when);
-  if (expired && self->pairs_.empty()) {
-    self->close_with(StreamError::kConnectionTimeout);
-    self->stream_->close();
-  }
-}
-
 asio::awaitable<void> InboundStream::run() {
-  auto self = shared_from_this();
-  std::shared_ptr<Timer> deadline = ctx_.time.make_timer();
-  net::spawn_logged(ctx_.executor, handshake_deadline(self, deadline), "s2s handshake deadline");
+  // Unless a pair authenticated within handshake_timeout, the stream is closed.
+  asio::steady_timer deadline(ctx_.executor);
+  stream::arm_handshake_deadline(deadline, ctx_.config.s2s.handshake_timeout,
+                                 [self = shared_from_this()] {
+                                   if (!self->pairs_.empty()) return;
+                                   self->close_with(StreamError::kConnectionTimeout);
+                                   self->stream_->close();
+                                 });
   auto pause_timer = ctx_.time.make_timer();
   std::uint64_t bytes_seen = 0;
   if (state_ == State::kTlsHandshake) {
@@ -90,8 +86,8 @@ asio::awaitable<void> InboundStream::run() {
     spdlog::error("s2s in: {}", e.what());
     close_with(StreamError::kInternalServerError);
   }
-  deadline->cancel();
-  co_await close_gracefully(channel_, ctx_.time);
+  deadline.cancel();
+  co_await channel_->close_gracefully();
   if (ctx_.metrics) {
     if (!counted_domain_.empty())
       ctx_.metrics->connection_closed(counted_domain_, metrics::Direction::kIn);
@@ -105,7 +101,7 @@ asio::awaitable<void> InboundStream::run() {
 asio::awaitable<void> InboundStream::on_event(xml::StreamEvent ev) {
   if (ev.kind == xml::StreamEvent::Kind::kStreamClose) {
     state_ = State::kClosing;
-    send(wire::kStreamClose);
+    send(stream::kStreamEnd);
     co_return;
   }
   if (ev.kind == xml::StreamEvent::Kind::kStreamOpen) {
@@ -126,7 +122,7 @@ asio::awaitable<void> InboundStream::on_event(xml::StreamEvent ev) {
     report(ctx_.metrics, who(), Failure::kStreamError,
            "stream error from peer: " + wire::describe_stream_error(e));
     state_ = State::kClosing;
-    send(wire::kStreamClose);
+    send(stream::kStreamEnd);
     co_return;
   }
   if (!stream_->tls_active()) {
@@ -176,16 +172,16 @@ void InboundStream::on_header(const xml::StreamEvent& ev) {
   cert_valid_for_peer_ = from && stream_->tls_active() && stream_->peer_chain_valid() &&
                          certificate_matches_domain(stream_->peer_certificate(), *from);
   stream_id_ = core::random_hex(12);
-  send(wire::stream_header(local_, peer_, stream_id_));
+  send(stream::server_header(local_, peer_, stream_id_));
   state_ = State::kOpen;
   send_features();
 }
 
 // RFC 6120 §4.3.2: STARTTLS (required) first; then every authentication method's offer.
 void InboundStream::send_features() {
-  Element features = wire::features();
+  Element features = stream::stream_features();
   if (!stream_->tls_active()) {
-    features.add_child(wire::starttls_required());
+    stream::offer_starttls(features);
   } else {
     for (const Authenticator* method : ctx_.methods) method->offer(features, *this);
   }
@@ -197,20 +193,18 @@ asio::awaitable<void> InboundStream::on_starttls() {
     close_with(StreamError::kPolicyViolation, "TLS is already active");
     co_return;
   }
-  send(wire::proceed());
-  co_await stream_->flush();
   // COMPAT(Prosody 0.12): no SNI on STARTTLS; the header's 'to' names our domain.
-  stream_->use_tls_context(ctx_.tls.s2s_server_for(local_));
-  const bool ok = co_await stream_->server_handshake();
-  if (!ok) {
+  const bool ok = co_await stream::accept_starttls(*stream_, channel_->reader(),
+                                                   ctx_.tls.s2s_server_for(local_));
+  if (!ok) {  // (the connection is closed)
     report(ctx_.metrics, who(), Failure::kTls,
            "inbound TLS handshake failed: " + stream_->tls_error());
     state_ = State::kClosing;
     close_reason_ = metrics::CloseReason::kError;
-    stream_->close();
     co_return;
   }
-  restart();
+  stream_id_.clear();
+  state_ = State::kAwaitingHeader;
 }
 
 void InboundStream::on_stanza(Element e) {
@@ -269,12 +263,12 @@ void InboundStream::close_with(StreamError error, std::string_view text, metrics
   close_reason_ = why;
   spdlog::info("s2s in {} ({}): closing with {}{}{}", peer_.empty() ? "?" : peer_,
                stream_->remote_address(), core::to_string(error), text.empty() ? "" : ": ", text);
+  std::string header;  // an error needs a stream to be in
   if (!header_sent) {
     stream_id_ = core::random_hex(12);
-    send(wire::stream_header(local_, peer_, stream_id_));
+    header = stream::server_header(local_, peer_, stream_id_);
   }
-  send(xml::stream_error_xml(error, text));
-  send(wire::kStreamClose);
+  send(stream::stream_error_close(error, text, header));
 }
 
 void InboundStream::shutdown() {

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/errors.h"
+#include "core/live_count.h"
 #include "metrics/metrics.h"
 #include "xml/element.h"
 #include "xml/parser.h"
@@ -38,7 +39,6 @@ class Authenticator;
 class RateLimits;
 class StreamChannel;
 class TimeSource;
-class Timer;
 
 // What inbound streams use of the service.
 struct InboundContext {
@@ -49,6 +49,7 @@ struct InboundContext {
   const Admission& admission;
   RateLimits& limits;
   TimeSource& time;
+  core::LiveCount& live;  // streams, links and verification streams alive
   metrics::S2sMetrics* metrics;
   std::vector<Authenticator*> methods;  // offered in this order
   // A stanza answering one of the pool's pings is consumed there (true) instead of routed.
@@ -105,8 +106,6 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   void send_features();
   boost::asio::awaitable<void> on_starttls();
   void on_stanza(xml::Element e);
-  static boost::asio::awaitable<void> handshake_deadline(std::shared_ptr<InboundStream> self,
-                                                         std::shared_ptr<Timer> timer);
 
   InboundContext& ctx_;
   std::shared_ptr<stream::XmlStream> stream_;

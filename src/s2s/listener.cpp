@@ -10,6 +10,7 @@
 #include "s2s/admission.h"
 #include "s2s/channel.h"
 #include "s2s/connector.h"
+#include "stream/negotiation.h"
 #include "stream/xml_stream.h"
 
 namespace waddle::s2s {
@@ -38,17 +39,18 @@ asio::awaitable<void> Listener::accept_loop(tcp::acceptor& acc, bool direct_tls)
     if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
     if (ec) continue;
     auto st = std::make_shared<stream::XmlStream>(std::move(socket), ctx_.tls.s2s_server(),
-                                                  s2s_parser_limits(ctx_.config));
+                                                  stream::server_parser_limits(ctx_.config));
     auto in = std::make_shared<InboundStream>(ctx_, st, direct_tls);
     streams_.insert(in);
-    net::spawn_logged(io_.get_executor(), serve(in), "s2s inbound stream");
+    net::spawn_logged(io_.get_executor(), serve(in, ctx_.live.enter()), "s2s inbound stream");
   }
 }
 
-asio::awaitable<void> Listener::serve(std::shared_ptr<InboundStream> in) {
+asio::awaitable<void> Listener::serve(std::shared_ptr<InboundStream> in,
+                                      core::LiveCount::Token alive) {
   co_await in->run();
   streams_.erase(in);
-  if (on_ended_) on_ended_();
+  alive = {};
 }
 
 void Listener::stop() {
@@ -63,8 +65,7 @@ void Listener::close_disallowed() {
       in->close_with(core::StreamError::kPolicyViolation,
                      "Federation with your domain is no longer allowed",
                      metrics::CloseReason::kPolicy);
-      net::spawn_logged(io_.get_executor(), close_gracefully(in->channel(), ctx_.time),
-                        "s2s close");
+      net::spawn_logged(io_.get_executor(), in->channel()->close_gracefully(), "s2s close");
       break;
     }
   }

@@ -1,15 +1,16 @@
 // The [s2s] ports: accepts server connections (STARTTLS on `port`, TLS first on
-// `direct_tls_port`, XEP-0368) and keeps the inbound streams until they end.
+// `direct_tls_port`, XEP-0368) and keeps the inbound streams until they end; each counts in
+// the context's live count meanwhile.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <set>
 #include <vector>
 
+#include "core/live_count.h"
 #include "s2s/inbound_stream.h"
 
 namespace waddle::s2s {
@@ -27,21 +28,17 @@ class Listener {
   // After a policy reload: streams carrying a domain no longer allowed close.
   void close_disallowed();
 
-  std::size_t live() const { return streams_.size(); }
-  // Called whenever an inbound stream has ended.
-  void on_stream_ended(std::function<void()> f) { on_ended_ = std::move(f); }
-
  private:
   void listen(std::uint16_t port, bool direct_tls);
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
                                            bool direct_tls);
-  boost::asio::awaitable<void> serve(std::shared_ptr<InboundStream> in);
+  boost::asio::awaitable<void> serve(std::shared_ptr<InboundStream> in,
+                                     core::LiveCount::Token alive);
 
   InboundContext& ctx_;
   boost::asio::io_context& io_;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::set<std::shared_ptr<InboundStream>> streams_;
-  std::function<void()> on_ended_;
 };
 
 }  // namespace waddle::s2s

@@ -13,6 +13,7 @@
 #include "s2s/dialback.h"
 #include "s2s/policy.h"
 #include "s2s/wire.h"
+#include "stream/negotiation.h"
 #include "xml/stanza.h"
 
 namespace waddle::s2s {
@@ -21,7 +22,7 @@ using xml::Element;
 
 Pool::Pool(const core::S2sConfig& config, asio::any_io_executor ex, TimeSource& time,
            Connector& connector, router::Router& router, const Admission& admission,
-           const DialbackKeys& keys, metrics::S2sMetrics* metrics)
+           const DialbackKeys& keys, core::LiveCount& live, metrics::S2sMetrics* metrics)
     : config_(config),
       ex_(ex),
       time_(time),
@@ -29,6 +30,7 @@ Pool::Pool(const core::S2sConfig& config, asio::any_io_executor ex, TimeSource& 
       router_(router),
       admission_(admission),
       keys_(keys),
+      live_(live),
       metrics_(metrics),
       attempts_(ex, time),
       multiplex_(links_, time, keys, config.connect_timeout),
@@ -110,6 +112,7 @@ void Pool::bounce_queue(Link& link, Failure f, const std::string& text) {
 // Establishes the link with the retry policy, then serves it until it closes; again while
 // stanzas keep arriving.
 asio::awaitable<void> Pool::drive(std::shared_ptr<Link> link) {
+  core::LiveCount::Token alive = live_.enter();
   const auto& retry = config_.retry;
   std::uint32_t attempt = 0;
   for (;;) {
@@ -147,7 +150,7 @@ asio::awaitable<void> Pool::drive(std::shared_ptr<Link> link) {
   }
   link->state = Link::State::kIdle;
   if (link->queue.empty()) links_.erase(LinkKey(link->local, link->remote));
-  if (on_link_ended_) on_link_ended_();
+  alive = {};
 }
 
 // XEP-0220 §2.6: authenticated on another local domain's stream, the link uses it until it
@@ -247,7 +250,7 @@ asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
     }
     link->last_rx = time_.now();
     if (ev->kind == xml::StreamEvent::Kind::kStreamClose) {
-      ch->send(wire::kStreamClose);
+      ch->send(stream::kStreamEnd);
       break;
     }
     if (ev->kind != xml::StreamEvent::Kind::kElement) continue;
@@ -264,7 +267,7 @@ asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
   }
   link->state = Link::State::kConnecting;
   Multiplexer::ended(*out);  // domains multiplexed on this stream lose it too
-  co_await close_gracefully(ch, time_);
+  co_await ch->close_gracefully();
   if (link->watchdog) link->watchdog->cancel();
   if (metrics_)
     metrics_->stream_closed(link->remote, metrics::Direction::kOut,
@@ -285,7 +288,7 @@ void Pool::close_disallowed() {
     if (!link->out || link->out->channel->closed()) continue;
     spdlog::info("s2s {} -> {}: closing, no longer allowed by policy", k.first, k.second);
     link->out->channel->send(xml::stream_error_xml(core::StreamError::kPolicyViolation) +
-                             std::string(wire::kStreamClose));
+                             std::string(stream::kStreamEnd));
     link->out->channel->close();
   }
 }
@@ -299,20 +302,13 @@ void Pool::stop() {
     if (link->out && !link->out->channel->closed() &&
         ending.insert(link->out->channel.get()).second) {
       // Written stanzas (rooms telling remote occupants of the shutdown) leave first.
-      link->out->channel->send(wire::kStreamClose);
-      net::spawn_logged(ex_, close_gracefully(link->out->channel, time_), "s2s close");
+      link->out->channel->send(stream::kStreamEnd);
+      net::spawn_logged(ex_, link->out->channel->close_gracefully(), "s2s close");
     }
     bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
   }
   attempts_.abort_all();
   multiplex_.stop();
-}
-
-std::size_t Pool::live_links() const {
-  std::size_t n = 0;
-  for (const auto& [k, link] : links_)
-    if (link->state != Link::State::kIdle) ++n;
-  return n;
 }
 
 }  // namespace waddle::s2s

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/live_count.h"
 #include "s2s/attempts.h"
 #include "s2s/connector.h"
 #include "s2s/link.h"
@@ -36,9 +37,10 @@ class Pool {
  public:
   // Timing (connect_timeout, retry, idle_timeout, ping_interval) comes from `config`; the
   // limits from `admission`. Bounces go through `router`.
+  // Each link that is connecting or connected (a retry waiting included) counts in `live`.
   Pool(const core::S2sConfig& config, boost::asio::any_io_executor ex, TimeSource& time,
        Connector& connector, router::Router& router, const Admission& admission,
-       const DialbackKeys& keys, metrics::S2sMetrics* metrics);
+       const DialbackKeys& keys, core::LiveCount& live, metrics::S2sMetrics* metrics);
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
@@ -51,11 +53,6 @@ class Pool {
   // Shutdown: streams end with their closing tag after what was written, queued stanzas
   // bounce, connection attempts and retries are abandoned.
   void stop();
-
-  // Links that are connecting or connected (retries waiting included).
-  std::size_t live_links() const;
-  // Called whenever a link has become idle.
-  void on_link_ended(std::function<void()> f) { on_link_ended_ = std::move(f); }
 
  private:
   boost::asio::awaitable<void> drive(std::shared_ptr<Link> link);
@@ -75,13 +72,13 @@ class Pool {
   router::Router& router_;
   const Admission& admission_;
   const DialbackKeys& keys_;
+  core::LiveCount& live_;
   metrics::S2sMetrics* metrics_;
   LinkTable links_;
   AttemptGroup attempts_;
   Multiplexer multiplex_;
   Watchdog watchdog_;
   bool stopping_ = false;
-  std::function<void()> on_link_ended_;
 };
 
 }  // namespace waddle::s2s

@@ -7,10 +7,15 @@
 #include "s2s/channel.h"
 #include "s2s/inbound_stream.h"
 #include "s2s/wire.h"
+#include "stream/negotiation.h"
 #include "stream/xml_stream.h"
 
 namespace waddle::s2s {
 namespace asio = boost::asio;
+
+namespace {
+constexpr std::string_view kMechanisms[] = {"EXTERNAL"};
+}
 
 bool SaslExternal::offered(const xml::Element& features) const {
   return wire::offers_mechanism(features, "EXTERNAL");
@@ -32,7 +37,7 @@ asio::awaitable<AuthStep> SaslExternal::authenticate(OutboundNegotiation& n) {
 
 void SaslExternal::offer(xml::Element& features, const InboundStream& in) const {
   if (in.cert_valid_for_peer() && in.authenticated_with().empty())
-    features.add_child(wire::sasl_mechanism("EXTERNAL"));
+    stream::offer_sasl(features, kMechanisms);
 }
 
 bool SaslExternal::handles(const xml::Element& e) const {

@@ -32,9 +32,9 @@ struct S2sService::Impl {
         keys(DialbackKeys::load_secret(c), r, m),
         connector(c, i, resolver, t, admission),
         sasl(m),
-        dialback(c, i.get_executor(), time, keys, connector, r, admission, m),
-        pool(c.s2s, i.get_executor(), time, connector, r, admission, keys, m),
-        inbound{c, i.get_executor(), r, t, admission, limits, time, m, {}, {}},
+        dialback(c, i.get_executor(), time, keys, connector, r, admission, live, m),
+        pool(c.s2s, i.get_executor(), time, connector, r, admission, keys, live, m),
+        inbound{c, i.get_executor(), r, t, admission, limits, time, live, m, {}, {}},
         listener(inbound, i) {
     std::vector<Authenticator*> methods{&sasl, &dialback};  // in order of preference
     connector.set_methods(methods);
@@ -42,22 +42,12 @@ struct S2sService::Impl {
     inbound.consume_reply = [this](const xml::Element& stanza, const std::string& remote) {
       return pool.consume_ping_reply(stanza, remote);
     };
-    auto ended = [this] { stream_ended(); };
-    pool.on_link_ended(ended);
-    listener.on_stream_ended(ended);
-    dialback.on_verification_ended(ended);
-  }
-
-  std::size_t live() const { return listener.live() + dialback.verifying() + pool.live_links(); }
-
-  // After stop(): tells the caller once every stream has ended.
-  void stream_ended() {
-    if (!all_closed || live() != 0) return;
-    asio::post(io, std::exchange(all_closed, {}));
   }
 
   const core::Config& config;
   asio::io_context& io;
+  // Inbound streams, outbound links and verification streams alive: stop() waits on it.
+  core::LiveCount live;
   SteadyTimeSource time;
   Resolver resolver;
   Admission admission;
@@ -69,7 +59,6 @@ struct S2sService::Impl {
   Pool pool;
   InboundContext inbound;
   Listener listener;
-  std::function<void()> all_closed;
 };
 
 S2sService::S2sService(const core::Config& config, router::Router& router, net::TlsContexts& tls,
@@ -87,8 +76,9 @@ void S2sService::stop(std::function<void()> all_closed) {
   impl_->pool.stop();
   impl_->dialback.stop();
   if (!all_closed) return;
-  impl_->all_closed = std::move(all_closed);
-  impl_->stream_ended();  // perhaps nothing was open
+  // Posted: the last stream may end inside a part that the callback must not see running.
+  impl_->live.when_empty(
+      [&io = impl_->io, all_closed = std::move(all_closed)] { asio::post(io, all_closed); });
 }
 
 void S2sService::send(xml::Element stanza) {
@@ -105,7 +95,7 @@ void S2sService::reload(const core::Config& config) {
 }
 
 std::size_t S2sService::live_streams() const {
-  return impl_->live();
+  return impl_->live.size();
 }
 
 }  // namespace waddle::s2s

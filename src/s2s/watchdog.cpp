@@ -8,6 +8,7 @@
 #include "metrics/metrics.h"
 #include "s2s/failure.h"
 #include "s2s/wire.h"
+#include "stream/negotiation.h"
 
 namespace waddle::s2s {
 namespace asio = boost::asio;
@@ -28,8 +29,8 @@ asio::awaitable<void> Watchdog::run(std::shared_ptr<Link> link,
       spdlog::info("s2s {} -> {}: idle for {}, closing", link->local, link->remote,
                    core::format_duration(idle_));
       link->close_reason = metrics::CloseReason::kIdle;
-      ch.send(wire::kStreamClose);
-      co_await close_gracefully(out->channel, time_);
+      ch.send(stream::kStreamEnd);
+      co_await ch.close_gracefully();
       break;
     }
     if (link->ping_sent && now - *link->ping_sent >= ping_) {

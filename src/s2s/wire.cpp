@@ -28,20 +28,6 @@ Element db(std::string_view name, std::string_view from, std::string_view to, st
 
 }  // namespace
 
-std::string stream_header(std::string_view from, std::string_view to, std::string_view id) {
-  Element h = with_attrs("stream:stream", std::string(ns::kServer),
-                         {{"xmlns:stream", ns::kStream},
-                          {"xmlns:db", ns::kDialback},
-                          {"from", from},
-                          {"to", to},
-                          {"id", id},
-                          {"version", "1.0"}});
-  std::string out = "<?xml version='1.0'?>";
-  h.serialize(out);  // "<stream:stream .../>": without children, the tag ends in "/>"
-  out.erase(out.size() - 2, 1);
-  return out;
-}
-
 std::string db_result(std::string_view from, std::string_view to, std::string_view key) {
   return db("result", from, to, {}, {}, key).str();
 }
@@ -74,10 +60,6 @@ std::string starttls() {
   return Element("starttls", std::string(ns::kTls)).str();
 }
 
-std::string proceed() {
-  return Element("proceed", std::string(ns::kTls)).str();
-}
-
 std::string sasl_external_auth(std::string_view authzid) {
   Element auth("auth", std::string(ns::kSasl));
   auth.set_attr("mechanism", "EXTERNAL");
@@ -93,22 +75,6 @@ std::string sasl_failure(std::string_view condition) {
   Element failure("failure", std::string(ns::kSasl));
   failure.add_child(std::string(condition), std::string(ns::kSasl));
   return failure.str();
-}
-
-Element features() {
-  return Element("stream:features", "");
-}
-
-Element starttls_required() {
-  Element tls("starttls", std::string(ns::kTls));
-  tls.add_child("required", std::string(ns::kTls));
-  return tls;
-}
-
-Element sasl_mechanism(std::string_view mechanism) {
-  Element mechanisms("mechanisms", std::string(ns::kSasl));
-  mechanisms.add_child("mechanism", std::string(ns::kSasl)).add_text(mechanism);
-  return mechanisms;
 }
 
 Element dialback_with_errors() {

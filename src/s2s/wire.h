@@ -1,8 +1,10 @@
-// Every element of server-to-server negotiation, built as xml::Element (so every value is
-// escaped) and serialized exactly as peers have always received them: the stream header
-// (RFC 6120 §4.7), STARTTLS (§5.4.2), SASL EXTERNAL (§6.4, XEP-0178), Server Dialback
-// (XEP-0220 §2.1, §2.4, §2.6), stream features, and the XEP-0199 ping; and the readers of
-// the answers. The dialback elements use the db: prefix that the stream header declares.
+// The elements of server-to-server negotiation that only servers use, built as xml::Element
+// (so every value is escaped) and serialized exactly as peers have always received them:
+// STARTTLS as the initiating side (RFC 6120 §5.4.2), SASL EXTERNAL (§6.4, XEP-0178), Server
+// Dialback (XEP-0220 §2.1, §2.4, §2.6) and its feature, and the XEP-0199 ping; and the
+// readers of the peer's answers. The dialback elements use the db: prefix that the stream
+// header declares. What client and server streams share (the header, the features block,
+// the STARTTLS offer and <proceed/>, the stream-error closing) is in stream/negotiation.h.
 #pragma once
 
 #include <string>
@@ -11,11 +13,6 @@
 #include "xml/element.h"
 
 namespace waddle::s2s::wire {
-
-// The opening of a jabber:server stream with the db: prefix declared; empty values are left
-// out. The tag stays open, so it has its own serializer (escaped like any attribute).
-std::string stream_header(std::string_view from, std::string_view to, std::string_view id);
-inline constexpr std::string_view kStreamClose = "</stream:stream>";
 
 // XEP-0220: the originating server's key (db:result with the key as text), the receiving
 // server's answer (type valid/invalid), its error form (§2.4: a stanza error condition and
@@ -31,17 +28,13 @@ std::string db_verify_answer(std::string_view from, std::string_view to, std::st
 
 // RFC 6120 §5.4.2 and §6.4.
 std::string starttls();
-std::string proceed();
 // <auth mechanism='EXTERNAL'> with the authorization identity in base64 (XEP-0178 §3).
 std::string sasl_external_auth(std::string_view authzid);
 std::string sasl_success();
 std::string sasl_failure(std::string_view condition);
 
-// Stream features (RFC 6120 §4.3.2) and the offers that go in them.
-xml::Element features();
-xml::Element starttls_required();
-xml::Element sasl_mechanism(std::string_view mechanism);  // <mechanisms> with one mechanism
-xml::Element dialback_with_errors();                      // XEP-0220 §2.4: errors supported
+// The dialback offer in stream features, with errors supported (XEP-0220 §2.4).
+xml::Element dialback_with_errors();
 
 // XEP-0199 ping over a server stream.
 std::string ping(std::string_view id, std::string_view from, std::string_view to);

@@ -114,7 +114,10 @@ class FakeChannel final : public Channel {
     co_return ev;
   }
   std::optional<core::StreamError> read_error() const override { return std::nullopt; }
-  asio::awaitable<void> flush() override { co_return; }
+  asio::awaitable<void> close_gracefully() override {
+    close();
+    co_return;
+  }
   void close() override {
     closed_ = true;
     signal_.cancel();

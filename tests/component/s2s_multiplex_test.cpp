@@ -80,7 +80,7 @@ TEST_F(PoolTest, PeerThatCouldNotShare_SecondLocalDomainDoesNotWait) {
   run();
   first->peer_ends();
   run();
-  EXPECT_EQ(pool().live_links(), 0u);
+  EXPECT_EQ(live_.size(), 0u);
   send("alice@a.test", "bob@r.test");  // dials again
   ASSERT_EQ(connector_.calls.size(), 2u);
   send("carol@b.test", "bob@r.test");
@@ -107,11 +107,11 @@ TEST_F(PoolTest, StreamEnds_MultiplexedDomainsLoseItToo) {
   run();
   send("carol@b.test", "bob@r.test");
   answer(*ch, "b.test", "valid");
-  EXPECT_EQ(pool().live_links(), 2u);
+  EXPECT_EQ(live_.size(), 2u);
   ch->push("</stream:stream>");
   ch->peer_ends();
   run();
-  EXPECT_EQ(pool().live_links(), 0u);
+  EXPECT_EQ(live_.size(), 0u);
   EXPECT_EQ(ch->sent.back(), "</stream:stream>");  // our closing tag answers the peer's
   EXPECT_EQ(
       metric(

@@ -58,7 +58,7 @@ class PoolTest : public ::testing::Test {
     if (!pool_) {
       admission_ = std::make_unique<Admission>(config_);
       pool_ = std::make_unique<Pool>(config_, io_.get_executor(), time_, connector_, router_,
-                                     *admission_, keys_, &metrics_);
+                                     *admission_, keys_, live_, &metrics_);
     }
     return *pool_;
   }
@@ -108,6 +108,7 @@ class PoolTest : public ::testing::Test {
   metrics::Registry registry_;
   metrics::S2sMetrics metrics_{registry_, 10};
   DialbackKeys keys_{"secret", router_, nullptr};
+  core::LiveCount live_;  // links connecting or connected
   std::unique_ptr<Admission> admission_;
   std::unique_ptr<Pool> pool_;
 };

@@ -56,7 +56,7 @@ TEST_F(PoolTest, RetrySchedule_ThenBouncesNotFoundWithTheCause) {
   EXPECT_EQ(
       metric("waddle_s2s_bounced_total{domain=\"r.test\",condition=\"remote-server-not-found\"}"),
       "1");
-  EXPECT_EQ(pool().live_links(), 0u);
+  EXPECT_EQ(live_.size(), 0u);
 }
 
 TEST_F(PoolTest, DefinitiveRefusal_BouncesWithoutRetry) {
@@ -137,7 +137,7 @@ TEST_F(PoolTest, IdleLink_ClosedAfterIdleTimeout) {
   advance(1s);
   EXPECT_TRUE(ch->closed());
   EXPECT_EQ(ch->sent.back(), "</stream:stream>");
-  EXPECT_EQ(pool().live_links(), 0u);
+  EXPECT_EQ(live_.size(), 0u);
   EXPECT_EQ(
       metric(
           "waddle_s2s_streams_closed_total{domain=\"r.test\",direction=\"out\",reason=\"idle\"}"),
@@ -204,7 +204,7 @@ TEST_F(PoolTest, Shutdown_BouncesQueuedStanzasAndAbortsTheAttempt) {
   EXPECT_TRUE(connector_.calls[0]->aborted);
   EXPECT_EQ(ch->sent.back(), "</stream:stream>");
   EXPECT_TRUE(ch->closed());
-  EXPECT_EQ(pool().live_links(), 0u);
+  EXPECT_EQ(live_.size(), 0u);
   EXPECT_EQ(metric("waddle_s2s_streams_closed_total{domain=\"s.test\",direction=\"out\",reason="
                    "\"shutdown\"}"),
             "1");

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "loopback_stream_test.h"
 #include "net/tls.h"
 
 namespace waddle::stream {
@@ -31,64 +32,7 @@ constexpr const char* kHeader =
     "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
     "to='stream.test'>";
 
-class XmlStreamTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("waddle-xml-stream-test-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-    const auto cert = (dir_ / "cert.pem").string(), key = (dir_ / "key.pem").string();
-    net::ensure_self_signed(cert, key, {"stream.test"});
-    server_ctx_.use_certificate_chain_file(cert);
-    server_ctx_.use_private_key_file(key, ssl::context::pem);
-    SSL_CTX_set_min_proto_version(server_ctx_.native_handle(), TLS1_3_VERSION);
-    SSL_CTX_set_mode(server_ctx_.native_handle(), SSL_MODE_RELEASE_BUFFERS);
-    client_ctx_.load_verify_file(cert);
-    SSL_CTX_set_verify(client_ctx_.native_handle(), SSL_VERIFY_PEER, nullptr);
-    acceptor_.open(tcp::v4());
-    acceptor_.bind({asio::ip::make_address("127.0.0.1"), 0});
-    acceptor_.listen();
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  // A connected pair: (server side, client side). Small socket buffers (64 KiB) make sure
-  // a few MiB cannot fit in them, so a writer must wait for room.
-  std::pair<std::shared_ptr<XmlStream>, std::shared_ptr<XmlStream>> connect_pair() {
-    tcp::socket client(io_);
-    client.open(tcp::v4());
-    client.set_option(asio::socket_base::send_buffer_size(64 * 1024));
-    client.set_option(asio::socket_base::receive_buffer_size(64 * 1024));
-    client.connect(acceptor_.local_endpoint());
-    tcp::socket server = acceptor_.accept();
-    server.set_option(asio::socket_base::send_buffer_size(64 * 1024));
-    server.set_option(asio::socket_base::receive_buffer_size(64 * 1024));
-    auto s = std::make_shared<XmlStream>(std::move(server), server_ctx_, limits());
-    auto c = std::make_shared<XmlStream>(std::move(client), client_ctx_, limits());
-    return {s, c};
-  }
-
-  static xml::ParserLimits limits() {
-    xml::ParserLimits l;
-    l.max_stanza_size = 64 * 1024;
-    return l;
-  }
-
-  // Runs the loop until `done` or the deadline; true when done.
-  bool run_until(const bool& done, std::chrono::seconds limit = 30s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done && std::chrono::steady_clock::now() < deadline) {
-      io_.run_for(50ms);
-      if (io_.stopped()) io_.restart();
-    }
-    return done;
-  }
-
-  std::filesystem::path dir_;
-  asio::io_context io_;
-  ssl::context server_ctx_{ssl::context::tls_server};
-  ssl::context client_ctx_{ssl::context::tls_client};
-  tcp::acceptor acceptor_{io_};
-};
+using XmlStreamTest = test_support::LoopbackStreamTest;
 
 // Starts `s`'s handshake (as server, or as client for stream.test); `ok` gets the result and
 // `finished` is set when it is over.
