@@ -475,25 +475,17 @@ std::optional<Claims> peek(std::string_view token) {
 }
 
 std::string_view describe(Verdict v) {
-  switch (v) {
-    case Verdict::kValid:
-      return "credential valid";
-    case Verdict::kMalformed:
-      return "malformed credential";
-    case Verdict::kBadSignature:
-      return "bad credential signature";
-    case Verdict::kExpired:
-      return "credential expired";
-    case Verdict::kNotYetValid:
-      return "credential not yet valid";
-    case Verdict::kWrongIssuer:
-      return "credential issuer mismatch";
-    case Verdict::kWrongSubject:
-      return "credential subject mismatch";
-    case Verdict::kWrongAudience:
-      return "credential audience mismatch";
-  }
-  return "unknown credential verdict";
+  // In the order of the enumerators.
+  static constexpr std::array<std::string_view, 8> kNames{"credential valid",
+                                                          "malformed credential",
+                                                          "bad credential signature",
+                                                          "credential expired",
+                                                          "credential not yet valid",
+                                                          "credential issuer mismatch",
+                                                          "credential subject mismatch",
+                                                          "credential audience mismatch"};
+  const auto i = static_cast<std::size_t>(v);
+  return i < kNames.size() ? kNames[i] : "unknown credential verdict";
 }
 
 VerifyResult verify(std::string_view token, std::string_view public_key_raw,

@@ -3,6 +3,7 @@
 #include "metrics/metrics.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <charconv>
 #include <cmath>
@@ -347,59 +348,28 @@ std::string_view to_string(Direction d) {
 }
 
 std::string_view to_string(S2sError e) {
-  switch (e) {
-    case S2sError::kDns:
-      return "dns";
-    case S2sError::kConnectionRefused:
-      return "connection_refused";
-    case S2sError::kTls:
-      return "tls";
-    case S2sError::kDialback:
-      return "dialback";
-    case S2sError::kStreamError:
-      return "stream_error";
-    case S2sError::kRouting:
-      return "routing";
-    case S2sError::kPolicy:
-      return "policy";
-    case S2sError::kRateLimit:
-      return "rate_limit";
-    case S2sError::kTimeout:
-      return "timeout";
-  }
-  return "unknown";
+  // In the order of the enumerators.
+  static constexpr std::array<std::string_view, 9> kNames{
+      "dns",    "connection_refused", "tls",    "dialback", "stream_error", "routing",
+      "policy", "rate_limit",         "timeout"};
+  const auto i = static_cast<std::size_t>(e);
+  return i < kNames.size() ? kNames[i] : "unknown";
 }
 
 std::string_view to_string(AuthMethod m) {
-  switch (m) {
-    case AuthMethod::kSaslExternal:
-      return "sasl_external";
-    case AuthMethod::kDialback:
-      return "dialback";
-    case AuthMethod::kDialbackMultiplexed:
-      return "dialback_multiplexed";
-  }
-  return "unknown";
+  // In the order of the enumerators.
+  static constexpr std::array<std::string_view, 3> kNames{"sasl_external", "dialback",
+                                                          "dialback_multiplexed"};
+  const auto i = static_cast<std::size_t>(m);
+  return i < kNames.size() ? kNames[i] : "unknown";
 }
 
 std::string_view to_string(CloseReason r) {
-  switch (r) {
-    case CloseReason::kPeer:
-      return "peer";
-    case CloseReason::kIdle:
-      return "idle";
-    case CloseReason::kPingTimeout:
-      return "ping_timeout";
-    case CloseReason::kPolicy:
-      return "policy";
-    case CloseReason::kRateLimit:
-      return "rate_limit";
-    case CloseReason::kShutdown:
-      return "shutdown";
-    case CloseReason::kError:
-      return "error";
-  }
-  return "unknown";
+  // In the order of the enumerators.
+  static constexpr std::array<std::string_view, 7> kNames{
+      "peer", "idle", "ping_timeout", "policy", "rate_limit", "shutdown", "error"};
+  const auto i = static_cast<std::size_t>(r);
+  return i < kNames.size() ? kNames[i] : "unknown";
 }
 
 namespace {
