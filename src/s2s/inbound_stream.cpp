@@ -8,7 +8,6 @@
 #include "core/ids.h"
 #include "core/jid.h"
 #include "metrics/metrics.h"
-#include "net/listen.h"
 #include "net/tls.h"
 #include "router/router.h"
 #include "s2s/admission.h"
