@@ -122,9 +122,7 @@ class Server {
   asio::signal_set stop_signals_{io_};
   asio::signal_set hup_{io_};
   bool stopping_ = false;
-  asio::steady_timer stop_timer_{io_};
-  std::chrono::steady_clock::time_point stop_deadline_ =
-      std::chrono::steady_clock::time_point::max();
+  asio::steady_timer stop_timer_{io_};  // server.shutdown_timeout, once shutting down
 };
 
 Server::Server(const core::Config& config, std::unique_ptr<storage::Storage> storage)
@@ -262,24 +260,30 @@ void Server::begin_shutdown() {
   // before the streams that carry them close.
   asio::post(io_, [this] {
     for (auto* s : router_.all()) s->close_with(core::StreamError::kSystemShutdown);
-    s2s_.stop();
     hup_.cancel();
     if (http_) http_->stop();
-    stop_deadline_ = std::chrono::steady_clock::now() + config_.server.shutdown_timeout;
     wait_for_streams_to_end();
   });
 }
 
-// Stops the reactor once no client session and no server stream is left, or at the deadline.
+// Stops the reactor once no client session and no server stream is left (each side says
+// when its last one has gone), or at server.shutdown_timeout, whichever comes first.
 void Server::wait_for_streams_to_end() {
-  auto live = c2s::live_sessions() + s2s_.live_streams();
-  if (live == 0 || std::chrono::steady_clock::now() >= stop_deadline_) {
-    if (live != 0) spdlog::warn("shutdown: {} streams did not close in time", live);
+  stop_timer_.expires_after(config_.server.shutdown_timeout);
+  stop_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;  // everything ended in time
+    spdlog::warn("shutdown: {} streams did not close in time",
+                 c2s::live_sessions() + s2s_.live_streams());
     io_.stop();
-    return;
-  }
-  stop_timer_.expires_after(std::chrono::milliseconds(20));
-  stop_timer_.async_wait([this](boost::system::error_code) { wait_for_streams_to_end(); });
+  });
+  auto sides_left = std::make_shared<int>(2);
+  auto one_side_done = [this, sides_left] {
+    if (--*sides_left != 0) return;
+    stop_timer_.cancel();
+    io_.stop();
+  };
+  c2s::when_no_sessions(one_side_done);
+  s2s_.stop(one_side_done);
 }
 
 // SIGHUP: re-read the configuration file; the federation policy, rate limits and log
