@@ -583,23 +583,25 @@ struct Resolver::Impl {
     }
   }
 
-  Answer interpret(int type, int status, const unsigned char* abuf, int alen) const {
+  // The TTL of a negative answer: its SOA's, bounded, or the default.
+  static std::uint32_t negative_ttl(MessageReader& reader) {
+    const auto t = reader.ttls().negative;
+    return t ? std::min(*t, kMaxNegativeTtl) : kDefaultNegativeTtl;
+  }
+
+  // What a status other than success means; nullopt on success (records follow).
+  std::optional<Answer> status_answer(int status, MessageReader& reader) const {
     Answer a;
-    MessageReader reader(abuf, alen);
-    auto negative_ttl = [&] {
-      const auto t = reader.ttls().negative;
-      return t ? std::min(*t, kMaxNegativeTtl) : kDefaultNegativeTtl;
-    };
     switch (status) {
       case ARES_SUCCESS:
-        break;
+        return std::nullopt;
       case ARES_ENOTFOUND:
         a.outcome = Outcome::kNxDomain;
-        a.ttl = negative_ttl();
+        a.ttl = negative_ttl(reader);
         return a;
       case ARES_ENODATA:
         a.outcome = Outcome::kNoData;
-        a.ttl = negative_ttl();
+        a.ttl = negative_ttl(reader);
         return a;
       case ARES_EDESTRUCTION:
       case ARES_ECANCELLED:
@@ -633,6 +635,10 @@ struct Resolver::Impl {
         a.failure = std::string(ares_strerror(status)) + " (" + server_phrase() + ")";
         return a;
     }
+  }
+
+  // Parses the SRV or A/AAAA records into `a`; returns c-ares' parse status.
+  static int parse_records(int type, const unsigned char* abuf, int alen, Answer& a) {
     int parsed = ARES_SUCCESS;
     if (type == kTypeSrv) {
       ares_srv_reply* reply = nullptr;
@@ -662,12 +668,20 @@ struct Resolver::Impl {
       }
       if (host) ares_free_hostent(host);
     }
+    return parsed;
+  }
+
+  Answer interpret(int type, int status, const unsigned char* abuf, int alen) const {
+    MessageReader reader(abuf, alen);
+    if (auto ended = status_answer(status, reader)) return *ended;
+    Answer a;
+    const int parsed = parse_records(type, abuf, alen, a);
     if (parsed == ARES_ENODATA ||
         (parsed == ARES_SUCCESS && a.srv.empty() && a.addresses.empty())) {
       // e.g. only a CNAME to a name without such a record
       a = Answer{};
       a.outcome = Outcome::kNoData;
-      a.ttl = negative_ttl();
+      a.ttl = negative_ttl(reader);
       return a;
     }
     if (parsed != ARES_SUCCESS) {
