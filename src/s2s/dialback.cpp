@@ -83,7 +83,9 @@ asio::awaitable<AuthStep> Dialback::authenticate(OutboundNegotiation& n) {
   step.kind = AuthStep::Kind::kFailed;
   for (;;) {
     auto r = co_await n.channel.next();
-    if (!r) {
+    // The peer's closing tag ends the stream as surely as a closed socket (RFC 6120 §4.4).
+    if (!r || r->kind == xml::StreamEvent::Kind::kStreamClose) {
+      if (r) n.channel.send(stream::kStreamEnd);
       step.outcome =
           Outcome::fail(Failure::kDialback, n.where + " closed the stream during dialback");
       co_return step;

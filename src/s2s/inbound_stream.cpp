@@ -8,6 +8,7 @@
 #include "core/ids.h"
 #include "core/jid.h"
 #include "metrics/metrics.h"
+#include "net/listen.h"
 #include "net/tls.h"
 #include "router/router.h"
 #include "s2s/admission.h"
@@ -46,12 +47,14 @@ void InboundStream::send(std::string_view bytes) {
 asio::awaitable<void> InboundStream::run() {
   // Unless a pair authenticated within handshake_timeout, the stream is closed.
   asio::steady_timer deadline(ctx_.executor);
-  stream::arm_handshake_deadline(deadline, ctx_.config.s2s.handshake_timeout,
-                                 [self = shared_from_this()] {
-                                   if (!self->pairs_.empty()) return;
-                                   self->close_with(StreamError::kConnectionTimeout);
-                                   self->stream_->close();
-                                 });
+  stream::arm_handshake_deadline(
+      deadline, ctx_.config.s2s.handshake_timeout, [self = shared_from_this()] {
+        if (!self->pairs_.empty()) return;
+        self->close_with(StreamError::kConnectionTimeout);
+        // The error is written before the socket closes (bounded).
+        net::spawn_logged(self->ctx_.executor, stream::close_stream(self->stream_),
+                          "s2s handshake timeout");
+      });
   auto pause_timer = ctx_.time.make_timer();
   std::uint64_t bytes_seen = 0;
   if (state_ == State::kTlsHandshake) {
@@ -87,6 +90,7 @@ asio::awaitable<void> InboundStream::run() {
   }
   deadline.cancel();
   co_await channel_->close_gracefully();
+  ended_ = true;  // a verification still in flight must not count this stream as opened
   if (ctx_.metrics) {
     if (!counted_domain_.empty())
       ctx_.metrics->connection_closed(counted_domain_, metrics::Direction::kIn);
@@ -241,6 +245,7 @@ void InboundStream::on_stanza(Element e) {
 
 void InboundStream::authenticated(const std::string& local, const std::string& remote,
                                   std::string_view method, metrics::AuthMethod counted_as) {
+  if (ended_) return;
   pairs_.insert({local, remote});
   if (method_.empty()) method_ = std::string(method);
   if (ctx_.metrics) ctx_.metrics->authenticated(remote, metrics::Direction::kIn, counted_as);

@@ -119,6 +119,7 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   bool cert_valid_for_peer_ = false;
   std::chrono::steady_clock::duration pause_{};  // set when the peer is over its stanza rate
   std::string counted_domain_;                   // the domain this stream counts for in the metrics
+  bool ended_ = false;                           // run() has finished and accounted for the stream
   // Why it ended: the peer's doing unless we closed it (close_with, or a failure here).
   metrics::CloseReason close_reason_ = metrics::CloseReason::kPeer;
 };

@@ -144,9 +144,9 @@ TEST_F(S2sConnectorTest, DialbackInvalid_Bounced) {
 }
 
 // RFC 6120 §4.4: a peer that closes its stream waits for ours; the attempt ends there, not at
-// the connect timeout. Disabled: fails today, the closing tag is ignored during dialback, so
-// the stanza waits connect_timeout and is then bounced as remote-server-timeout.
-TEST_F(S2sConnectorTest, DISABLED_PeerClosesTheStreamDuringDialback_Bounced) {
+// the connect timeout (it used to be ignored during dialback, so the stanza waited
+// connect_timeout and was then bounced as remote-server-timeout).
+TEST_F(S2sConnectorTest, PeerClosesTheStreamDuringDialback_Bounced) {
   run_script(
       Script{service_send(kLocal, kRemote, "m1")} + external_fails_then_dialback() +
       Script{out.send("</stream:stream>"),

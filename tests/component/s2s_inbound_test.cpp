@@ -95,17 +95,18 @@ TEST_F(S2sInboundTest, HeaderFromABlockedDomain_PolicyViolation) {
 }
 
 // A peer that never authenticates is told why its stream ends (RFC 6120 §4.9.3.4), as on the
-// client side. Disabled: fails today, the handshake deadline queues <connection-timeout/> and
-// closes the socket at once, so the peer sees the connection end without it.
-TEST_F(S2sInboundTest, DISABLED_UnauthenticatedPeerAfterTheHandshakeTimeout_ConnectionTimeout) {
+// client side (the error is written before the socket closes, not queued and dropped).
+TEST_F(S2sInboundTest, UnauthenticatedPeerAfterTheHandshakeTimeout_ConnectionTimeout) {
   config_.s2s.handshake_timeout = std::chrono::milliseconds(300);
   run_script({in.connect(), in.send(header(kRemote, kLocal)), in.expect_header(kLocal, kRemote),
               in.expect_exact(kStartTlsRequired), in.expect_stream_error("connection-timeout")});
 }
 
+// A peer that sends nothing still learns why (RFC 6120 §4.9.1.1: a header first, then the error).
 TEST_F(S2sInboundTest, SilentPeer_ClosedAfterTheHandshakeTimeout) {
   config_.s2s.handshake_timeout = std::chrono::milliseconds(300);
-  run_script({in.connect(), in.expect_disconnect()});
+  run_script({in.connect(), in.expect_header("", ""), in.expect_stream_error("connection-timeout"),
+              in.expect_disconnect()});
 }
 
 TEST_F(S2sInboundTest, DialbackBeforeTls_PolicyViolation) {
@@ -239,18 +240,17 @@ TEST_F(S2sInboundTest, Dialback_AuthoritativeServer_EveryTransportFailure) {
                        expect_delivered("<message id='m1'/>")});
 }
 
-// Disabled: fails today at the step after the authoritative server's answer, for the reason
-// given at Dialback_StreamGoneBeforeTheAuthoritativeAnswer (the stream is gone by then).
-TEST_F(S2sInboundTest, DISABLED_Dialback_AuthoritativeServer_ShutdownAtEveryStep) {
+// Stopping at the step after the authoritative server's answer is the case of
+// Dialback_StreamGoneBeforeTheAuthoritativeAnswer (the stream is gone by then).
+TEST_F(S2sInboundTest, Dialback_AuthoritativeServer_ShutdownAtEveryStep) {
   config_.s2s.allow_unverified_dialback = true;
   every_failure(dialback_through_authoritative("valid"), false, Fault::kStop);
 }
 
 // The stream that asked goes away while its key is being checked; the answer comes later and
-// must not count a stream that no longer exists. Disabled: fails today, the late "valid" counts
-// the stream as opened after it was closed, and waddle_s2s_connections_active{direction="in"}
-// stays at 1 for good.
-TEST_F(S2sInboundTest, DISABLED_Dialback_StreamGoneBeforeTheAuthoritativeAnswer) {
+// must not count a stream that no longer exists (a late "valid" used to count the stream as
+// opened after it was closed, leaving waddle_s2s_connections_active{direction="in"} at 1).
+TEST_F(S2sInboundTest, Dialback_StreamGoneBeforeTheAuthoritativeAnswer) {
   config_.s2s.allow_unverified_dialback = true;
   run_script(
       open_in(Cred::kNone) +
