@@ -16,8 +16,7 @@ namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-const fs::path kExample =
-    fs::path(__FILE__).parent_path() / ".." / ".." / ".." / "config" / "waddle.example.toml";
+const fs::path kExample = fs::path(WADDLE_SOURCE_DIR) / "config" / "waddle.example.toml";
 
 namespace {
 
