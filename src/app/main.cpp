@@ -14,12 +14,12 @@
 #include <vector>
 
 #include "app/server/server.h"
-#include "sasl/scram.h"
 #include "core/config.h"
 #include "core/jid.h"
 #include "core/version.h"
 #include "identity/credential.h"
 #include "s2s/s2s.h"
+#include "sasl/scram.h"
 #include "storage/storage.h"
 
 namespace {

@@ -5,8 +5,8 @@
 #include <string_view>
 #include <utility>
 
-#include "sasl/scram.h"
 #include "core/jid.h"
+#include "sasl/scram.h"
 
 namespace waddle::sasl {
 

@@ -526,8 +526,7 @@ class SqliteStorage final : public Storage {
   }
 
  private:
-  static void bind_credentials(Statement::Run& run, int first,
-                               const sasl::ScramCredentials& c) {
+  static void bind_credentials(Statement::Run& run, int first, const sasl::ScramCredentials& c) {
     run.blob(first, c.salt)
         .integer(first + 1, c.iterations)
         .blob(first + 2, c.stored_key)
