@@ -90,7 +90,7 @@ asio::awaitable<void> InboundStream::run() {
   }
   deadline.cancel();
   co_await channel_->close_gracefully();
-  ended_ = true;  // a verification still in flight must not count this stream as opened
+  state_ = State::kEnded;  // a verification still in flight must not count it as opened
   if (ctx_.metrics) {
     if (!counted_domain_.empty())
       ctx_.metrics->connection_closed(counted_domain_, metrics::Direction::kIn);
@@ -245,7 +245,7 @@ void InboundStream::on_stanza(Element e) {
 
 void InboundStream::authenticated(const std::string& local, const std::string& remote,
                                   std::string_view method, metrics::AuthMethod counted_as) {
-  if (ended_) return;
+  if (state_ == State::kEnded) return;
   pairs_.insert({local, remote});
   if (method_.empty()) method_ = std::string(method);
   if (ctx_.metrics) ctx_.metrics->authenticated(remote, metrics::Direction::kIn, counted_as);
@@ -261,7 +261,7 @@ void InboundStream::restart() {
 }
 
 void InboundStream::close_with(StreamError error, std::string_view text, metrics::CloseReason why) {
-  if (state_ == State::kClosing) return;
+  if (closing()) return;
   const bool header_sent = state_ == State::kOpen;
   state_ = State::kClosing;
   close_reason_ = why;

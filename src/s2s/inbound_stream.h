@@ -63,6 +63,7 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
     kAwaitingHeader,  // before the stream header, and again after STARTTLS or SASL success
     kOpen,            // header answered with features: negotiation elements and stanzas
     kClosing,         // the closing tag was sent or received: nothing more is read
+    kEnded,  // run() has finished and accounted for the stream; late answers change nothing
   };
 
   InboundStream(InboundContext& ctx, std::shared_ptr<stream::XmlStream> stream, bool direct_tls);
@@ -74,7 +75,7 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   const std::string& local() const { return local_; }  // the 'to' of the current header
   const std::string& peer() const { return peer_; }    // the 'from' of the current header
   const std::string& stream_id() const { return stream_id_; }
-  bool closing() const { return state_ == State::kClosing; }
+  bool closing() const { return state_ == State::kClosing || state_ == State::kEnded; }
   // The peer's certificate is valid for the domain its header names.
   bool cert_valid_for_peer() const { return cert_valid_for_peer_; }
   // The method that first authenticated a pair on this stream; empty before.
@@ -119,7 +120,6 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   bool cert_valid_for_peer_ = false;
   std::chrono::steady_clock::duration pause_{};  // set when the peer is over its stanza rate
   std::string counted_domain_;                   // the domain this stream counts for in the metrics
-  bool ended_ = false;                           // run() has finished and accounted for the stream
   // Why it ended: the peer's doing unless we closed it (close_with, or a failure here).
   metrics::CloseReason close_reason_ = metrics::CloseReason::kPeer;
 };
