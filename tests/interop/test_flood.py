@@ -16,7 +16,8 @@ ejabberd -> Prosody, for comparison (figures only, no assertion).
 
 Goal asserted: 0 lost in every scenario whose two servers are Waddle or Prosody, and when
 ejabberd sends to Waddle. Waddle -> ejabberd (no stream management on ejabberd's server
-links) and the comparison pairs are recorded, not asserted.
+links): 0 lost where no link is closed (none, stop); with kill and dns the figures are
+recorded, as are those of the comparison pairs.
 
 Peers are configured as shipped where it matters here: Prosody loads smacks (XEP-0198 on
 server links, its default) and limits, ejabberd has shapers on its listeners; the rates are
@@ -55,18 +56,23 @@ RATE = float(os.environ.get("WADDLE_FLOOD_RATE", "1000"))
 PACED_RATE = 1_000_000  # bytes/s for Prosody's limits and ejabberd's shapers
 EJABBERD_RETRY_DELAY = 5  # seconds, ejabberd's s2s_max_retry_delay (default 300)
 
-# pair id -> (sender kind, receiver kind, lost must be 0)
-PAIRS: dict[str, tuple[str, str, bool]] = {
-    "waddle->waddle": ("waddle", "waddle", True),
-    "prosody->waddle": ("prosody", "waddle", True),
-    "waddle->prosody": ("waddle", "prosody", True),
-    "ejabberd->waddle": ("ejabberd", "waddle", True),
-    "waddle->ejabberd": ("waddle", "ejabberd", False),
-    "prosody->ejabberd": ("prosody", "ejabberd", False),
-    "ejabberd->prosody": ("ejabberd", "prosody", False),
+FAULTS = list(flood.FAULTS)  # none, kill, stop, dns
+ALL = tuple(FAULTS)
+LINK_SURVIVES = ("none", "stop")  # faults in which no link is closed
+# pair id -> (sender kind, receiver kind, the faults in which lost must be 0). Waddle ->
+# ejabberd: where a link dies, what ejabberd (no stream management on server links) had
+# accepted from TCP is unknowable to the sender, so only the faults that close no link are
+# asserted; the others and the comparison pairs are figures.
+PAIRS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "waddle->waddle": ("waddle", "waddle", ALL),
+    "prosody->waddle": ("prosody", "waddle", ALL),
+    "waddle->prosody": ("waddle", "prosody", ALL),
+    "ejabberd->waddle": ("ejabberd", "waddle", ALL),
+    "waddle->ejabberd": ("waddle", "ejabberd", LINK_SURVIVES),
+    "prosody->ejabberd": ("prosody", "ejabberd", ()),
+    "ejabberd->prosody": ("ejabberd", "prosody", ()),
 }
 COMPARISON = ("prosody->ejabberd", "ejabberd->prosody")
-FAULTS = list(flood.FAULTS)
 
 pytestmark = pytest.mark.flood
 
@@ -88,7 +94,7 @@ class PairWorld:
     fed: harness.Federation
     sender: Any
     receiver: Any
-    zero_lost: bool
+    zero_lost: tuple[str, ...]  # faults in which lost must be 0
 
 
 def _server(fed: harness.Federation, kind: str, domain: str, users: list[str]) -> Any:
@@ -227,13 +233,13 @@ def test_flood(request, pair_world: PairWorld, fault: str, flood_results) -> Non
         result["dns_queries_after_outage"] = flood.dns_queries_since(
             pw.fed.dns, result.pop("dns_log_offset"), pw.receiver.domain)
     record = {"pair": pw.name, "fault": fault, "messages": plan.messages, "rate": plan.rate,
-              "asserted": pw.zero_lost and not RECORD_ONLY, **result}
+              "asserted": fault in pw.zero_lost and not RECORD_ONLY, **result}
     rows.append(record)
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
     print("\n" + "\n".join(flood.table([record])) + f"\n(all records: {path})")
 
-    if not pw.zero_lost or RECORD_ONLY:
+    if not record["asserted"]:
         return
     assert record["flood_ended"] == "done", (
         f"{pw.name} {fault}: the flood did not complete ({record['flood_ended']}); "
