@@ -537,11 +537,13 @@ void read_storage(Reader& r, const toml::table& t, StorageConfig& c) {
 }
 
 void read_retry(Reader& r, const toml::table& t, RetryConfig& c) {
-  Section s(r, t, "s2s.retry", {"max_retries", "initial_delay", "max_delay", "backoff_multiplier"});
+  Section s(r, t, "s2s.retry", {"max_retries", "initial_delay", "max_delay", "backoff_multiplier",
+                                        "jitter"});
   s.integer("max_retries", 0, 100, c.max_retries);
   s.duration("initial_delay", c.initial_delay);
   s.duration("max_delay", c.max_delay);
   s.number("backoff_multiplier", 1.0, 10.0, c.backoff_multiplier);
+  s.number("jitter", 0.0, 0.5, c.jitter);
   if (c.max_delay < c.initial_delay) {
     r.fail_at({"s2s.retry.max_delay", "s2s.retry.initial_delay"},
               fmt::format("max_delay ({}) must not be shorter than initial_delay ({})",

@@ -60,6 +60,7 @@ struct RetryConfig {
   Duration initial_delay{std::chrono::seconds(1)};
   Duration max_delay{std::chrono::seconds(30)};
   double backoff_multiplier = 2.0;
+  double jitter = 0.2;  // each delay is spread by up to ± this fraction of itself
 };
 
 struct S2sConfig {

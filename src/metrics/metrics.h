@@ -259,6 +259,14 @@ struct S2sMetrics {
   void stream_closed(std::string_view domain, Direction d, CloseReason r) {
     streams_closed.get({domain, to_string(d), to_string(r)}).inc();
   }
+  // XEP-0198 enabled on a stream.
+  void sm_enabled(std::string_view domain, Direction d) {
+    sm_streams.get({domain, to_string(d)}).inc();
+  }
+  // Stanzas written on an outbound stream that the peer has not acknowledged yet.
+  void unacked(std::string_view domain, double delta) { unacked_stanzas.get({domain}).inc(delta); }
+  // Unacknowledged stanzas of an ended stream, sent again on the next link.
+  void resent(std::string_view domain, std::size_t n) { resends.get({domain}).inc(n); }
 
   GaugeFamily& connections_active;   // waddle_s2s_connections_active{domain,direction}
   CounterFamily& connections_total;  // waddle_s2s_connections_total{domain,direction}
@@ -271,6 +279,9 @@ struct S2sMetrics {
   CounterFamily& authentications;    // waddle_s2s_authenticated_total{domain,direction,method}
   CounterFamily& dialback_verifies;  // waddle_s2s_dialback_verify_total{domain,result}
   CounterFamily& streams_closed;     // waddle_s2s_streams_closed_total{domain,direction,reason}
+  CounterFamily& sm_streams;         // waddle_s2s_stream_management_total{domain,direction}
+  GaugeFamily& unacked_stanzas;      // waddle_s2s_unacked_stanzas{domain}
+  CounterFamily& resends;            // waddle_s2s_resent_total{domain}
 };
 
 struct C2sMetrics {

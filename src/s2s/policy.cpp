@@ -177,4 +177,11 @@ std::chrono::milliseconds retry_delay(std::uint32_t attempt, std::chrono::millis
   return milliseconds(static_cast<milliseconds::rep>(std::round(delay)));
 }
 
+std::chrono::milliseconds with_jitter(std::chrono::milliseconds delay, double fraction,
+                                      double unit) {
+  const double factor = 1.0 - fraction + 2.0 * fraction * std::clamp(unit, 0.0, 1.0);
+  return std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(
+      std::round(static_cast<double>(delay.count()) * factor)));
+}
+
 }  // namespace waddle::s2s

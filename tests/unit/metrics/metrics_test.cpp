@@ -407,7 +407,16 @@ TEST_F(MetricsTest, S2sMetrics_AuthenticationsVerifiesAndCloses) {
             "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"in\","
             "reason=\"shutdown\"} 1\n"
             "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"out\","
-            "reason=\"idle\"} 2\n");
+            "reason=\"idle\"} 2\n"
+            "# HELP waddle_s2s_stream_management_total Server-to-server streams with stream "
+            "management (XEP-0198) enabled.\n"
+            "# TYPE waddle_s2s_stream_management_total counter\n"
+            "# HELP waddle_s2s_unacked_stanzas Stanzas written to remote servers and not "
+            "acknowledged yet (XEP-0198).\n"
+            "# TYPE waddle_s2s_unacked_stanzas gauge\n"
+            "# HELP waddle_s2s_resent_total Unacknowledged stanzas of an ended stream sent again "
+            "on the next one.\n"
+            "# TYPE waddle_s2s_resent_total counter\n");
 }
 
 TEST_F(MetricsTest, S2sMetrics_NewFamiliesAreCappedByDomain) {
