@@ -431,6 +431,16 @@ S2sMetrics::S2sMetrics(Registry& r, std::size_t max_domains)
       resends(r.counter_family(
           by_domain("waddle_s2s_resent_total",
                     "Unacknowledged stanzas of an ended stream sent again on the next one.",
+                    {"domain"}, max_domains))),
+      paced_total(r.counter_family(
+          by_domain("waddle_s2s_paced_total",
+                    "Times reading from a remote domain began to be slowed down to its stanza "
+                    "or byte rate (pacing; nothing is dropped).",
+                    {"domain"}, max_domains))),
+      paced_time(r.counter_family(
+          by_domain("waddle_s2s_paced_seconds_total",
+                    "Whole seconds during which reading from a remote domain was slowed down to "
+                    "its stanza or byte rate.",
                     {"domain"}, max_domains))) {}
 
 C2sMetrics::C2sMetrics(Registry& r)

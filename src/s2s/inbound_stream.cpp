@@ -74,8 +74,8 @@ asio::awaitable<void> InboundStream::run() {
         break;
       }
       co_await on_event(std::move(*ev));
-      // Backpressure, never loss: a domain over its stanza rate, or all S2S traffic over
-      // the bandwidth limit, is simply read more slowly.
+      // Backpressure, never loss: a domain over its stanza or byte rate, or all S2S traffic
+      // over the bandwidth limit, is simply read more slowly.
       auto pause = std::exchange(pause_, {});
       if (ctx_.limits.bandwidth_limited())
         pause = std::max(
@@ -240,14 +240,16 @@ void InboundStream::on_stanza(Element e) {
     close_with(StreamError::kInvalidFrom);
     return;
   }
-  const auto rate = ctx_.limits.stanza(from->domain(), ctx_.time.now());
-  if (rate.verdict == RateLimiter::Verdict::kDisconnect) {
-    report(ctx_.metrics, from->domain(), Failure::kRateLimit, "stanza flood");
-    close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded",
+  const auto rate =
+      ctx_.limits.stanza(from->domain(), stream_->bytes_in() - bytes_charged_, ctx_.time.now());
+  bytes_charged_ = stream_->bytes_in();
+  if (rate.disconnect) {  // only when the operator set disconnect_when_paced_for
+    report(ctx_.metrics, from->domain(), Failure::kRateLimit, "paced for too long");
+    close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded for too long",
                metrics::CloseReason::kRateLimit);
     return;
   }
-  // Over the rate: the stanza is still delivered, and reading this stream pauses.
+  // Over a rate: the stanza is still delivered, and reading this stream pauses.
   pause_ = rate.pause;
   if (ctx_.metrics) ctx_.metrics->stanza_received(from->domain());
   // With stream management, the stanza counts as handled once routing (and any work it
