@@ -23,7 +23,7 @@ Script external(const Role& role, const std::string& from) {
                 role.restart(),
                 role.send(header(from, kLocal)),
                 role.expect_header(kLocal, from),
-                role.expect_exact(kDialbackOnly)};
+                role.expect_exact(kDialbackAndSm)};
 }
 
 // `n` messages from a@`from` to b@kLocal with ids PREFIX0, PREFIX1, ...
