@@ -376,6 +376,20 @@ class Tally:
     def lost(self) -> int:
         return self.sent - self.accounted()
 
+    def lost_ranges(self, limit: int = 20) -> list[list[int]]:
+        """The first `limit` runs [first, last] of consecutive lost numbers (where in the
+        flood the losses were)."""
+        missing = sorted(set(range(1, self.sent + 1)) - self.delivered - self.bounced.keys())
+        ranges: list[list[int]] = []
+        for n in missing:
+            if ranges and n == ranges[-1][1] + 1:
+                ranges[-1][1] = n
+            elif len(ranges) == limit:
+                break
+            else:
+                ranges.append([n, n])
+        return ranges
+
     def counts(self) -> dict[str, Any]:
         conditions: dict[str, int] = {}
         for c in self.bounced.values():
@@ -386,7 +400,7 @@ class Tally:
             "lost": self.lost(),
             "delivered_and_bounced": len(self.delivered & self.bounced.keys()),
             "offline": self.offline, "bounce_conditions": conditions,
-            "strays": self.strays,
+            "strays": self.strays, "lost_ranges": self.lost_ranges(),
         }
 
 

@@ -15,9 +15,10 @@ Waddle -> ejabberd; with WADDLE_FLOOD_FULL=1 also Prosody -> ejabberd and
 ejabberd -> Prosody, for comparison (figures only, no assertion).
 
 Goal asserted: 0 lost in every scenario whose two servers are Waddle or Prosody, and when
-ejabberd sends to Waddle. Waddle -> ejabberd (no stream management on ejabberd's server
-links): 0 lost where no link is closed (none, stop); with kill and dns the figures are
-recorded, as are those of the comparison pairs.
+ejabberd sends to Waddle, except when Waddle is killed (ejabberd has no stream management on
+server links: what the killed server's kernel had received but not handed to Waddle is gone
+without ejabberd knowing). Waddle -> ejabberd: 0 lost where no link is closed (none, stop);
+with kill and dns the figures are recorded, as are those of the comparison pairs.
 
 Peers are configured as shipped where it matters here: Prosody loads smacks (XEP-0198 on
 server links, its default) and limits, ejabberd has shapers on its listeners; the rates are
@@ -59,15 +60,18 @@ EJABBERD_RETRY_DELAY = 5  # seconds, ejabberd's s2s_max_retry_delay (default 300
 FAULTS = list(flood.FAULTS)  # none, kill, stop, dns
 ALL = tuple(FAULTS)
 LINK_SURVIVES = ("none", "stop")  # faults in which no link is closed
-# pair id -> (sender kind, receiver kind, the faults in which lost must be 0). Waddle ->
-# ejabberd: where a link dies, what ejabberd (no stream management on server links) had
-# accepted from TCP is unknowable to the sender, so only the faults that close no link are
-# asserted; the others and the comparison pairs are figures.
+# pair id -> (sender kind, receiver kind, the faults in which lost must be 0). ejabberd has
+# no stream management on server links, so a sender cannot know what the other side had
+# taken from TCP when the link died. Waddle -> ejabberd: only the faults that close no
+# link are asserted. ejabberd -> Waddle: all but kill, where what the killed Waddle's
+# kernel had received and Waddle had not yet read is gone, unknown to ejabberd (a clean
+# restart, as in dns, can read and handle everything up to the peer's closing tag). The
+# others, and the comparison pairs, are figures.
 PAIRS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "waddle->waddle": ("waddle", "waddle", ALL),
     "prosody->waddle": ("prosody", "waddle", ALL),
     "waddle->prosody": ("waddle", "prosody", ALL),
-    "ejabberd->waddle": ("ejabberd", "waddle", ALL),
+    "ejabberd->waddle": ("ejabberd", "waddle", ("none", "stop", "dns")),
     "waddle->ejabberd": ("waddle", "ejabberd", LINK_SURVIVES),
     "prosody->ejabberd": ("prosody", "ejabberd", ()),
     "ejabberd->prosody": ("ejabberd", "prosody", ()),
