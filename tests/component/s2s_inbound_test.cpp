@@ -431,7 +431,7 @@ TEST_F(S2sInboundSmTest, NotOfferedBeforeSasl) {
   run_script(open_in(Cred::kValid) + Script{in.expect_exact(kExternalAndDialback)});
 }
 
-// Prosody enables it as soon as it reads the offer, before its dialback key is checked.
+// A peer may enable it as soon as it reads the offer, before its dialback key is checked.
 TEST_F(S2sInboundSmTest, EnabledBeforeDialbackCompletes) {
   config_.s2s.allow_unverified_dialback = true;
   run_script(open_in(Cred::kNone) +

@@ -661,7 +661,9 @@ class Prosody(PeerServer):
         dialback = self.mode == "dialback"
         zone_fix = ('options = { ["local-zone:"] = "test. transparent" };'
                     if self.unbound_test_zone_fix else "-- (test zone fix left out)")
-        modules = ["roster", "saslauth", "tls", "disco", "ping", "posix"]
+        # "smacks" as Debian's prosody.cfg.lua ships it: stream management (XEP-0198), which
+        # Prosody also uses on server links.
+        modules = ["roster", "saslauth", "tls", "disco", "ping", "posix", "smacks"]
         if dialback:
             modules.append("dialback")
         self.config.write_text(textwrap.dedent(f"""\
