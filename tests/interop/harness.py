@@ -630,13 +630,14 @@ class Prosody(PeerServer):
     certificate from the private CA is the only way in or out.
     mode "dialback": a self-signed certificate, ``s2s_secure_auth = false`` and mod_dialback:
     certificate validation fails, so both directions use dialback over TLS.
-    The modules are a reduced set (roster, saslauth, tls, disco, ping, posix; offline is
-    loaded automatically); ``extra_modules`` adds more (e.g. "smacks", "limits", which
-    Debian's shipped configuration enables), ``extra_config`` adds global options.
+    The modules are a reduced set (roster, saslauth, tls, disco, ping, posix, smacks; offline
+    is loaded automatically); ``extra_modules`` adds more (e.g. "limits", which Debian's
+    shipped configuration enables), ``extra_config`` adds global options.
 
     ``register(user, password)`` works before and after start; ``start()`` waits until c2s and
     s2s accept TCP; ``stop()`` sends SIGTERM to the PID it started.
-    Logs at debug level (``log_level``) to prosody.log. Lines that tell which s2s authentication was used:
+    Logs at debug level (``log_level``) to prosody.log. Lines that tell which s2s
+    authentication was used:
       inbound SASL EXTERNAL:   "Accepting SASL EXTERNAL identity from DOMAIN" (info)
       outbound SASL EXTERNAL:  "SASL EXTERNAL with DOMAIN succeeded" (debug)
       outbound dialback:       "SASL EXTERNAL with DOMAIN failed: error<...>" (info), then
@@ -660,7 +661,7 @@ class Prosody(PeerServer):
         super().__init__(directory, domain, ip, dns_ip, ca, mode, s2s_port=s2s_port,
                          c2s_port=c2s_port)
         self.unbound_test_zone_fix = unbound_test_zone_fix  # False only to show the trap
-        self.extra_modules = list(extra_modules)  # e.g. "smacks", "limits"
+        self.extra_modules = list(extra_modules)  # e.g. "limits"
         self.log_level = log_level
         self.config = self.dir / "prosody.cfg.lua"
         self.log_path = self.dir / "prosody.log"
@@ -679,7 +680,10 @@ class Prosody(PeerServer):
         dialback = self.mode == "dialback"
         zone_fix = ('options = { ["local-zone:"] = "test. transparent" };'
                     if self.unbound_test_zone_fix else "-- (test zone fix left out)")
-        modules = ["roster", "saslauth", "tls", "disco", "ping", "posix", *self.extra_modules]
+        # "smacks" as Debian's prosody.cfg.lua ships it: stream management (XEP-0198), which
+        # Prosody also uses on server links.
+        modules = ["roster", "saslauth", "tls", "disco", "ping", "posix", "smacks",
+                   *self.extra_modules]
         if dialback:
             modules.append("dialback")
         self.config.write_text(textwrap.dedent(f"""\

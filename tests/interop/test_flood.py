@@ -21,7 +21,7 @@ are those of the comparison pairs.
 
 Peers are configured as shipped where it matters here: Prosody loads smacks (XEP-0198 on
 server links, its default) and limits, ejabberd has shapers on its listeners; the rates are
-raised to 1 MB/s (about five times the flood's bytes) because the shipped ones (Prosody:
+raised to 1 MB/s (five to ten times the flood's bytes) because the shipped ones (Prosody:
 10 kB/s per client, 30 kB/s per incoming server stream; ejabberd: 3,000 bytes/s per client)
 would pace 20,000 messages over many minutes: pacing delays, it does not lose, and a run
 must fit in CI. Waddle runs with its default configuration (log level info).
@@ -113,7 +113,7 @@ def _server(fed: harness.Federation, kind: str, domain: str, users: list[str]) -
         # "1mb/s": mod_limits reads the unit's first letter as a power of ten (b = 10^1,
         # k = 10^3, m = 10^6), so this is PACED_RATE
         limits = 'limits = { c2s = { rate = "1mb/s" }; s2sin = { rate = "1mb/s" } }'
-        return fed.prosody(domain, "cert", users=users, extra_modules=["smacks", "limits"],
+        return fed.prosody(domain, "cert", users=users, extra_modules=["limits"],
                            extra_config=limits, log_level="info")
     # s2s_max_retry_delay: after a failed connection attempt ejabberd bounces everything
     # for the domain for a random time of up to this many seconds (default 300) before it
