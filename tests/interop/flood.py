@@ -325,6 +325,7 @@ class Tally:
     strays: int = 0  # error replies or messages this flood did not send
     last_news: float = 0.0  # loop time of the last new delivery or bounce
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _accounted: int = 0  # numbers >= 1 delivered or bounced, kept up to date
 
     def msg_id(self, n: int) -> str:
         return f"{self.token}-{n}"
@@ -352,6 +353,8 @@ class Tally:
             self.duplicates += 1
             return
         self.delivered.add(n)
+        if n > 0 and n not in self.bounced:
+            self._accounted += 1
         if el.find(_q(NS_DELAY, "delay")) is not None:
             self.offline += 1
         self._news()
@@ -368,10 +371,13 @@ class Tally:
             self.bounce_duplicates += 1
             return
         self.bounced[n] = error_condition(el)
+        if n > 0 and n not in self.delivered:
+            self._accounted += 1
         self._news()
 
     def accounted(self) -> int:
-        return len(self.delivered | self.bounced.keys())
+        """Numbered messages (the warm-up message 0 aside) delivered or bounced."""
+        return self._accounted
 
     def lost(self) -> int:
         return self.sent - self.accounted()
@@ -391,14 +397,17 @@ class Tally:
         return ranges
 
     def counts(self) -> dict[str, Any]:
+        """The record of the numbered messages (the warm-up message 0 left out)."""
+        delivered, bounced = self.delivered - {0}, self.bounced.keys() - {0}
         conditions: dict[str, int] = {}
-        for c in self.bounced.values():
-            conditions[c] = conditions.get(c, 0) + 1
+        for n, c in self.bounced.items():
+            if n:
+                conditions[c] = conditions.get(c, 0) + 1
         return {
-            "sent": self.sent, "delivered": len(self.delivered),
-            "duplicates": self.duplicates, "bounced": len(self.bounced),
+            "sent": self.sent, "delivered": len(delivered),
+            "duplicates": self.duplicates, "bounced": len(bounced),
             "lost": self.lost(),
-            "delivered_and_bounced": len(self.delivered & self.bounced.keys()),
+            "delivered_and_bounced": len(delivered & bounced),
             "offline": self.offline, "bounce_conditions": conditions,
             "strays": self.strays, "lost_ranges": self.lost_ranges(),
         }
