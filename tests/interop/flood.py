@@ -638,33 +638,42 @@ async def fault_stop(ctx: FaultContext) -> None:
 async def fault_dns(ctx: FaultContext) -> None:
     """The federation's DNS server is stopped for FAULT_SECONDS (queries are refused:
     ICMP port unreachable), then started and at once frozen (SIGSTOP) for FAULT_SECONDS
-    (queries time out), then continued. Right after the DNS server stops, the receiving
-    server restarts cleanly: its streams close, so the sending server must find it again
-    in DNS (the records have TTL 0, nobody may cache them) while DNS is out: in the
-    stopped phase and, when its attempts failed there, in the frozen phase too. The count
-    of queries for the receiving domain that reached dnsmasq after it came back goes into
-    the record ("dns_queries_after_outage"): the frozen phase's queries wait in its socket
-    and are logged when it continues."""
+    (queries time out), then continued. At the start of each phase the receiving server
+    restarts cleanly: its streams close, so the sending server must set up a new link to
+    it while DNS is out, once while it refuses and once while it does not answer. The
+    records have TTL 0, so no resolver may answer from its cache; a server may still fall
+    back on what it resolved before (serve stale, RFC 8767) once its query failed.
+    Recorded: the bytes waiting in the frozen server's socket when it continues
+    ("dns_bytes_waiting_when_continued"), and the queries naming the receiving domain that
+    dnsmasq logged from its restart on ("dns_queries_after_outage": those of the frozen
+    phase, logged when it continues, and any later ones)."""
     loop = asyncio.get_running_loop()
-    dns, server = ctx.fed.dns, ctx.receiver_server
+    dns = ctx.fed.dns
     await in_thread(dns.stop)
     stopped_at = loop.time()
     ctx.timeline.mark("DNS server stopped")
-    ctx.server_up.clear()
-    await in_thread(lambda: server.restart(kill=False))
-    ctx.timeline.mark(f"{server.name} restarted cleanly (SIGTERM, start)")
-    ctx.server_up.set()
+    await _restart_receiver(ctx)
     await asyncio.sleep(max(stopped_at + FAULT_SECONDS - loop.time(), 0))
     ctx.details["dns_log_offset"] = dns.log_path.stat().st_size if dns.log_path.exists() else 0
     await in_thread(dns.start)
     os.kill(dns.proc.pid, signal.SIGSTOP)
+    frozen_at = loop.time()
     ctx.timeline.mark("DNS server started and frozen (SIGSTOP)")
     try:
-        await asyncio.sleep(FAULT_SECONDS)  # the length of the fault itself
+        await _restart_receiver(ctx)
+        await asyncio.sleep(max(frozen_at + FAULT_SECONDS - loop.time(), 0))
     finally:
         ctx.details["dns_bytes_waiting_when_continued"] = udp_receive_queue(dns.ip, dns.port)
         os.kill(dns.proc.pid, signal.SIGCONT)
         ctx.timeline.mark("DNS server continued (SIGCONT)")
+
+
+async def _restart_receiver(ctx: FaultContext) -> None:
+    server = ctx.receiver_server
+    ctx.server_up.clear()
+    await in_thread(lambda: server.restart(kill=False))
+    ctx.timeline.mark(f"{server.name} restarted cleanly (SIGTERM, start)")
+    ctx.server_up.set()
 
 
 def udp_receive_queue(ip: str, port: int) -> int:
