@@ -191,8 +191,8 @@ async def _establish(pw: PairWorld, sender: FloodClient, receiver: FloodClient,
     """Logs both clients in and sends the warm-up message. A sending server that still
     refuses the link after the previous scenario's fault is restarted cleanly, once (this
     is ejabberd: after a failed connection attempt it bounces everything for that domain
-    for a random time of up to s2s_max_retry_delay, 300 s by default). Returns what was
-    done ("" or "sending server restarted: ...")."""
+    for a random time of up to s2s_max_retry_delay). Returns what was done ("" or
+    "sending server restarted: ...")."""
     await receiver.login()
     await sender.login()
     problem = await _warm_up(sender, receiver, tally)
