@@ -768,3 +768,30 @@ def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
         if delta:
             out[key] = delta
     return out
+
+
+PAIR_NAMES = {"waddle": "Waddle", "prosody": "Prosody", "ejabberd": "ejabberd"}
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The records as the results table of docs/federation.md."""
+    lines = ["| pair | fault | sent | delivered | dup | bounced | lost |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        send, recv = r["pair"].split("->")
+        pair = f"{PAIR_NAMES.get(send, send)} → {PAIR_NAMES.get(recv, recv)}"
+        if "waddle" not in (send, recv):
+            pair += " (comparison)"
+        conds = ", ".join(f"{c} {n:,}" for c, n in sorted(r.get("bounce_conditions", {}).items()))
+        bounced = f"{r['bounced']:,}" + (f" ({conds})" if conds else "")
+        lines.append(f"| {pair} | {r['fault']} | {r['sent']:,} | {r['delivered']:,} | "
+                     f"{r['duplicates']:,} | {bounced} | {r['lost']:,} |")
+    return lines
+
+
+if __name__ == "__main__":
+    # python3 tests/interop/flood.py RUN_DIR/flood-results.jsonl: the docs' results table
+    import json
+    import sys
+    with open(sys.argv[1]) as f:
+        print("\n".join(markdown_table([json.loads(line) for line in f if line.strip()])))
