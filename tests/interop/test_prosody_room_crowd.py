@@ -33,10 +33,10 @@ P, W = "prosody.test", "w-crowd.test"
 ROOM = f"crowd@conference.{P}"
 OCCUPANTS = int(os.environ.get("WADDLE_ROOM_OCCUPANTS", "300"))
 MESSAGES = int(os.environ.get("WADDLE_ROOM_MESSAGES", "20"))
-LOGIN_DEADLINE = 60.0
-JOIN_DEADLINE = 60.0
-FORM_DEADLINE = 30.0
-SERIES_DEADLINE = 30.0
+LOGIN_DEADLINE = 45.0
+JOIN_DEADLINE = 75.0
+FORM_DEADLINE = 20.0
+SERIES_DEADLINE = 20.0
 
 # Cases that wait for work not yet in this tree; WADDLE_ROOM_RUN_WAITING=1 runs them anyway.
 WAITING = {
@@ -125,4 +125,4 @@ def test_prosody_room_of_waddle_users_forms_and_loses_nothing(federation, limits
             await crowd.close_all()
 
     run_async(body, timeout=LOGIN_DEADLINE + JOIN_DEADLINE + FORM_DEADLINE + SERIES_DEADLINE
-              + 45)
+              + 20)

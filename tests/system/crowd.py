@@ -365,7 +365,15 @@ class Crowd:
                    if o.view.joined_at is not None)
 
     async def wait_room_formed(self, timeout: float) -> bool:
-        return await self.wait_for(lambda: self.missing_presences() == 0, timeout)
+        """Waits until every joined occupant sees every other one (the cheap count first:
+        this is evaluated after every burst of stanzas)."""
+        members = [o for o in self.occupants if o.view.joined_at is not None]
+
+        def formed() -> bool:
+            return (all(len(o.view.present) >= len(members) for o in members)
+                    and self.missing_presences() == 0)
+
+        return await self.wait_for(formed, timeout)
 
     @staticmethod
     def body(i: int) -> str:
