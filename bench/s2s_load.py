@@ -202,11 +202,11 @@ def self_cpu() -> float:
 
 def make_server(kind: str, fed: harness.Federation, domain: str):
     """A server of `kind` in "cert" mode (trusts the CA, SASL EXTERNAL), logging at info
-    level, without stanza rate limits."""
+    level, without stanza or byte rate limits (no pacing)."""
     if kind == "waddle":
         return fed.waddle(domain, "cert", users=[USER], overrides={
             "server": {"log_level": "info"},
-            "s2s": {"stanza_rate": 0, "bandwidth_limit": 0, "throttle_strikes": 0},
+            "s2s": {"stanza_rate": 0, "byte_rate": 0, "bandwidth_limit": 0},
         })
     if kind == "prosody":
         p = fed.prosody(domain, "cert", users=[USER])

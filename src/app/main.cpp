@@ -236,6 +236,7 @@ int run(int argc, char** argv) {
     if (args.positional.size() != 2 || args.positional[1] != "config")
       return usage_error("usage: waddle check config | waddle check s2s DOMAIN");
     auto config = load(args);
+    for (const auto& w : config.warnings) std::cerr << "waddle: warning: " << w << "\n";
     std::cout << (config.source.empty() ? std::string("embedded default") : config.source)
               << ": configuration OK (" << config.server.domains.size() << " domain"
               << (config.server.domains.size() == 1 ? "" : "s") << ")\n";

@@ -33,6 +33,7 @@ constexpr std::int64_t kMaxStanzaSize = 64 * 1024 * 1024;
 constexpr std::int64_t kMaxPort = 65535;
 constexpr std::int64_t kMaxRate = 1'000'000;
 constexpr std::uint64_t kMaxBandwidth = 10ULL * 1024 * 1024 * 1024;
+constexpr std::int64_t kMaxBurst = 100'000'000;
 // A dialback secret set in the file keys HMACs that vouch for this server (XEP-0185).
 constexpr std::size_t kMinDialbackSecret = 16;
 
@@ -151,10 +152,10 @@ bool overlap(const IpAddress& a, const IpAddress& b) {
   return a == b || covers(a, b) || covers(b, a);
 }
 
-// "10MiB" and the like, optionally followed by "/s": decimal (kB, MB, GB) or binary (KiB,
-// MiB, GiB) multiples of bytes ("B"). nullopt when malformed or above `hi`.
-std::optional<std::uint64_t> parse_byte_size(std::string_view s, std::uint64_t hi) {
-  if (s.ends_with("/s")) s.remove_suffix(2);
+// "10MiB" and the like, for a rate optionally followed by "/s": decimal (kB, MB, GB) or
+// binary (KiB, MiB, GiB) multiples of bytes ("B"). nullopt when malformed or above `hi`.
+std::optional<std::uint64_t> parse_byte_size(std::string_view s, std::uint64_t hi, bool rate) {
+  if (rate && s.ends_with("/s")) s.remove_suffix(2);
   std::uint64_t n = 0;
   std::size_t i = 0;
   for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
@@ -239,9 +240,17 @@ class Reader {
 
   void remember(const std::string& path, const toml::source_region& at) { seen_[path] = at; }
 
+  // A key that is accepted but does nothing any more; the message says what to do instead.
+  void warn(const toml::source_region& at, std::string_view key, std::string_view problem) {
+    warnings_.push_back(
+        fmt::format("{}:{}:{}: {}: {}", name_, at.begin.line, at.begin.column, key, problem));
+  }
+  std::vector<std::string> take_warnings() { return std::move(warnings_); }
+
  private:
   std::string name_;
   std::map<std::string, toml::source_region> seen_;
+  std::vector<std::string> warnings_;
 };
 
 // One TOML table with a fixed set of keys. Each accessor leaves `out` untouched when the key
@@ -316,21 +325,11 @@ class Section {
   // Bytes per second within [0, hi]: a TOML integer, or a string with a unit such as
   // "500KiB", "10MiB" or "1GB" (see parse_byte_size).
   void byte_rate(std::string_view k, std::uint64_t hi, std::uint64_t& out) {
-    auto e = find(k);
-    if (!e) return;
-    std::optional<std::uint64_t> value;
-    if (const auto* i = e->node->as_integer();
-        i && i->get() >= 0 && static_cast<std::uint64_t>(i->get()) <= hi) {
-      value = static_cast<std::uint64_t>(i->get());
-    }
-    if (const auto* s = e->node->as_string()) value = parse_byte_size(s->get(), hi);
-    if (!value) {
-      bad(*e, k,
-          fmt::format("an integer between 0 and {} or a size such as \"500KiB\", \"10MiB\" or "
-                      "\"1GB\"",
-                      hi));
-    }
-    out = *value;
+    bytes(k, 0, hi, true, out);
+  }
+  // A number of bytes within [lo, hi], written the same way (without "/s").
+  void byte_size(std::string_view k, std::uint64_t lo, std::uint64_t hi, std::uint64_t& out) {
+    bytes(k, lo, hi, false, out);
   }
 
   void string(std::string_view k, std::string& out, bool allow_empty = true) {
@@ -357,6 +356,29 @@ class Section {
       bad(*e, k, expected);
     }
     out = v->get();
+  }
+
+  // 0 (a TOML integer: never, off) or a positive duration.
+  void duration_or_zero(std::string_view k, Duration& out) {
+    auto e = find(k);
+    if (!e) return;
+    std::optional<Duration> d;
+    if (const auto* i = e->node->as_integer(); i && i->get() == 0) d = Duration::zero();
+    if (const auto* v = e->node->as_string()) d = parse_duration(v->get());
+    if (!d || d->count() < 0 || (d->count() == 0 && !e->node->is_integer())) {
+      bad(*e, k, "0 (never) or a positive duration such as \"30s\", \"5m\" or \"1h\"");
+    }
+    out = *d;
+  }
+
+  // A key that no longer has an effect: still checked as `check` does, then reported with
+  // `advice` in Config::warnings.
+  template <typename Check>
+  void retired(std::string_view k, Check check, std::string_view advice) {
+    auto e = find(k);
+    if (!e) return;
+    check(k);
+    reader_.warn(e->key->source(), path(k), advice);
   }
 
   void duration(std::string_view k, Duration& out) {
@@ -442,6 +464,23 @@ class Section {
     if (it == table_.end()) return std::nullopt;
     reader_.remember(path(k), it->first.source());
     return Entry{&it->first, &it->second};
+  }
+
+  void bytes(std::string_view k, std::uint64_t lo, std::uint64_t hi, bool rate,
+             std::uint64_t& out) {
+    auto e = find(k);
+    if (!e) return;
+    std::optional<std::uint64_t> value;
+    if (const auto* i = e->node->as_integer(); i && i->get() >= 0)
+      value = static_cast<std::uint64_t>(i->get());
+    if (const auto* s = e->node->as_string()) value = parse_byte_size(s->get(), hi, rate);
+    if (!value || *value < lo || *value > hi) {
+      bad(*e, k,
+          fmt::format("an integer between {} and {} or a size such as \"500KiB\", \"10MiB\" or "
+                      "\"1GB\"",
+                      lo, hi));
+    }
+    out = *value;
   }
 
   [[noreturn]] void bad(const Entry& e, std::string_view k, std::string_view expected) {
@@ -537,16 +576,41 @@ void read_storage(Reader& r, const toml::table& t, StorageConfig& c) {
 }
 
 void read_retry(Reader& r, const toml::table& t, RetryConfig& c) {
-  Section s(r, t, "s2s.retry", {"max_retries", "initial_delay", "max_delay", "backoff_multiplier"});
+  Section s(r, t, "s2s.retry", {"max_retries", "initial_delay", "max_delay", "backoff_multiplier",
+                                        "jitter"});
   s.integer("max_retries", 0, 100, c.max_retries);
   s.duration("initial_delay", c.initial_delay);
   s.duration("max_delay", c.max_delay);
   s.number("backoff_multiplier", 1.0, 10.0, c.backoff_multiplier);
+  s.number("jitter", 0.0, 0.5, c.jitter);
   if (c.max_delay < c.initial_delay) {
     r.fail_at({"s2s.retry.max_delay", "s2s.retry.initial_delay"},
               fmt::format("max_delay ({}) must not be shorter than initial_delay ({})",
                           format_duration(c.max_delay), format_duration(c.initial_delay)));
   }
+}
+
+// Abuse prevention: connections, pacing, bandwidth.
+void read_s2s_limits(Section& s, S2sConfig& c) {
+  s.integer("connection_rate", 0, kMaxRate, c.connection_rate);
+  s.integer("stanza_rate", 0, kMaxRate, c.stanza_rate);
+  s.integer("stanza_burst", 1, kMaxBurst, c.stanza_burst);
+  s.byte_rate("byte_rate", kMaxBandwidth, c.byte_rate);
+  s.byte_size("byte_burst", 1, kMaxBandwidth, c.byte_burst);
+  s.duration_or_zero("disconnect_when_paced_for", c.disconnect_when_paced_for);
+  s.byte_rate("bandwidth_limit", kMaxBandwidth, c.bandwidth_limit);
+  // A domain throttled this many stanzas in a row used to be disconnected, losing what it had
+  // written. Files that set it still load (most copied it from the example), with a warning
+  // that says what replaced it.
+  s.retired(
+      "throttle_strikes",
+      [&](std::string_view k) {
+        std::uint32_t ignored = 0;
+        s.integer(k, 0, kMaxRate, ignored);
+      },
+      "no longer used, ignored: a domain over its limits is paced (read more slowly), never "
+      "disconnected for volume; remove the key, and set s2s.disconnect_when_paced_for to "
+      "disconnect a domain that stays paced");
 }
 
 void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
@@ -568,6 +632,10 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
              "tls_min_version",
              "connection_rate",
              "stanza_rate",
+             "stanza_burst",
+             "byte_rate",
+             "byte_burst",
+             "disconnect_when_paced_for",
              "bandwidth_limit",
              "throttle_strikes",
              "max_stanza_size",
@@ -598,10 +666,7 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
                        kMinDialbackSecret, c.dialback_secret.size()));
   }
   s.choice("tls_min_version", {"1.2", "1.3"}, c.tls_min_version);
-  s.integer("connection_rate", 0, kMaxRate, c.connection_rate);
-  s.integer("stanza_rate", 0, kMaxRate, c.stanza_rate);
-  s.byte_rate("bandwidth_limit", kMaxBandwidth, c.bandwidth_limit);
-  s.integer("throttle_strikes", 0, kMaxRate, c.throttle_strikes);
+  read_s2s_limits(s, c);
   s.integer("max_stanza_size", 1024, kMaxStanzaSize, c.max_stanza_size);
   s.duration("handshake_timeout", c.handshake_timeout);
   s.integer("queue_size", 1, 1'000'000, c.queue_size);
@@ -739,6 +804,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   if (const auto* t = s.table("muc")) read_muc(r, *t, c.muc);
   if (const auto* t = s.table("identity")) read_identity(r, *t, c.identity);
   check_ports(r, c);
+  c.warnings = r.take_warnings();
   for (const auto& d : c.server.domains) {
     auto m = c.muc_domain(d);
     if (!m.empty() &&

@@ -60,6 +60,7 @@ struct RetryConfig {
   Duration initial_delay{std::chrono::seconds(1)};
   Duration max_delay{std::chrono::seconds(30)};
   double backoff_multiplier = 2.0;
+  double jitter = 0.2;  // each delay is spread by up to ± this fraction of itself
 };
 
 struct S2sConfig {
@@ -85,10 +86,16 @@ struct S2sConfig {
   std::string tls_min_version = "1.3";  // "1.2" or "1.3"
 
   // Abuse prevention (spec S2SRateLimiter), per remote domain; 0 = unlimited.
-  std::uint32_t connection_rate = 30;    // new inbound connections per minute
-  std::uint32_t stanza_rate = 200;       // stanzas per second
-  std::uint64_t bandwidth_limit = 0;     // total S2S bytes per second read (all domains)
-  std::uint32_t throttle_strikes = 200;  // throttled stanzas in a row before disconnect
+  std::uint32_t connection_rate = 30;  // new inbound connections per minute
+  // Pacing of what an authenticated domain sends (all its streams together): above a rate,
+  // its streams are read more slowly; nothing is dropped. docs/federation.md explains the
+  // defaults (a remote room with 1,000 occupants here passes unpaced).
+  std::uint32_t stanza_rate = 2000;             // stanzas per second
+  std::uint32_t stanza_burst = 10000;           // stanzas at once, above the rate
+  std::uint64_t byte_rate = 4 * 1024 * 1024;    // bytes per second
+  std::uint64_t byte_burst = 20 * 1024 * 1024;  // bytes at once, above the rate
+  Duration disconnect_when_paced_for{0};        // 0 = never disconnect a paced domain
+  std::uint64_t bandwidth_limit = 0;            // total S2S bytes per second read (all domains)
 
   std::size_t max_stanza_size = 512 * 1024;
   Duration handshake_timeout{std::chrono::seconds(30)};
@@ -130,6 +137,9 @@ struct IdentityConfig {
 
 struct Config {
   std::string source;  // file the config came from; empty = embedded default
+  // Keys that are accepted but have no effect any more, as "FILE:LINE:COL: KEY: what to do";
+  // logged at start-up and on reload, printed by `check config`.
+  std::vector<std::string> warnings;
   ServerConfig server;
   TlsConfig tls;
   C2sConfig c2s;

@@ -24,6 +24,9 @@ inline constexpr std::string_view kSession = "urn:ietf:params:xml:ns:xmpp-sessio
 inline constexpr std::string_view kDialback = "jabber:server:dialback";
 inline constexpr std::string_view kDialbackFeature = "urn:xmpp:features:dialback";
 
+// Stream management (XEP-0198).
+inline constexpr std::string_view kSm = "urn:xmpp:sm:3";
+
 // RFC 6121 and server IQs.
 inline constexpr std::string_view kRoster = "jabber:iq:roster";
 inline constexpr std::string_view kRegister = "jabber:iq:register";

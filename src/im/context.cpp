@@ -1,11 +1,13 @@
 // The shared part of the local IM service: session questions and small stanza builders.
 #include "im/context.h"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio.hpp>
 
 #include "identity/home_server.h"
-#include "net/listen.h"
 #include "net/worker.h"
+#include "router/handling.h"
 #include "storage/storage.h"
 
 namespace waddle::im {
@@ -13,7 +15,17 @@ using core::Jid;
 using xml::Element;
 
 void Context::spawn(boost::asio::awaitable<void> task) const {
-  net::spawn_logged(executor, std::move(task), "im handler");
+  // A stanza whose handling continues here is not handled (router/handling.h) until the
+  // task has finished: the completion keeps the hold.
+  boost::asio::co_spawn(executor, std::move(task),
+                        [hold = router::Handling::hold()](std::exception_ptr e) {
+                          if (!e) return;
+                          try {
+                            std::rethrow_exception(e);
+                          } catch (const std::exception& ex) {
+                            spdlog::error("im handler failed: {}", ex.what());
+                          }
+                        });
 }
 
 void Context::route_from_user(Element stanza) const {

@@ -419,7 +419,29 @@ S2sMetrics::S2sMetrics(Registry& r, std::size_t max_domains)
                     {"domain", "result"}, max_domains))),
       streams_closed(r.counter_family(by_domain("waddle_s2s_streams_closed_total",
                                                 "Server-to-server streams closed, by reason.",
-                                                {"domain", "direction", "reason"}, max_domains))) {}
+                                                {"domain", "direction", "reason"}, max_domains))),
+      sm_streams(r.counter_family(
+          by_domain("waddle_s2s_stream_management_total",
+                    "Server-to-server streams with stream management (XEP-0198) enabled.",
+                    {"domain", "direction"}, max_domains))),
+      unacked_stanzas(r.gauge_family(
+          by_domain("waddle_s2s_unacked_stanzas",
+                    "Stanzas written to remote servers and not acknowledged yet (XEP-0198).",
+                    {"domain"}, max_domains))),
+      resends(r.counter_family(
+          by_domain("waddle_s2s_resent_total",
+                    "Unacknowledged stanzas of an ended stream sent again on the next one.",
+                    {"domain"}, max_domains))),
+      paced_total(r.counter_family(
+          by_domain("waddle_s2s_paced_total",
+                    "Times reading from a remote domain began to be slowed down to its stanza "
+                    "or byte rate (pacing; nothing is dropped).",
+                    {"domain"}, max_domains))),
+      paced_time(r.counter_family(
+          by_domain("waddle_s2s_paced_seconds_total",
+                    "Whole seconds during which reading from a remote domain was slowed down to "
+                    "its stanza or byte rate.",
+                    {"domain"}, max_domains))) {}
 
 C2sMetrics::C2sMetrics(Registry& r)
     : sessions_active(

@@ -22,7 +22,7 @@ namespace waddle::metrics {
 // here locks or uses atomics; lookups, updates and render() must all happen on that thread
 // (the HTTP endpoint runs on the same io_context and calls render() there).
 
-// Only goes up. Counts are integers: we count events, not amounts of time.
+// Only goes up. Counts are integers: we count events (or whole seconds), not fractions.
 class Counter {
  public:
   void inc(std::uint64_t n = 1) { value_ += n; }
@@ -259,6 +259,20 @@ struct S2sMetrics {
   void stream_closed(std::string_view domain, Direction d, CloseReason r) {
     streams_closed.get({domain, to_string(d), to_string(r)}).inc();
   }
+  // XEP-0198 enabled on a stream.
+  void sm_enabled(std::string_view domain, Direction d) {
+    sm_streams.get({domain, to_string(d)}).inc();
+  }
+  // Stanzas written on an outbound stream that the peer has not acknowledged yet.
+  void unacked(std::string_view domain, double delta) { unacked_stanzas.get({domain}).inc(delta); }
+  // Unacknowledged stanzas of an ended stream, sent again on the next link.
+  void resent(std::string_view domain, std::size_t n) { resends.get({domain}).inc(n); }
+  // Reading from `domain` began to be slowed down to its stanza or byte rate (pacing).
+  void paced(std::string_view domain) { paced_total.get({domain}).inc(); }
+  // `seconds` more whole seconds during which the domain was paced.
+  void paced_seconds(std::string_view domain, std::uint64_t seconds) {
+    paced_time.get({domain}).inc(seconds);
+  }
 
   GaugeFamily& connections_active;   // waddle_s2s_connections_active{domain,direction}
   CounterFamily& connections_total;  // waddle_s2s_connections_total{domain,direction}
@@ -271,6 +285,11 @@ struct S2sMetrics {
   CounterFamily& authentications;    // waddle_s2s_authenticated_total{domain,direction,method}
   CounterFamily& dialback_verifies;  // waddle_s2s_dialback_verify_total{domain,result}
   CounterFamily& streams_closed;     // waddle_s2s_streams_closed_total{domain,direction,reason}
+  CounterFamily& sm_streams;         // waddle_s2s_stream_management_total{domain,direction}
+  GaugeFamily& unacked_stanzas;      // waddle_s2s_unacked_stanzas{domain}
+  CounterFamily& resends;            // waddle_s2s_resent_total{domain}
+  CounterFamily& paced_total;        // waddle_s2s_paced_total{domain}
+  CounterFamily& paced_time;         // waddle_s2s_paced_seconds_total{domain}
 };
 
 struct C2sMetrics {

@@ -294,6 +294,7 @@ asio::awaitable<Connected> TlsConnector::negotiate(std::shared_ptr<stream::XmlSt
     c.method = std::string(used->name());
     c.counted_as = used->counted_as();
     c.multiplexable = wire::offers_dialback_errors(opened.features);
+    c.sm = wire::offers_sm(opened.features);
     co_return c;
   }
   co_return failed(Failure::kStreamError, where + ": too many stream restarts");

@@ -51,6 +51,8 @@ struct Connected {
   // The peer offers dialback with errors on it: other local domains may multiplex on this
   // stream (XEP-0220 §2.4, §2.6).
   bool multiplexable = false;
+  // The peer offers stream management (XEP-0198) on the authenticated stream.
+  bool sm = false;
 };
 
 class Connector {

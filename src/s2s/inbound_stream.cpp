@@ -74,8 +74,8 @@ asio::awaitable<void> InboundStream::run() {
         break;
       }
       co_await on_event(std::move(*ev));
-      // Backpressure, never loss: a domain over its stanza rate, or all S2S traffic over
-      // the bandwidth limit, is simply read more slowly.
+      // Backpressure, never loss: a domain over its stanza or byte rate, or all S2S traffic
+      // over the bandwidth limit, is simply read more slowly.
       auto pause = std::exchange(pause_, {});
       if (ctx_.limits.bandwidth_limited())
         pause = std::max(
@@ -104,6 +104,8 @@ asio::awaitable<void> InboundStream::run() {
 asio::awaitable<void> InboundStream::on_event(xml::StreamEvent ev) {
   if (ev.kind == xml::StreamEvent::Kind::kStreamClose) {
     state_ = State::kClosing;
+    // What was handled is acknowledged before the close (XEP-0198 §4).
+    if (sm_.enabled()) send(wire::sm_answer(sm_.handled()));
     send(stream::kStreamEnd);
     co_return;
   }
@@ -130,6 +132,10 @@ asio::awaitable<void> InboundStream::on_event(xml::StreamEvent ev) {
   }
   if (!stream_->tls_active()) {
     close_with(StreamError::kPolicyViolation, "STARTTLS is required");
+    co_return;
+  }
+  if (e.ns() == ns::kSm) {
+    on_sm(e);
     co_return;
   }
   for (Authenticator* method : ctx_.methods) {
@@ -187,6 +193,11 @@ void InboundStream::send_features() {
     stream::offer_starttls(features);
   } else {
     for (const Authenticator* method : ctx_.methods) method->offer(features, *this);
+    // Stream management (XEP-0198) where it lasts for the rest of the connection: not on a
+    // stream that SASL is about to restart (the peer may enable it as soon as it reads the
+    // offer, and its count would outlive the stream).
+    if (!pairs_.empty() || !features.child("mechanisms", ns::kSasl))
+      features.add_child(wire::sm_feature());
   }
   send(features.str(""));
 }
@@ -229,18 +240,51 @@ void InboundStream::on_stanza(Element e) {
     close_with(StreamError::kInvalidFrom);
     return;
   }
-  const auto rate = ctx_.limits.stanza(from->domain(), ctx_.time.now());
-  if (rate.verdict == RateLimiter::Verdict::kDisconnect) {
-    report(ctx_.metrics, from->domain(), Failure::kRateLimit, "stanza flood");
-    close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded",
+  const auto rate =
+      ctx_.limits.stanza(from->domain(), stream_->bytes_in() - bytes_charged_, ctx_.time.now());
+  bytes_charged_ = stream_->bytes_in();
+  if (rate.disconnect) {  // only when the operator set disconnect_when_paced_for
+    report(ctx_.metrics, from->domain(), Failure::kRateLimit, "paced for too long");
+    close_with(StreamError::kPolicyViolation, "Stanza rate limit exceeded for too long",
                metrics::CloseReason::kRateLimit);
     return;
   }
-  // Over the rate: the stanza is still delivered, and reading this stream pauses.
+  // Over a rate: the stanza is still delivered, and reading this stream pauses.
   pause_ = rate.pause;
   if (ctx_.metrics) ctx_.metrics->stanza_received(from->domain());
+  // With stream management, the stanza counts as handled once routing (and any work it
+  // left running, such as storing it offline) is done.
+  auto handling = sm_.scope();
   if (ctx_.consume_reply && ctx_.consume_reply(e, from->domain())) return;
   ctx_.router.route(std::move(e));
+}
+
+// XEP-0198 as the receiving server: <enable/> (Prosody sends it as soon as it has read the
+// offer, before dialback has finished, so any TLS-protected stream may enable), then <r/>
+// answered with what has been handled. Resumption is not offered on server links.
+void InboundStream::on_sm(const Element& e) {
+  if (e.name() == "enable") {
+    if (sm_.enabled()) {
+      send(wire::sm_failed("unexpected-request"));
+      return;
+    }
+    sm_.enable();
+    sm_.handling().on_progress([weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->answer_owed_ack();
+    });
+    send(wire::sm_enabled());
+    if (ctx_.metrics) ctx_.metrics->sm_enabled(who(), metrics::Direction::kIn);
+    return;
+  }
+  if (e.name() == "r" && sm_.enabled()) {
+    if (auto h = sm_.request()) send(wire::sm_answer(*h));
+  }
+  // <a/> (we send no stanzas on this stream) and anything else: nothing to do.
+}
+
+void InboundStream::answer_owed_ack() {
+  if (closing()) return;
+  if (auto h = sm_.answer_due()) send(wire::sm_answer(*h));
 }
 
 void InboundStream::authenticated(const std::string& local, const std::string& remote,
@@ -255,6 +299,7 @@ void InboundStream::authenticated(const std::string& local, const std::string& r
 }
 
 void InboundStream::restart() {
+  sm_ = SmReceiver();  // a new stream: stream management starts over
   channel_->restart();
   stream_id_.clear();
   state_ = State::kAwaitingHeader;
@@ -267,6 +312,7 @@ void InboundStream::close_with(StreamError error, std::string_view text, metrics
   close_reason_ = why;
   spdlog::info("s2s in {} ({}): closing with {}{}{}", peer_.empty() ? "?" : peer_,
                stream_->remote_address(), core::to_string(error), text.empty() ? "" : ": ", text);
+  if (header_sent && sm_.enabled()) send(wire::sm_answer(sm_.handled()));
   std::string header;  // an error needs a stream to be in
   if (!header_sent) {
     stream_id_ = core::random_hex(12);

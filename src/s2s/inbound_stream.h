@@ -7,6 +7,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <set>
@@ -19,6 +20,7 @@
 #include "core/errors.h"
 #include "core/live_count.h"
 #include "metrics/metrics.h"
+#include "s2s/sm.h"
 #include "xml/element.h"
 #include "xml/parser.h"
 
@@ -107,6 +109,8 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   void send_features();
   boost::asio::awaitable<void> on_starttls();
   void on_stanza(xml::Element e);
+  void on_sm(const xml::Element& e);
+  void answer_owed_ack();
 
   InboundContext& ctx_;
   std::shared_ptr<stream::XmlStream> stream_;
@@ -118,7 +122,9 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   std::string method_;
   std::set<std::pair<std::string, std::string>> pairs_;
   bool cert_valid_for_peer_ = false;
-  std::chrono::steady_clock::duration pause_{};  // set when the peer is over its stanza rate
+  SmReceiver sm_;  // XEP-0198, when the peer enabled it on this stream
+  std::chrono::steady_clock::duration pause_{};  // set when the peer is over its rates
+  std::uint64_t bytes_charged_ = 0;              // bytes read up to the last stanza's charge
   std::string counted_domain_;                   // the domain this stream counts for in the metrics
   // Why it ended: the peer's doing unless we closed it (close_with, or a failure here).
   metrics::CloseReason close_reason_ = metrics::CloseReason::kPeer;

@@ -13,6 +13,7 @@
 
 #include "metrics/metrics.h"
 #include "s2s/channel.h"
+#include "s2s/sm.h"
 #include "s2s/time_source.h"
 #include "xml/element.h"
 
@@ -29,6 +30,8 @@ struct OutboundStream {
   // Multiplexing requests awaiting the peer's answer, by local domain: (accepted, why).
   std::map<std::string, std::function<void(bool, std::string)>> waiting;
   std::unique_ptr<Timer> closed;  // its wait ends (cancelled) when the stream ends
+  SmSender sm;                    // XEP-0198, when the peer offers it
+  Timer* ack_timer = nullptr;     // the wait before asking for an acknowledgement
 
   bool usable() const { return channel && !channel->closed() && !done; }
 };

@@ -1,5 +1,5 @@
 // Federation policy (open / allowlist / blocklist with subdomain coverage), token buckets,
-// the per-domain S2S rate limiter (spec "Abuse Prevention") and the RetryPolicy backoff.
+// the per-domain connection limit (spec "Abuse Prevention") and the RetryPolicy backoff.
 #include "s2s/policy.h"
 
 #include <algorithm>
@@ -97,6 +97,11 @@ bool TokenBucket::take(Clock::time_point now, double n) {
   return true;
 }
 
+void TokenBucket::charge(Clock::time_point now, double n) {
+  refill(now);
+  tokens_ -= n;
+}
+
 TokenBucket::Clock::duration TokenBucket::wait_time(Clock::time_point now, double n) {
   refill(now);
   if (tokens_ + kEpsilon >= n) return Clock::duration::zero();
@@ -112,54 +117,19 @@ double TokenBucket::tokens(Clock::time_point now) {
   return tokens_;
 }
 
-RateLimiter::DomainState& RateLimiter::state(const std::string& domain, Clock::time_point now) {
-  if (auto it = domains_.find(domain); it != domains_.end()) return it->second;
+bool ConnectionLimiter::on_connection(const std::string& domain, Clock::time_point now) {
+  if (per_minute_ == 0) return true;
+  const double burst = per_minute_;
+  if (auto it = domains_.find(domain); it != domains_.end()) return it->second.take(now);
   if (!domains_.empty() && domains_.size() % kSweepEvery == 0) {
-    // An entry with full buckets and no strikes behaves exactly like a new one.
+    // A full bucket behaves exactly like a new one.
     for (auto entry = domains_.begin(); entry != domains_.end();) {
-      DomainState& s = entry->second;
-      const bool idle = s.strikes == 0 &&
-                        s.stanzas.tokens(now) + kEpsilon >= limits_.stanzas_per_second &&
-                        s.connections.tokens(now) + kEpsilon >= limits_.connections_per_minute;
-      entry = idle ? domains_.erase(entry) : std::next(entry);
+      const bool full = entry->second.tokens(now) + kEpsilon >= burst;
+      entry = full ? domains_.erase(entry) : std::next(entry);
     }
   }
-  const double stanza_rate = limits_.stanzas_per_second;
-  const double connection_burst = limits_.connections_per_minute;
-  DomainState fresh{TokenBucket(stanza_rate, stanza_rate, now),
-                    TokenBucket(connection_burst / 60.0, connection_burst, now), 0};
-  return domains_.emplace(domain, std::move(fresh)).first->second;
-}
-
-RateLimiter::Verdict RateLimiter::on_stanza(const std::string& domain, Clock::time_point now) {
-  if (limits_.stanzas_per_second == 0) return Verdict::kAccept;
-  DomainState& s = state(domain, now);
-  if (s.stanzas.take(now)) {
-    // Only a domain that has calmed down (its bucket half full again) is forgiven; one that
-    // is merely paced by our throttling keeps its strikes, so a persistent flood ends in a
-    // disconnect.
-    if (s.stanzas.tokens(now) * 2 >= static_cast<double>(limits_.stanzas_per_second)) s.strikes = 0;
-    return Verdict::kAccept;
-  }
-  ++s.strikes;
-  // strikes == 0 means "never disconnect", like the other zero limits.
-  if (limits_.strikes != 0 && s.strikes >= limits_.strikes) {
-    // A reconnecting domain starts over (its bucket is still empty, so it is throttled first).
-    s.strikes = 0;
-    return Verdict::kDisconnect;
-  }
-  return Verdict::kThrottle;
-}
-
-RateLimiter::Clock::duration RateLimiter::throttle_delay(const std::string& domain,
-                                                         Clock::time_point now) {
-  if (limits_.stanzas_per_second == 0) return Clock::duration::zero();
-  return state(domain, now).stanzas.wait_time(now);
-}
-
-bool RateLimiter::on_connection(const std::string& domain, Clock::time_point now) {
-  if (limits_.connections_per_minute == 0) return true;
-  return state(domain, now).connections.take(now);
+  TokenBucket fresh(burst / 60.0, burst, now);
+  return domains_.emplace(domain, fresh).first->second.take(now);
 }
 
 std::chrono::milliseconds retry_delay(std::uint32_t attempt, std::chrono::milliseconds initial,
@@ -175,6 +145,13 @@ std::chrono::milliseconds retry_delay(std::uint32_t attempt, std::chrono::millis
   if (!(delay < static_cast<double>(max.count()))) return max;
   if (delay <= 0.0) return milliseconds::zero();
   return milliseconds(static_cast<milliseconds::rep>(std::round(delay)));
+}
+
+std::chrono::milliseconds with_jitter(std::chrono::milliseconds delay, double fraction,
+                                      double unit) {
+  const double factor = 1.0 - fraction + 2.0 * fraction * std::clamp(unit, 0.0, 1.0);
+  return std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(
+      std::round(static_cast<double>(delay.count()) * factor)));
 }
 
 }  // namespace waddle::s2s

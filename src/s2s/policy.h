@@ -1,5 +1,5 @@
 // Federation policy (spec "Federation policy", "Abuse Prevention"): open / allowlist /
-// blocklist, and per-domain rate limits (token buckets) for stanzas and new connections.
+// blocklist, token buckets, and the per-domain limit on new inbound connections.
 #pragma once
 
 #include <chrono>
@@ -39,6 +39,10 @@ class TokenBucket {
   TokenBucket(double rate, double burst, Clock::time_point now);
   // Takes `n` tokens if available.
   bool take(Clock::time_point now, double n = 1.0);
+  // Takes `n` tokens even when fewer are there: the bucket goes into debt, and wait_time()
+  // counts the debt too. For what has already happened (a stanza read), which cannot be
+  // refused, only made up for.
+  void charge(Clock::time_point now, double n);
   // How long until `n` tokens will be available (zero if now).
   Clock::duration wait_time(Clock::time_point now, double n = 1.0);
   double tokens(Clock::time_point now);
@@ -51,45 +55,33 @@ class TokenBucket {
   Clock::time_point last_;
 };
 
-// Per-remote-domain limits: stanzas per second (with a burst of one second's worth) and new
-// inbound connections per minute; a domain that keeps exceeding its stanza rate for
-// `strikes` consecutive checks is to be disconnected with policy-violation.
-class RateLimiter {
+// New inbound connections per minute from each remote domain (a bucket of that many, refilled
+// over the minute). Stanzas and bytes are paced per domain by Pacer (rate_limit.h).
+class ConnectionLimiter {
  public:
-  struct Limits {
-    std::uint32_t stanzas_per_second = 100;     // 0 = unlimited
-    std::uint32_t connections_per_minute = 30;  // 0 = unlimited
-    std::uint32_t strikes = 50;                 // throttled stanzas in a row before disconnecting
-  };
   using Clock = TokenBucket::Clock;
-  explicit RateLimiter(Limits limits) : limits_(limits) {}
+  explicit ConnectionLimiter(std::uint32_t per_minute) : per_minute_(per_minute) {}
 
-  enum class Verdict { kAccept, kThrottle, kDisconnect };
-  // One stanza from `domain`. kThrottle: the caller pauses reading for throttle_delay().
-  Verdict on_stanza(const std::string& domain, Clock::time_point now);
-  Clock::duration throttle_delay(const std::string& domain, Clock::time_point now);
   // A new inbound connection from `domain`; false when over the per-minute limit.
   bool on_connection(const std::string& domain, Clock::time_point now);
-  // New limits apply to every domain from now on (buckets start over).
-  void set_limits(Limits limits) {
-    limits_ = limits;
+  // A new limit applies to every domain from now on (buckets start over); 0 = unlimited.
+  void set_limit(std::uint32_t per_minute) {
+    per_minute_ = per_minute;
     domains_.clear();
   }
 
  private:
-  struct DomainState {
-    TokenBucket stanzas;
-    TokenBucket connections;
-    std::uint32_t strikes = 0;
-  };
-  DomainState& state(const std::string& domain, Clock::time_point now);
-  Limits limits_;
-  std::map<std::string, DomainState, std::less<>> domains_;
+  std::uint32_t per_minute_;
+  std::map<std::string, TokenBucket, std::less<>> domains_;
 };
 
 // The specification's RetryPolicy: delay before retry `attempt` (1-based):
 // min(initial * multiplier^(attempt-1), max).
 std::chrono::milliseconds retry_delay(std::uint32_t attempt, std::chrono::milliseconds initial,
                                       std::chrono::milliseconds max, double multiplier);
+
+// `delay` spread by up to ± `fraction` of itself; `unit` is a random number in [0, 1) (0 gives
+// the shortest delay, towards 1 the longest).
+std::chrono::milliseconds with_jitter(std::chrono::milliseconds delay, double fraction, double unit);
 
 }  // namespace waddle::s2s

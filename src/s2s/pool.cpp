@@ -34,7 +34,8 @@ Pool::Pool(const core::S2sConfig& config, asio::any_io_executor ex, TimeSource& 
       metrics_(metrics),
       attempts_(ex, time),
       multiplex_(links_, time, keys, config.connect_timeout),
-      watchdog_(time, config.idle_timeout, config.ping_interval, metrics) {}
+      watchdog_(time, config.idle_timeout, config.ping_interval, metrics),
+      jitter_(std::random_device{}()) {}
 
 void Pool::send(Element stanza) {
   auto from = core::Jid::parse(stanza.attr("from"));
@@ -44,18 +45,13 @@ void Pool::send(Element stanza) {
     return router_.bounce(stanza, no->condition, no->text);
   if (!router_.is_local(from->domain())) return;  // never relay for other domains
   LinkKey key(from->domain(), to->domain());
-  auto it = links_.find(key);
-  if (it == links_.end()) {
-    // One link per (local, remote) pair; max_connections_per_domain caps the streams one
-    // remote domain gets (several local domains, e.g. virtual hosts, each may have one).
+  // One link per (local, remote) pair; max_connections_per_domain caps the streams one
+  // remote domain gets (several local domains, e.g. virtual hosts, each may have one).
+  if (!links_.contains(key))
     if (auto no = admission_.another_stream(to->domain(), streams_to(to->domain())))
       return router_.bounce(stanza, no->condition, no->text);
-    auto link = std::make_shared<Link>(key.first, key.second);
-    link->retry = time_.make_timer();
-    it = links_.emplace(key, std::move(link)).first;
-  }
-  std::shared_ptr<Link> link = it->second;
-  if (link->ready()) return write(*link, stanza);
+  std::shared_ptr<Link> link = link_for(key);
+  if (link->ready()) return write(*link, std::move(stanza));
   if (auto no = admission_.enqueue(to->domain(), link->queue.size()))
     return router_.bounce(stanza, no->condition, no->text);
   link->queue.push_back(std::move(stanza));
@@ -64,6 +60,16 @@ void Pool::send(Element stanza) {
     link->state = Link::State::kConnecting;
     net::spawn_logged(ex_, drive(link), "s2s link");
   }
+}
+
+std::shared_ptr<Link> Pool::link_for(const LinkKey& key) {
+  auto it = links_.find(key);
+  if (it == links_.end()) {
+    auto link = std::make_shared<Link>(key.first, key.second);
+    link->retry = time_.make_timer();
+    it = links_.emplace(key, std::move(link)).first;
+  }
+  return it->second;
 }
 
 // Streams, not pairs: pairs multiplexed on one stream count once; pairs without a stream yet
@@ -81,18 +87,32 @@ std::size_t Pool::streams_to(const std::string& remote) const {
   return connecting + streams.size();
 }
 
-void Pool::write(Link& link, const Element& stanza) {
-  link.out->channel->send(xml::serialize_stanza(stanza, ns::kServer));
+void Pool::write(Link& link, Element stanza) {
+  OutboundStream& out = *link.out;
+  out.channel->send(xml::serialize_stanza(stanza, ns::kServer));
   link.last_activity = time_.now();
-  link.out->last_activity = link.last_activity;
+  out.last_activity = link.last_activity;
   if (metrics_) metrics_->stanza_sent(link.remote);
+  if (!out.sm.enabled()) return;
+  // Kept until the peer acknowledges it (XEP-0198).
+  if (metrics_) metrics_->unacked(link.remote, 1);
+  switch (out.sm.sent(std::move(stanza))) {
+    case SmSender::Next::kRequest:
+      request_ack(out);
+      break;
+    case SmSender::Next::kPlan:
+      if (out.ack_timer) out.ack_timer->cancel();  // wakes the wait for the next request
+      break;
+    case SmSender::Next::kNothing:
+      break;
+  }
 }
 
 void Pool::write_queue(Link& link) {
   auto queued = std::move(link.queue);
   link.queue.clear();
   if (metrics_) metrics_->dequeued(link.remote, queued.size());
-  for (const auto& st : queued) write(link, st);
+  for (auto& st : queued) write(link, std::move(st));
 }
 
 void Pool::bounce_queue(Link& link, Failure f, const std::string& text) {
@@ -142,8 +162,11 @@ asio::awaitable<void> Pool::drive(std::shared_ptr<Link> link) {
     }
     if (stopping_) continue;  // shutdown aborted the attempt: no retry
     ++attempt;
-    auto delay =
-        retry_delay(attempt, retry.initial_delay, retry.max_delay, retry.backoff_multiplier);
+    // The specification's schedule, spread (retry.jitter) so that many links failing
+    // together do not retry in lockstep.
+    auto delay = with_jitter(
+        retry_delay(attempt, retry.initial_delay, retry.max_delay, retry.backoff_multiplier),
+        retry.jitter, std::uniform_real_distribution<double>(0.0, 1.0)(jitter_));
     spdlog::info("s2s {} -> {}: retry {} of {} in {}", link->local, link->remote, attempt,
                  retry.max_retries, core::format_duration(delay));
     co_await link->retry->wait_until(time_.now() + delay);
@@ -226,6 +249,7 @@ asio::awaitable<void> Pool::use(std::shared_ptr<Link> link, Connected c) {
     metrics_->connection_opened(link->remote, metrics::Direction::kOut);
     metrics_->authenticated(link->remote, metrics::Direction::kOut, c.counted_as);
   }
+  if (c.sm) enable_sm(out, link->remote);
   write_queue(*link);
   co_await serve(link);
   if (metrics_) metrics_->connection_closed(link->remote, metrics::Direction::kOut);
@@ -259,6 +283,11 @@ asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
       ch->send(keys_.answer_verify(e));
     } else if (e.is("result", ns::kDialback)) {
       multiplex_.on_answer(*out, link->remote, e);  // another local domain's request
+    } else if (e.ns() == ns::kSm) {
+      if (!on_sm(*out, link->remote, e)) {
+        close_reason = metrics::CloseReason::kError;
+        break;
+      }
     } else if (e.is("error", ns::kStream)) {
       report(metrics_, link->remote, Failure::kStreamError,
              "stream error from peer: " + wire::describe_stream_error(e));
@@ -266,7 +295,11 @@ asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
     }
   }
   link->state = Link::State::kConnecting;
+  // What the peer has not acknowledged goes out again on the next link, before anything
+  // queued later.
+  resend_unacked(*out, link->remote);
   Multiplexer::ended(*out);  // domains multiplexed on this stream lose it too
+  if (out->ack_timer) out->ack_timer->cancel();
   co_await ch->close_gracefully();
   if (link->watchdog) link->watchdog->cancel();
   if (metrics_)

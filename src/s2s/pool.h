@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 
 #include "core/config.h"
@@ -60,8 +61,18 @@ class Pool {
   boost::asio::awaitable<Connected> dial(std::shared_ptr<Link> link);
   boost::asio::awaitable<void> use(std::shared_ptr<Link> link, Connected connected);
   boost::asio::awaitable<void> serve(std::shared_ptr<Link> link);
-  void write(Link& link, const xml::Element& stanza);
+  void write(Link& link, xml::Element stanza);
   void write_queue(Link& link);
+  std::shared_ptr<Link> link_for(const LinkKey& key);
+  // Stream management on an outbound stream (pool_acks.cpp).
+  void enable_sm(const std::shared_ptr<OutboundStream>& out, const std::string& remote);
+  boost::asio::awaitable<void> request_acks(std::shared_ptr<OutboundStream> out,
+                                            std::string remote);
+  void request_ack(OutboundStream& out);
+  // An element of the stream management namespace read on `out`: false when the stream is
+  // to end (the peer acknowledged more than was sent).
+  bool on_sm(OutboundStream& out, const std::string& remote, const xml::Element& e);
+  void resend_unacked(OutboundStream& out, const std::string& remote);
   void bounce_queue(Link& link, Failure f, const std::string& text);
   std::size_t streams_to(const std::string& remote) const;
 
@@ -79,6 +90,7 @@ class Pool {
   Multiplexer multiplex_;
   Watchdog watchdog_;
   bool stopping_ = false;
+  std::minstd_rand jitter_;  // spreads retries (not security-relevant)
 };
 
 }  // namespace waddle::s2s

@@ -28,7 +28,7 @@ struct S2sService::Impl {
         time(i.get_executor()),
         resolver(Resolver::Options{c.dns.nameservers}),
         admission(c.s2s),
-        limits(c.s2s, time.now()),
+        limits(c.s2s, time.now(), m),
         keys(DialbackKeys::load_secret(c), r, m),
         connector(c, i, resolver, t, admission),
         sasl(m),

@@ -1,6 +1,9 @@
 // Negotiation elements built with xml::Element; see wire.h.
 #include "s2s/wire.h"
 
+#include <cstdint>
+#include <string>
+
 #include "core/base64.h"
 
 namespace waddle::s2s::wire {
@@ -83,6 +86,44 @@ Element dialback_with_errors() {
   return dialback;
 }
 
+Element sm_feature() {
+  return Element("sm", std::string(ns::kSm));
+}
+
+std::string sm_enable() {
+  return Element("enable", std::string(ns::kSm)).str();
+}
+
+std::string sm_enabled() {
+  return Element("enabled", std::string(ns::kSm)).str();
+}
+
+std::string sm_failed(std::string_view condition) {
+  Element failed("failed", std::string(ns::kSm));
+  failed.add_child(std::string(condition), std::string(ns::kStanzas));
+  return failed.str();
+}
+
+std::string sm_request() {
+  return Element("r", std::string(ns::kSm)).str();
+}
+
+std::string sm_answer(std::uint32_t h) {
+  Element a("a", std::string(ns::kSm));
+  a.set_attr("h", std::to_string(h));
+  return a.str();
+}
+
+std::string sm_handled_count_too_high(std::uint32_t h, std::uint32_t sent) {
+  // The stream: prefix is declared on the stream header.
+  Element error("stream:error", "");
+  error.add_child("undefined-condition", std::string(ns::kStreams));
+  Element& why = error.add_child("handled-count-too-high", std::string(ns::kSm));
+  why.set_attr("h", std::to_string(h));
+  why.set_attr("send-count", std::to_string(sent));
+  return error.str();
+}
+
 std::string ping(std::string_view id, std::string_view from, std::string_view to) {
   Element iq = with_attrs("iq", std::string(ns::kServer),
                           {{"type", "get"}, {"id", id}, {"from", from}, {"to", to}});
@@ -116,6 +157,22 @@ bool offers_dialback(const Element& features) {
 bool offers_dialback_errors(const Element& features) {
   const Element* db = features.child("dialback", ns::kDialbackFeature);
   return db && db->child("errors", ns::kDialbackFeature);
+}
+
+bool offers_sm(const Element& features) {
+  return features.child("sm", ns::kSm) != nullptr;
+}
+
+std::optional<std::uint32_t> sm_h(const Element& a) {
+  const std::string_view h = a.attr("h");
+  if (h.empty() || h.size() > 10) return std::nullopt;
+  std::uint64_t value = 0;
+  for (const char c : h) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  if (value > UINT32_MAX) return std::nullopt;
+  return static_cast<std::uint32_t>(value);
 }
 
 Refusal dialback_refusal(const Element& result) {

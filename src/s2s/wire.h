@@ -7,6 +7,8 @@
 // the STARTTLS offer and <proceed/>, the stream-error closing) is in stream/negotiation.h.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,6 +38,18 @@ std::string sasl_failure(std::string_view condition);
 // The dialback offer in stream features, with errors supported (XEP-0220 §2.4).
 xml::Element dialback_with_errors();
 
+// XEP-0198 on a server link (no resumption): the feature, <enable/> and its answers, the
+// acknowledgement request <r/> and answer <a h=…/>, and the error for an 'h' that
+// acknowledges more than was sent (§5).
+xml::Element sm_feature();
+std::string sm_enable();
+std::string sm_enabled();
+std::string sm_failed(std::string_view condition);
+std::string sm_request();
+std::string sm_answer(std::uint32_t h);
+// The stream error (undefined-condition with <handled-count-too-high/>), without the closing tag.
+std::string sm_handled_count_too_high(std::uint32_t h, std::uint32_t sent);
+
 // XEP-0199 ping over a server stream.
 std::string ping(std::string_view id, std::string_view from, std::string_view to);
 
@@ -49,6 +63,11 @@ bool offers_dialback(const xml::Element& features);
 // Dialback offered with errors (XEP-0220 §2.4): a peer without them may answer a refused
 // additional pair by closing the whole stream, so only then may other pairs multiplex on it.
 bool offers_dialback_errors(const xml::Element& features);
+
+// Stream management offered (XEP-0198 §3).
+bool offers_sm(const xml::Element& features);
+// The 'h' of an <a/>; nullopt when missing or not a 32-bit unsigned number.
+std::optional<std::uint32_t> sm_h(const xml::Element& a);
 
 // A refused db:result (type invalid or error): " (condition: text)" when the peer said why,
 // and whether the refusal is definitive (not-authorized, forbidden: retrying cannot help).

@@ -197,8 +197,9 @@ class FakeConnector final : public Connector {
   }
 
   // Completes call `i` with an authenticated stream on a new FakeChannel.
+  // With `sm`, the peer offers stream management (XEP-0198) on it.
   std::shared_ptr<FakeChannel> succeed(std::size_t i, bool multiplexable = true,
-                                       std::string stream_id = "stream-1") {
+                                       std::string stream_id = "stream-1", bool sm = false) {
     auto channel = std::make_shared<FakeChannel>(io_);
     Connected c;
     c.channel = channel;
@@ -206,6 +207,7 @@ class FakeConnector final : public Connector {
     c.cert_valid = true;
     c.stream_id = std::move(stream_id);
     c.multiplexable = multiplexable;
+    c.sm = sm;
     complete(i, std::move(c));
     return channel;
   }

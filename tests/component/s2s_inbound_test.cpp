@@ -26,7 +26,7 @@ Script open_with_external() {
                 in.restart(),
                 in.send(header(kRemote, kLocal)),
                 in.expect_header(kLocal, kRemote),
-                in.expect_exact(kDialbackOnly)};
+                in.expect_exact(kDialbackAndSm)};
 }
 
 // The service asks the authoritative server of kRemote about the key `key` of the "in"
@@ -59,7 +59,7 @@ Script authoritative_answers(const std::string& key, const std::string& type) {
 // Dialback for (kRemote, kLocal) without a certificate, checked with the authoritative server.
 Script dialback_through_authoritative(const std::string& type) {
   return open_in(Cred::kNone) +
-         Script{in.expect_exact(kDialbackOnly),
+         Script{in.expect_exact(kDialbackAndSm),
                 in.send(db("result", kRemote, kLocal, "", "", "k1"))} +
          authoritative_answers("k1", type) +
          Script{in.expect_exact(db("result", kLocal, kRemote, type, "", ""))};
@@ -123,7 +123,7 @@ TEST_F(S2sInboundTest, DirectTls_SaslExternal) {
               in.expect_header(kLocal, kRemote), in.expect_exact(kExternalAndDialback),
               in.send(sasl_auth("EXTERNAL", core::base64_encode(kRemote))),
               in.expect_exact(kSuccess), in.restart(), in.send(header(kRemote, kLocal)),
-              in.expect_header(kLocal, kRemote), in.expect_exact(kDialbackOnly),
+              in.expect_header(kLocal, kRemote), in.expect_exact(kDialbackAndSm),
               in.send(message("a@remote.test", "b@local.test", "m1")),
               expect_delivered("<message id='m1'/>")});
 }
@@ -148,7 +148,7 @@ TEST_F(S2sInboundTest, FeaturesAfterTls_ExternalOnlyWithACertificateValidForTheS
   for (Cred cred : {Cred::kValid, Cred::kNone, Cred::kSelfSigned, Cred::kWrongName}) {
     SCOPED_TRACE(static_cast<int>(cred));
     run_script(open_in(cred) + Script{in.expect_exact(cred == Cred::kValid ? kExternalAndDialback
-                                                                           : kDialbackOnly)});
+                                                                           : kDialbackAndSm)});
   }
 }
 
@@ -195,7 +195,7 @@ TEST_F(S2sInboundTest, SaslExternal_OtherAuthzid_NotAuthorized) {
 TEST_F(S2sInboundTest, SaslExternal_WithoutAValidCertificate_NotAuthorized) {
   for (Cred cred : {Cred::kNone, Cred::kSelfSigned, Cred::kWrongName}) {
     SCOPED_TRACE(static_cast<int>(cred));
-    run_script(open_in(cred) + Script{in.expect_exact(kDialbackOnly),
+    run_script(open_in(cred) + Script{in.expect_exact(kDialbackAndSm),
                                       in.send(sasl_auth("EXTERNAL", core::base64_encode(kRemote))),
                                       in.expect_exact(sasl_failure("not-authorized"))});
   }
@@ -254,7 +254,7 @@ TEST_F(S2sInboundTest, Dialback_StreamGoneBeforeTheAuthoritativeAnswer) {
   config_.s2s.allow_unverified_dialback = true;
   run_script(
       open_in(Cred::kNone) +
-      Script{in.expect_exact(kDialbackOnly), in.send(db("result", kRemote, kLocal, "", "", "k1"))} +
+      Script{in.expect_exact(kDialbackAndSm), in.send(db("result", kRemote, kLocal, "", "", "k1"))} +
       authoritative_asked("k1") +
       Script{in.cut(), auth.send(Text([](Scene& s) {
                return db("verify", kRemote, kLocal, "valid", s.stream_id("in"), "");
@@ -292,7 +292,7 @@ TEST_F(S2sInboundTest, Dialback_Errors_EveryTransportFailure) {
 
 TEST_F(S2sInboundTest, Dialback_WithoutAValidCertificate_NotAuthorized) {
   run_script(open_in(Cred::kSelfSigned) +
-             Script{in.expect_exact(kDialbackOnly),
+             Script{in.expect_exact(kDialbackAndSm),
                     in.send(db("result", kRemote, kLocal, "", "", "k1")),
                     in.expect("<db:result from='local.test' to='remote.test' type='error'>"
                               "<error type='cancel'><not-authorized "
@@ -307,7 +307,7 @@ TEST_F(S2sInboundTest, Authoritative_AnswersWithTheKeyItWouldCompute) {
     return Script{in.send(db("verify", kRemote, to, "", id, k)),
                   in.expect_exact(db("verify", to, kRemote, type, id, ""))};
   };
-  run_script(open_in(Cred::kNone) + Script{in.expect_exact(kDialbackOnly)} +
+  run_script(open_in(Cred::kNone) + Script{in.expect_exact(kDialbackAndSm)} +
              verify(kLocal, "s-1", key(kRemote, kLocal, "s-1"), "valid") +
              verify(kLocal2, "s-2", key(kRemote, kLocal2, "s-2"), "valid") +
              verify(kLocal, "s-3", key(kRemote, kLocal, "s-other"), "invalid") +
@@ -319,7 +319,7 @@ TEST_F(S2sInboundTest, Authoritative_AnswersWithTheKeyItWouldCompute) {
 TEST_F(S2sInboundTest, Authoritative_EveryTransportFailure) {
   every_failure(
       open_in(Cred::kNone) +
-      Script{in.expect_exact(kDialbackOnly),
+      Script{in.expect_exact(kDialbackAndSm),
              in.send(db("verify", kRemote, kLocal, "", "s-1", key(kRemote, kLocal, "s-1"))),
              in.expect_exact(db("verify", kLocal, kRemote, "valid", "s-1", "")),
              in.send("</stream:stream>"), in.expect_closed()});
@@ -388,6 +388,92 @@ TEST_F(S2sInboundTest, StreamErrorFromThePeer_AnsweredWithTheClosingTag) {
              Script{in.send("<stream:error><undefined-condition "
                             "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"),
                     in.expect_closed()});
+}
+
+}  // namespace
+}  // namespace waddle::testing
+
+namespace waddle::testing {
+namespace {
+
+// Stream management (XEP-0198) as the receiving server.
+constexpr const char* kEnable = "<enable xmlns='urn:xmpp:sm:3'/>";
+constexpr const char* kEnabled = "<enabled xmlns='urn:xmpp:sm:3'/>";
+constexpr const char* kR = "<r xmlns='urn:xmpp:sm:3'/>";
+std::string a(int h) {
+  return "<a xmlns='urn:xmpp:sm:3' h='" + std::to_string(h) + "'/>";
+}
+Step set_hold(bool on) {
+  return {"service: handlers " + std::string(on ? "hold" : "finish at once"), {},
+          [on](Scene& s) {
+            s.recorder.hold = on;
+            return std::string();
+          }};
+}
+Step release_holds() {
+  return {"service: held handling finishes", {}, [](Scene& s) {
+            s.recorder.holds.clear();
+            return std::string();
+          }};
+}
+
+class S2sInboundSmTest : public S2sInboundTest {};
+
+TEST_F(S2sInboundSmTest, AfterSaslExternal_AcknowledgesWhatWasHandled) {
+  run_script(open_with_external() +
+             Script{in.send(kEnable), in.expect_exact(kEnabled),
+                    in.send(message("a@remote.test", "b@local.test", "m1")),
+                    in.send(message("a@remote.test", "b@local.test", "m2")), in.send(kR),
+                    in.expect_exact(a(2)), expect_delivered("<message id='m2'/>")});
+}
+
+// The offer is left out where SASL is about to restart the stream.
+TEST_F(S2sInboundSmTest, NotOfferedBeforeSasl) {
+  run_script(open_in(Cred::kValid) + Script{in.expect_exact(kExternalAndDialback)});
+}
+
+// Prosody enables it as soon as it reads the offer, before its dialback key is checked.
+TEST_F(S2sInboundSmTest, EnabledBeforeDialbackCompletes) {
+  config_.s2s.allow_unverified_dialback = true;
+  run_script(open_in(Cred::kNone) +
+             Script{in.expect_exact(kDialbackAndSm), in.send(kEnable), in.expect_exact(kEnabled),
+                    in.send(db("result", kRemote, kLocal, "", "", "k1"))} +
+             authoritative_answers("k1", "valid") +
+             Script{in.expect_exact(db("result", kLocal, kRemote, "valid", "", "")),
+                    in.send(message("a@remote.test", "b@local.test", "m1")), in.send(kR),
+                    in.expect_exact(a(1))});
+}
+
+// A stanza whose handling is still running (an offline store, say) is not acknowledged: the
+// answer to <r/> waits for it, and then covers everything handled by then. (Answering at
+// once would have sent h='2' first.)
+TEST_F(S2sInboundSmTest, AcknowledgesOnlyWhatIsSafelyHandled) {
+  run_script(open_with_external() +
+             Script{in.send(kEnable), in.expect_exact(kEnabled), set_hold(true),
+                    in.send(message("a@remote.test", "b@local.test", "m1")),
+                    in.send(message("a@remote.test", "b@local.test", "m2")), in.send(kR),
+                    expect_delivered("<message id='m2'/>"), set_hold(false),
+                    in.send(message("a@remote.test", "b@local.test", "m3")),
+                    in.send(message("a@remote.test", "b@local.test", "m4")),
+                    expect_delivered("<message id='m4'/>"), release_holds(), in.expect_exact(a(4)),
+                    in.send(kR), in.expect_exact(a(4))});
+}
+
+TEST_F(S2sInboundSmTest, EnablingTwice_Failed) {
+  run_script(open_with_external() +
+             Script{in.send(kEnable), in.expect_exact(kEnabled), in.send(kEnable),
+                    in.expect_exact("<failed xmlns='urn:xmpp:sm:3'><unexpected-request "
+                                    "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"),
+                    in.send(message("a@remote.test", "b@local.test", "m1")), in.send(kR),
+                    in.expect_exact(a(1))});
+}
+
+// The peer closes: what was handled is acknowledged before the closing tag.
+TEST_F(S2sInboundSmTest, PeerCloses_FinalAcknowledgementFirst) {
+  run_script(open_with_external() +
+             Script{in.send(kEnable), in.expect_exact(kEnabled),
+                    in.send(message("a@remote.test", "b@local.test", "m1")),
+                    in.send("</stream:stream>"), in.expect_exact(a(1)), in.expect_closed()});
 }
 
 }  // namespace

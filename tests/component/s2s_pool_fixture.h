@@ -43,7 +43,7 @@ class PoolTest : public ::testing::Test {
     config_.connect_timeout = 10s;
     config_.idle_timeout = 300s;
     config_.ping_interval = 60s;
-    config_.retry = {2, 1s, 30s, 2.0};
+    config_.retry = {2, 1s, 30s, 2.0, 0.0};  // no jitter: the exact schedule
     router_.set_local_handler(&inbox_);
   }
   ~PoolTest() override {

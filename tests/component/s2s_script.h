@@ -24,6 +24,7 @@
 #include "dnsmasq.h"
 #include "metrics/metrics.h"
 #include "net/tls.h"
+#include "router/handling.h"
 #include "router/router.h"
 #include "s2s/s2s.h"
 #include "script_peer.h"
@@ -133,6 +134,11 @@ inline constexpr const char* kStartTlsOffered =
 inline constexpr const char* kDialbackOnly =
     "<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"
     "</stream:features>";
+// What the service offers once TLS is on and no SASL restart follows (no usable certificate,
+// or after SASL EXTERNAL): dialback and stream management (XEP-0198).
+inline constexpr const char* kDialbackAndSm =
+    "<stream:features><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"
+    "<sm xmlns='urn:xmpp:sm:3'/></stream:features>";
 inline constexpr const char* kExternalAndDialback =
     "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
     "<mechanism>EXTERNAL</mechanism></mechanisms>"
@@ -185,10 +191,17 @@ class FederationTest : public ::testing::Test {
 };
 
 // What the router hands to local domains: stanzas from remote servers, and bounces.
+// While `hold` is set, each stanza's handling is left running (as an offline store on the
+// storage thread would be) until the test releases `holds`.
 class Recorder : public router::LocalHandler {
  public:
-  void to_local(xml::Element stanza) override { got.push_back(std::move(stanza)); }
+  void to_local(xml::Element stanza) override {
+    if (hold) holds.push_back(router::Handling::hold());
+    got.push_back(std::move(stanza));
+  }
   std::vector<xml::Element> got;
+  bool hold = false;
+  std::vector<std::shared_ptr<void>> holds;
 };
 
 // One service under test with its peers, on its own io_context.

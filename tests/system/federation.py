@@ -143,6 +143,8 @@ AUTHENTICATED = "waddle_s2s_authenticated_total"  # {domain, direction, method}
 DIALBACK_VERIFY = "waddle_s2s_dialback_verify_total"  # {domain, result}
 STREAMS_CLOSED = "waddle_s2s_streams_closed_total"  # {domain, direction, reason}
 ERRORS = "waddle_s2s_errors_total"  # {domain, kind}
+PACED = "waddle_s2s_paced_total"  # {domain}
+PACED_SECONDS = "waddle_s2s_paced_seconds_total"  # {domain}
 DIALBACK_METHODS = ("dialback", "dialback_multiplexed")
 
 

@@ -233,6 +233,7 @@ std::string Server::render_metrics() {
 }
 
 void Server::log_started() const {
+  for (const auto& w : config_.warnings) spdlog::warn("configuration: {}", w);
   for (const auto& d : config_.hosted_domains())
     spdlog::info("serving {} (certificate {})", d, tls_.describe(d));
   spdlog::info("waddle {} started; storage {}", WADDLE_VERSION, config_.storage_path());
@@ -303,6 +304,7 @@ void Server::reload_config() {
   }
   try {
     core::Config fresh = core::load_config(config_.source);
+    for (const auto& w : fresh.warnings) spdlog::warn("SIGHUP: configuration: {}", w);
     spdlog::set_level(spdlog::level::from_str(fresh.server.log_level));
     s2s_.reload(fresh);
     spdlog::info("SIGHUP: reloaded {}", config_.source);

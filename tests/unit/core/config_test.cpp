@@ -90,9 +90,12 @@ TEST_F(ConfigTest, Defaults_MatchDocumentedValues) {
   EXPECT_EQ(c.s2s.dialback_secret, "");
   EXPECT_EQ(c.s2s.tls_min_version, "1.3");
   EXPECT_EQ(c.s2s.connection_rate, 30u);
-  EXPECT_EQ(c.s2s.stanza_rate, 200u);
+  EXPECT_EQ(c.s2s.stanza_rate, 2000u);
+  EXPECT_EQ(c.s2s.stanza_burst, 10000u);
+  EXPECT_EQ(c.s2s.byte_rate, 4u * 1024 * 1024);
+  EXPECT_EQ(c.s2s.byte_burst, 20u * 1024 * 1024);
+  EXPECT_EQ(c.s2s.disconnect_when_paced_for, milliseconds(0));
   EXPECT_EQ(c.s2s.bandwidth_limit, 0u);
-  EXPECT_EQ(c.s2s.throttle_strikes, 200u);
   EXPECT_EQ(c.s2s.max_stanza_size, 512u * 1024);
   EXPECT_EQ(c.s2s.handshake_timeout, seconds(30));
   EXPECT_EQ(c.s2s.queue_size, 1000u);
@@ -124,6 +127,7 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   const Config c = load_config(kExample.string());
   const Config d = default_config();
   EXPECT_EQ(c.source, kExample.string());
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
   EXPECT_EQ(c.server.domains, d.server.domains);
   EXPECT_EQ(c.server.listen, d.server.listen);
   EXPECT_EQ(c.server.log_level, d.server.log_level);
@@ -167,8 +171,11 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.s2s.tls_min_version, d.s2s.tls_min_version);
   EXPECT_EQ(c.s2s.connection_rate, d.s2s.connection_rate);
   EXPECT_EQ(c.s2s.stanza_rate, d.s2s.stanza_rate);
+  EXPECT_EQ(c.s2s.stanza_burst, d.s2s.stanza_burst);
+  EXPECT_EQ(c.s2s.byte_rate, d.s2s.byte_rate);
+  EXPECT_EQ(c.s2s.byte_burst, d.s2s.byte_burst);
+  EXPECT_EQ(c.s2s.disconnect_when_paced_for, d.s2s.disconnect_when_paced_for);
   EXPECT_EQ(c.s2s.bandwidth_limit, d.s2s.bandwidth_limit);
-  EXPECT_EQ(c.s2s.throttle_strikes, d.s2s.throttle_strikes);
   EXPECT_EQ(c.s2s.max_stanza_size, d.s2s.max_stanza_size);
   EXPECT_EQ(c.s2s.handshake_timeout, d.s2s.handshake_timeout);
   EXPECT_EQ(c.s2s.queue_size, d.s2s.queue_size);
@@ -260,8 +267,11 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "s2s.tls_min_version",
                           "s2s.connection_rate",
                           "s2s.stanza_rate",
+                          "s2s.stanza_burst",
+                          "s2s.byte_rate",
+                          "s2s.byte_burst",
+                          "s2s.disconnect_when_paced_for",
                           "s2s.bandwidth_limit",
-                          "s2s.throttle_strikes",
                           "s2s.max_stanza_size",
                           "s2s.handshake_timeout",
                           "s2s.queue_size",
@@ -354,8 +364,11 @@ dialback_secret = "0123456789abcdef0123"
 tls_min_version = "1.2"
 connection_rate = 0
 stanza_rate = 1000000
+stanza_burst = 3
+byte_rate = "1MiB"
+byte_burst = 65536
+disconnect_when_paced_for = "10m"
 bandwidth_limit = 1048576
-throttle_strikes = 7
 max_stanza_size = 65536
 handshake_timeout = "15s"
 queue_size = 1
@@ -431,8 +444,11 @@ max_domains = 100000
   EXPECT_EQ(c.s2s.tls_min_version, "1.2");
   EXPECT_EQ(c.s2s.connection_rate, 0u);
   EXPECT_EQ(c.s2s.stanza_rate, 1000000u);
+  EXPECT_EQ(c.s2s.stanza_burst, 3u);
+  EXPECT_EQ(c.s2s.byte_rate, 1024u * 1024);
+  EXPECT_EQ(c.s2s.byte_burst, 65536u);
+  EXPECT_EQ(c.s2s.disconnect_when_paced_for, milliseconds(600'000));
   EXPECT_EQ(c.s2s.bandwidth_limit, 1048576u);
-  EXPECT_EQ(c.s2s.throttle_strikes, 7u);
   EXPECT_EQ(c.s2s.max_stanza_size, 65536u);
   EXPECT_EQ(c.s2s.handshake_timeout, seconds(15));
   EXPECT_EQ(c.s2s.queue_size, 1u);
@@ -706,9 +722,17 @@ TEST_F(ConfigTest, S2sLimits_OutOfRangeIsAnError) {
             "w.toml:2:1: s2s.stanza_rate: expected an integer between 0 and 1000000, got 1000001");
   EXPECT_EQ(error_of("[s2s]\nstanza_rate = 2.5\n"),
             "w.toml:2:1: s2s.stanza_rate: expected an integer between 0 and 1000000, got 2.5");
-  EXPECT_EQ(error_of("[s2s]\nthrottle_strikes = \"10\"\n"),
-            "w.toml:2:1: s2s.throttle_strikes: expected an integer between 0 and 1000000, got "
-            "\"10\"");
+  EXPECT_EQ(error_of("[s2s]\nstanza_burst = 0\n"),
+            "w.toml:2:1: s2s.stanza_burst: expected an integer between 1 and 100000000, got 0");
+  EXPECT_EQ(error_of("[s2s]\nbyte_burst = 0\n"),
+            "w.toml:2:1: s2s.byte_burst: expected an integer between 1 and 10737418240 or a size "
+            "such as \"500KiB\", \"10MiB\" or \"1GB\", got 0");
+  EXPECT_EQ(error_of("[s2s]\nbyte_burst = \"1MiB/s\"\n"),
+            "w.toml:2:1: s2s.byte_burst: expected an integer between 1 and 10737418240 or a size "
+            "such as \"500KiB\", \"10MiB\" or \"1GB\", got \"1MiB/s\"");
+  EXPECT_EQ(error_of("[s2s]\nbyte_rate = \"11GiB\"\n"),
+            "w.toml:2:1: s2s.byte_rate: expected an integer between 0 and 10737418240 or a size "
+            "such as \"500KiB\", \"10MiB\" or \"1GB\", got \"11GiB\"");
   EXPECT_EQ(error_of("[s2s]\n\nmax_stanza_size = 1023\n"),
             "w.toml:3:1: s2s.max_stanza_size: expected an integer between 1024 and 67108864, got "
             "1023");
@@ -720,11 +744,13 @@ TEST_F(ConfigTest, S2sLimits_OutOfRangeIsAnError) {
   EXPECT_EQ(error_of("[s2s]\nqueue_size = 1000001\n"),
             "w.toml:2:1: s2s.queue_size: expected an integer between 1 and 1000000, got 1000001");
   const Config c = parse_config(
-      "[s2s]\nconnection_rate = 1000000\nthrottle_strikes = 0\nmax_stanza_size = 67108864\n"
-      "queue_size = 1000000\n",
+      "[s2s]\nconnection_rate = 1000000\nstanza_burst = 100000000\nbyte_rate = 0\n"
+      "byte_burst = \"10GiB\"\nmax_stanza_size = 67108864\nqueue_size = 1000000\n",
       "w.toml");
   EXPECT_EQ(c.s2s.connection_rate, 1000000u);
-  EXPECT_EQ(c.s2s.throttle_strikes, 0u);
+  EXPECT_EQ(c.s2s.stanza_burst, 100000000u);
+  EXPECT_EQ(c.s2s.byte_rate, 0u);
+  EXPECT_EQ(c.s2s.byte_burst, 10737418240u);
   EXPECT_EQ(c.s2s.max_stanza_size, 67108864u);
   EXPECT_EQ(c.s2s.queue_size, 1000000u);
 }
@@ -738,6 +764,41 @@ TEST_F(ConfigTest, S2sDurations_MustBePositive) {
             "w.toml:2:1: s2s.ping_interval: " + expected + "60");
   EXPECT_EQ(parse_config("[s2s]\nping_interval = \"250ms\"\n", "w.toml").s2s.ping_interval,
             milliseconds(250));
+}
+
+TEST_F(ConfigTest, DisconnectWhenPacedFor_ZeroOrAPositiveDuration) {
+  const auto after = [](const std::string& value) {
+    return parse_config("[s2s]\ndisconnect_when_paced_for = " + value + "\n", "w.toml")
+        .s2s.disconnect_when_paced_for;
+  };
+  EXPECT_EQ(after("0"), milliseconds(0));
+  EXPECT_EQ(after("\"90s\""), milliseconds(90'000));
+  EXPECT_EQ(after("\"1h\""), milliseconds(3'600'000));
+  const std::string expected =
+      "w.toml:2:1: s2s.disconnect_when_paced_for: expected 0 (never) or a positive duration "
+      "such as \"30s\", \"5m\" or \"1h\", got ";
+  for (const char* bad : {"\"0s\"", "30", "-1", "\"soon\"", "true", "\"\""}) {
+    EXPECT_EQ(error_of(std::string("[s2s]\ndisconnect_when_paced_for = ") + bad + "\n"),
+              expected + bad)
+        << bad;
+  }
+}
+
+TEST_F(ConfigTest, ThrottleStrikes_StillLoadsWithAWarning) {
+  // The key of the old disconnect-after-strikes limit: ignored, and said so.
+  const Config c = parse_config("[s2s]\nstanza_rate = 50\n\nthrottle_strikes = 200\n", "w.toml");
+  EXPECT_EQ(c.s2s.stanza_rate, 50u);
+  EXPECT_EQ(c.s2s.disconnect_when_paced_for, milliseconds(0));
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0],
+            "w.toml:4:1: s2s.throttle_strikes: no longer used, ignored: a domain over its limits "
+            "is paced (read more slowly), never disconnected for volume; remove the key, and set "
+            "s2s.disconnect_when_paced_for to disconnect a domain that stays paced");
+  // Its value is still checked, as before.
+  EXPECT_EQ(error_of("[s2s]\nthrottle_strikes = \"10\"\n"),
+            "w.toml:2:1: s2s.throttle_strikes: expected an integer between 0 and 1000000, got "
+            "\"10\"");
+  EXPECT_TRUE(parse_config("[s2s]\nstanza_rate = 50\n", "w.toml").warnings.empty());
 }
 
 TEST_F(ConfigTest, S2sTlsMinVersion_IsAChoice) {

@@ -271,6 +271,8 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   s2s.authenticated("prosody.example", Direction::kIn, AuthMethod::kDialbackMultiplexed);
   s2s.dialback_verify("ejabberd.example", false);
   s2s.stream_closed("ejabberd.example", Direction::kOut, CloseReason::kPingTimeout);
+  s2s.paced("busy.example");
+  s2s.paced_seconds("busy.example", 7);
   for (int i = 0; i < 10; ++i) s2s.stanza_received("spam" + std::to_string(i) + ".example");
   c2s.session_opened();
   c2s.auth_failure();
@@ -308,6 +310,10 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_s2s_dialback_verify_total{domain=\"ejabberd.example\",result=\"invalid\"} 1\n",
            "waddle_s2s_streams_closed_total{domain=\"ejabberd.example\",direction=\"out\","
            "reason=\"ping_timeout\"} 1\n",
+           "# TYPE waddle_s2s_paced_total counter\n",
+           "waddle_s2s_paced_total{domain=\"busy.example\"} 1\n",
+           "# TYPE waddle_s2s_paced_seconds_total counter\n",
+           "waddle_s2s_paced_seconds_total{domain=\"busy.example\"} 7\n",
            "waddle_c2s_sessions_active 1\n",
            "waddle_c2s_auth_failures_total 1\n",
            "waddle_c2s_stanzas_received_total 1\n",
@@ -356,6 +362,9 @@ TEST_F(MetricsTest, S2sMetrics_AuthenticationsVerifiesAndCloses) {
     s2s.stream_closed("b.example", Direction::kIn, r);
   s2s.stream_closed("b.example", Direction::kOut, CloseReason::kIdle);
   s2s.stream_closed("b.example", Direction::kOut, CloseReason::kIdle);
+  s2s.paced("c.example");
+  s2s.paced_seconds("c.example", 3);
+  s2s.paced_seconds("c.example", 1);
   EXPECT_EQ(registry_.render(),
             "# HELP waddle_s2s_connections_active Open server-to-server streams.\n"
             "# TYPE waddle_s2s_connections_active gauge\n"
@@ -407,7 +416,24 @@ TEST_F(MetricsTest, S2sMetrics_AuthenticationsVerifiesAndCloses) {
             "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"in\","
             "reason=\"shutdown\"} 1\n"
             "waddle_s2s_streams_closed_total{domain=\"b.example\",direction=\"out\","
-            "reason=\"idle\"} 2\n");
+            "reason=\"idle\"} 2\n"
+            "# HELP waddle_s2s_stream_management_total Server-to-server streams with stream "
+            "management (XEP-0198) enabled.\n"
+            "# TYPE waddle_s2s_stream_management_total counter\n"
+            "# HELP waddle_s2s_unacked_stanzas Stanzas written to remote servers and not "
+            "acknowledged yet (XEP-0198).\n"
+            "# TYPE waddle_s2s_unacked_stanzas gauge\n"
+            "# HELP waddle_s2s_resent_total Unacknowledged stanzas of an ended stream sent again "
+            "on the next one.\n"
+            "# TYPE waddle_s2s_resent_total counter\n"
+            "# HELP waddle_s2s_paced_total Times reading from a remote domain began to be slowed "
+            "down to its stanza or byte rate (pacing; nothing is dropped).\n"
+            "# TYPE waddle_s2s_paced_total counter\n"
+            "waddle_s2s_paced_total{domain=\"c.example\"} 1\n"
+            "# HELP waddle_s2s_paced_seconds_total Whole seconds during which reading from a "
+            "remote domain was slowed down to its stanza or byte rate.\n"
+            "# TYPE waddle_s2s_paced_seconds_total counter\n"
+            "waddle_s2s_paced_seconds_total{domain=\"c.example\"} 4\n");
 }
 
 TEST_F(MetricsTest, S2sMetrics_NewFamiliesAreCappedByDomain) {
@@ -418,7 +444,13 @@ TEST_F(MetricsTest, S2sMetrics_NewFamiliesAreCappedByDomain) {
   s2s.dialback_verify("b.example", true);
   s2s.stream_closed("a.example", Direction::kIn, CloseReason::kPeer);
   s2s.stream_closed("b.example", Direction::kIn, CloseReason::kPeer);
+  s2s.paced("a.example");
+  s2s.paced("b.example");
+  s2s.paced_seconds("a.example", 1);
+  s2s.paced_seconds("b.example", 2);
   EXPECT_EQ(s2s.authentications.get({"other", "in", "dialback"}).value(), 1u);
+  EXPECT_EQ(s2s.paced_total.get({"other"}).value(), 1u);
+  EXPECT_EQ(s2s.paced_time.get({"other"}).value(), 2u);
   EXPECT_EQ(s2s.dialback_verifies.get({"other", "valid"}).value(), 1u);
   EXPECT_EQ(s2s.streams_closed.get({"other", "in", "peer"}).value(), 1u);
   EXPECT_EQ(s2s.authentications.size(), 2u);

@@ -1,18 +1,12 @@
 // Admission decisions (what may leave, how many streams and queued stanzas a remote domain
-// gets, dialback without a certificate) and the rate limits' bandwidth budget, on a fixed
-// clock.
+// gets, dialback without a certificate). The rate limits are in rate_limit_test.cpp.
 #include "s2s/admission.h"
 
 #include <gtest/gtest.h>
 
-#include <chrono>
-
-#include "s2s/rate_limit.h"
-
 namespace waddle::s2s {
 namespace {
 
-using namespace std::chrono_literals;
 using core::StanzaError;
 
 class AdmissionTest : public ::testing::Test {
@@ -97,52 +91,6 @@ TEST_F(AdmissionTest, DialbackWithoutCertificate_OnlyWhereAllowed) {
   config_.allow_unverified_dialback = true;
   Admission everyone(config_);
   EXPECT_TRUE(everyone.dialback_without_certificate("other.example"));
-}
-
-const RateLimits::Clock::time_point kT0 = RateLimits::Clock::time_point{} + 1000h;
-
-TEST(RateLimitsTest, Bandwidth_UnlimitedByDefault) {
-  core::S2sConfig config;
-  RateLimits limits(config, kT0);
-  EXPECT_FALSE(limits.bandwidth_limited());
-  EXPECT_EQ(limits.bandwidth_pause(1 << 30, kT0), RateLimits::Clock::duration::zero());
-}
-
-TEST(RateLimitsTest, Bandwidth_DebtBecomesPause) {
-  core::S2sConfig config;
-  config.bandwidth_limit = 1000;  // bytes per second
-  RateLimits limits(config, kT0);
-  EXPECT_TRUE(limits.bandwidth_limited());
-  EXPECT_EQ(limits.bandwidth_pause(1000, kT0), RateLimits::Clock::duration::zero());
-  EXPECT_EQ(limits.bandwidth_pause(500, kT0), std::chrono::milliseconds(500));
-  // Half a second later the debt is paid; the budget refills to at most one second's worth.
-  EXPECT_EQ(limits.bandwidth_pause(0, kT0 + 500ms), RateLimits::Clock::duration::zero());
-  EXPECT_EQ(limits.bandwidth_pause(1000, kT0 + 10s), RateLimits::Clock::duration::zero());
-  EXPECT_GT(limits.bandwidth_pause(1, kT0 + 10s), RateLimits::Clock::duration::zero());
-}
-
-TEST(RateLimitsTest, Stanza_ThrottleCarriesPause_ThenDisconnects) {
-  core::S2sConfig config;
-  config.stanza_rate = 1;
-  config.throttle_strikes = 2;
-  RateLimits limits(config, kT0);
-  EXPECT_EQ(limits.stanza("b.example", kT0).verdict, RateLimiter::Verdict::kAccept);
-  auto throttled = limits.stanza("b.example", kT0);
-  EXPECT_EQ(throttled.verdict, RateLimiter::Verdict::kThrottle);
-  EXPECT_GT(throttled.pause, RateLimits::Clock::duration::zero());
-  EXPECT_EQ(limits.stanza("b.example", kT0).verdict, RateLimiter::Verdict::kDisconnect);
-}
-
-TEST(RateLimitsTest, Reload_NewLimitsForEveryDomain) {
-  core::S2sConfig config;
-  config.connection_rate = 1;
-  RateLimits limits(config, kT0);
-  EXPECT_TRUE(limits.new_connection("b.example", kT0));
-  EXPECT_FALSE(limits.new_connection("b.example", kT0));
-  config.connection_rate = 0;  // unlimited
-  limits.reload(config);
-  EXPECT_TRUE(limits.new_connection("b.example", kT0));
-  EXPECT_TRUE(limits.new_connection("b.example", kT0));
 }
 
 }  // namespace

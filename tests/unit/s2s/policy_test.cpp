@@ -1,5 +1,5 @@
-// Federation policy modes with subdomain coverage, token buckets and the per-domain rate
-// limiter on a fake clock, and the retry backoff schedule.
+// Federation policy modes with subdomain coverage, token buckets and the per-domain
+// connection limit on a fake clock, and the retry backoff schedule. Pacing: rate_limit_test.
 #include "s2s/policy.h"
 
 #include <gtest/gtest.h>
@@ -172,84 +172,25 @@ TEST(TokenBucketTest, ClockGoingBackwards_AddsNoTokens) {
   EXPECT_TRUE(bucket.take(kT0 + 10s + 100ms));
 }
 
-// --- RateLimiter ---
-
-RateLimiter::Limits limits(std::uint32_t stanzas, std::uint32_t connections,
-                           std::uint32_t strikes) {
-  RateLimiter::Limits l;
-  l.stanzas_per_second = stanzas;
-  l.connections_per_minute = connections;
-  l.strikes = strikes;
-  return l;
+TEST(TokenBucketTest, Charge_GoesIntoDebtThatWaitTimeCounts) {
+  TokenBucket bucket(10, 5, kT0);
+  bucket.charge(kT0, 8);  // 5 there, 3 owed
+  EXPECT_DOUBLE_EQ(bucket.tokens(kT0), -3.0);
+  // Back to zero after 300 ms, to one token after 400 ms.
+  EXPECT_GE(bucket.wait_time(kT0, 0), 300ms - 1us);
+  EXPECT_LE(bucket.wait_time(kT0, 0), 300ms + 1us);
+  EXPECT_GE(bucket.wait_time(kT0), 400ms - 1us);
+  EXPECT_LE(bucket.wait_time(kT0), 400ms + 1us);
+  EXPECT_FALSE(bucket.take(kT0 + 390ms));
+  EXPECT_TRUE(bucket.take(kT0 + 400ms));
+  // The debt is made up for, never forgiven, and a refill still stops at the burst.
+  EXPECT_DOUBLE_EQ(bucket.tokens(kT0 + 10s), 5.0);
 }
 
-TEST(RateLimiterTest, AcceptsStanzas_WithinRateAndBurst) {
-  RateLimiter limiter(limits(10, 30, 3));
-  for (int i = 0; i < 10; ++i) {
-    EXPECT_EQ(limiter.on_stanza("a.example", kT0), RateLimiter::Verdict::kAccept) << i;
-  }
-  // Steady 10/s for ten seconds.
-  for (int i = 1; i <= 100; ++i) {
-    EXPECT_EQ(limiter.on_stanza("a.example", kT0 + i * 100ms), RateLimiter::Verdict::kAccept) << i;
-  }
-}
+// --- ConnectionLimiter ---
 
-TEST(RateLimiterTest, Flood_ThrottlesThenDisconnectsAfterStrikes) {
-  RateLimiter limiter(limits(10, 30, 3));
-  for (int i = 0; i < 10; ++i)
-    ASSERT_EQ(limiter.on_stanza("flood.example", kT0), RateLimiter::Verdict::kAccept);
-  EXPECT_EQ(limiter.on_stanza("flood.example", kT0), RateLimiter::Verdict::kThrottle);
-  EXPECT_GT(limiter.throttle_delay("flood.example", kT0), Clock::duration::zero());
-  EXPECT_LE(limiter.throttle_delay("flood.example", kT0), 100ms + 1us);
-  EXPECT_EQ(limiter.on_stanza("flood.example", kT0), RateLimiter::Verdict::kThrottle);
-  EXPECT_EQ(limiter.on_stanza("flood.example", kT0), RateLimiter::Verdict::kDisconnect);
-}
-
-TEST(RateLimiterTest, PacedFlood_KeepsStrikesAndIsDisconnected) {
-  RateLimiter limiter(limits(10, 30, 3));
-  for (int i = 0; i < 10; ++i)
-    ASSERT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kAccept);
-  EXPECT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kThrottle);
-  // The peer honoured the pause: one token is back, but the bucket is still nearly empty,
-  // so the strike is not forgiven.
-  const auto t1 = kT0 + limiter.throttle_delay("d.example", kT0);
-  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kAccept);
-  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kThrottle);
-  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kDisconnect);
-}
-
-TEST(RateLimiterTest, CalmedDownDomain_IsForgiven) {
-  RateLimiter limiter(limits(10, 30, 3));
-  for (int i = 0; i < 10; ++i)
-    ASSERT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kAccept);
-  EXPECT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kThrottle);
-  EXPECT_EQ(limiter.on_stanza("d.example", kT0), RateLimiter::Verdict::kThrottle);
-  // A second of silence refills the bucket: the next stanza resets the strikes.
-  const auto t1 = kT0 + 1s;
-  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kAccept);
-  for (int i = 0; i < 9; ++i)
-    ASSERT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kAccept);
-  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kThrottle);
-  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kThrottle);
-  EXPECT_EQ(limiter.on_stanza("d.example", t1), RateLimiter::Verdict::kDisconnect);
-}
-
-TEST(RateLimiterTest, FloodingDomain_DoesNotAffectAnother) {
-  RateLimiter limiter(limits(10, 30, 5));
-  bool disconnected = false;
-  for (int i = 0; i < 20 && !disconnected; ++i) {
-    disconnected = limiter.on_stanza("flood.example", kT0) == RateLimiter::Verdict::kDisconnect;
-  }
-  ASSERT_TRUE(disconnected);
-  for (int i = 0; i < 10; ++i) {
-    EXPECT_EQ(limiter.on_stanza("quiet.example", kT0), RateLimiter::Verdict::kAccept) << i;
-  }
-  EXPECT_EQ(limiter.throttle_delay("quiet.example", kT0 + 1s), Clock::duration::zero());
-  EXPECT_TRUE(limiter.on_connection("quiet.example", kT0));
-}
-
-TEST(RateLimiterTest, Connections_LimitedPerMinutePerDomain) {
-  RateLimiter limiter(limits(100, 3, 50));
+TEST(ConnectionLimiterTest, LimitedPerMinutePerDomain) {
+  ConnectionLimiter limiter(3);
   EXPECT_TRUE(limiter.on_connection("a.example", kT0));
   EXPECT_TRUE(limiter.on_connection("a.example", kT0));
   EXPECT_TRUE(limiter.on_connection("a.example", kT0));
@@ -262,39 +203,27 @@ TEST(RateLimiterTest, Connections_LimitedPerMinutePerDomain) {
   EXPECT_TRUE(limiter.on_connection("a.example", kT0 + 40s));
 }
 
-TEST(RateLimiterTest, Connections_DoNotConsumeStanzaBudget) {
-  RateLimiter limiter(limits(2, 3, 50));
+TEST(ConnectionLimiterTest, Zero_MeansUnlimited) {
+  ConnectionLimiter limiter(0);
+  for (int i = 0; i < 10000; ++i) ASSERT_TRUE(limiter.on_connection("a.example", kT0)) << i;
+}
+
+TEST(ConnectionLimiterTest, NewLimit_EveryDomainStartsOver) {
+  ConnectionLimiter limiter(1);
   EXPECT_TRUE(limiter.on_connection("a.example", kT0));
-  EXPECT_EQ(limiter.on_stanza("a.example", kT0), RateLimiter::Verdict::kAccept);
-  EXPECT_EQ(limiter.on_stanza("a.example", kT0), RateLimiter::Verdict::kAccept);
-  EXPECT_EQ(limiter.on_stanza("a.example", kT0), RateLimiter::Verdict::kThrottle);
+  EXPECT_FALSE(limiter.on_connection("a.example", kT0));
+  limiter.set_limit(2);
   EXPECT_TRUE(limiter.on_connection("a.example", kT0));
+  EXPECT_TRUE(limiter.on_connection("a.example", kT0));
+  EXPECT_FALSE(limiter.on_connection("a.example", kT0));
 }
 
-TEST(RateLimiterTest, ZeroLimits_MeanUnlimited) {
-  RateLimiter limiter(limits(0, 0, 3));
-  for (int i = 0; i < 10000; ++i) {
-    ASSERT_EQ(limiter.on_stanza("a.example", kT0), RateLimiter::Verdict::kAccept) << i;
-    ASSERT_TRUE(limiter.on_connection("a.example", kT0)) << i;
-  }
-  EXPECT_EQ(limiter.throttle_delay("a.example", kT0), Clock::duration::zero());
-}
-
-TEST(RateLimiterTest, ZeroStrikes_ThrottlesButNeverDisconnects) {
-  RateLimiter limiter(limits(1, 30, 0));
-  EXPECT_EQ(limiter.on_stanza("a.example", kT0), RateLimiter::Verdict::kAccept);
-  for (int i = 0; i < 1000; ++i) {
-    ASSERT_EQ(limiter.on_stanza("a.example", kT0), RateLimiter::Verdict::kThrottle) << i;
-  }
-}
-
-TEST(RateLimiterTest, ManyDomains_EachStartsWithFullBudget) {
-  RateLimiter limiter(limits(2, 1, 2));
+TEST(ConnectionLimiterTest, ManyDomains_EachStartsWithFullBudget) {
+  ConnectionLimiter limiter(1);
   // Enough distinct domains to pass the internal clean-up of idle entries several times.
   for (int i = 0; i < 5000; ++i) {
     const std::string domain = "d" + std::to_string(i) + ".example";
     ASSERT_TRUE(limiter.on_connection(domain, kT0 + i * 1ms)) << domain;
-    ASSERT_EQ(limiter.on_stanza(domain, kT0 + i * 1ms), RateLimiter::Verdict::kAccept);
   }
   // A domain still inside its window keeps its state across the clean-ups.
   EXPECT_FALSE(limiter.on_connection("d4999.example", kT0 + 5s));

@@ -1,0 +1,59 @@
+// Stream management on server links; see sm.h.
+#include "s2s/sm.h"
+
+namespace waddle::s2s {
+
+void SmSender::disable() {
+  enabled_ = false;
+  awaiting_ = false;
+  unacked_.clear();
+}
+
+SmSender::Next SmSender::sent(xml::Element stanza) {
+  if (!enabled_) return Next::kNothing;
+  unacked_.push_back(std::move(stanza));
+  if (awaiting_) return Next::kNothing;
+  const std::size_t n = unrequested();
+  if (n >= kRequestEvery) return Next::kRequest;
+  return n == 1 ? Next::kPlan : Next::kNothing;
+}
+
+void SmSender::requested() {
+  awaiting_ = true;
+  requested_h_ = sent_count();
+}
+
+std::optional<std::string> SmSender::acked(std::uint32_t h) {
+  if (!enabled_) return std::nullopt;
+  const std::uint32_t newly = h - acked_h_;  // modulo 2^32
+  if (newly > unacked_.size())
+    return "acknowledged " + std::to_string(h) + " stanzas, but only " +
+           std::to_string(sent_count()) + " were sent";
+  unacked_.erase(unacked_.begin(), unacked_.begin() + newly);
+  acked_h_ = h;
+  awaiting_ = false;
+  return std::nullopt;
+}
+
+std::deque<xml::Element> SmSender::take_unacked() {
+  auto rest = std::move(unacked_);
+  unacked_.clear();
+  acked_h_ = requested_h_ = 0;
+  awaiting_ = false;
+  return rest;
+}
+
+std::optional<std::uint32_t> SmReceiver::request() {
+  if (handling_->handled() >= handling_->received())
+    return static_cast<std::uint32_t>(handling_->received());
+  owed_ = handling_->received();
+  return std::nullopt;
+}
+
+std::optional<std::uint32_t> SmReceiver::answer_due() {
+  if (!owed_ || handling_->handled() < *owed_) return std::nullopt;
+  owed_.reset();
+  return static_cast<std::uint32_t>(handling_->handled());
+}
+
+}  // namespace waddle::s2s
