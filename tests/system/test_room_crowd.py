@@ -13,9 +13,8 @@ slixmpp: 300 slixmpp clients would spend more CPU than the servers under test.
 
 Parameters (environment): WADDLE_ROOM_OCCUPANTS (300; 100 against a sanitizer build),
 WADDLE_ROOM_MESSAGES (20). The cases
-(CASES): the S2S limits an operator gets by default; the stanza rate limit lifted, so that
-the room and the links are measured on their own; and the same with a home server that
-vouches for no one. Cases that wait for work not yet done are skipped with the reason
+(CASES): the S2S limits an operator gets by default; pacing lifted, so that the room and the
+links are measured on their own; and the same with a home server that vouches for no one. Cases that wait for work not yet done are skipped with the reason
 (WAITING); WADDLE_ROOM_RUN_WAITING=1 runs them anyway.
 """
 
@@ -55,22 +54,20 @@ JOIN_DEADLINE = 75.0  # every join answered
 FORM_DEADLINE = 20.0  # then every occupant sees every other one
 SERIES_DEADLINE = 20.0  # every message delivered or bounced
 
+UNPACED = {"stanza_rate": 0, "byte_rate": 0}
 # Each case: the S2S limits of both servers, and b.test's own settings.
 CASES = {
-    # What an operator gets: [s2s] stanza_rate and throttle_strikes as shipped.
+    # What an operator gets: the [s2s] pacing limits as shipped.
     "default-limits": ({}, {}),
-    # The per-domain stanza rate lifted, to measure the room and the links alone.
-    "unthrottled": ({"stanza_rate": 0}, {}),
+    # Pacing lifted (stanzas and bytes), to measure the room and the links alone.
+    "unthrottled": (UNPACED, {}),
     # b.test vouches for no one (as Prosody and ejabberd do): the joins are not held while
     # b.test asks the room service about credentials, so they reach the room before its
     # stream to b.test is up, and what the room answers waits in that link's queue.
-    "unthrottled-no-credentials": ({"stanza_rate": 0}, {"identity": {"enabled": False}}),
+    "unthrottled-no-credentials": (UNPACED, {"identity": {"enabled": False}}),
 }
 # Cases that wait for work not yet in this tree; WADDLE_ROOM_RUN_WAITING=1 runs them anyway.
 WAITING = {
-    "default-limits": "pacing instead of disconnecting at [s2s] stanza_rate (issue 8 §1): "
-                      "with 200 stanzas/s and disconnection after 200 throttled ones, most "
-                      "of the room's presences are lost",
     "unthrottled-no-credentials": "an S2S queue that holds a room's answers while the link "
                                   "is set up: beyond [s2s] queue_size (1000) they bounce with "
                                   "resource-constraint, which the room does not act on, and "
