@@ -204,10 +204,11 @@ def make_server(kind: str, fed: harness.Federation, domain: str):
     """A server of `kind` in "cert" mode (trusts the CA, SASL EXTERNAL), logging at info
     level, without stanza or byte rate limits (no pacing)."""
     if kind == "waddle":
+        s2s = {"stanza_rate": 0, "byte_rate": 0, "bandwidth_limit": 0}
+        if os.environ.get("WADDLE_BENCH_NO_BYTE_RATE") == "1":
+            del s2s["byte_rate"]  # a binary from before pacing, which has no such key
         return fed.waddle(domain, "cert", users=[USER], overrides={
-            "server": {"log_level": "info"},
-            "s2s": {"stanza_rate": 0, "byte_rate": 0, "bandwidth_limit": 0},
-        })
+            "server": {"log_level": "info"}, "s2s": s2s})
     if kind == "prosody":
         p = fed.prosody(domain, "cert", users=[USER])
         # The harness logs at debug level (one line per stanza): info for a fair comparison.

@@ -1,6 +1,7 @@
 // DNS discovery for S2S (RFC 6120 §3.2.1, XEP-0368 §2) with RFC 2782 SRV ordering, on c-ares:
 // one event-loop thread per Resolver fed by a queue woken through an eventfd; answers are cached
-// for their TTL, negative ones for the SOA minimum (RFC 2308 §5).
+// for their TTL, negative ones for the SOA minimum (RFC 2308 §5); when the DNS server fails,
+// the last answer with records is used for up to a day (RFC 8767, serve stale).
 #include "s2s/dns.h"
 
 #include <ares.h>
@@ -83,6 +84,10 @@ constexpr std::uint32_t kMaxTtl = 86400;
 constexpr std::uint32_t kMaxNegativeTtl = 3600;    // RFC 2308 §5: one to three hours at most
 constexpr std::uint32_t kDefaultNegativeTtl = 60;  // negative answer without an SOA record
 constexpr std::size_t kMaxCacheEntries = 10000;
+// RFC 8767 ("serve stale"): when the DNS server fails (times out, SERVFAIL, refuses), the last
+// answer with records is used for up to this long after it was received, whatever its TTL.
+// A peer that was reachable a minute ago stays reachable through a DNS outage.
+constexpr auto kMaxStale = std::chrono::hours(24);
 constexpr std::size_t kMaxNameLength = 253;
 constexpr std::size_t kMaxLabelLength = 63;
 
@@ -509,19 +514,19 @@ struct Resolver::Impl {
 
   void fire_deadlines() {
     const auto now = Clock::now();
-    std::vector<AnswerFn> expired;
+    std::vector<std::pair<AnswerFn, Answer>> expired;
+    Answer timeout;
+    timeout.failure = server_phrase() + " timed out";
     for (Query* q : in_flight) {
       if (!q->answered && q->deadline <= now) {
         q->answered = true;  // c-ares still owns it; its late answer is dropped
         forget(q);
-        for (auto& fn : q->waiters) expired.push_back(std::move(fn));
+        const Answer a = or_stale(q->name, q->type, timeout);
+        for (auto& fn : q->waiters) expired.emplace_back(std::move(fn), a);
         q->waiters.clear();
       }
     }
-    if (expired.empty()) return;
-    Answer timeout;
-    timeout.failure = server_phrase() + " timed out";
-    for (auto& fn : expired) fn(timeout);
+    for (auto& [fn, a] : expired) fn(a);
   }
 
   void shut_down() {
@@ -575,8 +580,9 @@ struct Resolver::Impl {
     self->forget(q.get());
     // Called from C: nothing may propagate.
     try {
-      const Answer a = self->interpret(q->type, status, abuf, alen);
-      self->store(q->name, q->type, a);
+      const Answer fresh = self->interpret(q->type, status, abuf, alen);
+      self->store(q->name, q->type, fresh);
+      const Answer a = self->or_stale(q->name, q->type, fresh);
       for (auto& fn : q->waiters) fn(a);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "waddle: DNS answer handling failed: %s\n", e.what());
@@ -696,13 +702,28 @@ struct Resolver::Impl {
   }
 
   void store(const std::string& name, int type, const Answer& a) {
-    if (a.ttl == 0 || (a.outcome != Outcome::kRecords && !negative(a))) return;
     const auto now = Clock::now();
+    if (a.outcome == Outcome::kRecords) {
+      if (last_good.size() >= kMaxCacheEntries) last_good.clear();
+      last_good[{type, name}] = CacheEntry{now, a};
+    }
+    if (a.ttl == 0 || (a.outcome != Outcome::kRecords && !negative(a))) return;
     if (cache.size() >= kMaxCacheEntries) {
       std::erase_if(cache, [&](const auto& kv) { return kv.second.expires <= now; });
       if (cache.size() >= kMaxCacheEntries) cache.clear();
     }
     cache[{type, name}] = CacheEntry{now + std::chrono::seconds(a.ttl), a};
+  }
+
+  // A failed query's answer, or the last good answer for the name when there is one recent
+  // enough (serve stale).
+  Answer or_stale(const std::string& name, int type, Answer a) const {
+    if (a.outcome != Outcome::kFailure) return a;
+    auto it = last_good.find({type, name});
+    if (it == last_good.end() || Clock::now() - it->second.expires > kMaxStale) return a;
+    Answer stale = it->second.answer;
+    stale.ttl = 0;
+    return stale;
   }
 
   // Answers from the cache or from one c-ares query; `fn` may run before this returns.
@@ -945,6 +966,8 @@ struct Resolver::Impl {
   std::set<Query*> in_flight;                              // until c-ares calls back
   std::map<std::pair<int, std::string>, Query*> joinable;  // not answered yet
   std::map<std::pair<int, std::string>, CacheEntry> cache;
+  // The last answer with records per query, with when it came (in `expires`): serve stale.
+  std::map<std::pair<int, std::string>, CacheEntry> last_good;
 };
 
 Resolver::Resolver(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}

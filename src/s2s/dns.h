@@ -68,7 +68,8 @@ class Resolver {
   void resolve_host(const std::string& host, std::uint16_t port,
                     std::function<void(Resolution)> done);
 
-  // Drops cached answers (config reload, tests).
+  // Drops cached answers (config reload, tests); the last good answers kept for when the DNS
+  // server fails (serve stale) stay.
   void clear_cache();
 
  private:

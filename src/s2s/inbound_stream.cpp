@@ -259,8 +259,8 @@ void InboundStream::on_stanza(Element e) {
   ctx_.router.route(std::move(e));
 }
 
-// XEP-0198 as the receiving server: <enable/> (Prosody sends it as soon as it has read the
-// offer, before dialback has finished, so any TLS-protected stream may enable), then <r/>
+// XEP-0198 as the receiving server: <enable/> (on any TLS-protected stream: a peer may send
+// it as soon as it has read the offer, before its dialback key is checked), then <r/>
 // answered with what has been handled. Resumption is not offered on server links.
 void InboundStream::on_sm(const Element& e) {
   if (e.name() == "enable") {

@@ -26,6 +26,7 @@ struct OutboundStream {
   std::string stream_id;       // the dialback keys of multiplexed domains are bound to it
   bool multiplexable = false;  // dialback with errors offered: other local domains may join
   bool done = false;           // the stream has ended
+  bool ending = false;         // we sent our closing tag (Pool::end_stream)
   Clock::time_point last_activity;
   // Multiplexing requests awaiting the peer's answer, by local domain: (accepted, why).
   std::map<std::string, std::function<void(bool, std::string)>> waiting;

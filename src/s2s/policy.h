@@ -82,6 +82,7 @@ std::chrono::milliseconds retry_delay(std::uint32_t attempt, std::chrono::millis
 
 // `delay` spread by up to ± `fraction` of itself; `unit` is a random number in [0, 1) (0 gives
 // the shortest delay, towards 1 the longest).
-std::chrono::milliseconds with_jitter(std::chrono::milliseconds delay, double fraction, double unit);
+std::chrono::milliseconds with_jitter(std::chrono::milliseconds delay, double fraction,
+                                      double unit);
 
 }  // namespace waddle::s2s

@@ -274,7 +274,7 @@ asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
     }
     link->last_rx = time_.now();
     if (ev->kind == xml::StreamEvent::Kind::kStreamClose) {
-      ch->send(stream::kStreamEnd);
+      if (!out->ending) ch->send(stream::kStreamEnd);
       break;
     }
     if (ev->kind != xml::StreamEvent::Kind::kElement) continue;
@@ -320,9 +320,7 @@ void Pool::close_disallowed() {
     link->close_reason = metrics::CloseReason::kPolicy;
     if (!link->out || link->out->channel->closed()) continue;
     spdlog::info("s2s {} -> {}: closing, no longer allowed by policy", k.first, k.second);
-    link->out->channel->send(xml::stream_error_xml(core::StreamError::kPolicyViolation) +
-                             std::string(stream::kStreamEnd));
-    link->out->channel->close();
+    end_stream(link->out, xml::stream_error_xml(core::StreamError::kPolicyViolation));
   }
 }
 
@@ -335,8 +333,7 @@ void Pool::stop() {
     if (link->out && !link->out->channel->closed() &&
         ending.insert(link->out->channel.get()).second) {
       // Written stanzas (rooms telling remote occupants of the shutdown) leave first.
-      link->out->channel->send(stream::kStreamEnd);
-      net::spawn_logged(ex_, link->out->channel->close_gracefully(), "s2s close");
+      end_stream(link->out);
     }
     bounce_queue(*link, Failure::kStreamError, "Server is shutting down");
   }

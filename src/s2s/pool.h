@@ -73,6 +73,11 @@ class Pool {
   // to end (the peer acknowledged more than was sent).
   bool on_sm(OutboundStream& out, const std::string& remote, const xml::Element& e);
   void resend_unacked(OutboundStream& out, const std::string& remote);
+  // Ends a stream we no longer want, `last` (a stream error, or nothing) before the closing
+  // tag: with stream management, asks for a last acknowledgement and reads on until the peer
+  // closes too (bounded), so that what it handled is neither sent again nor bounced.
+  void end_stream(const std::shared_ptr<OutboundStream>& out, std::string last = {});
+  boost::asio::awaitable<void> close_after_grace(std::shared_ptr<OutboundStream> out);
   void bounce_queue(Link& link, Failure f, const std::string& text);
   std::size_t streams_to(const std::string& remote) const;
 

@@ -9,6 +9,7 @@
 #include "metrics/metrics.h"
 #include "net/listen.h"
 #include "router/router.h"
+#include "s2s/admission.h"
 #include "s2s/failure.h"
 #include "s2s/pool.h"
 #include "s2s/wire.h"
@@ -22,7 +23,30 @@ using xml::Element;
 namespace {
 // How long a stanza may wait before it is asked about, when fewer than kRequestEvery follow.
 constexpr auto kAckDelay = std::chrono::milliseconds(250);
+// How long a stream we are ending waits for the peer's last acknowledgement and closing tag.
+constexpr auto kCloseGrace = std::chrono::seconds(2);
 }  // namespace
+
+void Pool::end_stream(const std::shared_ptr<OutboundStream>& out, std::string last) {
+  if (out->ending || out->channel->closed()) return;
+  out->ending = true;
+  const bool await_ack = out->sm.enabled() && out->sm.unacked() > 0;
+  if (await_ack) out->channel->send(wire::sm_request());
+  out->channel->send(last + std::string(stream::kStreamEnd));
+  if (await_ack)
+    net::spawn_logged(ex_, close_after_grace(out), "s2s close");
+  else
+    net::spawn_logged(ex_, out->channel->close_gracefully(), "s2s close");
+}
+
+// The peer answers our closing tag with its last <a/> and its own closing tag, which ends the
+// stream where it is read (serve()); one that does not is cut off after kCloseGrace.
+asio::awaitable<void> Pool::close_after_grace(std::shared_ptr<OutboundStream> out) {
+  core::LiveCount::Token alive = live_.enter();
+  std::unique_ptr<Timer> timer = time_.make_timer();
+  co_await timer->wait_until(time_.now() + kCloseGrace);
+  if (!out->channel->closed()) co_await out->channel->close_gracefully();
+}
 
 void Pool::enable_sm(const std::shared_ptr<OutboundStream>& out, const std::string& remote) {
   out->channel->send(wire::sm_enable());
@@ -81,17 +105,18 @@ bool Pool::on_sm(OutboundStream& out, const std::string& remote, const Element& 
 void Pool::resend_unacked(OutboundStream& out, const std::string& remote) {
   std::deque<Element> rest = out.sm.take_unacked();
   if (rest.empty()) return;
+  const auto refused = admission_.outbound(remote, stopping_);  // shutdown, policy
   if (metrics_) {
     metrics_->unacked(remote, -static_cast<double>(rest.size()));
-    if (!stopping_) metrics_->resent(remote, rest.size());
+    if (!refused) metrics_->resent(remote, rest.size());
   }
   spdlog::info("s2s -> {}: {} stanzas were not acknowledged when the stream ended; {}", remote,
-               rest.size(), stopping_ ? "bouncing them" : "sending them again on the next link");
+               rest.size(), refused ? "bouncing them" : "sending them again on the next link");
   for (auto& stanza : rest) {
-    if (stopping_) {
+    if (refused) {
       if (metrics_ && xml::may_bounce(stanza))
-        metrics_->bounced(remote, core::to_string(bounce_condition(Failure::kStreamError)));
-      router_.bounce(stanza, bounce_condition(Failure::kStreamError), "Server is shutting down");
+        metrics_->bounced(remote, core::to_string(refused->condition));
+      router_.bounce(stanza, refused->condition, refused->text);
       continue;
     }
     // Its link (the pair multiplexed on this stream, or the one that opened it) queues it

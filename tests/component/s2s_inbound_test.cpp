@@ -252,14 +252,14 @@ TEST_F(S2sInboundTest, Dialback_AuthoritativeServer_ShutdownAtEveryStep) {
 // opened after it was closed, leaving waddle_s2s_connections_active{direction="in"} at 1).
 TEST_F(S2sInboundTest, Dialback_StreamGoneBeforeTheAuthoritativeAnswer) {
   config_.s2s.allow_unverified_dialback = true;
-  run_script(
-      open_in(Cred::kNone) +
-      Script{in.expect_exact(kDialbackAndSm), in.send(db("result", kRemote, kLocal, "", "", "k1"))} +
-      authoritative_asked("k1") +
-      Script{in.cut(), auth.send(Text([](Scene& s) {
-               return db("verify", kRemote, kLocal, "valid", s.stream_id("in"), "");
-             })),
-             auth.expect_closed(), expect_live_streams(0)});
+  run_script(open_in(Cred::kNone) +
+             Script{in.expect_exact(kDialbackAndSm),
+                    in.send(db("result", kRemote, kLocal, "", "", "k1"))} +
+             authoritative_asked("k1") +
+             Script{in.cut(), auth.send(Text([](Scene& s) {
+                      return db("verify", kRemote, kLocal, "valid", s.stream_id("in"), "");
+                    })),
+                    auth.expect_closed(), expect_live_streams(0)});
 }
 
 Script dialback_errors() {
@@ -404,8 +404,7 @@ std::string a(int h) {
   return "<a xmlns='urn:xmpp:sm:3' h='" + std::to_string(h) + "'/>";
 }
 Step set_hold(bool on) {
-  return {"service: handlers " + std::string(on ? "hold" : "finish at once"), {},
-          [on](Scene& s) {
+  return {"service: handlers " + std::string(on ? "hold" : "finish at once"), {}, [on](Scene& s) {
             s.recorder.hold = on;
             return std::string();
           }};
@@ -420,11 +419,11 @@ Step release_holds() {
 class S2sInboundSmTest : public S2sInboundTest {};
 
 TEST_F(S2sInboundSmTest, AfterSaslExternal_AcknowledgesWhatWasHandled) {
-  run_script(open_with_external() +
-             Script{in.send(kEnable), in.expect_exact(kEnabled),
-                    in.send(message("a@remote.test", "b@local.test", "m1")),
-                    in.send(message("a@remote.test", "b@local.test", "m2")), in.send(kR),
-                    in.expect_exact(a(2)), expect_delivered("<message id='m2'/>")});
+  run_script(open_with_external() + Script{in.send(kEnable), in.expect_exact(kEnabled),
+                                           in.send(message("a@remote.test", "b@local.test", "m1")),
+                                           in.send(message("a@remote.test", "b@local.test", "m2")),
+                                           in.send(kR), in.expect_exact(a(2)),
+                                           expect_delivered("<message id='m2'/>")});
 }
 
 // The offer is left out where SASL is about to restart the stream.
@@ -432,7 +431,7 @@ TEST_F(S2sInboundSmTest, NotOfferedBeforeSasl) {
   run_script(open_in(Cred::kValid) + Script{in.expect_exact(kExternalAndDialback)});
 }
 
-// Prosody enables it as soon as it reads the offer, before its dialback key is checked.
+// A peer may enable it as soon as it reads the offer, before its dialback key is checked.
 TEST_F(S2sInboundSmTest, EnabledBeforeDialbackCompletes) {
   config_.s2s.allow_unverified_dialback = true;
   run_script(open_in(Cred::kNone) +
@@ -470,10 +469,10 @@ TEST_F(S2sInboundSmTest, EnablingTwice_Failed) {
 
 // The peer closes: what was handled is acknowledged before the closing tag.
 TEST_F(S2sInboundSmTest, PeerCloses_FinalAcknowledgementFirst) {
-  run_script(open_with_external() +
-             Script{in.send(kEnable), in.expect_exact(kEnabled),
-                    in.send(message("a@remote.test", "b@local.test", "m1")),
-                    in.send("</stream:stream>"), in.expect_exact(a(1)), in.expect_closed()});
+  run_script(open_with_external() + Script{in.send(kEnable), in.expect_exact(kEnabled),
+                                           in.send(message("a@remote.test", "b@local.test", "m1")),
+                                           in.send("</stream:stream>"), in.expect_exact(a(1)),
+                                           in.expect_closed()});
 }
 
 }  // namespace

@@ -51,6 +51,7 @@ class PoolTest : public ::testing::Test {
     if (pool_) {
       pool_->stop();
       run();
+      advance(std::chrono::seconds(10));  // streams waiting for a last acknowledgement close
     }
   }
 

@@ -44,8 +44,7 @@ TEST_F(PoolSmTest, EnablesWhenOfferedBeforeTheFirstStanza) {
   ASSERT_GE(ch->sent.size(), 2u);
   EXPECT_EQ(ch->sent[0], "<enable xmlns='urn:xmpp:sm:3'/>");
   EXPECT_NE(ch->sent[1].find("<body>m1</body>"), std::string::npos);
-  EXPECT_EQ(metric("waddle_s2s_stream_management_total{domain=\"r.test\",direction=\"out\"}"),
-            "1");
+  EXPECT_EQ(metric("waddle_s2s_stream_management_total{domain=\"r.test\",direction=\"out\"}"), "1");
   EXPECT_EQ(metric("waddle_s2s_unacked_stanzas{domain=\"r.test\"}"), "1");
 }
 
@@ -124,8 +123,9 @@ TEST_F(PoolSmTest, AnAcknowledgementOfMoreThanWasSentEndsTheStream) {
   auto ch = open_sm_link("m1");
   ch->push("<a xmlns='urn:xmpp:sm:3' h='5'/>");
   run();
-  EXPECT_TRUE(ch->sent_contains("<undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
-                                "<handled-count-too-high xmlns='urn:xmpp:sm:3' h='5' send-count='1'/>"));
+  EXPECT_TRUE(
+      ch->sent_contains("<undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+                        "<handled-count-too-high xmlns='urn:xmpp:sm:3' h='5' send-count='1'/>"));
   EXPECT_TRUE(ch->closed());
   // m1 was not acknowledged: it goes out again on the next link.
   ASSERT_EQ(connector_.calls.size(), 2u);
@@ -136,8 +136,9 @@ TEST_F(PoolSmTest, AnAcknowledgementOfMoreThanWasSentEndsTheStream) {
 
 TEST_F(PoolSmTest, RefusedWithFailed_CarriesOnWithoutAcknowledgements) {
   auto ch = open_sm_link("m1");
-  ch->push("<failed xmlns='urn:xmpp:sm:3'><unexpected-request "
-           "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+  ch->push(
+      "<failed xmlns='urn:xmpp:sm:3'><unexpected-request "
+      "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
   run();
   send("alice@a.test", "bob@r.test", "m2");
   advance(1s);
@@ -153,11 +154,44 @@ TEST_F(PoolSmTest, ShutdownBouncesWhatThePeerDidNotAcknowledge) {
   run();
   pool().stop();
   run();
+  // A last request and the closing tag; the peer does not answer within the grace period.
+  EXPECT_TRUE(ch->sent_contains("<r xmlns='urn:xmpp:sm:3'/>"));
+  EXPECT_FALSE(ch->closed());
+  EXPECT_TRUE(inbox_.stanzas.empty());
+  advance(2s);
+  EXPECT_TRUE(ch->closed());
   ASSERT_EQ(inbox_.stanzas.size(), 1u);
-  EXPECT_EQ(xml::stanza_error_condition(inbox_.stanzas[0]),
-            bounce_condition(Failure::kStreamError));
+  EXPECT_EQ(xml::stanza_error_condition(inbox_.stanzas[0]), StanzaError::kRemoteServerNotFound);
   EXPECT_EQ(error_text(inbox_.stanzas[0]), "Server is shutting down");
   EXPECT_NE(inbox_.stanzas[0].str().find("m2"), std::string::npos);
+}
+
+// The peer that answers the last request is not bounced anything it acknowledged.
+TEST_F(PoolSmTest, Shutdown_ThePeersLastAcknowledgementCounts) {
+  auto ch = open_sm_link("m1");
+  send("alice@a.test", "bob@r.test", "m2");
+  pool().stop();
+  run();
+  ch->push("<a xmlns='urn:xmpp:sm:3' h='2'/></stream:stream>");
+  run();
+  EXPECT_TRUE(ch->closed());
+  EXPECT_TRUE(inbox_.stanzas.empty());
+}
+
+// A domain the policy no longer allows: the link closes with policy-violation (after a last
+// request), and what it did not acknowledge bounces instead of going out again.
+TEST_F(PoolSmTest, PolicyClose_UnacknowledgedBounceWithPolicyViolation) {
+  auto ch = open_sm_link("m1");
+  config_.policy = "blocklist";
+  config_.blocked_domains = {"r.test"};
+  admission_->reload(config_);
+  pool().close_disallowed();
+  run();
+  EXPECT_TRUE(ch->sent_contains("<policy-violation"));
+  advance(2s);
+  ASSERT_EQ(inbox_.stanzas.size(), 1u);
+  EXPECT_EQ(xml::stanza_error_condition(inbox_.stanzas[0]), StanzaError::kPolicyViolation);
+  EXPECT_EQ(connector_.calls.size(), 1u);  // no new link to a domain no longer allowed
 }
 
 }  // namespace

@@ -621,8 +621,7 @@ class Prosody(PeerServer):
 
     ``register(user, password)`` works before and after start; ``start()`` waits until c2s and
     s2s accept TCP; ``stop()`` sends SIGTERM to the PID it started.
-    ``extra_modules`` are loaded too (e.g. "smacks", which Prosody's default configuration
-    has). Logs at debug level (``log_level``) to prosody.log. Lines that tell which s2s
+    Logs at debug level (``log_level``) to prosody.log. Lines that tell which s2s
     authentication was used:
       inbound SASL EXTERNAL:   "Accepting SASL EXTERNAL identity from DOMAIN" (info)
       outbound SASL EXTERNAL:  "SASL EXTERNAL with DOMAIN succeeded" (debug)
@@ -643,11 +642,10 @@ class Prosody(PeerServer):
     def __init__(self, directory: Path, domain: str, ip: str, dns_ip: str, ca: PrivateCA,
                  mode: str, *, s2s_port: int = S2S_PORT, c2s_port: int = C2S_PORT,
                  extra_config: str = "", unbound_test_zone_fix: bool = True,
-                 extra_modules: Iterable[str] = (), log_level: str = "debug"):
+                 log_level: str = "debug"):
         super().__init__(directory, domain, ip, dns_ip, ca, mode, s2s_port=s2s_port,
                          c2s_port=c2s_port)
         self.unbound_test_zone_fix = unbound_test_zone_fix  # False only to show the trap
-        self.extra_modules = list(extra_modules)  # e.g. "smacks" (XEP-0198, also on s2s)
         self.log_level = log_level  # "info" for load tests: debug logs every stanza
         self.config = self.dir / "prosody.cfg.lua"
         self.log_path = self.dir / "prosody.log"
@@ -666,7 +664,9 @@ class Prosody(PeerServer):
         dialback = self.mode == "dialback"
         zone_fix = ('options = { ["local-zone:"] = "test. transparent" };'
                     if self.unbound_test_zone_fix else "-- (test zone fix left out)")
-        modules = ["roster", "saslauth", "tls", "disco", "ping", "posix", *self.extra_modules]
+        # "smacks" as Debian's prosody.cfg.lua ships it: stream management (XEP-0198), which
+        # Prosody also uses on server links.
+        modules = ["roster", "saslauth", "tls", "disco", "ping", "posix", "smacks"]
         if dialback:
             modules.append("dialback")
         self.config.write_text(textwrap.dedent(f"""\

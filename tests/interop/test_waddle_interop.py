@@ -275,11 +275,34 @@ async def roster_items(c: Any) -> dict[str, dict]:
 # --------------------------------------------------------------------------- tests
 
 
+SM_STREAMS = "waddle_s2s_stream_management_total"  # {domain, direction}
+UNACKED = "waddle_s2s_unacked_stanzas"  # {domain}
+
+
+def assert_stream_management(s: Env) -> None:
+    """Prosody (with its shipped smacks module) and Waddle use stream management on their
+    links both ways, and Prosody acknowledges everything Waddle sent. Prosody 0.12 offers and
+    enables it only on authenticated streams, that is after SASL EXTERNAL (dialback streams
+    never see features after authentication), and ejabberd 23 does not offer it on server
+    links: there the links work without it."""
+    w, P = s.waddle, s.peer.domain
+    if s.world.kind == "prosody" and s.mode == "cert":
+        w.wait_metric(SM_STREAMS, domain=P, direction="out")  # Waddle enabled it on its link
+        w.wait_metric(SM_STREAMS, domain=P, direction="in")   # Prosody enabled it on its link
+        harness.wait_until(lambda: w.metric(UNACKED, domain=P) == 0, 10,
+                           f"Prosody acknowledges every stanza Waddle sent to {P}",
+                           on_fail=lambda: w.metrics_text())
+    else:
+        text = w.metrics_text()
+        assert w.metric(SM_STREAMS, text, domain=P) == 0, text
+
+
 def test_messages_waddle_first(env):
     times = converse(env, waddle_first=True)
     print(f"{env.world.kind}/{env.mode} delivery times (s):",
           {k: round(v, 3) for k, v in times.items()})
     assert_authentication(env)
+    assert_stream_management(env)
 
 
 def test_messages_peer_first(env):
@@ -287,6 +310,7 @@ def test_messages_peer_first(env):
     print(f"{env.world.kind}/{env.mode} delivery times (s):",
           {k: round(v, 3) for k, v in times.items()})
     assert_authentication(env)
+    assert_stream_management(env)
 
 
 def test_check_s2s(env):
