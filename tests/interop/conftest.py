@@ -1,8 +1,9 @@
 """Fixtures for the interop tests (see harness.py for the building blocks).
 
 - `interop_root`: one run directory per session under /tmp (mode 0755 so that the ejabberd
-  user can enter it). Removed at the end unless a test failed or WADDLE_INTEROP_KEEP=1;
-  its path is printed in the report header.
+  user can enter it). Removed at the end unless a test failed or WADDLE_INTEROP_KEEP=1
+  (only the flood records, flood-results.jsonl, are always kept); its path is printed at
+  the end. The flood tests' counts are also printed there as a table.
 - `ca`: the session's PrivateCA.
 - `federation`: a fresh harness.Federation per test (own dnsmasq, own addresses), torn down
   by a finalizer whatever the test's outcome. When a test fails, the tails of all its logs
@@ -42,7 +43,17 @@ def interop_root(request):
     yield root
     keep = os.environ.get("WADDLE_INTEROP_KEEP") == "1" or request.session.testsfailed
     if not keep:
-        shutil.rmtree(root, ignore_errors=True)
+        results = getattr(request.config, "_flood_results_path", None)
+        if results is not None and results.exists():
+            # the flood records outlive the run directory's other contents
+            for entry in root.iterdir():
+                if entry != results:
+                    if entry.is_dir():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +80,16 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    rows = getattr(config, "_flood_rows", None)
+    if rows:
+        import flood
+        terminalreporter.write_sep("=", "flood: counts per scenario")
+        for line in flood.table(rows):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"records: {config._flood_results_path}")
     root = getattr(config, "_interop_root", None)
     if root is not None:
         state = "kept" if root.exists() else "removed"
+        if root.exists() and [p.name for p in root.iterdir()] == ["flood-results.jsonl"]:
+            state = "removed but for flood-results.jsonl"
         terminalreporter.write_line(f"interop run directory ({state}): {root}")

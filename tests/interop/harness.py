@@ -607,6 +607,18 @@ class PeerServer:
         assert self.proc is not None
         return self.proc.pid
 
+    def restart(self, kill: bool = False) -> None:
+        """Stops the server and starts it again with the same address, ports, leases and
+        data: a clean shutdown (SIGTERM), or with kill=True a crash (SIGKILL to the main
+        process, nothing closed cleanly)."""
+        self._halt(signal.SIGKILL if kill else signal.SIGTERM)
+        self.proc = None
+        self.start()
+
+    def _halt(self, sig: int) -> None:
+        """Ends the running process with `sig` (SIGKILL after 10 s), keeping the leases."""
+        _stop_process(self.proc, group=True, sig=sig)
+
     def __repr__(self) -> str:
         return f"<{self.name} {self.domain} {self.ip} mode={self.mode}>"
 
@@ -618,6 +630,9 @@ class Prosody(PeerServer):
     certificate from the private CA is the only way in or out.
     mode "dialback": a self-signed certificate, ``s2s_secure_auth = false`` and mod_dialback:
     certificate validation fails, so both directions use dialback over TLS.
+    The modules are a reduced set (roster, saslauth, tls, disco, ping, posix, smacks; offline
+    is loaded automatically); ``extra_modules`` adds more (e.g. "limits", which Debian's
+    shipped configuration enables), ``extra_config`` adds global options.
 
     ``register(user, password)`` works before and after start; ``start()`` waits until c2s and
     s2s accept TCP; ``stop()`` sends SIGTERM to the PID it started.
@@ -642,10 +657,11 @@ class Prosody(PeerServer):
     def __init__(self, directory: Path, domain: str, ip: str, dns_ip: str, ca: PrivateCA,
                  mode: str, *, s2s_port: int = S2S_PORT, c2s_port: int = C2S_PORT,
                  extra_config: str = "", unbound_test_zone_fix: bool = True,
-                 log_level: str = "debug"):
+                 extra_modules: Iterable[str] = (), log_level: str = "debug"):
         super().__init__(directory, domain, ip, dns_ip, ca, mode, s2s_port=s2s_port,
                          c2s_port=c2s_port)
         self.unbound_test_zone_fix = unbound_test_zone_fix  # False only to show the trap
+        self.extra_modules = list(extra_modules)  # e.g. "limits"
         self.log_level = log_level  # "info" for load tests: debug logs every stanza
         self.config = self.dir / "prosody.cfg.lua"
         self.log_path = self.dir / "prosody.log"
@@ -666,7 +682,8 @@ class Prosody(PeerServer):
                     if self.unbound_test_zone_fix else "-- (test zone fix left out)")
         # "smacks" as Debian's prosody.cfg.lua ships it: stream management (XEP-0198), which
         # Prosody also uses on server links.
-        modules = ["roster", "saslauth", "tls", "disco", "ping", "posix", "smacks"]
+        modules = ["roster", "saslauth", "tls", "disco", "ping", "posix", "smacks",
+                   *self.extra_modules]
         if dialback:
             modules.append("dialback")
         self.config.write_text(textwrap.dedent(f"""\
@@ -761,7 +778,9 @@ class Ejabberd(PeerServer):
     mode "cert": no mod_s2s_dialback: SASL EXTERNAL with a certificate from the private CA is
     the only s2s authentication. mode "dialback": a self-signed certificate and
     mod_s2s_dialback. Both: ``s2s_use_starttls: required``, ``ca_file`` = the private CA,
-    ``outgoing_s2s_families: [ipv4]``.
+    ``outgoing_s2s_families: [ipv4]``. No shapers, unless ``shaper_rate`` (bytes/s) is
+    given: then the client and server listeners are shaped at that rate, the way Debian's
+    shipped configuration shapes them at 3,000 and 200,000 bytes/s.
 
     The Erlang VM needs no epmd: a fixed ERL_DIST_PORT (leased from 42100-42199, bound to
     127.0.0.1 through ``inet_dist_use_interface``) and a unique node name per instance, set in
@@ -787,10 +806,12 @@ class Ejabberd(PeerServer):
 
     def __init__(self, directory: Path, domain: str, ip: str, dns_ip: str, ca: PrivateCA,
                  mode: str, *, s2s_port: int = S2S_PORT, c2s_port: int = C2S_PORT,
-                 loglevel: str = "info", extra_config: str = ""):
+                 loglevel: str = "info", extra_config: str = "",
+                 shaper_rate: Optional[int] = None):
         super().__init__(directory, domain, ip, dns_ip, ca, mode, s2s_port=s2s_port,
                          c2s_port=c2s_port)
         self.loglevel = loglevel
+        self.shaper_rate = shaper_rate
         self.extra_config = extra_config
         self.spool = self.dir / "spool"
         self.logs = self.dir / "logs"
@@ -824,6 +845,17 @@ class Ejabberd(PeerServer):
             modules.append("mod_s2s_dialback: {}")
         # (joined after dedent: a multi-line value inside the template would defeat dedent)
         module_lines = "".join(f"  {m}\n" for m in modules)
+        # Shapers as in Debian's shipped configuration (c2s_shaper on the client listener,
+        # s2s_shaper on the server one), at shaper_rate bytes/s; none without shaper_rate.
+        c2s_shaper = s2s_shaper = ""
+        shapers = "shaper_rules: {}\n"
+        if self.shaper_rate is not None:
+            indent = "\n" + " " * 16  # the template's indentation before dedent
+            c2s_shaper = f"{indent}shaper: c2s_shaper"
+            s2s_shaper = f"{indent}shaper: s2s_shaper"
+            shapers = (f"shaper:\n  paced:\n    rate: {self.shaper_rate}\n"
+                       f"    burst_size: {2 * self.shaper_rate}\n"
+                       "shaper_rules:\n  c2s_shaper: paced\n  s2s_shaper: paced\n")
         (self.dir / "ejabberd.yml").write_text(textwrap.dedent(f"""\
             # Written by tests/interop/harness.py ({self.mode} mode)
             hosts:
@@ -843,12 +875,12 @@ class Ejabberd(PeerServer):
                 module: ejabberd_c2s
                 starttls_required: true
                 max_stanza_size: 262144
-                backlog: 64
+                backlog: 64{c2s_shaper}
               - port: {self.s2s_port}
                 ip: "{self.ip}"
                 module: ejabberd_s2s_in
                 max_stanza_size: 524288
-                backlog: 64
+                backlog: 64{s2s_shaper}
             s2s_use_starttls: required
             s2s_access: all
             s2s_timeout: 60
@@ -867,8 +899,7 @@ class Ejabberd(PeerServer):
                 allow: local
               c2s:
                 allow: all
-            shaper_rules: {{}}
-            """) + "modules:\n" + module_lines + self.extra_config + "\n")
+            """) + shapers + "modules:\n" + module_lines + self.extra_config + "\n")
         (self.dir / "ejabberdctl.cfg").write_text(textwrap.dedent(f"""\
             # Written by tests/interop/harness.py: one instance, no epmd
             ERLANG_NODE={self.node}
@@ -950,6 +981,15 @@ class Ejabberd(PeerServer):
                 log.warning("clean stop of ejabberd %s failed: %s", self.domain, e)
         _stop_process(self.proc, group=True, timeout=10)
         self.dist_lease.release()
+
+    def _halt(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.main_pid(), sig)  # the VM: SIGTERM is a clean init:stop()
+                self.proc.wait(15)
+            except (HarnessError, OSError, subprocess.TimeoutExpired) as e:
+                log.warning("ending ejabberd %s with signal %d: %s", self.domain, sig, e)
+        _stop_process(self.proc, group=True, timeout=10)
 
     def main_pid(self) -> int:
         """PID of the beam.smp VM (the process to SIGSTOP/SIGKILL for fault tests): the
@@ -1144,6 +1184,9 @@ class Waddle(PeerServer):
         wait_until(up, timeout, f"waddle {self.domain} listening on {self.ip}",
                    on_fail=self.log_tail)
         return self
+
+    def _halt(self, sig: int) -> None:
+        _stop_process(self.proc, group=False, timeout=10, sig=sig)
 
     def stop(self) -> None:
         _stop_process(self.proc, group=False, timeout=10)
