@@ -22,7 +22,6 @@ using xml::Element;
 
 namespace {
 
-constexpr std::size_t kMaxHeld = 100;  // stanzas waiting for one room service's answer
 constexpr auto kProbeTimeout = std::chrono::seconds(5);
 // A service that did not answer is asked again sooner than one that said no.
 constexpr auto kRememberYes = std::chrono::hours(1);
@@ -69,9 +68,28 @@ void HomeServer::route_from_user(Element stanza) {
         it->second.push_back(std::move(stanza));
         return;
       }
+      release_held(to->domain());  // full: what waits goes first, so nothing overtakes it
     }
   }
   router_.route(std::move(stanza));
+}
+
+// Routes what waits for `service`'s answer, in order and without credentials; the question
+// stays open, and its answer is remembered for later joins.
+void HomeServer::release_held(const std::string& service) {
+  auto it = held_.find(service);
+  if (it == held_.end()) return;
+  auto waiting = std::move(it->second);
+  held_.erase(it);
+  spdlog::info("identity: {} stanzas to {} leave without waiting for its answer (at most {} wait)",
+               waiting.size(), service, kMaxHeld);
+  for (auto& st : waiting) router_.route(std::move(st));
+}
+
+bool HomeServer::asking(const std::string& service) const {
+  for (const auto& [id, s] : probes_)
+    if (s == service) return true;
+  return false;
 }
 
 void HomeServer::join_with_credential(Element stanza, const std::string& service) {
@@ -80,10 +98,13 @@ void HomeServer::join_with_credential(Element stanza, const std::string& service
     if (it->second.yes) attach_credential(stanza, service);
     return router_.route(std::move(stanza));
   }
+  if (auto it = held_.find(service); it != held_.end() && it->second.size() >= kMaxHeld) {
+    release_held(service);
+    return router_.route(std::move(stanza));
+  }
   auto& waiting = held_[service];
-  if (waiting.size() >= kMaxHeld) return router_.route(std::move(stanza));  // bounded
   waiting.push_back(std::move(stanza));
-  if (waiting.size() > 1) return;  // asked already
+  if (waiting.size() > 1 || asking(service)) return;  // asked already
   ask_support(service, Jid::parse(waiting.front().attr("from"))->domain());
 }
 

@@ -29,6 +29,11 @@ namespace waddle::identity {
 
 class HomeServer {
  public:
+  // Stanzas waiting for one room service's answer (at most 5 s). Sized for every member of a
+  // community room joining at once (a restart brings hundreds back), each a few hundred
+  // bytes; beyond it, order wins over credentials: what waits leaves without one.
+  static constexpr std::size_t kMaxHeld = 10'000;
+
   // `key` signs the credentials; it and the other references outlive this object.
   HomeServer(const core::Config& config, router::Router& router,
              net::Worker<storage::Storage>& worker, boost::asio::any_io_executor executor,
@@ -54,6 +59,8 @@ class HomeServer {
   void join_with_credential(xml::Element stanza, const std::string& service);
   void ask_support(const std::string& service, const std::string& from_domain);
   void support_answer(const std::string& id, bool yes);
+  void release_held(const std::string& service);
+  bool asking(const std::string& service) const;  // a disco question to it is open
   void attach_credential(xml::Element& stanza, const std::string& service);
   std::optional<std::string> issue_credential(const core::Jid& user, const std::string& audience);
   void answer_credential_request(const xml::Element& iq, const xml::Element& q,

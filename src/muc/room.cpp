@@ -148,9 +148,7 @@ Element Room::occupant_presence(const MucOccupant& occ, const Element& base,
   Element& item = x.add_child("item", kUserNs);
   item.set_attr("affiliation", to_string(occ.affiliation));
   item.set_attr("role", to_string(occ.role));
-  const bool show_jid =
-      config_.non_anonymous || self || (viewer && viewer->role == Role::kModerator);
-  if (show_jid && !occ.sessions.empty()) {
+  if (sees_jid(viewer, self) && !occ.sessions.empty()) {
     // The resource the presence came from, or the first one.
     std::string real = occ.sessions.begin()->first;
     if (auto f = base.attr("{waddle}session"); !f.empty()) real = std::string(f);
@@ -158,16 +156,32 @@ Element Room::occupant_presence(const MucOccupant& occ, const Element& base,
   }
   p.remove_attr("{waddle}session");
   for (int c : codes) x.add_child("status", kUserNs).set_attr("code", std::to_string(c));
-  p.add_child("occupant-id", std::string(ns::kOccupantId))
-      .set_attr("id", occupant_id(occ.real_jid));
+  p.add_child("occupant-id", std::string(ns::kOccupantId)).set_attr("id", occ.occupant_id);
   return p;
 }
 
-void Room::send_to_occupant(const MucOccupant& occ, Element stanza) {
+bool Room::sees_jid(const MucOccupant* viewer, bool self) const {
+  return config_.non_anonymous || self || (viewer && viewer->role == Role::kModerator);
+}
+
+void Room::send_to_occupant(const MucOccupant& occ, const Element& stanza) {
   for (const auto& [full, last] : occ.sessions) {
     Element copy = stanza;
     copy.set_attr("to", full);
     ctx_->send(std::move(copy));
+  }
+}
+
+// Rendered once for the viewers who see real JIDs and once for the others, not once per
+// viewer: a join in a room of N occupants tells all N.
+void Room::presence_to_others(const MucOccupant& occ, const Element& base,
+                              std::initializer_list<int> codes) {
+  std::optional<Element> rendered[2];
+  for (const auto& [nick, viewer] : occupants_) {
+    if (&viewer == &occ) continue;
+    auto& p = rendered[sees_jid(&viewer, false) ? 1 : 0];
+    if (!p) p = occupant_presence(occ, base, &viewer, codes, false);
+    send_to_occupant(viewer, *p);
   }
 }
 
@@ -176,10 +190,7 @@ void Room::send_to_occupant(const MucOccupant& occ, Element stanza) {
 void Room::broadcast_presence(const MucOccupant& occ, const Element& base,
                               std::initializer_list<int> codes, std::string_view self_session,
                               std::initializer_list<int> self_codes) {
-  for (const auto& [nick, viewer] : occupants_) {
-    if (&viewer == &occ) continue;
-    send_to_occupant(viewer, occupant_presence(occ, base, &viewer, codes, false));
-  }
+  presence_to_others(occ, base, codes);
   std::vector<int> all(codes);
   all.insert(all.end(), self_codes);
   for (const auto& [full, last] : occ.sessions) {

@@ -45,6 +45,9 @@ struct MucOccupant {
   std::string home_server;           // alice.dev
   bool credential_verified = false;  // presented a valid federated credential
   std::string did;                   // ATProto DID from that credential, if any
+  // XEP-0421 occupant id (an HMAC), computed once at join: N users joining a room send it
+  // in about N^2 presences.
+  std::string occupant_id;
   // Real full JID -> the last presence received from that resource.
   std::map<std::string, xml::Element> sessions;
 };
@@ -140,10 +143,14 @@ class Room {
   xml::Element occupant_presence(const MucOccupant& occ, const xml::Element& base,
                                  const MucOccupant* viewer, std::initializer_list<int> codes,
                                  bool self) const;
+  bool sees_jid(const MucOccupant* viewer, bool self) const;
+  // occ's presence to every other occupant.
+  void presence_to_others(const MucOccupant& occ, const xml::Element& base,
+                          std::initializer_list<int> codes);
   void broadcast_presence(const MucOccupant& occ, const xml::Element& base,
                           std::initializer_list<int> codes, std::string_view self_session = {},
                           std::initializer_list<int> self_codes = {});
-  void send_to_occupant(const MucOccupant& occ, xml::Element stanza);
+  void send_to_occupant(const MucOccupant& occ, const xml::Element& stanza);
   void broadcast_message(xml::Element stanza);
   void send_history(const std::string& to, const xml::Element& join);
   void send_subject(const std::string& to);

@@ -136,8 +136,7 @@ void Room::groupchat(const Element& stanza, MucOccupant& sender) {
     m.add_child(*c);
   }
   m.set_attr("from", jid_.bare_str() + "/" + sender.room_nick);
-  m.add_child("occupant-id", std::string(ns::kOccupantId))
-      .set_attr("id", occupant_id(sender.real_jid));
+  m.add_child("occupant-id", std::string(ns::kOccupantId)).set_attr("id", sender.occupant_id);
   if (has_body && ctx_->history_size > 0) {
     history_.push_back({m, ctx_->now()});
     while (history_.size() > ctx_->history_size) history_.pop_front();
@@ -156,8 +155,7 @@ void Room::private_message(const Element& stanza, MucOccupant& sender, const std
   m.remove_children("occupant-id", ns::kOccupantId);
   m.remove_children("x", ns::kMucUser);
   m.remove_children("delay", xml::ns::kDelay);
-  m.add_child("occupant-id", std::string(ns::kOccupantId))
-      .set_attr("id", occupant_id(sender.real_jid));
+  m.add_child("occupant-id", std::string(ns::kOccupantId)).set_attr("id", sender.occupant_id);
   m.add_child("x", kUserNs);
   send_to_occupant(it->second, std::move(m));
 }

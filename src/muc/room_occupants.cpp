@@ -94,9 +94,7 @@ void Room::presence(const Element& stanza, const Jid& from, const std::string& n
     occ->sessions[from.str()] = presence_base(stanza);
     Element base = occ->sessions[from.str()];
     base.set_attr("{waddle}session", from.str());
-    for (const auto& [n, viewer] : occupants_)
-      if (&viewer != occ)
-        send_to_occupant(viewer, occupant_presence(*occ, base, &viewer, {}, false));
+    presence_to_others(*occ, base, {});
     return send_state(*occ, from, stanza, {});
   }
   if (occ) {
@@ -126,6 +124,7 @@ void Room::join(const Element& stanza, const Jid& from, const std::string& nick,
     refresh_role(occ);
     occ.is_remote = ctx_->is_local_domain && !ctx_->is_local_domain(from.domain());
     occ.home_server = from.domain();
+    occ.occupant_id = occupant_id(occ.real_jid);
     it = occupants_.emplace(nick, std::move(occ)).first;
   }
   MucOccupant& occ = it->second;
@@ -139,10 +138,7 @@ void Room::join(const Element& stanza, const Jid& from, const std::string& nick,
   if (new_occupant) {
     Element base = occ.sessions[from.str()];
     base.set_attr("{waddle}session", from.str());
-    for (const auto& [n, viewer] : occupants_) {
-      if (&viewer == &occ) continue;
-      send_to_occupant(viewer, occupant_presence(occ, base, &viewer, {}, false));
-    }
+    presence_to_others(occ, base, {});
   }
   send_state(occ, from, stanza, info);
 }
@@ -198,10 +194,7 @@ void Room::leave(const Jid& from, const Element* stanza, int status_code) {
   occ.role = Role::kNone;
   if (status_code == 333) {
     occ.sessions.clear();
-    for (const auto& [n, viewer] : occupants_) {
-      if (&viewer == &occ) continue;
-      send_to_occupant(viewer, occupant_presence(occ, base, &viewer, {333}, false));
-    }
+    presence_to_others(occ, base, {333});
   } else {
     broadcast_presence(occ, base, {}, {}, {110});
   }

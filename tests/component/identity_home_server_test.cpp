@@ -150,6 +150,47 @@ TEST_F(HomeServerTest, JoinWaitsForTheAnswer_LeaveDoesNotOvertakeIt) {
   EXPECT_EQ(remote_.sent[2].child("credential", kIdentityNs), nullptr);
 }
 
+TEST_F(HomeServerTest, ManyJoinsWhileAsking_AllWaitAndLeaveInOrderWithCredentials) {
+  // A community room's members joining at once: one question, and every join waits for it.
+  constexpr int kJoins = 300;
+  for (int i = 0; i < kJoins; ++i)
+    home_->route_from_user(join("u" + std::to_string(i) + "@home.test/r",
+                                "room@rooms.remote.test/u" + std::to_string(i)));
+  Element question = expect_question();
+  home_->take_answer(disco_answer(question, true));
+  ASSERT_EQ(remote_.sent.size(), 1u + kJoins);
+  for (int i = 0; i < kJoins; ++i) {
+    const Element& p = remote_.sent[1 + i];
+    EXPECT_EQ(p.attr("from"), "u" + std::to_string(i) + "@home.test/r");
+    EXPECT_NE(p.child("credential", kIdentityNs), nullptr) << i;
+  }
+}
+
+TEST_F(HomeServerTest, TooManyWaiting_TheyLeaveFirstInOrderAndTheQuestionStaysOpen) {
+  const std::string room = "room@rooms.remote.test/alice";
+  for (std::size_t i = 0; i < HomeServer::kMaxHeld; ++i)
+    home_->route_from_user(join("alice@home.test/r" + std::to_string(i), room));
+  Element question = expect_question();
+  // One more: everything that waits leaves (without credentials, in order), then this one.
+  home_->route_from_user(leave("alice@home.test/r0", room));
+  ASSERT_EQ(remote_.sent.size(), 2 + HomeServer::kMaxHeld);
+  for (std::size_t i = 0; i < HomeServer::kMaxHeld; ++i) {
+    const Element& p = remote_.sent[1 + i];
+    ASSERT_EQ(p.attr("from"), "alice@home.test/r" + std::to_string(i));
+    ASSERT_EQ(p.child("credential", kIdentityNs), nullptr);
+  }
+  EXPECT_EQ(remote_.sent.back().attr("type"), "unavailable");
+
+  // The question is still open: a later join waits for it (no second question) and leaves
+  // with a credential once it is answered.
+  home_->route_from_user(join("alice@home.test/late", room));
+  ASSERT_EQ(remote_.sent.size(), 2 + HomeServer::kMaxHeld);
+  home_->take_answer(disco_answer(question, true));
+  ASSERT_EQ(remote_.sent.size(), 3 + HomeServer::kMaxHeld);
+  EXPECT_EQ(remote_.sent.back().attr("from"), "alice@home.test/late");
+  EXPECT_NE(remote_.sent.back().child("credential", kIdentityNs), nullptr);
+}
+
 TEST_F(HomeServerTest, ServiceWithoutTheFeature_JoinsWithoutCredentialAndIsNotAskedAgain) {
   home_->route_from_user(join("alice@home.test/phone", "room@rooms.remote.test/alice"));
   home_->take_answer(disco_answer(expect_question(), false));

@@ -782,10 +782,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
         pair = f"{PAIR_NAMES.get(send, send)} → {PAIR_NAMES.get(recv, recv)}"
         if "waddle" not in (send, recv):
             pair += " (comparison)"
-        conds = ", ".join(f"{c} {n:,}" for c, n in sorted(r.get("bounce_conditions", {}).items()))
-        bounced = f"{r['bounced']:,}" + (f" ({conds})" if conds else "")
         lines.append(f"| {pair} | {r['fault']} | {r['sent']:,} | {r['delivered']:,} | "
-                     f"{r['duplicates']:,} | {bounced} | {r['lost']:,} |")
+                     f"{r['duplicates']:,} | {r['bounced']:,} | **{r['lost']:,}** |")
     return lines
 
 

@@ -662,7 +662,7 @@ class Prosody(PeerServer):
                          c2s_port=c2s_port)
         self.unbound_test_zone_fix = unbound_test_zone_fix  # False only to show the trap
         self.extra_modules = list(extra_modules)  # e.g. "limits"
-        self.log_level = log_level
+        self.log_level = log_level  # "info" for load tests: debug logs every stanza
         self.config = self.dir / "prosody.cfg.lua"
         self.log_path = self.dir / "prosody.log"
         self.stdout_path = self.dir / "prosody.stdout"

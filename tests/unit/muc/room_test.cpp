@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -135,6 +137,55 @@ TEST_F(RoomTest, Join_SendsOccupantsThenSelfThenHistoryThenSubject) {
   const auto& occ = room_->occupants().at("Bob");
   EXPECT_TRUE(occ.is_remote);
   EXPECT_EQ(occ.home_server, "b.test");
+}
+
+TEST_F(RoomTest, ManyRemoteJoins_EachJoinerSeesEveryoneAndEveryoneSeesIt) {
+  // A community room: 300 users of one other server join one after the other. The k-th
+  // joiner gets the presence of the k occupants before it and its own (then the subject);
+  // each of those gets the joiner's. The owner (a moderator) and the occupant itself see the
+  // real JID, other participants do not; every copy carries the occupant's stable id.
+  constexpr int kJoins = 300;
+  RoomConfig c;
+  c.max_users = kJoins + 1;
+  room(c);
+  join("owner@a.test/r", "Owner");
+  sent.clear();
+  for (int i = 0; i < kJoins; ++i)
+    join("u" + std::to_string(i) + "@b.test/r", "U" + std::to_string(i));
+  ASSERT_EQ(room_->occupants().size(), 1u + kJoins);
+
+  std::map<std::string, std::set<std::string>> seen;  // recipient -> nicks it saw
+  std::map<std::string, std::string> ids;             // nick -> occupant-id
+  std::size_t presences = 0, subjects = 0;
+  for (const auto& p : sent) {
+    if (p.name() == "message" && p.child("subject")) {
+      ++subjects;
+      continue;
+    }
+    ASSERT_EQ(p.name(), "presence") << p.str();
+    ++presences;
+    const std::string_view from = p.attr("from");
+    const std::string nick(from.substr(from.find('/') + 1));
+    const std::string to(p.attr("to"));
+    EXPECT_TRUE(seen[to].insert(nick).second) << to << " got " << nick << " twice";
+    const Element* id = p.child("occupant-id", ns::kOccupantId);
+    ASSERT_NE(id, nullptr) << p.str();
+    auto [known, fresh] = ids.emplace(nick, std::string(id->attr("id")));
+    EXPECT_EQ(known->second, id->attr("id")) << nick;
+    const Element* item = p.child("x", ns::kMucUser)->child("item", ns::kMucUser);
+    const bool sees_jid = to == "owner@a.test/r" || has_code(p, "110");
+    EXPECT_EQ(item->has_attr("jid"), sees_jid) << p.str();
+  }
+  EXPECT_EQ(subjects, static_cast<std::size_t>(kJoins));
+  // Joiner k (from 0): the k + 1 occupants before it and its own; those k + 1 are told of it.
+  // The sum of 2k + 3 over k < kJoins:
+  EXPECT_EQ(presences, static_cast<std::size_t>(kJoins * (kJoins + 1) + kJoins));
+  ASSERT_EQ(seen.size(), 1u + kJoins);
+  for (const auto& [to, nicks] : seen)
+    EXPECT_EQ(nicks.size(), to == "owner@a.test/r" ? kJoins : kJoins + 1u) << to;
+  std::set<std::string> distinct;
+  for (const auto& [nick, id] : ids) distinct.insert(id);
+  EXPECT_EQ(distinct.size(), 1u + kJoins);
 }
 
 TEST_F(RoomTest, Join_Refusals) {

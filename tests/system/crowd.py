@@ -1,0 +1,458 @@
+"""Hundreds of light XMPP clients in one asyncio loop, for room load tests.
+
+slixmpp builds a stanza object tree and runs its handler machinery for every stanza; a room
+of 300 occupants sends each of them 300 presences, so 300 slixmpp clients in one process
+spend minutes of the test's own CPU on what the servers do in seconds. A `LightClient`
+speaks just enough c2s to be a real user (STARTTLS without certificate verification,
+optional XEP-0077 registration, SASL PLAIN, resource binding, initial presence) and then
+hands every top-level element to a handler; `RoomView` is such a handler that keeps what one
+occupant saw of one room.
+
+`Crowd` runs the room scenario of issue 8 ("a room with 300 occupants from another server
+... that all join and then receive every one of a series of room messages") against any
+server hosting the room: every member joins at once, then a series of numbered groupchat
+messages is sent, and for every (message, occupant) the outcome is counted:
+
+  delivered  the occupant received the message;
+  bounced    the sender received an error for the message (it never reached the room), or
+             the room removed the occupant as unreachable (status 333, which every other
+             occupant sees) -- a visible outcome, not a silent one;
+  lost       neither: sent = delivered + bounced + lost.
+
+Every wait has a deadline; nothing sleeps in hope. Used by tests/system and tests/interop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+from xml.sax.saxutils import escape, quoteattr
+
+NS_STREAMS = "http://etherx.jabber.org/streams"
+NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+NS_CLIENT = "jabber:client"
+NS_REGISTER = "jabber:iq:register"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+C = f"{{{NS_CLIENT}}}"
+
+
+def _tag(ns: str, local: str) -> str:
+    return f"{{{ns}}}{local}"
+
+
+class ClientError(AssertionError):
+    pass
+
+
+_TLS: Optional[ssl.SSLContext] = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    """One context for every client, without certificate verification (test servers have
+    self-signed or private-CA certificates). ssl.create_default_context() would load the
+    system's CA store for each client: most of a login's CPU."""
+    global _TLS
+    if _TLS is None:
+        _TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        _TLS.check_hostname = False
+        _TLS.verify_mode = ssl.CERT_NONE
+    return _TLS
+
+
+# --------------------------------------------------------------------------- one client
+
+
+class LightClient:
+    """One c2s session: `await login()`, then `send()`; every top-level element received
+    after login goes to `on_element` (a callable taking the element)."""
+
+    def __init__(self, ip: str, port: int, domain: str, user: str, password: str,
+                 resource: str = "crowd", timeout: float = 20.0):
+        self.ip, self.port, self.domain = ip, port, domain
+        self.user, self.password, self.resource = user, password, resource
+        self.timeout = timeout
+        self.jid = f"{user}@{domain}/{resource}"
+        self.on_element: Callable[[ET.Element], None] = lambda el: None
+        self.closed_reason = ""  # set when the server ended the stream or connection
+        self._reader: Optional[asyncio.StreamReader] = None
+        self._writer: Optional[asyncio.StreamWriter] = None
+        self._task: Optional[asyncio.Task] = None
+        self._queue: list[ET.Element] = []
+        self._reset_parser()
+
+    # ---------------------------------------------------------------- parsing
+
+    def _reset_parser(self) -> None:
+        self._parser = ET.XMLPullParser(events=("start", "end"))
+        self._depth = 0
+        self._root: Optional[ET.Element] = None
+
+    def _feed(self, data: bytes) -> list[ET.Element]:
+        out = []
+        self._parser.feed(data)
+        for event, el in self._parser.read_events():
+            if event == "start":
+                if self._depth == 0:
+                    self._root = el
+                self._depth += 1
+                continue
+            self._depth -= 1
+            if self._depth == 1:
+                out.append(el)
+                self._root.remove(el)  # keep memory flat over long streams
+            elif self._depth == 0:
+                self.closed_reason = self.closed_reason or "the server closed the stream"
+        return out
+
+    async def _next(self, deadline: float) -> ET.Element:
+        """The next top-level element during login (before the reader task runs)."""
+        loop = asyncio.get_running_loop()
+        while not self._queue:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ClientError(f"{self.jid}: no answer from {self.ip}:{self.port} in time")
+            data = await asyncio.wait_for(self._reader.read(65536), remaining)
+            if not data:
+                raise ClientError(f"{self.jid}: connection closed during login")
+            self._queue.extend(self._feed(data))
+        return self._queue.pop(0)
+
+    async def _expect(self, tag: str, deadline: float) -> ET.Element:
+        el = await self._next(deadline)
+        if el.tag != tag:
+            raise ClientError(f"{self.jid}: expected {tag}, got {ET.tostring(el).decode()}")
+        return el
+
+    # ---------------------------------------------------------------- login
+
+    def _header(self) -> str:
+        return (f"<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' "
+                f"xmlns:stream='{NS_STREAMS}' to='{self.domain}' version='1.0'>")
+
+    async def _open_stream(self, deadline: float) -> ET.Element:
+        self._reset_parser()
+        self._writer.write(self._header().encode())
+        return await self._expect(_tag(NS_STREAMS, "features"), deadline)
+
+    async def login(self, register: bool = False, presence: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        self._reader, self._writer = await asyncio.wait_for(
+            asyncio.open_connection(self.ip, self.port), self.timeout)
+        await self._open_stream(deadline)
+        self._writer.write(f"<starttls xmlns='{NS_TLS}'/>".encode())
+        await self._expect(_tag(NS_TLS, "proceed"), deadline)
+        await asyncio.wait_for(self._writer.start_tls(_tls_context(), server_hostname=self.domain),
+                               max(deadline - loop.time(), 0.1))
+        await self._open_stream(deadline)
+        if register:
+            self._writer.write(
+                f"<iq type='set' id='reg'><query xmlns='{NS_REGISTER}'><username>"
+                f"{escape(self.user)}</username><password>{escape(self.password)}</password>"
+                f"</query></iq>".encode())
+            answer = await self._expect(C + "iq", deadline)
+            if answer.get("type") != "result" and not _is_conflict(answer):
+                raise ClientError(f"{self.jid}: registration refused: "
+                                  f"{ET.tostring(answer).decode()}")
+        token = base64.b64encode(f"\0{self.user}\0{self.password}".encode()).decode()
+        self._writer.write(
+            f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{token}</auth>".encode())
+        answer = await self._next(deadline)
+        if answer.tag != _tag(NS_SASL, "success"):
+            raise ClientError(f"{self.jid}: login refused: {ET.tostring(answer).decode()}")
+        await self._open_stream(deadline)
+        self._writer.write(
+            f"<iq type='set' id='bind'><bind xmlns='{NS_BIND}'><resource>"
+            f"{escape(self.resource)}</resource></bind></iq>".encode())
+        answer = await self._expect(C + "iq", deadline)
+        bound = answer.find(f"{_tag(NS_BIND, 'bind')}/{_tag(NS_BIND, 'jid')}")
+        if answer.get("type") != "result" or bound is None:
+            raise ClientError(f"{self.jid}: bind failed: {ET.tostring(answer).decode()}")
+        self.jid = bound.text
+        if presence:
+            self._writer.write(b"<presence/>")
+        for el in self._queue:  # anything that came with the last answer
+            self.on_element(el)
+        self._queue.clear()
+        self._task = asyncio.ensure_future(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    self.closed_reason = self.closed_reason or "connection closed"
+                    return
+                for el in self._feed(data):
+                    self.on_element(el)
+        except (OSError, ssl.SSLError, ET.ParseError) as e:
+            self.closed_reason = f"{type(e).__name__}: {e}"
+
+    def send(self, data: str) -> None:
+        self._writer.write(data.encode())
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.write(b"</stream:stream>")
+            self._writer.close()
+            await asyncio.wait_for(self._writer.wait_closed(), 5)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError):
+            pass
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _is_conflict(iq: ET.Element) -> bool:
+    """An existing account (a rerun against the same data): registration is not needed."""
+    return iq.find(f"{C}error/{_tag(NS_STANZAS, 'conflict')}") is not None
+
+
+def _condition(stanza: ET.Element) -> str:
+    err = stanza.find(C + "error")
+    if err is None:
+        return ""
+    for child in err:
+        if child.tag.startswith(f"{{{NS_STANZAS}}}") and not child.tag.endswith("}text"):
+            return child.tag.rsplit("}", 1)[1]
+    return "?"
+
+
+# --------------------------------------------------------------------------- one occupant
+
+
+@dataclass
+class RoomView:
+    """What one occupant saw of the room `room` (a bare JID)."""
+    room: str
+    nick: str
+    joined_at: Optional[float] = None  # monotonic time of the self-presence (110)
+    join_error: str = ""
+    present: set[str] = field(default_factory=set)  # nicks currently available
+    removed_333: set[str] = field(default_factory=set)
+    bodies: Counter = field(default_factory=Counter)  # groupchat bodies received
+    errors: dict[str, str] = field(default_factory=dict)  # message id -> error condition
+    changed: Optional[asyncio.Event] = None
+
+    def __call__(self, el: ET.Element) -> None:
+        frm = el.get("from", "")
+        if el.tag == C + "presence" and frm.startswith(self.room + "/"):
+            self._presence(el, frm[len(self.room) + 1:])
+        elif el.tag == C + "message":
+            if el.get("type") == "error":
+                self.errors[el.get("id", "")] = _condition(el)
+            elif el.get("type") == "groupchat" and frm.startswith(self.room + "/"):
+                body = el.findtext(C + "body")
+                if body is not None:
+                    self.bodies[body] += 1
+        else:
+            return
+        if self.changed is not None:
+            self.changed.set()
+
+    def _presence(self, el: ET.Element, nick: str) -> None:
+        ptype = el.get("type", "")
+        codes = {s.get("code") for s in el.iter(_tag(NS_MUC_USER, "status"))}
+        if ptype == "error":
+            if nick == self.nick:
+                self.join_error = _condition(el) or "error"
+            return
+        if ptype == "unavailable":
+            self.present.discard(nick)
+            if "333" in codes:
+                self.removed_333.add(nick)
+            return
+        self.present.add(nick)
+        if nick == self.nick and "110" in codes and self.joined_at is None:
+            self.joined_at = time.monotonic()
+
+
+# --------------------------------------------------------------------------- the scenario
+
+
+@dataclass
+class Occupant:
+    client: LightClient
+    view: RoomView
+
+
+@dataclass
+class Tally:
+    """Outcome of a series of room messages: one row per message."""
+    sent: int = 0  # (message, recipient) pairs
+    delivered: int = 0
+    bounced: int = 0
+    duplicates: int = 0
+    per_message: list[tuple[str, int, int, int]] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.delivered - self.bounced
+
+
+class Crowd:
+    """Occupants of `room`: add them with `add()`, log them in with `login_all()`, then
+    `join_all()`, `send_series()` and `tally()`."""
+
+    def __init__(self, room: str):
+        self.room = room
+        self.occupants: list[Occupant] = []
+        self.changed = asyncio.Event()
+
+    def add(self, client: LightClient, nick: str) -> Occupant:
+        view = RoomView(self.room, nick, changed=self.changed)
+        client.on_element = view
+        occ = Occupant(client, view)
+        self.occupants.append(occ)
+        return occ
+
+    async def login_all(self, group: list[Occupant], register: bool = False,
+                        parallel: int = 16) -> float:
+        """Logs the clients of `group` in (at most `parallel` handshakes at a time);
+        returns the seconds it took."""
+        t0 = time.monotonic()
+        gate = asyncio.Semaphore(parallel)
+
+        async def one(occ: Occupant) -> None:
+            async with gate:
+                await occ.client.login(register=register)
+
+        await asyncio.gather(*(one(o) for o in group))
+        return time.monotonic() - t0
+
+    async def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Waits until done() is true, waking on every stanza any occupant receives."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))
+            except asyncio.TimeoutError:
+                pass  # re-check: a client's stream may have closed without a stanza
+        return True
+
+    def join_stanza(self, occ: Occupant) -> str:
+        return (f"<presence to={quoteattr(self.room + '/' + occ.view.nick)}>"
+                f"<x xmlns='{NS_MUC}'><history maxstanzas='0'/></x></presence>")
+
+    async def join_all(self, timeout: float, occupants: Optional[list[Occupant]] = None
+                       ) -> tuple[int, int, float]:
+        """Every occupant (or those given) sends its join at once; waits until each has its
+        self-presence or an error. Returns (joined, refused, seconds until the last join)."""
+        group = occupants if occupants is not None else self.occupants
+        t0 = time.monotonic()
+        for occ in group:
+            occ.client.send(self.join_stanza(occ))
+        await self.wait_for(lambda: all(o.view.joined_at or o.view.join_error for o in group),
+                            timeout)
+        joined = [o for o in group if o.view.joined_at is not None]
+        refused = sum(1 for o in group if o.view.join_error)
+        last = max((o.view.joined_at for o in joined), default=t0) - t0
+        return len(joined), refused, last
+
+    def missing_presences(self) -> int:
+        """(occupant, other occupant) pairs where the first does not see the second."""
+        nicks = {o.view.nick for o in self.occupants if o.view.joined_at is not None}
+        return sum(len(nicks - o.view.present) for o in self.occupants
+                   if o.view.joined_at is not None)
+
+    async def wait_room_formed(self, timeout: float) -> bool:
+        """Waits until every joined occupant sees every other one (the cheap count first:
+        this is evaluated after every burst of stanzas)."""
+        members = [o for o in self.occupants if o.view.joined_at is not None]
+
+        def formed() -> bool:
+            return (all(len(o.view.present) >= len(members) for o in members)
+                    and self.missing_presences() == 0)
+
+        return await self.wait_for(formed, timeout)
+
+    @staticmethod
+    def body(i: int) -> str:
+        return f"room message {i:05d}"
+
+    @staticmethod
+    def message_id(i: int) -> str:
+        return f"room-msg-{i:05d}"
+
+    def send_series(self, senders: list[Occupant], count: int) -> None:
+        """Message i is sent by senders[i % len(senders)], all back to back."""
+        for i in range(count):
+            occ = senders[i % len(senders)]
+            occ.client.send(f"<message type='groupchat' to={quoteattr(self.room)} "
+                            f"id={quoteattr(self.message_id(i))}>"
+                            f"<body>{escape(self.body(i))}</body></message>")
+
+    def _settled(self, count: int, senders: list[Occupant]) -> bool:
+        gone = self.removed()
+        bounced = self._bounced_ids(senders)
+        for o in self.occupants:
+            if o.view.joined_at is None or o.view.nick in gone:
+                continue
+            for i in range(count):
+                if not o.view.bodies[self.body(i)] and self.message_id(i) not in bounced:
+                    return False
+        return True
+
+    async def wait_series(self, senders: list[Occupant], count: int, timeout: float) -> bool:
+        return await self.wait_for(lambda: self._settled(count, senders), timeout)
+
+    def removed(self) -> set[str]:
+        """Nicks the room removed as unreachable (status 333), as any occupant saw it."""
+        out: set[str] = set()
+        for o in self.occupants:
+            out |= o.view.removed_333
+        return out
+
+    @staticmethod
+    def _bounced_ids(senders: list[Occupant]) -> set[str]:
+        return {mid for s in senders for mid in s.view.errors}
+
+    def tally(self, senders: list[Occupant], count: int) -> Tally:
+        t = Tally()
+        gone = self.removed()
+        bounced_ids = self._bounced_ids(senders)
+        members = [o for o in self.occupants if o.view.joined_at is not None]
+        for i in range(count):
+            body, mid = self.body(i), self.message_id(i)
+            delivered = bounced = 0
+            for o in members:
+                got = o.view.bodies[body]
+                t.duplicates += max(got - 1, 0)
+                if got:
+                    delivered += 1
+                elif mid in bounced_ids or o.view.nick in gone:
+                    bounced += 1
+            t.sent += len(members)
+            t.delivered += delivered
+            t.bounced += bounced
+            t.per_message.append((mid, delivered, bounced, len(members) - delivered - bounced))
+        return t
+
+    def closed_streams(self) -> list[str]:
+        return [f"{o.client.jid}: {o.client.closed_reason}" for o in self.occupants
+                if o.client.closed_reason]
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(o.client.close() for o in self.occupants),
+                             return_exceptions=True)
