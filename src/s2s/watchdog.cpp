@@ -44,7 +44,15 @@ asio::awaitable<void> Watchdog::run(std::shared_ptr<Link> link,
       link->ping_id = std::string(kPingIdPrefix) + core::random_hex(12);
       link->ping_sent = now;
       ch.send(" ");  // whitespace keepalive, then an application-level ping
-      ch.send(wire::ping(link->ping_id, link->local, link->remote));
+      xml::Element ping = wire::ping_element(link->ping_id, link->local, link->remote);
+      ch.send(ping.str(ns::kServer));
+      // The peer counts the ping among the stanzas it acknowledges (XEP-0198): so do we.
+      // (Sent again on a new link, it is only answered again.)
+      if (out->sm.enabled()) {
+        if (metrics_) metrics_->unacked(link->remote, 1);
+        if (out->sm.sent(std::move(ping)) != SmSender::Next::kNothing && out->ack_timer)
+          out->ack_timer->cancel();  // the pool's acknowledgement requests wake up
+      }
     }
     auto next = std::min({link->last_activity + idle_, link->last_rx + idle_,
                           link->ping_sent ? *link->ping_sent + ping_ : link->last_rx + ping_});

@@ -124,11 +124,15 @@ std::string sm_handled_count_too_high(std::uint32_t h, std::uint32_t sent) {
   return error.str();
 }
 
-std::string ping(std::string_view id, std::string_view from, std::string_view to) {
+Element ping_element(std::string_view id, std::string_view from, std::string_view to) {
   Element iq = with_attrs("iq", std::string(ns::kServer),
                           {{"type", "get"}, {"id", id}, {"from", from}, {"to", to}});
   iq.add_child("ping", std::string(ns::kPing));
-  return iq.str(ns::kServer);
+  return iq;
+}
+
+std::string ping(std::string_view id, std::string_view from, std::string_view to) {
+  return ping_element(id, from, to).str(ns::kServer);
 }
 
 std::string describe_stream_error(const Element& error) {

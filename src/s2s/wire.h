@@ -51,6 +51,7 @@ std::string sm_answer(std::uint32_t h);
 std::string sm_handled_count_too_high(std::uint32_t h, std::uint32_t sent);
 
 // XEP-0199 ping over a server stream.
+xml::Element ping_element(std::string_view id, std::string_view from, std::string_view to);
 std::string ping(std::string_view id, std::string_view from, std::string_view to);
 
 // --- reading ---

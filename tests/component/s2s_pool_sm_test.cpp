@@ -194,5 +194,20 @@ TEST_F(PoolSmTest, PolicyClose_UnacknowledgedBounceWithPolicyViolation) {
   EXPECT_EQ(connector_.calls.size(), 1u);  // no new link to a domain no longer allowed
 }
 
+// The peer counts the watchdog's XEP-0199 ping among the stanzas it acknowledges: so must we,
+// or its next <a/> looks like more than was sent and the link is torn down.
+TEST_F(PoolSmTest, ThePingOfAQuietLinkCountsAmongTheAcknowledgedStanzas) {
+  auto ch = open_sm_link("m1");
+  ch->push("<a xmlns='urn:xmpp:sm:3' h='1'/>");
+  run();
+  advance(60s);  // ping_interval without traffic from the peer
+  ASSERT_TRUE(ch->sent_contains("urn:xmpp:ping"));
+  ch->push("<a xmlns='urn:xmpp:sm:3' h='2'/>");
+  run();
+  EXPECT_FALSE(ch->closed());
+  EXPECT_FALSE(ch->sent_contains("handled-count-too-high"));
+  EXPECT_EQ(metric("waddle_s2s_unacked_stanzas{domain=\"r.test\"}"), "0");
+}
+
 }  // namespace
 }  // namespace waddle::s2s::testing
