@@ -12,10 +12,11 @@ The clients are crowd.LightClient (one asyncio loop, the standard library's expa
 slixmpp: 300 slixmpp clients would spend more CPU than the servers under test.
 
 Parameters (environment): WADDLE_ROOM_OCCUPANTS (300; 100 against a sanitizer build),
-WADDLE_ROOM_MESSAGES (20). The cases
-(CASES): the S2S limits an operator gets by default; pacing lifted, so that the room and the
-links are measured on their own; and the same with a home server that vouches for no one. Cases that wait for work not yet done are skipped with the reason
-(WAITING); WADDLE_ROOM_RUN_WAITING=1 runs them anyway.
+WADDLE_ROOM_MESSAGES (20). The cases (CASES): the S2S limits an operator gets by default;
+pacing lifted, so that the room and the links are measured on their own; the same with a
+home server that vouches for no one; and links that are pinged while quiet. Cases that wait
+for work not yet done are skipped with the reason (WAITING); WADDLE_ROOM_RUN_WAITING=1 runs
+them anyway.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 import pytest
 
 from crowd import Crowd, LightClient
-from federation import ERRORS, metric_sum
+from federation import ERRORS, await_metric, metric_sum
 from waddle_client import PASSWORD, run
 from waddle_server import C2S_PORT, waddle_binary
 
@@ -53,6 +54,7 @@ LOGIN_DEADLINE = 45.0
 JOIN_DEADLINE = 75.0  # every join answered
 FORM_DEADLINE = 20.0  # then every occupant sees every other one
 SERIES_DEADLINE = 20.0  # every message delivered or bounced
+LATENCY = "waddle_s2s_latency_seconds_count"  # ping round trips, per remote domain
 
 UNPACED = {"stanza_rate": 0, "byte_rate": 0}
 # Each case: the S2S limits of both servers, and b.test's own settings.
@@ -65,6 +67,10 @@ CASES = {
     # b.test asks the room service about credentials, so they reach the room before its
     # stream to b.test is up, and what the room answers waits in that link's queue.
     "unthrottled-no-credentials": (UNPACED, {"identity": {"enabled": False}}),
+    # Links pinged when quiet for a second (XEP-0199, [s2s] ping_interval) while the members'
+    # server paces the join storm: a ping waits behind everything written before it, as it
+    # would behind a storm longer than the default 60 s.
+    "quiet-links": ({"ping_interval": "1s"}, {}),
 }
 # Cases that wait for work not yet in this tree; WADDLE_ROOM_RUN_WAITING=1 runs them anyway.
 WAITING = {
@@ -72,6 +78,12 @@ WAITING = {
                                   "is set up: beyond [s2s] queue_size (1000) they bounce with "
                                   "resource-constraint, which the room does not act on, and "
                                   "most joiners never hear back",
+    "quiet-links": "link liveness that allows for what is still being written: a ping (and "
+                   "an acknowledgement request) queued behind a paced backlog goes unanswered "
+                   "for longer than ping_interval, the link is replaced and its tens of "
+                   "thousands of unacknowledged stanzas are sent again on the next one, which "
+                   "fares the same (136 of 300 joined); and stream management counting the "
+                   "pings the sending side writes, which the receiver counts as stanzas",
 }
 
 
@@ -125,6 +137,10 @@ def test_room_of_remote_occupants_forms_and_loses_nothing(fed, limits):
                   f" presences missing); server CPU {A} {cpu1[A] - cpu0[A]:.1f}s,"
                   f" {B} {cpu1[B] - cpu0[B]:.1f}s")
 
+            if "ping_interval" in s2s:  # both links answered a ping before the messages
+                await await_metric(a, LATENCY, domain=B, what="a ping from the room's link")
+                await await_metric(b, LATENCY, domain=f"conference.{A}",
+                                   what="a ping from the members' link")
             senders = [alice, members[0], members[len(members) // 2], members[-1]]
             t0 = time.monotonic()
             crowd.send_series(senders, MESSAGES)
@@ -136,10 +152,13 @@ def test_room_of_remote_occupants_forms_and_loses_nothing(fed, limits):
                   f" sent {t.sent} = delivered {t.delivered} + bounced {t.bounced}"
                   f" + lost {t.lost} (duplicates {t.duplicates})")
             text_a, text_b = a.metrics_text(), b.metrics_text()
+            stream_errors = {A: metric_sum(text_a, ERRORS, kind="stream_error"),
+                             B: metric_sum(text_b, ERRORS, kind="stream_error")}
             print(f"[{limits}] {A} waddle_s2s_bounced_total:"
                   f" {metric_sum(text_a, 'waddle_s2s_bounced_total'):g}; {B} rate-limit"
-                  f" errors: {metric_sum(text_b, ERRORS, kind='rate_limit'):g}; client streams"
-                  f" closed: {len(crowd.closed_streams())}")
+                  f" errors: {metric_sum(text_b, ERRORS, kind='rate_limit'):g}; S2S stream"
+                  f" errors {stream_errors}; client streams closed:"
+                  f" {len(crowd.closed_streams())}")
 
             assert not crowd.closed_streams(), crowd.closed_streams()[:5]
             assert joined == OCCUPANTS, (
@@ -149,6 +168,8 @@ def test_room_of_remote_occupants_forms_and_loses_nothing(fed, limits):
             assert t.lost == 0, (f"{t.lost} of {t.sent} lost; per message (id, delivered,"
                                  f" bounced, lost): {t.per_message}")
             assert t.bounced == 0, f"{t.bounced} bounced without any fault injected"
+            assert t.duplicates == 0, f"{t.duplicates} room messages arrived twice"
+            assert not any(stream_errors.values()), f"S2S stream errors: {stream_errors}"
         finally:
             await crowd.close_all()
 
