@@ -576,8 +576,8 @@ void read_storage(Reader& r, const toml::table& t, StorageConfig& c) {
 }
 
 void read_retry(Reader& r, const toml::table& t, RetryConfig& c) {
-  Section s(r, t, "s2s.retry", {"max_retries", "initial_delay", "max_delay", "backoff_multiplier",
-                                        "jitter"});
+  Section s(r, t, "s2s.retry",
+            {"max_retries", "initial_delay", "max_delay", "backoff_multiplier", "jitter"});
   s.integer("max_retries", 0, 100, c.max_retries);
   s.duration("initial_delay", c.initial_delay);
   s.duration("max_delay", c.max_delay);
