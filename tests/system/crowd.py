@@ -3,10 +3,10 @@
 slixmpp builds a stanza object tree and runs its handler machinery for every stanza; a room
 of 300 occupants sends each of them 300 presences, so 300 slixmpp clients in one process
 spend minutes of the test's own CPU on what the servers do in seconds. A `LightClient`
-speaks just enough c2s to be a real user (STARTTLS without certificate verification,
-optional XEP-0077 registration, SASL PLAIN, resource binding, initial presence) and then
-hands every top-level element to a handler; `RoomView` is such a handler that keeps what one
-occupant saw of one room.
+speaks just enough c2s to be a real user (the login of light_c2s.py: STARTTLS without
+certificate verification, optional XEP-0077 registration, SASL PLAIN, resource binding; then
+initial presence) and then hands every top-level element to a handler; `RoomView` is such a
+handler that keeps what one occupant saw of one room.
 
 `Crowd` runs the room scenario of issue 8 ("a room with 300 occupants from another server
 ... that all join and then receive every one of a series of room messages") against any
@@ -25,7 +25,6 @@ Every wait has a deadline; nothing sleeps in hope. Used by tests/system and test
 from __future__ import annotations
 
 import asyncio
-import base64
 import ssl
 import time
 import xml.etree.ElementTree as ET
@@ -34,157 +33,37 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 from xml.sax.saxutils import escape, quoteattr
 
-NS_STREAMS = "http://etherx.jabber.org/streams"
-NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
-NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
-NS_CLIENT = "jabber:client"
-NS_REGISTER = "jabber:iq:register"
+from light_c2s import NS_CLIENT, NS_STANZAS, LightC2s, tag
+
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 C = f"{{{NS_CLIENT}}}"
-
-
-def _tag(ns: str, local: str) -> str:
-    return f"{{{ns}}}{local}"
-
-
-class ClientError(AssertionError):
-    pass
-
-
-_TLS: Optional[ssl.SSLContext] = None
-
-
-def _tls_context() -> ssl.SSLContext:
-    """One context for every client, without certificate verification (test servers have
-    self-signed or private-CA certificates). ssl.create_default_context() would load the
-    system's CA store for each client: most of a login's CPU."""
-    global _TLS
-    if _TLS is None:
-        _TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        _TLS.check_hostname = False
-        _TLS.verify_mode = ssl.CERT_NONE
-    return _TLS
 
 
 # --------------------------------------------------------------------------- one client
 
 
-class LightClient:
+class LightClient(LightC2s):
     """One c2s session: `await login()`, then `send()`; every top-level element received
     after login goes to `on_element` (a callable taking the element)."""
 
     def __init__(self, ip: str, port: int, domain: str, user: str, password: str,
                  resource: str = "crowd", timeout: float = 20.0):
-        self.ip, self.port, self.domain = ip, port, domain
-        self.user, self.password, self.resource = user, password, resource
+        super().__init__(ip, port, domain, user, password, resource)
         self.timeout = timeout
         self.jid = f"{user}@{domain}/{resource}"
         self.on_element: Callable[[ET.Element], None] = lambda el: None
         self.closed_reason = ""  # set when the server ended the stream or connection
-        self._reader: Optional[asyncio.StreamReader] = None
-        self._writer: Optional[asyncio.StreamWriter] = None
         self._task: Optional[asyncio.Task] = None
-        self._queue: list[ET.Element] = []
-        self._reset_parser()
-
-    # ---------------------------------------------------------------- parsing
-
-    def _reset_parser(self) -> None:
-        self._parser = ET.XMLPullParser(events=("start", "end"))
-        self._depth = 0
-        self._root: Optional[ET.Element] = None
-
-    def _feed(self, data: bytes) -> list[ET.Element]:
-        out = []
-        self._parser.feed(data)
-        for event, el in self._parser.read_events():
-            if event == "start":
-                if self._depth == 0:
-                    self._root = el
-                self._depth += 1
-                continue
-            self._depth -= 1
-            if self._depth == 1:
-                out.append(el)
-                self._root.remove(el)  # keep memory flat over long streams
-            elif self._depth == 0:
-                self.closed_reason = self.closed_reason or "the server closed the stream"
-        return out
-
-    async def _next(self, deadline: float) -> ET.Element:
-        """The next top-level element during login (before the reader task runs)."""
-        loop = asyncio.get_running_loop()
-        while not self._queue:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ClientError(f"{self.jid}: no answer from {self.ip}:{self.port} in time")
-            data = await asyncio.wait_for(self._reader.read(65536), remaining)
-            if not data:
-                raise ClientError(f"{self.jid}: connection closed during login")
-            self._queue.extend(self._feed(data))
-        return self._queue.pop(0)
-
-    async def _expect(self, tag: str, deadline: float) -> ET.Element:
-        el = await self._next(deadline)
-        if el.tag != tag:
-            raise ClientError(f"{self.jid}: expected {tag}, got {ET.tostring(el).decode()}")
-        return el
-
-    # ---------------------------------------------------------------- login
-
-    def _header(self) -> str:
-        return (f"<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' "
-                f"xmlns:stream='{NS_STREAMS}' to='{self.domain}' version='1.0'>")
-
-    async def _open_stream(self, deadline: float) -> ET.Element:
-        self._reset_parser()
-        self._writer.write(self._header().encode())
-        return await self._expect(_tag(NS_STREAMS, "features"), deadline)
 
     async def login(self, register: bool = False, presence: bool = True) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.ip, self.port), self.timeout)
-        await self._open_stream(deadline)
-        self._writer.write(f"<starttls xmlns='{NS_TLS}'/>".encode())
-        await self._expect(_tag(NS_TLS, "proceed"), deadline)
-        await asyncio.wait_for(self._writer.start_tls(_tls_context(), server_hostname=self.domain),
-                               max(deadline - loop.time(), 0.1))
-        await self._open_stream(deadline)
-        if register:
-            self._writer.write(
-                f"<iq type='set' id='reg'><query xmlns='{NS_REGISTER}'><username>"
-                f"{escape(self.user)}</username><password>{escape(self.password)}</password>"
-                f"</query></iq>".encode())
-            answer = await self._expect(C + "iq", deadline)
-            if answer.get("type") != "result" and not _is_conflict(answer):
-                raise ClientError(f"{self.jid}: registration refused: "
-                                  f"{ET.tostring(answer).decode()}")
-        token = base64.b64encode(f"\0{self.user}\0{self.password}".encode()).decode()
-        self._writer.write(
-            f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{token}</auth>".encode())
-        answer = await self._next(deadline)
-        if answer.tag != _tag(NS_SASL, "success"):
-            raise ClientError(f"{self.jid}: login refused: {ET.tostring(answer).decode()}")
-        await self._open_stream(deadline)
-        self._writer.write(
-            f"<iq type='set' id='bind'><bind xmlns='{NS_BIND}'><resource>"
-            f"{escape(self.resource)}</resource></bind></iq>".encode())
-        answer = await self._expect(C + "iq", deadline)
-        bound = answer.find(f"{_tag(NS_BIND, 'bind')}/{_tag(NS_BIND, 'jid')}")
-        if answer.get("type") != "result" or bound is None:
-            raise ClientError(f"{self.jid}: bind failed: {ET.tostring(answer).decode()}")
-        self.jid = bound.text
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        self.jid = await self.negotiate(deadline, register=register)
         if presence:
             self._writer.write(b"<presence/>")
-        for el in self._queue:  # anything that came with the last answer
+        for el in self.take_pending():  # anything that came with the last answer
             self.on_element(el)
-        self._queue.clear()
         self._task = asyncio.ensure_future(self._read_loop())
 
     async def _read_loop(self) -> None:
@@ -196,6 +75,8 @@ class LightClient:
                     return
                 for el in self._feed(data):
                     self.on_element(el)
+                if self.stream_ended:
+                    self.closed_reason = self.closed_reason or "the server closed the stream"
         except (OSError, ssl.SSLError, ET.ParseError) as e:
             self.closed_reason = f"{type(e).__name__}: {e}"
 
@@ -217,11 +98,6 @@ class LightClient:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-
-
-def _is_conflict(iq: ET.Element) -> bool:
-    """An existing account (a rerun against the same data): registration is not needed."""
-    return iq.find(f"{C}error/{_tag(NS_STANZAS, 'conflict')}") is not None
 
 
 def _condition(stanza: ET.Element) -> str:
@@ -268,7 +144,7 @@ class RoomView:
 
     def _presence(self, el: ET.Element, nick: str) -> None:
         ptype = el.get("type", "")
-        codes = {s.get("code") for s in el.iter(_tag(NS_MUC_USER, "status"))}
+        codes = {s.get("code") for s in el.iter(tag(NS_MUC_USER, "status"))}
         if ptype == "error":
             if nick == self.nick:
                 self.join_error = _condition(el) or "error"
