@@ -19,19 +19,27 @@ messages is sent, and for every (message, occupant) the outcome is counted:
              occupant sees) -- a visible outcome, not a silent one;
   lost       neither: sent = delivered + bounced + lost.
 
-Every wait has a deadline; nothing sleeps in hope. Used by tests/system and tests/interop.
+The phases the room tests of tests/system and tests/interop share are here too, with what
+they print and assert: `open_room()`, `register_all()`, `join_room()` (-> `Joins`),
+`run_series()` (-> `Tally`), `describe_joins()`, `describe_series()` and
+`assert_formed_and_nothing_lost()`; also `case()`, a test case's pytest parameter.
+
+Every wait has a deadline; nothing sleeps in hope.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 from xml.sax.saxutils import escape, quoteattr
+
+import pytest
 
 from light_c2s import NS_CLIENT, NS_STANZAS, LightC2s, tag
 
@@ -176,10 +184,33 @@ class Tally:
     bounced: int = 0
     duplicates: int = 0
     per_message: list[tuple[str, int, int, int]] = field(default_factory=list)
+    settled: bool = False  # every (message, occupant) delivered or bounced in time
+    seconds: float = 0.0  # from the first message sent until settled (or the deadline)
 
     @property
     def lost(self) -> int:
         return self.sent - self.delivered - self.bounced
+
+
+@dataclass
+class Joins:
+    """Outcome of the join phase: `group` joined at once, then each had to see every other
+    occupant."""
+    group: list[Occupant]
+    deadline: float  # seconds allowed for every join to be answered
+    joined: int
+    refused: int
+    last_join: float  # seconds until the last join was answered
+    formed: bool  # every joined occupant saw every other one
+    seconds: float  # from the joins sent until formed (or not)
+    cpu: dict[str, float]  # CPU seconds each server spent meanwhile
+
+    @property
+    def unanswered(self) -> int:
+        return len(self.group) - self.joined - self.refused
+
+    def join_errors(self) -> list[str]:
+        return sorted({o.view.join_error for o in self.group if o.view.join_error})
 
 
 class Crowd:
@@ -197,6 +228,24 @@ class Crowd:
         occ = Occupant(client, view)
         self.occupants.append(occ)
         return occ
+
+    def add_members(self, ip: str, port: int, domain: str, password: str,
+                    count: int) -> list[Occupant]:
+        """`count` clients of the server at ip:port, users u000, u001, ... of `domain`, with
+        the nicks "Member 000", "Member 001", ..."""
+        return [self.add(LightClient(ip, port, domain, f"u{i:03d}", password),
+                         f"Member {i:03d}") for i in range(count)]
+
+    async def open_room(self, owner: Occupant, timeout: float) -> None:
+        """The owner logs in and creates the room by joining it first."""
+        await owner.client.login()
+        joined, _, _ = await self.join_all(timeout, [owner])
+        assert joined == 1, f"the owner could not create {self.room}: {owner.view.join_error}"
+
+    async def register_all(self, group: list[Occupant], timeout: float) -> float:
+        """Registers and logs in the clients of `group` within `timeout`; returns the
+        seconds it took."""
+        return await asyncio.wait_for(self.login_all(group, register=True), timeout)
 
     async def login_all(self, group: list[Occupant], register: bool = False,
                         parallel: int = 16) -> float:
@@ -325,6 +374,56 @@ class Crowd:
             t.per_message.append((mid, delivered, bounced, len(members) - delivered - bounced))
         return t
 
+    async def join_room(self, group: list[Occupant], join_deadline: float,
+                        form_deadline: float, pids: dict[str, int]) -> Joins:
+        """The join phase: `group` joins at once (join_all), then, if every one joined, the
+        room must form (wait_room_formed); measures the CPU of the servers in `pids` (name
+        -> process id) meanwhile."""
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        t0 = time.monotonic()
+        joined, refused, last = await self.join_all(join_deadline, group)
+        formed = await self.wait_room_formed(form_deadline) if joined == len(group) else False
+        seconds = time.monotonic() - t0
+        cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        return Joins(group, join_deadline, joined, refused, last, formed, seconds, cpu)
+
+    def describe_joins(self, j: Joins) -> str:
+        cpu = ", ".join(f"{name} {s:.1f}s" for name, s in j.cpu.items())
+        return (f"joins: {j.joined} of {len(j.group)} joined, {j.refused} refused,"
+                f" {j.unanswered} unanswered; last join after {j.last_join:.1f}s;"
+                f" room formed: {j.formed} after {j.seconds:.1f}s"
+                f" ({self.missing_presences()} presences missing); server CPU {cpu}")
+
+    async def run_series(self, senders: list[Occupant], count: int, timeout: float) -> Tally:
+        """The message phase: `count` room messages (send_series), waited for until every
+        (message, occupant) is delivered or bounced or `timeout` passed, then counted."""
+        t0 = time.monotonic()
+        self.send_series(senders, count)
+        settled = await self.wait_series(senders, count, timeout)
+        seconds = time.monotonic() - t0
+        t = self.tally(senders, count)
+        t.settled, t.seconds = settled, seconds
+        return t
+
+    def describe_series(self, t: Tally) -> str:
+        return (f"{len(t.per_message)} room messages to {len(self.occupants)} occupants"
+                f" ({'settled' if t.settled else 'NOT settled'} after {t.seconds:.1f}s):"
+                f" sent {t.sent} = delivered {t.delivered} + bounced {t.bounced}"
+                f" + lost {t.lost} (duplicates {t.duplicates})")
+
+    def assert_formed_and_nothing_lost(self, j: Joins, t: Tally) -> None:
+        """What every room test asserts with no fault injected: no client stream closed,
+        every join answered with the occupant's own presence, every occupant seeing every
+        other one, and every (message, occupant) delivered: none lost, none bounced."""
+        assert not self.closed_streams(), self.closed_streams()[:5]
+        assert j.joined == len(j.group), (
+            f"{j.joined} of {len(j.group)} joined within {j.deadline}s ({j.refused} refused:"
+            f" {j.join_errors()})")
+        assert j.formed, f"{self.missing_presences()} occupant presences never arrived"
+        assert t.lost == 0, (f"{t.lost} of {t.sent} lost; per message (id, delivered,"
+                             f" bounced, lost): {t.per_message}")
+        assert t.bounced == 0, f"{t.bounced} bounced without any fault injected"
+
     def closed_streams(self) -> list[str]:
         return [f"{o.client.jid}: {o.client.closed_reason}" for o in self.occupants
                 if o.client.closed_reason]
@@ -332,3 +431,24 @@ class Crowd:
     async def close_all(self) -> None:
         await asyncio.gather(*(o.client.close() for o in self.occupants),
                              return_exceptions=True)
+
+
+# --------------------------------------------------------------------------- the tests' parts
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process `pid` has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def case(name: str, waiting: dict[str, str]) -> Any:
+    """The pytest parameter of a room test case, skipped with the reason where the case
+    waits for work not yet in this tree (`waiting`: case -> what it waits for), unless
+    WADDLE_ROOM_RUN_WAITING=1."""
+    reason = waiting.get(name)
+    run_anyway = os.environ.get("WADDLE_ROOM_RUN_WAITING") == "1"
+    marks = [pytest.mark.skip(reason=f"waits for {reason}")] if reason and not run_anyway \
+        else []
+    return pytest.param(name, id=name, marks=marks)
