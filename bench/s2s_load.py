@@ -205,8 +205,12 @@ def make_server(kind: str, fed: harness.Federation, domain: str):
     level, without stanza or byte rate limits (no pacing)."""
     if kind == "waddle":
         s2s = {"stanza_rate": 0, "byte_rate": 0, "bandwidth_limit": 0}
-        if os.environ.get("WADDLE_BENCH_NO_BYTE_RATE") == "1":
+        old_binary = os.environ.get("WADDLE_BENCH_NO_BYTE_RATE") == "1"
+        if old_binary:
             del s2s["byte_rate"]  # a binary from before pacing, which has no such key
+        if old_binary or os.environ.get("WADDLE_BENCH_NO_INTERNAL_SWITCH") == "1":
+            # A binary from before allow_internal_addresses connects to loopback peers anyway.
+            s2s["allow_internal_addresses"] = None  # left out of its configuration
         return fed.waddle(domain, "cert", users=[USER], overrides={
             "server": {"log_level": "info"}, "s2s": s2s})
     if kind == "prosody":

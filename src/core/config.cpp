@@ -613,6 +613,18 @@ void read_s2s_limits(Section& s, S2sConfig& c) {
       "disconnect a domain that stays paced");
 }
 
+// An allowlisted IP-literal domain could never be reached while such domains are refused.
+void check_allowlist_reachable(const Reader& r, const S2sConfig& c) {
+  if (c.allow_internal_addresses || c.policy != "allowlist") return;
+  for (const auto& d : c.allowed_domains) {
+    if (!is_ip_literal(d)) continue;
+    r.fail_at({"s2s.allowed_domains", "s2s.allow_internal_addresses"},
+              fmt::format("{} is an IP address, and stanzas to IP-literal domains are refused "
+                          "unless s2s.allow_internal_addresses = true",
+                          quote(d)));
+  }
+}
+
 void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
   Section s(r, t, "s2s",
             {"enabled",
@@ -630,6 +642,7 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
              "unverified_dialback_domains",
              "dialback_secret",
              "tls_min_version",
+             "allow_internal_addresses",
              "connection_rate",
              "stanza_rate",
              "stanza_burst",
@@ -666,6 +679,8 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
                        kMinDialbackSecret, c.dialback_secret.size()));
   }
   s.choice("tls_min_version", {"1.2", "1.3"}, c.tls_min_version);
+  s.boolean("allow_internal_addresses", c.allow_internal_addresses);
+  check_allowlist_reachable(r, c);
   read_s2s_limits(s, c);
   s.integer("max_stanza_size", 1024, kMaxStanzaSize, c.max_stanza_size);
   s.duration("handshake_timeout", c.handshake_timeout);

@@ -84,6 +84,10 @@ struct S2sConfig {
   std::vector<std::string> unverified_dialback_domains;
   std::string dialback_secret;          // empty = generated once and kept in data_dir
   std::string tls_min_version = "1.3";  // "1.2" or "1.3"
+  // Outbound connections (links, dialback verification, `check s2s`) to IP-literal domains and
+  // to internal addresses (loopback, private, link-local, ...) found in DNS; off by default,
+  // for private deployments (docs/security.md).
+  bool allow_internal_addresses = false;
 
   // Abuse prevention (spec S2SRateLimiter), per remote domain; 0 = unlimited.
   std::uint32_t connection_rate = 30;  // new inbound connections per minute

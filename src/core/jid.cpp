@@ -64,17 +64,6 @@ std::string map_label_separators(std::string_view s) {
   return out;
 }
 
-bool is_ip_literal(std::string_view s) {
-  const std::string str(s);
-  std::array<unsigned char, 16> buf{};
-  if (inet_pton(AF_INET, str.c_str(), buf.data()) == 1) return true;
-  if (str.size() >= 2 && str.front() == '[' && str.back() == ']') {
-    const std::string inner = str.substr(1, str.size() - 2);
-    return inet_pton(AF_INET6, inner.c_str(), buf.data()) == 1;
-  }
-  return false;
-}
-
 std::optional<std::string> to_a_label(std::string_view label) {
   const std::string in(label);
   uint8_t* raw = nullptr;
@@ -176,6 +165,17 @@ std::optional<std::string> prepare_part(std::string_view s, const char* profile)
 }
 
 }  // namespace
+
+bool is_ip_literal(std::string_view s) {
+  const std::string str(s);
+  std::array<unsigned char, 16> buf{};
+  if (inet_pton(AF_INET, str.c_str(), buf.data()) == 1) return true;
+  if (str.size() >= 2 && str.front() == '[' && str.back() == ']') {
+    const std::string inner = str.substr(1, str.size() - 2);
+    return inet_pton(AF_INET6, inner.c_str(), buf.data()) == 1;
+  }
+  return false;
+}
 
 std::optional<std::string> nodeprep(std::string_view s) {
   return prepare_part(s, "Nodeprep");

@@ -55,6 +55,9 @@ class Jid {
 std::optional<std::string> nodeprep(std::string_view s);
 std::optional<std::string> resourceprep(std::string_view s);
 std::optional<std::string> nameprep_domain(std::string_view s);
+// A domainpart that is an IP address (RFC 7622 §3.2): IPv4 in dotted-quad form, or IPv6 in
+// brackets ("[::1]").
+bool is_ip_literal(std::string_view domain);
 // The same without the all-ASCII fast paths: always through libidn/libidn2. Tests compare the
 // two; nothing else needs these.
 std::optional<std::string> nodeprep_library(std::string_view s);

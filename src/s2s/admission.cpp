@@ -3,6 +3,9 @@
 
 #include <algorithm>
 
+#include "core/jid.h"
+#include "s2s/internal_address.h"
+
 namespace waddle::s2s {
 
 Admission::Admission(const core::S2sConfig& config)
@@ -20,7 +23,31 @@ std::optional<Refusal> Admission::outbound(std::string_view remote, bool stoppin
   if (!policy_.allows(remote))
     return Refusal{StanzaError::kPolicyViolation, "Federation with " + std::string(remote) +
                                                       " is not allowed by this server's policy"};
+  // A local choice made from the address alone, before anything is tried, so the condition of
+  // the policy (docs/security.md says why not remote-server-not-found).
+  if (auto refused = connect_to(remote))
+    return Refusal{StanzaError::kPolicyViolation, std::move(refused->text)};
   return std::nullopt;
+}
+
+std::optional<Outcome> Admission::connect_to(std::string_view remote) const {
+  if (config_.allow_internal_addresses || !core::is_ip_literal(remote)) return std::nullopt;
+  Outcome refused = Outcome::fail(Failure::kPolicy, ip_literal_text(remote));
+  refused.definitive = true;
+  return refused;
+}
+
+std::optional<Outcome> Admission::reachable(std::string_view remote,
+                                            std::vector<Endpoint>& endpoints,
+                                            std::vector<std::string>* skipped) const {
+  if (config_.allow_internal_addresses) return std::nullopt;
+  const std::vector<Dropped> dropped = drop_internal(endpoints);
+  if (skipped)
+    for (const auto& d : dropped) skipped->push_back(d.address + " (" + std::string(d.kind) + ")");
+  if (!endpoints.empty() || dropped.empty()) return std::nullopt;
+  Outcome failed = Outcome::fail(Failure::kDns, only_internal_text(remote, dropped));
+  failed.definitive = true;
+  return failed;
 }
 
 std::optional<Refusal> Admission::another_stream(std::string_view remote,

@@ -1,15 +1,19 @@
 // Every "may we?" of federation in one place: the federation policy (either direction),
-// dialback from or to a peer without a valid certificate, and the limits on streams per
-// remote domain and stanzas waiting for one. Rate limits are in rate_limit.h.
+// connections inside the operator's network, dialback from or to a peer without a valid
+// certificate, and the limits on streams per remote domain and stanzas waiting for one. Rate
+// limits are in rate_limit.h.
 #pragma once
 
 #include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/config.h"
 #include "core/errors.h"
+#include "s2s/dns.h"
+#include "s2s/failure.h"
 #include "s2s/policy.h"
 
 namespace waddle::s2s {
@@ -32,8 +36,18 @@ class Admission {
   bool allows(std::string_view domain) const { return policy_.allows(domain); }
 
   // A stanza for `remote` leaving this server: refused during shutdown, when federation is
-  // disabled, or when the policy does not allow the domain.
+  // disabled, when the policy does not allow the domain, or when it is an IP literal
+  // (connect_to).
   std::optional<Refusal> outbound(std::string_view remote, bool stopping) const;
+  // Connecting to `remote` at all (a link, a dialback verification, `check s2s`): refused
+  // (kPolicy, definitive) for an IP-literal domain unless allow_internal_addresses is set.
+  std::optional<Outcome> connect_to(std::string_view remote) const;
+  // The addresses `remote` resolved to that may be connected to: unless
+  // allow_internal_addresses is set, internal ones (internal_address.h) are dropped, and when
+  // none is left the attempt fails (kDns, definitive: the domain's DNS has to change first).
+  // `skipped` gets what was dropped, with why.
+  std::optional<Outcome> reachable(std::string_view remote, std::vector<Endpoint>& endpoints,
+                                   std::vector<std::string>* skipped = nullptr) const;
   // One more stream to `remote`, which already has `streams` (pairs multiplexed on one
   // stream count once, pairs still connecting count each): max_connections_per_domain.
   std::optional<Refusal> another_stream(std::string_view remote, std::size_t streams) const;

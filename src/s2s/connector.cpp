@@ -99,21 +99,43 @@ void TlsConnector::note_endpoints(const std::string& remote, const Resolution& r
                                           : std::string("no SRV record: A/AAAA of the domain")));
 }
 
+// The addresses to try, in order, or why there are none (an IP-literal domain or internal
+// addresses, unless allowed; DNS failures). Nothing is connected to before this.
+asio::awaitable<Outcome> TlsConnector::endpoints(const std::string& remote, Open& open,
+                                                 std::vector<Endpoint>& out) {
+  if (auto refused = admission_.connect_to(remote)) {
+    trace_.note("refused: " + refused->text);
+    co_return std::move(*refused);
+  }
+  auto res = co_await resolve(remote, open);
+  if (!res) co_return Outcome::fail(Failure::kDns, "no address");
+  note_endpoints(remote, *res);
+  if (!res->error.empty() || res->endpoints.empty()) {
+    std::string text = res->error.empty() ? "no address for " + remote : res->error;
+    trace_.note("DNS: " + text);
+    co_return Outcome::fail(Failure::kDns, std::move(text));
+  }
+  std::vector<std::string> skipped;
+  auto unreachable = admission_.reachable(remote, res->endpoints, &skipped);
+  for (const auto& s : skipped) trace_.note("DNS: skipped " + s + ": an internal address");
+  if (unreachable) {
+    trace_.note("DNS: " + unreachable->text);
+    co_return std::move(*unreachable);
+  }
+  out = std::move(res->endpoints);
+  co_return Outcome{};
+}
+
 asio::awaitable<Connected> TlsConnector::connect(ConnectRequest req,
                                                  asio::cancellation_slot abort) {
   auto open = std::make_shared<Open>();
   if (abort.is_connected()) abort.assign([open](asio::cancellation_type) { open->abort(); });
   DetachSlot detach{abort};
+  std::vector<Endpoint> endpoints;
+  Outcome found = co_await this->endpoints(req.remote, *open, endpoints);
+  if (!found.ok()) co_return failed(std::move(found));
   Outcome last = Outcome::fail(Failure::kDns, "no address");
-  auto res = co_await resolve(req.remote, *open);
-  if (!res) co_return failed(last);
-  note_endpoints(req.remote, *res);
-  if (!res->error.empty() || res->endpoints.empty()) {
-    std::string text = res->error.empty() ? "no address for " + req.remote : res->error;
-    trace_.note("DNS: " + text);
-    co_return failed(Failure::kDns, std::move(text));
-  }
-  for (const auto& ep : res->endpoints) {
+  for (const auto& ep : endpoints) {
     tcp::socket socket(io_);
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(ep.address, ec);

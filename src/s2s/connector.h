@@ -79,6 +79,8 @@ class TlsConnector final : public Connector {
   struct Open;        // what an abort closes
   struct StreamOpen;  // a stream header answered, with the features that followed
   boost::asio::awaitable<std::optional<Resolution>> resolve(const std::string& domain, Open& open);
+  boost::asio::awaitable<Outcome> endpoints(const std::string& remote, Open& open,
+                                            std::vector<Endpoint>& out);
   void note_endpoints(const std::string& remote, const Resolution& res) const;
   boost::asio::awaitable<Connected> negotiate(std::shared_ptr<stream::XmlStream> s,
                                               const ConnectRequest& req, bool direct_tls,

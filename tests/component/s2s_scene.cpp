@@ -104,6 +104,8 @@ void FederationTest::SetUp() {
   s2s.connection_rate = 0;
   s2s.stanza_rate = 0;
   s2s.dialback_secret = kSecret;
+  // The scripted remote servers are on a loopback address.
+  s2s.allow_internal_addresses = true;
 
   for (Cred c : {Cred::kNone, Cred::kValid, Cred::kSelfSigned, Cred::kWrongName}) {
     const core::CertKey* ck = c == Cred::kValid        ? &valid

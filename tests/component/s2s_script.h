@@ -121,6 +121,9 @@ Step expect_bounced(std::string id, std::string condition, std::string text = {}
 Step expect_nothing_delivered();
 // S2sService::live_streams() reaches `n`.
 Step expect_live_streams(std::size_t n);
+// No connection from the service waits at the remote servers' listener (checked at once: use it
+// after a bounce or an answer, which come after any connection attempt).
+Step expect_no_connection();
 
 // XML a scripted peer sends or expects.
 inline constexpr const char* kStartTls = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";

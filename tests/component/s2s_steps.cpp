@@ -234,6 +234,19 @@ Step expect_nothing_delivered() {
           }};
 }
 
+Step expect_no_connection() {
+  return {"service: expect no connection to the remote servers", {}, [](Scene& s) {
+            boost::asio::ip::tcp::socket pending(s.io);
+            boost::system::error_code ec;
+            s.remote_listener.non_blocking(true);
+            s.remote_listener.accept(pending, ec);
+            s.remote_listener.non_blocking(false);
+            if (!ec) return std::string("the service connected to the remote servers");
+            if (ec != boost::asio::error::would_block) return "accept failed: " + ec.message();
+            return std::string();
+          }};
+}
+
 Step expect_live_streams(std::size_t n) {
   return {"service: expect " + std::to_string(n) + " live streams", {}, [n](Scene& s) {
             if (pump(

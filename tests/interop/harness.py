@@ -1060,9 +1060,13 @@ def dump_toml(tables: dict) -> str:
 
 
 def _merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` merged in, table by table; a value None removes the key (for a
+    binary that does not know it)."""
     out = dict(base)
     for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)
         else:
             out[k] = v
@@ -1085,7 +1089,8 @@ class Waddle(PeerServer):
     (the default policy), so a peer must present a certificate valid for its domain.
     mode "dialback": a self-signed certificate and ``allow_unverified_dialback = true``.
     Both: ``tls.ca_file`` = the private CA, ``[dns] nameservers`` = the harness's dnsmasq,
-    log level debug, metrics on the server's own address, ``tls_min_version`` as given
+    ``s2s.allow_internal_addresses = true`` (the peers are on loopback addresses), log level
+    debug, metrics on the server's own address, ``tls_min_version`` as given
     (default: Waddle's own default, "1.3").
 
     ``adduser(user)`` works before start (``waddle adduser``); ``start()`` waits until c2s
@@ -1113,8 +1118,10 @@ class Waddle(PeerServer):
         self.config_path = self.dir / "waddle.toml"
         self.log_path = self.dir / "waddle.log"
         self.data = self.dir / "data"
+        # allow_internal_addresses: every peer of the harness is on a loopback address.
         s2s: dict = {"enabled": True, "port": s2s_port,
-                     "allow_unverified_dialback": mode == "dialback"}
+                     "allow_unverified_dialback": mode == "dialback",
+                     "allow_internal_addresses": True}
         if tls_min_version is not None:
             s2s["tls_min_version"] = tls_min_version
         tls: dict = {"cert": str(self.certs.cert), "key": str(self.certs.key),

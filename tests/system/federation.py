@@ -1,8 +1,9 @@
 """Waddle-to-Waddle federation on one machine, for tests/system/test_federation.py.
 
 - `Federation`: servers for test domains (a.test, b.test, ...) on their own loopback
-  addresses, each with [s2s] on and its resolver pointed at one dnsmasq that holds the
-  test's records (SRV and/or A per domain), certificates from a private CA (or self-signed).
+  addresses, each with [s2s] on (and allow_internal_addresses, since every peer is on a
+  loopback address) and its resolver pointed at one dnsmasq that holds the test's records
+  (SRV and/or A per domain), certificates from a private CA (or self-signed).
   Create the servers, add records, then `start()` (dnsmasq first, then every server).
 - `RawS2s`: a raw server-to-server stream that authenticates as a domain with a client
   certificate (STARTTLS, SASL EXTERNAL, stream restart), for sending what no honest server
@@ -206,7 +207,9 @@ class Federation:
         config = {
             "server": {"domains": [domain]},
             "tls": {"ca_file": str(self.pki.ca.cert)},
-            "s2s": deep_merge({"enabled": True, "port": S2S_PORT}, s2s or {}),
+            # Every test server is on a loopback address: federating with it needs the switch.
+            "s2s": deep_merge({"enabled": True, "port": S2S_PORT,
+                               "allow_internal_addresses": True}, s2s or {}),
             "dns": {"nameservers": [self.dns.nameserver]},
         }
         srv = self._make_server(deep_merge(config, overrides or {}), start=False,

@@ -89,6 +89,7 @@ TEST_F(ConfigTest, Defaults_MatchDocumentedValues) {
   EXPECT_TRUE(c.s2s.unverified_dialback_domains.empty());
   EXPECT_EQ(c.s2s.dialback_secret, "");
   EXPECT_EQ(c.s2s.tls_min_version, "1.3");
+  EXPECT_FALSE(c.s2s.allow_internal_addresses);
   EXPECT_EQ(c.s2s.connection_rate, 30u);
   EXPECT_EQ(c.s2s.stanza_rate, 2000u);
   EXPECT_EQ(c.s2s.stanza_burst, 10000u);
@@ -169,6 +170,7 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.s2s.unverified_dialback_domains, d.s2s.unverified_dialback_domains);
   EXPECT_EQ(c.s2s.dialback_secret, d.s2s.dialback_secret);
   EXPECT_EQ(c.s2s.tls_min_version, d.s2s.tls_min_version);
+  EXPECT_EQ(c.s2s.allow_internal_addresses, d.s2s.allow_internal_addresses);
   EXPECT_EQ(c.s2s.connection_rate, d.s2s.connection_rate);
   EXPECT_EQ(c.s2s.stanza_rate, d.s2s.stanza_rate);
   EXPECT_EQ(c.s2s.stanza_burst, d.s2s.stanza_burst);
@@ -265,6 +267,7 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "s2s.unverified_dialback_domains",
                           "s2s.dialback_secret",
                           "s2s.tls_min_version",
+                          "s2s.allow_internal_addresses",
                           "s2s.connection_rate",
                           "s2s.stanza_rate",
                           "s2s.stanza_burst",
@@ -362,6 +365,7 @@ allow_unverified_dialback = true
 unverified_dialback_domains = ["Legacy.Example", "münchen.example"]
 dialback_secret = "0123456789abcdef0123"
 tls_min_version = "1.2"
+allow_internal_addresses = true
 connection_rate = 0
 stanza_rate = 1000000
 stanza_burst = 3
@@ -442,6 +446,7 @@ max_domains = 100000
             (std::vector<std::string>{"legacy.example", "xn--mnchen-3ya.example"}));
   EXPECT_EQ(c.s2s.dialback_secret, "0123456789abcdef0123");
   EXPECT_EQ(c.s2s.tls_min_version, "1.2");
+  EXPECT_TRUE(c.s2s.allow_internal_addresses);
   EXPECT_EQ(c.s2s.connection_rate, 0u);
   EXPECT_EQ(c.s2s.stanza_rate, 1000000u);
   EXPECT_EQ(c.s2s.stanza_burst, 3u);
@@ -821,6 +826,33 @@ TEST_F(ConfigTest, UnverifiedDialback_TypesAndDomains) {
             "w.toml:2:32: s2s.unverified_dialback_domains[0]: expected a domain name, got \"a b\"");
   EXPECT_EQ(error_of("[s2s]\nunverified_dialback_domains = [\"a.example\", \"A.Example.\"]\n"),
             "w.toml:2:45: s2s.unverified_dialback_domains[1]: duplicate \"a.example\"");
+}
+
+TEST_F(ConfigTest, AllowInternalAddresses_IsABoolean) {
+  EXPECT_TRUE(parse_config("[s2s]\nallow_internal_addresses = true\n", "w.toml")
+                  .s2s.allow_internal_addresses);
+  EXPECT_EQ(error_of("[s2s]\nallow_internal_addresses = \"true\"\n"),
+            "w.toml:2:1: s2s.allow_internal_addresses: expected a boolean (true or false), got "
+            "\"true\"");
+  EXPECT_EQ(error_of("[s2s]\nallow_internal_addresses = 1\n"),
+            "w.toml:2:1: s2s.allow_internal_addresses: expected a boolean (true or false), got 1");
+}
+
+// An allowlisted IP-literal domain could never be reached while such domains are refused.
+TEST_F(ConfigTest, AllowlistedIpLiteral_NeedsAllowInternalAddresses) {
+  const std::string allowlist =
+      "[s2s]\npolicy = \"allowlist\"\nallowed_domains = [\"a.example\", \"10.0.0.5\"]\n";
+  EXPECT_EQ(error_of(allowlist),
+            "w.toml:3:1: s2s.allowed_domains: \"10.0.0.5\" is an IP address, and stanzas to "
+            "IP-literal domains are refused unless s2s.allow_internal_addresses = true");
+  EXPECT_NE(error_of("[s2s]\npolicy = \"allowlist\"\nallowed_domains = [\"[::1]\"]\n")
+                .find("\"[::1]\" is an IP address"),
+            std::string::npos);
+  EXPECT_EQ(
+      parse_config(allowlist + "allow_internal_addresses = true\n", "w.toml").s2s.allowed_domains,
+      (std::vector<std::string>{"a.example", "10.0.0.5"}));
+  // Not an allowlist: the list is not used.
+  EXPECT_NO_THROW(parse_config("[s2s]\nallowed_domains = [\"10.0.0.5\"]\n", "w.toml"));
 }
 
 TEST_F(ConfigTest, DialbackSecret_IsEmptyOrLongEnough) {
