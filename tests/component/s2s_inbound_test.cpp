@@ -4,6 +4,7 @@
 // piggybacking (§2.6), anti-spoofing and stream errors; every transport failure of the
 // successful scripts. ctest label: component.
 #include "core/base64.h"
+#include "s2s/dialback.h"
 #include "s2s_script.h"
 
 namespace waddle::testing {
@@ -260,6 +261,29 @@ TEST_F(S2sInboundTest, Dialback_StreamGoneBeforeTheAuthoritativeAnswer) {
                       return db("verify", kRemote, kLocal, "valid", s.stream_id("in"), "");
                     })),
                     auth.expect_closed(), expect_live_streams(0)});
+}
+
+// An authoritative server that accepts the verification stream and never answers: the key is
+// not valid once connect_timeout has passed, and the verification stream is cut.
+TEST_F(S2sInboundTest, Dialback_AuthoritativeServerSilent_InvalidAtTheDeadline) {
+  config_.s2s.allow_unverified_dialback = true;
+  run_script(open_in(Cred::kNone) +
+             Script{in.expect_exact(kDialbackAndSm),
+                    in.send(db("result", kRemote, kLocal, "", "", "k1"))} +
+             authoritative_asked("k1") +
+             Script{in.expect_exact(db("result", kLocal, kRemote, "invalid", "", "")),
+                    auth.expect_disconnect(), expect_live_streams(1)});
+}
+
+// One stream cannot make the server open more than Dialback::kMaxPerStream verification
+// streams at once: the next key is refused at once, without a connection.
+TEST_F(S2sInboundTest, Dialback_TooManyVerificationsFromOneStream_ResourceConstraint) {
+  config_.s2s.allow_unverified_dialback = true;
+  Script script = open_in(Cred::kNone) + Script{in.expect_exact(kDialbackAndSm)};
+  for (std::size_t i = 0; i <= s2s::Dialback::kMaxPerStream; ++i)
+    script.push_back(in.send(db("result", kRemote, kLocal, "", "", "k" + std::to_string(i))));
+  script.push_back(in.expect(db_error("resource-constraint")));
+  run_script(script);
 }
 
 Script dialback_errors() {
