@@ -441,6 +441,12 @@ S2sMetrics::S2sMetrics(Registry& r, std::size_t max_domains)
           by_domain("waddle_s2s_paced_seconds_total",
                     "Whole seconds during which reading from a remote domain was slowed down to "
                     "its stanza or byte rate.",
+                    {"domain"}, max_domains))),
+      held_back_total(r.counter_family(
+          by_domain("waddle_s2s_held_back_total",
+                    "Times an inbound stream from a remote domain stopped being read because "
+                    "what it sent filled the queue of a link still being set up (queue_size; "
+                    "nothing is dropped).",
                     {"domain"}, max_domains))) {}
 
 C2sMetrics::C2sMetrics(Registry& r)

@@ -273,6 +273,9 @@ struct S2sMetrics {
   void paced_seconds(std::string_view domain, std::uint64_t seconds) {
     paced_time.get({domain}).inc(seconds);
   }
+  // An inbound stream from `domain` waits: a stanza it sent made a link's queue (still being
+  // set up) go over queue_size.
+  void held_back(std::string_view domain) { held_back_total.get({domain}).inc(); }
 
   GaugeFamily& connections_active;   // waddle_s2s_connections_active{domain,direction}
   CounterFamily& connections_total;  // waddle_s2s_connections_total{domain,direction}
@@ -290,6 +293,7 @@ struct S2sMetrics {
   CounterFamily& resends;            // waddle_s2s_resent_total{domain}
   CounterFamily& paced_total;        // waddle_s2s_paced_total{domain}
   CounterFamily& paced_time;         // waddle_s2s_paced_seconds_total{domain}
+  CounterFamily& held_back_total;    // waddle_s2s_held_back_total{domain}
 };
 
 struct C2sMetrics {

@@ -38,6 +38,14 @@ std::string StreamChannel::end_reason() const {
   return stream_->end_reason();
 }
 
+std::uint64_t StreamChannel::bytes_sent() const {
+  return stream_->bytes_queued();
+}
+
+std::uint64_t StreamChannel::bytes_written() const {
+  return stream_->bytes_out();
+}
+
 void StreamChannel::restart() {
   stream_->reset_parser();
   reader_.clear();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,10 @@ class Channel {
   virtual std::string tls_description() const = 0;  // "TLSv1.3 TLS_AES_256_GCM_SHA384"
   // Why reading ended when it was not an ordinary close ("socket error: ..."), else empty.
   virtual std::string end_reason() const = 0;
+  // Bytes handed to send() so far, and how many of them have been written to the socket: a
+  // ping is only waited for once what was sent before it has left.
+  virtual std::uint64_t bytes_sent() const { return 0; }
+  virtual std::uint64_t bytes_written() const { return 0; }
 };
 
 class StreamChannel final : public Channel {
@@ -49,6 +54,8 @@ class StreamChannel final : public Channel {
   bool closed() const override;
   std::string tls_description() const override;
   std::string end_reason() const override;
+  std::uint64_t bytes_sent() const override;
+  std::uint64_t bytes_written() const override;
 
   stream::XmlStream& stream() { return *stream_; }
   stream::EventReader& reader() { return reader_; }

@@ -10,6 +10,7 @@
 #include "metrics/metrics.h"
 #include "net/listen.h"
 #include "net/tls.h"
+#include "router/flow.h"
 #include "router/router.h"
 #include "s2s/admission.h"
 #include "s2s/auth.h"
@@ -28,6 +29,15 @@ namespace waddle::s2s {
 namespace asio = boost::asio;
 using core::StreamError;
 using xml::Element;
+
+namespace {
+// How much a stream that waits for a full queue is read ahead (stanzas held, in bytes read):
+// enough for the dialback and acknowledgement elements behind the stanzas to get through.
+constexpr std::size_t kReadAhead = 1 << 20;
+// How many times the reader lets work that its last stanza left for later run first (each
+// turn runs everything posted before it; the bound only guards against work that re-posts).
+constexpr int kYieldsForLater = 8;
+}  // namespace
 
 InboundStream::InboundStream(InboundContext& ctx, std::shared_ptr<stream::XmlStream> stream,
                              bool direct_tls)
@@ -56,6 +66,13 @@ asio::awaitable<void> InboundStream::run() {
                           "s2s handshake timeout");
       });
   auto pause_timer = ctx_.time.make_timer();
+  auto resume_timer = ctx_.time.make_timer();
+  resume_ = resume_timer.get();
+  flow_ = std::make_shared<router::Flow>([weak = weak_from_this(), ex = ctx_.executor] {
+    asio::post(ex, [weak] {
+      if (auto self = weak.lock()) self->resume();
+    });
+  });
   std::uint64_t bytes_seen = 0;
   if (state_ == State::kTlsHandshake) {
     const bool ok = co_await stream_->server_handshake();
@@ -74,6 +91,10 @@ asio::awaitable<void> InboundStream::run() {
         break;
       }
       co_await on_event(std::move(*ev));
+      // What routing left for later (a room's answers) is routed before the next stanza, so
+      // that a queue it fills holds this stream back in time.
+      for (int i = 0; i < kYieldsForLater && flow_->pending() > 0; ++i)
+        co_await asio::post(ctx_.executor, asio::use_awaitable);
       // Backpressure, never loss: a domain over its stanza or byte rate, or all S2S traffic
       // over the bandwidth limit, is simply read more slowly.
       auto pause = std::exchange(pause_, {});
@@ -83,12 +104,17 @@ asio::awaitable<void> InboundStream::run() {
       bytes_seen = stream_->bytes_in();
       if (pause > Clock::duration::zero())
         co_await pause_timer->wait_until(ctx_.time.now() + pause);
+      // Backpressure: a queue this stream filled has not drained yet, and enough is held.
+      while (held_bytes_ >= kReadAhead && !closing() && !stream_->closed())
+        co_await resume_timer->wait_until(Clock::time_point::max());
     }
   } catch (const std::exception& e) {
     spdlog::error("s2s in: {}", e.what());
     close_with(StreamError::kInternalServerError);
   }
   deadline.cancel();
+  route_held(true);  // received, so handled: queued beyond the limit or bounced, never dropped
+  resume_ = nullptr;
   co_await channel_->close_gracefully();
   state_ = State::kEnded;  // a verification still in flight must not count it as opened
   if (ctx_.metrics) {
@@ -104,6 +130,7 @@ asio::awaitable<void> InboundStream::run() {
 asio::awaitable<void> InboundStream::on_event(xml::StreamEvent ev) {
   if (ev.kind == xml::StreamEvent::Kind::kStreamClose) {
     state_ = State::kClosing;
+    route_held(true);
     // What was handled is acknowledged before the close (XEP-0198 §4).
     if (sm_.enabled()) send(wire::sm_answer(sm_.handled()));
     send(stream::kStreamEnd);
@@ -240,8 +267,8 @@ void InboundStream::on_stanza(Element e) {
     close_with(StreamError::kInvalidFrom);
     return;
   }
-  const auto rate =
-      ctx_.limits.stanza(from->domain(), stream_->bytes_in() - bytes_charged_, ctx_.time.now());
+  const std::size_t bytes = stream_->bytes_in() - bytes_charged_;
+  const auto rate = ctx_.limits.stanza(from->domain(), bytes, ctx_.time.now());
   bytes_charged_ = stream_->bytes_in();
   if (rate.disconnect) {  // only when the operator set disconnect_when_paced_for
     report(ctx_.metrics, from->domain(), Failure::kRateLimit, "paced for too long");
@@ -252,11 +279,41 @@ void InboundStream::on_stanza(Element e) {
   // Over a rate: the stanza is still delivered, and reading this stream pauses.
   pause_ = rate.pause;
   if (ctx_.metrics) ctx_.metrics->stanza_received(from->domain());
+  const bool consumed = ctx_.from_peer && ctx_.from_peer(e, to->domain(), from->domain());
+  if (!held_.empty() || flow_->paused()) {  // waiting for a queue to drain: in order, later
+    held_bytes_ += bytes;
+    held_.push_back({std::move(e), consumed, bytes});
+    return;
+  }
+  route(std::move(e), consumed);
+  if (flow_->paused() && ctx_.metrics) ctx_.metrics->held_back(from->domain());
+}
+
+void InboundStream::route(Element e, bool consumed) {
   // With stream management, the stanza counts as handled once routing (and any work it
   // left running, such as storing it offline) is done.
   auto handling = sm_.scope();
-  if (ctx_.consume_reply && ctx_.consume_reply(e, from->domain())) return;
+  if (consumed) return;
+  router::Flow::Scope source(*flow_);
   ctx_.router.route(std::move(e));
+}
+
+void InboundStream::route_held(bool all) {
+  while (!held_.empty() && (all || !flow_->paused())) {
+    Held h = std::move(held_.front());
+    held_.pop_front();
+    held_bytes_ -= h.bytes;
+    route(std::move(h.stanza), h.consumed);
+  }
+}
+
+void InboundStream::resume() {
+  if (state_ == State::kEnded) return;
+  route_held(false);
+  // A held stanza may have filled a queue again.
+  if (flow_->paused() && ctx_.metrics && !counted_domain_.empty())
+    ctx_.metrics->held_back(counted_domain_);
+  if (resume_ && held_bytes_ < kReadAhead) resume_->cancel();  // reading goes on
 }
 
 // XEP-0198 as the receiving server: <enable/> (on any TLS-protected stream: a peer may send

@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <set>
@@ -28,8 +29,9 @@ namespace waddle::net {
 class TlsContexts;
 }
 namespace waddle::router {
+class Flow;
 class Router;
-}
+}  // namespace waddle::router
 namespace waddle::stream {
 class XmlStream;
 }
@@ -41,6 +43,7 @@ class Authenticator;
 class RateLimits;
 class StreamChannel;
 class TimeSource;
+class Timer;
 
 // What inbound streams use of the service.
 struct InboundContext {
@@ -54,8 +57,10 @@ struct InboundContext {
   core::LiveCount& live;  // streams, links and verification streams alive
   metrics::S2sMetrics* metrics;
   std::vector<Authenticator*> methods;  // offered in this order
-  // A stanza answering one of the pool's pings is consumed there (true) instead of routed.
-  std::function<bool(const xml::Element&, const std::string& remote)> consume_reply;
+  // Every stanza from `remote` to `local` is shown to the pool first: it shows the peer is
+  // alive, and one answering one of the pool's pings is consumed there (true), not routed.
+  std::function<bool(const xml::Element&, const std::string& local, const std::string& remote)>
+      from_peer;
 };
 
 class InboundStream : public std::enable_shared_from_this<InboundStream> {
@@ -109,6 +114,12 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   void send_features();
   boost::asio::awaitable<void> on_starttls();
   void on_stanza(xml::Element e);
+  // Routes a received stanza (counted for stream management; its source is this stream).
+  void route(xml::Element e, bool consumed);
+  // The queues this stream waited for have drained: the stanzas held meanwhile go on.
+  void resume();
+  // Routes held stanzas in order, while nothing holds this stream back (or all when `all`).
+  void route_held(bool all);
   void on_sm(const xml::Element& e);
   void answer_owed_ack();
 
@@ -123,6 +134,18 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   std::set<std::pair<std::string, std::string>> pairs_;
   bool cert_valid_for_peer_ = false;
   SmReceiver sm_;  // XEP-0198, when the peer enabled it on this stream
+  // Backpressure (router/flow.h): while a queue that this stream's stanzas filled drains,
+  // further stanzas are held here, in order (up to kReadAhead bytes, then reading stops) and
+  // negotiation elements (dialback, acknowledgements) are still handled.
+  struct Held {
+    xml::Element stanza;
+    bool consumed;      // an answer to our ping, already taken: only counted when its turn comes
+    std::size_t bytes;  // read for it
+  };
+  std::shared_ptr<router::Flow> flow_;
+  std::deque<Held> held_;
+  std::size_t held_bytes_ = 0;
+  Timer* resume_ = nullptr;                      // run()'s wait while the read-ahead is full
   std::chrono::steady_clock::duration pause_{};  // set when the peer is over its rates
   std::uint64_t bytes_charged_ = 0;              // bytes read up to the last stanza's charge
   std::string counted_domain_;                   // the domain this stream counts for in the metrics

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "metrics/metrics.h"
+#include "router/flow.h"
 #include "s2s/channel.h"
 #include "s2s/sm.h"
 #include "s2s/time_source.h"
@@ -44,11 +45,18 @@ struct Link {
 
   const std::string local, remote;
   std::deque<xml::Element> queue;  // stanzas waiting for the stream
+  // Inbound streams whose stanzas took the queue over queue_size wait until it drains.
+  router::Congestion congestion;
   State state = State::kIdle;
   std::shared_ptr<OutboundStream> out;  // while ready
   Clock::time_point last_activity;      // last stanza written
   Clock::time_point last_rx;            // last bytes read
   std::optional<Clock::time_point> ping_sent;
+  std::uint64_t ping_position = 0;                // the channel's bytes_sent() after the ping
+  std::optional<Clock::time_point> ping_written;  // when the watchdog saw it written
+  std::uint64_t written = 0;                      // the channel's bytes_written() last seen
+  Clock::time_point written_at;                   // when that last grew
+  Clock::time_point checked_at;                   // the watchdog's last look
   std::string ping_id;
   bool dialing = false;          // opening a stream of its own (DNS, TCP, TLS, authentication)
   std::unique_ptr<Timer> retry;  // the wait before the next attempt

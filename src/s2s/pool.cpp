@@ -20,6 +20,11 @@ namespace waddle::s2s {
 namespace asio = boost::asio;
 using xml::Element;
 
+namespace {
+// How far beyond queue_size a queue takes stanzas from sources that wait for it (flow.h).
+constexpr std::size_t kOverflowFactor = 10;
+}  // namespace
+
 Pool::Pool(const core::S2sConfig& config, asio::any_io_executor ex, TimeSource& time,
            Connector& connector, router::Router& router, const Admission& admission,
            const DialbackKeys& keys, core::LiveCount& live, metrics::S2sMetrics* metrics)
@@ -42,24 +47,36 @@ void Pool::send(Element stanza) {
   auto to = core::Jid::parse(stanza.attr("to"));
   if (!from || !to) return;
   if (auto no = admission_.outbound(to->domain(), stopping_))
-    return router_.bounce(stanza, no->condition, no->text);
+    return refuse(stanza, to->domain(), *no);
   if (!router_.is_local(from->domain())) return;  // never relay for other domains
   LinkKey key(from->domain(), to->domain());
   // One link per (local, remote) pair; max_connections_per_domain caps the streams one
   // remote domain gets (several local domains, e.g. virtual hosts, each may have one).
   if (!links_.contains(key))
     if (auto no = admission_.another_stream(to->domain(), streams_to(to->domain())))
-      return router_.bounce(stanza, no->condition, no->text);
+      return refuse(stanza, to->domain(), *no);
   std::shared_ptr<Link> link = link_for(key);
   if (link->ready()) return write(*link, std::move(stanza));
-  if (auto no = admission_.enqueue(to->domain(), link->queue.size()))
-    return router_.bounce(stanza, no->condition, no->text);
+  if (auto no = admission_.enqueue(to->domain(), link->queue.size())) {
+    // Over queue_size: a stanza from an inbound server stream is kept, and that stream waits
+    // (is no longer read) until the queue drains; up to kOverflowFactor times the limit,
+    // which one stanza's fan-out (a room's answers to a join) stays well within.
+    if (link->queue.size() >= config_.queue_size * kOverflowFactor ||
+        !router::Flow::slow_down(link->congestion))
+      return refuse(stanza, to->domain(), *no);
+  }
   link->queue.push_back(std::move(stanza));
   if (metrics_) metrics_->queued(link->remote);
   if (link->state == Link::State::kIdle) {
     link->state = Link::State::kConnecting;
     net::spawn_logged(ex_, drive(link), "s2s link");
   }
+}
+
+void Pool::refuse(const Element& stanza, const std::string& remote, const Refusal& why) {
+  if (metrics_ && xml::may_bounce(stanza))
+    metrics_->bounced(remote, core::to_string(why.condition));
+  router_.bounce(stanza, why.condition, why.text);
 }
 
 std::shared_ptr<Link> Pool::link_for(const LinkKey& key) {
@@ -113,12 +130,14 @@ void Pool::write_queue(Link& link) {
   link.queue.clear();
   if (metrics_) metrics_->dequeued(link.remote, queued.size());
   for (auto& st : queued) write(link, std::move(st));
+  link.congestion.relieve();
 }
 
 void Pool::bounce_queue(Link& link, Failure f, const std::string& text) {
   const auto cond = bounce_condition(f);
   auto queued = std::move(link.queue);
   link.queue.clear();
+  link.congestion.relieve();
   if (queued.empty()) return;
   spdlog::info("s2s {} -> {}: bouncing {} queued stanzas: {}", link.local, link.remote,
                queued.size(), text);
@@ -242,6 +261,7 @@ asio::awaitable<void> Pool::use(std::shared_ptr<Link> link, Connected c) {
   link->state = Link::State::kReady;
   link->last_activity = link->last_rx = time_.now();
   link->ping_sent.reset();
+  link->ping_written.reset();
   spdlog::info("s2s {} -> {}: authenticated with {} over {} (peer certificate {})", link->local,
                link->remote, out->method, out->channel->tls_description(),
                out->cert_valid ? "valid" : "not verified");
@@ -309,7 +329,9 @@ asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
                ch->end_reason().empty() ? std::string() : " (" + ch->end_reason() + ")");
 }
 
-bool Pool::consume_ping_reply(const Element& stanza, const std::string& remote) {
+bool Pool::from_peer(const Element& stanza, const std::string& local, const std::string& remote) {
+  auto it = links_.find(LinkKey(local, remote));
+  if (it != links_.end()) it->second->last_rx = time_.now();
   return watchdog_.consume_reply(stanza, remote, links_);
 }
 

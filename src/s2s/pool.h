@@ -32,6 +32,7 @@ class Router;
 namespace waddle::s2s {
 
 class Admission;
+struct Refusal;
 class DialbackKeys;
 
 class Pool {
@@ -47,8 +48,10 @@ class Pool {
 
   // A stanza from a local domain for a remote one: written, queued, or bounced.
   void send(xml::Element stanza);
-  // An inbound stanza from `remote` answering one of our pings: consumed (true).
-  bool consume_ping_reply(const xml::Element& stanza, const std::string& remote);
+  // A stanza from `remote` to `local` on an inbound stream: the peer is alive (the answer to
+  // a ping of ours may be queued behind what it is sending us); one answering one of our
+  // pings is consumed (true).
+  bool from_peer(const xml::Element& stanza, const std::string& local, const std::string& remote);
   // After a policy reload: streams to domains no longer allowed close (policy-violation).
   void close_disallowed();
   // Shutdown: streams end with their closing tag after what was written, queued stanzas
@@ -79,6 +82,8 @@ class Pool {
   void end_stream(const std::shared_ptr<OutboundStream>& out, std::string last = {});
   boost::asio::awaitable<void> close_after_grace(std::shared_ptr<OutboundStream> out);
   void bounce_queue(Link& link, Failure f, const std::string& text);
+  // A stanza refused before it was queued: bounced, and counted as bounced.
+  void refuse(const xml::Element& stanza, const std::string& remote, const Refusal& why);
   std::size_t streams_to(const std::string& remote) const;
 
   const core::S2sConfig& config_;

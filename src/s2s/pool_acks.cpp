@@ -114,9 +114,7 @@ void Pool::resend_unacked(OutboundStream& out, const std::string& remote) {
                rest.size(), refused ? "bouncing them" : "sending them again on the next link");
   for (auto& stanza : rest) {
     if (refused) {
-      if (metrics_ && xml::may_bounce(stanza))
-        metrics_->bounced(remote, core::to_string(refused->condition));
-      router_.bounce(stanza, refused->condition, refused->text);
+      refuse(stanza, remote, *refused);
       continue;
     }
     // Its link (the pair multiplexed on this stream, or the one that opened it) queues it

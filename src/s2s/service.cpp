@@ -39,8 +39,9 @@ struct S2sService::Impl {
     std::vector<Authenticator*> methods{&sasl, &dialback};  // in order of preference
     connector.set_methods(methods);
     inbound.methods = methods;
-    inbound.consume_reply = [this](const xml::Element& stanza, const std::string& remote) {
-      return pool.consume_ping_reply(stanza, remote);
+    inbound.from_peer = [this](const xml::Element& stanza, const std::string& local,
+                               const std::string& remote) {
+      return pool.from_peer(stanza, local, remote);
     };
   }
 

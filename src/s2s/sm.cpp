@@ -12,9 +12,12 @@ void SmSender::disable() {
 SmSender::Next SmSender::sent(xml::Element stanza) {
   if (!enabled_) return Next::kNothing;
   unacked_.push_back(std::move(stanza));
-  if (awaiting_) return Next::kNothing;
   const std::size_t n = unrequested();
+  // A batch is asked about at once, even with a request outstanding: behind a backlog the
+  // answers then keep coming as the peer reads through it, releasing what it handled and
+  // showing that the link is alive.
   if (n >= kRequestEvery) return Next::kRequest;
+  if (awaiting_) return Next::kNothing;
   return n == 1 ? Next::kPlan : Next::kNothing;
 }
 
@@ -25,13 +28,14 @@ void SmSender::requested() {
 
 std::optional<std::string> SmSender::acked(std::uint32_t h) {
   if (!enabled_) return std::nullopt;
-  const std::uint32_t newly = h - acked_h_;  // modulo 2^32
+  const std::uint32_t newly = h - acked_h_;                 // modulo 2^32
+  const std::uint32_t to_latest = requested_h_ - acked_h_;  // what the last <r/> asked about
   if (newly > unacked_.size())
     return "acknowledged " + std::to_string(h) + " stanzas, but only " +
            std::to_string(sent_count()) + " were sent";
   unacked_.erase(unacked_.begin(), unacked_.begin() + newly);
   acked_h_ = h;
-  awaiting_ = false;
+  awaiting_ = awaiting_ && newly < to_latest;  // an answer to an earlier <r/>
   return std::nullopt;
 }
 

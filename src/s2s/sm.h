@@ -22,7 +22,8 @@ namespace waddle::s2s {
 class SmSender {
  public:
   // An <r/> goes out at once when this many stanzas are unacknowledged and not yet asked
-  // about; fewer are asked about after a short delay (the pool's ack timer).
+  // about (whether or not earlier requests are answered yet); fewer are asked about after a
+  // short delay (the pool's ack timer) once the last request has been answered.
   static constexpr std::size_t kRequestEvery = 64;
 
   // <enable/> was sent: stanzas written from now on are counted.
@@ -39,7 +40,7 @@ class SmSender {
     kPlan,     // the first stanza not asked about: plan an <r/> after a short delay
   };
   Next sent(xml::Element stanza);
-  // Stanzas written but not covered by a request yet, and no request outstanding.
+  // Stanzas written but not covered by a request yet, and the last request answered.
   bool request_due() const { return enabled_ && !awaiting_ && unrequested() > 0; }
   // An <r/> was sent.
   void requested();

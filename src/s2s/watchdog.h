@@ -1,9 +1,11 @@
 // Health of an outbound stream: closed after idle_timeout without traffic either way; after
-// ping_interval without anything read, a whitespace keepalive and an XEP-0199 ping; a ping
-// unanswered for another ping_interval means the stream is dead, and it is closed so that
-// the link reconnects.
+// ping_interval without anything read, a whitespace keepalive and an XEP-0199 ping; when
+// nothing at all has been read for another ping_interval after the ping was written (behind a
+// backlog, that is later than it was sent), the stream is dead, and it is closed so that the
+// link reconnects. So is one whose backlog does not move at all for stall_limit().
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
 #include <memory>
 #include <string>
@@ -29,6 +31,13 @@ class Watchdog {
   bool consume_reply(const xml::Element& stanza, const std::string& remote, const LinkTable& links);
 
  private:
+  // How long a ping may wait behind a backlog that does not move at all before the link is
+  // dead: ping_interval, but at least a minute. The progress seen moves in steps: a full
+  // socket only takes more once the peer has read about half of what is buffered there
+  // (megabytes at a paced peer's rate: seconds).
+  core::Duration stall_limit() const { return std::max<core::Duration>(ping_, kMinStallLimit); }
+  static constexpr core::Duration kMinStallLimit = std::chrono::seconds(60);
+
   TimeSource& time_;
   core::Duration idle_;
   core::Duration ping_;

@@ -247,12 +247,18 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
 
 void XmlStream::send(std::string_view data) {
   if (closed_) return;
+  bytes_queued_ += data.size();
   pending_.append(data);
   if (!writing_) {
     writing_ = true;
     asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this()), asio::detached);
   }
 }
+
+namespace {
+// The most plaintext one SSL_write call is given: four TLS records.
+constexpr std::size_t kWriteChunk = 64 * 1024;
+}  // namespace
 
 asio::awaitable<void> XmlStream::write_loop(std::shared_ptr<XmlStream> self) {
   XmlStream& s = *self;
@@ -269,11 +275,14 @@ asio::awaitable<void> XmlStream::write_loop(std::shared_ptr<XmlStream> self) {
       if (s.tls_active_) {
         ERR_clear_error();
         const std::uint64_t read_before = s.socket_bytes_read();
+        // At most kWriteChunk per call: SSL_write returns only once all it was given is
+        // written, and bytes_out() should show a large backlog's progress as it goes.
         const int n = SSL_write(s.ssl_.get(), s.in_flight_.data() + off,
-                                static_cast<int>(std::min<std::size_t>(left, INT_MAX)));
+                                static_cast<int>(std::min(left, kWriteChunk)));
         s.wake_other_side(true, read_before);
         if (n > 0) {
           off += static_cast<std::size_t>(n);
+          s.bytes_out_ += static_cast<std::size_t>(n);
           continue;
         }
         const int err = SSL_get_error(s.ssl_.get(), n);
@@ -289,6 +298,7 @@ asio::awaitable<void> XmlStream::write_loop(std::shared_ptr<XmlStream> self) {
       const std::size_t n = s.socket_.write_some(asio::buffer(s.in_flight_.data() + off, left), ec);
       if (!ec) {
         off += n;
+        s.bytes_out_ += n;
         continue;
       }
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -302,7 +312,6 @@ asio::awaitable<void> XmlStream::write_loop(std::shared_ptr<XmlStream> self) {
       s.close();
       break;
     }
-    s.bytes_out_ += s.in_flight_.size();
   }
   // An idle stream keeps no large write buffer (small ones are reused).
   constexpr std::size_t kKeep = 4096;

@@ -71,7 +71,8 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
 
   std::string remote_address() const { return remote_; }
   std::uint64_t bytes_in() const { return bytes_in_; }
-  std::uint64_t bytes_out() const { return bytes_out_; }
+  std::uint64_t bytes_out() const { return bytes_out_; }        // written to the socket
+  std::uint64_t bytes_queued() const { return bytes_queued_; }  // handed to send()
 
  private:
   static boost::asio::awaitable<void> write_loop(std::shared_ptr<XmlStream> self);
@@ -105,6 +106,7 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   std::string remote_;
   std::uint64_t bytes_in_ = 0;
   std::uint64_t bytes_out_ = 0;
+  std::uint64_t bytes_queued_ = 0;
 };
 
 }  // namespace waddle::stream

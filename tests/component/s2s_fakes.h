@@ -103,8 +103,15 @@ class FakeChannel final : public Channel {
   explicit FakeChannel(asio::io_context& io) : signal_(io, asio::steady_timer::time_point::max()) {}
 
   void send(std::string_view bytes) override {
-    if (!closed_) sent.emplace_back(bytes);
+    if (closed_) return;
+    sent.emplace_back(bytes);
+    bytes_sent_ += bytes.size();
   }
+  std::uint64_t bytes_sent() const override { return bytes_sent_; }
+  std::uint64_t bytes_written() const override { return written_upto.value_or(bytes_sent_); }
+  // Set: only this many of the bytes sent have been written (a backlog the peer is slow to
+  // read); unset: everything sent is written at once.
+  std::optional<std::uint64_t> written_upto;
   asio::awaitable<std::optional<xml::StreamEvent>> next() override {
     while (events_.empty() && !closed_ && !ended_)
       co_await signal_.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -157,6 +164,7 @@ class FakeChannel final : public Channel {
   asio::steady_timer signal_;
   std::deque<xml::StreamEvent> events_;
   bool closed_ = false;
+  std::uint64_t bytes_sent_ = 0;
   bool ended_ = false;
 };
 

@@ -1,6 +1,7 @@
 // The outbound pool against a fake connector on a hand-advanced clock: the retry schedule and
-// the bounce texts, connect_timeout, the queue and connection limits, idle close, ping
-// replacement, shutdown and policy reload.
+// the bounce texts, connect_timeout, the queue and connection limits (and holding back the
+// sources that can wait), idle close, pings (behind a backlog too), shutdown and policy reload.
+#include "router/flow.h"
 #include "s2s_pool_fixture.h"
 
 namespace waddle::s2s::testing {
@@ -95,9 +96,59 @@ TEST_F(PoolTest, QueueLimit_BouncesResourceConstraint) {
   EXPECT_EQ(xml::stanza_error_condition(inbox_.stanzas[0]), StanzaError::kResourceConstraint);
   EXPECT_EQ(error_text(inbox_.stanzas[0]), "Too many stanzas are waiting for r.test");
   EXPECT_EQ(inbox_.stanzas[0].child_text("body"), "3");
+  EXPECT_EQ(metric("waddle_s2s_bounced_total{domain=\"r.test\",condition=\"resource-"
+                   "constraint\"}"),
+            "1");
   auto ch = connector_.succeed(0);
   run();
   EXPECT_EQ(ch->sent.size(), 2u);
+}
+
+// A stanza from a source that can wait (an inbound server stream) is kept beyond queue_size,
+// and the source waits until the queue has drained.
+TEST_F(PoolTest, QueueLimit_HoldsBackASourceThatCanWaitInsteadOfBouncing) {
+  config_.queue_size = 2;
+  int resumed = 0;
+  auto source = std::make_shared<router::Flow>([&] { ++resumed; });
+  {
+    router::Flow::Scope routing(*source);
+    for (int i = 1; i <= 5; ++i) send("alice@a.test", "bob@r.test", std::to_string(i));
+  }
+  EXPECT_TRUE(inbox_.stanzas.empty());
+  EXPECT_TRUE(source->paused());
+  EXPECT_EQ(metric("waddle_s2s_queue_stanzas{domain=\"r.test\"}"), "5");
+  send("alice@a.test", "bob@r.test", "local");  // a source that cannot wait: bounced
+  ASSERT_EQ(inbox_.stanzas.size(), 1u);
+  EXPECT_EQ(inbox_.stanzas[0].child_text("body"), "local");
+  auto ch = connector_.succeed(0);
+  run();
+  ASSERT_EQ(ch->sent.size(), 5u);
+  for (int i = 1; i <= 5; ++i)
+    EXPECT_NE(ch->sent[i - 1].find("<body>" + std::to_string(i) + "</body>"), std::string::npos);
+  EXPECT_FALSE(source->paused());
+  EXPECT_EQ(resumed, 1);
+}
+
+// Beyond ten times queue_size even a source that waits is refused; and when the link gives
+// up, its queue bounces and the source goes on.
+TEST_F(PoolTest, QueueLimit_HardLimitAndAFailedLinkReleaseTheSource) {
+  config_.queue_size = 2;
+  config_.retry.max_retries = 0;
+  int resumed = 0;
+  auto source = std::make_shared<router::Flow>([&] { ++resumed; });
+  {
+    router::Flow::Scope routing(*source);
+    for (int i = 1; i <= 21; ++i) send("alice@a.test", "bob@r.test", std::to_string(i));
+  }
+  ASSERT_EQ(inbox_.stanzas.size(), 1u);
+  EXPECT_EQ(inbox_.stanzas[0].child_text("body"), "21");
+  EXPECT_EQ(xml::stanza_error_condition(inbox_.stanzas[0]), StanzaError::kResourceConstraint);
+  EXPECT_TRUE(source->paused());
+  connector_.fail(0, Failure::kConnectionRefused, "connection refused");
+  run();
+  EXPECT_EQ(inbox_.stanzas.size(), 21u);  // sent = delivered (none) + bounced
+  EXPECT_FALSE(source->paused());
+  EXPECT_EQ(resumed, 1);
 }
 
 TEST_F(PoolTest, MaxConnectionsPerDomain_RefusesAnotherPair) {
@@ -168,6 +219,74 @@ TEST_F(PoolTest, UnansweredPing_ReplacesTheLink) {
   EXPECT_TRUE(replacement->sent_contains("<message"));
 }
 
+// A ping written behind a backlog the peer is slow to read is only waited for once it has
+// been written.
+TEST_F(PoolTest, PingBehindABacklog_IsWaitedForOnceWritten) {
+  send("alice@a.test", "bob@r.test");
+  auto ch = connector_.succeed(0);
+  run();
+  ch->written_upto = ch->bytes_sent();  // the backlog leaves slowly, the ping behind it
+  advance(60s);
+  ASSERT_TRUE(ch->sent_contains("<ping xmlns='urn:xmpp:ping'/>"));
+  for (int i = 0; i < 4; ++i) {
+    *ch->written_upto += 1;
+    advance(30s);
+  }
+  EXPECT_FALSE(ch->closed());
+  ch->written_upto.reset();  // the backlog has been written, the ping with it
+  advance(1s);               // (it is seen written within a quarter of a second)
+  advance(58s);
+  EXPECT_FALSE(ch->closed());
+  advance(2s);
+  EXPECT_TRUE(ch->closed());
+  EXPECT_EQ(metric("waddle_s2s_streams_closed_total{domain=\"r.test\",direction=\"out\",reason="
+                   "\"ping_timeout\"}"),
+            "1");
+}
+
+// A backlog that does not move at all (the peer has stopped reading, or the connection is
+// gone) for a minute (at least ping_interval) is a dead link.
+TEST_F(PoolTest, PingBehindAStalledBacklog_ReplacesTheLink) {
+  send("alice@a.test", "bob@r.test");
+  auto ch = connector_.succeed(0);
+  run();
+  ch->written_upto = ch->bytes_sent();
+  advance(60s);
+  ASSERT_TRUE(ch->sent_contains("<ping xmlns='urn:xmpp:ping'/>"));
+  // In steps the watchdog keeps up with (a server too busy to look does not blame the peer).
+  for (int i = 0; i < 59 * 4; ++i) advance(250ms);
+  EXPECT_FALSE(ch->closed());
+  for (int i = 0; i < 2 * 4; ++i) advance(250ms);
+  EXPECT_TRUE(ch->closed());
+  EXPECT_EQ(metric("waddle_s2s_streams_closed_total{domain=\"r.test\",direction=\"out\",reason="
+                   "\"ping_timeout\"}"),
+            "1");
+}
+
+// Anything read from the peer after the ping (here its acknowledgement requests) shows the
+// link is alive while the answer to the ping is still on its way.
+TEST_F(PoolTest, UnansweredPing_AnythingReadKeepsTheLink) {
+  send("alice@a.test", "bob@r.test");
+  auto ch = connector_.succeed(0);
+  run();
+  advance(60s);
+  ASSERT_TRUE(ch->sent_contains("<ping xmlns='urn:xmpp:ping'/>"));
+  advance(50s);
+  ch->push("<r xmlns='urn:xmpp:sm:3'/>");
+  run();
+  advance(50s);
+  EXPECT_FALSE(ch->closed());
+  // So does a stanza from the peer on its own stream to us (the answer may be queued behind
+  // what it is sending us there).
+  xml::Element m("message", "jabber:server");
+  m.set_attr("from", "bob@r.test").set_attr("to", "alice@a.test");
+  EXPECT_FALSE(pool().from_peer(m, "a.test", "r.test"));
+  advance(50s);
+  EXPECT_FALSE(ch->closed());
+  advance(10s);
+  EXPECT_TRUE(ch->closed());
+}
+
 TEST_F(PoolTest, AnsweredPing_KeepsTheLink) {
   send("alice@a.test", "bob@r.test");
   auto ch = connector_.succeed(0);
@@ -182,7 +301,7 @@ TEST_F(PoolTest, AnsweredPing_KeepsTheLink) {
   xml::Element reply("iq", "jabber:server");
   reply.set_attr("type", "result").set_attr("id", iq->attr("id"));
   reply.set_attr("from", "r.test").set_attr("to", "a.test");
-  EXPECT_TRUE(pool().consume_ping_reply(reply, "r.test"));
+  EXPECT_TRUE(pool().from_peer(reply, "a.test", "r.test"));
   advance(60s);
   EXPECT_FALSE(ch->closed());
   EXPECT_EQ(metric("waddle_s2s_errors_total{domain=\"r.test\",kind=\"timeout\"}"), "absent");

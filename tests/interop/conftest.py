@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# tests/system/crowd.py's shared room assertions report like the tests' own
+pytest.register_assert_rewrite("crowd")
 
 import harness  # noqa: E402
 

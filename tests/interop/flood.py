@@ -1,10 +1,10 @@
 """Floods of numbered chat messages across a federation link, with a fault injected
 mid-flood, and the count that says whether anything was lost (issue 8, section 3).
 
-- ``FloodClient``: a light asyncio XMPP client (STARTTLS, SASL PLAIN, resource binding,
-  presence) that keeps up with 1,000 messages a second each way, which slixmpp does not.
-  It hands every received message to a callback, answers the server's IQs, and can log in
-  again after its server restarted.
+- ``FloodClient``: a light asyncio XMPP client (the login of tests/system/light_c2s.py:
+  STARTTLS, SASL PLAIN, resource binding; then presence) that keeps up with 1,000 messages
+  a second each way, which slixmpp does not. It hands every received message to a callback,
+  answers the server's IQs, and can log in again after its server restarted.
 - ``Tally``: what a run counts. ``sent`` numbered messages written by the sending client;
   ``delivered``, the distinct numbers the receiving client got (offline messages delivered
   at its next login included); ``duplicates``, numbers it got more than once; ``bounced``,
@@ -21,32 +21,26 @@ Every wait has a deadline; the flood is bounded in count and time.
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import logging
 import os
 import signal
 import ssl
+import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "system"))
+from light_c2s import (NS_CLIENT, NS_STANZAS, NS_STREAMS, LightC2s,  # noqa: E402
+                       LoginFailed, tag)
 
 log = logging.getLogger("waddle.interop.flood")
 
-NS_CLIENT = "jabber:client"
-NS_STREAMS = "http://etherx.jabber.org/streams"
-NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
-NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
-NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_PING = "urn:xmpp:ping"
 NS_DELAY = "urn:xmpp:delay"
-
-
-def _q(ns: str, name: str) -> str:
-    return f"{{{ns}}}{name}"
 
 
 def _xml_escape(s: str) -> str:
@@ -54,11 +48,7 @@ def _xml_escape(s: str) -> str:
             .replace("'", "&apos;").replace('"', "&quot;"))
 
 
-class LoginFailed(AssertionError):
-    pass
-
-
-class FloodClient:
+class FloodClient(LightC2s):
     """One c2s connection at a time to `address` for `jid`; ``login()`` opens it,
     ``relogin(deadline)`` opens a new one after the old one ended (retrying while the
     server comes back). ``on_message(element)`` is called for every <message/> received.
@@ -68,125 +58,29 @@ class FloodClient:
     def __init__(self, jid: str, password: str, address: tuple[str, int], *,
                  resource: str = "flood",
                  on_message: Callable[[ET.Element], None] = lambda el: None):
-        self.jid, self.password, self.address = jid, password, address
-        self.user, self.domain = jid.split("@", 1)
-        self.resource = resource
+        user, domain = jid.split("@", 1)
+        super().__init__(address[0], address[1], domain, user, password, resource)
+        self.jid, self.address = jid, address
         self.on_message = on_message
         self.connected = False
         self.logins = 0
         self.end_reason = ""
         self.gone = asyncio.Event()
-        self._reader: Optional[asyncio.StreamReader] = None
-        self._writer: Optional[asyncio.StreamWriter] = None
         self._read_task: Optional[asyncio.Task] = None
         self._iqs: dict[str, asyncio.Future] = {}
         self._iq_seq = 0
-        self._reset_parser()
-
-    # ------------------------------------------------------------------ parsing
-
-    def _reset_parser(self) -> None:
-        self._parser = ET.XMLPullParser(events=("start", "end"))
-        self._depth = 0
-        self._root: Optional[ET.Element] = None
-        self._elements: list[ET.Element] = []
-        self._stream_ended = False
-
-    def _feed(self, data: bytes) -> None:
-        self._parser.feed(data)
-        for event, el in self._parser.read_events():
-            if event == "start":
-                if self._depth == 0:
-                    self._root = el
-                self._depth += 1
-                continue
-            self._depth -= 1
-            if self._depth == 1:
-                self._elements.append(el)
-                if self._root is not None:
-                    self._root.remove(el)
-            elif self._depth == 0:
-                self._stream_ended = True
-
-    async def _next_element(self, deadline: float) -> ET.Element:
-        """During negotiation: the next top-level element (reads as needed)."""
-        loop = asyncio.get_running_loop()
-        while not self._elements:
-            if self._stream_ended:
-                raise LoginFailed(f"{self.jid}: the server ended the stream")
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise LoginFailed(f"{self.jid}: no answer from the server in time")
-            data = await asyncio.wait_for(self._reader.read(65536), remaining)
-            if not data:
-                raise LoginFailed(f"{self.jid}: connection closed during negotiation")
-            self._feed(data)
-        return self._elements.pop(0)
-
-    async def _expect(self, tag: str, deadline: float) -> ET.Element:
-        el = await self._next_element(deadline)
-        if el.tag != tag:
-            raise LoginFailed(f"{self.jid}: expected {tag}, got "
-                              f"{ET.tostring(el).decode()[:500]}")
-        return el
-
-    # ------------------------------------------------------------------ connection
-
-    def _send_raw(self, data: str) -> None:
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(data.encode())
-
-    async def _open_stream(self, deadline: float) -> ET.Element:
-        self._reset_parser()
-        self._send_raw(f"<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' "
-                       f"xmlns:stream='{NS_STREAMS}' to='{self.domain}' version='1.0'>")
-        return await self._expect(_q(NS_STREAMS, "features"), deadline)
 
     async def login(self, timeout: float = 20.0) -> "FloodClient":
         """Connects, negotiates, binds, sends initial presence and waits until the server
         answered an IQ sent after it (so the presence was processed)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(*self.address), timeout)
-        try:
-            features = await self._open_stream(deadline)
-            if features.find(_q(NS_TLS, "starttls")) is None:
-                raise LoginFailed(f"{self.jid}: no STARTTLS offered")
-            self._send_raw(f"<starttls xmlns='{NS_TLS}'/>")
-            await self._expect(_q(NS_TLS, "proceed"), deadline)
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            await asyncio.wait_for(self._writer.start_tls(ctx, server_hostname=self.domain),
-                                   max(deadline - loop.time(), 0.1))
-            await self._open_stream(deadline)
-            auth = base64.b64encode(f"\0{self.user}\0{self.password}".encode()).decode()
-            self._send_raw(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{auth}</auth>")
-            answer = await self._next_element(deadline)
-            if answer.tag != _q(NS_SASL, "success"):
-                raise LoginFailed(f"{self.jid}: authentication failed: "
-                                  f"{ET.tostring(answer).decode()[:300]}")
-            features = await self._open_stream(deadline)
-            self._send_raw(f"<iq type='set' id='bind'><bind xmlns='{NS_BIND}'><resource>"
-                           f"{_xml_escape(self.resource)}</resource></bind></iq>")
-            bound = await self._next_element(deadline)
-            if bound.get("type") != "result":
-                raise LoginFailed(f"{self.jid}: bind failed: {ET.tostring(bound).decode()}")
-            session = features.find(_q(NS_SESSION, "session"))
-            if session is not None and session.find(_q(NS_SESSION, "optional")) is None:
-                self._send_raw(f"<iq type='set' id='sess'><session xmlns='{NS_SESSION}'/></iq>")
-                await self._next_element(deadline)
-        except BaseException:
-            self._abort()
-            raise
+        await self.negotiate(deadline)
         self.connected = True
         self.gone.clear()
         self.end_reason = ""
         self.logins += 1
-        pending = self._elements
-        self._elements = []
-        self._read_task = asyncio.ensure_future(self._read_loop(pending))
+        self._read_task = asyncio.ensure_future(self._read_loop(self.take_pending()))
         self._send_raw("<presence/>")
         await self.sync(max(deadline - loop.time(), 0.1))
         return self
@@ -227,11 +121,9 @@ class FloodClient:
                 if not data:
                     self.end_reason = "connection closed"
                     break
-                self._feed(data)
-                elements, self._elements = self._elements, []
-                for el in elements:
+                for el in self._feed(data):
                     self._dispatch(el)
-                if self._stream_ended:
+                if self.stream_ended:
                     self.end_reason = "stream closed by the server"
                     break
         except (OSError, ssl.SSLError, ET.ParseError) as e:
@@ -246,9 +138,9 @@ class FloodClient:
 
     def _dispatch(self, el: ET.Element) -> None:
         name = el.tag
-        if name == _q(NS_CLIENT, "message"):
+        if name == tag(NS_CLIENT, "message"):
             self.on_message(el)
-        elif name == _q(NS_CLIENT, "iq"):
+        elif name == tag(NS_CLIENT, "iq"):
             kind, iq_id = el.get("type"), el.get("id", "")
             if kind in ("result", "error"):
                 fut = self._iqs.get(iq_id)
@@ -256,7 +148,7 @@ class FloodClient:
                     fut.set_result(el)
             elif kind in ("get", "set"):
                 self._answer_iq(el)
-        elif name == _q(NS_STREAMS, "error"):
+        elif name == tag(NS_STREAMS, "error"):
             conds = [c.tag.rsplit("}", 1)[-1] for c in el]
             self.end_reason = f"stream error {conds}"
             log.info("%s: stream error %s", self.jid, conds)
@@ -264,7 +156,7 @@ class FloodClient:
     def _answer_iq(self, iq: ET.Element) -> None:
         to = iq.get("from", self.domain)
         iq_id = _xml_escape(iq.get("id", ""))
-        if iq.find(_q(NS_PING, "ping")) is not None:
+        if iq.find(tag(NS_PING, "ping")) is not None:
             self._send_raw(f"<iq type='result' id='{iq_id}' to='{_xml_escape(to)}'/>")
         else:
             self._send_raw(f"<iq type='error' id='{iq_id}' to='{_xml_escape(to)}'>"
@@ -291,13 +183,6 @@ class FloodClient:
             return True
         except (asyncio.TimeoutError, OSError, ssl.SSLError):
             return False
-
-    def _abort(self) -> None:
-        if self._writer is not None:
-            transport = self._writer.transport
-            if transport is not None:
-                transport.abort()
-        self._writer = None
 
     async def close(self) -> None:
         if self._read_task is not None and not self._read_task.done():
@@ -343,7 +228,7 @@ class Tally:
         if el.get("type") == "error":
             self.strays += 1
             return
-        body = el.findtext(_q(NS_CLIENT, "body")) or ""
+        body = el.findtext(tag(NS_CLIENT, "body")) or ""
         token, _, num = body.partition(" ")
         if token != self.token or not num.isdigit():
             self.strays += 1
@@ -355,7 +240,7 @@ class Tally:
         self.delivered.add(n)
         if n > 0 and n not in self.bounced:
             self._accounted += 1
-        if el.find(_q(NS_DELAY, "delay")) is not None:
+        if el.find(tag(NS_DELAY, "delay")) is not None:
             self.offline += 1
         self._news()
 
@@ -414,7 +299,7 @@ class Tally:
 
 
 def error_condition(el: ET.Element) -> str:
-    err = el.find(_q(NS_CLIENT, "error"))
+    err = el.find(tag(NS_CLIENT, "error"))
     if err is None:
         return "(no error element)"
     for child in err:

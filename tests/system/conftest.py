@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the room tests' shared assertions report like the tests' own (also tests/interop)
+pytest.register_assert_rewrite("crowd")
 
 from federation import Federation, Pki  # noqa: E402
 from s2s_env import PrivateCA  # noqa: E402

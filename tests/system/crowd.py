@@ -3,10 +3,10 @@
 slixmpp builds a stanza object tree and runs its handler machinery for every stanza; a room
 of 300 occupants sends each of them 300 presences, so 300 slixmpp clients in one process
 spend minutes of the test's own CPU on what the servers do in seconds. A `LightClient`
-speaks just enough c2s to be a real user (STARTTLS without certificate verification,
-optional XEP-0077 registration, SASL PLAIN, resource binding, initial presence) and then
-hands every top-level element to a handler; `RoomView` is such a handler that keeps what one
-occupant saw of one room.
+speaks just enough c2s to be a real user (the login of light_c2s.py: STARTTLS without
+certificate verification, optional XEP-0077 registration, SASL PLAIN, resource binding; then
+initial presence) and then hands every top-level element to a handler; `RoomView` is such a
+handler that keeps what one occupant saw of one room.
 
 `Crowd` runs the room scenario of issue 8 ("a room with 300 occupants from another server
 ... that all join and then receive every one of a series of room messages") against any
@@ -19,172 +19,59 @@ messages is sent, and for every (message, occupant) the outcome is counted:
              occupant sees) -- a visible outcome, not a silent one;
   lost       neither: sent = delivered + bounced + lost.
 
-Every wait has a deadline; nothing sleeps in hope. Used by tests/system and tests/interop.
+The phases the room tests of tests/system and tests/interop share are here too, with what
+they print and assert: `open_room()`, `register_all()`, `join_room()` (-> `Joins`),
+`run_series()` (-> `Tally`), `describe_joins()`, `describe_series()` and
+`assert_formed_and_nothing_lost()`; also `case()`, a test case's pytest parameter.
+
+Every wait has a deadline; nothing sleeps in hope.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import os
 import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 from xml.sax.saxutils import escape, quoteattr
 
-NS_STREAMS = "http://etherx.jabber.org/streams"
-NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
-NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
-NS_CLIENT = "jabber:client"
-NS_REGISTER = "jabber:iq:register"
+import pytest
+
+from light_c2s import NS_CLIENT, NS_STANZAS, LightC2s, tag
+
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
-NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 C = f"{{{NS_CLIENT}}}"
-
-
-def _tag(ns: str, local: str) -> str:
-    return f"{{{ns}}}{local}"
-
-
-class ClientError(AssertionError):
-    pass
-
-
-_TLS: Optional[ssl.SSLContext] = None
-
-
-def _tls_context() -> ssl.SSLContext:
-    """One context for every client, without certificate verification (test servers have
-    self-signed or private-CA certificates). ssl.create_default_context() would load the
-    system's CA store for each client: most of a login's CPU."""
-    global _TLS
-    if _TLS is None:
-        _TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        _TLS.check_hostname = False
-        _TLS.verify_mode = ssl.CERT_NONE
-    return _TLS
 
 
 # --------------------------------------------------------------------------- one client
 
 
-class LightClient:
+class LightClient(LightC2s):
     """One c2s session: `await login()`, then `send()`; every top-level element received
     after login goes to `on_element` (a callable taking the element)."""
 
     def __init__(self, ip: str, port: int, domain: str, user: str, password: str,
                  resource: str = "crowd", timeout: float = 20.0):
-        self.ip, self.port, self.domain = ip, port, domain
-        self.user, self.password, self.resource = user, password, resource
+        super().__init__(ip, port, domain, user, password, resource)
         self.timeout = timeout
         self.jid = f"{user}@{domain}/{resource}"
         self.on_element: Callable[[ET.Element], None] = lambda el: None
         self.closed_reason = ""  # set when the server ended the stream or connection
-        self._reader: Optional[asyncio.StreamReader] = None
-        self._writer: Optional[asyncio.StreamWriter] = None
         self._task: Optional[asyncio.Task] = None
-        self._queue: list[ET.Element] = []
-        self._reset_parser()
-
-    # ---------------------------------------------------------------- parsing
-
-    def _reset_parser(self) -> None:
-        self._parser = ET.XMLPullParser(events=("start", "end"))
-        self._depth = 0
-        self._root: Optional[ET.Element] = None
-
-    def _feed(self, data: bytes) -> list[ET.Element]:
-        out = []
-        self._parser.feed(data)
-        for event, el in self._parser.read_events():
-            if event == "start":
-                if self._depth == 0:
-                    self._root = el
-                self._depth += 1
-                continue
-            self._depth -= 1
-            if self._depth == 1:
-                out.append(el)
-                self._root.remove(el)  # keep memory flat over long streams
-            elif self._depth == 0:
-                self.closed_reason = self.closed_reason or "the server closed the stream"
-        return out
-
-    async def _next(self, deadline: float) -> ET.Element:
-        """The next top-level element during login (before the reader task runs)."""
-        loop = asyncio.get_running_loop()
-        while not self._queue:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ClientError(f"{self.jid}: no answer from {self.ip}:{self.port} in time")
-            data = await asyncio.wait_for(self._reader.read(65536), remaining)
-            if not data:
-                raise ClientError(f"{self.jid}: connection closed during login")
-            self._queue.extend(self._feed(data))
-        return self._queue.pop(0)
-
-    async def _expect(self, tag: str, deadline: float) -> ET.Element:
-        el = await self._next(deadline)
-        if el.tag != tag:
-            raise ClientError(f"{self.jid}: expected {tag}, got {ET.tostring(el).decode()}")
-        return el
-
-    # ---------------------------------------------------------------- login
-
-    def _header(self) -> str:
-        return (f"<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' "
-                f"xmlns:stream='{NS_STREAMS}' to='{self.domain}' version='1.0'>")
-
-    async def _open_stream(self, deadline: float) -> ET.Element:
-        self._reset_parser()
-        self._writer.write(self._header().encode())
-        return await self._expect(_tag(NS_STREAMS, "features"), deadline)
 
     async def login(self, register: bool = False, presence: bool = True) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.ip, self.port), self.timeout)
-        await self._open_stream(deadline)
-        self._writer.write(f"<starttls xmlns='{NS_TLS}'/>".encode())
-        await self._expect(_tag(NS_TLS, "proceed"), deadline)
-        await asyncio.wait_for(self._writer.start_tls(_tls_context(), server_hostname=self.domain),
-                               max(deadline - loop.time(), 0.1))
-        await self._open_stream(deadline)
-        if register:
-            self._writer.write(
-                f"<iq type='set' id='reg'><query xmlns='{NS_REGISTER}'><username>"
-                f"{escape(self.user)}</username><password>{escape(self.password)}</password>"
-                f"</query></iq>".encode())
-            answer = await self._expect(C + "iq", deadline)
-            if answer.get("type") != "result" and not _is_conflict(answer):
-                raise ClientError(f"{self.jid}: registration refused: "
-                                  f"{ET.tostring(answer).decode()}")
-        token = base64.b64encode(f"\0{self.user}\0{self.password}".encode()).decode()
-        self._writer.write(
-            f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{token}</auth>".encode())
-        answer = await self._next(deadline)
-        if answer.tag != _tag(NS_SASL, "success"):
-            raise ClientError(f"{self.jid}: login refused: {ET.tostring(answer).decode()}")
-        await self._open_stream(deadline)
-        self._writer.write(
-            f"<iq type='set' id='bind'><bind xmlns='{NS_BIND}'><resource>"
-            f"{escape(self.resource)}</resource></bind></iq>".encode())
-        answer = await self._expect(C + "iq", deadline)
-        bound = answer.find(f"{_tag(NS_BIND, 'bind')}/{_tag(NS_BIND, 'jid')}")
-        if answer.get("type") != "result" or bound is None:
-            raise ClientError(f"{self.jid}: bind failed: {ET.tostring(answer).decode()}")
-        self.jid = bound.text
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        self.jid = await self.negotiate(deadline, register=register)
         if presence:
             self._writer.write(b"<presence/>")
-        for el in self._queue:  # anything that came with the last answer
+        for el in self.take_pending():  # anything that came with the last answer
             self.on_element(el)
-        self._queue.clear()
         self._task = asyncio.ensure_future(self._read_loop())
 
     async def _read_loop(self) -> None:
@@ -196,6 +83,8 @@ class LightClient:
                     return
                 for el in self._feed(data):
                     self.on_element(el)
+                if self.stream_ended:
+                    self.closed_reason = self.closed_reason or "the server closed the stream"
         except (OSError, ssl.SSLError, ET.ParseError) as e:
             self.closed_reason = f"{type(e).__name__}: {e}"
 
@@ -217,11 +106,6 @@ class LightClient:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-
-
-def _is_conflict(iq: ET.Element) -> bool:
-    """An existing account (a rerun against the same data): registration is not needed."""
-    return iq.find(f"{C}error/{_tag(NS_STANZAS, 'conflict')}") is not None
 
 
 def _condition(stanza: ET.Element) -> str:
@@ -268,7 +152,7 @@ class RoomView:
 
     def _presence(self, el: ET.Element, nick: str) -> None:
         ptype = el.get("type", "")
-        codes = {s.get("code") for s in el.iter(_tag(NS_MUC_USER, "status"))}
+        codes = {s.get("code") for s in el.iter(tag(NS_MUC_USER, "status"))}
         if ptype == "error":
             if nick == self.nick:
                 self.join_error = _condition(el) or "error"
@@ -300,10 +184,33 @@ class Tally:
     bounced: int = 0
     duplicates: int = 0
     per_message: list[tuple[str, int, int, int]] = field(default_factory=list)
+    settled: bool = False  # every (message, occupant) delivered or bounced in time
+    seconds: float = 0.0  # from the first message sent until settled (or the deadline)
 
     @property
     def lost(self) -> int:
         return self.sent - self.delivered - self.bounced
+
+
+@dataclass
+class Joins:
+    """Outcome of the join phase: `group` joined at once, then each had to see every other
+    occupant."""
+    group: list[Occupant]
+    deadline: float  # seconds allowed for every join to be answered
+    joined: int
+    refused: int
+    last_join: float  # seconds until the last join was answered
+    formed: bool  # every joined occupant saw every other one
+    seconds: float  # from the joins sent until formed (or not)
+    cpu: dict[str, float]  # CPU seconds each server spent meanwhile
+
+    @property
+    def unanswered(self) -> int:
+        return len(self.group) - self.joined - self.refused
+
+    def join_errors(self) -> list[str]:
+        return sorted({o.view.join_error for o in self.group if o.view.join_error})
 
 
 class Crowd:
@@ -321,6 +228,24 @@ class Crowd:
         occ = Occupant(client, view)
         self.occupants.append(occ)
         return occ
+
+    def add_members(self, ip: str, port: int, domain: str, password: str,
+                    count: int) -> list[Occupant]:
+        """`count` clients of the server at ip:port, users u000, u001, ... of `domain`, with
+        the nicks "Member 000", "Member 001", ..."""
+        return [self.add(LightClient(ip, port, domain, f"u{i:03d}", password),
+                         f"Member {i:03d}") for i in range(count)]
+
+    async def open_room(self, owner: Occupant, timeout: float) -> None:
+        """The owner logs in and creates the room by joining it first."""
+        await owner.client.login()
+        joined, _, _ = await self.join_all(timeout, [owner])
+        assert joined == 1, f"the owner could not create {self.room}: {owner.view.join_error}"
+
+    async def register_all(self, group: list[Occupant], timeout: float) -> float:
+        """Registers and logs in the clients of `group` within `timeout`; returns the
+        seconds it took."""
+        return await asyncio.wait_for(self.login_all(group, register=True), timeout)
 
     async def login_all(self, group: list[Occupant], register: bool = False,
                         parallel: int = 16) -> float:
@@ -449,6 +374,56 @@ class Crowd:
             t.per_message.append((mid, delivered, bounced, len(members) - delivered - bounced))
         return t
 
+    async def join_room(self, group: list[Occupant], join_deadline: float,
+                        form_deadline: float, pids: dict[str, int]) -> Joins:
+        """The join phase: `group` joins at once (join_all), then, if every one joined, the
+        room must form (wait_room_formed); measures the CPU of the servers in `pids` (name
+        -> process id) meanwhile."""
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        t0 = time.monotonic()
+        joined, refused, last = await self.join_all(join_deadline, group)
+        formed = await self.wait_room_formed(form_deadline) if joined == len(group) else False
+        seconds = time.monotonic() - t0
+        cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        return Joins(group, join_deadline, joined, refused, last, formed, seconds, cpu)
+
+    def describe_joins(self, j: Joins) -> str:
+        cpu = ", ".join(f"{name} {s:.1f}s" for name, s in j.cpu.items())
+        return (f"joins: {j.joined} of {len(j.group)} joined, {j.refused} refused,"
+                f" {j.unanswered} unanswered; last join after {j.last_join:.1f}s;"
+                f" room formed: {j.formed} after {j.seconds:.1f}s"
+                f" ({self.missing_presences()} presences missing); server CPU {cpu}")
+
+    async def run_series(self, senders: list[Occupant], count: int, timeout: float) -> Tally:
+        """The message phase: `count` room messages (send_series), waited for until every
+        (message, occupant) is delivered or bounced or `timeout` passed, then counted."""
+        t0 = time.monotonic()
+        self.send_series(senders, count)
+        settled = await self.wait_series(senders, count, timeout)
+        seconds = time.monotonic() - t0
+        t = self.tally(senders, count)
+        t.settled, t.seconds = settled, seconds
+        return t
+
+    def describe_series(self, t: Tally) -> str:
+        return (f"{len(t.per_message)} room messages to {len(self.occupants)} occupants"
+                f" ({'settled' if t.settled else 'NOT settled'} after {t.seconds:.1f}s):"
+                f" sent {t.sent} = delivered {t.delivered} + bounced {t.bounced}"
+                f" + lost {t.lost} (duplicates {t.duplicates})")
+
+    def assert_formed_and_nothing_lost(self, j: Joins, t: Tally) -> None:
+        """What every room test asserts with no fault injected: no client stream closed,
+        every join answered with the occupant's own presence, every occupant seeing every
+        other one, and every (message, occupant) delivered: none lost, none bounced."""
+        assert not self.closed_streams(), self.closed_streams()[:5]
+        assert j.joined == len(j.group), (
+            f"{j.joined} of {len(j.group)} joined within {j.deadline}s ({j.refused} refused:"
+            f" {j.join_errors()})")
+        assert j.formed, f"{self.missing_presences()} occupant presences never arrived"
+        assert t.lost == 0, (f"{t.lost} of {t.sent} lost; per message (id, delivered,"
+                             f" bounced, lost): {t.per_message}")
+        assert t.bounced == 0, f"{t.bounced} bounced without any fault injected"
+
     def closed_streams(self) -> list[str]:
         return [f"{o.client.jid}: {o.client.closed_reason}" for o in self.occupants
                 if o.client.closed_reason]
@@ -456,3 +431,24 @@ class Crowd:
     async def close_all(self) -> None:
         await asyncio.gather(*(o.client.close() for o in self.occupants),
                              return_exceptions=True)
+
+
+# --------------------------------------------------------------------------- the tests' parts
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process `pid` has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def case(name: str, waiting: dict[str, str]) -> Any:
+    """The pytest parameter of a room test case, skipped with the reason where the case
+    waits for work not yet in this tree (`waiting`: case -> what it waits for), unless
+    WADDLE_ROOM_RUN_WAITING=1."""
+    reason = waiting.get(name)
+    run_anyway = os.environ.get("WADDLE_ROOM_RUN_WAITING") == "1"
+    marks = [pytest.mark.skip(reason=f"waits for {reason}")] if reason and not run_anyway \
+        else []
+    return pytest.param(name, id=name, marks=marks)

@@ -21,14 +21,12 @@ them anyway.
 
 from __future__ import annotations
 
-import asyncio
 import mmap
 import os
-import time
 
 import pytest
 
-from crowd import Crowd, LightClient
+from crowd import Crowd, LightClient, case
 from federation import ERRORS, await_metric, metric_sum
 from waddle_client import PASSWORD, run
 from waddle_server import C2S_PORT, waddle_binary
@@ -73,35 +71,10 @@ CASES = {
     "quiet-links": ({"ping_interval": "1s"}, {}),
 }
 # Cases that wait for work not yet in this tree; WADDLE_ROOM_RUN_WAITING=1 runs them anyway.
-WAITING = {
-    "unthrottled-no-credentials": "an S2S queue that holds a room's answers while the link "
-                                  "is set up: beyond [s2s] queue_size (1000) they bounce with "
-                                  "resource-constraint, which the room does not act on, and "
-                                  "most joiners never hear back",
-    "quiet-links": "link liveness that allows for what is still being written: a ping (and "
-                   "an acknowledgement request) queued behind a paced backlog goes unanswered "
-                   "for longer than ping_interval, the link is replaced and its tens of "
-                   "thousands of unacknowledged stanzas are sent again on the next one, which "
-                   "fares the same (136 of 300 joined); and stream management counting the "
-                   "pings the sending side writes, which the receiver counts as stanzas",
-}
+WAITING: dict[str, str] = {}
 
 
-def _case(name: str):
-    waiting = WAITING.get(name)
-    run_anyway = os.environ.get("WADDLE_ROOM_RUN_WAITING") == "1"
-    marks = [pytest.mark.skip(reason=f"waits for {waiting}")] if waiting and not run_anyway \
-        else []
-    return pytest.param(name, id=name, marks=marks)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@pytest.mark.parametrize("limits", [_case(n) for n in CASES])
+@pytest.mark.parametrize("limits", [case(n, WAITING) for n in CASES])
 def test_room_of_remote_occupants_forms_and_loses_nothing(fed, limits):
     s2s, b_settings = CASES[limits]
     quiet = {"server": {"log_level": "info"}}  # debug would log every one of ~100,000 stanzas
@@ -113,44 +86,24 @@ def test_room_of_remote_occupants_forms_and_loses_nothing(fed, limits):
     async def body():
         crowd = Crowd(ROOM)
         alice = crowd.add(LightClient(a.ip, C2S_PORT, A, "alice", PASSWORD), "Alice")
-        members = [crowd.add(LightClient(b.ip, C2S_PORT, B, f"u{i:03d}", PASSWORD),
-                             f"Member {i:03d}") for i in range(OCCUPANTS)]
+        members = crowd.add_members(b.ip, C2S_PORT, B, PASSWORD, OCCUPANTS)
         try:
-            await alice.client.login()
-            joined, _, _ = await crowd.join_all(10, [alice])
-            assert joined == 1, f"the owner could not create {ROOM}: {alice.view.join_error}"
-            login_s = await asyncio.wait_for(crowd.login_all(members, register=True),
-                                             LOGIN_DEADLINE)
+            await crowd.open_room(alice, 10)
+            login_s = await crowd.register_all(members, LOGIN_DEADLINE)
             print(f"\n[{limits}] {OCCUPANTS} users of {B} registered and logged in"
                   f" in {login_s:.1f}s")
 
-            cpu0 = {s.domain: cpu_seconds(s.pid) for s in (a, b)}
-            t0 = time.monotonic()
-            joined, refused, join_s = await crowd.join_all(JOIN_DEADLINE, members)
-            formed = await crowd.wait_room_formed(FORM_DEADLINE) if joined == OCCUPANTS \
-                else False
-            form_s = time.monotonic() - t0
-            cpu1 = {s.domain: cpu_seconds(s.pid) for s in (a, b)}
-            print(f"[{limits}] joins: {joined} of {OCCUPANTS} joined, {refused} refused,"
-                  f" {OCCUPANTS - joined - refused} unanswered; last join after {join_s:.1f}s,"
-                  f" room formed: {formed} after {form_s:.1f}s ({crowd.missing_presences()}"
-                  f" presences missing); server CPU {A} {cpu1[A] - cpu0[A]:.1f}s,"
-                  f" {B} {cpu1[B] - cpu0[B]:.1f}s")
+            joins = await crowd.join_room(members, JOIN_DEADLINE, FORM_DEADLINE,
+                                          {s.domain: s.pid for s in (a, b)})
+            print(f"[{limits}] {crowd.describe_joins(joins)}")
 
             if "ping_interval" in s2s:  # both links answered a ping before the messages
                 await await_metric(a, LATENCY, domain=B, what="a ping from the room's link")
                 await await_metric(b, LATENCY, domain=f"conference.{A}",
                                    what="a ping from the members' link")
             senders = [alice, members[0], members[len(members) // 2], members[-1]]
-            t0 = time.monotonic()
-            crowd.send_series(senders, MESSAGES)
-            settled = await crowd.wait_series(senders, MESSAGES, SERIES_DEADLINE)
-            series_s = time.monotonic() - t0
-            t = crowd.tally(senders, MESSAGES)
-            print(f"[{limits}] {MESSAGES} room messages to {len(crowd.occupants)} occupants"
-                  f" ({'settled' if settled else 'NOT settled'} after {series_s:.1f}s):"
-                  f" sent {t.sent} = delivered {t.delivered} + bounced {t.bounced}"
-                  f" + lost {t.lost} (duplicates {t.duplicates})")
+            t = await crowd.run_series(senders, MESSAGES, SERIES_DEADLINE)
+            print(f"[{limits}] {crowd.describe_series(t)}")
             text_a, text_b = a.metrics_text(), b.metrics_text()
             stream_errors = {A: metric_sum(text_a, ERRORS, kind="stream_error"),
                              B: metric_sum(text_b, ERRORS, kind="stream_error")}
@@ -160,14 +113,7 @@ def test_room_of_remote_occupants_forms_and_loses_nothing(fed, limits):
                   f" errors {stream_errors}; client streams closed:"
                   f" {len(crowd.closed_streams())}")
 
-            assert not crowd.closed_streams(), crowd.closed_streams()[:5]
-            assert joined == OCCUPANTS, (
-                f"{joined} of {OCCUPANTS} joined within {JOIN_DEADLINE}s ({refused} refused:"
-                f" {sorted({o.view.join_error for o in members if o.view.join_error})})")
-            assert formed, f"{crowd.missing_presences()} occupant presences never arrived"
-            assert t.lost == 0, (f"{t.lost} of {t.sent} lost; per message (id, delivered,"
-                                 f" bounced, lost): {t.per_message}")
-            assert t.bounced == 0, f"{t.bounced} bounced without any fault injected"
+            crowd.assert_formed_and_nothing_lost(joins, t)
             assert t.duplicates == 0, f"{t.duplicates} room messages arrived twice"
             assert not any(stream_errors.values()), f"S2S stream errors: {stream_errors}"
         finally:

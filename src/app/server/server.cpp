@@ -26,6 +26,7 @@
 #include "net/listen.h"
 #include "net/tls.h"
 #include "net/worker.h"
+#include "router/flow.h"
 #include "router/router.h"
 #include "s2s/s2s.h"
 #include "storage/storage.h"
@@ -160,8 +161,14 @@ muc::Env Server::room_env(const std::string& domain) {
   // Posted, not routed in place: an immediate bounce (a queue full, a session gone) must
   // not come back into the room while it is still iterating its occupants. One thread,
   // FIFO: the order of the room's stanzas is kept.
+  // A stanza that a server stream brought in stays that stream's doing (router/flow.h): a
+  // full S2S queue holds the stream back rather than bouncing the room's answers.
   env.send = [this](xml::Element e) {
-    asio::post(io_, [this, e = std::move(e)]() mutable { router_.route(std::move(e)); });
+    asio::post(io_, [this, e = std::move(e), source = router::Flow::carry()]() mutable {
+      std::optional<router::Flow::Scope> in_its_name;
+      if (source) in_its_name.emplace(*source);
+      router_.route(std::move(e));
+    });
   };
   env.now = [] {
     return std::chrono::duration_cast<std::chrono::seconds>(

@@ -365,6 +365,7 @@ TEST_F(MetricsTest, S2sMetrics_AuthenticationsVerifiesAndCloses) {
   s2s.paced("c.example");
   s2s.paced_seconds("c.example", 3);
   s2s.paced_seconds("c.example", 1);
+  s2s.held_back("c.example");
   EXPECT_EQ(registry_.render(),
             "# HELP waddle_s2s_connections_active Open server-to-server streams.\n"
             "# TYPE waddle_s2s_connections_active gauge\n"
@@ -433,7 +434,12 @@ TEST_F(MetricsTest, S2sMetrics_AuthenticationsVerifiesAndCloses) {
             "# HELP waddle_s2s_paced_seconds_total Whole seconds during which reading from a "
             "remote domain was slowed down to its stanza or byte rate.\n"
             "# TYPE waddle_s2s_paced_seconds_total counter\n"
-            "waddle_s2s_paced_seconds_total{domain=\"c.example\"} 4\n");
+            "waddle_s2s_paced_seconds_total{domain=\"c.example\"} 4\n"
+            "# HELP waddle_s2s_held_back_total Times an inbound stream from a remote domain "
+            "stopped being read because what it sent filled the queue of a link still being set "
+            "up (queue_size; nothing is dropped).\n"
+            "# TYPE waddle_s2s_held_back_total counter\n"
+            "waddle_s2s_held_back_total{domain=\"c.example\"} 1\n");
 }
 
 TEST_F(MetricsTest, S2sMetrics_NewFamiliesAreCappedByDomain) {

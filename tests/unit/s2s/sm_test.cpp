@@ -37,9 +37,19 @@ TEST(SmSender, PlansARequestForTheFirstStanzaAndAsksAtOnceAfterABatch) {
     EXPECT_EQ(sm.sent(message(static_cast<int>(i))), SmSender::Next::kNothing);
   EXPECT_EQ(sm.sent(message(64)), SmSender::Next::kRequest);
   sm.requested();
-  EXPECT_FALSE(sm.request_due());  // one request outstanding at a time
-  EXPECT_EQ(sm.sent(message(65)), SmSender::Next::kNothing);
-  EXPECT_EQ(sm.unacked(), 65u);
+  EXPECT_FALSE(sm.request_due());  // no timed request while one is outstanding
+  for (std::size_t i = 65; i < 2 * SmSender::kRequestEvery; ++i)
+    EXPECT_EQ(sm.sent(message(static_cast<int>(i))), SmSender::Next::kNothing);
+  // But another batch is asked about at once, the first request still unanswered.
+  EXPECT_EQ(sm.sent(message(128)), SmSender::Next::kRequest);
+  sm.requested();
+  EXPECT_EQ(sm.unacked(), 128u);
+  EXPECT_FALSE(sm.acked(64));  // the answer to the first: the second is still outstanding
+  EXPECT_EQ(sm.sent(message(129)), SmSender::Next::kNothing);
+  EXPECT_FALSE(sm.request_due());
+  EXPECT_FALSE(sm.acked(128));
+  EXPECT_TRUE(sm.request_due());  // the last answered: what follows is asked about later
+  EXPECT_EQ(sm.unacked(), 1u);
 }
 
 TEST(SmSender, AnAcknowledgementReleasesTheOldestStanzas) {
@@ -51,11 +61,24 @@ TEST(SmSender, AnAcknowledgementReleasesTheOldestStanzas) {
   EXPECT_EQ(sm.unacked(), 2u);
   EXPECT_FALSE(sm.request_due());  // the two left were covered by the request
   sm.sent(message(6));
-  EXPECT_TRUE(sm.request_due());
+  EXPECT_FALSE(sm.request_due());  // an answer covering the request is still to come
   auto rest = sm.take_unacked();
   ASSERT_EQ(rest.size(), 3u);
   EXPECT_EQ(rest[0].attr("id"), "4");
   EXPECT_EQ(rest[2].attr("id"), "6");
+}
+
+TEST(SmSender, TheAnswerToTheLastRequestAllowsTheNextTimedOne) {
+  SmSender sm;
+  sm.enable();
+  for (int i = 1; i <= 5; ++i) sm.sent(message(i));
+  sm.requested();
+  EXPECT_FALSE(sm.acked(3));
+  sm.sent(message(6));
+  EXPECT_FALSE(sm.request_due());
+  EXPECT_FALSE(sm.acked(5));
+  EXPECT_TRUE(sm.request_due());
+  EXPECT_EQ(sm.unacked(), 1u);
 }
 
 TEST(SmSender, AnAcknowledgementOfMoreThanWasSentIsAnError) {
