@@ -202,6 +202,38 @@ TEST_F(S2sInboundTest, SaslExternal_WithoutAValidCertificate_NotAuthorized) {
   }
 }
 
+// Public CAs issue server certificates for TLS server authentication only, and a server presents
+// its certificate on the streams it opens as well: on a server link a certificate for either TLS
+// role (or for no stated purpose) authenticates the peer.
+TEST_F(S2sInboundTest, SaslExternal_CertificateForEitherTlsRole) {
+  for (Cred cred : {Cred::kServerAuth, Cred::kClientAuth}) {
+    SCOPED_TRACE(static_cast<int>(cred));
+    run_script(open_in(cred) +
+               Script{in.expect_exact(kExternalAndDialback),
+                      in.send(sasl_auth("EXTERNAL", core::base64_encode(kRemote))),
+                      in.expect_exact(kSuccess), in.restart(), in.send(header(kRemote, kLocal)),
+                      in.expect_header(kLocal, kRemote), in.expect_exact(kDialbackAndSm),
+                      in.send(message("a@remote.test", "b@local.test", "m1")),
+                      expect_delivered("<message id='m1'/>")});
+  }
+}
+
+// A certificate of the trusted CA, naming the peer, but for a purpose other than TLS (e-mail
+// protection only) proves nothing on a server link: neither SASL EXTERNAL nor dialback without
+// the authoritative server accepts it.
+TEST_F(S2sInboundTest, CertificateForAnotherPurpose_NotAuthorized) {
+  run_script(open_in(Cred::kEmailOnly) +
+             Script{in.expect_exact(kDialbackAndSm),
+                    in.send(sasl_auth("EXTERNAL", core::base64_encode(kRemote))),
+                    in.expect_exact(sasl_failure("not-authorized")),
+                    in.send(db("result", kRemote, kLocal, "", "", "k1")),
+                    in.expect("<db:result from='local.test' to='remote.test' type='error'>"
+                              "<error type='cancel'><not-authorized "
+                              "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"),
+                    in.send(message("a@remote.test", "b@local.test", "m1")),
+                    in.expect_stream_error("invalid-from"), expect_nothing_delivered()});
+}
+
 TEST_F(S2sInboundTest, SaslOtherMechanismOrBadBase64_Refused) {
   run_script(open_in(Cred::kValid) + Script{in.expect_exact(kExternalAndDialback),
                                             in.send(sasl_auth("PLAIN", "AGEAYg==")),
