@@ -46,6 +46,39 @@ void trust(SSL_CTX* ctx, const std::string& ca_file) {
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_and_record);
 }
 
+// Whether every certificate of `chain` (the leaf first) may serve `purpose`, as OpenSSL's own
+// purpose check judges it: extended key usage, key usage, and the CA role above the leaf.
+bool chain_suits(STACK_OF(X509) * chain, int purpose) {
+  for (int i = 0; i < sk_X509_num(chain); ++i)
+    if (X509_check_purpose(sk_X509_value(chain, i), purpose, i > 0 ? 1 : 0) == 0) return false;
+  return true;
+}
+
+// On the server side of a handshake OpenSSL verifies the peer for TLS client authentication,
+// but a server presents its domain's certificate whichever TLS role it has, and public CAs now
+// issue server certificates for TLS server authentication only. So a server link verifies the
+// chain for no particular purpose, then requires it to suit TLS server or TLS client
+// authentication; a certificate for anything else (e-mail protection, code signing) is recorded
+// as an unsuitable purpose, which peer_chain_valid() reports as not valid.
+int verify_server_link_peer(X509_STORE_CTX* ctx, void*) {
+  X509_VERIFY_PARAM_set_purpose(X509_STORE_CTX_get0_param(ctx), X509_PURPOSE_ANY);
+  if (X509_verify_cert(ctx) <= 0) return 0;  // an internal failure ends the handshake
+  if (X509_STORE_CTX_get_error(ctx) != X509_V_OK) return 1;
+  STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx);
+  if (chain_suits(chain, X509_PURPOSE_SSL_SERVER) || chain_suits(chain, X509_PURPOSE_SSL_CLIENT))
+    return 1;
+  X509_STORE_CTX_set_current_cert(ctx, sk_X509_value(chain, 0));
+  X509_STORE_CTX_set_error_depth(ctx, 0);
+  X509_STORE_CTX_set_error(ctx, X509_V_ERR_INVALID_PURPOSE);
+  return 1;
+}
+
+// The S2S server contexts: each one, since SNI may switch a handshake to the domain's context.
+void trust_server_link_peers(SSL_CTX* ctx, const std::string& ca_file) {
+  trust(ctx, ca_file);
+  SSL_CTX_set_cert_verify_callback(ctx, verify_server_link_peer, nullptr);
+}
+
 std::string openssl_error() {
   unsigned long e = ERR_get_error();
   if (!e) return "unknown error";
@@ -103,7 +136,7 @@ TlsContexts::TlsContexts(const core::Config& config) {
   };
   for (const auto& d : domains) {
     auto server = make_server_context(s2s_files(d), s2s.tls_min_version);
-    trust(server->native_handle(), config.tls.ca_file);
+    trust_server_link_peers(server->native_handle(), config.tls.ca_file);
     SSL_CTX_set_session_id_context(server->native_handle(),
                                    reinterpret_cast<const unsigned char*>("waddle-s2s"), 10);
     s2s_sni_[d] = server->native_handle();
@@ -119,11 +152,11 @@ TlsContexts::TlsContexts(const core::Config& config) {
         SSL_CTX_use_PrivateKey_file(raw, ck.key.c_str(), SSL_FILETYPE_PEM) != 1)
       throw std::runtime_error("cannot load S2S client certificate " + ck.cert + ": " +
                                openssl_error());
-    trust(raw, config.tls.ca_file);
+    trust(raw, config.tls.ca_file);  // the peer is the TLS server: OpenSSL requires that purpose
     s2s_clients_[d] = std::move(client);
   }
   s2s_default_ = make_server_context(s2s_files(domains.front()), s2s.tls_min_version);
-  trust(s2s_default_->native_handle(), config.tls.ca_file);
+  trust_server_link_peers(s2s_default_->native_handle(), config.tls.ca_file);
   SSL_CTX_set_session_id_context(s2s_default_->native_handle(),
                                  reinterpret_cast<const unsigned char*>("waddle-s2s"), 10);
   SSL_CTX_set_tlsext_servername_callback(s2s_default_->native_handle(), on_sni);

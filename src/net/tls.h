@@ -21,10 +21,12 @@ class TlsContexts {
   boost::asio::ssl::context& c2s() { return *c2s_default_; }
 
   // S2S server context: picks the domain's certificate by SNI, asks the peer for a client
-  // certificate (for SASL EXTERNAL) without requiring one. S2S client context per local
-  // domain, presenting that domain's certificate. Both verify the peer against [tls] ca_file
-  // (or the system store) but let the handshake finish: the S2S policy decides afterwards
-  // from peer_chain_valid() and the RFC 6125 name check.
+  // certificate (for SASL EXTERNAL) without requiring one, and accepts one for TLS server or
+  // TLS client authentication (a server's certificate may allow only the former). S2S client
+  // context per local domain, presenting that domain's certificate; the peer's must allow TLS
+  // server authentication. Both verify the peer against [tls] ca_file (or the system store)
+  // but let the handshake finish: the S2S policy decides afterwards from peer_chain_valid()
+  // and the RFC 6125 name check.
   boost::asio::ssl::context& s2s_server() { return *s2s_default_; }
   boost::asio::ssl::context& s2s_client(const std::string& local_domain);
   // The domain's server context (its certificate), or null when the domain is not served.

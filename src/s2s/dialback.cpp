@@ -161,7 +161,26 @@ asio::awaitable<void> Dialback::receive(std::shared_ptr<InboundStream> in, Eleme
     co_return;
   }
   bool valid = cert_ok;
-  if (!cert_ok) valid = co_await verify_with_authoritative(local, *r, in->stream_id(), key);
+  if (!cert_ok) {
+    // The same key again while it is being checked: the answer under way covers it.
+    const std::string same = in->stream_id() + '\n' + local + '\n' + *r + '\n' + key;
+    if (asking_.contains(same)) co_return;
+    std::size_t& mine = per_stream_[in->stream_id()];
+    if (mine >= kMaxPerStream || in_flight_ >= kMaxInFlight) {
+      if (mine == 0) per_stream_.erase(in->stream_id());
+      report(metrics_, *r, Failure::kDialback, "refused dialback: too many verifications at once");
+      refuse("resource-constraint", "Too many dialback verifications in progress");
+      co_return;
+    }
+    ++mine;
+    ++in_flight_;
+    asking_.insert(same);
+    const std::string stream_id = in->stream_id();
+    valid = co_await verify_with_authoritative(local, *r, stream_id, key);
+    asking_.erase(same);
+    --in_flight_;
+    if (--per_stream_[stream_id] == 0) per_stream_.erase(stream_id);
+  }
   if (valid) {
     // Multiplexed: the stream already carries another authenticated pair (XEP-0220 §2.6).
     const bool shared = std::ranges::any_of(
@@ -175,18 +194,37 @@ asio::awaitable<void> Dialback::receive(std::shared_ptr<InboundStream> in, Eleme
   if (!in->closing()) in->send(wire::db_result_answer(local, remote, valid));
 }
 
-// A verification stream to the authoritative server of `remote`; connect_timeout bounds
-// opening it.
+// A verification stream to the authoritative server of `remote`; connect_timeout bounds the
+// whole verification, opening the stream and waiting for the answer.
 asio::awaitable<bool> Dialback::verify_with_authoritative(std::string local, std::string remote,
                                                           std::string id, std::string key) {
   core::LiveCount::Token alive = live_.enter();
-  auto attempt = attempts_.start(time_.now() + config_.s2s.connect_timeout);
+  const auto deadline = time_.now() + config_.s2s.connect_timeout;
+  auto attempt = attempts_.start(deadline);
   ConnectRequest request{local, remote, true};
   Connected c = co_await connector_.connect(std::move(request), attempt->slot());
   attempts_.finish(attempt);
   bool valid = false;
   if (c.outcome.ok()) {
+    // An authoritative server that never answers: the stream is cut at the deadline.
+    std::shared_ptr<Timer> timer = time_.make_timer();
+    auto expired = std::make_shared<bool>(false);
+    net::spawn_logged(
+        ex_,
+        [](std::shared_ptr<Timer> t, std::shared_ptr<Channel> ch, Clock::time_point when,
+           std::shared_ptr<bool> expired) -> asio::awaitable<void> {
+          const bool due = co_await t->wait_until(when);
+          if (!due) co_return;
+          *expired = true;
+          ch->close();
+        }(timer, c.channel, deadline, expired),
+        "s2s dialback deadline");
     valid = co_await ask(*c.channel, local, remote, id, key);
+    timer->cancel();
+    if (*expired)
+      report(metrics_, remote, Failure::kTimeout,
+             "dialback verification: no answer from the authoritative server within " +
+                 core::format_duration(config_.s2s.connect_timeout));
     c.channel->send(stream::kStreamEnd);
     co_await c.channel->close_gracefully();
   } else {

@@ -5,6 +5,9 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <cstddef>
+#include <map>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -62,6 +65,11 @@ class Dialback final : public Authenticator {
   // Shutdown: aborts the verification streams still being opened.
   void stop() { attempts_.abort_all(); }
 
+  // Verifications with authoritative servers in flight, from one inbound stream and in all:
+  // beyond these, a <db:result/> is refused (resource-constraint) without a connection.
+  static constexpr std::size_t kMaxPerStream = 8;
+  static constexpr std::size_t kMaxInFlight = 256;
+
  private:
   boost::asio::awaitable<void> receive(std::shared_ptr<InboundStream> in, xml::Element result);
   boost::asio::awaitable<bool> verify_with_authoritative(std::string local, std::string remote,
@@ -80,6 +88,9 @@ class Dialback final : public Authenticator {
   core::LiveCount& live_;  // a verification stream counts while it is open
   metrics::S2sMetrics* metrics_;
   AttemptGroup attempts_;
+  std::map<std::string, std::size_t> per_stream_;  // verifications in flight by stream id
+  std::size_t in_flight_ = 0;
+  std::set<std::string> asking_;  // (stream id, local, remote, key) in flight: not asked twice
 };
 
 }  // namespace waddle::s2s

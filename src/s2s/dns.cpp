@@ -1,12 +1,12 @@
 // DNS discovery for S2S (RFC 6120 §3.2.1, XEP-0368 §2) with RFC 2782 SRV ordering, on c-ares:
 // one event-loop thread per Resolver fed by a queue woken through an eventfd; answers are cached
-// for their TTL, negative ones for the SOA minimum (RFC 2308 §5); when the DNS server fails,
-// the last answer with records is used for up to a day (RFC 8767, serve stale).
+// for their TTL, negative ones for the SOA minimum (RFC 2308 §5); when the DNS server fails, or
+// has not answered within a short wait, the last answer is used for up to a day and the query
+// goes on to refresh it (RFC 8767 §5, serve stale with a client response timer).
 #include "s2s/dns.h"
 
 #include <ares.h>
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -23,6 +23,9 @@
 #include <stdexcept>
 #include <thread>
 #include <utility>
+
+#include "s2s/dns_cache.h"
+#include "s2s/dns_message.h"
 
 namespace waddle::s2s {
 
@@ -73,48 +76,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using Done = std::function<void(Resolution)>;
+using dns::Answer;
+using dns::kClassIn;
+using dns::kTypeA;
+using dns::kTypeAaaa;
+using dns::kTypeSrv;
+using dns::negative;
+using dns::Outcome;
 
-constexpr int kClassIn = 1;
-constexpr int kTypeA = 1;
-constexpr int kTypeSoa = 6;
-constexpr int kTypeAaaa = 28;
-constexpr int kTypeSrv = 33;
-
-constexpr std::uint32_t kMaxTtl = 86400;
-constexpr std::uint32_t kMaxNegativeTtl = 3600;    // RFC 2308 §5: one to three hours at most
-constexpr std::uint32_t kDefaultNegativeTtl = 60;  // negative answer without an SOA record
-constexpr std::size_t kMaxCacheEntries = 10000;
-// RFC 8767 ("serve stale"): when the DNS server fails (times out, SERVFAIL, refuses), the last
-// answer with records is used for up to this long after it was received, whatever its TTL.
-// A peer that was reachable a minute ago stays reachable through a DNS outage.
-constexpr auto kMaxStale = std::chrono::hours(24);
 constexpr std::size_t kMaxNameLength = 253;
 constexpr std::size_t kMaxLabelLength = 63;
-
-const char* type_name(int type) {
-  switch (type) {
-    case kTypeA:
-      return "A";
-    case kTypeAaaa:
-      return "AAAA";
-    case kTypeSrv:
-      return "SRV";
-    default:
-      return "?";
-  }
-}
-
-enum class Outcome { kRecords, kNxDomain, kNoData, kFailure, kShutdown };
-
-// One query's answer, as cached.
-struct Answer {
-  Outcome outcome = Outcome::kFailure;
-  std::vector<SrvRecord> srv;          // kRecords for SRV (targets without the final dot)
-  std::vector<std::string> addresses;  // kRecords for A/AAAA
-  std::string failure;                 // kFailure: what went wrong
-  bool server_replied = false;         // kFailure: an error response (SERVFAIL...), no timeout
-  std::uint32_t ttl = 0;               // seconds this answer may be reused
-};
 
 struct HostAnswer {
   Answer aaaa;
@@ -123,7 +94,7 @@ struct HostAnswer {
 
 const std::string kShutdownText = "resolver shut down";
 
-std::string what(const Answer& a) {
+std::string outcome_text(const Answer& a) {
   switch (a.outcome) {
     case Outcome::kRecords:
       return "answered";
@@ -139,8 +110,10 @@ std::string what(const Answer& a) {
   return a.failure;
 }
 
-bool negative(const Answer& a) {
-  return a.outcome == Outcome::kNxDomain || a.outcome == Outcome::kNoData;
+// A stale answer says so: "NXDOMAIN, from an earlier answer: DNS server 192.0.2.53:53 timed out".
+std::string what(const Answer& a) {
+  if (!a.stale) return outcome_text(a);
+  return outcome_text(a) + ", from an earlier answer: " + a.failure;
 }
 
 // "NXDOMAIN", or "AAAA: ...; A: ..." when the two queries failed differently.
@@ -193,70 +166,6 @@ std::optional<std::pair<int, std::string>> ip_literal(const std::string& s) {
   return std::nullopt;
 }
 
-// Minimal walk over a DNS message for what c-ares' parsers drop: the answer TTL (minimum over
-// the answer section, CNAMEs included) and the negative TTL min(SOA TTL, SOA minimum).
-class MessageReader {
- public:
-  MessageReader(const unsigned char* buf, int len) : buf_(buf), len_(len) {}
-
-  struct Ttls {
-    std::optional<std::uint32_t> answer;
-    std::optional<std::uint32_t> negative;
-  };
-
-  Ttls ttls() {
-    Ttls t;
-    if (!buf_ || len_ < 12) return t;
-    const unsigned qd = u16_at(4), an = u16_at(6), ns = u16_at(8);
-    pos_ = 12;
-    for (unsigned i = 0; i < qd; ++i) {
-      if (!skip_name() || !has(4)) return t;
-      pos_ += 4;
-    }
-    for (unsigned i = 0; i < an + ns; ++i) {
-      if (!skip_name() || !has(10)) return t;
-      const unsigned type = u16_at(pos_);
-      const std::uint32_t ttl = clamp_ttl(u32_at(pos_ + 4));
-      const unsigned rdlength = u16_at(pos_ + 8);
-      pos_ += 10;
-      if (!has(static_cast<int>(rdlength))) return t;
-      const int rdata_end = pos_ + static_cast<int>(rdlength);
-      if (i < an) {
-        t.answer = std::min(t.answer.value_or(ttl), ttl);
-      } else if (type == kTypeSoa && skip_name() && skip_name() && pos_ + 20 <= rdata_end) {
-        const std::uint32_t minimum = clamp_ttl(u32_at(pos_ + 16));
-        t.negative = std::min(ttl, minimum);
-      }
-      pos_ = rdata_end;
-    }
-    return t;
-  }
-
- private:
-  // RFC 2181 §8: a TTL with the top bit set is read as zero.
-  static std::uint32_t clamp_ttl(std::uint32_t ttl) { return ttl > 0x7fffffffu ? 0 : ttl; }
-  bool has(int n) const { return pos_ >= 0 && n >= 0 && pos_ + n <= len_; }
-  unsigned u16_at(int p) const { return (unsigned{buf_[p]} << 8) | buf_[p + 1]; }
-  std::uint32_t u32_at(int p) const {
-    return (std::uint32_t{buf_[p]} << 24) | (std::uint32_t{buf_[p + 1]} << 16) |
-           (std::uint32_t{buf_[p + 2]} << 8) | buf_[p + 3];
-  }
-  bool skip_name() {
-    if (!has(1)) return false;
-    char* name = nullptr;
-    long length = 0;
-    if (ares_expand_name(buf_ + pos_, buf_, len_, &name, &length) != ARES_SUCCESS) return false;
-    ares_free_string(name);
-    if (length <= 0 || !has(static_cast<int>(length))) return false;
-    pos_ += static_cast<int>(length);
-    return true;
-  }
-
-  const unsigned char* buf_;
-  int len_;
-  int pos_ = 0;
-};
-
 void deliver(Done& done, Resolution r) {
   if (!done) return;
   // The callback runs on the c-ares thread: an exception escaping it would end the process.
@@ -280,22 +189,22 @@ struct Resolver::Impl {
   using AnswerFn = std::function<void(const Answer&)>;
   using HostFn = std::function<void(const HostAnswer&)>;
 
+  using Key = dns::AnswerCache::Key;
+
   // One c-ares query; owned by c-ares (freed in on_ares_answer, which c-ares always calls,
   // with ARES_EDESTRUCTION at the latest). `answered` is set when our own deadline fired first.
   // Lookups of the same name and type while it runs join it: a burst of stanzas to one domain
-  // makes one query, not hundreds that overflow the server's socket buffer.
+  // makes one query, not hundreds that overflow the server's socket buffer. At `stale_at` (RFC
+  // 8767 §5's client response timer) its waiters get the last known answer if there is one,
+  // and it goes on without them to refresh the cache.
   struct Query {
-    Impl* impl;
-    std::string name;
-    int type;
+    Impl* impl = nullptr;
+    Key key;
     Clock::time_point deadline;
+    Clock::time_point stale_at;
     bool answered = false;
-    std::vector<AnswerFn> waiters;
-  };
-
-  struct CacheEntry {
-    Clock::time_point expires;
-    Answer answer;
+    bool stale_checked = false;
+    std::vector<AnswerFn> waiters = {};
   };
 
   struct Ordered {
@@ -322,6 +231,9 @@ struct Resolver::Impl {
                                ares_strerror(library_status));
     }
     if (options.timeout.count() <= 0) throw std::runtime_error("DNS timeout must be positive");
+    if (options.stale_answer_wait.count() <= 0) {
+      throw std::runtime_error("DNS stale_answer_wait must be positive");
+    }
     if (options.tries < 1) throw std::runtime_error("DNS tries must be at least 1");
     if (options.default_port == 0) throw std::runtime_error("DNS default_port must be non-zero");
     for (const auto& server : options.nameservers) {
@@ -415,13 +327,12 @@ struct Resolver::Impl {
       channel = nullptr;
       throw std::runtime_error("DNS resolver: no name server configured");
     }
-    servers_plural = count > 1;
+    servers.plural = count > 1;
+    servers.phrase = (servers.plural ? "DNS servers " : "DNS server ") + servers_text;
     return count;
   }
 
-  std::string server_phrase() const {
-    return (servers_plural ? "DNS servers " : "DNS server ") + servers_text;
-  }
+  const std::string& server_phrase() const { return servers.phrase; }
 
   // --- submission (any thread) ---
 
@@ -475,7 +386,9 @@ struct Resolver::Impl {
 
     std::optional<Clock::time_point> next;
     for (const Query* q : in_flight) {
-      if (!q->answered && (!next || q->deadline < *next)) next = q->deadline;
+      if (q->answered) continue;
+      const auto due = q->stale_checked ? q->deadline : std::min(q->deadline, q->stale_at);
+      if (!next || due < *next) next = due;
     }
     timeval max_tv{};
     timeval tv{};
@@ -512,17 +425,31 @@ struct Resolver::Impl {
     if (!processed) ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
   }
 
+  // Queries past our deadline end as timed out; those past their stale_at hand their waiters the
+  // last known answer (RFC 8767 §5) and go on in the background.
   void fire_deadlines() {
     const auto now = Clock::now();
     std::vector<std::pair<AnswerFn, Answer>> expired;
     Answer timeout;
     timeout.failure = server_phrase() + " timed out";
+    timeout.timed_out = true;
     for (Query* q : in_flight) {
-      if (!q->answered && q->deadline <= now) {
-        q->answered = true;  // c-ares still owns it; its late answer is dropped
+      if (q->answered) continue;
+      if (q->deadline <= now) {
+        q->answered = true;  // c-ares still owns it; a late answer only refreshes the cache
         forget(q);
-        const Answer a = or_stale(q->name, q->type, timeout);
+        answers.note_failure(q->key, now, timeout.failure);
+        const Answer a = or_stale(q->key, timeout);
         for (auto& fn : q->waiters) expired.emplace_back(std::move(fn), a);
+        q->waiters.clear();
+      } else if (!q->stale_checked && q->stale_at <= now) {
+        q->stale_checked = true;
+        const std::string why = server_phrase() + " had not answered after " +
+                                std::to_string(options.stale_answer_wait.count()) + " ms";
+        auto stale = answers.stale(q->key, now, why);
+        if (!stale) continue;  // nothing to use instead: wait for the answer or the deadline
+        answers.note_failure(q->key, now, why);
+        for (auto& fn : q->waiters) expired.emplace_back(std::move(fn), *stale);
         q->waiters.clear();
       }
     }
@@ -539,6 +466,7 @@ struct Resolver::Impl {
     for (Query* q : in_flight) delete q;  // none expected: c-ares called them all back
     in_flight.clear();
     joinable.clear();
+    answers.clear();
     for (;;) {
       std::deque<Task> tasks;
       {
@@ -551,12 +479,11 @@ struct Resolver::Impl {
       }
       for (auto& task : tasks) task();
     }
-    cache.clear();
     sockets.clear();
   }
 
   void forget(const Query* q) {
-    if (auto it = joinable.find({q->type, q->name}); it != joinable.end() && it->second == q) {
+    if (auto it = joinable.find(q->key); it != joinable.end() && it->second == q) {
       joinable.erase(it);
     }
   }
@@ -575,159 +502,65 @@ struct Resolver::Impl {
     std::unique_ptr<Query> q(static_cast<Query*>(arg));
     Impl* self = q->impl;
     self->in_flight.erase(q.get());
-    if (q->answered) return;
+    const bool late = q->answered;  // after our deadline: nobody waits for it any more
     q->answered = true;
-    self->forget(q.get());
+    if (!late) self->forget(q.get());
     // Called from C: nothing may propagate.
     try {
-      const Answer fresh = self->interpret(q->type, status, abuf, alen);
-      self->store(q->name, q->type, fresh);
-      const Answer a = self->or_stale(q->name, q->type, fresh);
+      const Answer fresh = dns::interpret(q->key.first, status, abuf, alen, self->servers);
+      self->remember(q->key, fresh);
+      if (late) return;
+      const Answer a = self->or_stale(q->key, fresh);
       for (auto& fn : q->waiters) fn(a);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "waddle: DNS answer handling failed: %s\n", e.what());
     }
   }
 
-  // The TTL of a negative answer: its SOA's, bounded, or the default.
-  static std::uint32_t negative_ttl(MessageReader& reader) {
-    const auto t = reader.ttls().negative;
-    return t ? std::min(*t, kMaxNegativeTtl) : kDefaultNegativeTtl;
-  }
-
-  // What a status other than success means; nullopt on success (records follow).
-  std::optional<Answer> status_answer(int status, MessageReader& reader) const {
-    Answer a;
-    switch (status) {
-      case ARES_SUCCESS:
-        return std::nullopt;
-      case ARES_ENOTFOUND:
-        a.outcome = Outcome::kNxDomain;
-        a.ttl = negative_ttl(reader);
-        return a;
-      case ARES_ENODATA:
-        a.outcome = Outcome::kNoData;
-        a.ttl = negative_ttl(reader);
-        return a;
-      case ARES_EDESTRUCTION:
-      case ARES_ECANCELLED:
-        a.outcome = Outcome::kShutdown;
-        return a;
-      case ARES_ETIMEOUT:
-        a.failure = server_phrase() + " timed out";
-        return a;
-      case ARES_ECONNREFUSED:  // see make_channel: also SERVFAIL/REFUSED from every server
-        a.failure = servers_plural ? server_phrase() + " failed or unreachable"
-                                   : server_phrase() + " unreachable (connection refused)";
-        return a;
-      case ARES_ESERVFAIL:
-        a.failure = "SERVFAIL from " + server_phrase();
-        a.server_replied = true;
-        return a;
-      case ARES_EREFUSED:
-        a.failure = "query refused by " + server_phrase();
-        a.server_replied = true;
-        return a;
-      case ARES_EFORMERR:
-      case ARES_ENOTIMP:
-      case ARES_EBADRESP:
-        a.failure = std::string(ares_strerror(status)) + " (" + server_phrase() + ")";
-        a.server_replied = true;
-        return a;
-      case ARES_EBADNAME:
-        a.failure = "invalid name";
-        return a;
-      default:
-        a.failure = std::string(ares_strerror(status)) + " (" + server_phrase() + ")";
-        return a;
+  // What a query's end teaches: an answer from the server is cached; a timeout is noted, so that
+  // the next lookups of the question use the last known answer without waiting. A server that
+  // refuses or fails at once is asked again each time: that costs no wait, and its first answer
+  // after the outage is used at once.
+  void remember(const Key& key, const Answer& a) {
+    if (a.outcome == Outcome::kShutdown) return;
+    if (a.outcome != Outcome::kFailure) {
+      answers.store(key, a, Clock::now());
+    } else if (a.timed_out) {
+      answers.note_failure(key, Clock::now(), a.failure);
     }
   }
 
-  // Parses the SRV or A/AAAA records into `a`; returns c-ares' parse status.
-  static int parse_records(int type, const unsigned char* abuf, int alen, Answer& a) {
-    int parsed = ARES_SUCCESS;
-    if (type == kTypeSrv) {
-      ares_srv_reply* reply = nullptr;
-      parsed = ares_parse_srv_reply(abuf, alen, &reply);
-      for (auto* r = reply; r; r = r->next) {
-        std::string target = r->host ? r->host : "";
-        if (!target.empty() && target.back() == '.') target.pop_back();
-        for (char& c : target) {
-          if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-        }
-        a.srv.push_back(SrvRecord{std::move(target), r->port, r->priority, r->weight});
-      }
-      if (reply) ares_free_data(reply);
-    } else {
-      hostent* host = nullptr;
-      parsed = type == kTypeA ? ares_parse_a_reply(abuf, alen, &host, nullptr, nullptr)
-                              : ares_parse_aaaa_reply(abuf, alen, &host, nullptr, nullptr);
-      const int family = type == kTypeA ? AF_INET : AF_INET6;
-      if (host && host->h_addrtype == family) {
-        for (char** p = host->h_addr_list; p && *p; ++p) {
-          char text[INET6_ADDRSTRLEN];
-          if (!inet_ntop(family, *p, text, sizeof text)) continue;
-          if (std::find(a.addresses.begin(), a.addresses.end(), text) == a.addresses.end()) {
-            a.addresses.emplace_back(text);
-          }
-        }
-      }
-      if (host) ares_free_hostent(host);
-    }
-    return parsed;
-  }
-
-  Answer interpret(int type, int status, const unsigned char* abuf, int alen) const {
-    MessageReader reader(abuf, alen);
-    if (auto ended = status_answer(status, reader)) return *ended;
-    Answer a;
-    const int parsed = parse_records(type, abuf, alen, a);
-    if (parsed == ARES_ENODATA ||
-        (parsed == ARES_SUCCESS && a.srv.empty() && a.addresses.empty())) {
-      // e.g. only a CNAME to a name without such a record
-      a = Answer{};
-      a.outcome = Outcome::kNoData;
-      a.ttl = negative_ttl(reader);
-      return a;
-    }
-    if (parsed != ARES_SUCCESS) {
-      a = Answer{};
-      a.failure = std::string("malformed ") + type_name(type) + " answer from " + server_phrase();
-      a.server_replied = true;
-      return a;
-    }
-    a.outcome = Outcome::kRecords;
-    a.ttl = std::min(reader.ttls().answer.value_or(0), kMaxTtl);
-    return a;
-  }
-
-  void store(const std::string& name, int type, const Answer& a) {
-    const auto now = Clock::now();
-    if (a.outcome == Outcome::kRecords) {
-      if (last_good.size() >= kMaxCacheEntries) last_good.clear();
-      last_good[{type, name}] = CacheEntry{now, a};
-    }
-    if (a.ttl == 0 || (a.outcome != Outcome::kRecords && !negative(a))) return;
-    if (cache.size() >= kMaxCacheEntries) {
-      std::erase_if(cache, [&](const auto& kv) { return kv.second.expires <= now; });
-      if (cache.size() >= kMaxCacheEntries) cache.clear();
-    }
-    cache[{type, name}] = CacheEntry{now + std::chrono::seconds(a.ttl), a};
-  }
-
-  // A failed query's answer, or the last good answer for the name when there is one recent
+  // A failed query's answer, or the last known answer to the question when there is one recent
   // enough (serve stale).
-  Answer or_stale(const std::string& name, int type, Answer a) const {
+  Answer or_stale(const Key& key, const Answer& a) const {
     if (a.outcome != Outcome::kFailure) return a;
-    auto it = last_good.find({type, name});
-    if (it == last_good.end() || Clock::now() - it->second.expires > kMaxStale) return a;
-    Answer stale = it->second.answer;
-    stale.ttl = 0;
-    return stale;
+    return answers.stale(key, Clock::now(), a.failure).value_or(a);
   }
 
-  // Answers from the cache or from one c-ares query; `fn` may run before this returns.
-  void lookup(const std::string& name, int type, AnswerFn fn) {
+  // A query for `key`; `fn` (if any) waits for it. May call back before returning.
+  void start_query(const Key& key, Clock::time_point now, AnswerFn fn) {
+    auto* q = new Query{.impl = this,
+                        .key = key,
+                        .deadline = now + options.timeout,
+                        .stale_at = now + options.stale_answer_wait};
+    if (fn) q->waiters.push_back(std::move(fn));
+    in_flight.insert(q);
+    joinable[key] = q;
+    ares_query(channel, q->key.second.c_str(), kClassIn, key.first, &Impl::on_ares_answer, q);
+  }
+
+  // A query for `key` with nobody waiting, unless one is still out: refreshes the cache when the
+  // server answers again, without piling up queries while it does not.
+  void refresh(const Key& key, Clock::time_point now) {
+    const bool out = std::any_of(in_flight.begin(), in_flight.end(),
+                                 [&](const Query* q) { return q->key == key; });
+    if (!out) start_query(key, now, nullptr);
+  }
+
+  // Answers from the cache or from one c-ares query; `fn` may run before this returns. With
+  // `hurry` set (why), or while the server is failing for this question, the last known
+  // answer is used at once and a refresh query goes out.
+  void lookup(const std::string& name, int type, AnswerFn fn, const std::string& hurry = {}) {
     if (stopping) {
       Answer a;
       a.outcome = Outcome::kShutdown;
@@ -735,28 +568,23 @@ struct Resolver::Impl {
       return;
     }
     const auto now = Clock::now();
-    if (auto it = cache.find({type, name}); it != cache.end()) {
-      if (it->second.expires > now) {
-        const Answer copy = it->second.answer;
-        fn(copy);
-        return;
+    const Key key{type, name};
+    if (auto fresh = answers.fresh(key, now)) return fn(*fresh);
+    if (!hurry.empty() || answers.failing(key, now)) {
+      if (auto stale = answers.stale(key, now, hurry)) {
+        refresh(key, now);
+        return fn(*stale);
       }
-      cache.erase(it);
     }
-    if (auto it = joinable.find({type, name}); it != joinable.end()) {
+    if (auto it = joinable.find(key); it != joinable.end()) {
       it->second->waiters.push_back(std::move(fn));
       return;
     }
-    auto* q = new Query{this, name, type, now + options.timeout, false, {}};
-    q->waiters.push_back(std::move(fn));
-    in_flight.insert(q);
-    joinable[{type, name}] = q;
-    // May call on_ares_answer (and free q) before returning.
-    ares_query(channel, q->name.c_str(), kClassIn, type, &Impl::on_ares_answer, q);
+    start_query(key, now, std::move(fn));
   }
 
   // AAAA and A in parallel; IP literals answer themselves.
-  void lookup_host(const std::string& name, HostFn fn) {
+  void lookup_host(const std::string& name, HostFn fn, const std::string& hurry = {}) {
     if (auto ip = ip_literal(name)) {
       HostAnswer h;
       h.aaaa.outcome = h.a.outcome = Outcome::kNoData;
@@ -776,14 +604,20 @@ struct Resolver::Impl {
     auto step = [st] {
       if (--st->pending == 0) st->fn(st->h);
     };
-    lookup(name, kTypeAaaa, [st, step](const Answer& a) {
-      st->h.aaaa = a;
-      step();
-    });
-    lookup(name, kTypeA, [st, step](const Answer& a) {
-      st->h.a = a;
-      step();
-    });
+    lookup(
+        name, kTypeAaaa,
+        [st, step](const Answer& a) {
+          st->h.aaaa = a;
+          step();
+        },
+        hurry);
+    lookup(
+        name, kTypeA,
+        [st, step](const Answer& a) {
+          st->h.a = a;
+          step();
+        },
+        hurry);
     step();
   }
 
@@ -866,6 +700,16 @@ struct Resolver::Impl {
     return a.outcome == Outcome::kRecords && usable(a).empty();
   }
 
+  // Once the server has failed an SRV query of the operation (the answer used is stale), the
+  // address lookups do not wait for it again: a connection attempt during a DNS outage costs
+  // one stale-answer wait, not one per step. Empty when the SRV answers are fresh.
+  std::string hurry(const ServerOp& op) const {
+    for (const Answer* a : {&op.tcp_srv, &op.tls_srv}) {
+      if (a->stale) return a->failure.empty() ? server_phrase() + " failing" : a->failure;
+    }
+    return {};
+  }
+
   void srv_step(const std::shared_ptr<ServerOp>& op) {
     if (--op->pending > 0) return;
     const std::string& d = op->domain;
@@ -899,9 +743,12 @@ struct Resolver::Impl {
       const std::string no_record =
           (srv_failed ? "no A/AAAA record for " : "no SRV or A/AAAA record for ") + d;
       const std::string note = srv_failed ? "; SRV lookup: " + what(op->tcp_srv) : "";
-      return lookup_host(d, [op, port, no_record, note](const HostAnswer& h) {
-        deliver(op->done, host_resolution(op->domain, port, h, no_record, note));
-      });
+      return lookup_host(
+          d,
+          [op, port, no_record, note](const HostAnswer& h) {
+            deliver(op->done, host_resolution(op->domain, port, h, no_record, note));
+          },
+          hurry(*op));
     }
     // XEP-0368 §2: _xmpps-server records first among equal priorities.
     std::size_t i = 0, j = 0;
@@ -917,11 +764,15 @@ struct Resolver::Impl {
     // Copy the names: the callbacks may run right away and touch op->hosts.
     std::vector<std::string> targets;
     for (const auto& [target, unused] : op->hosts) targets.push_back(target);
+    const std::string why = hurry(*op);
     for (const auto& target : targets) {
-      lookup_host(target, [this, op, target](const HostAnswer& h) {
-        op->hosts[target] = h;
-        targets_step(op);
-      });
+      lookup_host(
+          target,
+          [this, op, target](const HostAnswer& h) {
+            op->hosts[target] = h;
+            targets_step(op);
+          },
+          why);
     }
     targets_step(op);
   }
@@ -950,7 +801,7 @@ struct Resolver::Impl {
   std::mt19937 rng;
   ares_channel channel = nullptr;
   std::string servers_text;
-  bool servers_plural = false;
+  dns::Servers servers;  // for error texts
   int wake_fd = -1;
   std::thread thread;
 
@@ -963,11 +814,9 @@ struct Resolver::Impl {
   bool stopping = false;
   bool self_owned = false;
   std::map<ares_socket_t, short> sockets;
-  std::set<Query*> in_flight;                              // until c-ares calls back
-  std::map<std::pair<int, std::string>, Query*> joinable;  // not answered yet
-  std::map<std::pair<int, std::string>, CacheEntry> cache;
-  // The last answer with records per query, with when it came (in `expires`): serve stale.
-  std::map<std::pair<int, std::string>, CacheEntry> last_good;
+  std::set<Query*> in_flight;      // until c-ares calls back
+  std::map<Key, Query*> joinable;  // not answered yet
+  dns::AnswerCache answers;
 };
 
 Resolver::Resolver(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -1004,7 +853,7 @@ void Resolver::resolve_host(const std::string& host, std::uint16_t port,
 
 void Resolver::clear_cache() {
   Impl* impl = impl_.get();
-  Impl::Task task = [impl] { impl->cache.clear(); };
+  Impl::Task task = [impl] { impl->answers.clear_fresh(); };
   impl->post(task);
 }
 

@@ -1,6 +1,7 @@
 // DNS discovery for S2S (RFC 6120 §3.2, XEP-0368): SRV _xmpps-server._tcp / _xmpp-server._tcp
-// ordered per RFC 2782, fallback to A/AAAA on port 5269, answers cached by TTL. Resolution
-// runs on c-ares; results come back through a callback on the caller's chosen executor.
+// ordered per RFC 2782, fallback to A/AAAA on port 5269, answers cached by TTL and served stale
+// when the DNS server fails (RFC 8767). Resolution runs on c-ares; results come back through a
+// callback on the caller's chosen executor.
 #pragma once
 
 #include <chrono>
@@ -46,9 +47,13 @@ class Resolver {
  public:
   struct Options {
     std::vector<std::string> nameservers;  // "IP" / "IP:port" / "[IPv6]:port"; empty = system
-    std::chrono::milliseconds timeout{std::chrono::seconds(5)};
+    std::chrono::milliseconds timeout{std::chrono::seconds(5)};  // per query, all tries
     int tries = 2;
     std::uint16_t default_port = 5269;
+    // RFC 8767 §5's client response timer (it suggests 1.8 s): a lookup with a last known
+    // answer waits this long for a fresh one, then gets the known one while the query goes on
+    // to refresh the cache. After a failure, such lookups get it at once (see dns_cache.h).
+    std::chrono::milliseconds stale_answer_wait{1800};
   };
   // Runs c-ares on its own thread. Throws std::runtime_error if c-ares cannot initialize.
   explicit Resolver(Options options);
@@ -68,7 +73,7 @@ class Resolver {
   void resolve_host(const std::string& host, std::uint16_t port,
                     std::function<void(Resolution)> done);
 
-  // Drops cached answers (config reload, tests); the last good answers kept for when the DNS
+  // Drops cached answers (config reload, tests); the last known answers kept for when the DNS
   // server fails (serve stale) stay.
   void clear_cache();
 

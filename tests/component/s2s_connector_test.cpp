@@ -17,11 +17,12 @@ std::string our_message(const std::string& local, const std::string& id) {
   return "<message from='user@" + local + "/r' to='user@remote.test' id='" + id + "'/>";
 }
 
-// The service authenticates `local` with SASL EXTERNAL on `role`; the features of the
-// stream after authentication are `features` (its id is "s3").
+// The service authenticates `local` with SASL EXTERNAL on `role`, whose certificate is `cred`;
+// the features of the stream after authentication are `features` (its id is "s3").
 Script authenticate_with_external(const Role& role, const std::string& local = kLocal,
-                                  const std::string& features = kDialbackOnly) {
-  return accept_with_tls(role, local) +
+                                  const std::string& features = kDialbackOnly,
+                                  Cred cred = Cred::kValid) {
+  return accept_with_tls(role, local, cred) +
          Script{role.send(kExternalAndDialback),
                 role.expect_exact(sasl_auth("EXTERNAL", core::base64_encode(local))),
                 role.send(kSuccess),
@@ -184,8 +185,13 @@ TEST_F(S2sConnectorTest, StartTlsRefused_Bounced) {
 }
 
 TEST_F(S2sConnectorTest, CertificateNotValidForThePeer_Bounced) {
-  for (auto [cred, why] : {std::pair{Cred::kSelfSigned, "(untrusted chain"},
-                           std::pair{Cred::kWrongName, "(name mismatch)"}}) {
+  // Outbound, the peer is the TLS server: a certificate for TLS client authentication only, or
+  // for e-mail, does not authenticate it.
+  for (auto [cred, why] :
+       {std::pair{Cred::kSelfSigned, "(untrusted chain"},
+        std::pair{Cred::kWrongName, "(name mismatch)"},
+        std::pair{Cred::kClientAuth, "(untrusted chain: unsuitable certificate purpose)"},
+        std::pair{Cred::kEmailOnly, "(untrusted chain: unsuitable certificate purpose)"}}) {
     SCOPED_TRACE(why);
     run_script(Script{service_send(kLocal, kRemote, "m1")} + accept_with_tls(out, kLocal, cred) +
                Script{out.send(kExternalAndDialback),
@@ -193,6 +199,12 @@ TEST_F(S2sConnectorTest, CertificateNotValidForThePeer_Bounced) {
                                      std::string("is not valid for remote.test ") + why),
                       out.expect_disconnect()});
   }
+}
+
+TEST_F(S2sConnectorTest, CertificateForServerAuthenticationOnly_SaslExternal) {
+  run_script(Script{service_send(kLocal, kRemote, "m1")} +
+             authenticate_with_external(out, kLocal, kDialbackOnly, Cred::kServerAuth) +
+             Script{out.expect(our_message(kLocal, "m1"))});
 }
 
 TEST_F(S2sConnectorTest, CertificateNotValidButDialbackAllowedWithout_Dialback) {

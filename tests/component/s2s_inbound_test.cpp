@@ -4,6 +4,7 @@
 // piggybacking (§2.6), anti-spoofing and stream errors; every transport failure of the
 // successful scripts. ctest label: component.
 #include "core/base64.h"
+#include "s2s/dialback.h"
 #include "s2s_script.h"
 
 namespace waddle::testing {
@@ -201,6 +202,38 @@ TEST_F(S2sInboundTest, SaslExternal_WithoutAValidCertificate_NotAuthorized) {
   }
 }
 
+// Public CAs issue server certificates for TLS server authentication only, and a server presents
+// its certificate on the streams it opens as well: on a server link a certificate for either TLS
+// role (or for no stated purpose) authenticates the peer.
+TEST_F(S2sInboundTest, SaslExternal_CertificateForEitherTlsRole) {
+  for (Cred cred : {Cred::kServerAuth, Cred::kClientAuth}) {
+    SCOPED_TRACE(static_cast<int>(cred));
+    run_script(open_in(cred) +
+               Script{in.expect_exact(kExternalAndDialback),
+                      in.send(sasl_auth("EXTERNAL", core::base64_encode(kRemote))),
+                      in.expect_exact(kSuccess), in.restart(), in.send(header(kRemote, kLocal)),
+                      in.expect_header(kLocal, kRemote), in.expect_exact(kDialbackAndSm),
+                      in.send(message("a@remote.test", "b@local.test", "m1")),
+                      expect_delivered("<message id='m1'/>")});
+  }
+}
+
+// A certificate of the trusted CA, naming the peer, but for a purpose other than TLS (e-mail
+// protection only) proves nothing on a server link: neither SASL EXTERNAL nor dialback without
+// the authoritative server accepts it.
+TEST_F(S2sInboundTest, CertificateForAnotherPurpose_NotAuthorized) {
+  run_script(open_in(Cred::kEmailOnly) +
+             Script{in.expect_exact(kDialbackAndSm),
+                    in.send(sasl_auth("EXTERNAL", core::base64_encode(kRemote))),
+                    in.expect_exact(sasl_failure("not-authorized")),
+                    in.send(db("result", kRemote, kLocal, "", "", "k1")),
+                    in.expect("<db:result from='local.test' to='remote.test' type='error'>"
+                              "<error type='cancel'><not-authorized "
+                              "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"),
+                    in.send(message("a@remote.test", "b@local.test", "m1")),
+                    in.expect_stream_error("invalid-from"), expect_nothing_delivered()});
+}
+
 TEST_F(S2sInboundTest, SaslOtherMechanismOrBadBase64_Refused) {
   run_script(open_in(Cred::kValid) + Script{in.expect_exact(kExternalAndDialback),
                                             in.send(sasl_auth("PLAIN", "AGEAYg==")),
@@ -260,6 +293,29 @@ TEST_F(S2sInboundTest, Dialback_StreamGoneBeforeTheAuthoritativeAnswer) {
                       return db("verify", kRemote, kLocal, "valid", s.stream_id("in"), "");
                     })),
                     auth.expect_closed(), expect_live_streams(0)});
+}
+
+// An authoritative server that accepts the verification stream and never answers: the key is
+// not valid once connect_timeout has passed, and the verification stream is cut.
+TEST_F(S2sInboundTest, Dialback_AuthoritativeServerSilent_InvalidAtTheDeadline) {
+  config_.s2s.allow_unverified_dialback = true;
+  run_script(open_in(Cred::kNone) +
+             Script{in.expect_exact(kDialbackAndSm),
+                    in.send(db("result", kRemote, kLocal, "", "", "k1"))} +
+             authoritative_asked("k1") +
+             Script{in.expect_exact(db("result", kLocal, kRemote, "invalid", "", "")),
+                    auth.expect_disconnect(), expect_live_streams(1)});
+}
+
+// One stream cannot make the server open more than Dialback::kMaxPerStream verification
+// streams at once: the next key is refused at once, without a connection.
+TEST_F(S2sInboundTest, Dialback_TooManyVerificationsFromOneStream_ResourceConstraint) {
+  config_.s2s.allow_unverified_dialback = true;
+  Script script = open_in(Cred::kNone) + Script{in.expect_exact(kDialbackAndSm)};
+  for (std::size_t i = 0; i <= s2s::Dialback::kMaxPerStream; ++i)
+    script.push_back(in.send(db("result", kRemote, kLocal, "", "", "k" + std::to_string(i))));
+  script.push_back(in.expect(db_error("resource-constraint")));
+  run_script(script);
 }
 
 Script dialback_errors() {

@@ -74,6 +74,11 @@ void FederationTest::SetUp() {
   const auto valid = pki_->issue("remote", {kRemote, kRemote2, kDirect});
   const auto self = pki_->issue("remote-self-signed", {kRemote, kRemote2, kDirect}, true);
   const auto wrong = pki_->issue("elsewhere", {"elsewhere.test"});
+  const std::vector<std::string> remotes{kRemote, kRemote2, kDirect};
+  const std::map<Cred, core::CertKey> with_eku{
+      {Cred::kServerAuth, pki_->issue("remote-server-auth", remotes, false, "serverAuth")},
+      {Cred::kClientAuth, pki_->issue("remote-client-auth", remotes, false, "clientAuth")},
+      {Cred::kEmailOnly, pki_->issue("remote-email", remotes, false, "emailProtection")}};
 
   std::uint16_t remote_port = 0;
   remote_listener_ = listen_socket(remote_port);
@@ -114,6 +119,10 @@ void FederationTest::SetUp() {
                                                        : nullptr;
     client_tls_[c] = tls_context(ssl::context::tls_client, ck);
     if (ck) server_tls_[c] = tls_context(ssl::context::tls_server, ck);
+  }
+  for (const auto& [c, ck] : with_eku) {
+    client_tls_[c] = tls_context(ssl::context::tls_client, &ck);
+    server_tls_[c] = tls_context(ssl::context::tls_server, &ck);
   }
 }
 

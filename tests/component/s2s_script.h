@@ -45,7 +45,10 @@ inline constexpr const char* kSecret = "scripted-dialback-secret";
 
 // The certificate a scripted peer presents: none, one of the test CA valid for kRemote,
 // kRemote2 and kDirect, a self-signed one for them, or one of the test CA for another name.
-enum class Cred { kNone, kValid, kSelfSigned, kWrongName };
+// kValid has no extended key usage; the last three are kValid with one: TLS server
+// authentication only (as public CAs issue them), TLS client authentication only, or e-mail
+// protection only (for no TLS role).
+enum class Cred { kNone, kValid, kSelfSigned, kWrongName, kServerAuth, kClientAuth, kEmailOnly };
 
 class Scene;
 

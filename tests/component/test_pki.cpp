@@ -96,15 +96,16 @@ TestPki::TestPki(std::filesystem::path dir)
 TestPki::~TestPki() = default;
 
 core::CertKey TestPki::issue(const std::string& name, const std::vector<std::string>& dns_names,
-                             bool self_signed) {
+                             bool self_signed, const std::string& extended_key_usage) {
   Key key(EVP_EC_gen("P-256"));
   check(key != nullptr, "leaf key");
   X509* issuer = self_signed ? nullptr : impl_->cert.get();
   EVP_PKEY* issuer_key = self_signed ? nullptr : impl_->key.get();
   std::string san;
   for (const auto& d : dns_names) san += (san.empty() ? "DNS:" : ",DNS:") + d;
-  Cert cert = make_certificate(key.get(), dns_names.front(), issuer, issuer_key,
-                               {{NID_basic_constraints, "CA:FALSE"}, {NID_subject_alt_name, san}});
+  Extensions extensions{{NID_basic_constraints, "CA:FALSE"}, {NID_subject_alt_name, san}};
+  if (!extended_key_usage.empty()) extensions.emplace_back(NID_ext_key_usage, extended_key_usage);
+  Cert cert = make_certificate(key.get(), dns_names.front(), issuer, issuer_key, extensions);
   core::CertKey out{(dir_ / (name + ".crt")).string(), (dir_ / (name + ".key")).string()};
   write_pem(out.cert, nullptr, cert.get());
   write_pem(out.key, key.get(), nullptr);

@@ -21,8 +21,10 @@ class TestPki {
 
   // Writes `<name>.crt` and `<name>.key`: a P-256 leaf certificate whose subjectAltName holds
   // `dns_names` (the first one is also the common name), signed by the CA unless self_signed.
+  // `extended_key_usage` (OpenSSL's syntax, e.g. "serverAuth,clientAuth") adds that extension;
+  // empty: none.
   core::CertKey issue(const std::string& name, const std::vector<std::string>& dns_names,
-                      bool self_signed = false);
+                      bool self_signed = false, const std::string& extended_key_usage = {});
   std::string ca_file() const { return ca_file_; }
 
  private:

@@ -53,17 +53,25 @@ class Pki:
     dir: Path
     issued: dict[str, tuple[Path, Path]] = field(default_factory=dict)
     self_signed: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    server_auth: dict[str, tuple[Path, Path]] = field(default_factory=dict)
 
     def cert(self, domain: str, kind: str = "ca") -> tuple[Path, Path]:
+        """kind: "ca" (issued by the CA for TLS server and client authentication), "server-auth"
+        (issued by the CA for TLS server authentication only, as public CAs issue them) or
+        "self" (self-signed)."""
         if kind == "ca":
             if domain not in self.issued:
                 self.issued[domain] = self.ca.issue(domain)
             return self.issued[domain]
+        if kind == "server-auth":
+            if domain not in self.server_auth:
+                self.server_auth[domain] = self.ca.issue(domain, extended_key_usage="serverAuth")
+            return self.server_auth[domain]
         if kind == "self":
             if domain not in self.self_signed:
                 self.self_signed[domain] = self_signed(self.dir, domain)
             return self.self_signed[domain]
-        raise ValueError(f"certificate kind {kind!r}: expected 'ca' or 'self'")
+        raise ValueError(f"certificate kind {kind!r}: expected 'ca', 'server-auth' or 'self'")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -201,7 +209,8 @@ class Federation:
         dns: "a" (A record for the domain), "srv" (SRV _xmpp-server._tcp.DOMAIN ->
         xmpp.DOMAIN:5269 and an A record for xmpp.DOMAIN only, so only SRV finds it) or None
         (the test adds records itself). cert: "ca" (issued by the private CA, which every
-        server trusts) or "self" (self-signed). users: local parts of accounts to create.
+        server trusts), "server-auth" (the same, for TLS server authentication only) or "self"
+        (self-signed). users: local parts of accounts to create.
         """
         cert_key = self.pki.cert(domain, cert)
         config = {

@@ -31,14 +31,18 @@ class PrivateCA:
              "-nodes", "-keyout", str(self.key), "-out", str(self.cert), "-days", "30",
              "-subj", "/CN=Waddle Test CA", cwd=self.dir)
 
-    def issue(self, domain: str, *, san: Optional[list[str]] = None) -> tuple[Path, Path]:
-        """Certificate and key for `domain` (subjectAltName DNS:domain, DNS:*.domain)."""
-        cert, key, csr = (self.dir / f"{domain}.pem", self.dir / f"{domain}.key",
-                          self.dir / f"{domain}.csr")
-        ext = self.dir / f"{domain}.ext"
+    def issue(self, domain: str, *, san: Optional[list[str]] = None,
+              extended_key_usage: str = "serverAuth,clientAuth") -> tuple[Path, Path]:
+        """Certificate and key for `domain` (subjectAltName DNS:domain, DNS:*.domain) for the
+        purposes `extended_key_usage` (the files are named after both)."""
+        stem = domain if extended_key_usage == "serverAuth,clientAuth" else (
+            f"{domain}-{extended_key_usage.replace(',', '-')}")
+        cert, key, csr = (self.dir / f"{stem}.pem", self.dir / f"{stem}.key",
+                          self.dir / f"{stem}.csr")
+        ext = self.dir / f"{stem}.ext"
         names = san or [domain, f"*.{domain}"]
         ext.write_text("subjectAltName=" + ",".join(f"DNS:{n}" for n in names) +
-                       "\nextendedKeyUsage=serverAuth,clientAuth\n")
+                       f"\nextendedKeyUsage={extended_key_usage}\n")
         _run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
              "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={domain}", cwd=self.dir)
         _run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey",

@@ -74,8 +74,9 @@ async def nothing_from(client, jid_or_domain: str) -> None:
 def test_two_servers_with_certificates_subscribe_chat_and_query(fed):
     """SRV for a.test (it has no A record), only an A record for b.test (fallback): a mutual
     subscription, presence, chat both ways and IQs across domains, authenticated with SASL
-    EXTERNAL in both directions."""
-    a = fed.server(A, dns="srv", users=("alice",))
+    EXTERNAL in both directions. a.test's certificate is for TLS server authentication only
+    (as public CAs issue them), which b.test accepts on the streams a.test opens to it."""
+    a = fed.server(A, dns="srv", cert="server-auth", users=("alice",))
     b = fed.server(B, dns="a", users=("bob",))
     fed.start()
 
@@ -121,8 +122,8 @@ def test_two_servers_with_certificates_subscribe_chat_and_query(fed):
         assert metric_sum(text, DIALBACK_VERIFY) == 0, f"{srv.domain} verified a key:\n{text}"
     # What a peer negotiates with either server after STARTTLS: TLS 1.3 (the S2S default
     # minimum, for streams in both directions; a TLS 1.2 peer is refused, see below).
-    for srv, peer in ((a, B), (b, A)):
-        raw = RawS2s(srv.ip, peer, srv.domain, *fed.pki.cert(peer), fed.pki.ca.cert)
+    for srv, peer, kind in ((a, B, "ca"), (b, A, "server-auth")):
+        raw = RawS2s(srv.ip, peer, srv.domain, *fed.pki.cert(peer, kind), fed.pki.ca.cert)
         try:
             raw.authenticate()
             assert raw.sock.version() == "TLSv1.3", raw.sock.version()

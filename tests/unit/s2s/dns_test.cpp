@@ -209,6 +209,9 @@ TEST_F(ResolverTest, InvalidOptions_Throw) {
   o = options();
   o.timeout = std::chrono::milliseconds(0);
   EXPECT_THROW(Resolver{o}, std::runtime_error);
+  o = options();
+  o.stale_answer_wait = std::chrono::milliseconds(0);
+  EXPECT_THROW(Resolver{o}, std::runtime_error);
 }
 
 TEST_F(ResolverTest, ConstructDestroy_Repeatedly) {
