@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 
 from federation import ERRORS, FAST_RETRY, Trap, metric_sum
+from muc import groupchat, join
 from test_federation import error_condition, error_text, expect_error, nothing_from, send
 from waddle_client import PASSWORD, login, run
 
@@ -122,3 +123,31 @@ def test_internal_addresses_federate_with_the_switch(fed):
     check = a.cli("check", "s2s", B)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "OK: a test stream authenticated with SASL EXTERNAL" in check.stdout, check.stdout
+
+
+def test_embedded_default_domain_is_served_locally_with_the_default_switch(make_server):
+    """The README's quick start serves `localhost` with federation on and the switch at its
+    default: its users chat and use a room on conference.localhost, none of which goes
+    through federation (no S2S error, bounce or connection)."""
+    srv = make_server({"server": {"domains": ["localhost"]}, "s2s": {"enabled": True}},
+                      start=False)
+    assert "allow_internal_addresses" not in srv.config["s2s"]
+    for user in ("alice", "bob"):
+        srv.adduser(f"{user}@localhost", PASSWORD)
+    srv.start()
+
+    async def body():
+        alice = await login(srv, "alice@localhost/home", PASSWORD)
+        bob = await login(srv, "bob@localhost/work", PASSWORD)
+        alice.chat("bob@localhost", "hello from localhost")
+        await bob.expect_message(frm="alice@localhost/home", body="hello from localhost")
+        room = "lobby@conference.localhost"
+        await join(alice, room, "Alice")
+        await join(bob, room, "Bob")
+        groupchat(alice, room, "hello room")
+        await bob.expect_message(frm=f"{room}/Alice", body="hello room", mtype="groupchat")
+    run(body)
+
+    text = srv.metrics_text()
+    for name in (ERRORS, BOUNCED, CONNECTIONS):
+        assert metric_sum(text, name) == 0, f"{name}:\n{text}"
