@@ -307,6 +307,18 @@ TEST_F(S2sInboundTest, Dialback_AuthoritativeServerSilent_InvalidAtTheDeadline) 
                     auth.expect_disconnect(), expect_live_streams(1)});
 }
 
+// The same key sent twice while it is being checked: one verification stream, one answer.
+TEST_F(S2sInboundTest, Dialback_TheSameKeyTwice_CheckedOnce) {
+  config_.s2s.allow_unverified_dialback = true;
+  run_script(open_in(Cred::kNone) +
+             Script{in.expect_exact(kDialbackAndSm),
+                    in.send(db("result", kRemote, kLocal, "", "", "k1")),
+                    in.send(db("result", kRemote, kLocal, "", "", "k1"))} +
+             authoritative_answers("k1", "valid") +
+             Script{in.expect_exact(db("result", kLocal, kRemote, "valid", "", "")),
+                    expect_no_connection(), expect_live_streams(1)});
+}
+
 // One stream cannot make the server open more than Dialback::kMaxPerStream verification
 // streams at once: the next key is refused at once, without a connection.
 TEST_F(S2sInboundTest, Dialback_TooManyVerificationsFromOneStream_ResourceConstraint) {
