@@ -362,6 +362,13 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     }
     el.set_attr("from", jid_.str());
     if (ctx_.metrics) ctx_.metrics->stanza_received();
+    // RFC 3921 §3 session establishment, a no-op since RFC 6121 (advertised as optional):
+    // older clients still send it once bound, and expect a result.
+    if (el.name() == "iq" && el.attr("type") == "set" && el.child("session", xml::ns::kSession) &&
+        (!el.has_attr("to") || el.attr("to") == domain_)) {
+      deliver(xml::make_iq_result(el));
+      co_return;
+    }
     if (el.name() == "iq" && (el.attr("type") == "get" || el.attr("type") == "set") &&
         el.child("query", xml::ns::kRegister) && (!el.has_attr("to") || el.attr("to") == domain_)) {
       co_await manage_account(el);

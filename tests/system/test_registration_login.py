@@ -7,8 +7,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from slixmpp.exceptions import IqError
 
+import light_c2s
 from rawxmpp import NS_SASL, NS_STREAMS, NS_TLS, RawXmpp, tag
 from waddle_client import DOMAIN, PASSWORD, Client, login, run
+from waddle_server import C2S_PORT
 
 ALICE = f"alice@{DOMAIN}"
 
@@ -229,3 +231,20 @@ def test_sasl_before_tls_is_refused(server, mech):
             assert raw.stream_closed and raw.eof, raw.received_text()
     finally:
         raw.close()
+
+
+def test_session_after_binding_is_answered(server):
+    """RFC 3921 §3: older clients still establish a session once bound. RFC 6121 made that a
+    no-op which the server advertises as optional and answers with a result, never an error."""
+    async def body():
+        c = light_c2s.LightC2s(server.ip, C2S_PORT, DOMAIN, "oldclient", PASSWORD, "legacy")
+        deadline = asyncio.get_running_loop().time() + 20
+        await c.negotiate(deadline, register=True)
+        c._send_raw(f"<iq type='set' id='sess-1'><session xmlns='{light_c2s.NS_SESSION}'/></iq>")
+        while True:
+            el = await c._next(deadline)
+            if el.tag == light_c2s.tag(light_c2s.NS_CLIENT, "iq") and el.get("id") == "sess-1":
+                return el
+
+    answer = run(body)
+    assert answer.get("type") == "result", ET.tostring(answer)
