@@ -3,6 +3,9 @@
 #include "muc/room.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <string_view>
 
 #include "core/timestamp.h"
 #include "muc/room_detail.h"
@@ -32,9 +35,16 @@ void Room::send_history(const std::string& to, const Element& join) {
           max_stanzas =
               std::min<std::size_t>(max_stanzas, std::stoul(std::string(h->attr("maxstanzas"))));
         if (h->has_attr("maxchars")) max_chars = std::stoul(std::string(h->attr("maxchars")));
-        if (h->has_attr("seconds"))
-          since =
-              ctx_->now() - static_cast<std::int64_t>(std::stoul(std::string(h->attr("seconds"))));
+        if (h->has_attr("seconds")) {
+          // Beyond the clock (or unreadable, or negative) means everything, never an overflow.
+          const std::string_view v = h->attr("seconds");
+          std::uint64_t seconds = 0;
+          const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+          const std::int64_t now = ctx_->now();
+          if (ec == std::errc() && end == v.data() + v.size() && now > 0 &&
+              seconds < static_cast<std::uint64_t>(now))
+            since = now - static_cast<std::int64_t>(seconds);
+        }
       } catch (...) {
         // Unreadable limits are ignored (full history), as other servers do.
       }

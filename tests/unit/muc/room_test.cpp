@@ -360,6 +360,36 @@ TEST_F(RoomTest, History_SinceWithOffsetAndMaxStanzas) {
   EXPECT_EQ(bodies("carol@c.test/y"), std::vector<std::string>{"m3"});
 }
 
+// <history seconds=…/> with a value beyond any clock (or negative, which a sign-blind parse
+// would wrap) asks for everything there is; it must not overflow into "nothing" (or into
+// undefined behaviour).
+TEST_F(RoomTest, History_SecondsBeyondAnyClockMeansEverything) {
+  room();
+  join("owner@a.test/r", "Owner");
+  for (int i = 0; i < 3; ++i) {
+    now = 1'700'000'000 + i * 100;
+    room_->message(parse("<message xmlns='jabber:client' from='owner@a.test/r' "
+                         "to='lobby@conference.a.test' type='groupchat'><body>m" +
+                         std::to_string(i) + "</body></message>"),
+                   jid("owner@a.test/r"), "");
+  }
+  auto bodies = [&](const std::string& full) {
+    std::vector<std::string> out;
+    for (const auto& e : to(full))
+      if (e.name() == "message" && e.child("body")) out.push_back(e.child_text("body"));
+    return out;
+  };
+  const std::vector<std::string> all{"m0", "m1", "m2"};
+  join("bob@b.test/x", "Bob", "<history seconds='18446744073709551615'/>");
+  EXPECT_EQ(bodies("bob@b.test/x"), all);
+  join("carol@c.test/y", "Carol", "<history seconds='9223372036854775808'/>");
+  EXPECT_EQ(bodies("carol@c.test/y"), all);
+  join("dave@d.test/z", "Dave", "<history seconds='-1'/>");
+  EXPECT_EQ(bodies("dave@d.test/z"), all);  // unreadable: ignored (full history)
+  join("erin@e.test/w", "Erin", "<history seconds='150'/>");
+  EXPECT_EQ(bodies("erin@e.test/w"), (std::vector<std::string>{"m1", "m2"}));
+}
+
 TEST_F(RoomTest, Admin_SetIsAppliedEntirelyOrNotAtAll) {
   room();
   join("owner@a.test/r", "Owner");
