@@ -72,6 +72,25 @@ class RoomTest : public ::testing::Test {
     return out;
   }
 
+  // The owner (joined) says m0, m1, ... in the room, 100 s apart from `start`.
+  void say_messages(int n, std::int64_t start) {
+    for (int i = 0; i < n; ++i) {
+      now = start + i * 100;
+      room_->message(parse("<message xmlns='jabber:client' from='owner@a.test/r' "
+                           "to='lobby@conference.a.test' type='groupchat'><body>m" +
+                           std::to_string(i) + "</body></message>"),
+                     jid("owner@a.test/r"), "");
+    }
+  }
+
+  // The bodies of the room messages `full` was sent, in order.
+  std::vector<std::string> bodies(const std::string& full) const {
+    std::vector<std::string> out;
+    for (const auto& e : to(full))
+      if (e.name() == "message" && e.child("body")) out.push_back(e.child_text("body"));
+    return out;
+  }
+
   const Element* last_error_to(const std::string& full) const {
     for (auto it = sent.rbegin(); it != sent.rend(); ++it)
       if (it->attr("to") == full && it->attr("type") == "error") return &*it;
@@ -340,19 +359,7 @@ TEST_F(RoomTest, Config_MaxUsersCappedByTheService_AndSaveLoadRoundTrip) {
 TEST_F(RoomTest, History_SinceWithOffsetAndMaxStanzas) {
   room();
   join("owner@a.test/r", "Owner");
-  for (int i = 0; i < 4; ++i) {
-    now = 1'700'000'000 + i * 100;
-    room_->message(parse("<message xmlns='jabber:client' from='owner@a.test/r' "
-                         "to='lobby@conference.a.test' type='groupchat'><body>m" +
-                         std::to_string(i) + "</body></message>"),
-                   jid("owner@a.test/r"), "");
-  }
-  auto bodies = [&](const std::string& full) {
-    std::vector<std::string> out;
-    for (const auto& e : to(full))
-      if (e.name() == "message" && e.child("body")) out.push_back(e.child_text("body"));
-    return out;
-  };
+  say_messages(4, 1'700'000'000);
   // 1700000150 = 2023-11-14T22:15:50Z; the same instant written with a +01:00 offset.
   join("bob@b.test/x", "Bob", "<history since='2023-11-14T23:15:50+01:00'/>");
   EXPECT_EQ(bodies("bob@b.test/x"), (std::vector<std::string>{"m2", "m3"}));
@@ -366,19 +373,7 @@ TEST_F(RoomTest, History_SinceWithOffsetAndMaxStanzas) {
 TEST_F(RoomTest, History_SecondsBeyondAnyClockMeansEverything) {
   room();
   join("owner@a.test/r", "Owner");
-  for (int i = 0; i < 3; ++i) {
-    now = 1'700'000'000 + i * 100;
-    room_->message(parse("<message xmlns='jabber:client' from='owner@a.test/r' "
-                         "to='lobby@conference.a.test' type='groupchat'><body>m" +
-                         std::to_string(i) + "</body></message>"),
-                   jid("owner@a.test/r"), "");
-  }
-  auto bodies = [&](const std::string& full) {
-    std::vector<std::string> out;
-    for (const auto& e : to(full))
-      if (e.name() == "message" && e.child("body")) out.push_back(e.child_text("body"));
-    return out;
-  };
+  say_messages(3, 1'700'000'000);
   const std::vector<std::string> all{"m0", "m1", "m2"};
   join("bob@b.test/x", "Bob", "<history seconds='18446744073709551615'/>");
   EXPECT_EQ(bodies("bob@b.test/x"), all);
