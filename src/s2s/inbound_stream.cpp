@@ -369,6 +369,10 @@ void InboundStream::close_with(StreamError error, std::string_view text, metrics
   close_reason_ = why;
   spdlog::info("s2s in {} ({}): closing with {}{}{}", peer_.empty() ? "?" : peer_,
                stream_->remote_address(), core::to_string(error), text.empty() ? "" : ": ", text);
+  // Stanzas held for a full queue are routed first (never dropped), so the last
+  // acknowledgement covers them; and a read parked on the read ahead stops waiting.
+  route_held(true);
+  if (resume_) resume_->cancel();
   if (header_sent && sm_.enabled()) send(wire::sm_answer(sm_.handled()));
   std::string header;  // an error needs a stream to be in
   if (!header_sent) {
