@@ -63,6 +63,8 @@ class StreamParser {
 };
 
 // Parses one complete, standalone XML element (tests, stored stanzas). nullopt if invalid.
-std::optional<Element> parse_element(std::string_view xml);
+// `default_ns`: the namespace in scope around it (a stanza serialised for a stream whose
+// default namespace it shares carries no xmlns of its own).
+std::optional<Element> parse_element(std::string_view xml, std::string_view default_ns = {});
 
 }  // namespace waddle::xml
