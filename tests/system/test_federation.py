@@ -866,11 +866,12 @@ def test_max_connections_per_domain_caps_streams_to_one_remote_domain(fed):
 
 
 def test_connection_rate_refuses_excess_new_connections_from_one_address(fed, pki):
-    """connection_rate = 2 per minute per address: a third new connection from the same
-    address within the minute gets the stream error policy-violation as soon as it is
-    accepted (whatever domain it would claim), while the two authenticated streams go on.
-    The refusal is counted under domain="unauthenticated"."""
-    b = fed.server(B, dns="a", users=("bob",), s2s={"connection_rate": 2})
+    """connection_rate = 3 per minute per address (the harness's start-up probe of the S2S
+    port, from 127.0.0.1, is the first): a fourth new connection from the same address within
+    the minute gets the stream error policy-violation as soon as it is accepted (whatever
+    domain it would claim), while the two authenticated streams go on. The refusal is counted
+    under domain="unauthenticated"."""
+    b = fed.server(B, dns="a", users=("bob",), s2s={"connection_rate": 3})
     fed.start()
     opened = []
     try:

@@ -301,7 +301,9 @@ TEST_F(StanzaSizeLimitTest, RaisedLimit_AppliesFromThenOn) {
     StreamParser small(limits());
     auto r = feed_chunks(small, std::string(kHeader) + "<message>" + std::string(5000, 'x'), chunk);
     EXPECT_EQ(r.error, StreamError::kPolicyViolation) << chunk;
-    if (chunk) EXPECT_LE(r.fed, kHeader.size() + kLimit + chunk) << chunk;
+    if (chunk) {
+      EXPECT_LE(r.fed, kHeader.size() + kLimit + chunk) << chunk;
+    }
 
     StreamParser raised(limits());
     auto first = feed_chunks(raised, std::string(kHeader) + stanza_of_size(kLimit), chunk);
