@@ -48,7 +48,10 @@ struct C2sConfig {
   std::uint16_t direct_tls_port = 0;  // XEP-0368; 0 = off
   bool allow_registration = false;
   std::uint32_t max_auth_failures = 3;
-  std::uint32_t max_offline_messages = 500;  // per account
+  std::uint32_t max_offline_messages = 500;            // per account
+  std::uint64_t max_offline_bytes = 10 * 1024 * 1024;  // per account, the stanzas as stored
+  // Subscription requests from contacts outside the roster, kept until answered, per account.
+  std::uint32_t max_pending_subscriptions = 1000;
   // Connections accepted and not yet authenticated (SASL success), in total and from one
   // address; more are refused at accept time (docs/security.md "Memory").
   std::uint32_t max_unauthenticated = 1000;
