@@ -50,9 +50,10 @@ std::optional<Outcome> Admission::reachable(std::string_view remote,
   return failed;
 }
 
-std::optional<Refusal> Admission::another_stream(std::string_view remote,
-                                                 std::size_t streams) const {
-  if (streams < config_.max_connections_per_domain) return std::nullopt;
+std::optional<Refusal> Admission::another_stream(std::string_view remote, std::size_t streams,
+                                                 std::size_t local_domains) const {
+  if (streams < std::max<std::size_t>(config_.max_connections_per_domain, local_domains))
+    return std::nullopt;
   return Refusal{
       core::StanzaError::kResourceConstraint,
       "Too many connections to " + std::string(remote) + " (max_connections_per_domain)"};

@@ -49,8 +49,11 @@ class Admission {
   std::optional<Outcome> reachable(std::string_view remote, std::vector<Endpoint>& endpoints,
                                    std::vector<std::string>* skipped = nullptr) const;
   // One more stream to `remote`, which already has `streams` (pairs multiplexed on one
-  // stream count once, pairs still connecting count each): max_connections_per_domain.
-  std::optional<Refusal> another_stream(std::string_view remote, std::size_t streams) const;
+  // stream count once, pairs still connecting count each): max_connections_per_domain, but
+  // never fewer than `local_domains` (this server's domains and room services): a peer that
+  // does not multiplex needs one stream per local domain that talks to it.
+  std::optional<Refusal> another_stream(std::string_view remote, std::size_t streams,
+                                        std::size_t local_domains) const;
   // One more stanza waiting for `remote` behind `queued` others: queue_size.
   std::optional<Refusal> enqueue(std::string_view remote, std::size_t queued) const;
 

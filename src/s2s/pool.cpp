@@ -51,9 +51,10 @@ void Pool::send(Element stanza) {
   if (!router_.is_local(from->domain())) return;  // never relay for other domains
   LinkKey key(from->domain(), to->domain());
   // One link per (local, remote) pair; max_connections_per_domain caps the streams one
-  // remote domain gets (several local domains, e.g. virtual hosts, each may have one).
+  // remote domain gets, yet every local domain (virtual hosts, room services) may have one.
   if (!links_.contains(key))
-    if (auto no = admission_.another_stream(to->domain(), streams_to(to->domain())))
+    if (auto no = admission_.another_stream(to->domain(), streams_to(to->domain()),
+                                            router_.hosted_domains().size()))
       return refuse(stanza, to->domain(), *no);
   std::shared_ptr<Link> link = link_for(key);
   if (link->ready()) return write(*link, std::move(stanza));

@@ -58,18 +58,25 @@ TEST_F(AdmissionTest, Reload_ReplacesPolicyOnly) {
   EXPECT_TRUE(a.allows("friend.example"));
   EXPECT_FALSE(a.allows("stranger.example"));
   // The limits are those the server started with.
-  EXPECT_FALSE(a.another_stream("friend.example", 1));
+  EXPECT_FALSE(a.another_stream("friend.example", 1, 1));
 }
 
 TEST_F(AdmissionTest, AnotherStream_CappedAtMaxConnectionsPerDomain) {
   config_.max_connections_per_domain = 2;
   Admission a(config_);
-  EXPECT_FALSE(a.another_stream("b.example", 0));
-  EXPECT_FALSE(a.another_stream("b.example", 1));
-  auto no = a.another_stream("b.example", 2);
+  EXPECT_FALSE(a.another_stream("b.example", 0, 1));
+  EXPECT_FALSE(a.another_stream("b.example", 1, 1));
+  auto no = a.another_stream("b.example", 2, 1);
   ASSERT_TRUE(no);
   EXPECT_EQ(no->condition, StanzaError::kResourceConstraint);
   EXPECT_EQ(no->text, "Too many connections to b.example (max_connections_per_domain)");
+}
+
+TEST_F(AdmissionTest, AnotherStream_OnePerLocalDomainEvenAboveTheCap) {
+  config_.max_connections_per_domain = 2;
+  Admission a(config_);
+  EXPECT_FALSE(a.another_stream("b.example", 5, 6));  // six local domains, no multiplexing
+  EXPECT_TRUE(a.another_stream("b.example", 6, 6));
 }
 
 TEST_F(AdmissionTest, Enqueue_CappedAtQueueSize) {
