@@ -52,9 +52,6 @@ struct MucOccupant {
   std::map<std::string, xml::Element> sessions;
   // Real full JID -> when the room last replayed its history to that resource.
   std::map<std::string, std::int64_t> history_sent;
-  // Invitations sent in the minute that started at invite_window (Unix seconds).
-  std::int64_t invite_window = 0;
-  std::size_t invites_in_window = 0;
 };
 
 // What one user can make a room send or keep (docs/security.md).
@@ -63,7 +60,7 @@ struct RoomLimits {
   // seconds; within it the resource gets the room state without the history.
   std::int64_t rejoin_history_interval = 60;
   std::size_t invites_per_stanza = 10;
-  std::size_t invites_per_minute = 20;  // per occupant
+  std::size_t invites_per_minute = 20;  // per user (bare JID), whatever its nicks
   // Invitations to a members-only room grant membership only while the room has fewer
   // affiliations than this; beyond, an admin adds members.
   std::size_t affiliations_by_invitation = 1000;
@@ -205,7 +202,7 @@ class Room {
   void private_message(const xml::Element& stanza, MucOccupant& sender, const std::string& nick);
   void invite(const xml::Element& stanza, const core::Jid& from, const xml::Element& x);
   std::optional<Refusal> invite_refusal(const MucOccupant& inviter, std::size_t count,
-                                        std::size_t new_members) const;
+                                        std::size_t new_members);
   void remember_invitation(const std::string& invitee, const std::string& inviter);
   void decline(const xml::Element& stanza, const core::Jid& from, const xml::Element& d);
   void forward_iq(const xml::Element& stanza, const core::Jid& from, const MucOccupant& asker,
@@ -239,7 +236,10 @@ class Room {
   std::deque<HistoryEntry> history_;
   std::size_t history_bytes_ = 0;
   std::deque<Invitation> invitations_;  // oldest first
-  std::deque<ForwardedIq> forwarded_;   // oldest first
+  // Inviter's bare JID -> (start of its current minute, invitations sent in it); kept per
+  // user so that leaving and joining again, or another nick, starts no new minute.
+  std::map<std::string, std::pair<std::int64_t, std::size_t>> invite_windows_;
+  std::deque<ForwardedIq> forwarded_;  // oldest first
   std::string subject_;
   std::string subject_nick_;
   bool destroyed_ = false;

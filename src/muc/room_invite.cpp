@@ -17,7 +17,7 @@ using detail::rank;
 using xml::Element;
 
 std::optional<Refusal> Room::invite_refusal(const MucOccupant& inviter, std::size_t count,
-                                            std::size_t new_members) const {
+                                            std::size_t new_members) {
   const RoomLimits& limits = ctx_->limits;
   const Affiliation aff = inviter.affiliation;
   if (inviter.role == Role::kVisitor || inviter.role == Role::kNone)
@@ -28,8 +28,11 @@ std::optional<Refusal> Room::invite_refusal(const MucOccupant& inviter, std::siz
     return Refusal{
         StanzaError::kPolicyViolation,
         "At most " + std::to_string(limits.invites_per_stanza) + " invitations in one message"};
-  const bool same_window = ctx_->now() - inviter.invite_window < 60;
-  const std::size_t sent = same_window ? inviter.invites_in_window : 0;
+  // Minutes that are over are forgotten, so the map holds only this minute's inviters.
+  const std::int64_t now = ctx_->now();
+  std::erase_if(invite_windows_, [now](const auto& kv) { return now - kv.second.first >= 60; });
+  auto window = invite_windows_.find(inviter.real_jid.bare_str());
+  const std::size_t sent = window == invite_windows_.end() ? 0 : window->second.second;
   if (sent + count > limits.invites_per_minute)
     return Refusal{StanzaError::kPolicyViolation, "At most " +
                                                       std::to_string(limits.invites_per_minute) +
@@ -60,12 +63,8 @@ void Room::invite(const Element& stanza, const Jid& from, const Element& x) {
   if (auto refusal = invite_refusal(*occ, invitees.size(), new_members.size()))
     return reply_error(stanza, refusal->first, refusal->second);
 
-  const std::int64_t now = ctx_->now();
-  if (now - occ->invite_window >= 60) {
-    occ->invite_window = now;
-    occ->invites_in_window = 0;
-  }
-  occ->invites_in_window += invitees.size();
+  invite_windows_.try_emplace(from.bare_str(), ctx_->now(), 0).first->second.second +=
+      invitees.size();
   for (const auto& bare : new_members) set_affiliation(bare, Affiliation::kMember);
   const auto invites = x.children("invite", ns::kMucUser);
   for (std::size_t n = 0; n < invitees.size(); ++n) {

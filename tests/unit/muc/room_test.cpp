@@ -572,12 +572,22 @@ TEST_F(RoomInviteTest, TooManyInOneMessage_PolicyViolationAndNoneSent) {
   EXPECT_EQ(condition(last_error_to("owner@a.test/r")), "jid-malformed");
 }
 
-TEST_F(RoomInviteTest, PerOccupantRate_TwentyAMinute) {
+TEST_F(RoomInviteTest, PerUserRate_TwentyAMinute) {
   room();
   join("owner@a.test/r", "Owner");
   invite("owner@a.test/r", invites(10));
   invite("owner@a.test/r", invites(10, "y.test"));
   EXPECT_EQ(invitations_sent(), 10u);
+  invite("owner@a.test/r", invites(1, "x.test"));
+  EXPECT_EQ(invitations_sent(), 0u);
+  EXPECT_EQ(condition(last_error_to("owner@a.test/r")), "policy-violation");
+  // Another nick of the same user, or leaving and joining again, starts no new minute.
+  join("owner@a.test/other", "Owner2");
+  invite("owner@a.test/other", invites(1, "x.test"));
+  EXPECT_EQ(invitations_sent(), 0u);
+  room_->presence(parse("<presence xmlns='jabber:client' type='unavailable'/>"),
+                  jid("owner@a.test/r"), "Owner", {});
+  join("owner@a.test/r", "Owner");
   invite("owner@a.test/r", invites(1, "x.test"));
   EXPECT_EQ(invitations_sent(), 0u);
   EXPECT_EQ(condition(last_error_to("owner@a.test/r")), "policy-violation");
