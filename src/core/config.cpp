@@ -722,7 +722,7 @@ void read_metrics(Reader& r, const toml::table& t, MetricsConfig& c) {
 void read_muc(Reader& r, const toml::table& t, MucConfig& c) {
   Section s(r, t, "muc",
             {"enabled", "subdomain", "room_creation", "max_occupants", "history_size",
-             "require_credential", "verify_with_home_server", "verify_timeout"});
+             "history_bytes", "require_credential", "verify_with_home_server", "verify_timeout"});
   s.boolean("enabled", c.enabled);
   s.string("subdomain", c.subdomain, /*allow_empty=*/false);
   if (auto label = nameprep_domain(c.subdomain);
@@ -733,6 +733,7 @@ void read_muc(Reader& r, const toml::table& t, MucConfig& c) {
   s.choice("room_creation", {"local", "anyone"}, c.room_creation);
   s.integer("max_occupants", 1, 100'000, c.max_occupants);
   s.integer("history_size", 0, 1000, c.history_size);
+  s.integer("history_bytes", 0, 64 * 1024 * 1024, c.history_bytes);
   s.boolean("require_credential", c.require_credential);
   s.boolean("verify_with_home_server", c.verify_with_home_server);
   s.duration("verify_timeout", c.verify_timeout);

@@ -140,9 +140,10 @@ struct DnsConfig {
 struct MucConfig {
   bool enabled = true;
   std::string subdomain = "conference";
-  std::string room_creation = "local";  // "local" (users of this server) or "anyone"
-  std::uint32_t max_occupants = 200;    // default per room
-  std::uint32_t history_size = 20;      // groupchat messages replayed to joining occupants
+  std::string room_creation = "local";     // "local" (users of this server) or "anyone"
+  std::uint32_t max_occupants = 200;       // default per room
+  std::uint32_t history_size = 20;         // groupchat messages replayed to joining occupants
+  std::size_t history_bytes = 256 * 1024;  // their total size per room (the bound that counts)
   // Federated identity (spec "Identity Verification"): remote users joining a local room must
   // present a credential signed by their home server; optionally confirmed with it over S2S.
   bool require_credential = false;

@@ -38,6 +38,9 @@ inline constexpr std::string_view kVersion = "jabber:iq:version";
 inline constexpr std::string_view kDelay = "urn:xmpp:delay";
 inline constexpr std::string_view kOffline = "msgoffline";
 inline constexpr std::string_view kData = "jabber:x:data";
+inline constexpr std::string_view kVcardTemp = "vcard-temp";                      // XEP-0054
+inline constexpr std::string_view kVcard4 = "urn:ietf:params:xml:ns:vcard-4.0";   // XEP-0292
+inline constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";  // XEP-0060
 
 // Rooms (XEP-0045 and friends).
 inline constexpr std::string_view kMuc = "http://jabber.org/protocol/muc";

@@ -213,11 +213,12 @@ void Room::iq(const Element& stanza, const Jid& from, const std::string& nick) {
     // XEP-0410: a ping to one's own occupant JID tells a client whether it is still joined.
     MucOccupant* occ = occupant_by_real(from);
     if (!occ) return reply_error(stanza, StanzaError::kNotAcceptable, "You are not in this room");
-    if (!occupants_.contains(nick)) return reply_error(stanza, StanzaError::kItemNotFound);
+    auto target = occupants_.find(nick);
+    if (target == occupants_.end())
+      return reply_error(stanza, StanzaError::kItemNotFound, "No such occupant");
     if (q && q->is("ping", xml::ns::kPing) && type == "get" && occ->room_nick == nick)
       return ctx_->send(xml::make_iq_result(stanza));
-    return reply_error(stanza, StanzaError::kFeatureNotImplemented,
-                       "IQs to occupants are not forwarded");
+    return forward_iq(stanza, from, *occ, target->second);
   }
   if (!q) return reply_error(stanza, StanzaError::kBadRequest);
   if (type == "get" && q->is("query", xml::ns::kDiscoInfo)) return ctx_->send(disco_info(stanza));

@@ -50,6 +50,26 @@ struct MucOccupant {
   std::string occupant_id;
   // Real full JID -> the last presence received from that resource.
   std::map<std::string, xml::Element> sessions;
+  // Real full JID -> when the room last replayed its history to that resource.
+  std::map<std::string, std::int64_t> history_sent;
+};
+
+// What one user can make a room send or keep (docs/security.md).
+struct RoomLimits {
+  // A join from a resource already joined replays the history at most once in this many
+  // seconds; within it the resource gets the room state without the history.
+  std::int64_t rejoin_history_interval = 60;
+  std::size_t invites_per_stanza = 10;
+  std::size_t invites_per_minute = 20;  // per user (bare JID), whatever its nicks
+  // Invitations to a members-only room grant membership only while the room has fewer
+  // affiliations than this; beyond, an admin adds members.
+  std::size_t affiliations_by_invitation = 1000;
+  // Invitations remembered so that a decline reaches the inviter, and for how long.
+  std::size_t pending_invitations = 1000;
+  std::int64_t invitation_lifetime = 24 * 3600;
+  // IQs forwarded to occupants (XEP-0045 §17.4) waiting for their answer, and for how long.
+  std::size_t forwarded_iqs = 256;
+  std::int64_t forwarded_iq_lifetime = 60;
 };
 
 struct RoomConfig {
@@ -71,8 +91,10 @@ struct Context {
   std::function<void(xml::Element)> send;                 // to the router
   std::function<std::int64_t()> now;                      // Unix seconds
   std::function<bool(std::string_view)> is_local_domain;  // the user's home is this server
-  std::size_t history_size = 20;
-  std::uint32_t max_users = 200;  // the most occupants an owner may allow
+  std::size_t history_size = 20;                          // groupchat messages kept for joiners
+  std::size_t history_bytes = 256 * 1024;                 // and their total size
+  std::uint32_t max_users = 200;                          // the most occupants an owner may allow
+  RoomLimits limits;
 };
 
 // Facts about a joining user established before the room sees it (credential checks).
@@ -98,6 +120,8 @@ class Room {
                 const JoinInfo& info);
   void message(const xml::Element& stanza, const core::Jid& from, const std::string& nick);
   void iq(const xml::Element& stanza, const core::Jid& from, const std::string& nick);
+  // A result or error addressed to an occupant JID: the answer to an IQ the room forwarded.
+  void iq_response(const xml::Element& stanza, const core::Jid& from, const std::string& nick);
 
   // Whether a join by `from` as `nick` would be refused, and why (checked before slow
   // credential verification so that a refused user is told at once).
@@ -126,12 +150,29 @@ class Room {
   struct HistoryEntry {
     xml::Element message;  // as broadcast, without 'to'
     std::int64_t time = 0;
+    std::size_t size = 0;  // bytes, serialized
+  };
+  // An invitation the room sent: a decline from the invitee goes back to the inviter.
+  struct Invitation {
+    std::string invitee;  // bare JIDs
+    std::string inviter;
+    std::int64_t time = 0;
+  };
+  // An IQ forwarded to an occupant, waiting for its answer.
+  struct ForwardedIq {
+    std::string id;           // the id the room gave it
+    std::string original_id;  // the asker's
+    std::string asker;        // real full JID
+    std::string asker_nick;   // the answer comes to room/asker_nick
+    std::string target;       // real JID asked: full, or bare for account data
+    std::string target_nick;  // the answer goes back from room/target_nick
+    std::int64_t time = 0;
   };
 
   MucOccupant* occupant_by_real(const core::Jid& real_full);
   void join(const xml::Element& stanza, const core::Jid& from, const std::string& nick,
             const JoinInfo& info);
-  void send_state(const MucOccupant& occ, const core::Jid& from, const xml::Element& stanza,
+  void send_state(MucOccupant& occ, const core::Jid& from, const xml::Element& stanza,
                   const JoinInfo& info);
   void leave(const core::Jid& from, const xml::Element* stanza, int status_code);
   void change_nick(MucOccupant& occ, const core::Jid& from, const xml::Element& stanza,
@@ -153,12 +194,20 @@ class Room {
   void send_to_occupant(const MucOccupant& occ, const xml::Element& stanza);
   void broadcast_message(xml::Element stanza);
   void send_history(const std::string& to, const xml::Element& join);
+  void remember(const xml::Element& message);
   void send_subject(const std::string& to);
   void refresh_role(MucOccupant& occ);
 
   void groupchat(const xml::Element& stanza, MucOccupant& sender);
   void private_message(const xml::Element& stanza, MucOccupant& sender, const std::string& nick);
   void invite(const xml::Element& stanza, const core::Jid& from, const xml::Element& x);
+  std::optional<Refusal> invite_refusal(const MucOccupant& inviter, std::size_t count,
+                                        std::size_t new_members);
+  void remember_invitation(const std::string& invitee, const std::string& inviter);
+  void decline(const xml::Element& stanza, const core::Jid& from, const xml::Element& d);
+  void forward_iq(const xml::Element& stanza, const core::Jid& from, const MucOccupant& asker,
+                  const MucOccupant& target);
+  void expire_forwarded_iqs();
   void owner_iq(const xml::Element& iq, const core::Jid& from);
   // muc#admin (room_admin.cpp): read every item, check the sender may make each change,
   // then apply them all and tell the occupants concerned.
@@ -185,6 +234,12 @@ class Room {
   std::map<std::string, MucOccupant, std::less<>> occupants_;  // by nick
   std::map<std::string, std::string> by_real_;                 // real full JID -> nick
   std::deque<HistoryEntry> history_;
+  std::size_t history_bytes_ = 0;
+  std::deque<Invitation> invitations_;  // oldest first
+  // Inviter's bare JID -> (start of its current minute, invitations sent in it); kept per
+  // user so that leaving and joining again, or another nick, starts no new minute.
+  std::map<std::string, std::pair<std::int64_t, std::size_t>> invite_windows_;
+  std::deque<ForwardedIq> forwarded_;  // oldest first
   std::string subject_;
   std::string subject_nick_;
   bool destroyed_ = false;

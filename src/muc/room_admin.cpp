@@ -15,27 +15,8 @@ namespace waddle::muc {
 
 using core::Jid;
 using core::StanzaError;
+using detail::rank;
 using xml::Element;
-
-namespace {
-
-int rank(Affiliation a) {
-  switch (a) {
-    case Affiliation::kOwner:
-      return 4;
-    case Affiliation::kAdmin:
-      return 3;
-    case Affiliation::kMember:
-      return 2;
-    case Affiliation::kNone:
-      return 1;
-    case Affiliation::kOutcast:
-      return 0;
-  }
-  return 0;
-}
-
-}  // namespace
 
 // One item of a muc#admin set: an affiliation change (by bare JID) or a role change (by nick).
 struct Room::AdminChange {

@@ -15,4 +15,21 @@ inline const std::string kUserNs(ns::kMucUser);
 // or session is gone), as opposed to a refusal of one stanza (blocking, a filter).
 bool unreachable(const xml::Element& error);
 
+// Affiliations in order of privilege: outcast 0, none 1, member 2, admin 3, owner 4.
+inline int rank(Affiliation a) {
+  switch (a) {
+    case Affiliation::kOwner:
+      return 4;
+    case Affiliation::kAdmin:
+      return 3;
+    case Affiliation::kMember:
+      return 2;
+    case Affiliation::kNone:
+      return 1;
+    case Affiliation::kOutcast:
+      return 0;
+  }
+  return 0;
+}
+
 }  // namespace waddle::muc::detail

@@ -1,5 +1,5 @@
 // XEP-0045 messages: groupchat and the subject (§7.4, §8.1), private messages (§7.5),
-// history for joiners (§7.2.15), invitations and declines (§7.8).
+// history for joiners (§7.2.15); invitations and declines (§7.8) are in room_invite.cpp.
 #include "muc/room.h"
 
 #include <algorithm>
@@ -58,9 +58,8 @@ void Room::send_history(const std::string& to, const Element& join) {
   while (first > 0 && count < max_stanzas) {
     const auto& e = history_[first - 1];
     if (e.time < since) break;
-    std::size_t size = e.message.str().size();
-    if (max_chars != SIZE_MAX && chars + size > max_chars) break;
-    chars += size;
+    if (max_chars != SIZE_MAX && chars + e.size > max_chars) break;
+    chars += e.size;
     ++count;
     --first;
   }
@@ -71,6 +70,19 @@ void Room::send_history(const std::string& to, const Element& join) {
         .set_attr("from", jid_.bare_str())
         .set_attr("stamp", core::format_timestamp(history_[i].time));
     ctx_->send(std::move(m));
+  }
+}
+
+// Keeps a groupchat message for joiners within both bounds, the oldest going first; one
+// larger than the whole byte budget is not kept.
+void Room::remember(const Element& message) {
+  const std::size_t size = message.str().size();
+  if (ctx_->history_size == 0 || size > ctx_->history_bytes) return;
+  history_.push_back({message, ctx_->now(), size});
+  history_bytes_ += size;
+  while (history_.size() > ctx_->history_size || history_bytes_ > ctx_->history_bytes) {
+    history_bytes_ -= history_.front().size;
+    history_.pop_front();
   }
 }
 
@@ -105,21 +117,7 @@ void Room::message(const Element& stanza, const Jid& from, const std::string& ni
   }
   if (const Element* x = stanza.child("x", ns::kMucUser)) {
     if (x->child("invite", ns::kMucUser)) return invite(stanza, from, *x);
-    if (const Element* d = x->child("decline", ns::kMucUser)) {
-      // §7.8.2: a declined invitation goes back to the inviter.
-      auto to = Jid::parse(d->attr("to"));
-      if (!to) return reply_error(stanza, StanzaError::kJidMalformed);
-      Element m("message", kClientNs);
-      m.set_attr("from", jid_.bare_str());
-      m.set_attr("to", to->str());
-      Element& ux = m.add_child("x", kUserNs);
-      Element& dec = ux.add_child("decline", kUserNs);
-      dec.set_attr("from", from.bare_str());
-      if (auto r = d->child_text("reason", ns::kMucUser); !r.empty())
-        dec.add_child("reason", kUserNs).add_text(r);
-      ctx_->send(std::move(m));
-      return;
-    }
+    if (const Element* d = x->child("decline", ns::kMucUser)) return decline(stanza, from, *d);
   }
   reply_error(stanza, StanzaError::kNotAcceptable, "Send groupchat messages to this room");
 }
@@ -147,10 +145,7 @@ void Room::groupchat(const Element& stanza, MucOccupant& sender) {
   }
   m.set_attr("from", jid_.bare_str() + "/" + sender.room_nick);
   m.add_child("occupant-id", std::string(ns::kOccupantId)).set_attr("id", sender.occupant_id);
-  if (has_body && ctx_->history_size > 0) {
-    history_.push_back({m, ctx_->now()});
-    while (history_.size() > ctx_->history_size) history_.pop_front();
-  }
+  if (has_body) remember(m);
   broadcast_message(std::move(m));
 }
 
@@ -168,34 +163,6 @@ void Room::private_message(const Element& stanza, MucOccupant& sender, const std
   m.add_child("occupant-id", std::string(ns::kOccupantId)).set_attr("id", sender.occupant_id);
   m.add_child("x", kUserNs);
   send_to_occupant(it->second, std::move(m));
-}
-
-void Room::invite(const Element& stanza, const Jid& from, const Element& x) {
-  MucOccupant* occ = occupant_by_real(from);
-  const Affiliation aff = affiliation_of(from);
-  const bool admin = aff == Affiliation::kOwner || aff == Affiliation::kAdmin;
-  if (!occ) return reply_error(stanza, StanzaError::kNotAcceptable, "You are not in this room");
-  if (config_.members_only && !admin && !config_.allow_invites)
-    return reply_error(stanza, StanzaError::kForbidden, "Only admins may invite to this room");
-  for (const auto* inv : x.children("invite", ns::kMucUser)) {
-    auto to = Jid::parse(inv->attr("to"));
-    if (!to) return reply_error(stanza, StanzaError::kJidMalformed);
-    // §7.8.2 / §9.3: in a members-only room an invitation grants membership.
-    if (config_.members_only && affiliation_of(*to) == Affiliation::kNone)
-      set_affiliation(to->bare_str(), Affiliation::kMember);
-    Element m("message", kClientNs);
-    m.set_attr("from", jid_.bare_str());
-    m.set_attr("to", to->str());
-    Element& ux = m.add_child("x", kUserNs);
-    Element& i = ux.add_child("invite", kUserNs);
-    i.set_attr("from", from.bare_str());
-    if (auto r = inv->child_text("reason", ns::kMucUser); !r.empty())
-      i.add_child("reason", kUserNs).add_text(r);
-    if (!config_.password.empty()) ux.add_child("password", kUserNs).add_text(config_.password);
-    m.add_child("body", kClientNs)
-        .add_text(from.bare_str() + " invites you to the room " + jid_.bare_str());
-    ctx_->send(std::move(m));
-  }
 }
 
 }  // namespace waddle::muc

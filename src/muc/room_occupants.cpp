@@ -90,7 +90,8 @@ void Room::presence(const Element& stanza, const Jid& from, const std::string& n
   if (occ && occ->room_nick != nick) return change_nick(*occ, from, stanza, nick);
   if (occ && stanza.child("x", ns::kMuc)) {
     // A join from a resource the room believes is joined (a client that reconnected before
-    // the room saw it leave): it gets the whole room state again, like a new join.
+    // the room saw it leave): XEP-0045 §17.3 makes it a full synchronisation, so it gets the
+    // room state again, like a new join; the history only once a minute (send_state).
     occ->sessions[from.str()] = presence_base(stanza);
     Element base = occ->sessions[from.str()];
     base.set_attr("{waddle}session", from.str());
@@ -145,7 +146,7 @@ void Room::join(const Element& stanza, const Jid& from, const std::string& nick,
 
 // §7.2.3 ff.: what a joining session receives: the other occupants' presence, its own (110),
 // the history and the subject.
-void Room::send_state(const MucOccupant& occ, const Jid& from, const Element& stanza,
+void Room::send_state(MucOccupant& occ, const Jid& from, const Element& stanza,
                       const JoinInfo& info) {
   for (const auto& [n, other] : occupants_) {
     if (&other == &occ || other.sessions.empty()) continue;
@@ -165,8 +166,14 @@ void Room::send_state(const MucOccupant& occ, const Jid& from, const Element& st
   for (int c : self) x->add_child("status", kUserNs).set_attr("code", std::to_string(c));
   own.set_attr("to", from.str());
   ctx_->send(std::move(own));
-  // §7.2.13-15: history, then the subject.
-  send_history(from.str(), stanza);
+  // §7.2.13-15: history, then the subject. A resource that joins again and again would
+  // otherwise make the room send the whole history each time for a presence of 150 bytes.
+  const std::int64_t now = ctx_->now();
+  auto [sent, first] = occ.history_sent.try_emplace(from.str(), now);
+  if (first || now - sent->second >= ctx_->limits.rejoin_history_interval) {
+    sent->second = now;
+    send_history(from.str(), stanza);
+  }
   send_subject(from.str());
 }
 
@@ -188,6 +195,7 @@ void Room::leave(const Jid& from, const Element* stanza, int status_code) {
     x->add_child("status", kUserNs).set_attr("code", "110");
     p.set_attr("to", from.str());
     occ.sessions.erase(from.str());
+    occ.history_sent.erase(from.str());
     if (status_code != 333) ctx_->send(std::move(p));
     return;
   }

@@ -27,6 +27,7 @@ MucService::MucService(const core::MucConfig& config, std::string domain, Env en
   ctx_.now = env_.now;
   ctx_.is_local_domain = env_.is_local_domain;
   ctx_.history_size = config_.history_size;
+  ctx_.history_bytes = config_.history_bytes;
   ctx_.max_users = config_.max_occupants;
 }
 
@@ -177,7 +178,11 @@ void MucService::room_stanza(Element stanza, const Jid& from, const Jid& to) {
     }
     it->second.message(stanza, from, nick);
   } else if (kind == "iq") {
-    if (type == "result" || type == "error") return;
+    if (type == "result" || type == "error") {
+      // Answers to IQs a room forwarded to an occupant come to the asker's occupant JID.
+      if (it != rooms_.end() && !nick.empty()) it->second.iq_response(stanza, from, nick);
+      return;
+    }
     if (it == rooms_.end())
       return env_.send(xml::make_error_reply(stanza, StanzaError::kItemNotFound, "No such room"));
     it->second.iq(stanza, from, nick);

@@ -272,10 +272,11 @@ def test_mediated_invitation(users):
     run(body)
 
 
-def test_join_again_from_a_joined_resource_resends_the_room_state(users):
+def test_join_again_from_a_joined_resource_resends_the_room_state_but_not_the_history(users):
     """A client that reconnects (or lost track) and joins again from the same full JID gets
-    the occupant list, its own presence, history and subject again; nobody sees a second
-    occupant."""
+    the occupant list, its own presence and the subject again (XEP-0045 §17.3), but not the
+    history it was sent less than a minute ago: a join presence of 150 bytes must not make
+    the room send its whole history again and again. Nobody sees a second occupant."""
     async def body():
         alice, bob = await alice_in_room_and_bob(users)
         groupchat(alice, ROOM, "remember me")
@@ -283,13 +284,16 @@ def test_join_again_from_a_joined_resource_resends_the_room_state(users):
         await join(bob, ROOM, "Bob")
         await bob.expect_message(frm=f"{ROOM}/Alice", body="remember me")
         await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="available")
-        bob.messages.items.clear()
-        bob.presences.items.clear()
-        await join(bob, ROOM, "Bob")
-        await bob.expect_presence(frm=f"{ROOM}/Alice", ptype="available")
-        await bob.expect_message(frm=f"{ROOM}/Alice", body="remember me")
-        await bob.messages.get(lambda m: m.xml.find("{jabber:client}subject") is not None,
-                               what="subject")
+        for _ in range(3):
+            bob.messages.items.clear()
+            bob.presences.items.clear()
+            await join(bob, ROOM, "Bob")
+            await bob.expect_presence(frm=f"{ROOM}/Alice", ptype="available")
+            # The subject comes after the history: whatever history there is has arrived.
+            await bob.messages.get(lambda m: m.xml.find("{jabber:client}subject") is not None,
+                                   what="subject")
+            replayed = [m["body"] for m in bob.messages.items if m["body"]]
+            assert replayed == [], replayed
         # Alice sees Bob's presence again (an update), still one Bob.
         await alice.expect_presence(frm=f"{ROOM}/Bob", ptype="available")
         iq = alice.make_iq_get(ito=ROOM)
@@ -298,4 +302,111 @@ def test_join_again_from_a_joined_resource_resends_the_room_state(users):
         result = await iq.send(timeout=10)
         items = result.xml.findall(".//{http://jabber.org/protocol/muc#admin}item")
         assert [i.get("nick") for i in items] == ["Bob"], str(result)
+        # Live messages still reach him once.
+        groupchat(alice, ROOM, "live")
+        await bob.expect_message(frm=f"{ROOM}/Alice", body="live")
+    run(body)
+
+
+def test_history_kept_is_bounded_in_bytes(users):
+    """20 messages of 40 kB each: a joiner gets only the newest that fit in the room's
+    history budget (`[muc] history_bytes`, 256 KiB by default), not 800 kB."""
+    async def body():
+        alice, bob = await alice_in_room_and_bob(users)
+        big = "x" * 40_000
+        for i in range(20):
+            groupchat(alice, ROOM, f"m{i:02d} {big}")
+        await alice.messages.get(lambda m: m["body"].startswith("m19"), what="m19 echo")
+        await join(bob, ROOM, "Bob")
+        await bob.messages.get(lambda m: m.xml.find("{jabber:client}subject") is not None,
+                               what="subject")
+        got = [m["body"] for m in bob.messages.items if m["body"]]
+        assert [b[:3] for b in got] == [f"m{i:02d}" for i in range(14, 20)], [b[:3] for b in got]
+        assert sum(len(b) for b in got) <= 256 * 1024
+    run(body)
+
+
+def mediated(client, room: str, children: list[tuple[str, dict]]) -> None:
+    """Sends a message to the room with a muc#user x holding (name, attributes) children."""
+    m = client.make_message(mto=room)
+    x = ET.SubElement(m.xml, "{http://jabber.org/protocol/muc#user}x")
+    for name, attrs in children:
+        el = ET.SubElement(x, f"{{http://jabber.org/protocol/muc#user}}{name}")
+        for k, v in attrs.items():
+            if k == "reason":
+                ET.SubElement(el, "{http://jabber.org/protocol/muc#user}reason").text = v
+            else:
+                el.set(k, v)
+    m.send()
+
+
+def has_muc_user(m, name: str) -> bool:
+    return m.xml.find(f".//{{http://jabber.org/protocol/muc#user}}{name}") is not None
+
+
+def test_invitation_with_too_many_invites_is_refused_and_none_sent(users):
+    """Eleven invitations in one message: the inviter gets policy-violation and no invitee
+    gets anything; the next, valid invitation is the first Bob sees."""
+    async def body():
+        alice, bob = await alice_in_room_and_bob(users)
+        carol = await login(users, f"{CAROL}/desk", PASSWORD)
+        invitees = [BOB, CAROL] + [f"u{i}@{DOMAIN}" for i in range(9)]
+        mediated(alice, ROOM, [("invite", {"to": j}) for j in invitees])
+        err = await alice.messages.get(lambda m: m["type"] == "error", what="invitation error")
+        assert condition(err) == "policy-violation", str(err)
+        mediated(alice, ROOM, [("invite", {"to": BOB, "reason": "control"})])
+        inv = await bob.messages.get(lambda m: has_muc_user(m, "invite"), what="invitation")
+        assert inv.xml.find(".//{http://jabber.org/protocol/muc#user}reason").text == "control", \
+            str(inv)
+        assert [m for m in carol.messages.items if has_muc_user(m, "invite")] == []
+    run(body)
+
+
+def test_decline_is_forwarded_only_to_a_pending_inviter(users):
+    """A decline from someone the room never invited, naming any address, is refused
+    (not-acceptable) and reaches nobody; the invitee's decline reaches the inviter."""
+    async def body():
+        alice, bob = await alice_in_room_and_bob(users)
+        carol = await login(users, f"{CAROL}/desk", PASSWORD)
+        mediated(carol, ROOM, [("decline", {"to": ALICE, "reason": "forged"})])
+        err = await carol.messages.get(lambda m: m["type"] == "error", what="decline error")
+        assert condition(err) == "not-acceptable", str(err)
+        mediated(alice, ROOM, [("invite", {"to": BOB})])
+        await bob.messages.get(lambda m: has_muc_user(m, "invite"), what="invitation")
+        mediated(bob, ROOM, [("decline", {"to": ALICE, "reason": "busy"})])
+        dec = await alice.messages.get(lambda m: has_muc_user(m, "decline"), what="decline")
+        d = dec.xml.find(".//{http://jabber.org/protocol/muc#user}decline")
+        assert d.get("from") == BOB, str(dec)
+        assert d.find("{http://jabber.org/protocol/muc#user}reason").text == "busy", str(dec)
+        # The forged one never arrived before it.
+        assert [m for m in alice.messages.items if has_muc_user(m, "decline")] == []
+    run(body)
+
+
+def test_iq_to_an_occupant_reaches_it_and_the_answer_returns(users):
+    """A software-version query to room/Bob reaches Bob's client (from Alice's occupant JID)
+    and its answer comes back from room/Bob; a vCard query goes to Bob's account (his server
+    answers); someone not in the room gets not-acceptable."""
+    async def body():
+        alice, bob = await alice_in_room_and_bob(users)
+        carol = await login(users, f"{CAROL}/desk", PASSWORD)
+        await join(bob, ROOM, "Bob")
+        version = await alice["xep_0092"].get_version(f"{ROOM}/Bob", timeout=10)
+        assert str(version["from"]) == f"{ROOM}/Bob", str(version)
+        assert version["software_version"]["name"], str(version)
+        iq = alice.make_iq_get(ito=f"{ROOM}/Bob")
+        ET.SubElement(iq.xml, "{vcard-temp}vCard")
+        try:
+            answer = await iq.send(timeout=10)
+        except IqError as e:
+            answer = e.iq
+        assert str(answer["from"]) == f"{ROOM}/Bob", str(answer)
+        # Waddle keeps no vCards: Bob's server answers for the account (the room used to
+        # answer feature-not-implemented itself).
+        assert condition(answer) == "service-unavailable", str(answer)
+        iq = carol.make_iq_get(ito=f"{ROOM}/Bob")
+        ET.SubElement(iq.xml, "{jabber:iq:version}query")
+        with pytest.raises(IqError) as refused:
+            await iq.send(timeout=10)
+        assert condition(refused.value.iq) == "not-acceptable", str(refused.value.iq)
     run(body)

@@ -103,6 +103,34 @@ def test_remote_user_joins_local_room_and_chats(fed):
     run(body)
 
 
+def test_iq_to_a_remote_occupant_crosses_both_servers_and_returns(fed):
+    """XEP-0045 §17.4 across federation: Alice's software-version query to room/Bob leaves
+    the room for Bob's server and his client; the answer comes back over S2S to the room and
+    on to Alice from room/Bob. Bob's vCard query to room/Alice reaches Alice's account on the
+    room's own server, and its answer goes out to Bob over S2S."""
+    a, b = servers_a_and_b(fed)
+
+    async def body():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        bob = await login(b, f"{BOB}/work", PASSWORD)
+        await join(alice, ROOM, "Alice")
+        await join(bob, ROOM, "Bob", timeout=20)
+        version = await alice["xep_0092"].get_version(f"{ROOM}/Bob", timeout=20)
+        assert str(version["from"]) == f"{ROOM}/Bob", str(version)
+        assert version["software_version"]["name"], str(version)
+        iq = bob.make_iq_get(ito=f"{ROOM}/Alice")
+        ET.SubElement(iq.xml, "{vcard-temp}vCard")
+        try:
+            answer = await iq.send(timeout=20)
+        except IqError as e:
+            answer = e.iq
+        assert str(answer["from"]) == f"{ROOM}/Alice", str(answer)
+        # Waddle keeps no vCards: Alice's server answers for the account (the room used to
+        # answer feature-not-implemented itself).
+        assert condition(answer) == "service-unavailable", str(answer)
+    run(body)
+
+
 def test_remote_users_cannot_create_rooms_and_get_defined_errors(fed):
     a, b = servers_a_and_b(fed)
 

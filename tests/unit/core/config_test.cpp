@@ -192,6 +192,7 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.muc.room_creation, d.muc.room_creation);
   EXPECT_EQ(c.muc.max_occupants, d.muc.max_occupants);
   EXPECT_EQ(c.muc.history_size, d.muc.history_size);
+  EXPECT_EQ(c.muc.history_bytes, d.muc.history_bytes);
   EXPECT_EQ(c.muc.require_credential, d.muc.require_credential);
   EXPECT_EQ(c.muc.verify_with_home_server, d.muc.verify_with_home_server);
   EXPECT_EQ(c.muc.verify_timeout, d.muc.verify_timeout);
@@ -293,6 +294,7 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "muc.room_creation",
                           "muc.max_occupants",
                           "muc.history_size",
+                          "muc.history_bytes",
                           "muc.require_credential",
                           "muc.verify_with_home_server",
                           "muc.verify_timeout",

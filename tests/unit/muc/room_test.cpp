@@ -460,6 +460,317 @@ TEST_F(RoomTest, Roles_OnlyAdminsGrantModeration_LosingAdminLowersTheRole) {
   EXPECT_EQ(last_item_attr("carol@c.test/y", "Admin", "affiliation"), "member");
 }
 
+// ------------------------------------------------------------------ amplifiers and bounds
+
+// The history kept is bounded in bytes as well as in count: the oldest go first, and a
+// message larger than the whole budget is not kept at all.
+TEST_F(RoomTest, History_BoundedInBytes) {
+  ctx_.history_size = 20;
+  ctx_.history_bytes = 4096;
+  room();
+  join("owner@a.test/r", "Owner");
+  const std::string kilo(1000, 'x');
+  for (int i = 0; i < 10; ++i) {
+    room_->message(parse("<message xmlns='jabber:client' type='groupchat'><body>k" +
+                         std::to_string(i) + kilo + "</body></message>"),
+                   jid("owner@a.test/r"), "");
+  }
+  join("bob@b.test/x", "Bob");
+  std::size_t bytes = 0;
+  std::vector<std::string> got;
+  for (const auto& m : to("bob@b.test/x")) {
+    if (m.name() != "message" || !m.child("body")) continue;
+    bytes += m.str().size();
+    got.push_back(m.child_text("body").substr(0, 2));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"k7", "k8", "k9"}));
+  EXPECT_LT(bytes, 4096u + 3 * 200u);  // the budget, plus a delay stamp and 'to' each
+  // A message larger than the budget is not kept, and does not push the others out.
+  room_->message(parse("<message xmlns='jabber:client' type='groupchat'><body>" +
+                       std::string(5000, 'y') + "</body></message>"),
+                 jid("owner@a.test/r"), "");
+  join("carol@c.test/y", "Carol");
+  got.clear();
+  for (const auto& b : bodies("carol@c.test/y")) got.push_back(b.substr(0, 2));
+  EXPECT_EQ(got, (std::vector<std::string>{"k7", "k8", "k9"}));
+}
+
+// A resource that sends its join again gets the room state (occupants, itself, subject) but
+// not the history it was sent less than a minute ago; after a minute it gets it again.
+TEST_F(RoomTest, Rejoin_ReplaysNoHistoryWithinAMinute) {
+  room();
+  join("owner@a.test/r", "Owner");
+  say_messages(3, now);
+  join("bob@b.test/x", "Bob");
+  EXPECT_EQ(bodies("bob@b.test/x"), (std::vector<std::string>{"m0", "m1", "m2"}));
+  for (int i = 0; i < 3; ++i) {
+    sent.clear();
+    now += 10;
+    join("bob@b.test/x", "Bob");
+    auto got = to("bob@b.test/x");
+    ASSERT_EQ(got.size(), 3u);  // the owner's presence, his own (110), the subject
+    EXPECT_EQ(got[0].attr("from"), "lobby@conference.a.test/Owner");
+    EXPECT_TRUE(has_code(got[1], "110"));
+    EXPECT_NE(got[2].child("subject"), nullptr);
+    EXPECT_TRUE(bodies("bob@b.test/x").empty());
+  }
+  sent.clear();
+  now += 60;
+  join("bob@b.test/x", "Bob");
+  EXPECT_EQ(bodies("bob@b.test/x"), (std::vector<std::string>{"m0", "m1", "m2"}));
+  // Another resource of Bob's joining is a new session: it gets the history.
+  sent.clear();
+  join("bob@b.test/y", "Bob");
+  EXPECT_EQ(bodies("bob@b.test/y"), (std::vector<std::string>{"m0", "m1", "m2"}));
+  EXPECT_EQ(room_->occupants().size(), 2u);
+}
+
+namespace {
+
+std::string invites(int n, const std::string& domain = "z.test") {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += "<invite to='u" + std::to_string(i) + "@" + domain + "'/>";
+  return out;
+}
+
+}  // namespace
+
+class RoomInviteTest : public RoomTest {
+ protected:
+  void invite(const std::string& full, const std::string& inner) {
+    sent.clear();
+    room_->message(parse("<message xmlns='jabber:client' from='" + full +
+                         "' to='lobby@conference.a.test'><x "
+                         "xmlns='http://jabber.org/protocol/muc#user'>" +
+                         inner + "</x></message>"),
+                   jid(full), "");
+  }
+  // Messages from the room carrying `what` (error replies carry the request: not counted).
+  std::size_t sent_with(const char* what) const {
+    std::size_t n = 0;
+    for (const auto& m : sent) {
+      const Element* x = m.child("x", ns::kMucUser);
+      if (x && x->child(what, ns::kMucUser) && m.attr("type") != "error") ++n;
+    }
+    return n;
+  }
+  std::size_t invitations_sent() const { return sent_with("invite"); }
+  std::size_t declines_sent() const { return sent_with("decline"); }
+};
+
+TEST_F(RoomInviteTest, TooManyInOneMessage_PolicyViolationAndNoneSent) {
+  room();
+  join("owner@a.test/r", "Owner");
+  invite("owner@a.test/r", invites(11));
+  EXPECT_EQ(invitations_sent(), 0u);
+  EXPECT_EQ(condition(last_error_to("owner@a.test/r")), "policy-violation");
+  invite("owner@a.test/r", invites(10));
+  EXPECT_EQ(invitations_sent(), 10u);
+  // One malformed address: none leaves.
+  invite("owner@a.test/r", "<invite to='ok@z.test'/><invite to='@bad'/>");
+  EXPECT_EQ(invitations_sent(), 0u);
+  EXPECT_EQ(condition(last_error_to("owner@a.test/r")), "jid-malformed");
+}
+
+TEST_F(RoomInviteTest, PerUserRate_TwentyAMinute) {
+  room();
+  join("owner@a.test/r", "Owner");
+  invite("owner@a.test/r", invites(10));
+  invite("owner@a.test/r", invites(10, "y.test"));
+  EXPECT_EQ(invitations_sent(), 10u);
+  invite("owner@a.test/r", invites(1, "x.test"));
+  EXPECT_EQ(invitations_sent(), 0u);
+  EXPECT_EQ(condition(last_error_to("owner@a.test/r")), "policy-violation");
+  // Another nick of the same user, or leaving and joining again, starts no new minute.
+  join("owner@a.test/other", "Owner2");
+  invite("owner@a.test/other", invites(1, "x.test"));
+  EXPECT_EQ(invitations_sent(), 0u);
+  room_->presence(parse("<presence xmlns='jabber:client' type='unavailable'/>"),
+                  jid("owner@a.test/r"), "Owner", {});
+  join("owner@a.test/r", "Owner");
+  invite("owner@a.test/r", invites(1, "x.test"));
+  EXPECT_EQ(invitations_sent(), 0u);
+  EXPECT_EQ(condition(last_error_to("owner@a.test/r")), "policy-violation");
+  // Non-occupants may not invite at all.
+  invite("eve@e.test/z", invites(1));
+  EXPECT_EQ(invitations_sent(), 0u);
+  EXPECT_EQ(condition(last_error_to("eve@e.test/z")), "not-acceptable");
+  now += 60;
+  invite("owner@a.test/r", invites(1, "x.test"));
+  EXPECT_EQ(invitations_sent(), 1u);
+}
+
+TEST_F(RoomInviteTest, Decline_ForwardedOnlyToThePendingInviter) {
+  room();
+  join("owner@a.test/r", "Owner");
+  auto decline = [&](const std::string& full, const std::string& to) {
+    sent.clear();
+    room_->message(parse("<message xmlns='jabber:client' from='" + full +
+                         "' to='lobby@conference.a.test'><x "
+                         "xmlns='http://jabber.org/protocol/muc#user'><decline" +
+                         (to.empty() ? "" : " to='" + to + "'") +
+                         "><reason>no</reason></decline></x></message>"),
+                   jid(full), "");
+  };
+  // A stranger naming any address: nothing leaves but an error to the stranger.
+  decline("eve@e.test/z", "victim@v.test");
+  EXPECT_EQ(declines_sent(), 0u);
+  EXPECT_EQ(sent.size(), 1u);
+  EXPECT_EQ(condition(last_error_to("eve@e.test/z")), "not-acceptable");
+  invite("owner@a.test/r", "<invite to='bob@b.test'/>");
+  ASSERT_EQ(invitations_sent(), 1u);
+  // The invitee naming someone else than the inviter: not forwarded.
+  decline("bob@b.test/x", "victim@v.test");
+  EXPECT_EQ(declines_sent(), 0u);
+  // Another user declining Bob's invitation: not forwarded.
+  decline("eve@e.test/z", "owner@a.test");
+  EXPECT_EQ(declines_sent(), 0u);
+  decline("bob@b.test/x", "owner@a.test/r");
+  ASSERT_EQ(declines_sent(), 1u);
+  EXPECT_EQ(sent[0].attr("to"), "owner@a.test");
+  EXPECT_EQ(sent[0].child("x", ns::kMucUser)->child("decline", ns::kMucUser)->attr("from"),
+            "bob@b.test");
+  // One decline per invitation.
+  decline("bob@b.test/x", "owner@a.test");
+  EXPECT_EQ(declines_sent(), 0u);
+  // Without 'to', the latest inviter; and not after a day.
+  invite("owner@a.test/r", "<invite to='bob@b.test'/>");
+  decline("bob@b.test/x", "");
+  EXPECT_EQ(declines_sent(), 1u);
+  invite("owner@a.test/r", "<invite to='bob@b.test'/>");
+  now += 24 * 3600 + 1;
+  decline("bob@b.test/x", "owner@a.test");
+  EXPECT_EQ(declines_sent(), 0u);
+}
+
+TEST_F(RoomInviteTest, MembersOnly_MembersGrantMembershipUpToTheCap) {
+  ctx_.limits.affiliations_by_invitation = 4;  // the owner, Mem, and two more
+  RoomConfig c;
+  c.members_only = true;
+  room(c);
+  room_->set_affiliation("mem@b.test", Affiliation::kMember);
+  join("owner@a.test/r", "Owner");
+  join("mem@b.test/x", "Mem");
+  invite("mem@b.test/x", "<invite to='n1@z.test'/><invite to='n2@z.test/phone'/>");
+  EXPECT_EQ(invitations_sent(), 2u);
+  EXPECT_EQ(room_->affiliation_of(jid("n1@z.test")), Affiliation::kMember);
+  EXPECT_EQ(room_->affiliation_of(jid("n2@z.test")), Affiliation::kMember);
+  // The cap is reached: an invitation that would add a member is refused, none is sent.
+  invite("mem@b.test/x", "<invite to='n3@z.test'/>");
+  EXPECT_EQ(invitations_sent(), 0u);
+  EXPECT_EQ(condition(last_error_to("mem@b.test/x")), "resource-constraint");
+  EXPECT_EQ(room_->affiliation_of(jid("n3@z.test")), Affiliation::kNone);
+  // Inviting someone who already has an affiliation adds none: still allowed.
+  invite("mem@b.test/x", "<invite to='n1@z.test'/>");
+  EXPECT_EQ(invitations_sent(), 1u);
+}
+
+TEST_F(RoomInviteTest, OpenRoom_InvitationsGrantNothing_VisitorsMayNotInvite) {
+  RoomConfig c;
+  c.moderated = true;
+  room(c);
+  join("owner@a.test/r", "Owner");
+  join("bob@b.test/x", "Bob");  // a visitor in a moderated room
+  invite("bob@b.test/x", "<invite to='n1@z.test'/>");
+  EXPECT_EQ(invitations_sent(), 0u);
+  EXPECT_EQ(condition(last_error_to("bob@b.test/x")), "forbidden");
+  invite("owner@a.test/r", "<invite to='n1@z.test'/>");
+  EXPECT_EQ(invitations_sent(), 1u);
+  EXPECT_EQ(room_->affiliation_of(jid("n1@z.test")), Affiliation::kNone);
+}
+
+class RoomIqTest : public RoomTest {
+ protected:
+  void send_iq(const std::string& full, const std::string& nick, const std::string& id,
+               const std::string& payload, const std::string& type = "get") {
+    sent.clear();
+    room_->iq(parse("<iq xmlns='jabber:client' type='" + type + "' id='" + id + "' from='" + full +
+                    "' to='lobby@conference.a.test/" + nick + "'>" + payload + "</iq>"),
+              jid(full), nick);
+  }
+  void answer(const std::string& from, const std::string& nick, const std::string& id,
+              const std::string& type = "result") {
+    sent.clear();
+    room_->iq_response(parse("<iq xmlns='jabber:client' type='" + type + "' id='" + id +
+                             "' from='" + from + "' to='lobby@conference.a.test/" + nick +
+                             "'><query xmlns='jabber:iq:version'><name>x</name></query></iq>"),
+                       jid(from), nick);
+  }
+};
+
+TEST_F(RoomIqTest, ForwardedToTheOccupant_OnlyItsAnswerReturns) {
+  room();
+  join("owner@a.test/r", "Owner");
+  join("bob@b.test/x", "Bob");
+  join("carol@c.test/y", "Carol");
+  send_iq("bob@b.test/x", "Carol", "q1", "<query xmlns='jabber:iq:version'/>");
+  ASSERT_EQ(sent.size(), 1u);
+  const Element fwd = sent[0];
+  EXPECT_EQ(fwd.attr("to"), "carol@c.test/y");
+  EXPECT_EQ(fwd.attr("from"), "lobby@conference.a.test/Bob");  // never Bob's real JID
+  EXPECT_EQ(fwd.attr("type"), "get");
+  EXPECT_NE(fwd.attr("id"), "q1");
+  EXPECT_NE(fwd.child("query", "jabber:iq:version"), nullptr);
+  const std::string id(fwd.attr("id"));
+  // Forged answers: another sender, another id, to another occupant JID.
+  answer("eve@e.test/z", "Bob", id);
+  EXPECT_TRUE(sent.empty());
+  answer("carol@c.test/other", "Bob", id);
+  EXPECT_TRUE(sent.empty());
+  answer("carol@c.test/y", "Bob", "q1");
+  EXPECT_TRUE(sent.empty());
+  answer("carol@c.test/y", "Owner", id);
+  EXPECT_TRUE(sent.empty());
+  answer("carol@c.test/y", "Bob", id);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].attr("to"), "bob@b.test/x");
+  EXPECT_EQ(sent[0].attr("from"), "lobby@conference.a.test/Carol");  // never Carol's real JID
+  EXPECT_EQ(sent[0].attr("id"), "q1");
+  EXPECT_EQ(sent[0].attr("type"), "result");
+  answer("carol@c.test/y", "Bob", id);  // answered once only
+  EXPECT_TRUE(sent.empty());
+}
+
+TEST_F(RoomIqTest, VcardGoesToTheBareJid_ErrorsReturnToo) {
+  room();
+  join("owner@a.test/r", "Owner");
+  join("bob@b.test/x", "Bob");
+  join("carol@c.test/y", "Carol");
+  send_iq("bob@b.test/x", "Carol", "v1", "<vCard xmlns='vcard-temp'/>");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].attr("to"), "carol@c.test");
+  const std::string id(sent[0].attr("id"));
+  answer("carol@c.test", "Bob", id, "error");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].attr("to"), "bob@b.test/x");
+  EXPECT_EQ(sent[0].attr("type"), "error");
+  EXPECT_EQ(sent[0].attr("id"), "v1");
+}
+
+TEST_F(RoomIqTest, NonOccupantsRefused_PendingBoundedAndExpire) {
+  ctx_.limits.forwarded_iqs = 3;
+  room();
+  join("owner@a.test/r", "Owner");
+  join("bob@b.test/x", "Bob");
+  send_iq("eve@e.test/z", "Bob", "e1", "<query xmlns='jabber:iq:version'/>");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(condition(&sent[0]), "not-acceptable");
+  send_iq("owner@a.test/r", "Nobody", "n1", "<query xmlns='jabber:iq:version'/>");
+  EXPECT_EQ(condition(&sent[0]), "item-not-found");
+  for (int i = 0; i < 3; ++i) {
+    send_iq("owner@a.test/r", "Bob", "p" + std::to_string(i), "<query xmlns='jabber:iq:version'/>");
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(sent[0].attr("to"), "bob@b.test/x");
+  }
+  send_iq("owner@a.test/r", "Bob", "p3", "<query xmlns='jabber:iq:version'/>");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(condition(&sent[0]), "resource-constraint");
+  now += 61;  // the unanswered ones are forgotten
+  send_iq("owner@a.test/r", "Bob", "p4", "<query xmlns='jabber:iq:version'/>");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].attr("to"), "bob@b.test/x");
+}
+
 // ------------------------------------------------------------------ the service and identity
 
 class ServiceTest : public ::testing::Test {
