@@ -73,6 +73,8 @@ struct Context {
   std::function<bool(std::string_view)> is_local_domain;  // the user's home is this server
   std::size_t history_size = 20;
   std::uint32_t max_users = 200;  // the most occupants an owner may allow
+  // One stanza to many full JIDs, serialised once for all (Router::fan_out); unset: send().
+  std::function<void(xml::Element, std::vector<std::string>)> broadcast;
 };
 
 // Facts about a joining user established before the room sees it (credential checks).

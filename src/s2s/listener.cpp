@@ -40,6 +40,7 @@ asio::awaitable<void> Listener::accept_loop(tcp::acceptor& acc, bool direct_tls)
     if (ec) continue;
     auto st = std::make_shared<stream::XmlStream>(std::move(socket), ctx_.tls.s2s_server(),
                                                   stream::server_parser_limits(ctx_.config));
+    st->set_write_limits({ctx_.config.s2s_write_queue(), ctx_.config.s2s.write_stall_timeout});
     auto in = std::make_shared<InboundStream>(ctx_, st, direct_tls);
     streams_.insert(in);
     net::spawn_logged(io_.get_executor(), serve(in, ctx_.live.enter()), "s2s inbound stream");

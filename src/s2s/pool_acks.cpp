@@ -112,11 +112,15 @@ void Pool::resend_unacked(OutboundStream& out, const std::string& remote) {
   }
   spdlog::info("s2s -> {}: {} stanzas were not acknowledged when the stream ended; {}", remote,
                rest.size(), refused ? "bouncing them" : "sending them again on the next link");
+  requeue(std::move(rest), remote);
+}
+
+void Pool::requeue(std::deque<Element> rest, const std::string& remote) {
+  if (auto refused = admission_.outbound(remote, stopping_)) {
+    for (const auto& stanza : rest) refuse(stanza, remote, *refused);
+    return;
+  }
   for (auto& stanza : rest) {
-    if (refused) {
-      refuse(stanza, remote, *refused);
-      continue;
-    }
     // Its link (the pair multiplexed on this stream, or the one that opened it) queues it
     // again; the queue limit does not apply to stanzas already accepted once.
     auto from = core::Jid::parse(stanza.attr("from"));

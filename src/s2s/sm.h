@@ -39,7 +39,7 @@ class SmSender {
     kRequest,  // send an <r/> now (kRequestEvery stanzas not asked about)
     kPlan,     // the first stanza not asked about: plan an <r/> after a short delay
   };
-  Next sent(xml::Element stanza);
+  Next sent(xml::Element stanza, std::size_t bytes = 0);
   // Stanzas written but not covered by a request yet, and the last request answered.
   bool request_due() const { return enabled_ && !awaiting_ && unrequested() > 0; }
   // An <r/> was sent.
@@ -51,6 +51,8 @@ class SmSender {
   std::deque<xml::Element> take_unacked();
 
   std::size_t unacked() const { return unacked_.size(); }
+  // What the unacknowledged stanzas weighed when written (as given to sent()).
+  std::uint64_t unacked_bytes() const { return unacked_bytes_; }
   std::uint32_t sent_count() const {
     return acked_h_ + static_cast<std::uint32_t>(unacked_.size());
   }
@@ -60,6 +62,8 @@ class SmSender {
   bool enabled_ = false;
   bool awaiting_ = false;  // an <r/> is outstanding
   std::deque<xml::Element> unacked_;
+  std::deque<std::size_t> sizes_;  // of unacked_, in the same order
+  std::uint64_t unacked_bytes_ = 0;
   std::uint32_t acked_h_ = 0;      // the peer's last 'h'
   std::uint32_t requested_h_ = 0;  // sent_count() when the last <r/> went out
 };

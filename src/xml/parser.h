@@ -63,6 +63,8 @@ class StreamParser {
 };
 
 // Parses one complete, standalone XML element (tests, stored stanzas). nullopt if invalid.
-std::optional<Element> parse_element(std::string_view xml);
+// `default_ns` is the namespace in scope around it (a stanza as a stream of that namespace
+// carries it: "jabber:client").
+std::optional<Element> parse_element(std::string_view xml, std::string_view default_ns = {});
 
 }  // namespace waddle::xml
