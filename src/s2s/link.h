@@ -35,9 +35,9 @@ struct OutboundStream {
   SmSender sm;                    // XEP-0198, when the peer offers it
   Timer* ack_timer = nullptr;     // the wait before asking for an acknowledgement
   // Without stream management: stanzas handed to the channel and not yet written to the
-  // socket, each with the channel's bytes_sent() once queued; queued again for the next link
-  // when the stream ends before they are written.
-  std::deque<std::pair<std::uint64_t, xml::Element>> unwritten;
+  // socket (as written), each with the channel's bytes_sent() once queued; queued again for
+  // the next link when the stream ends before they are written.
+  std::deque<std::pair<std::uint64_t, std::string>> unwritten;
   std::string failed;  // why the link failed over (a write bound: "stalled", ...), or empty
 
   bool usable() const { return channel && !channel->closed() && !done; }

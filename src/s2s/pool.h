@@ -77,11 +77,11 @@ class Pool {
   bool on_sm(OutboundStream& out, const std::string& remote, const xml::Element& e);
   void resend_unacked(OutboundStream& out, const std::string& remote);
   // Stanzas of an ended stream that go out again on their link (bounced when refused).
-  void requeue(std::deque<xml::Element> rest, const std::string& remote);
+  void requeue(std::deque<std::string> rest, const std::string& remote);
   // Write bounds on outbound streams (pool_limits.cpp): stanzas not yet written are kept
   // (without stream management), too many unacknowledged ones fail the link over, and a
   // stream dropped at a bound makes its link retry within the retry policy.
-  void keep_unwritten(OutboundStream& out, xml::Element stanza);
+  void keep_unwritten(OutboundStream& out, std::string bytes);
   void check_unacked(OutboundStream& out, const std::string& remote);
   void fail_over(OutboundStream& out, const std::string& remote, std::string_view reason,
                  const std::string& text);

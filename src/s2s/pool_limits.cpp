@@ -11,13 +11,12 @@
 #include "s2s/pool.h"
 
 namespace waddle::s2s {
-using xml::Element;
 
-void Pool::keep_unwritten(OutboundStream& out, Element stanza) {
+void Pool::keep_unwritten(OutboundStream& out, std::string bytes) {
   const std::uint64_t written = out.channel->bytes_written();
   while (!out.unwritten.empty() && out.unwritten.front().first <= written)
     out.unwritten.pop_front();
-  out.unwritten.emplace_back(out.channel->bytes_sent(), std::move(stanza));
+  out.unwritten.emplace_back(out.channel->bytes_sent(), std::move(bytes));
 }
 
 void Pool::check_unacked(OutboundStream& out, const std::string& remote) {
@@ -55,9 +54,9 @@ void Pool::after_stream(Link& link, OutboundStream& out) {
   if (!out.failed.empty())
     link.write_failure = "the peer did not read or acknowledge (" + out.failed + ")";
   const std::uint64_t written = out.channel->bytes_written();
-  std::deque<Element> rest;
-  for (auto& [end, stanza] : out.unwritten)
-    if (end > written) rest.push_back(std::move(stanza));
+  std::deque<std::string> rest;
+  for (auto& [end, bytes] : out.unwritten)
+    if (end > written) rest.push_back(std::move(bytes));
   out.unwritten.clear();
   if (rest.empty()) return;
   spdlog::info("s2s {} -> {}: {} stanzas were not written when the stream ended; {}", link.local,

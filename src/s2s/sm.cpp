@@ -7,15 +7,13 @@ void SmSender::disable() {
   enabled_ = false;
   awaiting_ = false;
   unacked_.clear();
-  sizes_.clear();
   unacked_bytes_ = 0;
 }
 
-SmSender::Next SmSender::sent(xml::Element stanza, std::size_t bytes) {
+SmSender::Next SmSender::sent(std::string bytes) {
   if (!enabled_) return Next::kNothing;
-  unacked_.push_back(std::move(stanza));
-  sizes_.push_back(bytes);
-  unacked_bytes_ += bytes;
+  unacked_bytes_ += bytes.size();
+  unacked_.push_back(std::move(bytes));
   const std::size_t n = unrequested();
   // A batch is asked about at once, even with a request outstanding: behind a backlog the
   // answers then keep coming as the peer reads through it, releasing what it handled and
@@ -37,18 +35,16 @@ std::optional<std::string> SmSender::acked(std::uint32_t h) {
   if (newly > unacked_.size())
     return "acknowledged " + std::to_string(h) + " stanzas, but only " +
            std::to_string(sent_count()) + " were sent";
+  for (std::uint32_t i = 0; i < newly; ++i) unacked_bytes_ -= unacked_[i].size();
   unacked_.erase(unacked_.begin(), unacked_.begin() + newly);
-  for (std::uint32_t i = 0; i < newly; ++i) unacked_bytes_ -= sizes_[i];
-  sizes_.erase(sizes_.begin(), sizes_.begin() + newly);
   acked_h_ = h;
   awaiting_ = awaiting_ && newly < to_latest;  // an answer to an earlier <r/>
   return std::nullopt;
 }
 
-std::deque<xml::Element> SmSender::take_unacked() {
+std::deque<std::string> SmSender::take_unacked() {
   auto rest = std::move(unacked_);
   unacked_.clear();
-  sizes_.clear();
   unacked_bytes_ = 0;
   acked_h_ = requested_h_ = 0;
   awaiting_ = false;

@@ -410,7 +410,7 @@ std::optional<Element> parse_element(std::string_view xml, std::string_view defa
   // Wrap in a neutral root so the parser's stream handling applies unchanged.
   ParserLimits limits;
   limits.max_stanza_size = xml.size() + 1024;
-  limits.max_header_size = 1024;
+  limits.max_header_size = 1024 + default_ns.size() * 6;
   StreamParser p(limits);
   std::vector<StreamEvent> events;
   std::string root = "<r>";
