@@ -61,6 +61,11 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
 
   asio::awaitable<void> run() {
     auto self = shared_from_this();
+    stream_->set_write_limits(
+        {ctx_.config.c2s_write_queue(), ctx_.config.c2s.limits.write_stall_timeout},
+        [weak = weak_from_this()](stream::WriteLimit why) {
+          if (auto s = weak.lock()) s->on_write_limit(why);
+        });
     spdlog::debug("c2s {}: connected{}", remote_, direct_tls_ ? " (direct TLS)" : "");
     stream::arm_handshake_deadline(deadline_, ctx_.config.c2s.limits.handshake_timeout,
                                    [weak = weak_from_this()] {
@@ -85,7 +90,21 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
 
   void deliver(const Element& stanza) override {
     if (state_ == State::kClosing) return;
-    stream_->send(xml::serialize_stanza(stanza, xml::ns::kClient));
+    std::string bytes = xml::serialize_stanza(stanza, xml::ns::kClient);
+    if (!must_not_vanish(stanza)) return stream_->send(bytes);
+    bytes.shrink_to_fit();  // kept until written: not the doubled capacity of its growth
+    auto shared = std::make_shared<const std::string>(std::move(bytes));
+    stream_->send(shared);
+    track({}, std::move(shared));
+  }
+
+  void deliver_shared(const Element& stanza, const xml::SharedStanza& shared,
+                      std::string_view to) override {
+    if (state_ == State::kClosing) return;
+    std::string head = shared.head(to);
+    stream_->send(head);
+    stream_->send(shared.tail);
+    if (must_not_vanish(stanza)) track(std::move(head), shared.tail);
   }
 
   void close_with(StreamError error, std::string_view text = {}) override {
@@ -140,8 +159,12 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         deadline_.cancel();
         idle_.cancel();
         if (was == State::kBound) leave_router();
-        if (next == State::kClosing)
+        if (next == State::kClosing) {
           asio::co_spawn(deadline_.get_executor(), closer(shared_from_this()), asio::detached);
+        } else if (was != State::kClosing) {
+          stream_->close();  // the connection is gone: nothing more is written
+          reroute_unwritten();
+        }
         break;
     }
   }
@@ -149,6 +172,90 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   // The closing tag is queued: it and what precedes it are written for a bounded time.
   static asio::awaitable<void> closer(std::shared_ptr<Session> self) {
     co_await stream::close_stream(self->stream_);
+    self->reroute_unwritten();
+  }
+
+  // --- Output that was not written (docs/security.md, "Memory") ---
+
+  // Messages and IQ requests are kept (as the bytes queued) until written: when the session
+  // ends first, they go where a message to a resource that is gone goes, or bounce.
+  static bool must_not_vanish(const Element& stanza) {
+    if (stanza.name() == "message") return true;
+    if (stanza.name() != "iq") return false;
+    const auto type = stanza.attr("type");
+    return type == "get" || type == "set";
+  }
+
+  struct Unwritten {
+    std::uint64_t end;  // the stream's bytes_queued() once it was queued
+    std::string head;   // before `bytes` (a shared stanza's head), or empty
+    std::shared_ptr<const std::string> bytes;
+  };
+
+  void track(std::string head, std::shared_ptr<const std::string> bytes) {
+    const std::uint64_t written = stream_->bytes_out();
+    std::size_t done = 0;
+    while (done < unwritten_.size() && unwritten_[done].end <= written) ++done;
+    unwritten_.erase(unwritten_.begin(), unwritten_.begin() + static_cast<std::ptrdiff_t>(done));
+    unwritten_.push_back({stream_->bytes_queued(), std::move(head), std::move(bytes)});
+  }
+
+  // The session has ended (it has left the router, its stream is closed): what was queued
+  // for it and not written is routed again as if it had never been delivered.
+  void reroute_unwritten() {
+    const std::uint64_t written = stream_->bytes_out();
+    auto pending = std::move(unwritten_);
+    unwritten_.clear();
+    for (const auto& u : pending) {
+      if (u.end <= written) continue;
+      auto stanza = xml::parse_element(u.head + *u.bytes, xml::ns::kClient);
+      if (!stanza) continue;  // (we serialised it)
+      count_unwritten(route_unwritten(std::move(*stanza)));
+    }
+  }
+
+  std::string_view route_unwritten(Element stanza) {
+    if (stanza.name() == "iq") {
+      ctx_.router.bounce(stanza, core::StanzaError::kServiceUnavailable);
+      return "bounced";
+    }
+    const auto type = stanza.attr("type");
+    if (type == "error" || type == "headline") return "dropped";
+    if (type == "groupchat") {
+      ctx_.router.bounce(stanza, core::StanzaError::kServiceUnavailable);
+      return "bounced";
+    }
+    // To the bare JID it was delivered to every available resource: only when no other
+    // resource is available does it need to go again (to offline storage).
+    auto to = core::Jid::parse(stanza.attr("to"));
+    if (to && to->is_bare())
+      for (auto* other : ctx_.router.sessions_of(*to))
+        if (other != this && other->available) return "dropped";
+    stanza.set_attr("to", jid_.str());  // RFC 6121 §8.5.3.2.1: the resource is gone
+    ctx_.im.to_local(std::move(stanza));
+    return "rerouted";
+  }
+
+  void count_unwritten(std::string_view outcome) {
+    if (ctx_.metrics) ctx_.metrics->unwritten(outcome);
+  }
+
+  // The client does not read what it is sent (max_write_queue, write_stall_timeout): the
+  // session ends. Past the byte bound, what is queued and a stream error after it are written
+  // for a bounded time (a slow reader still gets them); a stalled one is closed at once.
+  void on_write_limit(stream::WriteLimit why) {
+    if (!open()) return;
+    if (ctx_.metrics) ctx_.metrics->write_limit(stream::to_string(why));
+    spdlog::info("c2s {} {}: closing: the client does not read ({}; {} bytes unwritten)", remote_,
+                 state_ == State::kBound ? jid_.str() : std::string("-"), stream::to_string(why),
+                 stream_->bytes_queued() - stream_->bytes_out());
+    if (why == stream::WriteLimit::kQueueFull && !stream_id_.empty()) {
+      stream_->send_last(stream::stream_error_close(StreamError::kPolicyViolation,
+                                                    "Too much output waiting to be read", ""));
+      enter(State::kClosing);
+    } else {
+      enter(State::kEnded);
+    }
   }
 
   // XEP-0199 §4.2: a bound session that sent nothing for ping_interval is pinged; one that
@@ -449,7 +556,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   std::string domain_;
   std::string stream_id_;  // of the current stream; empty until our header is sent
   core::Jid jid_;
-  std::string ping_id_;  // of our ping waiting for an answer (watch_idle)
+  std::vector<Unwritten> unwritten_;  // in the order queued
+  std::string ping_id_;               // of our ping waiting for an answer (watch_idle)
 };
 
 }  // namespace

@@ -33,6 +33,7 @@ constexpr std::int64_t kMaxStanzaSize = 64 * 1024 * 1024;
 constexpr std::int64_t kMaxPort = 65535;
 constexpr std::int64_t kMaxRate = 1'000'000;
 constexpr std::uint64_t kMaxBandwidth = 10ULL * 1024 * 1024 * 1024;
+constexpr std::uint64_t kMinWriteQueue = 64 * 1024;
 constexpr std::int64_t kMaxBurst = 100'000'000;
 // A dialback secret set in the file keys HMACs that vouch for this server (XEP-0185).
 constexpr std::size_t kMinDialbackSecret = 16;
@@ -548,7 +549,7 @@ void read_tls(Reader& r, const toml::table& t, TlsConfig& c) {
 void read_limits(Reader& r, const toml::table& t, StreamLimits& c) {
   Section s(r, t, "c2s.limits",
             {"max_stanza_size", "max_unauthenticated_stanza_size", "max_depth", "max_attributes",
-             "max_header_size", "handshake_timeout"});
+             "max_header_size", "handshake_timeout", "max_write_queue", "write_stall_timeout"});
   s.integer("max_stanza_size", 1024, kMaxStanzaSize, c.max_stanza_size);
   s.integer("max_unauthenticated_stanza_size", 1024, kMaxStanzaSize,
             c.max_unauthenticated_stanza_size);
@@ -556,6 +557,8 @@ void read_limits(Reader& r, const toml::table& t, StreamLimits& c) {
   s.integer("max_attributes", 1, 1024, c.max_attributes);
   s.integer("max_header_size", 256, 65536, c.max_header_size);
   s.duration("handshake_timeout", c.handshake_timeout);
+  s.byte_size("max_write_queue", kMinWriteQueue, kMaxBandwidth, c.max_write_queue);
+  s.duration("write_stall_timeout", c.write_stall_timeout);
 }
 
 void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
@@ -669,6 +672,10 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
              "handshake_timeout",
              "queue_size",
              "ping_interval",
+             "max_write_queue",
+             "write_stall_timeout",
+             "max_unacked",
+             "max_unacked_bytes",
              "retry"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 1, 65535, c.port);
@@ -700,6 +707,10 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
   s.duration("handshake_timeout", c.handshake_timeout);
   s.integer("queue_size", 1, 1'000'000, c.queue_size);
   s.duration("ping_interval", c.ping_interval);
+  s.byte_size("max_write_queue", kMinWriteQueue, kMaxBandwidth, c.max_write_queue);
+  s.duration("write_stall_timeout", c.write_stall_timeout);
+  s.integer("max_unacked", 64, 100'000'000, c.max_unacked);
+  s.byte_size("max_unacked_bytes", kMinWriteQueue, kMaxBandwidth, c.max_unacked_bytes);
   if (const auto* retry = s.table("retry")) read_retry(r, *retry, c.retry);
 }
 
@@ -844,6 +855,21 @@ Config parse_config(std::string_view text, const std::string& name) {
     }
   }
   return c;
+}
+
+namespace {
+std::uint64_t at_least_two_stanzas(std::uint64_t configured, const Config& c) {
+  const std::uint64_t largest = std::max(c.c2s.limits.max_stanza_size, c.s2s.max_stanza_size);
+  return std::max(configured, 2 * largest);
+}
+}  // namespace
+
+std::uint64_t Config::c2s_write_queue() const {
+  return at_least_two_stanzas(c2s.limits.max_write_queue, *this);
+}
+
+std::uint64_t Config::s2s_write_queue() const {
+  return at_least_two_stanzas(s2s.max_write_queue, *this);
 }
 
 Config load_config(const std::string& path) {

@@ -40,6 +40,11 @@ struct StreamLimits {
   std::size_t max_attributes = 64;
   std::size_t max_header_size = 4096;
   Duration handshake_timeout{std::chrono::seconds(30)};
+  // Output queued for a client and not yet written: beyond it, or with no write progress for
+  // write_stall_timeout while output waits, the session is closed (docs/security.md).
+  // Eight times the largest stanza a client can be sent (s2s.max_stanza_size).
+  std::uint64_t max_write_queue = 4 * 1024 * 1024;
+  Duration write_stall_timeout{std::chrono::seconds(60)};
 };
 
 struct C2sConfig {
@@ -121,7 +126,16 @@ struct S2sConfig {
 
   std::size_t max_stanza_size = 512 * 1024;
   Duration handshake_timeout{std::chrono::seconds(30)};
-  std::size_t queue_size = 1000;                     // stanzas waiting per remote domain
+  std::size_t queue_size = 1000;  // stanzas waiting per remote domain
+  // Output queued on one server stream and not yet written; beyond it, or with no write
+  // progress for write_stall_timeout, an outbound link fails over (its stanzas are sent
+  // again on a new link or bounced) and an inbound stream is closed (docs/security.md).
+  std::uint64_t max_write_queue = 8 * 1024 * 1024;
+  Duration write_stall_timeout{std::chrono::seconds(60)};
+  // Stanzas a peer may leave unacknowledged (XEP-0198) on one outbound stream, in number
+  // and in bytes; beyond either the link fails over the same way.
+  std::uint64_t max_unacked = 10000;
+  std::uint64_t max_unacked_bytes = 16 * 1024 * 1024;
   Duration ping_interval{std::chrono::seconds(60)};  // XEP-0199 health checks on idle links
 };
 
@@ -179,6 +193,10 @@ struct Config {
   std::string muc_domain(const std::string& domain) const;
   // Every domain this server answers for: server.domains, then their room services.
   std::vector<std::string> hosted_domains() const;
+  // The write queue bounds in force: as configured, but never below twice the largest
+  // stanza a stream can be given to write (from clients or from servers).
+  std::uint64_t c2s_write_queue() const;
+  std::uint64_t s2s_write_queue() const;
 };
 
 // Thrown by load_config; what() reads "FILE:LINE:COL: KEY: problem".

@@ -447,10 +447,25 @@ S2sMetrics::S2sMetrics(Registry& r, std::size_t max_domains)
                     "Times an inbound stream from a remote domain stopped being read because "
                     "what it sent filled the queue of a link still being set up (queue_size; "
                     "nothing is dropped).",
-                    {"domain"}, max_domains))) {}
+                    {"domain"}, max_domains))),
+      write_limits(r.counter_family(
+          by_domain("waddle_s2s_write_limit_total",
+                    "Server-to-server streams dropped because the peer did not read what was "
+                    "written (s2s.max_write_queue, s2s.write_stall_timeout) or did not "
+                    "acknowledge it (s2s.max_unacked); outbound links fail over.",
+                    {"domain", "direction", "reason"}, max_domains))) {}
 
 C2sMetrics::C2sMetrics(Registry& r)
-    : sessions_active(
+    : write_limits(r.counter_family({.name = "waddle_c2s_write_limit_total",
+                                     .help = "Client sessions closed because the client did not "
+                                             "read what was written to it.",
+                                     .labels = {"reason"}})),
+      unwritten_stanzas(r.counter_family(
+          {.name = "waddle_c2s_unwritten_stanzas_total",
+           .help = "Stanzas queued for a client session that ended before they were written, "
+                   "by what became of them.",
+           .labels = {"outcome"}})),
+      sessions_active(
           r.gauge_family({.name = "waddle_c2s_sessions_active", .help = "Open client streams."})
               .get({})),
       auth_failures(r.counter_family({.name = "waddle_c2s_auth_failures_total",

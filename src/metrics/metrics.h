@@ -281,6 +281,11 @@ struct S2sMetrics {
   // An inbound stream from `domain` waits: a stanza it sent made a link's queue (still being
   // set up) go over queue_size.
   void held_back(std::string_view domain) { held_back_total.get({domain}).inc(); }
+  // A stream dropped by a write bound: `reason` is "queue_full", "stalled" or
+  // "unacked" (stream management answers that did not come).
+  void write_limit(std::string_view domain, Direction d, std::string_view reason) {
+    write_limits.get({domain, to_string(d), reason}).inc();
+  }
 
   GaugeFamily& connections_active;   // waddle_s2s_connections_active{domain,direction}
   CounterFamily& connections_total;  // waddle_s2s_connections_total{domain,direction}
@@ -299,6 +304,7 @@ struct S2sMetrics {
   CounterFamily& paced_total;        // waddle_s2s_paced_total{domain}
   CounterFamily& paced_time;         // waddle_s2s_paced_seconds_total{domain}
   CounterFamily& held_back_total;    // waddle_s2s_held_back_total{domain}
+  CounterFamily& write_limits;       // waddle_s2s_write_limit_total{domain,direction,reason}
 };
 
 struct C2sMetrics {
@@ -309,11 +315,19 @@ struct C2sMetrics {
   void auth_failure() { auth_failures.inc(); }
   void stanza_received() { stanzas_received.inc(); }
   void offline_message_stored() { offline_stored.inc(); }
+  // A session closed by a write bound: `reason` is "queue_full" or "stalled".
+  void write_limit(std::string_view reason) { write_limits.get({reason}).inc(); }
+  // A stanza queued for a session that ended before it was written: "rerouted" (to the
+  // account's other resources or offline storage), "bounced" (an error to its sender) or
+  // "dropped" (presence, results and errors, headlines: nobody to tell).
+  void unwritten(std::string_view outcome) { unwritten_stanzas.get({outcome}).inc(); }
 
-  Gauge& sessions_active;     // waddle_c2s_sessions_active
-  Counter& auth_failures;     // waddle_c2s_auth_failures_total
-  Counter& stanzas_received;  // waddle_c2s_stanzas_received_total
-  Counter& offline_stored;    // waddle_offline_messages_stored_total
+  CounterFamily& write_limits;       // waddle_c2s_write_limit_total{reason}
+  CounterFamily& unwritten_stanzas;  // waddle_c2s_unwritten_stanzas_total{outcome}
+  Gauge& sessions_active;            // waddle_c2s_sessions_active
+  Counter& auth_failures;            // waddle_c2s_auth_failures_total
+  Counter& stanzas_received;         // waddle_c2s_stanzas_received_total
+  Counter& offline_stored;           // waddle_offline_messages_stored_total
 };
 
 // Connections refused when accepted (core/connection_gate.h), by listener ("c2s" or "s2s")

@@ -95,6 +95,8 @@ struct Context {
   std::size_t history_bytes = 256 * 1024;                 // and their total size
   std::uint32_t max_users = 200;                          // the most occupants an owner may allow
   RoomLimits limits;
+  // One stanza to many full JIDs, serialised once for all (Router::fan_out); unset: send().
+  std::function<void(xml::Element, std::vector<std::string>)> broadcast;
 };
 
 // Facts about a joining user established before the room sees it (credential checks).

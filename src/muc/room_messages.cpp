@@ -21,7 +21,14 @@ using detail::unreachable;
 using xml::Element;
 
 void Room::broadcast_message(Element stanza) {
-  for (const auto& [n, occ] : occupants_) send_to_occupant(occ, stanza);
+  if (!ctx_->broadcast) {
+    for (const auto& [n, occ] : occupants_) send_to_occupant(occ, stanza);
+    return;
+  }
+  std::vector<std::string> to;
+  for (const auto& [n, occ] : occupants_)
+    for (const auto& [full, last] : occ.sessions) to.push_back(full);
+  ctx_->broadcast(std::move(stanza), std::move(to));
 }
 
 void Room::send_history(const std::string& to, const Element& join) {

@@ -24,6 +24,7 @@ constexpr std::size_t kMaxRequests = 1000;  // identity checks in flight (and jo
 MucService::MucService(const core::MucConfig& config, std::string domain, Env env)
     : config_(config), domain_(std::move(domain)), env_(std::move(env)) {
   ctx_.send = env_.send;
+  ctx_.broadcast = env_.broadcast;
   ctx_.now = env_.now;
   ctx_.is_local_domain = env_.is_local_domain;
   ctx_.history_size = config_.history_size;

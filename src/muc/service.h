@@ -22,6 +22,8 @@ namespace waddle::muc {
 struct Env {
   // Must not call back into the service before returning (the server posts to the reactor).
   std::function<void(xml::Element)> send;
+  // One stanza to many recipients (Context::broadcast); may be empty.
+  std::function<void(xml::Element, std::vector<std::string>)> broadcast;
   std::function<std::int64_t()> now;  // Unix seconds
   // Saves a persistent room (data = Room::save() as text) or deletes it (data empty).
   std::function<void(const std::string& room, const std::string& data)> store;

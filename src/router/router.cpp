@@ -2,6 +2,7 @@
 #include "router/router.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "xml/stanza.h"
 
@@ -69,6 +70,25 @@ void Router::route(xml::Element stanza) {
   }
   bounce(stanza, core::StanzaError::kRemoteServerNotFound,
          "Federation is not enabled on this server");
+}
+
+void Router::fan_out(const xml::Element& stanza, const std::vector<std::string>& recipients) {
+  std::optional<xml::SharedStanza> shared;  // made at the first local session
+  for (const auto& r : recipients) {
+    auto to = core::Jid::parse(r);
+    LocalSession* s = nullptr;
+    if (to && !to->is_bare() && !component(to->domain()) && is_user_domain(to->domain()))
+      s = find(*to);
+    if (!s) {
+      xml::Element copy = stanza;
+      copy.set_attr("to", r);
+      route(std::move(copy));
+      continue;
+    }
+    if (!shared) shared = xml::share_stanza(stanza, xml::ns::kClient);
+    ++stats_.routed_local;
+    s->deliver_shared(stanza, *shared, r);
+  }
 }
 
 LocalSession* Router::add(LocalSession* session) {

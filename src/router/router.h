@@ -26,6 +26,15 @@ class LocalSession {
   virtual const core::Jid& jid() const = 0;  // bound full JID
   // Queues the stanza for writing; never blocks, never fails (a closing session drops).
   virtual void deliver(const xml::Element& stanza) = 0;
+  // The same for one stanza of a fan-out (`stanza` serialised once as `shared`) to `to`,
+  // this session's JID: a session that writes bytes queues the shared buffer.
+  virtual void deliver_shared(const xml::Element& stanza, const xml::SharedStanza& shared,
+                              std::string_view to) {
+    (void)shared;
+    xml::Element copy = stanza;
+    copy.set_attr("to", std::string(to));
+    deliver(copy);
+  }
   // Closes the stream with a stream error (e.g. <conflict/> when a new session takes over).
   virtual void close_with(core::StreamError error, std::string_view text = {}) = 0;
 
@@ -79,6 +88,10 @@ class Router {
   // Routes a stanza whose 'from' is trustworthy (stamped by the session that received it).
   // A 'to' that is not a valid JID is answered with jid-malformed.
   void route(xml::Element stanza);
+  // Routes `stanza` to each of `recipients` (full JIDs) as if each copy had been routed
+  // with its own 'to': local sessions share one serialisation of it (xml::SharedStanza);
+  // the others get a copy through route().
+  void fan_out(const xml::Element& stanza, const std::vector<std::string>& recipients);
   // Sends an error reply for `stanza` to its sender, unless it must not be answered.
   void bounce(const xml::Element& stanza, core::StanzaError condition, std::string_view text = {});
 

@@ -46,6 +46,11 @@ std::uint64_t StreamChannel::bytes_written() const {
   return stream_->bytes_out();
 }
 
+std::string_view StreamChannel::write_limit() const {
+  const auto w = stream_->write_limit();
+  return w == stream::WriteLimit::kNone ? std::string_view() : stream::to_string(w);
+}
+
 void StreamChannel::restart() {
   stream_->reset_parser();
   reader_.clear();

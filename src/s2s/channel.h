@@ -40,6 +40,8 @@ class Channel {
   // ping is only waited for once what was sent before it has left.
   virtual std::uint64_t bytes_sent() const { return 0; }
   virtual std::uint64_t bytes_written() const { return 0; }
+  // The write bound that closed the stream ("queue_full", "stalled"), or empty.
+  virtual std::string_view write_limit() const { return {}; }
 };
 
 class StreamChannel final : public Channel {
@@ -56,6 +58,7 @@ class StreamChannel final : public Channel {
   std::string end_reason() const override;
   std::uint64_t bytes_sent() const override;
   std::uint64_t bytes_written() const override;
+  std::string_view write_limit() const override;
 
   stream::XmlStream& stream() { return *stream_; }
   stream::EventReader& reader() { return reader_; }

@@ -156,6 +156,7 @@ asio::awaitable<Connected> TlsConnector::connect(ConnectRequest req,
     trace_.note("TCP: connected to " + where);
     auto s = std::make_shared<stream::XmlStream>(std::move(socket), tls_.s2s_client(req.local),
                                                  stream::server_parser_limits(config_));
+    s->set_write_limits({config_.s2s_write_queue(), config_.s2s.write_stall_timeout});
     open->stream = s;
     Connected c = co_await negotiate(s, req, ep.direct_tls, where);
     open->stream.reset();

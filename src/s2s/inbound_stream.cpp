@@ -127,6 +127,12 @@ asio::awaitable<void> InboundStream::run() {
   resume_ = nullptr;
   co_await channel_->close_gracefully();
   state_ = State::kEnded;  // a verification still in flight must not count it as opened
+  if (const auto why = channel_->write_limit(); !why.empty()) {
+    close_reason_ = metrics::CloseReason::kError;  // the peer does not read our answers
+    if (ctx_.metrics)
+      ctx_.metrics->write_limit(!counted_domain_.empty() ? counted_domain_ : who(),
+                                metrics::Direction::kIn, why);
+  }
   if (ctx_.metrics) {
     if (!counted_domain_.empty())
       ctx_.metrics->connection_closed(counted_domain_, metrics::Direction::kIn);

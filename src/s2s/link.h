@@ -34,6 +34,11 @@ struct OutboundStream {
   std::unique_ptr<Timer> closed;  // its wait ends (cancelled) when the stream ends
   SmSender sm;                    // XEP-0198, when the peer offers it
   Timer* ack_timer = nullptr;     // the wait before asking for an acknowledgement
+  // Without stream management: stanzas handed to the channel and not yet written to the
+  // socket (as written), each with the channel's bytes_sent() once queued; queued again for
+  // the next link when the stream ends before they are written.
+  std::deque<std::pair<std::uint64_t, std::string>> unwritten;
+  std::string failed;  // why the link failed over (a write bound: "stalled", ...), or empty
 
   bool usable() const { return channel && !channel->closed() && !done; }
 };
@@ -64,6 +69,9 @@ struct Link {
   // Set when we end the stream (idle, unanswered ping, policy, shutdown); otherwise its end
   // counts as the peer's doing, or as an error when the peer's input was refused.
   std::optional<metrics::CloseReason> close_reason;
+  // Its last stream was dropped at a write bound (the peer did not read, or did not
+  // acknowledge): the next stream counts as a retry (pool_limits.cpp).
+  std::optional<std::string> write_failure;
 
   bool ready() const { return state == State::kReady && out && out->usable(); }
 };

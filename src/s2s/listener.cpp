@@ -61,6 +61,7 @@ asio::awaitable<void> Listener::accept_loop(tcp::acceptor& acc, bool direct_tls)
     auto st = std::make_shared<stream::XmlStream>(
         std::move(socket), ctx_.tls.s2s_server(),
         stream::before_authentication(stream::server_parser_limits(ctx_.config), ctx_.config));
+    st->set_write_limits({ctx_.config.s2s_write_queue(), ctx_.config.s2s.write_stall_timeout});
     auto in = std::make_shared<InboundStream>(ctx_, st, direct_tls, std::move(ticket));
     streams_.insert(in);
     net::spawn_logged(io_.get_executor(), serve(in, ctx_.live.enter()), "s2s inbound stream");

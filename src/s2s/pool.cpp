@@ -112,9 +112,10 @@ void Pool::write(Link& link, Element stanza) {
   link.last_activity = time_.now();
   out.last_activity = link.last_activity;
   if (metrics_) metrics_->stanza_sent(link.remote);
-  if (!out.sm.enabled()) return;
+  if (!out.sm.enabled()) return keep_unwritten(out, std::move(bytes));
   // Kept until the peer acknowledges it (XEP-0198).
   if (metrics_) metrics_->unacked(link.remote, 1);
+  check_unacked(out, link.remote);
   switch (out.sm.sent(std::move(bytes))) {
     case SmSender::Next::kRequest:
       request_ack(out);
@@ -169,16 +170,23 @@ asio::awaitable<void> Pool::drive(std::shared_ptr<Link> link) {
     }
     if (stopping_) continue;  // bounced at the top of the loop
     Connected c = co_await dial(link);
-    if (c.outcome.ok()) {
+    Outcome outcome = c.outcome;
+    if (outcome.ok()) {
+      const std::uint32_t failed_before = attempt;
       attempt = 0;
       co_await use(link, std::move(c));
       if (link->queue.empty() || stopping_) break;
-      continue;  // stanzas arrived while it was closing: reconnect
+      if (!link->write_failure) continue;  // stanzas arrived while it was closing: reconnect
+      // Dropped at a write bound: a failed attempt (reported when it was dropped), so that a
+      // peer that never reads cannot keep the same stanzas cycling through new links.
+      attempt = failed_before;
+      outcome = Outcome::fail(Failure::kTimeout, *link->write_failure);
+    } else {
+      report(metrics_, link->remote, *outcome.failure, outcome.text);
     }
-    const Failure failure = *c.outcome.failure;
-    report(metrics_, link->remote, failure, c.outcome.text);
-    if (failure == Failure::kPolicy || c.outcome.definitive || attempt >= retry.max_retries) {
-      bounce_queue(*link, failure, c.outcome.text);
+    const Failure failure = *outcome.failure;
+    if (failure == Failure::kPolicy || outcome.definitive || attempt >= retry.max_retries) {
+      bounce_queue(*link, failure, outcome.text);
       break;
     }
     if (stopping_) continue;  // shutdown aborted the attempt: no retry
@@ -264,6 +272,7 @@ asio::awaitable<void> Pool::use(std::shared_ptr<Link> link, Connected c) {
   link->last_activity = link->last_rx = time_.now();
   link->ping_sent.reset();
   link->ping_written.reset();
+  link->write_failure.reset();
   spdlog::info("s2s {} -> {}: authenticated with {} over {} (peer certificate {})", link->local,
                link->remote, out->method, out->channel->tls_description(),
                out->cert_valid ? "valid" : "not verified");
@@ -317,8 +326,10 @@ asio::awaitable<void> Pool::serve(std::shared_ptr<Link> link) {
     }
   }
   link->state = Link::State::kConnecting;
+  after_stream(*link, *out);
+  if (link->write_failure) close_reason = metrics::CloseReason::kError;
   // What the peer has not acknowledged goes out again on the next link, before anything
-  // queued later.
+  // queued later; so does what was never written.
   resend_unacked(*out, link->remote);
   Multiplexer::ended(*out);  // domains multiplexed on this stream lose it too
   if (out->ack_timer) out->ack_timer->cancel();

@@ -76,6 +76,16 @@ class Pool {
   // to end (the peer acknowledged more than was sent).
   bool on_sm(OutboundStream& out, const std::string& remote, const xml::Element& e);
   void resend_unacked(OutboundStream& out, const std::string& remote);
+  // Stanzas of an ended stream that go out again on their link (bounced when refused).
+  void requeue(std::deque<std::string> rest, const std::string& remote);
+  // Write bounds on outbound streams (pool_limits.cpp): stanzas not yet written are kept
+  // (without stream management), too many unacknowledged ones fail the link over, and a
+  // stream dropped at a bound makes its link retry within the retry policy.
+  void keep_unwritten(OutboundStream& out, std::string bytes);
+  void check_unacked(OutboundStream& out, const std::string& remote);
+  void fail_over(OutboundStream& out, const std::string& remote, std::string_view reason,
+                 const std::string& text);
+  void after_stream(Link& link, OutboundStream& out);
   // Ends a stream we no longer want, `last` (a stream error, or nothing) before the closing
   // tag: with stream management, asks for a last acknowledgement and reads on until the peer
   // closes too (bounded), so that what it handled is neither sent again nor bounced.

@@ -114,11 +114,17 @@ void Pool::resend_unacked(OutboundStream& out, const std::string& remote) {
   }
   spdlog::info("s2s -> {}: {} stanzas were not acknowledged when the stream ended; {}", remote,
                rest.size(), refused ? "bouncing them" : "sending them again on the next link");
+  requeue(std::move(rest), remote);
+}
+
+// Stanzas of an ended stream, as written, to their links again (or bounced when refused).
+void Pool::requeue(std::deque<std::string> rest, const std::string& remote) {
+  const auto refused = admission_.outbound(remote, stopping_);  // shutdown, policy
   for (const std::string& bytes : rest) {
     // Kept as written; parsed again only now, on this rare path.
     std::optional<Element> parsed = xml::parse_element(bytes, ns::kServer);
     if (!parsed) {  // cannot happen: the bytes are this server's own serialisation
-      spdlog::error("s2s -> {}: an unacknowledged stanza could not be read back: {}", remote,
+      spdlog::error("s2s -> {}: a stanza to send again could not be read back: {}", remote,
                     bytes.substr(0, 200));
       continue;
     }

@@ -7,10 +7,12 @@ void SmSender::disable() {
   enabled_ = false;
   awaiting_ = false;
   unacked_.clear();
+  unacked_bytes_ = 0;
 }
 
 SmSender::Next SmSender::sent(std::string bytes) {
   if (!enabled_) return Next::kNothing;
+  unacked_bytes_ += bytes.size();
   unacked_.push_back(std::move(bytes));
   const std::size_t n = unrequested();
   // A batch is asked about at once, even with a request outstanding: behind a backlog the
@@ -33,6 +35,7 @@ std::optional<std::string> SmSender::acked(std::uint32_t h) {
   if (newly > unacked_.size())
     return "acknowledged " + std::to_string(h) + " stanzas, but only " +
            std::to_string(sent_count()) + " were sent";
+  for (std::uint32_t i = 0; i < newly; ++i) unacked_bytes_ -= unacked_[i].size();
   unacked_.erase(unacked_.begin(), unacked_.begin() + newly);
   acked_h_ = h;
   awaiting_ = awaiting_ && newly < to_latest;  // an answer to an earlier <r/>
@@ -42,6 +45,7 @@ std::optional<std::string> SmSender::acked(std::uint32_t h) {
 std::deque<std::string> SmSender::take_unacked() {
   auto rest = std::move(unacked_);
   unacked_.clear();
+  unacked_bytes_ = 0;
   acked_h_ = requested_h_ = 0;
   awaiting_ = false;
   return rest;

@@ -53,6 +53,8 @@ class SmSender {
   std::deque<std::string> take_unacked();
 
   std::size_t unacked() const { return unacked_.size(); }
+  // What the unacknowledged stanzas weigh, as written.
+  std::uint64_t unacked_bytes() const { return unacked_bytes_; }
   std::uint32_t sent_count() const {
     return acked_h_ + static_cast<std::uint32_t>(unacked_.size());
   }
@@ -62,6 +64,7 @@ class SmSender {
   bool enabled_ = false;
   bool awaiting_ = false;  // an <r/> is outstanding
   std::deque<std::string> unacked_;
+  std::uint64_t unacked_bytes_ = 0;
   std::uint32_t acked_h_ = 0;      // the peer's last 'h'
   std::uint32_t requested_h_ = 0;  // sent_count() when the last <r/> went out
 };

@@ -245,80 +245,213 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
   }
 }
 
+std::string_view to_string(WriteLimit w) {
+  switch (w) {
+    case WriteLimit::kNone:
+      return "none";
+    case WriteLimit::kQueueFull:
+      return "queue_full";
+    case WriteLimit::kStalled:
+      return "stalled";
+  }
+  return "none";
+}
+
+namespace {
+// The most plaintext one SSL_write call is given: four TLS records.
+constexpr std::size_t kWriteChunk = 64 * 1024;
+// Shared buffers smaller than this are copied: they then coalesce with their neighbours into
+// one write, and copying them costs less than the write they would need on their own.
+constexpr std::size_t kShareFrom = 4096;
+// An idle stream keeps no large write buffer (small ones are reused).
+constexpr std::size_t kKeep = 4096;
+// See over_limit().
+constexpr std::uint64_t kBurstFactor = 4;
+constexpr auto kQueueGrace = std::chrono::seconds(1);
+}  // namespace
+
+void XmlStream::set_write_limits(WriteLimits limits, std::function<void(WriteLimit)> handler) {
+  limits_ = limits;
+  on_limit_ = std::move(handler);
+  if (limits_.stall_timeout.count() > 0 && !stall_timer_)
+    stall_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+}
+
+// Past max_queued, only a peer that lets nothing be written for kQueueGrace trips the bound: a
+// burst queued at once (a queue of bounces, an offline backlog) to a peer that reads is written
+// as it reads. Past kBurstFactor times max_queued, any peer trips it.
+bool XmlStream::over_limit(std::size_t more) {
+  if (limits_.max_queued == 0) return false;
+  const std::uint64_t after = unwritten_ + more;
+  if (after <= limits_.max_queued) return false;
+  if (after > kBurstFactor * limits_.max_queued) return true;
+  return std::chrono::steady_clock::now() - progress_at_ >= kQueueGrace;
+}
+
 void XmlStream::send(std::string_view data) {
+  bytes_queued_ += data.size();  // counted even when dropped: owners compare with bytes_out()
   if (closed_) return;
+  if (limit_ != WriteLimit::kNone) return;  // dropped: the owner is told of the trip
+  if (over_limit(data.size())) return trip(WriteLimit::kQueueFull);
+  enqueue(data, nullptr);
+}
+
+void XmlStream::send(std::shared_ptr<const std::string> data) {
+  if (!data) return;
+  bytes_queued_ += data->size();
+  if (closed_) return;
+  if (limit_ != WriteLimit::kNone) return;
+  if (over_limit(data->size())) return trip(WriteLimit::kQueueFull);
+  if (data->size() < kShareFrom)
+    enqueue(*data, nullptr);
+  else
+    enqueue({}, std::move(data));
+}
+
+void XmlStream::send_last(std::string_view data) {
+  if (limit_ == WriteLimit::kNone || closed_) return;
   bytes_queued_ += data.size();
-  pending_.append(data);
+  enqueue(data, nullptr);
+}
+
+void XmlStream::enqueue(std::string_view data, std::shared_ptr<const std::string> shared) {
+  if (unwritten_ == 0) progress_at_ = std::chrono::steady_clock::now();  // stalls count from here
+  if (shared) {
+    unwritten_ += shared->size();
+    chunks_.push_back(Chunk{{}, std::move(shared)});
+  } else {
+    unwritten_ += data.size();
+    // Consecutive bytes of our own coalesce, but never into the chunk being written.
+    const bool grow = chunks_.size() > head_ && !chunks_.back().shared &&
+                      !(chunks_.size() - 1 == head_ && head_started_);
+    if (grow) {
+      chunks_.back().own.append(data);
+    } else {
+      Chunk c;
+      c.own = std::move(spare_);
+      c.own.assign(data);
+      chunks_.push_back(std::move(c));
+    }
+  }
   if (!writing_) {
     writing_ = true;
     asio::co_spawn(socket_.get_executor(), write_loop(shared_from_this()), asio::detached);
   }
 }
 
-namespace {
-// The most plaintext one SSL_write call is given: four TLS records.
-constexpr std::size_t kWriteChunk = 64 * 1024;
-}  // namespace
+void XmlStream::pop_front_chunk() {
+  Chunk& c = chunks_[head_];
+  if (!c.shared && c.own.capacity() <= kKeep && spare_.capacity() == 0) {
+    spare_ = std::move(c.own);
+    spare_.clear();
+  }
+  c = Chunk{};
+  ++head_;
+  head_off_ = 0;
+  head_started_ = false;
+  if (head_ == chunks_.size()) {
+    chunks_.clear();
+    head_ = 0;
+  } else if (head_ >= 64 && 2 * head_ >= chunks_.size()) {
+    chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+}
+
+// What is queued stays (it is within the bound, and a reader that is merely slow gets it, a
+// last element after it); what would go beyond is dropped from here on.
+void XmlStream::trip(WriteLimit why) {
+  if (limit_ != WriteLimit::kNone || closed_) return;
+  limit_ = why;
+  asio::post(socket_.get_executor(), [weak = weak_from_this(), why] {
+    auto s = weak.lock();
+    if (!s || s->closed_) return;
+    if (auto handler = s->on_limit_)
+      handler(why);
+    else
+      s->close();
+  });
+}
+
+void XmlStream::arm_stall_timer() {
+  if (!stall_timer_ || stall_armed_ || closed_ || limit_ != WriteLimit::kNone) return;
+  stall_armed_ = true;
+  stall_timer_->expires_at(progress_at_ + limits_.stall_timeout);
+  stall_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    auto s = weak.lock();
+    if (!s) return;
+    s->stall_armed_ = false;
+    if (ec || s->closed_ || s->limit_ != WriteLimit::kNone || s->unwritten_ == 0) return;
+    // Only the writer's progress counts: a peer that writes to us but does not read is stuck
+    // all the same.
+    if (std::chrono::steady_clock::now() - s->progress_at_ >= s->limits_.stall_timeout)
+      s->trip(WriteLimit::kStalled);
+    else
+      s->arm_stall_timer();
+  });
+}
 
 asio::awaitable<void> XmlStream::write_loop(std::shared_ptr<XmlStream> self) {
   XmlStream& s = *self;
   // Writes complete at once when the socket has room, so let the current handler finish
   // first: everything it queues (a burst of stanzas) then goes out in one write.
   co_await asio::post(s.socket_.get_executor(), asio::use_awaitable);
-  while (!s.pending_.empty() && !s.closed_) {
-    s.in_flight_.clear();
-    s.in_flight_.swap(s.pending_);
-    std::size_t off = 0;
-    bool failed = false;
-    while (off < s.in_flight_.size() && !s.closed_) {
-      const std::size_t left = s.in_flight_.size() - off;
-      if (s.tls_active_) {
-        ERR_clear_error();
-        const std::uint64_t read_before = s.socket_bytes_read();
-        // At most kWriteChunk per call: SSL_write returns only once all it was given is
-        // written, and bytes_out() should show a large backlog's progress as it goes.
-        const int n = SSL_write(s.ssl_.get(), s.in_flight_.data() + off,
-                                static_cast<int>(std::min(left, kWriteChunk)));
-        s.wake_other_side(true, read_before);
-        if (n > 0) {
-          off += static_cast<std::size_t>(n);
-          s.bytes_out_ += static_cast<std::size_t>(n);
-          continue;
-        }
-        const int err = SSL_get_error(s.ssl_.get(), n);
-        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-          const bool ready = co_await s.wait_for(err, true);
-          if (ready) continue;
-        }
-        ERR_clear_error();
-        failed = true;
-        break;
-      }
-      boost::system::error_code ec;
-      const std::size_t n = s.socket_.write_some(asio::buffer(s.in_flight_.data() + off, left), ec);
-      if (!ec) {
-        off += n;
-        s.bytes_out_ += n;
-        continue;
-      }
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        const bool ready = co_await s.wait_for(SSL_ERROR_WANT_WRITE, true);
-        if (ready) continue;
-      }
-      failed = true;
-      break;
+  bool failed = false;
+  while (s.head_ < s.chunks_.size() && !s.closed_ && !failed) {
+    s.head_started_ = true;
+    // Looked up again after every wait: the queue may have grown (and moved) meanwhile.
+    const std::string_view data = s.chunks_[s.head_].view();
+    if (s.head_off_ >= data.size()) {
+      s.pop_front_chunk();
+      continue;
     }
-    if (failed || s.closed_) {
-      s.close();
-      break;
+    const std::size_t left = data.size() - s.head_off_;
+    std::size_t n = 0;
+    int wait = 0;
+    if (s.tls_active_) {
+      ERR_clear_error();
+      const std::uint64_t read_before = s.socket_bytes_read();
+      // At most kWriteChunk per call: SSL_write returns only once all it was given is
+      // written, and bytes_out() should show a large backlog's progress as it goes.
+      const int r = SSL_write(s.ssl_.get(), data.data() + s.head_off_,
+                              static_cast<int>(std::min(left, kWriteChunk)));
+      s.wake_other_side(true, read_before);
+      if (r > 0) {
+        n = static_cast<std::size_t>(r);
+      } else {
+        const int err = SSL_get_error(s.ssl_.get(), r);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+          wait = err;
+        else
+          failed = true;
+        ERR_clear_error();
+      }
+    } else {
+      boost::system::error_code ec;
+      n = s.socket_.write_some(asio::buffer(data.data() + s.head_off_, left), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again)
+        wait = SSL_ERROR_WANT_WRITE;
+      else if (ec)
+        failed = true;
+    }
+    if (n > 0) {
+      s.head_off_ += n;
+      s.bytes_out_ += n;
+      s.unwritten_ -= std::min<std::uint64_t>(n, s.unwritten_);
+      s.progress_at_ = std::chrono::steady_clock::now();
+      continue;
+    }
+    if (wait != 0) {
+      s.arm_stall_timer();
+      if (!co_await s.wait_for(wait, true)) failed = true;
     }
   }
-  // An idle stream keeps no large write buffer (small ones are reused).
-  constexpr std::size_t kKeep = 4096;
-  s.pending_.clear();
-  s.in_flight_.clear();
-  if (s.pending_.capacity() > kKeep) s.pending_.shrink_to_fit();
-  if (s.in_flight_.capacity() > kKeep) s.in_flight_.shrink_to_fit();
+  if (failed || s.closed_) s.close();
+  s.chunks_.clear();
+  s.head_ = s.head_off_ = 0;
+  s.head_started_ = false;
+  if (s.closed_) s.unwritten_ = 0;
+  if (s.chunks_.capacity() > 16) s.chunks_.shrink_to_fit();
   s.writing_ = false;
   s.idle_signal_.cancel();
 }
@@ -337,6 +470,8 @@ void XmlStream::close() {
   // OpenSSL keeps the descriptor number, but no SSL call is made once closed_ is set.
   socket_.close(ec);
   idle_signal_.cancel();
+  if (stall_timer_) stall_timer_->cancel();
+  on_limit_ = nullptr;  // it may hold the owner
 }
 
 }  // namespace waddle::stream

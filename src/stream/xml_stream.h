@@ -7,6 +7,10 @@
 // two and a BIO pair), which were most of an idle connection's memory. Reads go through one
 // buffer per thread, so an idle stream holds no read buffer either, and OpenSSL releases its
 // record buffers while idle (SSL_MODE_RELEASE_BUFFERS).
+//
+// What is queued but not yet written is bounded (WriteLimits): a peer that stops reading
+// trips a byte cap or a write-stall timeout, and the stream's owner decides what happens to
+// the stream (docs/security.md, "Memory").
 #pragma once
 
 #include <openssl/ssl.h>
@@ -14,6 +18,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +33,19 @@ class context;
 }
 
 namespace waddle::stream {
+
+// Bounds on output queued and not yet written; zero turns a bound off.
+// max_queued bounds the bytes handed to send() and not yet written to the socket while the
+// peer lets nothing be written for a second; a burst queued at once to a peer that reads may
+// go up to four times it.
+struct WriteLimits {
+  std::size_t max_queued = 0;  // bytes handed to send() and not yet written to the socket
+  std::chrono::steady_clock::duration stall_timeout{0};  // no write progress with output queued
+};
+
+// Which bound tripped.
+enum class WriteLimit { kNone, kQueueFull, kStalled };
+std::string_view to_string(WriteLimit w);  // "none", "queue_full", "stalled"
 
 class XmlStream : public std::enable_shared_from_this<XmlStream> {
  public:
@@ -65,6 +84,20 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   // Queues bytes; a writer coroutine flushes everything queued in one write. The stream must
   // be owned by a shared_ptr (the writer keeps it alive).
   void send(std::string_view data);
+  // Queues a buffer shared with other streams (one stanza serialised once for many
+  // recipients): a reference is queued, not a copy; it counts in full towards max_queued.
+  // Small ones are copied (they coalesce into one write with their neighbours).
+  void send(std::shared_ptr<const std::string> data);
+
+  // The bounds on unwritten output, and what to do when one trips. When a bound trips, the
+  // stream keeps what it had queued (a slow reader still gets it), drops every send() from
+  // then on, and posts `handler` once (it runs outside the send() that tripped it). The
+  // handler may queue a last element with send_last(), then close the stream (gracefully,
+  // with a bounded flush), or close it at once. Without a handler the stream closes.
+  void set_write_limits(WriteLimits limits, std::function<void(WriteLimit)> handler = {});
+  WriteLimit write_limit() const { return limit_; }
+  // After a trip: queues `data` (a stream error and the closing tag) after what is queued.
+  void send_last(std::string_view data);
   // Completes when everything queued so far has been written (or the stream failed).
   boost::asio::awaitable<void> flush();
   // Closes the socket now (pending reads/writes complete with an error).
@@ -73,8 +106,11 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
 
   std::string remote_address() const { return remote_; }
   std::uint64_t bytes_in() const { return bytes_in_; }
-  std::uint64_t bytes_out() const { return bytes_out_; }        // written to the socket
-  std::uint64_t bytes_queued() const { return bytes_queued_; }  // handed to send()
+  std::uint64_t bytes_out() const { return bytes_out_; }  // written to the socket
+  // Handed to send(), whether queued or dropped (closed, or past a write bound).
+  std::uint64_t bytes_queued() const { return bytes_queued_; }
+  // Queued and not yet written (what max_queued bounds).
+  std::uint64_t bytes_unwritten() const { return unwritten_; }
 
  private:
   static boost::asio::awaitable<void> write_loop(std::shared_ptr<XmlStream> self);
@@ -87,6 +123,18 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   // SSL_read): the socket's readiness edge is then gone, so the other side is woken to retry.
   void wake_other_side(bool writer, std::uint64_t read_before);
   std::uint64_t socket_bytes_read() const;  // through OpenSSL's socket BIO, in total
+  // One queued piece of output: bytes of its own (consecutive send()s coalesce into one) or
+  // a buffer shared with other streams.
+  struct Chunk {
+    std::string own;
+    std::shared_ptr<const std::string> shared;
+    std::string_view view() const { return shared ? std::string_view(*shared) : own; }
+  };
+  void enqueue(std::string_view data, std::shared_ptr<const std::string> shared);
+  bool over_limit(std::size_t more);
+  void trip(WriteLimit why);
+  void pop_front_chunk();
+  void arm_stall_timer();
 
   struct SslFree {
     void operator()(SSL* s) const { SSL_free(s); }
@@ -102,8 +150,19 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   // Which side is parked in wait_for, on what, and whether it was woken to retry.
   int reader_waits_ = 0, writer_waits_ = 0;  // 0, or SSL_ERROR_WANT_READ/WRITE
   bool reader_woken_ = false, writer_woken_ = false;
-  std::string pending_;
-  std::string in_flight_;
+  // The write queue: chunks_[head_] is being written, head_off_ bytes of it already are.
+  std::vector<Chunk> chunks_;
+  std::size_t head_ = 0;
+  std::size_t head_off_ = 0;
+  bool head_started_ = false;  // the writer has begun on chunks_[head_] (it may not grow)
+  std::string spare_;          // a small buffer kept for the next burst
+  std::uint64_t unwritten_ = 0;
+  WriteLimits limits_;
+  std::function<void(WriteLimit)> on_limit_;
+  WriteLimit limit_ = WriteLimit::kNone;
+  std::chrono::steady_clock::time_point progress_at_;       // last write progress
+  std::unique_ptr<boost::asio::steady_timer> stall_timer_;  // while a stall timeout is set
+  bool stall_armed_ = false;
   boost::asio::steady_timer idle_signal_;  // cancelled whenever the writer goes idle
   std::string remote_;
   std::uint64_t bytes_in_ = 0;

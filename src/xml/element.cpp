@@ -264,4 +264,26 @@ std::string serialize_stanza(const Element& stanza, std::string_view stream_ns) 
   return out;
 }
 
+SharedStanza share_stanza(const Element& stanza, std::string_view stream_ns) {
+  Element without_to = stanza;
+  without_to.remove_attr("to");
+  std::string all = serialize_stanza(without_to, stream_ns);
+  SharedStanza shared;
+  shared.name = stanza.name();
+  // serialize_stanza writes no prefix for a stanza: "<" + name begins it.
+  shared.tail = std::make_shared<const std::string>(all.substr(1 + shared.name.size()));
+  return shared;
+}
+
+std::string SharedStanza::head(std::string_view to) const {
+  std::string out;
+  out.reserve(name.size() + to.size() + 8);
+  out += '<';
+  out += name;
+  out += " to='";
+  escape_attr(out, to);
+  out += '\'';
+  return out;
+}
+
 }  // namespace waddle::xml

@@ -88,4 +88,14 @@ void escape(std::string& out, std::string_view s);
 // is treated as the stream's, so stanzas cross between c2s and s2s unchanged.
 std::string serialize_stanza(const Element& stanza, std::string_view stream_ns);
 
+// One stanza serialised once for many recipients (a room's message to its occupants): all of
+// it but its 'to' is `tail`, shared between the recipients' streams; each writes head(to)
+// first. 2,000 recipients of a 512 KB message then queue one 512 KB buffer, not 2,000.
+struct SharedStanza {
+  std::string name;                             // "message"
+  std::shared_ptr<const std::string> tail;      // what follows "<message": attributes to the end
+  std::string head(std::string_view to) const;  // "<message to='…'"
+};
+SharedStanza share_stanza(const Element& stanza, std::string_view stream_ns);
+
 }  // namespace waddle::xml

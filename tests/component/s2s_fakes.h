@@ -103,9 +103,9 @@ class FakeChannel final : public Channel {
   explicit FakeChannel(asio::io_context& io) : signal_(io, asio::steady_timer::time_point::max()) {}
 
   void send(std::string_view bytes) override {
+    bytes_sent_ += bytes.size();  // counted even once closed, as stream::XmlStream does
     if (closed_) return;
     sent.emplace_back(bytes);
-    bytes_sent_ += bytes.size();
   }
   std::uint64_t bytes_sent() const override { return bytes_sent_; }
   std::uint64_t bytes_written() const override { return written_upto.value_or(bytes_sent_); }
@@ -126,9 +126,18 @@ class FakeChannel final : public Channel {
     co_return;
   }
   void close() override {
+    if (!closed_ && !written_upto) written_upto = bytes_sent_;  // nothing more is written
     closed_ = true;
     signal_.cancel();
   }
+  std::string_view write_limit() const override { return limit; }
+  // A write bound tripped ("queue_full", "stalled"): the stream closes itself, as
+  // stream::XmlStream does.
+  void trip(std::string why) {
+    limit = std::move(why);
+    close();
+  }
+  std::string limit;
   bool closed() const override { return closed_; }
   std::string tls_description() const override { return "TLSv1.3 (test)"; }
   std::string end_reason() const override { return {}; }

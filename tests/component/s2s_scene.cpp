@@ -291,9 +291,13 @@ void Scene::sent(const std::string& id, const std::string& remote) {
   remotes_.insert(remote);
 }
 
+// A stanza queued again for another link (not acknowledged, or never written to the socket:
+// waddle_s2s_resent_total) was counted when it was handed to the stream that lost it: it counts
+// as written only when it is written again, and as bounced when it bounces.
 std::uint64_t Scene::written() const {
   std::uint64_t n = 0;
-  for (const auto& r : remotes_) n += metrics.stanzas_sent.get({r}).value();
+  for (const auto& r : remotes_)
+    n += metrics.stanzas_sent.get({r}).value() - metrics.resends.get({r}).value();
   return n - written_before_;
 }
 

@@ -237,7 +237,8 @@ class Scene {
   const std::string& stream_id(const std::string& role) { return peer(role).stream_id(); }
   // Records a message given to send() (for nothing_lost()).
   void sent(const std::string& id, const std::string& remote);
-  // Stanzas written to remote servers since the last forget() (the stanzas_sent metric).
+  // Stanzas written to remote servers since the last forget() (the stanzas_sent metric, less
+  // those sent again: the resent metric).
   std::uint64_t written() const;
 
   FederationTest& env;

@@ -176,6 +176,14 @@ muc::Env Server::room_env(const std::string& domain) {
       router_.route(std::move(e));
     });
   };
+  env.broadcast = [this](xml::Element e, std::vector<std::string> to) {
+    asio::post(io_, [this, e = std::move(e), to = std::move(to),
+                     source = router::Flow::carry()]() mutable {
+      std::optional<router::Flow::Scope> in_its_name;
+      if (source) in_its_name.emplace(*source);
+      router_.fan_out(e, to);
+    });
+  };
   env.now = [] {
     return std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch())

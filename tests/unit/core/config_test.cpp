@@ -101,6 +101,14 @@ TEST_F(ConfigTest, Defaults_MatchDocumentedValues) {
   EXPECT_EQ(c.s2s.handshake_timeout, seconds(30));
   EXPECT_EQ(c.s2s.queue_size, 1000u);
   EXPECT_EQ(c.s2s.ping_interval, seconds(60));
+  EXPECT_EQ(c.c2s.limits.max_write_queue, 4u * 1024 * 1024);
+  EXPECT_EQ(c.c2s.limits.write_stall_timeout, seconds(60));
+  EXPECT_EQ(c.s2s.max_write_queue, 8u * 1024 * 1024);
+  EXPECT_EQ(c.s2s.write_stall_timeout, seconds(60));
+  EXPECT_EQ(c.s2s.max_unacked, 10000u);
+  EXPECT_EQ(c.s2s.max_unacked_bytes, 16u * 1024 * 1024);
+  EXPECT_EQ(c.c2s_write_queue(), 4u * 1024 * 1024);
+  EXPECT_EQ(c.s2s_write_queue(), 8u * 1024 * 1024);
   EXPECT_TRUE(c.metrics.enabled);
   EXPECT_EQ(c.metrics.address, "127.0.0.1");
   EXPECT_EQ(c.metrics.port, 5280);
@@ -150,6 +158,8 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.c2s.limits.max_attributes, d.c2s.limits.max_attributes);
   EXPECT_EQ(c.c2s.limits.max_header_size, d.c2s.limits.max_header_size);
   EXPECT_EQ(c.c2s.limits.handshake_timeout, d.c2s.limits.handshake_timeout);
+  EXPECT_EQ(c.c2s.limits.max_write_queue, d.c2s.limits.max_write_queue);
+  EXPECT_EQ(c.c2s.limits.write_stall_timeout, d.c2s.limits.write_stall_timeout);
   EXPECT_EQ(c.storage.backend, d.storage.backend);
   EXPECT_EQ(c.storage.path, d.storage.path);
   EXPECT_EQ(c.s2s.enabled, d.s2s.enabled);
@@ -182,6 +192,10 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.s2s.handshake_timeout, d.s2s.handshake_timeout);
   EXPECT_EQ(c.s2s.queue_size, d.s2s.queue_size);
   EXPECT_EQ(c.s2s.ping_interval, d.s2s.ping_interval);
+  EXPECT_EQ(c.s2s.max_write_queue, d.s2s.max_write_queue);
+  EXPECT_EQ(c.s2s.write_stall_timeout, d.s2s.write_stall_timeout);
+  EXPECT_EQ(c.s2s.max_unacked, d.s2s.max_unacked);
+  EXPECT_EQ(c.s2s.max_unacked_bytes, d.s2s.max_unacked_bytes);
   EXPECT_EQ(c.dns.nameservers, d.dns.nameservers);
   EXPECT_EQ(c.metrics.enabled, d.metrics.enabled);
   EXPECT_EQ(c.metrics.address, d.metrics.address);
@@ -254,6 +268,8 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "c2s.limits.max_attributes",
                           "c2s.limits.max_header_size",
                           "c2s.limits.handshake_timeout",
+                          "c2s.limits.max_write_queue",
+                          "c2s.limits.write_stall_timeout",
                           "storage.backend",
                           "storage.path",
                           "s2s.enabled",
@@ -280,6 +296,10 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "s2s.handshake_timeout",
                           "s2s.queue_size",
                           "s2s.ping_interval",
+                          "s2s.max_write_queue",
+                          "s2s.write_stall_timeout",
+                          "s2s.max_unacked",
+                          "s2s.max_unacked_bytes",
                           "s2s.retry.max_retries",
                           "s2s.retry.initial_delay",
                           "s2s.retry.max_delay",
@@ -760,6 +780,33 @@ TEST_F(ConfigTest, S2sLimits_OutOfRangeIsAnError) {
   EXPECT_EQ(c.s2s.byte_burst, 10737418240u);
   EXPECT_EQ(c.s2s.max_stanza_size, 67108864u);
   EXPECT_EQ(c.s2s.queue_size, 1000000u);
+}
+
+// The write bounds: parsed as byte sizes and durations, bounded, and never in force below
+// twice the largest stanza a stream may be given.
+TEST_F(ConfigTest, WriteBounds_ParsedAndNeverBelowTwoStanzas) {
+  const Config c = parse_config(
+      "[c2s.limits]\nmax_write_queue = \"1MiB\"\nwrite_stall_timeout = \"5s\"\n"
+      "[s2s]\nmax_write_queue = 2097152\nwrite_stall_timeout = \"90s\"\nmax_unacked = 500\n"
+      "max_unacked_bytes = \"1MiB\"\n",
+      "w.toml");
+  EXPECT_EQ(c.c2s.limits.max_write_queue, 1024u * 1024);
+  EXPECT_EQ(c.c2s.limits.write_stall_timeout, seconds(5));
+  EXPECT_EQ(c.s2s.max_write_queue, 2u * 1024 * 1024);
+  EXPECT_EQ(c.s2s.write_stall_timeout, seconds(90));
+  EXPECT_EQ(c.s2s.max_unacked, 500u);
+  EXPECT_EQ(c.s2s.max_unacked_bytes, 1024u * 1024);
+  EXPECT_EQ(c.c2s_write_queue(), 1024u * 1024);  // = twice s2s.max_stanza_size (512 KiB)
+  EXPECT_EQ(c.s2s_write_queue(), 2u * 1024 * 1024);
+  const Config big = parse_config(
+      "[c2s.limits]\nmax_write_queue = \"64KiB\"\n[s2s]\nmax_stanza_size = 4194304\n", "w.toml");
+  EXPECT_EQ(big.c2s_write_queue(), 8u * 1024 * 1024);
+  EXPECT_EQ(big.s2s_write_queue(), 8u * 1024 * 1024);
+  EXPECT_EQ(error_of("[c2s.limits]\nmax_write_queue = \"1KiB\"\n"),
+            "w.toml:2:1: c2s.limits.max_write_queue: expected an integer between 65536 and "
+            "10737418240 or a size such as \"500KiB\", \"10MiB\" or \"1GB\", got \"1KiB\"");
+  EXPECT_EQ(error_of("[s2s]\nmax_unacked = 10\n"),
+            "w.toml:2:1: s2s.max_unacked: expected an integer between 64 and 100000000, got 10");
 }
 
 TEST_F(ConfigTest, S2sDurations_MustBePositive) {

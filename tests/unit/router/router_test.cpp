@@ -43,11 +43,19 @@ class FakeSession : public LocalSession {
   explicit FakeSession(std::string_view full) : jid_(parse_jid(full)) {}
   const Jid& jid() const override { return jid_; }
   void deliver(const xml::Element& stanza) override { delivered.push_back(stanza); }
+  void deliver_shared(const xml::Element& stanza, const xml::SharedStanza& shared,
+                      std::string_view to) override {
+    tails.push_back(shared.tail.get());
+    wire.push_back(shared.head(to) + *shared.tail);
+    LocalSession::deliver_shared(stanza, shared, to);  // also recorded as delivered
+  }
   void close_with(StreamError error, std::string_view text) override {
     closes.emplace_back(error, std::string(text));
   }
 
   std::vector<xml::Element> delivered;
+  std::vector<const std::string*> tails;  // the shared buffers of fan-outs
+  std::vector<std::string> wire;          // what a stream writes for them
   std::vector<std::pair<StreamError, std::string>> closes;
 
  private:
@@ -657,6 +665,41 @@ TEST(RouterComponentTest, ComponentDomain_IsLocalButNotAUserDomain_AndGetsItsSta
   ASSERT_EQ(local.received.size(), 1u);
   EXPECT_EQ(local.received[0].child_text("body"), "y");
   EXPECT_TRUE(remote.sent.empty());
+}
+
+// --- fan_out() -----------------------------------------------------------------------------
+
+// A room's message to many recipients: local sessions share one serialisation (the same
+// buffer), each written with its own 'to'; a remote recipient and a resource that is gone get
+// a copy through route(); nobody else gets anything.
+TEST_F(RouterTest, FanOut_LocalSessionsShareOneBufferOthersAreRouted) {
+  bind_population();
+  router_.set_remote(&remote_);
+  const auto stanza = parse(
+      "<message xmlns='jabber:client' from='room@conference.example.net/nick' type='groupchat' "
+      "id='g1'><body>to &lt;all&gt;</body></message>");
+  router_.fan_out(stanza, {"juliet@example.com/balcony", "juliet@example.com/garden",
+                           "romeo@example.com/orchard", "juliet@example.com/gone",
+                           "benvolio@example.net/street"});
+  for (FakeSession* s : {juliet_balcony_, juliet_garden_, romeo_orchard_}) {
+    ASSERT_EQ(s->tails.size(), 1u) << s->jid().str();
+    EXPECT_EQ(s->tails[0], juliet_balcony_->tails[0]) << "serialised once for all";
+    auto written = xml::parse_element(s->wire[0], ns::kClient);
+    ASSERT_TRUE(written) << s->wire[0];
+    EXPECT_EQ(written->attr("to"), s->jid().str());
+    EXPECT_EQ(written->attr("from"), "room@conference.example.net/nick");
+    EXPECT_EQ(written->attr("id"), "g1");
+    EXPECT_EQ(written->child_text("body", ns::kClient), "to <all>");
+    ASSERT_EQ(s->delivered.size(), 1u);
+  }
+  for (FakeSession* s :
+       {juliet_kitchen_, romeo_street_, nurse_balcony_, other_domain_juliet_, subdomain_juliet_})
+    EXPECT_TRUE(s->delivered.empty()) << s->jid().str();
+  ASSERT_EQ(local_.received.size(), 1u);  // the resource that is gone: the IM rules decide
+  EXPECT_EQ(local_.received[0].attr("to"), "juliet@example.com/gone");
+  ASSERT_EQ(remote_.sent.size(), 1u);
+  EXPECT_EQ(remote_.sent[0].attr("to"), "benvolio@example.net/street");
+  EXPECT_EQ(remote_.sent[0].child_text("body"), "to <all>");
 }
 
 }  // namespace

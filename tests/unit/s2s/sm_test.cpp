@@ -28,6 +28,25 @@ TEST(SmSender, KeepsNothingUntilEnabled) {
   EXPECT_TRUE(sm.take_unacked().empty());
 }
 
+// What the unacknowledged stanzas weigh (the pool's max_unacked_bytes): what each weighed
+// when written, released by acknowledgements and by the end of the stream.
+TEST(SmSender, CountsTheBytesOfWhatIsUnacknowledged) {
+  SmSender sm;
+  sm.enable();
+  sm.sent(std::string(100, 'a'));
+  sm.sent(std::string(2000, 'b'));
+  sm.sent(std::string(30000, 'c'));
+  EXPECT_EQ(sm.unacked_bytes(), 32100u);
+  EXPECT_FALSE(sm.acked(2));
+  EXPECT_EQ(sm.unacked_bytes(), 30000u);
+  sm.sent(std::string(5, 'd'));
+  EXPECT_EQ(sm.take_unacked().size(), 2u);
+  EXPECT_EQ(sm.unacked_bytes(), 0u);
+  sm.sent(std::string(7, 'e'));
+  sm.disable();
+  EXPECT_EQ(sm.unacked_bytes(), 0u);
+}
+
 TEST(SmSender, PlansARequestForTheFirstStanzaAndAsksAtOnceAfterABatch) {
   SmSender sm;
   sm.enable();

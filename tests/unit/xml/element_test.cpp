@@ -519,5 +519,30 @@ TEST(ElementTest, AddChild_ReturnsReferenceThatStaysValid) {
   EXPECT_EQ(e.child("first")->attr("still"), "valid");
 }
 
+// A stanza serialised once for many recipients: each recipient's head and the shared tail
+// read back as the stanza addressed to that recipient, whatever its 'to' holds.
+TEST(ElementTest, SharedStanza_HeadAndTailReadBackAsTheStanzaForEachRecipient) {
+  Element m("message", "jabber:client");
+  m.set_attr("from", "room@muc.example/n'ck")
+      .set_attr("to", "ignored@example")
+      .set_attr("type", "groupchat");
+  m.add_child("body", "jabber:client").add_text("a < b & \"c\"");
+  m.add_child("x", "urn:example:x").set_attr("k", "v");
+  const SharedStanza shared = share_stanza(m, "jabber:client");
+  EXPECT_EQ(shared.tail->find("ignored@example"), std::string::npos);
+  for (const char* to : {"juliet@example.com/balcony", "o'brien@example.com/<&>"}) {
+    auto back = parse_element(shared.head(to) + *shared.tail, "jabber:client");
+    ASSERT_TRUE(back) << shared.head(to) + *shared.tail;
+    Element want = m;
+    want.set_attr("to", to);
+    EXPECT_EQ(back->attr("to"), to);
+    EXPECT_EQ(back->attr("from"), "room@muc.example/n'ck");
+    EXPECT_EQ(back->child_text("body", "jabber:client"), "a < b & \"c\"");
+    ASSERT_NE(back->child("x", "urn:example:x"), nullptr);
+    EXPECT_EQ(serialize_stanza(*back, "jabber:client").size(),
+              serialize_stanza(want, "jabber:client").size());
+  }
+}
+
 }  // namespace
 }  // namespace waddle::xml

@@ -1,0 +1,175 @@
+// The pool's write bounds (docs/security.md, "Memory"), against a fake peer on a
+// hand-advanced clock: a peer that offers stream management and never acknowledges makes the
+// link fail over at s2s.max_unacked (or max_unacked_bytes); a stream dropped at its write
+// bounds (stalled, queue full) fails over too, and what it never wrote goes out on the next
+// link. A link that keeps failing so counts as retries and bounces when they run out: every
+// stanza is written again or bounced, none dropped.
+#include "s2s_pool_fixture.h"
+
+namespace waddle::s2s::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using core::StanzaError;
+
+std::vector<std::string> bodies(const FakeChannel& ch) {
+  std::vector<std::string> out;
+  for (const auto& s : ch.sent) {
+    auto at = s.find("<body>");
+    if (at == std::string::npos) continue;
+    auto end = s.find("</body>", at);
+    out.push_back(s.substr(at + 6, end - at - 6));
+  }
+  return out;
+}
+
+std::vector<std::string> numbered(int first, int n) {
+  std::vector<std::string> out;
+  for (int i = first; i < first + n; ++i) out.push_back("m" + std::to_string(i));
+  return out;
+}
+
+class PoolLimitsTest : public PoolTest {
+ protected:
+  std::shared_ptr<FakeChannel> open_link(const std::string& first_body, bool sm) {
+    send("alice@a.test", "bob@r.test", first_body);
+    auto ch = connector_.succeed(connector_.calls.size() - 1, true, "stream-1", sm);
+    run();
+    return ch;
+  }
+};
+
+TEST_F(PoolLimitsTest, NeverAcknowledged_TheLinkFailsOverAtMaxUnacked) {
+  config_.max_unacked = 64;
+  auto ch = open_link("m0", true);
+  for (int i = 1; i < 64; ++i) send("alice@a.test", "bob@r.test", "m" + std::to_string(i));
+  EXPECT_FALSE(ch->closed());  // 64 unacknowledged: at the bound, not over it
+  send("alice@a.test", "bob@r.test", "m64");
+  EXPECT_TRUE(ch->closed());
+  EXPECT_EQ(metric("waddle_s2s_write_limit_total{domain=\"r.test\",direction=\"out\",reason="
+                   "\"unacked\"}"),
+            "1");
+  EXPECT_EQ(metric("waddle_s2s_errors_total{domain=\"r.test\",kind=\"timeout\"}"), "1");
+  // Not at once: a failed link is a failed attempt, retried after the policy's delay.
+  ASSERT_EQ(connector_.calls.size(), 1u);
+  advance(1s);
+  ASSERT_EQ(connector_.calls.size(), 2u);
+  // (The next stream has no stream management: with it, 65 unacknowledged at once would be
+  // over the bound again.)
+  auto next = connector_.succeed(1, true, "stream-2", false);
+  run();
+  EXPECT_FALSE(next->closed());
+  EXPECT_EQ(bodies(*next), numbered(0, 65));  // all again, in order
+  EXPECT_EQ(metric("waddle_s2s_resent_total{domain=\"r.test\"}"), "65");
+  EXPECT_TRUE(inbox_.stanzas.empty());
+}
+
+TEST_F(PoolLimitsTest, NeverAcknowledgedOnAnyLink_BouncedWhenTheRetriesRunOut) {
+  config_.max_unacked = 64;
+  auto ch = open_link("m0", true);
+  for (int i = 1; i <= 64; ++i) send("alice@a.test", "bob@r.test", "m" + std::to_string(i));
+  ASSERT_TRUE(ch->closed());
+  // max_retries = 2: two more links, each written everything at once and failing at once.
+  for (std::size_t attempt = 1; attempt <= 2; ++attempt) {
+    advance(10s);
+    ASSERT_EQ(connector_.calls.size(), attempt + 1);
+    auto next = connector_.succeed(attempt, true, "stream-" + std::to_string(attempt + 1), true);
+    run();
+    EXPECT_TRUE(next->closed());
+    EXPECT_TRUE(inbox_.stanzas.empty() || attempt == 2);
+  }
+  advance(10s);
+  EXPECT_EQ(connector_.calls.size(), 3u);
+  ASSERT_EQ(inbox_.stanzas.size(), 65u);  // sent = bounced: none lost
+  for (const auto& bounce : inbox_.stanzas)
+    EXPECT_EQ(xml::stanza_error_condition(bounce), StanzaError::kRemoteServerTimeout);
+  EXPECT_EQ(metric("waddle_s2s_write_limit_total{domain=\"r.test\",direction=\"out\",reason="
+                   "\"unacked\"}"),
+            "3");
+}
+
+TEST_F(PoolLimitsTest, NeverAcknowledged_TheByteBoundTripsFirstForLargeStanzas) {
+  config_.max_unacked_bytes = 64 * 1024;
+  auto ch = open_link(std::string(20 * 1024, 'x'), true);
+  for (int i = 0; i < 3 && !ch->closed(); ++i)
+    send("alice@a.test", "bob@r.test", std::string(20 * 1024, 'y'));
+  EXPECT_FALSE(ch->closed());  // four of 20 KiB: just over 64 KiB only with the next
+  send("alice@a.test", "bob@r.test", "small");
+  EXPECT_TRUE(ch->closed());
+  EXPECT_EQ(metric("waddle_s2s_write_limit_total{domain=\"r.test\",direction=\"out\",reason="
+                   "\"unacked\"}"),
+            "1");
+}
+
+TEST_F(PoolLimitsTest, Acknowledged_NoBoundTrips) {
+  config_.max_unacked = 64;
+  auto ch = open_link("m0", true);
+  for (int i = 1; i < 1000; ++i) {
+    send("alice@a.test", "bob@r.test", "m" + std::to_string(i));
+    if (i % 50 == 0) {
+      ch->push("<a xmlns='urn:xmpp:sm:3' h='" + std::to_string(i + 1) + "'/>");
+      run();
+    }
+  }
+  EXPECT_FALSE(ch->closed());
+  EXPECT_EQ(metric("waddle_s2s_write_limit_total{domain=\"r.test\",direction=\"out\",reason="
+                   "\"unacked\"}"),
+            "absent");
+}
+
+// Without stream management: what the stream never wrote goes out on the next link; what it
+// wrote does not.
+TEST_F(PoolLimitsTest, StreamStalled_WhatWasNotWrittenGoesOutOnTheNextLink) {
+  auto ch = open_link("m0", false);
+  ch->written_upto = ch->bytes_sent();  // m0 left; the peer reads nothing more
+  send("alice@a.test", "bob@r.test", "m1");
+  send("alice@a.test", "bob@r.test", "m2");
+  ch->trip("stalled");
+  run();
+  EXPECT_EQ(metric("waddle_s2s_write_limit_total{domain=\"r.test\",direction=\"out\",reason="
+                   "\"stalled\"}"),
+            "1");
+  advance(1s);
+  ASSERT_EQ(connector_.calls.size(), 2u);
+  auto next = connector_.succeed(1);
+  run();
+  EXPECT_EQ(bodies(*next), (std::vector<std::string>{"m1", "m2"}));
+  EXPECT_TRUE(inbox_.stanzas.empty());
+}
+
+// A stanza given to a stream that has just been dropped (by the bound, before the pool saw
+// it end) is not lost either.
+TEST_F(PoolLimitsTest, QueueFull_StanzasAfterTheTripGoOutOnTheNextLink) {
+  auto ch = open_link("m0", false);
+  ch->written_upto = ch->bytes_sent();
+  send("alice@a.test", "bob@r.test", "m1");
+  ch->limit = "queue_full";  // tripped inside send(): the stream drops the rest, then closes
+  send("alice@a.test", "bob@r.test", "m2");
+  ch->close();
+  run();
+  advance(1s);
+  ASSERT_EQ(connector_.calls.size(), 2u);
+  auto next = connector_.succeed(1);
+  run();
+  EXPECT_EQ(bodies(*next), (std::vector<std::string>{"m1", "m2"}));
+  EXPECT_EQ(metric("waddle_s2s_write_limit_total{domain=\"r.test\",direction=\"out\",reason="
+                   "\"queue_full\"}"),
+            "1");
+}
+
+// A stream that ended for any other reason with stanzas still unwritten sends them again too
+// (and it is not a failed attempt: the next link is dialled at once).
+TEST_F(PoolLimitsTest, PeerGone_UnwrittenStanzasAreNotLost) {
+  auto ch = open_link("m0", false);
+  ch->written_upto = ch->bytes_sent();
+  send("alice@a.test", "bob@r.test", "m1");
+  ch->peer_ends();
+  run();
+  ASSERT_EQ(connector_.calls.size(), 2u);
+  auto next = connector_.succeed(1);
+  run();
+  EXPECT_EQ(bodies(*next), (std::vector<std::string>{"m1"}));
+}
+
+}  // namespace
+}  // namespace waddle::s2s::testing
