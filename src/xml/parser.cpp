@@ -231,6 +231,21 @@ struct StreamParser::Impl {
     return over_limit();                                        // (c); total_fed includes data
   }
 
+  // RFC 6120 §11.6: UTF-8 only. Told that the document is UTF-8, expat still switches to
+  // UTF-16 when the first bytes look like it (a byte order mark FE FF / FF FE, or a NUL next to
+  // the first '<'), and would then parse a whole UTF-16 stream; so those bytes never reach it.
+  // NUL is no XML character anywhere (XML 1.0 §2.2), so one later is merely not well-formed.
+  std::optional<core::StreamError> not_utf8(std::string_view data) const {
+    for (std::size_t i = 0; i < data.size() && total_fed + static_cast<long long>(i) < 2; ++i) {
+      const auto c = static_cast<unsigned char>(data[i]);
+      if (c == 0xFE || c == 0xFF) return core::StreamError::kUnsupportedEncoding;
+    }
+    const void* nul = std::memchr(data.data(), '\0', data.size());
+    if (!nul) return std::nullopt;
+    const long long at = total_fed + (static_cast<const char*>(nul) - data.data());
+    return at < 4 ? core::StreamError::kUnsupportedEncoding : core::StreamError::kNotWellFormed;
+  }
+
   void fail(core::StreamError e) {
     if (!error) error = e;
     XML_StopParser(parser, XML_FALSE);
@@ -363,6 +378,13 @@ std::optional<core::StreamError> StreamParser::feed(std::string_view data,
                                                     std::vector<StreamEvent>& out) {
   Impl& s = *impl_;
   if (s.error) return s.error;
+  if (auto refused = s.not_utf8(data)) {
+    s.error = refused;
+    s.stanza.reset();
+    s.stack.clear();
+    s.release_held();
+    return s.error;
+  }
   s.total_fed += static_cast<long long>(data.size());
   if (s.holding && !s.must_flush(data)) {
     s.held.append(data);
