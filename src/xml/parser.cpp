@@ -39,8 +39,9 @@ constexpr long long kHoldThreshold = 512;
 // when the token does not end (costing one re-scan), but never no when it does. A '>' ends any
 // token except inside a quoted attribute value of a start tag, or inside a comment or PI
 // unless it follows "--" / "?"; distinguishing those keeps a peer from forcing a re-scan per
-// read by sending '>' there. Other pending tokens (end tags, references, names, literals in the
-// prolog) end at or before their first '>', and produce no event before one.
+// read by sending '>' there. A literal in the prolog (a quoted public or system id, or a quote
+// out of place) ends at its closing quote whatever '>' it holds. Other pending tokens (end
+// tags, references, names) end at or before their first '>', and produce no event before one.
 class TokenEnd {
  public:
   // Starts tracking the unfinished token whose bytes so far are `token` (empty if unknown).
@@ -57,6 +58,11 @@ class TokenEnd {
       kind_ = Kind::kPi;
       return scan(token.substr(2));
     }
+    if (!token.empty() && (token[0] == '\'' || token[0] == '"')) {
+      kind_ = Kind::kLiteral;
+      quote_ = token[0];
+      return scan(token.substr(1));
+    }
     if (token.size() >= 2 && token[0] == '<' && token[1] != '/' && token[1] != '!') {
       kind_ = Kind::kStartTag;
       return scan(token.substr(1));
@@ -71,6 +77,8 @@ class TokenEnd {
     switch (kind_) {
       case Kind::kOther:
         return std::memchr(p, '>', bytes.size()) != nullptr;
+      case Kind::kLiteral:
+        return std::memchr(p, quote_, bytes.size()) != nullptr;
       case Kind::kStartTag:
         while (p < end) {
           if (quote_) {
@@ -100,9 +108,10 @@ class TokenEnd {
   }
 
  private:
-  enum class Kind { kOther, kStartTag, kComment, kPi };
+  enum class Kind { kOther, kStartTag, kComment, kPi, kLiteral };
   Kind kind_ = Kind::kOther;
-  char quote_ = 0;                   // kStartTag: the quote of the attribute value we are in, or 0
+  // kStartTag: the quote of the attribute value we are in, or 0; kLiteral: the closing quote.
+  char quote_ = 0;
   char last_ = 0, before_last_ = 0;  // kComment, kPi: the two bytes before the next
 };
 
