@@ -202,9 +202,10 @@ def self_cpu() -> float:
 
 def make_server(kind: str, fed: harness.Federation, domain: str):
     """A server of `kind` in "cert" mode (trusts the CA, SASL EXTERNAL), logging at info
-    level, without stanza or byte rate limits (no pacing)."""
+    level, without stanza or byte rate limits (no pacing) and without a connection rate (every
+    load stream comes from one address, 127.0.0.1)."""
     if kind == "waddle":
-        s2s = {"stanza_rate": 0, "byte_rate": 0, "bandwidth_limit": 0}
+        s2s = {"stanza_rate": 0, "byte_rate": 0, "bandwidth_limit": 0, "connection_rate": 0}
         old_binary = os.environ.get("WADDLE_BENCH_NO_BYTE_RATE") == "1"
         if old_binary:
             del s2s["byte_rate"]  # a binary from before pacing, which has no such key

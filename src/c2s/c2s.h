@@ -24,6 +24,10 @@ class Storage;
 }
 namespace waddle::metrics {
 struct C2sMetrics;
+struct ListenerMetrics;
+}  // namespace waddle::metrics
+namespace waddle::core {
+class ConnectionGate;
 }
 
 namespace waddle::c2s {
@@ -37,9 +41,14 @@ struct C2sContext {
   metrics::C2sMetrics* metrics = nullptr;
   // Per-domain certificates, for STARTTLS clients that send no SNI (the header's 'to' picks).
   net::TlsContexts* contexts = nullptr;
+  // Unauthenticated connections ([c2s] max_unauthenticated...); none when null.
+  core::ConnectionGate* gate = nullptr;
+  metrics::ListenerMetrics* listener_metrics = nullptr;
 };
 
-// Starts a session on an accepted socket. direct_tls: XEP-0368 port, TLS before the stream.
+// Starts a session on an accepted socket, unless the gate refuses it: then a stream header
+// with policy-violation is written if the socket takes it at once (nothing on the direct TLS
+// port), and the socket is closed. direct_tls: XEP-0368 port, TLS before the stream.
 void start_session(C2sContext& ctx, boost::asio::ip::tcp::socket socket, bool direct_tls);
 
 // Client sessions that still exist (connected or closing).

@@ -90,7 +90,9 @@ asio::awaitable<SaslServer::Step> SaslServer::plain(const std::string& data) {
   auto did_if_password_right = [=](storage::Storage& st) {
     std::optional<std::string> did;
     auto acct = st.get_account(domain, username);
-    if (acct && sasl::verify_password(sasl::ScramHash::kSha256, acct->sha256, password))
+    if (!acct || acct->sha256.empty())  // as long as a wrong password for an account
+      sasl::verify_password_unknown_account(sasl::ScramHash::kSha256, password);
+    else if (sasl::verify_password(sasl::ScramHash::kSha256, acct->sha256, password))
       did = acct->did;
     return did;
   };

@@ -9,6 +9,7 @@
 #include "c2s/c2s.h"
 #include "c2s/registration.h"
 #include "c2s/sasl_server.h"
+#include "core/connection_gate.h"
 #include "core/ids.h"
 #include "core/jid.h"
 #include "core/live_count.h"
@@ -43,15 +44,19 @@ core::LiveCount g_live_sessions;  // touched only on the reactor thread
 
 class Session : public router::LocalSession, public std::enable_shared_from_this<Session> {
  public:
-  Session(C2sContext& ctx, asio::ip::tcp::socket socket, bool direct_tls)
+  Session(C2sContext& ctx, asio::ip::tcp::socket socket, bool direct_tls,
+          core::ConnectionGate::Ticket unauthenticated)
       : ctx_(ctx),
         direct_tls_(direct_tls),
         deadline_(socket.get_executor()),
-        stream_(std::make_shared<stream::XmlStream>(std::move(socket), ctx.tls,
-                                                    stream::client_parser_limits(ctx.config))),
+        idle_(socket.get_executor()),
+        stream_(std::make_shared<stream::XmlStream>(
+            std::move(socket), ctx.tls,
+            stream::before_authentication(stream::client_parser_limits(ctx.config), ctx.config))),
         reader_(stream_),
         remote_(stream_->remote_address()),
         sasl_(ctx, remote_),
+        unauthenticated_(std::move(unauthenticated)),
         alive_(g_live_sessions.enter()) {}
 
   asio::awaitable<void> run() {
@@ -118,15 +123,22 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       case State::kPlaintext:
         break;
       case State::kEncrypted:
-      case State::kAuthenticated:
         stream_id_.clear();  // the restarted stream has its own header, even for an error
+        break;
+      case State::kAuthenticated:
+        stream_id_.clear();
+        unauthenticated_.release();
+        stream_->set_max_stanza_size(ctx_.config.c2s.limits.max_stanza_size);
         break;
       case State::kBound:
         join_router();
+        if (ctx_.config.c2s.ping_interval.count() > 0)
+          net::spawn_logged(idle_.get_executor(), watch_idle(shared_from_this()), "c2s idle");
         break;
       case State::kClosing:
       case State::kEnded:
         deadline_.cancel();
+        idle_.cancel();
         if (was == State::kBound) leave_router();
         if (next == State::kClosing)
           asio::co_spawn(deadline_.get_executor(), closer(shared_from_this()), asio::detached);
@@ -137,6 +149,37 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   // The closing tag is queued: it and what precedes it are written for a bounded time.
   static asio::awaitable<void> closer(std::shared_ptr<Session> self) {
     co_await stream::close_stream(self->stream_);
+  }
+
+  // XEP-0199 §4.2: a bound session that sent nothing for ping_interval is pinged; one that
+  // still sent nothing (not even whitespace) ping_timeout later is gone (docs/security.md
+  // "Correctness"): a peer that vanished without closing keeps nothing here for long.
+  static asio::awaitable<void> watch_idle(std::shared_ptr<Session> self) {
+    const auto& c2s = self->ctx_.config.c2s;
+    std::uint64_t seen = self->stream_->bytes_in();
+    while (self->state_ == State::kBound) {
+      self->idle_.expires_after(self->ping_id_.empty() ? c2s.ping_interval : c2s.ping_timeout);
+      auto [ec] = co_await self->idle_.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec || self->state_ != State::kBound) co_return;
+      const std::uint64_t now = self->stream_->bytes_in();
+      if (now != seen) {
+        seen = now;
+        self->ping_id_.clear();
+        continue;
+      }
+      if (!self->ping_id_.empty()) {
+        self->close_with(StreamError::kConnectionTimeout, "No answer to a ping");
+        co_return;
+      }
+      self->ping_id_ = "ping-" + core::random_hex(8);
+      Element ping("iq", std::string(xml::ns::kClient));
+      ping.set_attr("type", "get");
+      ping.set_attr("id", self->ping_id_);
+      ping.set_attr("from", self->domain_);
+      ping.set_attr("to", self->jid_.str());
+      ping.add_child("ping", std::string(xml::ns::kPing));
+      self->send(ping);
+    }
   }
 
   void close_gracefully() {
@@ -362,6 +405,11 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     }
     el.set_attr("from", jid_.str());
     if (ctx_.metrics) ctx_.metrics->stanza_received();
+    if (el.name() == "iq" && !ping_id_.empty() && el.attr("id") == ping_id_ &&
+        (el.attr("type") == "result" || el.attr("type") == "error")) {
+      ping_id_.clear();  // the answer to our ping (watch_idle)
+      co_return;
+    }
     // RFC 3921 §3 session establishment, a no-op since RFC 6121 (advertised as optional):
     // older clients still send it once bound, and expect a result.
     if (el.name() == "iq" && el.attr("type") == "set" && el.child("session", xml::ns::kSession) &&
@@ -390,15 +438,18 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   C2sContext& ctx_;
   const bool direct_tls_;
   asio::steady_timer deadline_;  // the handshake deadline, until bound
+  asio::steady_timer idle_;      // watch_idle, once bound
   std::shared_ptr<stream::XmlStream> stream_;
   stream::EventReader reader_;
   const std::string remote_;
   SaslServer sasl_;
-  core::LiveCount::Token alive_;  // shutdown waits until every session is gone
+  core::ConnectionGate::Ticket unauthenticated_;  // until authenticated
+  core::LiveCount::Token alive_;                  // shutdown waits until every session is gone
   State state_ = State::kPlaintext;
   std::string domain_;
   std::string stream_id_;  // of the current stream; empty until our header is sent
   core::Jid jid_;
+  std::string ping_id_;  // of our ping waiting for an answer (watch_idle)
 };
 
 }  // namespace
@@ -412,8 +463,23 @@ void when_no_sessions(std::function<void()> done) {
 }
 
 void start_session(C2sContext& ctx, asio::ip::tcp::socket socket, bool direct_tls) {
+  core::ConnectionGate::Ticket ticket;
+  if (ctx.gate) {
+    const std::string address = net::address_key(socket);
+    if (auto refused = ctx.gate->admit(address, std::chrono::steady_clock::now(), ticket)) {
+      spdlog::info("c2s {}: connection refused: {}", address, core::to_string(*refused));
+      if (ctx.listener_metrics) ctx.listener_metrics->refused("c2s", core::to_string(*refused));
+      std::string error;  // RFC 6120 §4.9.1.1: our header first, then the error
+      if (!direct_tls)
+        error = stream::stream_error_close(
+            StreamError::kPolicyViolation, "Too many connections",
+            stream::client_header(ctx.router.local_domains().front(), core::random_hex(8)));
+      net::refuse_connection(socket, error);
+      return;
+    }
+  }
   auto executor = socket.get_executor();
-  auto session = std::make_shared<Session>(ctx, std::move(socket), direct_tls);
+  auto session = std::make_shared<Session>(ctx, std::move(socket), direct_tls, std::move(ticket));
   net::spawn_logged(executor, session->run(), "c2s session");
 }
 

@@ -546,10 +546,12 @@ void read_tls(Reader& r, const toml::table& t, TlsConfig& c) {
 }
 
 void read_limits(Reader& r, const toml::table& t, StreamLimits& c) {
-  Section s(
-      r, t, "c2s.limits",
-      {"max_stanza_size", "max_depth", "max_attributes", "max_header_size", "handshake_timeout"});
+  Section s(r, t, "c2s.limits",
+            {"max_stanza_size", "max_unauthenticated_stanza_size", "max_depth", "max_attributes",
+             "max_header_size", "handshake_timeout"});
   s.integer("max_stanza_size", 1024, kMaxStanzaSize, c.max_stanza_size);
+  s.integer("max_unauthenticated_stanza_size", 1024, kMaxStanzaSize,
+            c.max_unauthenticated_stanza_size);
   s.integer("max_depth", 2, 1024, c.max_depth);
   s.integer("max_attributes", 1, 1024, c.max_attributes);
   s.integer("max_header_size", 256, 65536, c.max_header_size);
@@ -559,13 +561,21 @@ void read_limits(Reader& r, const toml::table& t, StreamLimits& c) {
 void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
   Section s(r, t, "c2s",
             {"enabled", "port", "direct_tls_port", "allow_registration", "max_auth_failures",
-             "max_offline_messages", "limits"});
+             "max_offline_messages", "max_offline_bytes", "max_pending_subscriptions",
+             "max_unauthenticated", "max_unauthenticated_per_address", "ping_interval",
+             "ping_timeout", "limits"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 1, 65535, c.port);
   s.integer("direct_tls_port", 0, 65535, c.direct_tls_port);
   s.boolean("allow_registration", c.allow_registration);
   s.integer("max_auth_failures", 1, 100, c.max_auth_failures);
   s.integer("max_offline_messages", 0, 1'000'000, c.max_offline_messages);
+  s.byte_size("max_offline_bytes", 0, std::uint64_t{1} << 40, c.max_offline_bytes);
+  s.integer("max_pending_subscriptions", 1, 1'000'000, c.max_pending_subscriptions);
+  s.integer("max_unauthenticated", 1, 1'000'000, c.max_unauthenticated);
+  s.integer("max_unauthenticated_per_address", 1, 1'000'000, c.max_unauthenticated_per_address);
+  s.duration_or_zero("ping_interval", c.ping_interval);
+  s.duration("ping_timeout", c.ping_timeout);
   if (const auto* limits = s.table("limits")) read_limits(r, *limits, c.limits);
 }
 
@@ -593,6 +603,8 @@ void read_retry(Reader& r, const toml::table& t, RetryConfig& c) {
 // Abuse prevention: connections, pacing, bandwidth.
 void read_s2s_limits(Section& s, S2sConfig& c) {
   s.integer("connection_rate", 0, kMaxRate, c.connection_rate);
+  s.integer("max_unauthenticated", 1, 1'000'000, c.max_unauthenticated);
+  s.integer("max_unauthenticated_per_address", 1, 1'000'000, c.max_unauthenticated_per_address);
   s.integer("stanza_rate", 0, kMaxRate, c.stanza_rate);
   s.integer("stanza_burst", 1, kMaxBurst, c.stanza_burst);
   s.byte_rate("byte_rate", kMaxBandwidth, c.byte_rate);
@@ -644,6 +656,8 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
              "tls_min_version",
              "allow_internal_addresses",
              "connection_rate",
+             "max_unauthenticated",
+             "max_unauthenticated_per_address",
              "stanza_rate",
              "stanza_burst",
              "byte_rate",

@@ -34,6 +34,8 @@ struct TlsConfig {
 
 struct StreamLimits {
   std::size_t max_stanza_size = 256 * 1024;
+  // Before a client or server stream has authenticated (docs/security.md "Memory").
+  std::size_t max_unauthenticated_stanza_size = 10 * 1024;
   std::size_t max_depth = 64;
   std::size_t max_attributes = 64;
   std::size_t max_header_size = 4096;
@@ -46,7 +48,18 @@ struct C2sConfig {
   std::uint16_t direct_tls_port = 0;  // XEP-0368; 0 = off
   bool allow_registration = false;
   std::uint32_t max_auth_failures = 3;
-  std::uint32_t max_offline_messages = 500;  // per account
+  std::uint32_t max_offline_messages = 500;            // per account
+  std::uint64_t max_offline_bytes = 10 * 1024 * 1024;  // per account, the stanzas as stored
+  // Subscription requests from contacts outside the roster, kept until answered, per account.
+  std::uint32_t max_pending_subscriptions = 1000;
+  // Connections accepted and not yet authenticated (SASL success), in total and from one
+  // address; more are refused at accept time (docs/security.md "Memory").
+  std::uint32_t max_unauthenticated = 1000;
+  std::uint32_t max_unauthenticated_per_address = 20;
+  // XEP-0199: a bound session that sent nothing for ping_interval is pinged, and closed with
+  // connection-timeout when it still sent nothing ping_timeout later; 0 = never.
+  Duration ping_interval{std::chrono::seconds(300)};
+  Duration ping_timeout{std::chrono::seconds(60)};
   StreamLimits limits;
 };
 
@@ -89,8 +102,13 @@ struct S2sConfig {
   // for private deployments (docs/security.md).
   bool allow_internal_addresses = false;
 
-  // Abuse prevention (spec S2SRateLimiter), per remote domain; 0 = unlimited.
-  std::uint32_t connection_rate = 30;  // new inbound connections per minute
+  // Abuse prevention (spec S2SRateLimiter); 0 = unlimited. New inbound connections per
+  // minute from one remote address, counted when accepted (both ports).
+  std::uint32_t connection_rate = 30;
+  // Inbound connections not yet carrying an authenticated domain, in total and from one
+  // address; more are refused at accept time (docs/security.md "Memory").
+  std::uint32_t max_unauthenticated = 1000;
+  std::uint32_t max_unauthenticated_per_address = 20;
   // Pacing of what an authenticated domain sends (all its streams together): above a rate,
   // its streams are read more slowly; nothing is dropped. docs/federation.md explains the
   // defaults (a remote room with 1,000 occupants here passes unpaced).

@@ -31,9 +31,10 @@ asio::awaitable<void> Offline::store(Element stanza, Jid bare) {
       .add_text("Offline Storage");
   std::string text = stored.str(), domain = bare.domain(), user = bare.local();
   auto max = ctx_.config.c2s.max_offline_messages;
+  auto max_bytes = ctx_.config.c2s.max_offline_bytes;
   auto store_for_account = [=](storage::Storage& st) {
     if (!st.get_account(domain, user)) return R::kNoAccount;
-    return st.offline_store(domain, user, text, max) ? R::kStored : R::kFull;
+    return st.offline_store(domain, user, text, max, max_bytes) ? R::kStored : R::kFull;
   };
   R r = co_await ctx_.worker.run(std::move(store_for_account));
   if (r == R::kNoAccount) {
@@ -69,7 +70,8 @@ asio::awaitable<void> Offline::deliver(Jid full) {
   if (!s) {
     // The session went away meanwhile: keep the messages.
     auto store_again = [=](storage::Storage& st) {
-      for (const auto& m : messages) st.offline_store(domain, user, m.stanza, UINT32_MAX);
+      for (const auto& m : messages)
+        st.offline_store(domain, user, m.stanza, UINT32_MAX, UINT64_MAX);
       return true;
     };
     co_await ctx_.worker.run(std::move(store_again));

@@ -52,11 +52,20 @@ void Roster::push_element(const Jid& bare, const Element& item) {
 
 // A plain function (not a coroutine): see net::Worker::run about closures and GCC 12.
 asio::awaitable<logic::Transition> Roster::apply(const Jid& user, const std::string& contact,
-                                                 Event event) {
+                                                 Event event, std::uint32_t max_hidden) {
   auto update_item = [domain = user.domain(), name = user.local(), contact,
-                      event = std::move(event)](storage::Storage& st) {
+                      event = std::move(event), max_hidden](storage::Storage& st) {
     auto current = st.roster_item(domain, name, contact);
     logic::Transition t = event(current);
+    if (!current && t.store && t.item && t.item->hidden && max_hidden != UINT32_MAX) {
+      std::size_t hidden = 0;
+      for (const auto& item : st.roster_get(domain, name)) hidden += item.hidden ? 1 : 0;
+      if (hidden >= max_hidden) {
+        logic::Transition refused;
+        refused.refused = true;
+        return refused;
+      }
+    }
     if (t.store) {
       if (t.item)
         st.roster_put(domain, name, *t.item);

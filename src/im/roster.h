@@ -28,8 +28,11 @@ class Roster {
   boost::asio::awaitable<void> handle_iq(xml::Element iq, core::Jid from);
   // Applies `event` to `user`'s item for `contact` on the storage thread and persists the
   // result; the read-modify-write is one job, so concurrent events cannot interleave.
+  // `max_hidden`: an event that would add a hidden item (a request from outside the roster)
+  // when the user already has this many is refused (Transition::refused; nothing stored).
   boost::asio::awaitable<logic::Transition> apply(const core::Jid& user, const std::string& contact,
-                                                  Event event);
+                                                  Event event,
+                                                  std::uint32_t max_hidden = UINT32_MAX);
   // §2.1.6: pushes the item to the user's resources that asked for the roster.
   void push(const core::Jid& bare, const storage::RosterItem& item);
 

@@ -55,7 +55,13 @@ asio::awaitable<void> Subscriptions::inbound(Element stanza, Jid from, Jid to) {
     if (type == "unsubscribe") return logic::inbound_unsubscribe(cur, c);
     return logic::inbound_unsubscribed(cur, c);
   };
-  auto t = co_await roster_.apply(user, c, std::move(inbound_event));
+  auto t = co_await roster_.apply(user, c, std::move(inbound_event),
+                                  ctx_.config.c2s.max_pending_subscriptions);
+  if (t.refused) {
+    ctx_.router.bounce(stanza, StanzaError::kResourceConstraint,
+                       "The recipient has too many unanswered subscription requests");
+    co_return;
+  }
   if (t.push && t.item) roster_.push(user, *t.item);
   if (t.auto_subscribed) {
     ctx_.router.route(presence("subscribed", user.str(), c));

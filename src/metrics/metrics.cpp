@@ -463,6 +463,13 @@ C2sMetrics::C2sMetrics(Registry& r)
                                        .help = "Messages stored for offline delivery."})
                          .get({})) {}
 
+ListenerMetrics::ListenerMetrics(Registry& r)
+    : refused_total(r.counter_family(
+          {.name = "waddle_connections_refused_total",
+           .help = "Connections refused when accepted: over the connection rate of their "
+                   "address, or over the limits on unauthenticated connections.",
+           .labels = {"listener", "reason"}})) {}
+
 MucMetrics::MucMetrics(Registry& r)
     : occupants(r.gauge_family({.name = "waddle_muc_occupants",
                                 .help = "Occupants of chat rooms by where their home server "

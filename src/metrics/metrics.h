@@ -217,8 +217,13 @@ std::string_view to_string(AuthMethod m);
 enum class CloseReason { kPeer, kIdle, kPingTimeout, kPolicy, kRateLimit, kShutdown, kError };
 std::string_view to_string(CloseReason r);
 
-// Federation metrics, labelled by remote domain (capped at max_domains distinct domains per
-// family; the rest under domain="other").
+// The domain label of everything a remote server does before it has authenticated a domain
+// (a refused stream, a key that did not verify): a claimed name is not a label, or any peer
+// could fill the label space with names of its choosing (docs/security.md "Work").
+inline constexpr std::string_view kUnauthenticated = "unauthenticated";
+
+// Federation metrics, labelled by authenticated remote domain (capped at max_domains distinct
+// domains per family; the rest under domain="other"; kUnauthenticated before authentication).
 struct S2sMetrics {
   S2sMetrics(Registry& registry, std::size_t max_domains);
 
@@ -309,6 +314,18 @@ struct C2sMetrics {
   Counter& auth_failures;     // waddle_c2s_auth_failures_total
   Counter& stanzas_received;  // waddle_c2s_stanzas_received_total
   Counter& offline_stored;    // waddle_offline_messages_stored_total
+};
+
+// Connections refused when accepted (core/connection_gate.h), by listener ("c2s" or "s2s")
+// and reason ("rate", "unauthenticated", "unauthenticated_per_address").
+struct ListenerMetrics {
+  explicit ListenerMetrics(Registry& registry);
+
+  void refused(std::string_view listener, std::string_view reason) {
+    refused_total.get({listener, reason}).inc();
+  }
+
+  CounterFamily& refused_total;  // waddle_connections_refused_total{listener,reason}
 };
 
 // Room services (XEP-0045) and federated identity checks; refreshed from the services'

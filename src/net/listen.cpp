@@ -1,6 +1,7 @@
 // Listening sockets (see listen.h).
 #include "net/listen.h"
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <stdexcept>
 
@@ -42,6 +43,27 @@ std::vector<std::unique_ptr<tcp::acceptor>> listen_all(asio::io_context& io,
       out.push_back(listen_on(io, tcp::endpoint(asio::ip::make_address(a), port)));
   }
   return out;
+}
+
+std::string address_key(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  const auto ep = socket.remote_endpoint(ec);
+  if (ec) return {};
+  auto a = ep.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  if (a.is_v4()) return a.to_string();
+  auto bytes = a.to_v6().to_bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), 0);
+  return asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
+void refuse_connection(tcp::socket& socket, std::string_view bytes) {
+  boost::system::error_code ec;
+  socket.non_blocking(true, ec);
+  if (!ec && !bytes.empty()) socket.write_some(asio::buffer(bytes.data(), bytes.size()), ec);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
 }
 
 }  // namespace waddle::net

@@ -53,7 +53,11 @@ std::string DialbackKeys::answer_verify(const Element& v) const {
                      dialback_key_equal(key(receiving, originating, id), v.text());
   spdlog::info("s2s: dialback verify from {} for {} (stream {}): {}", receiving, originating, id,
                valid ? "valid" : "invalid");
-  if (metrics_) metrics_->dialback_verify(receiving, valid);
+  // Only a valid key names a domain we chose to connect to: any value can be claimed in an
+  // invalid one (docs/security.md "Work").
+  if (metrics_)
+    metrics_->dialback_verify(valid ? std::string_view(receiving) : metrics::kUnauthenticated,
+                              valid);
   return wire::db_verify_answer(originating, receiving, id, valid);
 }
 
@@ -154,8 +158,8 @@ asio::awaitable<void> Dialback::receive(std::shared_ptr<InboundStream> in, Eleme
   stream::XmlStream& s = in->stream();
   const bool cert_ok = s.peer_chain_valid() && certificate_matches_domain(s.peer_certificate(), *r);
   if (!cert_ok && !admission_.dialback_without_certificate(*r)) {
-    report(metrics_, *r, Failure::kDialback,
-           "refused dialback: certificate not valid for the domain");
+    report(metrics_, in->label(*r), Failure::kDialback,
+           "refused dialback from " + *r + ": certificate not valid for the domain");
     refuse("not-authorized",
            "Your certificate is not valid for " + *r + " and this server requires one");
     co_return;
@@ -168,7 +172,8 @@ asio::awaitable<void> Dialback::receive(std::shared_ptr<InboundStream> in, Eleme
     std::size_t& mine = per_stream_[in->stream_id()];
     if (mine >= kMaxPerStream || in_flight_ >= kMaxInFlight) {
       if (mine == 0) per_stream_.erase(in->stream_id());
-      report(metrics_, *r, Failure::kDialback, "refused dialback: too many verifications at once");
+      report(metrics_, in->label(*r), Failure::kDialback,
+             "refused dialback from " + *r + ": too many verifications at once");
       refuse("resource-constraint", "Too many dialback verifications in progress");
       co_return;
     }
@@ -190,7 +195,9 @@ asio::awaitable<void> Dialback::receive(std::shared_ptr<InboundStream> in, Eleme
   }
   spdlog::info("s2s in {} -> {}: dialback {} over {}", *r, local, valid ? "valid" : "invalid",
                in->stream().tls_description());
-  if (!valid) report(metrics_, *r, Failure::kDialback, "dialback key did not verify");
+  if (!valid)
+    report(metrics_, in->label(*r), Failure::kDialback,
+           "dialback key from " + *r + " did not verify");
   if (!in->closing()) in->send(wire::db_result_answer(local, remote, valid));
 }
 
@@ -222,14 +229,16 @@ asio::awaitable<bool> Dialback::verify_with_authoritative(std::string local, std
     valid = co_await ask(*c.channel, local, remote, id, key);
     timer->cancel();
     if (*expired)
-      report(metrics_, remote, Failure::kTimeout,
-             "dialback verification: no answer from the authoritative server within " +
+      report(metrics_, metrics::kUnauthenticated, Failure::kTimeout,
+             "dialback verification for " + remote +
+                 ": no answer from the authoritative server within " +
                  core::format_duration(config_.s2s.connect_timeout));
     c.channel->send(stream::kStreamEnd);
     co_await c.channel->close_gracefully();
   } else {
-    report(metrics_, remote, *c.outcome.failure,
-           "dialback verification connection: " + c.outcome.text);
+    // The domain was only claimed by an unauthenticated peer: no label of its own.
+    report(metrics_, metrics::kUnauthenticated, *c.outcome.failure,
+           "dialback verification connection to " + remote + ": " + c.outcome.text);
   }
   alive = {};
   co_return valid;

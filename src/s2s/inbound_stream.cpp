@@ -40,14 +40,21 @@ constexpr int kYieldsForLater = 8;
 }  // namespace
 
 InboundStream::InboundStream(InboundContext& ctx, std::shared_ptr<stream::XmlStream> stream,
-                             bool direct_tls)
+                             bool direct_tls, core::ConnectionGate::Ticket unauthenticated)
     : ctx_(ctx),
       stream_(stream),
       channel_(std::make_shared<StreamChannel>(stream)),
-      state_(direct_tls ? State::kTlsHandshake : State::kAwaitingHeader) {}
+      state_(direct_tls ? State::kTlsHandshake : State::kAwaitingHeader),
+      unauthenticated_(std::move(unauthenticated)) {}
 
 std::string InboundStream::who() const {
   return peer_.empty() ? stream_->remote_address() : peer_;
+}
+
+std::string_view InboundStream::label(std::string_view domain) const {
+  for (const auto& pair : pairs_)
+    if (pair.second == domain) return domain;
+  return metrics::kUnauthenticated;
 }
 
 void InboundStream::send(std::string_view bytes) {
@@ -65,6 +72,8 @@ asio::awaitable<void> InboundStream::run() {
         net::spawn_logged(self->ctx_.executor, stream::close_stream(self->stream_),
                           "s2s handshake timeout");
       });
+  std::shared_ptr<Timer> idle = ctx_.time.make_timer();
+  net::spawn_logged(ctx_.executor, watch_idle(idle), "s2s inbound idle");
   auto pause_timer = ctx_.time.make_timer();
   auto resume_timer = ctx_.time.make_timer();
   resume_ = resume_timer.get();
@@ -113,6 +122,7 @@ asio::awaitable<void> InboundStream::run() {
     close_with(StreamError::kInternalServerError);
   }
   deadline.cancel();
+  idle->cancel();
   route_held(true);  // received, so handled: queued beyond the limit or bounced, never dropped
   resume_ = nullptr;
   co_await channel_->close_gracefully();
@@ -120,8 +130,9 @@ asio::awaitable<void> InboundStream::run() {
   if (ctx_.metrics) {
     if (!counted_domain_.empty())
       ctx_.metrics->connection_closed(counted_domain_, metrics::Direction::kIn);
-    ctx_.metrics->stream_closed(!counted_domain_.empty() ? counted_domain_ : who(),
-                                metrics::Direction::kIn, close_reason_);
+    ctx_.metrics->stream_closed(
+        !counted_domain_.empty() ? std::string_view(counted_domain_) : metrics::kUnauthenticated,
+        metrics::Direction::kIn, close_reason_);
   }
   spdlog::info("s2s in {} ({}): stream closed{}", peer_, stream_->remote_address(),
                stream_->end_reason().empty() ? std::string() : " (" + stream_->end_reason() + ")");
@@ -151,8 +162,8 @@ asio::awaitable<void> InboundStream::on_event(xml::StreamEvent ev) {
   }
   if (e.is("error", ns::kStream)) {
     // RFC 6120 §4.9: the peer is closing; record why, answer with the closing tag only.
-    report(ctx_.metrics, who(), Failure::kStreamError,
-           "stream error from peer: " + wire::describe_stream_error(e));
+    report(ctx_.metrics, label(counted_domain_), Failure::kStreamError,
+           "stream error from " + who() + ": " + wire::describe_stream_error(e));
     state_ = State::kClosing;
     send(stream::kStreamEnd);
     co_return;
@@ -194,15 +205,10 @@ void InboundStream::on_header(const xml::StreamEvent& ev) {
     return;
   }
   if (from && !ctx_.admission.allows(*from)) {
-    report(ctx_.metrics, *from, Failure::kPolicy, "inbound stream refused by policy");
+    report(ctx_.metrics, metrics::kUnauthenticated, Failure::kPolicy,
+           "inbound stream from " + *from + " refused by policy");
     close_with(StreamError::kPolicyViolation, "Federation with your domain is not allowed",
                metrics::CloseReason::kPolicy);
-    return;
-  }
-  if (from && !stream_->tls_active() && !ctx_.limits.new_connection(*from, ctx_.time.now())) {
-    report(ctx_.metrics, *from, Failure::kRateLimit, "too many new connections");
-    close_with(StreamError::kPolicyViolation, "Too many connections",
-               metrics::CloseReason::kRateLimit);
     return;
   }
   cert_valid_for_peer_ = from && stream_->tls_active() && stream_->peer_chain_valid() &&
@@ -238,8 +244,8 @@ asio::awaitable<void> InboundStream::on_starttls() {
   const bool ok = co_await stream::accept_starttls(*stream_, channel_->reader(),
                                                    ctx_.tls.s2s_server_for(local_));
   if (!ok) {  // (the connection is closed)
-    report(ctx_.metrics, who(), Failure::kTls,
-           "inbound TLS handshake failed: " + stream_->tls_error());
+    report(ctx_.metrics, metrics::kUnauthenticated, Failure::kTls,
+           "inbound TLS handshake failed (" + who() + "): " + stream_->tls_error());
     state_ = State::kClosing;
     close_reason_ = metrics::CloseReason::kError;
     co_return;
@@ -262,7 +268,7 @@ void InboundStream::on_stanza(Element e) {
   // The specification's SpoofedFrom: only domains authenticated on this stream, for the
   // local domain they were authenticated with.
   if (!pairs_.contains({to->domain(), from->domain()})) {
-    report(ctx_.metrics, from->domain(), Failure::kStreamError,
+    report(ctx_.metrics, label(counted_domain_), Failure::kStreamError,
            "spoofed or unauthenticated 'from' " + from->domain() + " on a stream from " + who());
     close_with(StreamError::kInvalidFrom);
     return;
@@ -330,7 +336,7 @@ void InboundStream::on_sm(const Element& e) {
       if (auto self = weak.lock()) self->answer_owed_ack();
     });
     send(wire::sm_enabled());
-    if (ctx_.metrics) ctx_.metrics->sm_enabled(who(), metrics::Direction::kIn);
+    if (ctx_.metrics) ctx_.metrics->sm_enabled(label(counted_domain_), metrics::Direction::kIn);
     return;
   }
   if (e.name() == "r" && sm_.enabled()) {
@@ -347,6 +353,10 @@ void InboundStream::answer_owed_ack() {
 void InboundStream::authenticated(const std::string& local, const std::string& remote,
                                   std::string_view method, metrics::AuthMethod counted_as) {
   if (state_ == State::kEnded) return;
+  if (pairs_.empty()) {  // no longer an unauthenticated connection: full limits from now on
+    unauthenticated_.release();
+    stream_->set_max_stanza_size(ctx_.config.s2s.max_stanza_size);
+  }
   pairs_.insert({local, remote});
   if (method_.empty()) method_ = std::string(method);
   if (ctx_.metrics) ctx_.metrics->authenticated(remote, metrics::Direction::kIn, counted_as);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/connection_gate.h"
 #include "core/errors.h"
 #include "core/live_count.h"
 #include "metrics/metrics.h"
@@ -73,7 +74,10 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
     kEnded,  // run() has finished and accounted for the stream; late answers change nothing
   };
 
-  InboundStream(InboundContext& ctx, std::shared_ptr<stream::XmlStream> stream, bool direct_tls);
+  // `unauthenticated` counts the connection among the unauthenticated ones until a pair
+  // authenticates on it.
+  InboundStream(InboundContext& ctx, std::shared_ptr<stream::XmlStream> stream, bool direct_tls,
+                core::ConnectionGate::Ticket unauthenticated = {});
 
   // Reads the stream until it ends, then closes it (after a bounded flush).
   boost::asio::awaitable<void> run();
@@ -93,6 +97,9 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   std::shared_ptr<StreamChannel> channel() const { return channel_; }
   // The peer's domain for logs, or its address before it named one.
   std::string who() const;
+  // The metrics label for something `domain` did on this stream: the domain once it has
+  // authenticated here, metrics::kUnauthenticated before (docs/security.md "Work").
+  std::string_view label(std::string_view domain) const;
 
   void send(std::string_view bytes);
   // `remote` has proven itself, for `local`, with `method` (counted in the metrics as
@@ -122,6 +129,8 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   void route_held(bool all);
   void on_sm(const xml::Element& e);
   void answer_owed_ack();
+  // idle_timeout without a byte read: the stream is closed (kIdle).
+  boost::asio::awaitable<void> watch_idle(std::shared_ptr<Timer> timer);
 
   InboundContext& ctx_;
   std::shared_ptr<stream::XmlStream> stream_;
@@ -134,6 +143,7 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   std::set<std::pair<std::string, std::string>> pairs_;
   bool cert_valid_for_peer_ = false;
   SmReceiver sm_;  // XEP-0198, when the peer enabled it on this stream
+  core::ConnectionGate::Ticket unauthenticated_;  // until a pair authenticates
   // Backpressure (router/flow.h): while a queue that this stream's stanzas filled drains,
   // further stanzas are held here, in order (up to kReadAhead bytes, then reading stops) and
   // negotiation elements (dialback, acknowledgements) are still handled.

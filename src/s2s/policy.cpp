@@ -11,10 +11,6 @@
 namespace waddle::s2s {
 namespace {
 
-// Entries that equal a fresh one are dropped when the map reaches a multiple of this size, so
-// unauthenticated 'from' values cannot grow it without bound.
-constexpr std::size_t kSweepEvery = 1024;
-
 // Tolerance for floating-point drift in refills: waiting exactly wait_time() must be enough.
 constexpr double kEpsilon = 1e-9;
 
@@ -115,21 +111,6 @@ TokenBucket::Clock::duration TokenBucket::wait_time(Clock::time_point now, doubl
 double TokenBucket::tokens(Clock::time_point now) {
   refill(now);
   return tokens_;
-}
-
-bool ConnectionLimiter::on_connection(const std::string& domain, Clock::time_point now) {
-  if (per_minute_ == 0) return true;
-  const double burst = per_minute_;
-  if (auto it = domains_.find(domain); it != domains_.end()) return it->second.take(now);
-  if (!domains_.empty() && domains_.size() % kSweepEvery == 0) {
-    // A full bucket behaves exactly like a new one.
-    for (auto entry = domains_.begin(); entry != domains_.end();) {
-      const bool full = entry->second.tokens(now) + kEpsilon >= burst;
-      entry = full ? domains_.erase(entry) : std::next(entry);
-    }
-  }
-  TokenBucket fresh(burst / 60.0, burst, now);
-  return domains_.emplace(domain, fresh).first->second.take(now);
 }
 
 std::chrono::milliseconds retry_delay(std::uint32_t attempt, std::chrono::milliseconds initial,

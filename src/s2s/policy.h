@@ -1,5 +1,6 @@
 // Federation policy (spec "Federation policy", "Abuse Prevention"): open / allowlist /
-// blocklist, token buckets, and the per-domain limit on new inbound connections.
+// blocklist, and token buckets. New inbound connections are limited per address when accepted
+// (core/connection_gate.h).
 #pragma once
 
 #include <chrono>
@@ -53,26 +54,6 @@ class TokenBucket {
   double burst_;
   double tokens_;
   Clock::time_point last_;
-};
-
-// New inbound connections per minute from each remote domain (a bucket of that many, refilled
-// over the minute). Stanzas and bytes are paced per domain by Pacer (rate_limit.h).
-class ConnectionLimiter {
- public:
-  using Clock = TokenBucket::Clock;
-  explicit ConnectionLimiter(std::uint32_t per_minute) : per_minute_(per_minute) {}
-
-  // A new inbound connection from `domain`; false when over the per-minute limit.
-  bool on_connection(const std::string& domain, Clock::time_point now);
-  // A new limit applies to every domain from now on (buckets start over); 0 = unlimited.
-  void set_limit(std::uint32_t per_minute) {
-    per_minute_ = per_minute;
-    domains_.clear();
-  }
-
- private:
-  std::uint32_t per_minute_;
-  std::map<std::string, TokenBucket, std::less<>> domains_;
 };
 
 // The specification's RetryPolicy: delay before retry `attempt` (1-based):

@@ -106,14 +106,15 @@ std::size_t Pool::streams_to(const std::string& remote) const {
 
 void Pool::write(Link& link, Element stanza) {
   OutboundStream& out = *link.out;
-  out.channel->send(xml::serialize_stanza(stanza, ns::kServer));
+  std::string bytes = xml::serialize_stanza(stanza, ns::kServer);
+  out.channel->send(bytes);
   link.last_activity = time_.now();
   out.last_activity = link.last_activity;
   if (metrics_) metrics_->stanza_sent(link.remote);
   if (!out.sm.enabled()) return;
   // Kept until the peer acknowledges it (XEP-0198).
   if (metrics_) metrics_->unacked(link.remote, 1);
-  switch (out.sm.sent(std::move(stanza))) {
+  switch (out.sm.sent(std::move(bytes))) {
     case SmSender::Next::kRequest:
       request_ack(out);
       break;

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/jid.h"
+#include "core/namespaces.h"
 #include "metrics/metrics.h"
 #include "net/listen.h"
 #include "router/router.h"
@@ -14,6 +15,7 @@
 #include "s2s/pool.h"
 #include "s2s/wire.h"
 #include "stream/negotiation.h"
+#include "xml/parser.h"
 #include "xml/stanza.h"
 
 namespace waddle::s2s {
@@ -103,7 +105,7 @@ bool Pool::on_sm(OutboundStream& out, const std::string& remote, const Element& 
 }
 
 void Pool::resend_unacked(OutboundStream& out, const std::string& remote) {
-  std::deque<Element> rest = out.sm.take_unacked();
+  std::deque<std::string> rest = out.sm.take_unacked();
   if (rest.empty()) return;
   const auto refused = admission_.outbound(remote, stopping_);  // shutdown, policy
   if (metrics_) {
@@ -112,7 +114,15 @@ void Pool::resend_unacked(OutboundStream& out, const std::string& remote) {
   }
   spdlog::info("s2s -> {}: {} stanzas were not acknowledged when the stream ended; {}", remote,
                rest.size(), refused ? "bouncing them" : "sending them again on the next link");
-  for (auto& stanza : rest) {
+  for (const std::string& bytes : rest) {
+    // Kept as written; parsed again only now, on this rare path.
+    std::optional<Element> parsed = xml::parse_element(bytes, ns::kServer);
+    if (!parsed) {  // cannot happen: the bytes are this server's own serialisation
+      spdlog::error("s2s -> {}: an unacknowledged stanza could not be read back: {}", remote,
+                    bytes.substr(0, 200));
+      continue;
+    }
+    Element& stanza = *parsed;
     if (refused) {
       refuse(stanza, remote, *refused);
       continue;

@@ -83,20 +83,14 @@ Pacer::Limits RateLimits::limits(const core::S2sConfig& config) {
 
 RateLimits::RateLimits(const core::S2sConfig& config, Clock::time_point now,
                        metrics::S2sMetrics* metrics)
-    : connections_(config.connection_rate),
-      pacer_(limits(config)),
+    : pacer_(limits(config)),
       metrics_(metrics),
       bandwidth_limit_(static_cast<double>(config.bandwidth_limit)),
       budget_(bandwidth_limit_),
       last_(now) {}
 
 void RateLimits::reload(const core::S2sConfig& config) {
-  connections_.set_limit(config.connection_rate);
   pacer_.set_limits(limits(config));
-}
-
-bool RateLimits::new_connection(const std::string& domain, Clock::time_point now) {
-  return connections_.on_connection(domain, now);
 }
 
 RateLimits::Stanza RateLimits::stanza(const std::string& domain, std::uint64_t bytes,

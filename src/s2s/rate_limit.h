@@ -1,6 +1,6 @@
-// Abuse prevention in one place (spec "Abuse Prevention"): the per-domain limit on new
-// inbound connections (ConnectionLimiter, policy.h), the pacing of what authenticated domains
-// send (Pacer), and the bandwidth budget that all S2S streams share. Exceeding a limit slows
+// Abuse prevention in one place (spec "Abuse Prevention"): the pacing of what authenticated
+// domains send (Pacer), and the bandwidth budget that all S2S streams share (new connections
+// are limited per address when accepted: core/connection_gate.h). Exceeding a limit slows
 // reading down (backpressure: TCP pushes back on the peer), never loses what was read; a
 // domain is disconnected only when the operator asked for it (disconnect_when_paced_for).
 // Time is passed in, so tests need no clock.
@@ -84,9 +84,6 @@ class RateLimits {
   // SIGHUP: new per-domain limits (every domain starts over); the bandwidth limit stays.
   void reload(const core::S2sConfig& config);
 
-  // A new inbound stream from `domain`; false when over connection_rate.
-  bool new_connection(const std::string& domain, Clock::time_point now);
-
   // One stanza from `domain` and the `bytes` read since the last one on its stream. It is
   // delivered in any case; then its stream stops reading for `pause`. `disconnect` only
   // when the operator set disconnect_when_paced_for and the domain has been paced as long.
@@ -103,7 +100,6 @@ class RateLimits {
 
  private:
   static Pacer::Limits limits(const core::S2sConfig& config);
-  ConnectionLimiter connections_;
   Pacer pacer_;
   metrics::S2sMetrics* metrics_;
   double bandwidth_limit_;  // bytes per second; 0 = unlimited

@@ -23,14 +23,16 @@ class TlsContexts;
 }
 namespace waddle::metrics {
 struct S2sMetrics;
-}
+struct ListenerMetrics;
+}  // namespace waddle::metrics
 
 namespace waddle::s2s {
 
 class S2sService : public router::RemoteDelivery {
  public:
   S2sService(const core::Config& config, router::Router& router, net::TlsContexts& tls,
-             boost::asio::io_context& io, metrics::S2sMetrics* metrics = nullptr);
+             boost::asio::io_context& io, metrics::S2sMetrics* metrics = nullptr,
+             metrics::ListenerMetrics* refusals = nullptr);
   ~S2sService() override;
 
   // Opens the listeners (throws std::runtime_error when a port cannot be bound).
@@ -40,8 +42,8 @@ class S2sService : public router::RemoteDelivery {
   // attempts. `all_closed`, when given, is called (posted on the io_context, once) as soon as
   // every S2S stream has ended, verification streams included: live_streams() is then 0.
   void stop(std::function<void()> all_closed = {});
-  // Re-reads the policy parts of the configuration (SIGHUP); connections to domains that are
-  // still allowed stay up, the others are closed with policy-violation.
+  // Re-reads the policy parts and connection limits of the configuration (SIGHUP); connections to
+  // domains that are still allowed stay up, the others are closed with policy-violation.
   void reload(const core::Config& config);
 
   void send(xml::Element stanza) override;

@@ -52,8 +52,9 @@ void SaslExternal::handle(const std::shared_ptr<InboundStream>& in, xml::Element
   // An empty authorization identity means the domain of the stream header (XEP-0178 §3).
   const std::string claimed = authzid->empty() ? in->peer() : *authzid;
   if (claimed.empty() || claimed != in->peer() || !in->cert_valid_for_peer()) {
-    report(metrics_, in->peer(), Failure::kTls,
-           "SASL EXTERNAL refused: certificate not valid for '" + claimed + "'");
+    report(metrics_, metrics::kUnauthenticated, Failure::kTls,
+           "SASL EXTERNAL from " + in->who() + " refused: certificate not valid for '" + claimed +
+               "'");
     return in->send(wire::sasl_failure("not-authorized"));
   }
   in->authenticated(in->local(), in->peer(), name(), counted_as());

@@ -22,7 +22,7 @@ namespace asio = boost::asio;
 
 struct S2sService::Impl {
   Impl(const core::Config& c, router::Router& r, net::TlsContexts& t, asio::io_context& i,
-       metrics::S2sMetrics* m)
+       metrics::S2sMetrics* m, metrics::ListenerMetrics* refusals)
       : config(c),
         io(i),
         time(i.get_executor()),
@@ -35,7 +35,7 @@ struct S2sService::Impl {
         dialback(c, i.get_executor(), time, keys, connector, r, admission, live, m),
         pool(c.s2s, i.get_executor(), time, connector, r, admission, keys, live, m),
         inbound{c, i.get_executor(), r, t, admission, limits, time, live, m, {}, {}},
-        listener(inbound, i) {
+        listener(inbound, i, refusals) {
     std::vector<Authenticator*> methods{&sasl, &dialback};  // in order of preference
     connector.set_methods(methods);
     inbound.methods = methods;
@@ -63,8 +63,9 @@ struct S2sService::Impl {
 };
 
 S2sService::S2sService(const core::Config& config, router::Router& router, net::TlsContexts& tls,
-                       asio::io_context& io, metrics::S2sMetrics* m)
-    : impl_(std::make_unique<Impl>(config, router, tls, io, m)) {}
+                       asio::io_context& io, metrics::S2sMetrics* m,
+                       metrics::ListenerMetrics* refusals)
+    : impl_(std::make_unique<Impl>(config, router, tls, io, m, refusals)) {}
 
 S2sService::~S2sService() = default;
 
@@ -89,6 +90,7 @@ void S2sService::send(xml::Element stanza) {
 void S2sService::reload(const core::Config& config) {
   impl_->admission.reload(config.s2s);
   impl_->limits.reload(config.s2s);
+  impl_->listener.reload(config.s2s);
   impl_->listener.close_disallowed();
   impl_->pool.close_disallowed();
   spdlog::info("s2s: policy is now {} ({} allowed, {} blocked)", config.s2s.policy,

@@ -9,9 +9,9 @@ void SmSender::disable() {
   unacked_.clear();
 }
 
-SmSender::Next SmSender::sent(xml::Element stanza) {
+SmSender::Next SmSender::sent(std::string bytes) {
   if (!enabled_) return Next::kNothing;
-  unacked_.push_back(std::move(stanza));
+  unacked_.push_back(std::move(bytes));
   const std::size_t n = unrequested();
   // A batch is asked about at once, even with a request outstanding: behind a backlog the
   // answers then keep coming as the peer reads through it, releasing what it handled and
@@ -39,7 +39,7 @@ std::optional<std::string> SmSender::acked(std::uint32_t h) {
   return std::nullopt;
 }
 
-std::deque<xml::Element> SmSender::take_unacked() {
+std::deque<std::string> SmSender::take_unacked() {
   auto rest = std::move(unacked_);
   unacked_.clear();
   acked_h_ = requested_h_ = 0;

@@ -1,6 +1,7 @@
 // XEP-0198 stream management on server links, without resumption (which servers do not use):
-// the sending side keeps every stanza written after <enable/> until the peer's <a h=…/> says
-// it was handled, so that when the link dies the rest can be sent again on the next link; the
+// the sending side keeps every stanza written after <enable/> (as the bytes written, which
+// cost one allocation each rather than a parsed tree) until the peer's <a h=…/> says it was
+// handled, so that when the link dies the rest can be sent again on the next link; the
 // receiving side answers <r/> with the number of stanzas it has handled safely (delivered to a
 // local session, stored, or queued for the next hop: router/handling.h), never more.
 // 'h' counts modulo 2^32 (XEP-0198 §4). Pure logic: the pool and the inbound stream do the I/O.
@@ -33,13 +34,14 @@ class SmSender {
   // if stream management had never been on).
   void disable();
 
-  // A stanza was written: what to do about acknowledgements.
+  // A stanza was written (`bytes`: as serialised for a jabber:server stream): what to do
+  // about acknowledgements.
   enum class Next {
     kNothing,  // a request is outstanding or one is already planned
     kRequest,  // send an <r/> now (kRequestEvery stanzas not asked about)
     kPlan,     // the first stanza not asked about: plan an <r/> after a short delay
   };
-  Next sent(xml::Element stanza);
+  Next sent(std::string bytes);
   // Stanzas written but not covered by a request yet, and the last request answered.
   bool request_due() const { return enabled_ && !awaiting_ && unrequested() > 0; }
   // An <r/> was sent.
@@ -48,7 +50,7 @@ class SmSender {
   // (h acknowledges more than was sent).
   std::optional<std::string> acked(std::uint32_t h);
   // The stream ended: what the peer has not acknowledged, in the order written.
-  std::deque<xml::Element> take_unacked();
+  std::deque<std::string> take_unacked();
 
   std::size_t unacked() const { return unacked_.size(); }
   std::uint32_t sent_count() const {
@@ -59,7 +61,7 @@ class SmSender {
   std::size_t unrequested() const { return sent_count() - requested_h_; }
   bool enabled_ = false;
   bool awaiting_ = false;  // an <r/> is outstanding
-  std::deque<xml::Element> unacked_;
+  std::deque<std::string> unacked_;
   std::uint32_t acked_h_ = 0;      // the peer's last 'h'
   std::uint32_t requested_h_ = 0;  // sent_count() when the last <r/> went out
 };

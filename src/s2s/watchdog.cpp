@@ -68,14 +68,15 @@ asio::awaitable<void> Watchdog::run(std::shared_ptr<Link> link,
       link->ping_written.reset();
       ch.send(" ");  // whitespace keepalive, then an application-level ping
       xml::Element ping = wire::ping_element(link->ping_id, link->local, link->remote);
-      ch.send(ping.str(ns::kServer));
+      std::string bytes = ping.str(ns::kServer);
+      ch.send(bytes);
       link->ping_position = ch.bytes_sent();
       if (ch.bytes_written() >= link->ping_position) link->ping_written = now;
       // The peer counts the ping among the stanzas it acknowledges (XEP-0198): so do we.
       // (Sent again on a new link, it is only answered again.)
       if (out->sm.enabled()) {
         if (metrics_) metrics_->unacked(link->remote, 1);
-        if (out->sm.sent(std::move(ping)) != SmSender::Next::kNothing && out->ack_timer)
+        if (out->sm.sent(std::move(bytes)) != SmSender::Next::kNothing && out->ack_timer)
           out->ack_timer->cancel();  // the pool's acknowledgement requests wake up
       }
     }

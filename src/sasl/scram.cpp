@@ -168,6 +168,14 @@ bool verify_password(ScramHash hash, const ScramCredentials& creds, std::string_
   return equal_constant_time(derived.stored_key, creds.stored_key);
 }
 
+bool verify_password_unknown_account(ScramHash hash, std::string_view password) {
+  // A salt of the usual size and the usual iteration count: the derivation costs what a
+  // stored account's would (the stored count is kDefaultIterations unless imported).
+  static const std::string salt = random_bytes(kSaltSize);
+  derive_credentials(hash, password, salt, kDefaultIterations);
+  return false;
+}
+
 ScramServer::ScramServer(ScramHash hash) : hash_(hash) {}
 
 std::optional<std::string> ScramServer::client_first(std::string_view message) {

@@ -31,6 +31,10 @@ ScramCredentials derive_credentials(ScramHash hash, std::string_view password,
 ScramCredentials make_credentials(ScramHash hash, std::string_view password);
 // True when `password` matches the stored credentials (used by PLAIN).
 bool verify_password(ScramHash hash, const ScramCredentials& creds, std::string_view password);
+// The same work as verify_password() against an account that does not exist (or has no
+// credentials for `hash`), and false: how long a PLAIN login takes must not tell whether the
+// account exists.
+bool verify_password_unknown_account(ScramHash hash, std::string_view password);
 
 // One server-side SCRAM exchange:
 //   auto user = s.client_first(msg);      // nullopt: malformed -> <malformed-request/>

@@ -74,9 +74,11 @@ class Storage {
   virtual bool roster_remove(const std::string& domain, const std::string& username,
                              const std::string& contact) = 0;
 
-  // Offline messages (XEP-0160). offline_store returns false when `max` are already stored.
+  // Offline messages (XEP-0160). offline_store returns false when `max` are already stored,
+  // or when the stored stanzas and this one would exceed `max_bytes` together.
   virtual bool offline_store(const std::string& domain, const std::string& username,
-                             const std::string& stanza, std::uint32_t max) = 0;
+                             const std::string& stanza, std::uint32_t max,
+                             std::uint64_t max_bytes) = 0;
   // Returns the stored messages oldest first and deletes them.
   virtual std::vector<OfflineMessage> offline_take(const std::string& domain,
                                                    const std::string& username) = 0;

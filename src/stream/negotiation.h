@@ -3,6 +3,7 @@
 // the parser limits each kind of stream reads with. Bytes only: no sockets here.
 #pragma once
 
+#include <algorithm>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,6 +47,15 @@ inline xml::ParserLimits client_parser_limits(const core::Config& config) {
 inline xml::ParserLimits server_parser_limits(const core::Config& config) {
   const auto& l = config.c2s.limits;
   return {config.s2s.max_stanza_size, l.max_depth, l.max_attributes, l.max_header_size};
+}
+// What a receiving stream reads with until the peer has authenticated: the stanza size at
+// most [c2s.limits] max_unauthenticated_stanza_size (docs/security.md "Memory"); the stream
+// raises it to `limits.max_stanza_size` once authenticated.
+inline xml::ParserLimits before_authentication(xml::ParserLimits limits,
+                                               const core::Config& config) {
+  limits.max_stanza_size =
+      std::min(limits.max_stanza_size, config.c2s.limits.max_unauthenticated_stanza_size);
+  return limits;
 }
 
 }  // namespace waddle::stream

@@ -59,6 +59,8 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   boost::asio::awaitable<std::optional<core::StreamError>> read(std::vector<xml::StreamEvent>& out,
                                                                 bool& eof);
   void reset_parser() { parser_.reset(); }
+  // The largest top-level element accepted from now on (small until authenticated).
+  void set_max_stanza_size(std::size_t bytes) { parser_.set_max_stanza_size(bytes); }
 
   // Queues bytes; a writer coroutine flushes everything queued in one write. The stream must
   // be owned by a shared_ptr (the writer keeps it alive).

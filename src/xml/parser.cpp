@@ -437,14 +437,20 @@ std::optional<core::StreamError> StreamParser::feed(std::string_view data,
   return s.error;
 }
 
-std::optional<Element> parse_element(std::string_view xml) {
+std::optional<Element> parse_element(std::string_view xml, std::string_view default_ns) {
   // Wrap in a neutral root so the parser's stream handling applies unchanged.
   ParserLimits limits;
   limits.max_stanza_size = xml.size() + 1024;
-  limits.max_header_size = 1024;
+  limits.max_header_size = 1024 + default_ns.size() * 6;
   StreamParser p(limits);
   std::vector<StreamEvent> events;
-  if (p.feed("<r>", events)) return std::nullopt;
+  std::string root = "<r>";
+  if (!default_ns.empty()) {
+    root = "<r xmlns='";
+    escape(root, default_ns);
+    root += "'>";
+  }
+  if (p.feed(root, events)) return std::nullopt;
   if (p.feed(xml, events)) return std::nullopt;
   if (p.feed("</r>", events)) return std::nullopt;
   for (auto& ev : events)

@@ -46,6 +46,9 @@ class StreamParser {
   void reset();
 
   const ParserLimits& limits() const { return limits_; }
+  // A new stanza size limit from now on, the element being read included (a stream raises
+  // it once authenticated: a small limit before, docs/security.md "Memory").
+  void set_max_stanza_size(std::size_t bytes) { limits_.max_stanza_size = bytes; }
 
   // Diagnostics (tests, metrics). bytes_scanned(): bytes expat has had to tokenize since
   // construction or reset(): per XML_Parse call, the new bytes plus the unfinished token
@@ -63,6 +66,8 @@ class StreamParser {
 };
 
 // Parses one complete, standalone XML element (tests, stored stanzas). nullopt if invalid.
-std::optional<Element> parse_element(std::string_view xml);
+// `default_ns`: the namespace in scope around it (a stanza serialised for a stream whose
+// default namespace it shares carries no xmlns of its own).
+std::optional<Element> parse_element(std::string_view xml, std::string_view default_ns = {});
 
 }  // namespace waddle::xml

@@ -110,6 +110,35 @@ TEST_F(S2sInboundTest, SilentPeer_ClosedAfterTheHandshakeTimeout) {
               in.expect_disconnect()});
 }
 
+// docs/security.md "Memory": before a domain has authenticated, an element may be at most
+// [c2s.limits] max_unauthenticated_stanza_size; an unfinished one that grows past it ends the
+// stream as the full limit would.
+TEST_F(S2sInboundTest, ElementOverTheUnauthenticatedLimit_PolicyViolation) {
+  config_.c2s.limits.max_unauthenticated_stanza_size = 2048;
+  run_script(
+      open_in(Cred::kNone) +
+      Script{in.expect_exact(kDialbackAndSm),
+             in.send("<db:result from='remote.test' to='local.test'>" + std::string(4096, 'k')),
+             in.expect_stream_error("policy-violation")});
+}
+
+// ... and once authenticated, the full [s2s] max_stanza_size applies.
+TEST_F(S2sInboundTest, AfterAuthentication_TheFullStanzaSize) {
+  config_.c2s.limits.max_unauthenticated_stanza_size = 2048;
+  const std::string body(8000, 'b');
+  run_script(open_with_external() +
+             Script{in.send(message("a@remote.test/x", "b@local.test", body)),
+                    expect_delivered("<message id='" + body + "'/>"), in.send("</stream:stream>"),
+                    in.expect_closed()});
+}
+
+// docs/security.md "Correctness": an authenticated stream that goes silent is closed after
+// idle_timeout with connection-timeout.
+TEST_F(S2sInboundTest, SilentAfterAuthentication_ClosedAfterTheIdleTimeout) {
+  config_.s2s.idle_timeout = std::chrono::milliseconds(300);
+  run_script(open_with_external() + Script{in.expect_stream_error("connection-timeout")});
+}
+
 TEST_F(S2sInboundTest, DialbackBeforeTls_PolicyViolation) {
   run_script({in.connect(), in.send(header(kRemote, kLocal)), in.expect_header(kLocal, kRemote),
               in.expect_exact(kStartTlsRequired),

@@ -1,6 +1,7 @@
 // libFuzzer target for the RFC 6120 stream parser as a peer reaches it: bytes fed in chunks
 // as reads from the network would deliver them, after a real stream header or not, under the
-// limits before authentication (small) or after it. Checked: the same outcome however the
+// limits before authentication (small), after it, or raised half-way as a stream does when it
+// authenticates. Checked: the same outcome however the
 // bytes are split, held-back bytes within the limits, linear tokenizing work (the reparse
 // guard of parser.cpp), and a serialize/parse round trip of every stanza.
 #include <algorithm>
@@ -22,10 +23,12 @@ using waddle::xml::ParserLimits;
 using waddle::xml::StreamEvent;
 using waddle::xml::StreamParser;
 
-// Before authentication: small limits, so that the fuzzer reaches every limit check.
+// Before authentication: the server's element limit then ([c2s.limits]
+// max_unauthenticated_stanza_size), and small other limits so that the fuzzer reaches every
+// limit check.
 ParserLimits pre_auth_limits() {
   ParserLimits l;
-  l.max_stanza_size = 4096;
+  l.max_stanza_size = 10 * 1024;
   l.max_depth = 8;
   l.max_attributes = 8;
   l.max_header_size = 512;
@@ -83,18 +86,23 @@ struct Outcome {
   std::optional<StreamError> error;
 };
 
-Outcome feed_chunked(const ParserLimits& limits, std::string_view input, Chunks chunks) {
+// Feeds `input` in reads of the sizes `chunks` gives; at byte `raise_at` (never a read's
+// middle) the stanza limit is raised to the one after authentication.
+Outcome feed_chunked(const ParserLimits& limits, std::string_view input, Chunks chunks,
+                     std::size_t raise_at) {
   Outcome o(limits);
   StreamParser& parser = *o.parser;
   std::size_t calls = 0;
-  const std::size_t bound = std::max(limits.max_stanza_size, limits.max_header_size);
   for (std::size_t pos = 0; pos < input.size() && !o.error;) {
-    const std::size_t n = std::min(chunks.next(), input.size() - pos);
+    if (pos == raise_at) parser.set_max_stanza_size(post_auth_limits().max_stanza_size);
+    const std::size_t end = pos < raise_at ? std::min(raise_at, input.size()) : input.size();
+    const std::size_t n = std::min(chunks.next(), end - pos);
     o.error = parser.feed(input.substr(pos, n), o.events);
     pos += n;
     ++calls;
     // Bytes held back from expat never exceed what the limits allow to be pending.
-    check(parser.bytes_held() <= bound);
+    const ParserLimits& now = parser.limits();
+    check(parser.bytes_held() <= std::max(now.max_stanza_size, now.max_header_size));
     // Linear work: each call re-scans at most a short unfinished token (512 bytes) in full;
     // longer ones grow geometrically before they are scanned again.
     check(parser.bytes_scanned() <= 4 * pos + 513 * calls);
@@ -113,8 +121,8 @@ Outcome feed_chunked(const ParserLimits& limits, std::string_view input, Chunks 
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 3) return 0;
-  // Byte 0: limits (bit 0), header (bits 1-2: none, client, server), largest read (bits 3-5).
-  // Bytes 1-2: the seed of the read sizes.
+  // Byte 0: limits (bit 0), header (bits 1-2: none, client, server), largest read (bits 3-5),
+  // limit raised half-way (bit 6). Bytes 1-2: the seed of the read sizes.
   const std::uint8_t mode = data[0];
   const ParserLimits limits = (mode & 1) ? post_auth_limits() : pre_auth_limits();
   constexpr std::size_t kLargest[] = {1, 2, 7, 64, 512, 1500, 16384, 65536};
@@ -125,8 +133,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (((mode >> 1) & 3) == 2) input = kServerHeader;
   input.append(reinterpret_cast<const char*>(data) + 3, size - 3);
 
-  Outcome chunked = feed_chunked(limits, input, Chunks(seed, largest));
-  const Outcome whole = feed_chunked(limits, input, Chunks(1, 0));
+  const std::size_t raise_at = (mode & 0x40) ? input.size() / 2 : SIZE_MAX;
+
+  Outcome chunked = feed_chunked(limits, input, Chunks(seed, largest), raise_at);
+  const Outcome whole = feed_chunked(limits, input, Chunks(1, 0), raise_at);
 
   // The split into reads changes neither whether the stream fails nor, when it does not, what
   // it delivers (where a failure is detected, and so its condition, may differ).

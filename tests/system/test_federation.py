@@ -244,7 +244,9 @@ def test_dialback_with_untrusted_certificate_refused_by_receiver(fed):
         await nothing_from(bob, A)
     run(body)
     text = b.metrics_text()
-    assert metric_sum(text, ERRORS, domain=A, kind="dialback") >= 1, text
+    # Refused before a.test authenticated: counted, under no label a peer could choose.
+    assert metric_sum(text, ERRORS, domain="unauthenticated", kind="dialback") >= 1, text
+    assert metric_sum(text, ERRORS, domain=A) == 0, text
     assert metric_sum(text, AUTHENTICATED, domain=A, direction="in") == 0, text
 
 
@@ -403,10 +405,12 @@ def test_blocklist_refuses_both_directions(fed, pki):
         await nothing_from(alice, B)
         await nothing_from(bob, A)
     run(body)
-    # The raw stream and b's own stream(s), refused for policy.
-    wait_metric(a, STREAMS_CLOSED, 2, domain=B, direction="in", reason="policy")
+    # The raw stream and b's own stream(s), refused for policy before authenticating: counted
+    # under domain="unauthenticated", never under the name they claimed.
+    wait_metric(a, STREAMS_CLOSED, 2, domain="unauthenticated", direction="in", reason="policy")
     text = a.metrics_text()
     assert metric_sum(text, AUTHENTICATED, domain=B) == 0, text
+    assert metric_sum(text, STREAMS_CLOSED, domain=B, direction="in") == 0, text
 
 
 def test_allowlist_admits_only_listed_domains(fed):
@@ -434,8 +438,10 @@ def test_allowlist_admits_only_listed_domains(fed):
         await nothing_from(alice, B)
         await nothing_from(bob, A)
     run(body)
-    wait_metric(a, STREAMS_CLOSED, domain=B, direction="in", reason="policy")
-    assert metric_sum(a, AUTHENTICATED, domain=B) == 0
+    wait_metric(a, STREAMS_CLOSED, domain="unauthenticated", direction="in", reason="policy")
+    text = a.metrics_text()
+    assert metric_sum(text, AUTHENTICATED, domain=B) == 0, text
+    assert metric_sum(text, STREAMS_CLOSED, domain=B, direction="in") == 0, text
 
 
 # --------------------------------------------------------------------------- 8. flood
@@ -859,10 +865,13 @@ def test_max_connections_per_domain_caps_streams_to_one_remote_domain(fed):
     run(body)
 
 
-def test_connection_rate_refuses_excess_new_streams_from_one_domain(fed, pki):
-    """connection_rate = 2 per minute: a third new stream from a.test within the minute gets
-    the stream error policy-violation, while c.test can still connect."""
-    b = fed.server(B, dns="a", users=("bob",), s2s={"connection_rate": 2})
+def test_connection_rate_refuses_excess_new_connections_from_one_address(fed, pki):
+    """connection_rate = 3 per minute per address (the harness's start-up probe of the S2S
+    port, from 127.0.0.1, is the first): a fourth new connection from the same address within
+    the minute gets the stream error policy-violation as soon as it is accepted (whatever
+    domain it would claim), while the two authenticated streams go on. The refusal is counted
+    under domain="unauthenticated"."""
+    b = fed.server(B, dns="a", users=("bob",), s2s={"connection_rate": 3})
     fed.start()
     opened = []
     try:
@@ -870,15 +879,21 @@ def test_connection_rate_refuses_excess_new_streams_from_one_domain(fed, pki):
             raw = RawS2s(b.ip, A, B, *pki.cert(A), pki.ca.cert)
             opened.append(raw)
             raw.authenticate()
-        third = RawS2s(b.ip, A, B, *pki.cert(A), pki.ca.cert)
+        third = RawS2s(b.ip, C, B, *pki.cert(C), pki.ca.cert)
         opened.append(third)
-        third.send(third.header())
-        third.assert_stream_error("policy-violation", 10)
-        other = RawS2s(b.ip, C, B, *pki.cert(C), pki.ca.cert)
-        opened.append(other)
-        other.authenticate()
+        third.assert_stream_error("policy-violation", 10)  # nothing sent: refused at accept
+
+        async def body():  # the authenticated streams still deliver
+            bob = await login(b, BOB_R, PASSWORD)
+            opened[0].send(message_xml(f"x@{A}/r", BOB_R, "after the refusal", "cr-1"))
+            await bob.expect_message(frm=f"x@{A}/r", body="after the refusal")
+        run(body)
     finally:
         for raw in opened:
             raw.close()
-    wait_metric(b, STREAMS_CLOSED, domain=A, direction="in", reason="rate_limit")
-    assert metric_sum(b, ERRORS, domain=A, kind="rate_limit") == 1
+    wait_metric(b, STREAMS_CLOSED, domain="unauthenticated", direction="in", reason="rate_limit")
+    text = b.metrics_text()
+    assert metric_sum(text, ERRORS, domain="unauthenticated", kind="rate_limit") == 1, text
+    assert metric_sum(text, ERRORS, domain=(A, C), kind="rate_limit") == 0, text
+    assert metric_sum(text, "waddle_connections_refused_total", listener="s2s",
+                      reason="rate") == 1, text

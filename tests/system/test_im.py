@@ -1,5 +1,6 @@
 """Local instant messaging (RFC 6121) and server IQs (disco#info, ping, version)."""
 
+import asyncio
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -300,3 +301,47 @@ def test_same_resource_twice_leaves_one_reachable_session(users):
         alice.chat(f"{BOB}/same", "who has it?")
         await owner.expect_message(frm=f"{ALICE}/home", body="who has it?")
     run(body)
+
+
+def test_pending_subscription_requests_are_bounded(make_server):
+    """[c2s] max_pending_subscriptions bounds the unanswered requests an account keeps from
+    contacts not in its roster (each is stored until answered): one more bounces to its
+    sender with resource-constraint. The user sees every request that was kept, at login."""
+    server = make_server({"c2s": {"max_pending_subscriptions": 3}})
+    askers = [f"asker{i}@{DOMAIN}" for i in range(5)]
+    for jid in [ALICE] + askers:
+        server.adduser(jid, PASSWORD)
+
+    async def ask():
+        outcome = {}
+        for jid in askers:
+            c = await login(server, f"{jid}/r", PASSWORD)
+            c.send_presence(pto=ALICE, ptype="subscribe")
+            # Processed either way within the deadline: stored in alice's roster (the only
+            # place the asker's JID is written) or bounced back.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while True:
+                err = c.presences.take(lambda p: p.xml.get("type") == "error")
+                if err is not None:
+                    outcome[jid] = error_condition(err)
+                    break
+                if await asyncio.to_thread(server.db_contains, jid):
+                    outcome[jid] = "kept"
+                    break
+                assert loop.time() < deadline, f"the request of {jid} was neither kept nor bounced"
+                await asyncio.sleep(0.05)
+        return outcome
+    outcome = run(ask)
+    kept = [j for j, o in outcome.items() if o == "kept"]
+    bounced = [j for j, o in outcome.items() if o == "resource-constraint"]
+    assert len(kept) == 3 and len(bounced) == 2, outcome
+
+    async def see():
+        alice = await login(server, f"{ALICE}/home", PASSWORD)
+        for jid in kept:
+            await alice.expect_presence(frm=jid, ptype="subscribe")
+        await alice.sync()
+        assert alice.presences.take(
+            lambda p: p.xml.get("type") == "subscribe" and bare(p["from"]) in bounced) is None
+    run(see)

@@ -112,3 +112,47 @@ def test_offline_storage_is_counted_in_metrics(users):
     text = users.metrics_text()
     m = re.search(r"^waddle_offline_messages_stored_total (\d+)", text, re.M)
     assert m and int(m.group(1)) == 2, text
+
+
+def test_offline_storage_is_bounded_in_bytes(make_server):
+    """[c2s] max_offline_bytes bounds what one account keeps offline, whatever the count:
+    beyond it a message bounces to its sender (service-unavailable) instead of being stored.
+    Every message sent is either delivered at the next login or bounced."""
+    server = make_server({"c2s": {"max_offline_bytes": 8192}})
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    filler = "x" * 1500
+    bodies = [f"big {i} {uuid.uuid4().hex} {filler}" for i in range(12)]  # ~19 KB in all
+
+    async def send():
+        alice = await login(server, f"{ALICE}/home", PASSWORD)
+        for text in bodies:
+            alice.chat(BOB, text)
+        await alice.sync()
+        bounced = []
+        deadline = asyncio.get_running_loop().time() + STORE_TIMEOUT
+        # The bounces come back as the store refuses them; the stored ones are committed.
+        while True:
+            err = alice.messages.take(lambda m: m["type"] == "error")
+            if err is not None:
+                assert err["error"]["condition"] == "service-unavailable", str(err)
+                bounced.append(err["body"])
+                continue
+            stored = [t for t in bodies if t not in bounced and server.db_contains(t)]
+            if len(stored) + len(bounced) == len(bodies):
+                return bounced
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"{len(stored)} stored and {len(bounced)} bounced of {len(bodies)}")
+            await asyncio.sleep(0.05)
+    bounced = run(send)
+    assert 0 < len(bounced) < len(bodies), f"{len(bounced)} of {len(bodies)} bounced"
+    kept = [t for t in bodies if t not in bounced]
+    assert sum(len(t) for t in kept) <= 8192, len(kept)
+
+    async def receive():
+        bob = await login(server, f"{BOB}/phone", PASSWORD)
+        for text in kept:
+            await bob.messages.get(lambda m, t=text: m["body"] == t, what="an offline message")
+        await bob.sync()
+        assert bob.messages.take(lambda m: m["body"] in bounced) is None
+    run(receive)

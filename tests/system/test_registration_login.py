@@ -248,3 +248,104 @@ def test_session_after_binding_is_answered(server):
 
     answer = run(body)
     assert answer.get("type") == "result", ET.tostring(answer)
+
+
+
+def _scram_sha256_login(raw: RawXmpp, user: str, password: str,
+                        initial_response: bool = True) -> ET.Element:
+    """A whole SCRAM-SHA-256 exchange (RFC 5802, RFC 7677) on `raw`, the client-first message
+    in the <auth/> or (RFC 6120 §6.4.2: `=`, a zero-length initial response) in the first
+    <response/>; returns the server's last answer (<success/> once the proof and the server
+    signature check out)."""
+    import hashlib
+    import hmac
+    import os
+
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    bare = f"n={user},r={nonce}"
+    client_first = base64.b64encode(("n,," + bare).encode()).decode()
+    if initial_response:
+        raw.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256'>{client_first}</auth>")
+    else:
+        raw.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256'>=</auth>")
+        empty = raw.next_element()
+        if empty.tag != tag(NS_SASL, "challenge") or (empty.text or "").strip("="):
+            return empty
+        raw.send(f"<response xmlns='{NS_SASL}'>{client_first}</response>")
+    challenge = raw.next_element()
+    if challenge.tag != tag(NS_SASL, "challenge"):
+        return challenge
+    server_first = base64.b64decode(challenge.text).decode()
+    fields = dict(p.split("=", 1) for p in server_first.split(","))
+    assert fields["r"].startswith(nonce), server_first
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(fields["s"]),
+                                 int(fields["i"]))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    without_proof = f"c=biws,r={fields['r']}"
+    auth_message = f"{bare},{server_first},{without_proof}".encode()
+    signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    final = f"{without_proof},p={base64.b64encode(proof).decode()}"
+    raw.send(f"<response xmlns='{NS_SASL}'>{base64.b64encode(final.encode()).decode()}</response>")
+    answer = raw.next_element()
+    if answer.tag == tag(NS_SASL, "success"):
+        server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+        expected = hmac.new(server_key, auth_message, hashlib.sha256).digest()
+        got = base64.b64decode(base64.b64decode(answer.text).decode().split("v=", 1)[1])
+        assert got == expected, "server signature does not verify"
+    return answer
+
+
+@pytest.mark.parametrize("initial_response", [True, False], ids=["initial", "empty-initial"])
+def test_scram_restarts_after_abort(server, initial_response):
+    """RFC 6120 §6.4.4: the client may abort an exchange and start another; the aborted one
+    is answered with <aborted/> and the next one, with or without an initial response,
+    succeeds with the right password."""
+    server.adduser(ALICE, PASSWORD)
+    raw = RawXmpp(server.ip, server.port)
+    try:
+        raw.tls_stream()
+        raw.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256'>"
+                 f"{_scram_first_message('alice')}</auth>")
+        assert raw.next_element().tag == tag(NS_SASL, "challenge"), raw.received_text()
+        raw.send(f"<abort xmlns='{NS_SASL}'/>")
+        aborted = raw.next_element()
+        assert aborted.tag == tag(NS_SASL, "failure"), raw.received_text()
+        assert aborted.find(tag(NS_SASL, "aborted")) is not None, raw.received_text()
+        answer = _scram_sha256_login(raw, "alice", PASSWORD, initial_response)
+        assert answer.tag == tag(NS_SASL, "success"), raw.received_text()
+        raw.open_stream()
+        assert raw.bind("after-abort").startswith(f"{ALICE}/"), raw.received_text()
+    finally:
+        raw.close()
+
+
+def test_plain_takes_as_long_for_an_unknown_account_as_for_a_wrong_password(server):
+    """Whether an account exists must not show in how long PLAIN takes to fail: a wrong
+    password costs the server a key derivation (PBKDF2, 4096 rounds), so an unknown account
+    must cost one too. Compared by the fastest of many interleaved attempts (the least
+    disturbed by load), with a wide margin: without the derivation the unknown account is
+    answered in a fraction of the time."""
+    import time
+    server.adduser(ALICE, PASSWORD)
+    per_stream = max(1, server.config["c2s"]["max_auth_failures"] - 1)
+    timings = {"alice": [], "nobody": []}
+    for _ in range(10):
+        raw = RawXmpp(server.ip, server.port)
+        try:
+            raw.tls_stream()
+            for i in range(per_stream):
+                user = ("alice", "nobody")[i % 2]
+                started = time.perf_counter()
+                answer = raw.auth_plain(user, "not-the-password")
+                timings[user].append(time.perf_counter() - started)
+                assert answer.find(tag(NS_SASL, "not-authorized")) is not None, (
+                    raw.received_text())
+        finally:
+            raw.close()
+    known, unknown = min(timings["alice"]), min(timings["nobody"])
+    assert len(timings["nobody"]) >= 6, timings
+    assert unknown >= 0.5 * known, (
+        f"an unknown account fails in {unknown * 1e3:.2f} ms, a wrong password in"
+        f" {known * 1e3:.2f} ms: the difference tells whether the account exists")

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "c2s/c2s.h"
+#include "core/connection_gate.h"
 #include "core/version.h"
 #include "identity/credential.h"
 #include "im/im_service.h"
@@ -113,6 +114,8 @@ class Server {
   metrics::S2sMetrics s2s_metrics_;
   metrics::C2sMetrics c2s_metrics_;
   metrics::MucMetrics muc_metrics_;
+  metrics::ListenerMetrics listener_metrics_;
+  core::ConnectionGate c2s_gate_;  // unauthenticated client connections
   im::ImService im_;
   std::vector<std::unique_ptr<muc::MucService>> rooms_;  // one room service per served domain
   s2s::S2sService s2s_;
@@ -136,10 +139,13 @@ Server::Server(const core::Config& config, std::unique_ptr<storage::Storage> sto
       s2s_metrics_(registry_, config.metrics.max_domains),
       c2s_metrics_(registry_),
       muc_metrics_(registry_),
+      listener_metrics_(registry_),
+      c2s_gate_({config.c2s.max_unauthenticated, config.c2s.max_unauthenticated_per_address, 0}),
       im_(config, router_, worker_, io_.get_executor(), &c2s_metrics_,
           identity_key_ ? &*identity_key_ : nullptr),
-      s2s_(config, router_, tls_, io_, &s2s_metrics_),
-      c2s_{config, router_, im_, worker_, tls_.c2s(), &c2s_metrics_, &tls_} {}
+      s2s_(config, router_, tls_, io_, &s2s_metrics_, &listener_metrics_),
+      c2s_{config,        router_, im_,        worker_,           tls_.c2s(),
+           &c2s_metrics_, &tls_,   &c2s_gate_, &listener_metrics_} {}
 
 void Server::wire_local_delivery() {
   router_.set_local_handler(&im_);
@@ -314,6 +320,8 @@ void Server::reload_config() {
     for (const auto& w : fresh.warnings) spdlog::warn("SIGHUP: configuration: {}", w);
     spdlog::set_level(spdlog::level::from_str(fresh.server.log_level));
     s2s_.reload(fresh);
+    c2s_gate_.set_limits(
+        {fresh.c2s.max_unauthenticated, fresh.c2s.max_unauthenticated_per_address, 0});
     spdlog::info("SIGHUP: reloaded {}", config_.source);
   } catch (const std::exception& e) {
     spdlog::error("SIGHUP: configuration not reloaded: {}", e.what());

@@ -23,6 +23,9 @@ struct Transition {
   bool forward = false;
   // Inbound subscribe that is already approved: reply 'subscribed' on the user's behalf.
   bool auto_subscribed = false;
+  // Inbound subscribe from a contact outside the roster, refused (nothing stored, nothing
+  // delivered) because the account keeps as many such requests as it may.
+  bool refused = false;
 };
 
 // In every event `current` is the user's roster item for the contact (nullopt when there is

@@ -343,6 +343,9 @@ class SqliteStorage final : public Storage {
                        "DELETE FROM roster WHERE domain = ? AND username = ? AND contact = ?"),
         offline_delete_all_(*db_, "DELETE FROM offline WHERE domain = ? AND username = ?"),
         offline_count_(*db_, "SELECT COUNT(*) FROM offline WHERE domain = ? AND username = ?"),
+        offline_bytes_(*db_,
+                       "SELECT COALESCE(SUM(LENGTH(CAST(stanza AS BLOB))), 0) FROM offline "
+                       "WHERE domain = ? AND username = ?"),
         offline_insert_(*db_,
                         "INSERT INTO offline (domain, username, stanza, stored_at) "
                         "VALUES (?,?,?,?)"),
@@ -474,10 +477,13 @@ class SqliteStorage final : public Storage {
   }
 
   bool offline_store(const std::string& domain, const std::string& username,
-                     const std::string& stanza, std::uint32_t max) override {
+                     const std::string& stanza, std::uint32_t max,
+                     std::uint64_t max_bytes) override {
     // IMMEDIATE takes the write lock first, so the count cannot change before the insert.
     Transaction tx(*db_);
     if (count(domain, username) >= max) return false;
+    if (stanza.size() > max_bytes || stored_bytes(domain, username) > max_bytes - stanza.size())
+      return false;
     offline_insert_.run()
         .text(1, domain)
         .text(2, username)
@@ -561,6 +567,12 @@ class SqliteStorage final : public Storage {
     return run.step() ? static_cast<std::size_t>(run.column_int(0)) : 0;
   }
 
+  std::uint64_t stored_bytes(const std::string& domain, const std::string& username) {
+    auto run = offline_bytes_.run();
+    run.text(1, domain).text(2, username);
+    return run.step() ? static_cast<std::uint64_t>(run.column_int(0)) : 0;
+  }
+
   std::unique_ptr<Database> db_;  // declared first: the statements below use it
   Statement account_insert_;
   Statement account_get_;
@@ -574,6 +586,7 @@ class SqliteStorage final : public Storage {
   Statement roster_delete_;
   Statement offline_delete_all_;
   Statement offline_count_;
+  Statement offline_bytes_;
   Statement offline_insert_;
   Statement offline_select_;
   Statement account_set_did_;

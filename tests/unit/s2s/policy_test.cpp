@@ -187,48 +187,6 @@ TEST(TokenBucketTest, Charge_GoesIntoDebtThatWaitTimeCounts) {
   EXPECT_DOUBLE_EQ(bucket.tokens(kT0 + 10s), 5.0);
 }
 
-// --- ConnectionLimiter ---
-
-TEST(ConnectionLimiterTest, LimitedPerMinutePerDomain) {
-  ConnectionLimiter limiter(3);
-  EXPECT_TRUE(limiter.on_connection("a.example", kT0));
-  EXPECT_TRUE(limiter.on_connection("a.example", kT0));
-  EXPECT_TRUE(limiter.on_connection("a.example", kT0));
-  EXPECT_FALSE(limiter.on_connection("a.example", kT0 + 1s));
-  EXPECT_TRUE(limiter.on_connection("b.example", kT0 + 1s));  // another domain
-  // 3 per minute: one more every 20 seconds.
-  EXPECT_FALSE(limiter.on_connection("a.example", kT0 + 19s));
-  EXPECT_TRUE(limiter.on_connection("a.example", kT0 + 20s));
-  EXPECT_FALSE(limiter.on_connection("a.example", kT0 + 21s));
-  EXPECT_TRUE(limiter.on_connection("a.example", kT0 + 40s));
-}
-
-TEST(ConnectionLimiterTest, Zero_MeansUnlimited) {
-  ConnectionLimiter limiter(0);
-  for (int i = 0; i < 10000; ++i) ASSERT_TRUE(limiter.on_connection("a.example", kT0)) << i;
-}
-
-TEST(ConnectionLimiterTest, NewLimit_EveryDomainStartsOver) {
-  ConnectionLimiter limiter(1);
-  EXPECT_TRUE(limiter.on_connection("a.example", kT0));
-  EXPECT_FALSE(limiter.on_connection("a.example", kT0));
-  limiter.set_limit(2);
-  EXPECT_TRUE(limiter.on_connection("a.example", kT0));
-  EXPECT_TRUE(limiter.on_connection("a.example", kT0));
-  EXPECT_FALSE(limiter.on_connection("a.example", kT0));
-}
-
-TEST(ConnectionLimiterTest, ManyDomains_EachStartsWithFullBudget) {
-  ConnectionLimiter limiter(1);
-  // Enough distinct domains to pass the internal clean-up of idle entries several times.
-  for (int i = 0; i < 5000; ++i) {
-    const std::string domain = "d" + std::to_string(i) + ".example";
-    ASSERT_TRUE(limiter.on_connection(domain, kT0 + i * 1ms)) << domain;
-  }
-  // A domain still inside its window keeps its state across the clean-ups.
-  EXPECT_FALSE(limiter.on_connection("d4999.example", kT0 + 5s));
-}
-
 // --- retry_delay ---
 
 TEST(RetryDelayTest, DefaultSchedule_DoublesFromOneSecond) {

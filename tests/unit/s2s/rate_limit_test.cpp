@@ -307,19 +307,13 @@ TEST(RateLimitsTest, Bandwidth_DebtBecomesPause) {
 
 TEST(RateLimitsTest, Reload_NewLimitsForEveryDomain) {
   core::S2sConfig config;
-  config.connection_rate = 1;
   config.stanza_rate = 1;
   config.stanza_burst = 1;
   RateLimits limits(config, kT0);
-  EXPECT_TRUE(limits.new_connection("b.example", kT0));
-  EXPECT_FALSE(limits.new_connection("b.example", kT0));
   EXPECT_EQ(limits.stanza("b.example", 0, kT0).pause, RateLimits::Clock::duration::zero());
   EXPECT_GT(limits.stanza("b.example", 0, kT0).pause, RateLimits::Clock::duration::zero());
-  config.connection_rate = 0;  // unlimited
   config.stanza_rate = 0;
   limits.reload(config);
-  EXPECT_TRUE(limits.new_connection("b.example", kT0));
-  EXPECT_TRUE(limits.new_connection("b.example", kT0));
   EXPECT_EQ(limits.stanza("b.example", 0, kT0).pause, RateLimits::Clock::duration::zero());
 }
 

@@ -156,8 +156,8 @@ TEST_F(SqliteStorageTest, DeleteAccount_RemovesRosterAndOffline) {
   ASSERT_TRUE(db_->create_account(account("example.org", "romeo")));  // distractor
   db_->roster_put("example.org", "juliet", item("romeo@example.org"));
   db_->roster_put("example.org", "romeo", item("juliet@example.org"));
-  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message/>", 10));
-  ASSERT_TRUE(db_->offline_store("example.org", "romeo", "<message/>", 10));
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message/>", 10, UINT64_MAX));
+  ASSERT_TRUE(db_->offline_store("example.org", "romeo", "<message/>", 10, UINT64_MAX));
 
   EXPECT_TRUE(db_->delete_account("example.org", "juliet"));
   EXPECT_FALSE(db_->get_account("example.org", "juliet"));
@@ -276,11 +276,11 @@ TEST_F(SqliteStorageTest, AllSubscriptionStates_RoundTrip) {
 // --- offline messages ---
 
 TEST_F(SqliteStorageTest, OfflineTake_OldestFirstAndDeletes) {
-  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message id='1'/>", 10));
-  ASSERT_TRUE(db_->offline_store("example.org", "romeo", "<message id='r'/>", 10));
-  ASSERT_TRUE(
-      db_->offline_store("example.org", "juliet", "<message id='2'>\xE2\x9C\x93</message>", 10));
-  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message id='3'/>", 10));
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message id='1'/>", 10, UINT64_MAX));
+  ASSERT_TRUE(db_->offline_store("example.org", "romeo", "<message id='r'/>", 10, UINT64_MAX));
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message id='2'>\xE2\x9C\x93</message>",
+                                 10, UINT64_MAX));
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message id='3'/>", 10, UINT64_MAX));
   EXPECT_EQ(db_->offline_count("example.org", "juliet"), 3u);
 
   const auto taken = db_->offline_take("example.org", "juliet");
@@ -297,21 +297,34 @@ TEST_F(SqliteStorageTest, OfflineTake_OldestFirstAndDeletes) {
 }
 
 TEST_F(SqliteStorageTest, OfflineStore_RefusesAtLimit) {
-  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "<message id='1'/>", 2));
-  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "<message id='2'/>", 2));
-  EXPECT_FALSE(db_->offline_store("example.org", "juliet", "<message id='3'/>", 2));
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "<message id='1'/>", 2, UINT64_MAX));
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "<message id='2'/>", 2, UINT64_MAX));
+  EXPECT_FALSE(db_->offline_store("example.org", "juliet", "<message id='3'/>", 2, UINT64_MAX));
   EXPECT_EQ(db_->offline_count("example.org", "juliet"), 2u);
-  EXPECT_TRUE(db_->offline_store("example.org", "romeo", "<message/>", 2));  // per user
-  EXPECT_FALSE(db_->offline_store("example.org", "nurse", "<message/>", 0));
+  EXPECT_TRUE(db_->offline_store("example.org", "romeo", "<message/>", 2, UINT64_MAX));  // per user
+  EXPECT_FALSE(db_->offline_store("example.org", "nurse", "<message/>", 0, UINT64_MAX));
 
   db_->offline_take("example.org", "juliet");
-  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "<message id='4'/>", 2));
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "<message id='4'/>", 2, UINT64_MAX));
+}
+
+TEST_F(SqliteStorageTest, OfflineStore_RefusesBeyondTheBytes) {
+  const std::string ten(10, 'x');  // each stanza below is 10 bytes ("\u2713" is 3 bytes)
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", ten, 100, 25));
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", ten, 100, 25));
+  EXPECT_FALSE(db_->offline_store("example.org", "juliet", ten, 100, 25));              // 30 > 25
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", "\xE2\x9C\x93xx", 100, 25));  // 25
+  EXPECT_FALSE(db_->offline_store("example.org", "juliet", "y", 100, 25));
+  EXPECT_FALSE(db_->offline_store("example.org", "romeo", std::string(26, 'z'), 100, 25));
+  EXPECT_EQ(db_->offline_count("example.org", "juliet"), 3u);
+  db_->offline_take("example.org", "juliet");
+  EXPECT_TRUE(db_->offline_store("example.org", "juliet", ten, 100, 25));
 }
 
 TEST_F(SqliteStorageTest, OfflineIds_NotReusedAfterTake) {
-  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<a/>", 10));
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<a/>", 10, UINT64_MAX));
   const auto first = db_->offline_take("example.org", "juliet");
-  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<b/>", 10));
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<b/>", 10, UINT64_MAX));
   const auto second = db_->offline_take("example.org", "juliet");
   ASSERT_EQ(first.size(), 1u);
   ASSERT_EQ(second.size(), 1u);
@@ -325,7 +338,7 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
   ASSERT_TRUE(db_->create_account(a));
   const RosterItem it = item("romeo@example.net", {"Friends", ""});
   db_->roster_put("example.org", "juliet", it);
-  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message/>", 10));
+  ASSERT_TRUE(db_->offline_store("example.org", "juliet", "<message/>", 10, UINT64_MAX));
 
   reopen();
   const auto got = db_->get_account("example.org", "juliet");

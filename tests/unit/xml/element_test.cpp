@@ -113,6 +113,23 @@ TEST(ElementTest, NamespacedAttribute_DeclaresPrefixAndRoundTrips) {
   EXPECT_EQ(back->str(), e.str());
 }
 
+TEST(ElementTest, StanzaSerialisedForItsStream_ParsesBackWithTheStreamNamespace) {
+  Element m("message", "jabber:server");
+  m.set_attr("to", "b@r.test");
+  m.add_child("body", "jabber:server").add_text("hi");
+  m.add_child("x", "urn:x").set_attr("a", "1");
+  const std::string bytes = serialize_stanza(m, "jabber:server");
+  EXPECT_EQ(bytes.find("xmlns='jabber:server'"), std::string::npos);  // implied by the stream
+  auto back = parse_element(bytes, "jabber:server");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->ns(), "jabber:server");
+  EXPECT_EQ(back->child_text("body", "jabber:server"), "hi");
+  EXPECT_EQ(serialize_stanza(*back, "jabber:server"), bytes);
+  auto bare = parse_element(bytes);  // without it, the stanza is in no namespace
+  ASSERT_TRUE(bare);
+  EXPECT_EQ(bare->ns(), "");
+}
+
 TEST(ElementTest, AttributeNamespaceContainingBrace_RoundTrips) {
   // Found by tests/fuzz/parser_fuzz.cpp: the URI part of "{uri}local" may itself contain '}'.
   auto e = parse_element("<m xmlns:x='urn:}odd' x:a='1'/>");

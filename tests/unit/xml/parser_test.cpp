@@ -293,6 +293,31 @@ class StanzaSizeLimitTest : public ::testing::Test {
   }
 };
 
+// A stream reads with a small limit until authenticated, then raises it (docs/security.md
+// "Memory"): the unfinished element that goes over the small limit is refused as soon as it
+// does, and once raised, an element up to the new limit passes.
+TEST_F(StanzaSizeLimitTest, RaisedLimit_AppliesFromThenOn) {
+  for (std::size_t chunk : {std::size_t{0}, std::size_t{1}, std::size_t{700}}) {
+    StreamParser small(limits());
+    auto r = feed_chunks(small, std::string(kHeader) + "<message>" + std::string(5000, 'x'), chunk);
+    EXPECT_EQ(r.error, StreamError::kPolicyViolation) << chunk;
+    if (chunk) {
+      EXPECT_LE(r.fed, kHeader.size() + kLimit + chunk) << chunk;
+    }
+
+    StreamParser raised(limits());
+    auto first = feed_chunks(raised, std::string(kHeader) + stanza_of_size(kLimit), chunk);
+    ASSERT_FALSE(first.error) << chunk;
+    raised.set_max_stanza_size(4 * kLimit);
+    EXPECT_EQ(raised.limits().max_stanza_size, 4 * kLimit);
+    auto second = feed_chunks(raised, stanza_of_size(4 * kLimit), chunk);
+    EXPECT_FALSE(second.error) << chunk;
+    EXPECT_EQ(second.events.size(), 1u) << chunk;
+    auto third = feed_chunks(raised, stanza_of_size(4 * kLimit + 1), chunk);
+    EXPECT_EQ(third.error, StreamError::kPolicyViolation) << chunk;
+  }
+}
+
 TEST_F(StanzaSizeLimitTest, StanzaExactlyAtLimit_IsAccepted) {
   auto r = feed_fresh(std::string(kHeader) + stanza_of_size(kLimit), 0, limits());
   ASSERT_FALSE(r.error);
