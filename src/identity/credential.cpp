@@ -465,6 +465,9 @@ std::string issue(const SigningKey& key, const Claims& claims) {
     throw std::invalid_argument("credential larger than " + std::to_string(kMaxTokenSize) +
                                 " bytes");
   }
+  // JSON text is UTF-8 (RFC 8259 §8.1): a claim with other bytes is serialized as given and the
+  // token would then be refused as malformed by every verifier, this one included.
+  if (!parse(token)) throw std::invalid_argument("credential claims are not valid UTF-8 text");
   return token;
 }
 

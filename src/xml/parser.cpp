@@ -39,8 +39,9 @@ constexpr long long kHoldThreshold = 512;
 // when the token does not end (costing one re-scan), but never no when it does. A '>' ends any
 // token except inside a quoted attribute value of a start tag, or inside a comment or PI
 // unless it follows "--" / "?"; distinguishing those keeps a peer from forcing a re-scan per
-// read by sending '>' there. Other pending tokens (end tags, references, names, literals in the
-// prolog) end at or before their first '>', and produce no event before one.
+// read by sending '>' there. A literal in the prolog (a quoted public or system id, or a quote
+// out of place) ends at its closing quote whatever '>' it holds. Other pending tokens (end
+// tags, references, names) end at or before their first '>', and produce no event before one.
 class TokenEnd {
  public:
   // Starts tracking the unfinished token whose bytes so far are `token` (empty if unknown).
@@ -57,6 +58,11 @@ class TokenEnd {
       kind_ = Kind::kPi;
       return scan(token.substr(2));
     }
+    if (!token.empty() && (token[0] == '\'' || token[0] == '"')) {
+      kind_ = Kind::kLiteral;
+      quote_ = token[0];
+      return scan(token.substr(1));
+    }
     if (token.size() >= 2 && token[0] == '<' && token[1] != '/' && token[1] != '!') {
       kind_ = Kind::kStartTag;
       return scan(token.substr(1));
@@ -71,6 +77,8 @@ class TokenEnd {
     switch (kind_) {
       case Kind::kOther:
         return std::memchr(p, '>', bytes.size()) != nullptr;
+      case Kind::kLiteral:
+        return std::memchr(p, quote_, bytes.size()) != nullptr;
       case Kind::kStartTag:
         while (p < end) {
           if (quote_) {
@@ -100,9 +108,10 @@ class TokenEnd {
   }
 
  private:
-  enum class Kind { kOther, kStartTag, kComment, kPi };
+  enum class Kind { kOther, kStartTag, kComment, kPi, kLiteral };
   Kind kind_ = Kind::kOther;
-  char quote_ = 0;                   // kStartTag: the quote of the attribute value we are in, or 0
+  // kStartTag: the quote of the attribute value we are in, or 0; kLiteral: the closing quote.
+  char quote_ = 0;
   char last_ = 0, before_last_ = 0;  // kComment, kPi: the two bytes before the next
 };
 
@@ -229,6 +238,21 @@ struct StreamParser::Impl {
     if (token_end.scan(data)) return true;                      // (a)
     if (held.size() + data.size() >= hold_target) return true;  // (b)
     return over_limit();                                        // (c); total_fed includes data
+  }
+
+  // RFC 6120 §11.6: UTF-8 only. Told that the document is UTF-8, expat still switches to
+  // UTF-16 when the first bytes look like it (a byte order mark FE FF / FF FE, or a NUL next to
+  // the first '<'), and would then parse a whole UTF-16 stream; so those bytes never reach it.
+  // NUL is no XML character anywhere (XML 1.0 §2.2), so one later is merely not well-formed.
+  std::optional<core::StreamError> not_utf8(std::string_view data) const {
+    for (std::size_t i = 0; i < data.size() && total_fed + static_cast<long long>(i) < 2; ++i) {
+      const auto c = static_cast<unsigned char>(data[i]);
+      if (c == 0xFE || c == 0xFF) return core::StreamError::kUnsupportedEncoding;
+    }
+    const void* nul = std::memchr(data.data(), '\0', data.size());
+    if (!nul) return std::nullopt;
+    const long long at = total_fed + (static_cast<const char*>(nul) - data.data());
+    return at < 4 ? core::StreamError::kUnsupportedEncoding : core::StreamError::kNotWellFormed;
   }
 
   void fail(core::StreamError e) {
@@ -363,6 +387,13 @@ std::optional<core::StreamError> StreamParser::feed(std::string_view data,
                                                     std::vector<StreamEvent>& out) {
   Impl& s = *impl_;
   if (s.error) return s.error;
+  if (auto refused = s.not_utf8(data)) {
+    s.error = refused;
+    s.stanza.reset();
+    s.stack.clear();
+    s.release_held();
+    return s.error;
+  }
   s.total_fed += static_cast<long long>(data.size());
   if (s.holding && !s.must_flush(data)) {
     s.held.append(data);

@@ -25,7 +25,7 @@ def users(server):
 # ---------------------------------------------------------------- ways to misbehave
 
 
-def before_tls(payload: str, header: bool = True) -> Callable:
+def before_tls(payload: str | bytes, header: bool = True) -> Callable:
     """Sends payload as the first bytes (after our own stream header if header)."""
     def provoke(server) -> RawXmpp:
         raw = RawXmpp(server.ip, server.port)
@@ -108,6 +108,11 @@ CASES = {
         before_tls(stream_header(ns="jabber:wrong"), header=False), "invalid-namespace"),
     "unknown-host": (
         before_tls(stream_header(to="unknown.example"), header=False), "host-unknown"),
+    # RFC 6120 11.6: UTF-8 only (expat used to switch to UTF-16 on the first bytes).
+    "utf16-stream": (
+        before_tls(stream_header().encode("utf-16-le"), header=False), "unsupported-encoding"),
+    "utf16-stream-with-byte-order-mark": (
+        before_tls(stream_header().encode("utf-16"), header=False), "unsupported-encoding"),
 }
 
 

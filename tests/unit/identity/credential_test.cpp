@@ -268,6 +268,28 @@ TEST(CredentialTest, Issue_RejectsClaimsThatWouldNotVerify) {
   EXPECT_THROW(issue(key, c), std::invalid_argument);
 }
 
+// Found by tests/fuzz/credential_fuzz: bytes that are not UTF-8 went into the JSON as they were,
+// and the token issued was refused as malformed by verify().
+TEST(CredentialTest, Issue_RejectsClaimsThatAreNotUtf8) {
+  const SigningKey key = SigningKey::generate();
+  for (std::string Claims::*field :
+       {&Claims::issuer, &Claims::subject, &Claims::audience, &Claims::did, &Claims::id}) {
+    Claims c = sample_claims();
+    c.*field +=
+        "\xf0"
+        "e";
+    EXPECT_THROW(issue(key, c), std::invalid_argument);
+    c.*field += "\xe2\x98\x83";  // U+2603 after a broken sequence: still refused
+    EXPECT_THROW(issue(key, c), std::invalid_argument);
+  }
+  Claims c = sample_claims();
+  c.subject = "\xe2\x98\x83@waddle.social";  // valid UTF-8 is kept
+  const VerifyResult r =
+      verify(issue(key, c), key.public_key(), c.issuer, c.subject, c.audience, kNow);
+  EXPECT_EQ(r.verdict, Verdict::kValid);
+  EXPECT_EQ(r.claims.subject, c.subject);
+}
+
 TEST(CredentialTest, TamperedPayload_BadSignature) {
   const SigningKey key = SigningKey::generate();
   const std::string token = issue(key, sample_claims());

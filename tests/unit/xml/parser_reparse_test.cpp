@@ -445,6 +445,31 @@ INSTANTIATE_TEST_SUITE_P(
                   StreamError::kRestrictedXml, ParserLimits{}}),
     [](const auto& info) { return std::string(info.param.label); });
 
+// Found by tests/fuzz/stream_fuzz: a literal in the prolog ends at its closing quote, not at a
+// '>', so each '>' in it made expat tokenize it again from its start (quadratic in the header
+// limit). Within the header limit, and refused once complete.
+TEST(ReparseGuardTest, GtInPrologLiteralTrickled_ExpatWorkIsLinear) {
+  for (const std::string open : {"<!DOCTYPE stream SYSTEM '", "'"}) {
+    ParserLimits limits;
+    limits.max_header_size = 64 * 1024;
+    const std::string literal = open + repeat("a>", 30000) + "'";
+    StreamParser p(limits);
+    std::vector<StreamEvent> events;
+    std::optional<StreamError> err;
+    std::size_t max_held = 0;
+    for (std::size_t i = 0; i < literal.size() && !err; ++i) {
+      err = p.feed(std::string_view(literal).substr(i, 1), events);
+      max_held = std::max(max_held, p.bytes_held());
+    }
+    EXPECT_LT(p.bytes_scanned(), kMaxWorkFactor * literal.size()) << open;
+    EXPECT_GT(max_held, 0u) << open;
+    EXPECT_FALSE(err) << open;  // nothing refused before the literal is complete...
+    const auto rest = p.feed(">", events);
+    EXPECT_TRUE(rest) << open;  // ...and refused once it is (DOCTYPE, or a literal out of place)
+    EXPECT_TRUE(events.empty());
+  }
+}
+
 TEST(ReparseGuardTest, StanzaExactlyAtLimitTrickled_IsAccepted) {
   constexpr std::size_t kLimit = 8000;
   const std::string stanza = "<message to='" + std::string(kLimit - 16, 'a') + "'/>";

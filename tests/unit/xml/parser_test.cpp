@@ -548,6 +548,16 @@ TEST_P(BadInputTest, AfterError_FeedReturnsSameErrorAndNoEvents) {
 
 const std::string kH(kHeader);
 
+// `xml` (ASCII) in UTF-16, big or little endian, with or without a byte order mark.
+std::string utf16(std::string_view xml, bool big_endian, bool bom) {
+  std::string out = bom ? (big_endian ? "\xFE\xFF" : "\xFF\xFE") : "";
+  for (const char c : xml) {
+    out += big_endian ? '\0' : c;
+    out += big_endian ? c : '\0';
+  }
+  return out;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Restricted, BadInputTest,
     ::testing::Values(
@@ -616,13 +626,22 @@ INSTANTIATE_TEST_SUITE_P(
 
 INSTANTIATE_TEST_SUITE_P(
     Encoding, BadInputTest,
-    ::testing::Values(BadInput{"latin1",
-                               "<?xml version='1.0' encoding='ISO-8859-1'?>" + kH.substr(21),
-                               StreamError::kUnsupportedEncoding},
-                      BadInput{"utf16", "<?xml version='1.0' encoding='UTF-16'?>" + kH.substr(21),
-                               StreamError::kUnsupportedEncoding},
-                      BadInput{"ascii", "<?xml version='1.0' encoding='US-ASCII'?>" + kH.substr(21),
-                               StreamError::kUnsupportedEncoding}),
+    ::testing::Values(
+        BadInput{"latin1", "<?xml version='1.0' encoding='ISO-8859-1'?>" + kH.substr(21),
+                 StreamError::kUnsupportedEncoding},
+        BadInput{"utf16", "<?xml version='1.0' encoding='UTF-16'?>" + kH.substr(21),
+                 StreamError::kUnsupportedEncoding},
+        BadInput{"ascii", "<?xml version='1.0' encoding='US-ASCII'?>" + kH.substr(21),
+                 StreamError::kUnsupportedEncoding},
+        // Found by tests/fuzz/stream_fuzz: without a declaration, expat detected
+        // UTF-16 from the first bytes and parsed the whole stream.
+        BadInput{"utf16le", utf16(kH, false, false), StreamError::kUnsupportedEncoding},
+        BadInput{"utf16le_bom", utf16(kH, false, true), StreamError::kUnsupportedEncoding},
+        BadInput{"utf16be", utf16(kH, true, false), StreamError::kUnsupportedEncoding},
+        BadInput{"utf16be_bom", utf16(kH, true, true), StreamError::kUnsupportedEncoding},
+        BadInput{"nul_after_first_byte", std::string("<\0s", 3), StreamError::kUnsupportedEncoding},
+        BadInput{"nul_in_stanza", kH + std::string("<message>\0</message>", 20),
+                 StreamError::kNotWellFormed}),
     [](const auto& info) { return std::string(info.param.label); });
 
 TEST_F(StreamParserTest, Utf8DeclaredInAnyCase_IsAccepted) {
@@ -632,6 +651,15 @@ TEST_F(StreamParserTest, Utf8DeclaredInAnyCase_IsAccepted) {
     EXPECT_FALSE(r.error) << decl;
     EXPECT_EQ(r.events.size(), 1u) << decl;
   }
+}
+
+TEST_F(StreamParserTest, Utf16AfterRestart_IsUnsupportedEncoding) {
+  StreamParser p;
+  std::vector<StreamEvent> events;
+  ASSERT_FALSE(p.feed(kH + "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", events));
+  p.reset();
+  EXPECT_EQ(p.feed(utf16(kH, false, false), events), StreamError::kUnsupportedEncoding);
+  EXPECT_EQ(events.size(), 2u);
 }
 
 TEST_F(StreamParserTest, ErrorFreesPartialStanza_FeedReturnsSameError) {
