@@ -439,7 +439,11 @@ TEST_F(MetricsTest, S2sMetrics_AuthenticationsVerifiesAndCloses) {
             "stopped being read because what it sent filled the queue of a link still being set "
             "up (queue_size; nothing is dropped).\n"
             "# TYPE waddle_s2s_held_back_total counter\n"
-            "waddle_s2s_held_back_total{domain=\"c.example\"} 1\n");
+            "waddle_s2s_held_back_total{domain=\"c.example\"} 1\n"
+            "# HELP waddle_s2s_write_limit_total Server-to-server streams dropped because the "
+            "peer did not read what was written (s2s.max_write_queue, s2s.write_stall_timeout) "
+            "or did not acknowledge it (s2s.max_unacked); outbound links fail over.\n"
+            "# TYPE waddle_s2s_write_limit_total counter\n");
 }
 
 TEST_F(MetricsTest, S2sMetrics_NewFamiliesAreCappedByDomain) {
