@@ -33,7 +33,10 @@ struct OutboundStream {
   std::map<std::string, std::function<void(bool, std::string)>> waiting;
   std::unique_ptr<Timer> closed;  // its wait ends (cancelled) when the stream ends
   SmSender sm;                    // XEP-0198, when the peer offers it
-  Timer* ack_timer = nullptr;     // the wait before asking for an acknowledgement
+  // When the peer last acknowledged a stanza (or, before any, when the unacknowledged ones
+  // first went over s2s.max_unacked / max_unacked_bytes): Pool::check_unacked.
+  Clock::time_point last_ack{};
+  Timer* ack_timer = nullptr;  // the wait before asking for an acknowledgement
   // Without stream management: stanzas handed to the channel and not yet written to the
   // socket (as written), each with the channel's bytes_sent() once queued; queued again for
   // the next link when the stream ends before they are written.

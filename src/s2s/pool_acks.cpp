@@ -90,6 +90,7 @@ bool Pool::on_sm(OutboundStream& out, const std::string& remote, const Element& 
                         std::string(stream::kStreamEnd));
       return false;
     }
+    if (out.sm.unacked() < before) out.last_ack = time_.now();
     if (metrics_) metrics_->unacked(remote, -static_cast<double>(before - out.sm.unacked()));
     if (out.sm.request_due() && out.ack_timer) out.ack_timer->cancel();  // more to ask about
   } else if (e.name() == "failed") {

@@ -6,6 +6,7 @@
 // on a new link, which counts as a retry of the link, and bounce when the retries run out.
 #include <spdlog/spdlog.h>
 
+#include "core/duration.h"
 #include "metrics/metrics.h"
 #include "s2s/failure.h"
 #include "s2s/pool.h"
@@ -24,9 +25,16 @@ void Pool::check_unacked(OutboundStream& out, const std::string& remote) {
   const std::size_t n = out.sm.unacked();
   const std::uint64_t bytes = out.sm.unacked_bytes();
   if (n < config_.max_unacked && bytes < config_.max_unacked_bytes) return;
+  // Over the bounds, a peer that still acknowledges is only slower than we write (a room's
+  // join storm): its link is kept. One that acknowledged nothing for write_stall_timeout is
+  // replaced.
+  const auto now = time_.now();
+  if (out.last_ack == Clock::time_point{}) out.last_ack = now;
+  if (now - out.last_ack < config_.write_stall_timeout) return;
   fail_over(out, remote, "unacked",
             std::to_string(n) + " stanzas (" + std::to_string(bytes) +
-                " bytes) written and not acknowledged: replacing the link");
+                " bytes) written and not acknowledged for " +
+                core::format_duration(config_.write_stall_timeout) + ": replacing the link");
 }
 
 void Pool::fail_over(OutboundStream& out, const std::string& remote, std::string_view reason,

@@ -41,10 +41,14 @@ class PoolLimitsTest : public PoolTest {
 
 TEST_F(PoolLimitsTest, NeverAcknowledged_TheLinkFailsOverAtMaxUnacked) {
   config_.max_unacked = 64;
+  config_.ping_interval = 1000s;  // no pings in the way
   auto ch = open_link("m0", true);
   for (int i = 1; i < 64; ++i) send("alice@a.test", "bob@r.test", "m" + std::to_string(i));
   EXPECT_FALSE(ch->closed());  // 64 unacknowledged: at the bound, not over it
   send("alice@a.test", "bob@r.test", "m64");
+  EXPECT_FALSE(ch->closed());  // over it: the peer has write_stall_timeout to acknowledge
+  advance(config_.write_stall_timeout);
+  send("alice@a.test", "bob@r.test", "m65");
   EXPECT_TRUE(ch->closed());
   EXPECT_EQ(metric("waddle_s2s_write_limit_total{domain=\"r.test\",direction=\"out\",reason="
                    "\"unacked\"}"),
@@ -59,13 +63,14 @@ TEST_F(PoolLimitsTest, NeverAcknowledged_TheLinkFailsOverAtMaxUnacked) {
   auto next = connector_.succeed(1, true, "stream-2", false);
   run();
   EXPECT_FALSE(next->closed());
-  EXPECT_EQ(bodies(*next), numbered(0, 65));  // all again, in order
-  EXPECT_EQ(metric("waddle_s2s_resent_total{domain=\"r.test\"}"), "65");
+  EXPECT_EQ(bodies(*next), numbered(0, 66));  // all again, in order
+  EXPECT_EQ(metric("waddle_s2s_resent_total{domain=\"r.test\"}"), "66");
   EXPECT_TRUE(inbox_.stanzas.empty());
 }
 
 TEST_F(PoolLimitsTest, NeverAcknowledgedOnAnyLink_BouncedWhenTheRetriesRunOut) {
   config_.max_unacked = 64;
+  config_.write_stall_timeout = 0s;  // over the bound, the link is replaced at once
   auto ch = open_link("m0", true);
   for (int i = 1; i <= 64; ++i) send("alice@a.test", "bob@r.test", "m" + std::to_string(i));
   ASSERT_TRUE(ch->closed());
@@ -90,6 +95,7 @@ TEST_F(PoolLimitsTest, NeverAcknowledgedOnAnyLink_BouncedWhenTheRetriesRunOut) {
 
 TEST_F(PoolLimitsTest, NeverAcknowledged_TheByteBoundTripsFirstForLargeStanzas) {
   config_.max_unacked_bytes = 64 * 1024;
+  config_.write_stall_timeout = 0s;  // over the bound, the link is replaced at once
   auto ch = open_link(std::string(20 * 1024, 'x'), true);
   for (int i = 0; i < 3 && !ch->closed(); ++i)
     send("alice@a.test", "bob@r.test", std::string(20 * 1024, 'y'));

@@ -156,8 +156,11 @@ def account(sent: int, *parts: list[int]) -> None:
 def test_client_that_stops_reading_is_closed_by_the_byte_cap_and_nothing_is_lost(make_server):
     # FLOOD x 128 KiB for a client that reads nothing; at most 2 MiB may wait for it.
     count, size = FLOOD, 128 * 1024
+    # Offline storage takes the whole flood (its own byte bound would bounce most of it back
+    # to the sender, whose queue then holds the bounces: memory this test does not measure).
     srv = make_server({"c2s": {"limits": {"max_write_queue": "2MiB",
-                                          "write_stall_timeout": "60s"}}})
+                                          "write_stall_timeout": "60s"},
+                               "max_offline_bytes": "1GiB"}})
     for jid in (ALICE, BOB, CAROL):
         srv.adduser(jid, PASSWORD)
     bob = slow_reader(srv, "slow")
