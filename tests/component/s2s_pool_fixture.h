@@ -31,6 +31,18 @@ class Inbox : public router::LocalHandler {
 };
 
 // The text of a bounce's error.
+// The bodies of the messages written on `ch`, in order.
+inline std::vector<std::string> bodies(const FakeChannel& ch) {
+  std::vector<std::string> out;
+  for (const auto& s : ch.sent) {
+    auto at = s.find("<body>");
+    if (at == std::string::npos) continue;
+    auto end = s.find("</body>", at);
+    out.push_back(s.substr(at + 6, end - at - 6));
+  }
+  return out;
+}
+
 inline std::string error_text(const xml::Element& bounce) {
   const xml::Element* error = bounce.child("error");
   return error ? error->child_text("text") : std::string();

@@ -12,17 +12,6 @@ namespace {
 using namespace std::chrono_literals;
 using core::StanzaError;
 
-std::vector<std::string> bodies(const FakeChannel& ch) {
-  std::vector<std::string> out;
-  for (const auto& s : ch.sent) {
-    auto at = s.find("<body>");
-    if (at == std::string::npos) continue;
-    auto end = s.find("</body>", at);
-    out.push_back(s.substr(at + 6, end - at - 6));
-  }
-  return out;
-}
-
 std::vector<std::string> numbered(int first, int n) {
   std::vector<std::string> out;
   for (int i = first; i < first + n; ++i) out.push_back("m" + std::to_string(i));

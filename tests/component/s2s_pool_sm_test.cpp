@@ -10,18 +10,6 @@ namespace {
 using namespace std::chrono_literals;
 using core::StanzaError;
 
-// The bodies of the messages written on `ch`, in order.
-std::vector<std::string> bodies(const FakeChannel& ch) {
-  std::vector<std::string> out;
-  for (const auto& s : ch.sent) {
-    auto at = s.find("<body>");
-    if (at == std::string::npos) continue;
-    auto end = s.find("</body>", at);
-    out.push_back(s.substr(at + 6, end - at - 6));
-  }
-  return out;
-}
-
 std::size_t count(const FakeChannel& ch, std::string_view text) {
   std::size_t n = 0;
   for (const auto& s : ch.sent) n += s.find(text) != std::string::npos ? 1 : 0;
