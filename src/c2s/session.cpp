@@ -232,7 +232,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       for (auto* other : ctx_.router.sessions_of(*to))
         if (other != this && other->available) return "dropped";
     stanza.set_attr("to", jid_.str());  // RFC 6121 §8.5.3.2.1: the resource is gone
-    ctx_.im.to_local(std::move(stanza));
+    ctx_.im.to_local_again(std::move(stanza));
     return "rerouted";
   }
 

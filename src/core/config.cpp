@@ -564,9 +564,9 @@ void read_limits(Reader& r, const toml::table& t, StreamLimits& c) {
 void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
   Section s(r, t, "c2s",
             {"enabled", "port", "direct_tls_port", "allow_registration", "max_auth_failures",
-             "max_offline_messages", "max_offline_bytes", "max_pending_subscriptions",
-             "max_unauthenticated", "max_unauthenticated_per_address", "ping_interval",
-             "ping_timeout", "limits"});
+             "max_offline_messages", "max_offline_bytes", "max_offline_pending",
+             "max_pending_subscriptions", "max_unauthenticated", "max_unauthenticated_per_address",
+             "ping_interval", "ping_timeout", "limits"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 1, 65535, c.port);
   s.integer("direct_tls_port", 0, 65535, c.direct_tls_port);
@@ -574,6 +574,7 @@ void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
   s.integer("max_auth_failures", 1, 100, c.max_auth_failures);
   s.integer("max_offline_messages", 0, 1'000'000, c.max_offline_messages);
   s.byte_size("max_offline_bytes", 0, std::uint64_t{1} << 40, c.max_offline_bytes);
+  s.byte_size("max_offline_pending", 1, std::uint64_t{1} << 40, c.max_offline_pending);
   s.integer("max_pending_subscriptions", 1, 1'000'000, c.max_pending_subscriptions);
   s.integer("max_unauthenticated", 1, 1'000'000, c.max_unauthenticated);
   s.integer("max_unauthenticated_per_address", 1, 1'000'000, c.max_unauthenticated_per_address);

@@ -55,6 +55,9 @@ struct C2sConfig {
   std::uint32_t max_auth_failures = 3;
   std::uint32_t max_offline_messages = 500;            // per account
   std::uint64_t max_offline_bytes = 10 * 1024 * 1024;  // per account, the stanzas as stored
+  // Messages accepted for offline storage and not yet written, in bytes, for all accounts
+  // together: past it one more bounces with resource-constraint (docs/security.md "Memory").
+  std::uint64_t max_offline_pending = 16 * 1024 * 1024;
   // Subscription requests from contacts outside the roster, kept until answered, per account.
   std::uint32_t max_pending_subscriptions = 1000;
   // Connections accepted and not yet authenticated (SASL success), in total and from one

@@ -62,7 +62,7 @@ struct ImService::Impl {
   }
 
   // §8: a stanza for a local domain or one of its accounts.
-  void to_local(Element stanza) {
+  void to_local(Element stanza, bool again = false) {
     auto from = Jid::parse(stanza.attr("from"));
     if (!from) return;
     std::optional<Jid> to = stanza.has_attr("to") ? Jid::parse(stanza.attr("to")) : from->bare();
@@ -71,7 +71,7 @@ struct ImService::Impl {
       case xml::StanzaKind::kIq:
         return iq_to_local(std::move(stanza), *to);
       case xml::StanzaKind::kMessage:
-        return message_to_local(std::move(stanza), *to);
+        return message_to_local(std::move(stanza), *to, again);
       case xml::StanzaKind::kPresence:
         if (to->is_domain()) return;
         return presence.to_local(std::move(stanza), *from, *to);
@@ -89,7 +89,7 @@ struct ImService::Impl {
     ctx.spawn(server_iqs.to_account(std::move(iq), to));
   }
 
-  void message_to_local(Element stanza, const Jid& to) {
+  void message_to_local(Element stanza, const Jid& to, bool again) {
     if (to.is_domain()) return ctx.router.bounce(stanza, StanzaError::kServiceUnavailable);
     auto type = stanza.attr("type");
     if (!to.is_bare()) {
@@ -98,11 +98,11 @@ struct ImService::Impl {
       if (type == "groupchat") return ctx.router.bounce(stanza, StanzaError::kServiceUnavailable);
       if (type == "headline" || type == "error") return;
     }
-    message_to_bare(std::move(stanza), to.bare());
+    message_to_bare(std::move(stanza), to.bare(), again);
   }
 
   // §8.5.2.1.1: to the available resources with non-negative priority, else offline storage.
-  void message_to_bare(Element stanza, Jid bare) {
+  void message_to_bare(Element stanza, Jid bare, bool again) {
     auto type = stanza.attr("type");
     if (type == "error") return;  // never answered, nobody to show it to
     if (type == "groupchat") return ctx.router.bounce(stanza, StanzaError::kServiceUnavailable);
@@ -112,7 +112,7 @@ struct ImService::Impl {
       return;
     }
     if (type == "headline") return;
-    ctx.spawn(offline.store(std::move(stanza), std::move(bare)));
+    ctx.spawn(offline.store(std::move(stanza), std::move(bare), again));
   }
 };
 
@@ -129,6 +129,9 @@ void ImService::from_client(Element stanza) {
 }
 void ImService::to_local(Element stanza) {
   impl_->to_local(std::move(stanza));
+}
+void ImService::to_local_again(Element stanza) {
+  impl_->to_local(std::move(stanza), true);
 }
 void ImService::session_ended(router::LocalSession& s) {
   impl_->presence.session_ended(s);

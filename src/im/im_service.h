@@ -42,6 +42,10 @@ class ImService : public router::LocalHandler {
   void from_client(xml::Element stanza);
   // A stanza for a local domain (from a local session or, later, from S2S).
   void to_local(xml::Element stanza) override;
+  // A message accepted once and not written to the session it was delivered to (the session
+  // ended first): delivered again by the same rules, and offline storage takes it even past
+  // c2s.max_offline_pending (what one session held is bounded by its write queue).
+  void to_local_again(xml::Element stanza);
   // Called when a bound session goes away, before it leaves the router: unavailable
   // presence is broadcast for it if it was available.
   void session_ended(router::LocalSession& session);

@@ -21,27 +21,50 @@ using core::Jid;
 using core::StanzaError;
 using xml::Element;
 
-asio::awaitable<void> Offline::store(Element stanza, Jid bare) {
+asio::awaitable<void> Offline::store(Element stanza, Jid bare, bool again) {
   enum class R { kStored, kNoAccount, kFull };
-  Element stored = stanza;
-  stored.add_child("delay", std::string(ns::kDelay))
-      .set_attr("from", bare.domain())
-      .set_attr("stamp", core::format_timestamp(std::chrono::system_clock::to_time_t(
-                             std::chrono::system_clock::now())))
-      .add_text("Offline Storage");
-  std::string text = stored.str(), domain = bare.domain(), user = bare.local();
+  std::string text;
+  {
+    Element stored = stanza;
+    stored.add_child("delay", std::string(ns::kDelay))
+        .set_attr("from", bare.domain())
+        .set_attr("stamp", core::format_timestamp(std::chrono::system_clock::to_time_t(
+                               std::chrono::system_clock::now())))
+        .add_text("Offline Storage");
+    text = stored.str();
+  }
+  // Held until written: the text for the store and the stanza to bounce if it is refused.
+  const std::uint64_t size = 2 * text.size();
+  // One message always goes through, however large; past the bound the sender hears that
+  // the store is busy (a wait-type error: it may send again later) instead of the server
+  // holding what it cannot write fast enough.
+  if (!again && pending_bytes_ > 0 && pending_bytes_ + size > ctx_.config.c2s.max_offline_pending) {
+    if (ctx_.metrics) ctx_.metrics->offline_message_refused("busy");
+    ctx_.router.bounce(stanza, StanzaError::kResourceConstraint,
+                       "The recipient's offline storage is busy; try again later");
+    co_return;
+  }
+  std::string domain = bare.domain(), user = bare.local();
   auto max = ctx_.config.c2s.max_offline_messages;
   auto max_bytes = ctx_.config.c2s.max_offline_bytes;
-  auto store_for_account = [=](storage::Storage& st) {
+  auto store_for_account = [domain, user, text = std::move(text), max,
+                            max_bytes](storage::Storage& st) {
     if (!st.get_account(domain, user)) return R::kNoAccount;
     return st.offline_store(domain, user, text, max, max_bytes) ? R::kStored : R::kFull;
   };
+  pending_bytes_ += size;
+  struct Release {
+    std::uint64_t& pending;
+    std::uint64_t size;
+    ~Release() { pending -= size; }
+  } release{pending_bytes_, size};
   R r = co_await ctx_.worker.run(std::move(store_for_account));
   if (r == R::kNoAccount) {
     ctx_.router.bounce(stanza, StanzaError::kServiceUnavailable);
     co_return;
   }
   if (r == R::kFull) {
+    if (ctx_.metrics) ctx_.metrics->offline_message_refused("full");
     ctx_.router.bounce(stanza, StanzaError::kServiceUnavailable,
                        "The recipient's offline storage is full");
     co_return;

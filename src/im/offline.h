@@ -16,12 +16,18 @@ class Offline {
 
   // Stores a message for `bare`; bounces it when there is no such account or the store is
   // full. Delivers at once if a resource became available meanwhile.
-  boost::asio::awaitable<void> store(xml::Element stanza, core::Jid bare);
+  // `again`: a message already accepted once (see ImService::to_local_again), not refused
+  // for c2s.max_offline_pending.
+  boost::asio::awaitable<void> store(xml::Element stanza, core::Jid bare, bool again = false);
   // Hands the stored messages to the session bound to `full`.
   boost::asio::awaitable<void> deliver(core::Jid full);
 
  private:
   const Context& ctx_;
+  // Bytes of stored-to-be messages handed to the storage worker and not yet written: a
+  // sender faster than the disk would otherwise queue without bound (config
+  // c2s.max_offline_pending).
+  std::uint64_t pending_bytes_ = 0;
 };
 
 }  // namespace waddle::im

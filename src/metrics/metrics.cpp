@@ -465,6 +465,11 @@ C2sMetrics::C2sMetrics(Registry& r)
            .help = "Stanzas queued for a client session that ended before they were written, "
                    "by what became of them.",
            .labels = {"outcome"}})),
+      offline_refused(r.counter_family(
+          {.name = "waddle_offline_messages_refused_total",
+           .help = "Messages for offline storage bounced to their sender: the account's store "
+                   "is full, or more than c2s.max_offline_pending waits to be written.",
+           .labels = {"reason"}})),
       sessions_active(
           r.gauge_family({.name = "waddle_c2s_sessions_active", .help = "Open client streams."})
               .get({})),

@@ -315,6 +315,9 @@ struct C2sMetrics {
   void auth_failure() { auth_failures.inc(); }
   void stanza_received() { stanzas_received.inc(); }
   void offline_message_stored() { offline_stored.inc(); }
+  // A message for offline storage bounced: "full" (the account's max_offline_messages or
+  // max_offline_bytes) or "busy" (max_offline_pending waiting to be written).
+  void offline_message_refused(std::string_view reason) { offline_refused.get({reason}).inc(); }
   // A session closed by a write bound: `reason` is "queue_full" or "stalled".
   void write_limit(std::string_view reason) { write_limits.get({reason}).inc(); }
   // A stanza queued for a session that ended before it was written: "rerouted" (to the
@@ -324,6 +327,7 @@ struct C2sMetrics {
 
   CounterFamily& write_limits;       // waddle_c2s_write_limit_total{reason}
   CounterFamily& unwritten_stanzas;  // waddle_c2s_unwritten_stanzas_total{outcome}
+  CounterFamily& offline_refused;    // waddle_offline_messages_refused_total{reason}
   Gauge& sessions_active;            // waddle_c2s_sessions_active
   Counter& auth_failures;            // waddle_c2s_auth_failures_total
   Counter& stanzas_received;         // waddle_c2s_stanzas_received_total

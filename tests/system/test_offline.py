@@ -156,3 +156,52 @@ def test_offline_storage_is_bounded_in_bytes(make_server):
         await bob.sync()
         assert bob.messages.take(lambda m: m["body"] in bounced) is None
     run(receive)
+
+
+def test_offline_writes_waiting_for_the_store_are_bounded(make_server):
+    """[c2s] max_offline_pending bounds what waits to be written to offline storage (all
+    accounts together): a sender faster than the store hears resource-constraint (type wait)
+    for what does not fit, instead of the server queueing it without bound. Here the bound
+    is one message in flight, so a burst meets it. Every message is stored (and delivered at
+    the next login) or bounced, and the bounces are counted in /metrics."""
+    from federation import metric_sum
+
+    server = make_server({"c2s": {"max_offline_pending": 1}})
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    bodies = [f"burst {i} {uuid.uuid4().hex} {'y' * 400}" for i in range(60)]
+
+    async def send():
+        alice = await login(server, f"{ALICE}/home", PASSWORD)
+        for text in bodies:
+            alice.chat(BOB, text)
+        await alice.sync()
+        bounced = []
+        deadline = asyncio.get_running_loop().time() + STORE_TIMEOUT
+        while True:
+            err = alice.messages.take(lambda m: m["type"] == "error")
+            if err is not None:
+                assert err["error"]["condition"] == "resource-constraint", str(err)
+                assert err["error"]["type"] == "wait", str(err)
+                bounced.append(err["body"])
+                continue
+            stored = [t for t in bodies if t not in bounced and server.db_contains(t)]
+            if len(stored) + len(bounced) == len(bodies):
+                return bounced
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"{len(stored)} stored and {len(bounced)} bounced of {len(bodies)}")
+            await asyncio.sleep(0.05)
+
+    bounced = run(send)
+    assert 0 < len(bounced) < len(bodies), f"{len(bounced)} of {len(bodies)} bounced"
+    assert metric_sum(server, "waddle_offline_messages_refused_total",
+                      reason="busy") == len(bounced)
+    kept = [t for t in bodies if t not in bounced]
+
+    async def receive():
+        bob = await login(server, f"{BOB}/phone", PASSWORD)
+        for text in kept:
+            await bob.messages.get(lambda m, t=text: m["body"] == t, what="an offline message")
+        await bob.sync()
+        assert bob.messages.take(lambda m: m["body"] in bounced) is None
+    run(receive)

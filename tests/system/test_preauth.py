@@ -16,9 +16,12 @@ import socket
 import ssl
 import time
 
+import pytest
+
 from federation import ERRORS, STREAMS_CLOSED, RawS2s, metric_sum, wait_metric
 from rawxmpp import NS_SASL, RawXmpp, stream_header, tag
 from waddle_client import DOMAIN, PASSWORD, login, run
+from waddle_server import sanitized_server
 
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
 REFUSED = "waddle_connections_refused_total"
@@ -63,6 +66,7 @@ def connected_pre_auth(ip: str, port: int = 5222) -> RawXmpp:
 # ------------------------------------------------------------------ the stanza limit
 
 
+@pytest.mark.memory
 def test_unfinished_element_over_preauth_limit_gets_policy_violation(make_server):
     """After STARTTLS, before SASL: an element that grows past 10 KiB unfinished is refused
     with policy-violation (the normal limit, 256 KiB, would let it hold 100 KB), and the
@@ -95,8 +99,9 @@ def test_unfinished_element_over_preauth_limit_gets_policy_violation(make_server
                 raw.close()
         print(f"RSS growth after 10 refused 100 KB pre-auth elements: {grown} KiB")
         # 10 x 100 KB held as element text would be over 1 MB; TLS state of 10 closed
-        # connections is far less than that.
-        assert grown < 1024, f"RSS grew by {grown} KiB"
+        # connections is far less than that. (A sanitized server keeps freed memory in
+        # quarantine: the figure is checked against the release binary.)
+        assert sanitized_server() or grown < 1024, f"RSS grew by {grown} KiB"
         alice.chat(f"{BOB}/control", "still here")
         await bob.expect_message(frm=f"{ALICE}/control", body="still here")
     run(body, timeout=120)

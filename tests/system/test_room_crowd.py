@@ -21,7 +21,6 @@ them anyway.
 
 from __future__ import annotations
 
-import mmap
 import os
 
 import pytest
@@ -29,24 +28,16 @@ import pytest
 from crowd import Crowd, LightClient, case
 from federation import ERRORS, await_metric, metric_sum
 from waddle_client import PASSWORD, run
-from waddle_server import C2S_PORT, waddle_binary
+from waddle_server import C2S_PORT, sanitized_server
 
 A, B = "a.test", "b.test"
 ROOM = f"crowd@conference.{A}"
 
 
-def _sanitized(binary) -> bool:
-    """A server built with AddressSanitizer (scripts/run-tests runs the system tests against
-    one too): about ten times slower, so the room is smaller there."""
-    try:
-        with open(binary, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return m.find(b"libasan.so") >= 0
-    except (OSError, ValueError):
-        return False
 
 
 OCCUPANTS = int(os.environ.get("WADDLE_ROOM_OCCUPANTS",
-                               "100" if _sanitized(waddle_binary()) else "300"))
+                               "100" if sanitized_server() else "300"))
 MESSAGES = int(os.environ.get("WADDLE_ROOM_MESSAGES", "20"))
 LOGIN_DEADLINE = 45.0
 JOIN_DEADLINE = 75.0  # every join answered

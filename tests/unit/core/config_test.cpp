@@ -153,6 +153,7 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.c2s.allow_registration, d.c2s.allow_registration);
   EXPECT_EQ(c.c2s.max_auth_failures, d.c2s.max_auth_failures);
   EXPECT_EQ(c.c2s.max_offline_messages, d.c2s.max_offline_messages);
+  EXPECT_EQ(c.c2s.max_offline_pending, d.c2s.max_offline_pending);
   EXPECT_EQ(c.c2s.limits.max_stanza_size, d.c2s.limits.max_stanza_size);
   EXPECT_EQ(c.c2s.limits.max_depth, d.c2s.limits.max_depth);
   EXPECT_EQ(c.c2s.limits.max_attributes, d.c2s.limits.max_attributes);
@@ -360,6 +361,7 @@ direct_tls_port = 15223
 allow_registration = true
 max_auth_failures = 5
 max_offline_messages = 0
+max_offline_pending = "2MiB"
 
 [c2s.limits]
 max_stanza_size = 1048576
@@ -442,6 +444,7 @@ max_domains = 100000
   EXPECT_TRUE(c.c2s.allow_registration);
   EXPECT_EQ(c.c2s.max_auth_failures, 5u);
   EXPECT_EQ(c.c2s.max_offline_messages, 0u);
+  EXPECT_EQ(c.c2s.max_offline_pending, 2u * 1024 * 1024);
   EXPECT_EQ(c.c2s.limits.max_stanza_size, 1048576u);
   EXPECT_EQ(c.c2s.limits.max_depth, 32u);
   EXPECT_EQ(c.c2s.limits.max_attributes, 16u);

@@ -278,6 +278,7 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.auth_failure();
   c2s.stanza_received();
   c2s.offline_message_stored();
+  c2s.offline_message_refused("busy");
 }
 
 TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
@@ -318,6 +319,7 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_c2s_auth_failures_total 1\n",
            "waddle_c2s_stanzas_received_total 1\n",
            "waddle_offline_messages_stored_total 1\n",
+           "waddle_offline_messages_refused_total{reason=\"busy\"} 1\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nnot in:\n" << text;
   }
