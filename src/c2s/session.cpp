@@ -92,7 +92,9 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     if (state_ == State::kClosing) return;
     std::string bytes = xml::serialize_stanza(stanza, xml::ns::kClient);
     if (!must_not_vanish(stanza)) return stream_->send(bytes);
-    bytes.shrink_to_fit();  // kept until written: not the doubled capacity of its growth
+    // Kept until written: not with much more capacity than it uses (a copy costs CPU on
+    // every message, so only then).
+    if (bytes.capacity() > bytes.size() + bytes.size() / 2 + 64) bytes.shrink_to_fit();
     auto shared = std::make_shared<const std::string>(std::move(bytes));
     stream_->send(shared);
     track({}, std::move(shared));

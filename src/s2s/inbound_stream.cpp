@@ -290,7 +290,13 @@ void InboundStream::on_stanza(Element e) {
   }
   // Over a rate: the stanza is still delivered, and reading this stream pauses.
   pause_ = rate.pause;
-  if (ctx_.metrics) ctx_.metrics->stanza_received(from->domain());
+  if (ctx_.metrics) {
+    if (!received_metric_ || received_domain_ != from->domain()) {
+      received_domain_ = from->domain();
+      received_metric_ = &ctx_.metrics->stanzas_received.get({received_domain_});
+    }
+    received_metric_->inc();
+  }
   const bool consumed = ctx_.from_peer && ctx_.from_peer(e, to->domain(), from->domain());
   if (!held_.empty() || flow_->paused()) {  // waiting for a queue to drain: in order, later
     held_bytes_ += bytes;

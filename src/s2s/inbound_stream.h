@@ -159,6 +159,9 @@ class InboundStream : public std::enable_shared_from_this<InboundStream> {
   std::chrono::steady_clock::duration pause_{};  // set when the peer is over its rates
   std::uint64_t bytes_charged_ = 0;              // bytes read up to the last stanza's charge
   std::string counted_domain_;                   // the domain this stream counts for in the metrics
+  // The stanzas-received series of the last sending domain (found again when it changes).
+  std::string received_domain_;
+  metrics::Counter* received_metric_ = nullptr;
   // Why it ended: the peer's doing unless we closed it (close_with, or a failure here).
   metrics::CloseReason close_reason_ = metrics::CloseReason::kPeer;
 };

@@ -75,6 +75,9 @@ struct Link {
   // Its last stream was dropped at a write bound (the peer did not read, or did not
   // acknowledge): the next stream counts as a retry (pool_limits.cpp).
   std::optional<std::string> write_failure;
+  // The series counted for every stanza written (Pool::write), found once per link.
+  metrics::Counter* sent_metric = nullptr;
+  metrics::Gauge* unacked_metric = nullptr;
 
   bool ready() const { return state == State::kReady && out && out->usable(); }
 };

@@ -128,51 +128,67 @@ void Element::remove_children(std::string_view name, std::string_view ns) {
   });
 }
 
-void escape(std::string& out, std::string_view s) {
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      // A raw CR would be turned into LF by the receiver's end-of-line handling (XML 1.0 §2.11).
-      case '\r':
-        out += "&#13;";
-        break;
-      default:
-        out += c;
-    }
+namespace {
+
+// The references for the characters that need them: in character data and attribute values
+// & < > ' " and CR (a raw CR would be turned into LF by the receiver's end-of-line handling,
+// XML 1.0 §2.11); in attribute values also TAB and LF (raw, they would be read back as
+// spaces, §3.3.3). Everything else is copied in runs.
+std::string_view reference(char c) {
+  switch (c) {
+    case '&':
+      return "&amp;";
+    case '<':
+      return "&lt;";
+    case '>':
+      return "&gt;";
+    case '\'':
+      return "&apos;";
+    case '"':
+      return "&quot;";
+    case '\r':
+      return "&#13;";
+    case '\t':
+      return "&#9;";
+    case '\n':
+      return "&#10;";
+    default:
+      return {};
   }
+}
+
+struct EscapeTable {
+  bool text[256] = {};
+  bool attr[256] = {};
+  constexpr EscapeTable() {
+    for (unsigned char c : std::string_view("&<>'\"\r")) text[c] = attr[c] = true;
+    attr[static_cast<unsigned char>('\t')] = attr[static_cast<unsigned char>('\n')] = true;
+  }
+};
+constexpr EscapeTable kEscape;
+
+void escape_with(std::string& out, std::string_view s, const bool (&special)[256]) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    std::size_t j = i;
+    while (j < s.size() && !special[static_cast<unsigned char>(s[j])]) ++j;
+    out.append(s.data() + i, j - i);
+    if (j == s.size()) break;
+    out += reference(s[j]);
+    i = j + 1;
+  }
+}
+
+}  // namespace
+
+void escape(std::string& out, std::string_view s) {
+  escape_with(out, s, kEscape.text);
 }
 
 namespace {
 
-// Attribute values additionally need TAB and LF as references: raw, they would be read back
-// as spaces by attribute-value normalization (XML 1.0 §3.3.3).
 void escape_attr(std::string& out, std::string_view s) {
-  for (char c : s) {
-    switch (c) {
-      case '\t':
-        out += "&#9;";
-        break;
-      case '\n':
-        out += "&#10;";
-        break;
-      default:
-        escape(out, std::string_view(&c, 1));
-    }
-  }
+  escape_with(out, s, kEscape.attr);
 }
 
 void write_attrs(std::string& out, const std::vector<Attribute>& attrs) {
@@ -236,6 +252,8 @@ std::string Element::str(std::string_view parent_ns) const {
 
 std::string serialize_stanza(const Element& stanza, std::string_view stream_ns) {
   std::string out;
+  // Most stanzas fit: one allocation instead of the five or six of growing from empty.
+  out.reserve(kStanzaReserve);
   const bool content_ns = stanza.ns() == "jabber:client" || stanza.ns() == "jabber:server";
   if (!content_ns) {
     stanza.serialize(out, stream_ns);

@@ -86,6 +86,8 @@ void escape(std::string& out, std::string_view s);
 // Serializes a top-level stanza for a stream whose default namespace is `stream_ns`
 // (jabber:client or jabber:server): the stanza's own jabber:client / jabber:server namespace
 // is treated as the stream's, so stanzas cross between c2s and s2s unchanged.
+// The result starts with kStanzaReserve bytes of capacity.
+inline constexpr std::size_t kStanzaReserve = 512;
 std::string serialize_stanza(const Element& stanza, std::string_view stream_ns);
 
 // One stanza serialised once for many recipients (a room's message to its occupants): all of

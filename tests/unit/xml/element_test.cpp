@@ -59,6 +59,20 @@ TEST(ElementTest, Escape_AppendsAllFiveEntities) {
   EXPECT_EQ(out, "plain \xe2\x98\xba text");
 }
 
+TEST(ElementTest, Escape_ReferencesAtTheEdgesAndInRuns) {
+  std::string out;
+  escape(out, "&&x\r\r<");
+  EXPECT_EQ(out, "&amp;&amp;x&#13;&#13;&lt;");
+  out.clear();
+  escape(out, "");
+  EXPECT_EQ(out, "");
+  // Character data keeps TAB and LF; attribute values turn them into references.
+  Element e("x", "");
+  e.set_attr("a", "\tq\n\r");
+  e.add_text("\tq\n");
+  EXPECT_EQ(e.str(), "<x a='&#9;q&#10;&#13;'>\tq\n</x>");
+}
+
 TEST(ElementTest, Namespace_WrittenOnlyWhereItChanges) {
   Element m("message", std::string(kClient));
   m.set_attr("to", "juliet@example.test").set_attr("type", "chat");
