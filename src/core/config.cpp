@@ -651,6 +651,8 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
              "connect_timeout",
              "idle_timeout",
              "max_connections_per_domain",
+             "max_links",
+             "max_connecting",
              "policy",
              "allowed_domains",
              "blocked_domains",
@@ -689,6 +691,8 @@ void read_s2s(Reader& r, const toml::table& t, S2sConfig& c) {
   s.duration("connect_timeout", c.connect_timeout);
   s.duration("idle_timeout", c.idle_timeout);
   s.integer("max_connections_per_domain", 1, 100, c.max_connections_per_domain);
+  s.integer("max_links", 1, 10'000'000, c.max_links);
+  s.integer("max_connecting", 1, 100'000, c.max_connecting);
   s.choice("policy", {"open", "allowlist", "blocklist"}, c.policy);
   s.domains("allowed_domains", c.allowed_domains);
   s.domains("blocked_domains", c.blocked_domains);

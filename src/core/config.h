@@ -93,6 +93,11 @@ struct S2sConfig {
   Duration connect_timeout{std::chrono::seconds(10)};
   Duration idle_timeout{std::chrono::seconds(300)};
   std::uint32_t max_connections_per_domain = 5;
+  // Outbound links in total, one per (local, remote) pair open, opening or waiting to retry;
+  // a stanza that needs one more bounces (resource-constraint). Connection attempts in flight
+  // at once; more wait their turn within connect_timeout (docs/security.md "Work").
+  std::uint32_t max_links = 10000;
+  std::uint32_t max_connecting = 100;
   std::string policy = "open";  // open, allowlist, blocklist
   std::vector<std::string> allowed_domains;
   std::vector<std::string> blocked_domains;

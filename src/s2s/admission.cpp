@@ -59,6 +59,12 @@ std::optional<Refusal> Admission::another_stream(std::string_view remote, std::s
       "Too many connections to " + std::string(remote) + " (max_connections_per_domain)"};
 }
 
+std::optional<Refusal> Admission::another_link(std::size_t links) const {
+  if (links < config_.max_links) return std::nullopt;
+  return Refusal{core::StanzaError::kResourceConstraint,
+                 "Too many server links are open or opening (max_links)"};
+}
+
 std::optional<Refusal> Admission::enqueue(std::string_view remote, std::size_t queued) const {
   if (queued < config_.queue_size) return std::nullopt;
   return Refusal{core::StanzaError::kResourceConstraint,

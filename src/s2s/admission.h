@@ -54,6 +54,9 @@ class Admission {
   // does not multiplex needs one stream per local domain that talks to it.
   std::optional<Refusal> another_stream(std::string_view remote, std::size_t streams,
                                         std::size_t local_domains) const;
+  // A link to one more (local, remote) pair, with `links` open, opening or waiting to retry:
+  // max_links.
+  std::optional<Refusal> another_link(std::size_t links) const;
   // One more stanza waiting for `remote` behind `queued` others: queue_size.
   std::optional<Refusal> enqueue(std::string_view remote, std::size_t queued) const;
 

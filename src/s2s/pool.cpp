@@ -37,7 +37,7 @@ Pool::Pool(const core::S2sConfig& config, asio::any_io_executor ex, TimeSource& 
       keys_(keys),
       live_(live),
       metrics_(metrics),
-      attempts_(ex, time),
+      attempts_(ex, time, &config.max_connecting),
       multiplex_(links_, time, keys, config.connect_timeout),
       watchdog_(time, config.idle_timeout, config.ping_interval, metrics),
       jitter_(std::random_device{}()) {}
@@ -52,10 +52,12 @@ void Pool::send(Element stanza) {
   LinkKey key(from->domain(), to->domain());
   // One link per (local, remote) pair; max_connections_per_domain caps the streams one
   // remote domain gets, yet every local domain (virtual hosts, room services) may have one.
-  if (!links_.contains(key))
+  if (!links_.contains(key)) {
+    if (auto no = admission_.another_link(links_.size())) return refuse(stanza, to->domain(), *no);
     if (auto no = admission_.another_stream(to->domain(), streams_to(to->domain()),
                                             router_.hosted_domains().size()))
       return refuse(stanza, to->domain(), *no);
+  }
   std::shared_ptr<Link> link = link_for(key);
   if (link->ready()) return write(*link, std::move(stanza));
   if (auto no = admission_.enqueue(to->domain(), link->queue.size())) {
@@ -233,8 +235,18 @@ asio::awaitable<bool> Pool::join_shared(std::shared_ptr<Link> link) {
 
 // A stream of the link's own. connect_timeout bounds DNS + TCP + TLS + authentication.
 asio::awaitable<Connected> Pool::dial(std::shared_ptr<Link> link) {
-  auto attempt = attempts_.start(time_.now() + config_.connect_timeout);
+  const auto deadline = time_.now() + config_.connect_timeout;
   Connected c;
+  // max_connecting attempts at once: the others wait their turn, within connect_timeout.
+  if (!co_await attempts_.admit(deadline)) {
+    c.outcome = Outcome::fail(Failure::kTimeout,
+                              "no connection attempt to " + link->remote + " could start within " +
+                                  core::format_duration(config_.connect_timeout) + " (" +
+                                  std::to_string(config_.max_connecting) +
+                                  " attempts in flight, max_connecting)");
+    co_return c;
+  }
+  auto attempt = attempts_.start(deadline);
   {
     // Links waiting to multiplex on this stream resume once it is set up or has failed, on
     // every way out of connect() (timer completions are posted, never run inline).

@@ -166,5 +166,69 @@ TEST_F(PoolLimitsTest, PeerGone_UnwrittenStanzasAreNotLost) {
   EXPECT_EQ(bodies(*next), (std::vector<std::string>{"m1"}));
 }
 
+// A room invitation to thousands of unknown domains, say: connection attempts in flight are
+// capped (max_connecting), the others start in their turn as attempts end, and one that
+// cannot start within connect_timeout fails like a timed-out attempt (retried, then bounced).
+TEST_F(PoolLimitsTest, MaxConnecting_AttemptsBeyondItWaitTheirTurn) {
+  config_.max_connecting = 2;
+  config_.retry.max_retries = 0;
+  for (const char* d : {"r1.test", "r2.test", "r3.test", "r4.test"})
+    send("alice@a.test", std::string("bob@") + d, d);
+  run();
+  ASSERT_EQ(connector_.calls.size(), 2u);  // two in flight, two waiting
+  connector_.fail(0, Failure::kConnectionRefused, "refused");
+  run();
+  ASSERT_EQ(connector_.calls.size(), 3u);  // the first to wait starts
+  EXPECT_EQ(connector_.calls[2]->request.remote, "r3.test");
+  auto ch = connector_.succeed(1);
+  run();
+  ASSERT_EQ(connector_.calls.size(), 4u);
+  EXPECT_EQ(connector_.calls[3]->request.remote, "r4.test");
+  // Every stanza was written or bounced (r1.test's attempt was refused).
+  EXPECT_EQ(bodies(*ch), (std::vector<std::string>{"r2.test"}));
+  ASSERT_EQ(inbox_.stanzas.size(), 1u);
+  EXPECT_EQ(inbox_.stanzas[0].child_text("body"), "r1.test");
+}
+
+TEST_F(PoolLimitsTest, MaxConnecting_AWaitLongerThanConnectTimeoutFails) {
+  config_.max_connecting = 1;
+  config_.retry.max_retries = 0;
+  send("alice@a.test", "bob@r1.test", "1");
+  send("alice@a.test", "bob@r2.test", "2");
+  run();
+  ASSERT_EQ(connector_.calls.size(), 1u);
+  advance(config_.connect_timeout);
+  // Both ended at the deadline: r1.test's attempt aborted, r2.test's never started.
+  EXPECT_EQ(connector_.calls.size(), 1u);
+  ASSERT_EQ(inbox_.stanzas.size(), 2u);
+  for (const auto& bounce : inbox_.stanzas)
+    EXPECT_EQ(xml::stanza_error_condition(bounce), StanzaError::kRemoteServerTimeout);
+  const auto& r2 =
+      inbox_.stanzas[0].child_text("body") == "2" ? inbox_.stanzas[0] : inbox_.stanzas[1];
+  EXPECT_NE(error_text(r2).find("max_connecting"), std::string::npos) << error_text(r2);
+  EXPECT_EQ(metric("waddle_s2s_errors_total{domain=\"r2.test\",kind=\"timeout\"}"), "1");
+}
+
+TEST_F(PoolLimitsTest, MaxLinks_ALinkBeyondItBouncesResourceConstraint) {
+  config_.max_links = 2;
+  send("alice@a.test", "bob@r1.test", "1");
+  send("alice@a.test", "bob@r2.test", "2");
+  send("alice@a.test", "bob@r2.test", "2b");  // an existing link takes more
+  EXPECT_TRUE(inbox_.stanzas.empty());
+  send("alice@a.test", "bob@r3.test", "3");
+  ASSERT_EQ(inbox_.stanzas.size(), 1u);
+  EXPECT_EQ(xml::stanza_error_condition(inbox_.stanzas[0]), StanzaError::kResourceConstraint);
+  EXPECT_EQ(error_text(inbox_.stanzas[0]), "Too many server links are open or opening (max_links)");
+  EXPECT_EQ(metric("waddle_s2s_bounced_total{domain=\"r3.test\",condition=\"resource-"
+                   "constraint\"}"),
+            "1");
+  // Once a link has ended (refused, nothing left to send), a new domain gets one.
+  connector_.fail(0, Failure::kConnectionRefused, "refused", true);
+  run();
+  send("alice@a.test", "bob@r3.test", "3b");
+  EXPECT_EQ(inbox_.stanzas.size(), 2u);  // r1.test's stanza bounced; 3b is waiting
+  EXPECT_EQ(inbox_.stanzas[1].child_text("body"), "1");
+}
+
 }  // namespace
 }  // namespace waddle::s2s::testing

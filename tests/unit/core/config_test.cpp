@@ -170,6 +170,8 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.s2s.connect_timeout, d.s2s.connect_timeout);
   EXPECT_EQ(c.s2s.idle_timeout, d.s2s.idle_timeout);
   EXPECT_EQ(c.s2s.max_connections_per_domain, d.s2s.max_connections_per_domain);
+  EXPECT_EQ(c.s2s.max_links, d.s2s.max_links);
+  EXPECT_EQ(c.s2s.max_connecting, d.s2s.max_connecting);
   EXPECT_EQ(c.s2s.policy, d.s2s.policy);
   EXPECT_EQ(c.s2s.allowed_domains, d.s2s.allowed_domains);
   EXPECT_EQ(c.s2s.blocked_domains, d.s2s.blocked_domains);
@@ -264,6 +266,8 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "c2s.allow_registration",
                           "c2s.max_auth_failures",
                           "c2s.max_offline_messages",
+                          "c2s.max_offline_bytes",
+                          "c2s.max_offline_pending",
                           "c2s.limits.max_stanza_size",
                           "c2s.limits.max_depth",
                           "c2s.limits.max_attributes",
@@ -278,6 +282,8 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "s2s.connect_timeout",
                           "s2s.idle_timeout",
                           "s2s.max_connections_per_domain",
+                          "s2s.max_links",
+                          "s2s.max_connecting",
                           "s2s.policy",
                           "s2s.allowed_domains",
                           "s2s.blocked_domains",
@@ -382,6 +388,8 @@ key_path = "KEY"
 connect_timeout = "5s"
 idle_timeout = "1h"
 max_connections_per_domain = 2
+max_links = 50
+max_connecting = 7
 policy = "allowlist"
 allowed_domains = ["waddle.social", "Trusted.Example"]
 blocked_domains = ["spam.example"]
@@ -459,6 +467,8 @@ max_domains = 100000
   EXPECT_EQ(c.s2s.connect_timeout, seconds(5));
   EXPECT_EQ(c.s2s.idle_timeout, seconds(3600));
   EXPECT_EQ(c.s2s.max_connections_per_domain, 2u);
+  EXPECT_EQ(c.s2s.max_links, 50u);
+  EXPECT_EQ(c.s2s.max_connecting, 7u);
   EXPECT_EQ(c.s2s.policy, "allowlist");
   EXPECT_EQ(c.s2s.allowed_domains, (std::vector<std::string>{"waddle.social", "trusted.example"}));
   EXPECT_EQ(c.s2s.blocked_domains, std::vector<std::string>{"spam.example"});
