@@ -75,9 +75,14 @@ def make_server(request, tmp_path, tls_cert, waddle_bin):
         if code is not None:
             crashed.append(f"{srv.ip}: exit code {code}")
         srv.close()
+        # A clean shutdown exits 0: a crash or a sanitizer report while the server tears
+        # down (pending work destroyed after what it refers to) does not.
+        if getattr(srv, "exit_at_close", None) not in (None, 0):
+            crashed.append(f"{srv.ip}: exit code {srv.exit_at_close} when stopped at the end "
+                           f"(SIGTERM)\n{srv.log_tail(60)}")
     if crashed:
-        pytest.fail("waddle exited during the test without being asked to: "
-                    + "; ".join(crashed), pytrace=False)
+        pytest.fail("waddle exited during the test without being asked to, or did not stop "
+                    "cleanly: " + "; ".join(crashed), pytrace=False)
 
 
 @pytest.fixture

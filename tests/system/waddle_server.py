@@ -444,8 +444,12 @@ class WaddleServer:
         return None
 
     def close(self) -> None:
+        """Stops the server (SIGTERM) and releases its address; `exit_at_close` keeps the exit
+        code when it was running (a sanitizer report at shutdown makes it non-zero)."""
         try:
-            self.stop()
+            running = self.proc is not None and self.proc.poll() is None
+            code = self.stop()
+            self.exit_at_close = code if running else None
         finally:
             self.lease.release()
 
