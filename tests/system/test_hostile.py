@@ -399,7 +399,8 @@ class Sequence:
         """One server stream sends 20 db:result elements, each for another domain its
         certificate does not cover: 8 verifications start (their name server never answers,
         so they end invalid at connect_timeout), the other 12 are answered
-        resource-constraint at once, and not even looked up."""
+        resource-constraint at once, and not even looked up; no claimed domain becomes a
+        metrics label."""
         raw = self.raw_peer()
 
         def flood_results() -> list:
@@ -430,6 +431,9 @@ class Sequence:
         looked_up = {m.group(1) for m in map(claimed.search, self.dns.asked()) if m}
         assert looked_up == {e.get("to") for e in invalid}, (
             f"looked up {sorted(looked_up)}; refused {sorted(e.get('to') for e in refused)}")
+        # Metrics labels carry authenticated domains only: none of the claimed ones.
+        text = await asyncio.to_thread(self.srv.metrics_text)
+        assert f"x{p}-" not in text, [line for line in text.splitlines() if f"x{p}-" in line]
 
     async def spoofed_from(self, p: int) -> None:
         """A stream authenticated as a.test delivers a.test's stanzas, and is closed with
