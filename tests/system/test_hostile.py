@@ -46,10 +46,10 @@ SANITIZED = sanitized_server()
 PASSES = 1 if SANITIZED else 3  # a warm-up, then two measured passes
 # After each step VmRSS is back within RSS_BOUND_KIB of the baseline, and a measured pass ends
 # at most PASS_GROWTH_KIB above the pass before. Measured on the release binary (docs/security.md,
-# "Hostile peers"): at most 652 KiB above the baseline right after a step on a quiet machine and
-# 880 KiB with three runs sharing its two cores, both after the client that stops reading (what
+# "Hostile peers"): at most 708 KiB above the baseline right after a step one run at a time and
+# 880 KiB with three runs sharing its two cores, from the client that stops reading on (what
 # may wait for the flooding sender, bounces included, is 4 x 128 KiB, and 128 KiB for the
-# reader; glibc gives it back a few steps later), and 0 to 32 KiB from one pass to the next. Two
+# reader; glibc gives it back a few steps later), and 0 to 340 KiB from one pass to the next. Two
 # MiB leaves room for that transient and is half the 4 MiB the reader is sent: a step that kept
 # what it handled would show.
 RSS_BOUND_KIB = 2 * 1024
