@@ -52,10 +52,25 @@ class StreamClosed(AssertionError):
 
 class RawXmpp:
     def __init__(self, ip: str, port: int, domain: str = DEFAULT_DOMAIN,
-                 timeout: float = DEFAULT_TIMEOUT, direct_tls: bool = False):
+                 timeout: float = DEFAULT_TIMEOUT, direct_tls: bool = False,
+                 source: Optional[str] = None, rcvbuf: Optional[int] = None):
+        """source: the local address to connect from (a loopback address of its own counts
+        apart from every other client in the server's per-address limits); rcvbuf: the
+        socket's receive buffer, set before connecting (the kernel then holds at most about
+        that much of what the server writes and this client does not read)."""
         self.domain = domain
         self.timeout = timeout
-        self.sock: socket.socket = socket.create_connection((ip, port), timeout=timeout)
+        self.sock: socket.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if rcvbuf is not None:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if source:
+                self.sock.bind((source, 0))
+            self.sock.settimeout(timeout)
+            self.sock.connect((ip, port))
+        except OSError:
+            self.sock.close()
+            raise
         self.tls = False
         self.peer_cert_der: Optional[bytes] = None
         self.received = bytearray()  # every byte received, decrypted, all streams

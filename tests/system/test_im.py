@@ -312,36 +312,46 @@ def test_pending_subscription_requests_are_bounded(make_server):
     for jid in [ALICE] + askers:
         server.adduser(jid, PASSWORD)
 
-    async def ask():
-        outcome = {}
-        for jid in askers:
-            c = await login(server, f"{jid}/r", PASSWORD)
-            c.send_presence(pto=ALICE, ptype="subscribe")
-            # Processed either way within the deadline: stored in alice's roster (the only
-            # place the asker's JID is written) or bounced back.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while True:
-                err = c.presences.take(lambda p: p.xml.get("type") == "error")
-                if err is not None:
-                    outcome[jid] = error_condition(err)
-                    break
-                if await asyncio.to_thread(server.db_contains, jid):
-                    outcome[jid] = "kept"
-                    break
-                assert loop.time() < deadline, f"the request of {jid} was neither kept nor bounced"
-                await asyncio.sleep(0.05)
-        return outcome
-    outcome = run(ask)
+    outcome = run(lambda: subscription_requests(server, askers, ALICE))
     kept = [j for j, o in outcome.items() if o == "kept"]
     bounced = [j for j, o in outcome.items() if o == "resource-constraint"]
     assert len(kept) == 3 and len(bounced) == 2, outcome
+    run(lambda: requests_shown_at_login(server, f"{ALICE}/home", kept, bounced))
 
-    async def see():
-        alice = await login(server, f"{ALICE}/home", PASSWORD)
-        for jid in kept:
-            await alice.expect_presence(frm=jid, ptype="subscribe")
-        await alice.sync()
-        assert alice.presences.take(
-            lambda p: p.xml.get("type") == "subscribe" and bare(p["from"]) in bounced) is None
-    run(see)
+
+async def subscription_requests(server, askers: list[str], target: str) -> dict[str, str]:
+    """Each of `askers` (accounts no one else uses) logs in, asks `target` (offline) for a
+    subscription and logs out once the request was processed: {asker: "kept" or the error
+    condition it was bounced with}."""
+    outcome = {}
+    for jid in askers:
+        c = await login(server, f"{jid}/r", PASSWORD)
+        c.send_presence(pto=target, ptype="subscribe")
+        # Processed either way within the deadline: stored in the target's roster (the only
+        # place the asker's JID is written) or bounced back.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:
+            err = c.presences.take(lambda p: p.xml.get("type") == "error")
+            if err is not None:
+                outcome[jid] = error_condition(err)
+                break
+            if await asyncio.to_thread(server.db_contains, jid):
+                outcome[jid] = "kept"
+                break
+            assert loop.time() < deadline, f"the request of {jid} was neither kept nor bounced"
+            await asyncio.sleep(0.05)
+        await c.close()
+    return outcome
+
+
+async def requests_shown_at_login(server, jid: str, kept: list[str], bounced: list[str]):
+    """`jid` logs in and is shown every kept subscription request, none that bounced.
+    Returns the client."""
+    client = await login(server, jid, PASSWORD)
+    for asker in kept:
+        await client.expect_presence(frm=asker, ptype="subscribe")
+    await client.sync()
+    assert client.presences.take(
+        lambda p: p.xml.get("type") == "subscribe" and bare(p["from"]) in bounced) is None
+    return client

@@ -3,6 +3,7 @@ delivered at its next initial presence, and kept across a crash (kill -9) and re
 
 import asyncio
 import uuid
+from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 
@@ -42,6 +43,51 @@ def send_while_bob_offline(server, bodies: list[str]) -> None:
         for text in bodies:
             await wait_stored(server, text)
     run(body)
+
+
+async def stored_or_bounced(server, sender, bodies: list[str],
+                            timeout: float = STORE_TIMEOUT) -> list:
+    """After `sender` sent messages with these bodies to an account without an available
+    resource: waits (bounded) until each one is either committed to offline storage or
+    bounced back to the sender. Returns the bounces (error messages, taken from the sender's
+    inbox)."""
+    await sender.sync()
+    bounces = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    # The bounces come back as the store refuses them; the stored ones are committed.
+    while True:
+        err = sender.messages.take(lambda m: m["type"] == "error" and m["body"] in bodies)
+        if err is not None:
+            bounces.append(err)
+            continue
+        bounced = [e["body"] for e in bounces]
+        stored = [t for t in bodies if t not in bounced
+                  and await asyncio.to_thread(server.db_contains, t)]
+        if len(stored) + len(bounces) == len(bodies):
+            return bounces
+        assert loop.time() < deadline, (
+            f"{len(stored)} stored and {len(bounces)} bounced of {len(bodies)}")
+        await asyncio.sleep(0.05)
+
+
+def send_burst(sender, to: str, bodies: list[str]) -> None:
+    """Chat messages with these bodies to `to`, in one write: the server reads them together,
+    faster than any store can write one (sent one by one, each may be stored before the next
+    arrives)."""
+    sender.send_raw("".join(f"<message to={quoteattr(to)} type='chat'><body>{escape(t)}</body>"
+                            "</message>" for t in bodies))
+
+
+async def delivered_at_login(server, jid: str, kept: list[str], bounced: list[str]):
+    """`jid` logs in: every message kept offline arrives, none that bounced. Returns the
+    client."""
+    client = await login(server, jid, PASSWORD)
+    for text in kept:
+        await client.messages.get(lambda m, t=text: m["body"] == t, what="an offline message")
+    await client.sync()
+    assert client.messages.take(lambda m: m["body"] in bounced) is None
+    return client
 
 
 def assert_delivered_at_initial_presence(server, bodies: list[str]) -> None:
@@ -128,34 +174,16 @@ def test_offline_storage_is_bounded_in_bytes(make_server):
         alice = await login(server, f"{ALICE}/home", PASSWORD)
         for text in bodies:
             alice.chat(BOB, text)
-        await alice.sync()
-        bounced = []
-        deadline = asyncio.get_running_loop().time() + STORE_TIMEOUT
-        # The bounces come back as the store refuses them; the stored ones are committed.
-        while True:
-            err = alice.messages.take(lambda m: m["type"] == "error")
-            if err is not None:
-                assert err["error"]["condition"] == "service-unavailable", str(err)
-                bounced.append(err["body"])
-                continue
-            stored = [t for t in bodies if t not in bounced and server.db_contains(t)]
-            if len(stored) + len(bounced) == len(bodies):
-                return bounced
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"{len(stored)} stored and {len(bounced)} bounced of {len(bodies)}")
-            await asyncio.sleep(0.05)
+        bounces = await stored_or_bounced(server, alice, bodies)
+        for err in bounces:
+            assert err["error"]["condition"] == "service-unavailable", str(err)
+        return [err["body"] for err in bounces]
     bounced = run(send)
     assert 0 < len(bounced) < len(bodies), f"{len(bounced)} of {len(bodies)} bounced"
     kept = [t for t in bodies if t not in bounced]
     assert sum(len(t) for t in kept) <= 8192, len(kept)
 
-    async def receive():
-        bob = await login(server, f"{BOB}/phone", PASSWORD)
-        for text in kept:
-            await bob.messages.get(lambda m, t=text: m["body"] == t, what="an offline message")
-        await bob.sync()
-        assert bob.messages.take(lambda m: m["body"] in bounced) is None
-    run(receive)
+    run(lambda: delivered_at_login(server, f"{BOB}/phone", kept, bounced))
 
 
 def test_offline_writes_waiting_for_the_store_are_bounded(make_server):
@@ -173,24 +201,12 @@ def test_offline_writes_waiting_for_the_store_are_bounded(make_server):
 
     async def send():
         alice = await login(server, f"{ALICE}/home", PASSWORD)
-        for text in bodies:
-            alice.chat(BOB, text)
-        await alice.sync()
-        bounced = []
-        deadline = asyncio.get_running_loop().time() + STORE_TIMEOUT
-        while True:
-            err = alice.messages.take(lambda m: m["type"] == "error")
-            if err is not None:
-                assert err["error"]["condition"] == "resource-constraint", str(err)
-                assert err["error"]["type"] == "wait", str(err)
-                bounced.append(err["body"])
-                continue
-            stored = [t for t in bodies if t not in bounced and server.db_contains(t)]
-            if len(stored) + len(bounced) == len(bodies):
-                return bounced
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"{len(stored)} stored and {len(bounced)} bounced of {len(bodies)}")
-            await asyncio.sleep(0.05)
+        send_burst(alice, BOB, bodies)
+        bounces = await stored_or_bounced(server, alice, bodies)
+        for err in bounces:
+            assert err["error"]["condition"] == "resource-constraint", str(err)
+            assert err["error"]["type"] == "wait", str(err)
+        return [err["body"] for err in bounces]
 
     bounced = run(send)
     assert 0 < len(bounced) < len(bodies), f"{len(bounced)} of {len(bodies)} bounced"
@@ -198,10 +214,4 @@ def test_offline_writes_waiting_for_the_store_are_bounded(make_server):
                       reason="busy") == len(bounced)
     kept = [t for t in bodies if t not in bounced]
 
-    async def receive():
-        bob = await login(server, f"{BOB}/phone", PASSWORD)
-        for text in kept:
-            await bob.messages.get(lambda m, t=text: m["body"] == t, what="an offline message")
-        await bob.sync()
-        assert bob.messages.take(lambda m: m["body"] in bounced) is None
-    run(receive)
+    run(lambda: delivered_at_login(server, f"{BOB}/phone", kept, bounced))

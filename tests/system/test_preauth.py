@@ -15,6 +15,7 @@ import random
 import socket
 import ssl
 import time
+from typing import Optional
 
 import pytest
 
@@ -38,12 +39,13 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def refused_at_connect(ip: str, port: int, direct_tls: bool = False) -> str:
-    """Connects and reads without sending anything: what the server did ("policy-violation"
-    when it wrote that stream error, "closed" when it closed without one, "open" when the
-    connection was served)."""
+def refused_at_connect(ip: str, port: int, direct_tls: bool = False,
+                       source: Optional[str] = None) -> str:
+    """Connects (from `source` if given) and reads without sending anything: what the server
+    did ("policy-violation" when it wrote that stream error, "closed" when it closed without
+    one, "open" when the connection was served)."""
     try:
-        raw = RawXmpp(ip, port, timeout=10, direct_tls=direct_tls)
+        raw = RawXmpp(ip, port, timeout=10, direct_tls=direct_tls, source=source)
     except (ssl.SSLError, OSError):
         return "closed"  # the TLS handshake met a closed connection
     try:
@@ -57,9 +59,18 @@ def refused_at_connect(ip: str, port: int, direct_tls: bool = False) -> str:
         raw.close()
 
 
-def connected_pre_auth(ip: str, port: int = 5222) -> RawXmpp:
-    raw = RawXmpp(ip, port, timeout=10)
+def connected_pre_auth(ip: str, port: int = 5222, source: Optional[str] = None) -> RawXmpp:
+    raw = RawXmpp(ip, port, timeout=10, source=source)
     raw.open_stream()  # header answered with features: served, not yet authenticated
+    return raw
+
+
+def unfinished_preauth_element(ip: str, port: int, junk: str) -> RawXmpp:
+    """After STARTTLS, before SASL: an <auth> that never ends, sent in 4 KiB chunks until the
+    server stops the stream (or all of it is sent)."""
+    raw = RawXmpp(ip, port, timeout=15)
+    raw.tls_stream()
+    raw.send_chunked(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>" + junk, chunk=4096)
     return raw
 
 
@@ -81,16 +92,11 @@ def test_unfinished_element_over_preauth_limit_gets_policy_violation(make_server
         bob = await login(server, f"{BOB}/control", PASSWORD)
         before = rss_kib(server.pid)
 
-        def one() -> RawXmpp:
-            raw = RawXmpp(server.ip, server.port, timeout=15)
-            raw.tls_stream()
-            raw.send_chunked(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>" + junk, chunk=4096)
-            return raw
-
         raws = []
         try:
             for _ in range(10):
-                raw = await asyncio.to_thread(one)
+                raw = await asyncio.to_thread(unfinished_preauth_element, server.ip, server.port,
+                                              junk)
                 raws.append(raw)
                 await asyncio.to_thread(raw.assert_stream_error, "policy-violation", 15)
             grown = rss_kib(server.pid) - before

@@ -66,38 +66,51 @@ def tokens_read(raw: RawXmpp) -> list[int]:
     return out
 
 
-def slow_reader(srv, resource: str) -> RawXmpp:
+def slow_reader(srv, resource: str, rcvbuf: Optional[int] = None) -> RawXmpp:
     """Bob, logged in, reading nothing from now on (the kernel's receive buffer does not grow
-    for a socket that is not read)."""
-    bob = RawXmpp(srv.ip, srv.port, timeout=20.0)
+    for a socket that is not read; rcvbuf sets it small from the start)."""
+    bob = RawXmpp(srv.ip, srv.port, timeout=20.0, rcvbuf=rcvbuf)
     bob.login("bob", PASSWORD, resource=resource)
     return bob
 
 
+def bounced_tokens(sender) -> list[int]:
+    """The numbers of the test messages bounced to `sender` so far (in its inbox)."""
+    bounced = []
+    for m in sender.messages.items:
+        if m["type"] == "error":
+            found = TOKEN.match(m["body"] or "")
+            assert found, f"a bounce without the message's body: {m}"
+            bounced.append(int(found.group(1)))
+    return bounced
+
+
+async def flood(sender, partner, to: str, count: int, size: int) -> list[int]:
+    """`sender` sends `count` messages of `size` bytes to `to`; every 20 it and `partner` (the
+    control pair) exchange a message, which must arrive. Returns the numbers bounced to the
+    sender by the time the server answered its last stanza."""
+    filler = "x" * size
+    a, b = sender.boundjid.bare, partner.boundjid.bare
+    for i in range(count):
+        sender.chat(to, f"wq-{i:04d}:{filler}")
+        if i % 20 == 19:
+            sender.chat(b, f"ctl-{i}")
+            await partner.messages.get(lambda m, i=i: m["body"] == f"ctl-{i}", timeout=30,
+                                       what=f"control message {i} to {b}")
+            partner.chat(a, f"ack-{i}")
+            await sender.messages.get(lambda m, i=i: m["body"] == f"ack-{i}", timeout=30,
+                                      what=f"control answer {i} to {a}")
+    await sender.sync(timeout=60)
+    return bounced_tokens(sender)
+
+
 def flood_with_control(srv, to: str, count: int, size: int) -> list[int]:
-    """Alice sends `count` messages of `size` bytes to `to`; every 20 she and Carol (the
-    control pair) exchange a message, which must arrive. Returns the numbers bounced to her."""
+    """Alice floods `to` (flood()) with Carol as the control user. Returns the numbers
+    bounced to her."""
     async def body():
         alice = await login(srv, f"{ALICE}/desk", PASSWORD)
         carol = await login(srv, f"{CAROL}/desk", PASSWORD)
-        filler = "x" * size
-        for i in range(count):
-            alice.chat(to, f"wq-{i:04d}:{filler}")
-            if i % 20 == 19:
-                alice.chat(CAROL, f"ctl-{i}")
-                await carol.messages.get(lambda m, i=i: m["body"] == f"ctl-{i}", timeout=30,
-                                         what=f"control message {i} to carol")
-                carol.chat(ALICE, f"ack-{i}")
-                await alice.messages.get(lambda m, i=i: m["body"] == f"ack-{i}", timeout=30,
-                                         what=f"control answer {i} to alice")
-        await alice.sync(timeout=60)
-        bounced = []
-        for m in alice.messages.items:
-            if m["type"] == "error":
-                found = TOKEN.match(m["body"] or "")
-                assert found, f"a bounce without the message's body: {m}"
-                bounced.append(int(found.group(1)))
-        return bounced
+        return await flood(alice, carol, to, count, size)
     return run(body, timeout=240)
 
 
