@@ -39,9 +39,13 @@ TOKEN = re.compile(r"wq-(\d{4}):")
 
 
 SANITIZED = sanitized_server()
-# 128 KiB messages to the client that reads nothing: 40 MiB in full (the memory figure is
+# 128 KiB messages to the client that reads nothing: 80 MiB in full (the memory figure is
 # checked then), 12 MiB against a sanitized server (CI).
-FLOOD = int(os.environ.get("WADDLE_WRITE_LIMIT_MESSAGES", "96" if SANITIZED else "320"))
+FLOOD = int(os.environ.get("WADDLE_WRITE_LIMIT_MESSAGES", "96" if SANITIZED else "640"))
+# What the server may hold at its peak, whatever the flood: the bounds (the client's write
+# queue, what waits for offline storage, the sender's bounces) and what the allocator keeps
+# of them; 26 to 33 MiB measured with 40 MiB and with 80 MiB of flood.
+PEAK_BUDGET_KIB = 40 * 1024
 
 
 def status_kb(pid: int, key: str) -> int:
@@ -178,9 +182,9 @@ def test_client_that_stops_reading_is_closed_by_the_byte_cap_and_nothing_is_lost
                 what="the session that read nothing was not closed at the byte cap")
     assert bob.collect_until_closed(timeout=30), "the slow session was not closed"
     peak = status_kb(srv.pid, "VmHWM")
-    # Without the bound the 40 MiB would wait in the server (all but what the socket holds).
+    # Without the bounds the 80 MiB would wait in the server (all but what the socket holds).
     # (A sanitized server keeps freed memory in quarantine: no figure to check there.)
-    assert SANITIZED or peak - baseline < 24 * 1024, (
+    assert SANITIZED or peak - baseline < PEAK_BUDGET_KIB, (
         f"server memory grew by {(peak - baseline) / 1024:.1f} MiB (peak {peak} kB, baseline "
         f"{baseline} kB) for a client that reads nothing")
     read_now = tokens_read(bob)
