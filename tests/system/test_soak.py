@@ -76,6 +76,7 @@ PREAUTH_JUNK = 16 * 1024  # more than max_unauthenticated_stanza_size (10 KiB)
 # each at most) and still catches a leak of 12 KiB per connection (some 170 connections to
 # each server after the warm-up), or 150 bytes per stanza (some 14,000), in the 90 s form.
 RSS_GROWTH_KIB = 2 * 1024
+S2S_ACTIVE = "waddle_s2s_connections_active"
 
 SANITIZED = sanitized_server()
 
@@ -338,13 +339,6 @@ def drop_mid_tls(sock: socket.socket, domain: str, whole_hello: bool) -> None:
     sock.close()
 
 
-JUNK = [  # (bytes sent as the first ones after our stream header, or instead of it; error)
-    ("after-header", "<foo></bar>", "not-well-formed"),
-    ("header", "namespace", "invalid-namespace"),
-    ("header", "unknown-host", "host-unknown"),
-]
-
-
 @dataclass
 class BadInput:
     servers: dict[str, WaddleServer]
@@ -361,13 +355,15 @@ class BadInput:
         self.refused[condition] = self.refused.get(condition, 0) + 1
 
     def junk(self, srv: WaddleServer, variant: int) -> None:
-        where, data, condition = JUNK[variant % len(JUNK)]
+        """Junk before authentication: a malformed element after a good stream header, a
+        header in the wrong namespace, or one for a domain the server does not serve."""
+        condition = ("not-well-formed", "invalid-namespace", "host-unknown")[variant % 3]
         raw = RawXmpp(srv.ip, srv.port, domain=srv.domain, timeout=10)
         try:
-            if where == "after-header":
+            if condition == "not-well-formed":
                 raw.open_stream()
-                raw.send(data)
-            elif data == "namespace":
+                raw.send("<foo></bar>")
+            elif condition == "invalid-namespace":
                 raw.send(stream_header(to=srv.domain, ns="jabber:wrong"))
             else:
                 raw.send(stream_header(to="unknown.example"))
@@ -632,6 +628,7 @@ def test_soak_mixed_federated_traffic_keeps_memory_and_descriptors_flat(fed, pki
             await gate.pause(60)
             for d, srv in servers.items():
                 figures[d]["fds_ref"] = await asyncio.to_thread(steady_fds, srv)
+                figures[d]["s2s_ref"] = metric_sum(srv, S2S_ACTIVE)
                 figures[d]["rss_ref"] = rss_kib(srv.pid)
                 figures[d]["t_ref"] = now()
             gate.resume()
@@ -669,6 +666,7 @@ def test_soak_mixed_federated_traffic_keeps_memory_and_descriptors_flat(fed, pki
             figures[d]["fd_kinds"] = fd_kinds(srv.pid)
             text = srv.metrics_text()
             figures[d]["refused"] = metric_sum(text, "waddle_connections_refused_total")
+            figures[d]["s2s_end"] = metric_sum(text, S2S_ACTIVE)
             figures[d]["stanzas"] = "c2s in {:g}, s2s in {:g}, s2s out {:g}".format(*(
                 metric_sum(text, f"waddle_{m}_total") for m in (
                     "c2s_stanzas_received", "s2s_stanzas_received", "s2s_stanzas_sent")))
@@ -688,7 +686,8 @@ def test_soak_mixed_federated_traffic_keeps_memory_and_descriptors_flat(fed, pki
             f"KiB, end {f['rss_end']} KiB ({f['rss_end'] - f['rss_ref']:+d} KiB), quiet "
             f"{f['rss_quiet']} KiB (by tenths of the run: {' '.join(map(str, tenths))}); "
             f"fds after warm-up {f['fds_ref']}, during {min(fds)}.."
-            f"{max(fds)}, end {f['fds_end']} ({f['fd_kinds']}); refused by caps "
+            f"{max(fds)}, end {f['fds_end']} ({f['fd_kinds']}); S2S streams {f['s2s_ref']:g} "
+            f"after warm-up, {f['s2s_end']:g} at the end; refused by caps "
             f"{f['refused']:g}; stanzas {f['stanzas']}")
     print(f"soak {counts['seconds']:.0f} s ({'sanitized' if SANITIZED else 'release'}): "
           f"{counts['chats']}; {counts['room']}; room joins {counts['room joins']}; "
@@ -700,7 +699,8 @@ def test_soak_mixed_federated_traffic_keeps_memory_and_descriptors_flat(fed, pki
         assert f["refused"] == 0, f"{d} refused connections at its caps: {srv.metrics_text()}"
         assert f["fds_end"] <= f["fds_ref"], (
             f"{d}: {f['fds_end']} descriptors open 30 s after the traffic stopped, "
-            f"{f['fds_ref']} after the warm-up ({f['fd_kinds']})")
+            f"{f['fds_ref']} after the warm-up ({f['fd_kinds']}; S2S streams open "
+            f"{f['s2s_ref']:g} after the warm-up, {f['s2s_end']:g} at the end)")
         grown = f["rss_end"] - f["rss_ref"]
         assert SANITIZED or grown < RSS_GROWTH_KIB, (
             f"{d}: RSS grew by {grown} KiB from the end of the warm-up ({f['rss_ref']} KiB) "
