@@ -738,7 +738,9 @@ void read_metrics(Reader& r, const toml::table& t, MetricsConfig& c) {
 void read_muc(Reader& r, const toml::table& t, MucConfig& c) {
   Section s(r, t, "muc",
             {"enabled", "subdomain", "room_creation", "max_occupants", "history_size",
-             "history_bytes", "require_credential", "verify_with_home_server", "verify_timeout"});
+             "history_bytes", "rejoin_history_interval", "invitations_per_message",
+             "invitations_per_minute", "max_affiliations_by_invitation", "require_credential",
+             "verify_with_home_server", "verify_timeout"});
   s.boolean("enabled", c.enabled);
   s.string("subdomain", c.subdomain, /*allow_empty=*/false);
   if (auto label = nameprep_domain(c.subdomain);
@@ -750,6 +752,10 @@ void read_muc(Reader& r, const toml::table& t, MucConfig& c) {
   s.integer("max_occupants", 1, 100'000, c.max_occupants);
   s.integer("history_size", 0, 1000, c.history_size);
   s.integer("history_bytes", 0, 64 * 1024 * 1024, c.history_bytes);
+  s.duration_or_zero("rejoin_history_interval", c.rejoin_history_interval);
+  s.integer("invitations_per_message", 1, 1000, c.invitations_per_message);
+  s.integer("invitations_per_minute", 1, 100'000, c.invitations_per_minute);
+  s.integer("max_affiliations_by_invitation", 0, 10'000'000, c.max_affiliations_by_invitation);
   s.boolean("require_credential", c.require_credential);
   s.boolean("verify_with_home_server", c.verify_with_home_server);
   s.duration("verify_timeout", c.verify_timeout);

@@ -166,6 +166,13 @@ struct MucConfig {
   std::uint32_t max_occupants = 200;       // default per room
   std::uint32_t history_size = 20;         // groupchat messages replayed to joining occupants
   std::size_t history_bytes = 256 * 1024;  // their total size per room (the bound that counts)
+  // A resource already in a room that joins again gets the history at most this often.
+  Duration rejoin_history_interval{std::chrono::seconds(60)};
+  // Invitations (XEP-0045 §7.8.2): per message, per user and minute, and the affiliations
+  // invitations to members-only rooms may grant per room (docs/security.md, "Work").
+  std::uint32_t invitations_per_message = 10;
+  std::uint32_t invitations_per_minute = 20;
+  std::uint32_t max_affiliations_by_invitation = 1000;
   // Federated identity (spec "Identity Verification"): remote users joining a local room must
   // present a credential signed by their home server; optionally confirmed with it over S2S.
   bool require_credential = false;

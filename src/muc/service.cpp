@@ -30,6 +30,11 @@ MucService::MucService(const core::MucConfig& config, std::string domain, Env en
   ctx_.history_size = config_.history_size;
   ctx_.history_bytes = config_.history_bytes;
   ctx_.max_users = config_.max_occupants;
+  ctx_.limits.rejoin_history_interval =
+      std::chrono::duration_cast<std::chrono::seconds>(config_.rejoin_history_interval).count();
+  ctx_.limits.invites_per_stanza = config_.invitations_per_message;
+  ctx_.limits.invites_per_minute = config_.invitations_per_minute;
+  ctx_.limits.affiliations_by_invitation = config_.max_affiliations_by_invitation;
 }
 
 MucService::~MucService() {

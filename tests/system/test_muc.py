@@ -362,6 +362,28 @@ def test_invitation_with_too_many_invites_is_refused_and_none_sent(users):
     run(body)
 
 
+def test_invitation_limits_come_from_the_configuration(make_server):
+    """[muc] invitations_per_message = 2: three addresses in one invitation are refused with
+    policy-violation and nobody gets anything; two go through."""
+    server = make_server({"muc": {"invitations_per_message": 2}})
+    for jid in (ALICE, BOB, CAROL):
+        server.adduser(jid, PASSWORD)
+
+    async def body():
+        alice, bob = await alice_in_room_and_bob(server)
+        carol = await login(server, f"{CAROL}/desk", PASSWORD)
+        mediated(alice, ROOM, [("invite", {"to": j}) for j in (BOB, CAROL, f"u0@{DOMAIN}")])
+        err = await alice.messages.get(lambda m: m["type"] == "error", what="invitation error")
+        assert condition(err) == "policy-violation", str(err)
+        mediated(alice, ROOM, [("invite", {"to": j}) for j in (BOB, CAROL)])
+        await bob.messages.get(lambda m: has_muc_user(m, "invite"), what="Bob's invitation")
+        await carol.messages.get(lambda m: has_muc_user(m, "invite"), what="Carol's invitation")
+        # Had the refused one gone out, it would have come first and one would be left over.
+        await bob.sync()
+        assert [m for m in bob.messages.items if has_muc_user(m, "invite")] == []
+    run(body)
+
+
 def test_decline_is_forwarded_only_to_a_pending_inviter(users):
     """A decline from someone the room never invited, naming any address, is refused
     (not-acceptable) and reaches nobody; the invitee's decline reaches the inviter."""

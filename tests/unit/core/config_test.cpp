@@ -210,6 +210,10 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.muc.max_occupants, d.muc.max_occupants);
   EXPECT_EQ(c.muc.history_size, d.muc.history_size);
   EXPECT_EQ(c.muc.history_bytes, d.muc.history_bytes);
+  EXPECT_EQ(c.muc.rejoin_history_interval, d.muc.rejoin_history_interval);
+  EXPECT_EQ(c.muc.invitations_per_message, d.muc.invitations_per_message);
+  EXPECT_EQ(c.muc.invitations_per_minute, d.muc.invitations_per_minute);
+  EXPECT_EQ(c.muc.max_affiliations_by_invitation, d.muc.max_affiliations_by_invitation);
   EXPECT_EQ(c.muc.require_credential, d.muc.require_credential);
   EXPECT_EQ(c.muc.verify_with_home_server, d.muc.verify_with_home_server);
   EXPECT_EQ(c.muc.verify_timeout, d.muc.verify_timeout);
@@ -230,6 +234,8 @@ TEST_F(ConfigTest, Muc_DomainsAndChecks) {
   c = parse_config(
       "[muc]\nsubdomain = \"rooms\"\nroom_creation = \"anyone\"\n"
       "require_credential = true\nverify_timeout = \"3s\"\n"
+      "rejoin_history_interval = 0\ninvitations_per_message = 2\n"
+      "invitations_per_minute = 5\nmax_affiliations_by_invitation = 0\n"
       "[identity]\nenabled = false\ncredential_lifetime = \"1h\"\n"
       "key_file = \"/k.pem\"\n",
       "w.toml");
@@ -237,6 +243,10 @@ TEST_F(ConfigTest, Muc_DomainsAndChecks) {
   EXPECT_EQ(c.muc.room_creation, "anyone");
   EXPECT_TRUE(c.muc.require_credential);
   EXPECT_EQ(c.muc.verify_timeout, Duration(std::chrono::seconds(3)));
+  EXPECT_EQ(c.muc.rejoin_history_interval, Duration(0));
+  EXPECT_EQ(c.muc.invitations_per_message, 2u);
+  EXPECT_EQ(c.muc.invitations_per_minute, 5u);
+  EXPECT_EQ(c.muc.max_affiliations_by_invitation, 0u);
   EXPECT_FALSE(c.identity.enabled);
   EXPECT_EQ(c.identity.credential_lifetime, Duration(std::chrono::hours(1)));
   EXPECT_EQ(c.identity_key_path(), "/k.pem");
@@ -322,6 +332,10 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "muc.max_occupants",
                           "muc.history_size",
                           "muc.history_bytes",
+                          "muc.rejoin_history_interval",
+                          "muc.invitations_per_message",
+                          "muc.invitations_per_minute",
+                          "muc.max_affiliations_by_invitation",
                           "muc.require_credential",
                           "muc.verify_with_home_server",
                           "muc.verify_timeout",
