@@ -50,7 +50,6 @@ class AttemptGroup {
   // Waits until one more attempt may start (fewer than max_in_flight in flight; those that
   // wait start in the order they came): false when `deadline` or abort_all() came first.
   boost::asio::awaitable<bool> admit(Clock::time_point deadline);
-  std::size_t waiting() const { return waiting_.size(); }
   // A new attempt, aborted at `deadline` unless finished first, or by abort_all().
   std::shared_ptr<Attempt> start(Clock::time_point deadline);
   // The attempt ended (whichever way): its deadline is disarmed.

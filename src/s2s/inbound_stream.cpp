@@ -293,7 +293,7 @@ void InboundStream::on_stanza(Element e) {
   if (ctx_.metrics) {
     if (!received_metric_ || received_domain_ != from->domain()) {
       received_domain_ = from->domain();
-      received_metric_ = &ctx_.metrics->stanzas_received.get({received_domain_});
+      received_metric_ = &ctx_.metrics->received(received_domain_);
     }
     received_metric_->inc();
   }

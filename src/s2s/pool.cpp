@@ -113,12 +113,11 @@ void Pool::write(Link& link, Element stanza) {
   out.channel->send(bytes);
   link.last_activity = time_.now();
   out.last_activity = link.last_activity;
-  if (metrics_ && !link.sent_metric) link.sent_metric = &metrics_->stanzas_sent.get({link.remote});
+  if (metrics_ && !link.sent_metric) link.sent_metric = &metrics_->sent(link.remote);
   if (link.sent_metric) link.sent_metric->inc();
   if (!out.sm.enabled()) return keep_unwritten(out, std::move(bytes));
   // Kept until the peer acknowledges it (XEP-0198).
-  if (metrics_ && !link.unacked_metric)
-    link.unacked_metric = &metrics_->unacked_stanzas.get({link.remote});
+  if (metrics_ && !link.unacked_metric) link.unacked_metric = &metrics_->unacked_of(link.remote);
   if (link.unacked_metric) link.unacked_metric->inc();
   check_unacked(out, link.remote);
   switch (out.sm.sent(std::move(bytes))) {

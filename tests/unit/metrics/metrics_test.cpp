@@ -147,7 +147,7 @@ TEST_F(MetricsTest, DomainCap_SpamWaveKeepsSeriesBounded) {
   S2sMetrics s2s(registry_, 10);
   for (int i = 0; i < 100000; ++i) {
     std::string domain = "spam" + std::to_string(i) + ".example";
-    s2s.stanza_received(domain);
+    s2s.received(domain).inc();
     s2s.error(domain, S2sError::kPolicy);
     s2s.connection_opened(domain, Direction::kIn);
     s2s.connection_closed(domain, Direction::kIn);
@@ -174,8 +174,8 @@ TEST_F(MetricsTest, DomainCap_GaugeIncDecStaysBalancedUnderOther) {
 
 TEST_F(MetricsTest, DomainCap_ZeroPutsEverythingUnderOther) {
   S2sMetrics s2s(registry_, 0);
-  s2s.stanza_sent("a.example");
-  s2s.stanza_sent("b.example");
+  s2s.sent("a.example").inc();
+  s2s.sent("b.example").inc();
   EXPECT_EQ(s2s.stanzas_sent.size(), 1u);
   EXPECT_EQ(s2s.stanzas_sent.get({"other"}).value(), 2u);
 }
@@ -257,9 +257,9 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   s2s.connection_opened("prosody.example", Direction::kIn);
   s2s.connection_opened("ejabberd.example", Direction::kOut);
   s2s.connection_closed("ejabberd.example", Direction::kOut);
-  s2s.stanza_sent("prosody.example");
-  s2s.stanza_received("prosody.example");
-  s2s.stanza_received("we\"ird\\dom\nain");
+  s2s.sent("prosody.example").inc();
+  s2s.received("prosody.example").inc();
+  s2s.received("we\"ird\\dom\nain").inc();
   s2s.error("unreachable.example", S2sError::kDns);
   s2s.error("ejabberd.example", S2sError::kTimeout);
   s2s.ping_rtt("prosody.example", 12ms);
@@ -273,7 +273,7 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   s2s.stream_closed("ejabberd.example", Direction::kOut, CloseReason::kPingTimeout);
   s2s.paced("busy.example");
   s2s.paced_seconds("busy.example", 7);
-  for (int i = 0; i < 10; ++i) s2s.stanza_received("spam" + std::to_string(i) + ".example");
+  for (int i = 0; i < 10; ++i) s2s.received("spam" + std::to_string(i) + ".example").inc();
   c2s.session_opened();
   c2s.auth_failure();
   c2s.stanza_received();
