@@ -4,9 +4,12 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio.hpp>
+#include <charconv>
 #include <optional>
+#include <unordered_map>
 
 #include "c2s/c2s.h"
+#include "c2s/output.h"
 #include "c2s/registration.h"
 #include "c2s/sasl_server.h"
 #include "core/connection_gate.h"
@@ -42,6 +45,25 @@ bool version_ok(std::string_view v) {
 
 core::LiveCount g_live_sessions;  // touched only on the reactor thread
 
+class Session;
+// Sessions that may be resumed (XEP-0198), by their stream management id; reactor thread only.
+std::unordered_map<std::string, std::weak_ptr<Session>> g_resumable;
+
+// XEP-0198 'h': an unsigned 32-bit decimal.
+std::optional<std::uint32_t> parse_h(std::string_view text) {
+  std::uint32_t h = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), h);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return h;
+}
+
+Element sm_failed(std::string_view condition, std::optional<std::uint32_t> h = std::nullopt) {
+  Element failed("failed", std::string(xml::ns::kSm));
+  if (h) failed.set_attr("h", std::to_string(*h));
+  failed.add_child(std::string(condition), std::string(xml::ns::kStanzas));
+  return failed;
+}
+
 class Session : public router::LocalSession, public std::enable_shared_from_this<Session> {
  public:
   Session(C2sContext& ctx, asio::ip::tcp::socket socket, bool direct_tls,
@@ -56,6 +78,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         reader_(stream_),
         remote_(stream_->remote_address()),
         sasl_(ctx, remote_),
+        out_(ctx, stream_),
         unauthenticated_(std::move(unauthenticated)),
         alive_(g_live_sessions.enter()) {}
 
@@ -66,6 +89,11 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         [weak = weak_from_this()](stream::WriteLimit why) {
           if (auto s = weak.lock()) s->on_write_limit(why);
         });
+    out_.on_overflow([weak = weak_from_this(), executor = deadline_.get_executor()] {
+      asio::post(executor, [weak] {
+        if (auto s = weak.lock()) s->on_overflow();
+      });
+    });
     spdlog::debug("c2s {}: connected{}", remote_, direct_tls_ ? " (direct TLS)" : "");
     stream::arm_handshake_deadline(deadline_, ctx_.config.c2s.limits.handshake_timeout,
                                    [weak = weak_from_this()] {
@@ -82,35 +110,29 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       }
     }
     co_await read_loop();
-    if (open()) enter(State::kEnded);
+    if (open()) connection_lost();
   }
 
   // --- LocalSession ---
   const core::Jid& jid() const override { return jid_; }
 
   void deliver(const Element& stanza) override {
-    if (state_ == State::kClosing) return;
-    std::string bytes = xml::serialize_stanza(stanza, xml::ns::kClient);
-    if (!must_not_vanish(stanza)) return stream_->send(bytes);
-    // Kept until written: not with much more capacity than it uses (a copy costs CPU on
-    // every message, so only then).
-    if (bytes.capacity() > bytes.size() + bytes.size() / 2 + 64) bytes.shrink_to_fit();
-    auto shared = std::make_shared<const std::string>(std::move(bytes));
-    stream_->send(shared);
-    track({}, std::move(shared));
+    if (open()) out_.deliver(stanza);
   }
 
   void deliver_shared(const Element& stanza, const xml::SharedStanza& shared,
                       std::string_view to) override {
-    if (state_ == State::kClosing) return;
-    std::string head = shared.head(to);
-    stream_->send(head);
-    stream_->send(shared.tail);
-    if (must_not_vanish(stanza)) track(std::move(head), shared.tail);
+    if (open()) out_.deliver_shared(stanza, shared, to);
   }
 
   void close_with(StreamError error, std::string_view text = {}) override {
     if (!open()) return;
+    if (state_ == State::kHibernated) {  // no connection to write the error to
+      spdlog::info("c2s {}: session waiting to be resumed ends ({})", jid_.str(),
+                   core::to_string(error));
+      enter(State::kEnded);
+      return;
+    }
     spdlog::info("c2s {} {}: closing with stream error {}{}{}", remote_,
                  state_ == State::kBound ? jid_.str() : std::string("-"), core::to_string(error),
                  text.empty() ? "" : ": ", text);
@@ -129,10 +151,22 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   //
   //   kPlaintext --STARTTLS--> kEncrypted --SASL--> kAuthenticated --bind--> kBound
   //   (a direct TLS port, XEP-0368, enters kEncrypted before the first header)
+  //   kAuthenticated --<resume/> (XEP-0198)--> kBound, taking over a session that then
+  //                                            enters kMoved (its connection, if any, closed)
+  //   kBound --connection gone, resumable--> kHibernated --resume_timeout--> kEnded
   //   any of them --our closing tag--> kClosing  (a stream error, the client's closing tag,
   //                                               the account removed)
   //   any of them --connection gone--> kEnded    (the peer closed, a socket or TLS failure)
-  enum class State { kPlaintext, kEncrypted, kAuthenticated, kBound, kClosing, kEnded };
+  enum class State {
+    kPlaintext,
+    kEncrypted,
+    kAuthenticated,
+    kBound,
+    kHibernated,
+    kClosing,
+    kEnded,
+    kMoved
+  };
 
   bool open() const { return state_ < State::kClosing; }
 
@@ -152,94 +186,80 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         stream_->set_max_stanza_size(ctx_.config.c2s.limits.max_stanza_size);
         break;
       case State::kBound:
-        join_router();
+        if (was == State::kAuthenticated && !resuming_) join_router();
+        deadline_.cancel();
         if (ctx_.config.c2s.ping_interval.count() > 0)
           net::spawn_logged(idle_.get_executor(), watch_idle(shared_from_this()), "c2s idle");
+        break;
+      case State::kHibernated:
+        idle_.cancel();
+        stream_->close();
+        out_.detach();
+        if (ctx_.metrics) ctx_.metrics->stream_management("hibernated");
+        spdlog::info("c2s {}: {} lost its connection; waiting {} s to be resumed", remote_,
+                     jid_.str(), ctx_.config.c2s.resume_timeout.count() / 1000);
+        net::spawn_logged(deadline_.get_executor(), await_resumption(shared_from_this()),
+                          "c2s resumption");
         break;
       case State::kClosing:
       case State::kEnded:
         deadline_.cancel();
         idle_.cancel();
-        if (was == State::kBound) leave_router();
+        forget_resumption();
+        if (was == State::kBound || was == State::kHibernated) leave_router();
         if (next == State::kClosing) {
           asio::co_spawn(deadline_.get_executor(), closer(shared_from_this()), asio::detached);
         } else if (was != State::kClosing) {
           stream_->close();  // the connection is gone: nothing more is written
-          reroute_unwritten();
+          out_.reroute(jid_, this);
         }
         break;
+      case State::kMoved:  // resumed on another connection, which is this session now
+        deadline_.cancel();
+        idle_.cancel();
+        stream_->close();
+        break;
     }
+  }
+
+  // The connection is gone (read or write failed, or the client stopped reading): a session
+  // that may be resumed waits for that, any other ends.
+  void connection_lost() {
+    if (state_ == State::kHibernated) return;
+    if (state_ == State::kBound && out_.sm().resumable())
+      enter(State::kHibernated);
+    else
+      enter(State::kEnded);
+  }
+
+  static asio::awaitable<void> await_resumption(std::shared_ptr<Session> self) {
+    self->deadline_.expires_after(self->ctx_.config.c2s.resume_timeout);
+    co_await self->deadline_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (self->state_ != State::kHibernated) co_return;  // resumed, or ended otherwise
+    if (self->ctx_.metrics) self->ctx_.metrics->stream_management("expired");
+    spdlog::info("c2s {}: {} was not resumed in time", self->remote_, self->jid_.str());
+    self->enter(State::kEnded);
+  }
+
+  void forget_resumption() {
+    if (!out_.sm().resumable()) return;
+    auto it = g_resumable.find(out_.sm().id());
+    if (it != g_resumable.end() && it->second.lock().get() == this) g_resumable.erase(it);
+  }
+
+  void on_overflow() {
+    if (!open()) return;
+    if (ctx_.metrics) ctx_.metrics->stream_management("overflow");
+    if (state_ == State::kHibernated)
+      enter(State::kEnded);
+    else
+      close_with(StreamError::kPolicyViolation, "Too many unacknowledged stanzas");
   }
 
   // The closing tag is queued: it and what precedes it are written for a bounded time.
   static asio::awaitable<void> closer(std::shared_ptr<Session> self) {
     co_await stream::close_stream(self->stream_);
-    self->reroute_unwritten();
-  }
-
-  // --- Output that was not written (docs/security.md, "Memory") ---
-
-  // Messages and IQ requests are kept (as the bytes queued) until written: when the session
-  // ends first, they go where a message to a resource that is gone goes, or bounce.
-  static bool must_not_vanish(const Element& stanza) {
-    if (stanza.name() == "message") return true;
-    if (stanza.name() != "iq") return false;
-    const auto type = stanza.attr("type");
-    return type == "get" || type == "set";
-  }
-
-  struct Unwritten {
-    std::uint64_t end;  // the stream's bytes_queued() once it was queued
-    std::string head;   // before `bytes` (a shared stanza's head), or empty
-    std::shared_ptr<const std::string> bytes;
-  };
-
-  void track(std::string head, std::shared_ptr<const std::string> bytes) {
-    const std::uint64_t written = stream_->bytes_out();
-    std::size_t done = 0;
-    while (done < unwritten_.size() && unwritten_[done].end <= written) ++done;
-    unwritten_.erase(unwritten_.begin(), unwritten_.begin() + static_cast<std::ptrdiff_t>(done));
-    unwritten_.push_back({stream_->bytes_queued(), std::move(head), std::move(bytes)});
-  }
-
-  // The session has ended (it has left the router, its stream is closed): what was queued
-  // for it and not written is routed again as if it had never been delivered.
-  void reroute_unwritten() {
-    const std::uint64_t written = stream_->bytes_out();
-    auto pending = std::move(unwritten_);
-    unwritten_.clear();
-    for (const auto& u : pending) {
-      if (u.end <= written) continue;
-      auto stanza = xml::parse_element(u.head + *u.bytes, xml::ns::kClient);
-      if (!stanza) continue;  // (we serialised it)
-      count_unwritten(route_unwritten(std::move(*stanza)));
-    }
-  }
-
-  std::string_view route_unwritten(Element stanza) {
-    if (stanza.name() == "iq") {
-      ctx_.router.bounce(stanza, core::StanzaError::kServiceUnavailable);
-      return "bounced";
-    }
-    const auto type = stanza.attr("type");
-    if (type == "error" || type == "headline") return "dropped";
-    if (type == "groupchat") {
-      ctx_.router.bounce(stanza, core::StanzaError::kServiceUnavailable);
-      return "bounced";
-    }
-    // To the bare JID it was delivered to every available resource: only when no other
-    // resource is available does it need to go again (to offline storage).
-    auto to = core::Jid::parse(stanza.attr("to"));
-    if (to && to->is_bare())
-      for (auto* other : ctx_.router.sessions_of(*to))
-        if (other != this && other->available) return "dropped";
-    stanza.set_attr("to", jid_.str());  // RFC 6121 §8.5.3.2.1: the resource is gone
-    ctx_.im.to_local_again(std::move(stanza));
-    return "rerouted";
-  }
-
-  void count_unwritten(std::string_view outcome) {
-    if (ctx_.metrics) ctx_.metrics->unwritten(outcome);
+    self->out_.reroute(self->jid_, self.get());
   }
 
   // The client does not read what it is sent (max_write_queue, write_stall_timeout): the
@@ -256,7 +276,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
                                                     "Too much output waiting to be read", ""));
       enter(State::kClosing);
     } else {
-      enter(State::kEnded);
+      connection_lost();
     }
   }
 
@@ -287,7 +307,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       ping.set_attr("from", self->domain_);
       ping.set_attr("to", self->jid_.str());
       ping.add_child("ping", std::string(xml::ns::kPing));
-      self->send(ping);
+      self->deliver(ping);
     }
   }
 
@@ -377,6 +397,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       features.add_child("bind", std::string(xml::ns::kBind));
       features.add_child("session", std::string(xml::ns::kSession))
           .add_child("optional", std::string(xml::ns::kSession));
+      features.add_child("sm", std::string(xml::ns::kSm));
+      features.add_child("csi", std::string(xml::ns::kCsi));
     }
     stream_->send(features.str(""));
   }
@@ -397,10 +419,20 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         before_binding(el);
         break;
       case State::kBound:
-        co_await on_stanza(std::move(el));
+        if (el.ns() == xml::ns::kSm) {
+          on_stream_management(el);
+        } else if (el.ns() == xml::ns::kCsi) {
+          if (el.name() == "active" || el.name() == "inactive")
+            out_.set_inactive(el.name() == "inactive");
+        } else {
+          co_await on_stanza(std::move(el));
+          out_.sm().received();
+        }
         break;
+      case State::kHibernated:
       case State::kClosing:
       case State::kEnded:
+      case State::kMoved:
         break;
     }
   }
@@ -467,6 +499,10 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       bind(el);
     } else if (el.is("iq", xml::ns::kClient) && el.child("session", xml::ns::kSession)) {
       send(xml::make_iq_result(el));
+    } else if (el.is("resume", xml::ns::kSm)) {
+      resume(el);
+    } else if (el.ns() == xml::ns::kSm) {
+      send(sm_failed("unexpected-request"));  // XEP-0198 §3: <enable/> only once bound
     } else {
       close_with(StreamError::kNotAuthorized, "Bind a resource first");
     }
@@ -498,6 +534,75 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         .add_text(jid_.str());
     send(result);
     spdlog::info("c2s {}: bound {}", remote_, jid_.str());
+  }
+
+  // XEP-0198 once bound: <enable/>, and acknowledgements either way.
+  void on_stream_management(const Element& el) {
+    auto& sm = out_.sm();
+    if (el.name() == "enable" && !sm.enabled()) {
+      const bool resume = (el.attr("resume") == "true" || el.attr("resume") == "1") &&
+                          ctx_.config.c2s.resume_timeout.count() > 0;
+      Element enabled("enabled", std::string(xml::ns::kSm));
+      if (resume) {
+        std::string id = core::random_hex(16);
+        g_resumable[id] = weak_from_this();
+        enabled.set_attr("id", id).set_attr("resume", "true");
+        enabled.set_attr("max", std::to_string(std::max<std::int64_t>(
+                                    1, ctx_.config.c2s.resume_timeout.count() / 1000)));
+        sm.enable(std::move(id));
+      } else {
+        sm.enable({});
+      }
+      send(enabled);
+      if (ctx_.metrics) ctx_.metrics->stream_management("enabled");
+    } else if (el.name() == "r" && sm.enabled()) {
+      out_.answer_request();
+    } else if (el.name() == "a" && sm.enabled()) {
+      auto h = parse_h(el.attr("h"));
+      if (!h || !out_.acknowledged(*h))
+        close_with(StreamError::kUndefinedCondition,
+                   "The acknowledgement counts more stanzas than were sent");
+    } else {
+      send(sm_failed("unexpected-request"));
+    }
+  }
+
+  // XEP-0198 §5: a new connection takes over a session that lost (or is about to lose) its
+  // own, with the same full JID, presence and rooms; contacts see no change.
+  void resume(const Element& el) {
+    std::shared_ptr<Session> old;
+    if (auto it = g_resumable.find(std::string(el.attr("previd"))); it != g_resumable.end())
+      old = it->second.lock();
+    const auto h = parse_h(el.attr("h"));
+    if (!old || old.get() == this || old->domain_ != domain_ ||
+        old->jid_.local() != sasl_.username() ||
+        (old->state_ != State::kBound && old->state_ != State::kHibernated) || !h) {
+      if (ctx_.metrics) ctx_.metrics->stream_management("resume_failed");
+      send(sm_failed("item-not-found"));
+      return;
+    }
+    if (!old->out_.sm().acked(*h)) {
+      if (ctx_.metrics) ctx_.metrics->stream_management("resume_failed");
+      send(sm_failed("undefined-condition", old->out_.sm().handled()));
+      return;
+    }
+    // This session becomes the old one: its presence state, its JID, what it kept.
+    static_cast<router::LocalSession&>(*this) = static_cast<const router::LocalSession&>(*old);
+    jid_ = old->jid_;
+    out_.take_over(old->out_);
+    old->enter(State::kMoved);
+    ctx_.router.add(this);  // in the old session's place
+    g_resumable[out_.sm().id()] = weak_from_this();
+    resuming_ = true;
+    enter(State::kBound);
+    Element resumed("resumed", std::string(xml::ns::kSm));
+    resumed.set_attr("previd", out_.sm().id());
+    resumed.set_attr("h", std::to_string(out_.sm().handled()));
+    send(resumed);
+    out_.resend_unacked();
+    if (ctx_.metrics) ctx_.metrics->stream_management("resumed");
+    spdlog::info("c2s {}: resumed {} ({} stanzas sent again)", remote_, jid_.str(),
+                 out_.sm().unacked_count());
   }
 
   asio::awaitable<void> on_stanza(Element el) {
@@ -552,14 +657,15 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   stream::EventReader reader_;
   const std::string remote_;
   SaslServer sasl_;
+  Output out_;  // what is written to the client (and kept until it has it)
   core::ConnectionGate::Ticket unauthenticated_;  // until authenticated
   core::LiveCount::Token alive_;                  // shutdown waits until every session is gone
   State state_ = State::kPlaintext;
   std::string domain_;
   std::string stream_id_;  // of the current stream; empty until our header is sent
   core::Jid jid_;
-  std::vector<Unwritten> unwritten_;  // in the order queued
-  std::string ping_id_;               // of our ping waiting for an answer (watch_idle)
+  bool resuming_ = false;  // bound by <resume/>: the router entry is taken over, not added
+  std::string ping_id_;    // of our ping waiting for an answer (watch_idle)
 };
 
 }  // namespace

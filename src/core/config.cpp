@@ -566,7 +566,8 @@ void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
             {"enabled", "port", "direct_tls_port", "allow_registration", "max_auth_failures",
              "max_offline_messages", "max_offline_bytes", "max_offline_pending",
              "max_pending_subscriptions", "max_unauthenticated", "max_unauthenticated_per_address",
-             "ping_interval", "ping_timeout", "limits"});
+             "ping_interval", "ping_timeout", "resume_timeout", "max_unacked_stanzas",
+             "csi_queue_size", "limits"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 1, 65535, c.port);
   s.integer("direct_tls_port", 0, 65535, c.direct_tls_port);
@@ -580,6 +581,9 @@ void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
   s.integer("max_unauthenticated_per_address", 1, 1'000'000, c.max_unauthenticated_per_address);
   s.duration_or_zero("ping_interval", c.ping_interval);
   s.duration("ping_timeout", c.ping_timeout);
+  s.duration_or_zero("resume_timeout", c.resume_timeout);
+  s.integer("max_unacked_stanzas", 10, 1'000'000, c.max_unacked_stanzas);
+  s.integer("csi_queue_size", 0, 100'000, c.csi_queue_size);
   if (const auto* limits = s.table("limits")) read_limits(r, *limits, c.limits);
 }
 

@@ -68,6 +68,12 @@ struct C2sConfig {
   // connection-timeout when it still sent nothing ping_timeout later; 0 = never.
   Duration ping_interval{std::chrono::seconds(300)};
   Duration ping_timeout{std::chrono::seconds(60)};
+  // XEP-0198: how long a session whose connection was lost waits to be resumed (0 = sessions
+  // cannot be resumed), and the stanzas it keeps unacknowledged (past it the session ends).
+  Duration resume_timeout{std::chrono::seconds(300)};
+  std::uint32_t max_unacked_stanzas = 5000;
+  // XEP-0352: presence and chat states held back for an inactive client (past it they go).
+  std::uint32_t csi_queue_size = 256;
   StreamLimits limits;
 };
 

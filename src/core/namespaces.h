@@ -26,6 +26,10 @@ inline constexpr std::string_view kDialbackFeature = "urn:xmpp:features:dialback
 
 // Stream management (XEP-0198).
 inline constexpr std::string_view kSm = "urn:xmpp:sm:3";
+// Client State Indication (XEP-0352), chat state notifications (XEP-0085).
+inline constexpr std::string_view kCsi = "urn:xmpp:csi:0";
+inline constexpr std::string_view kChatStates = "http://jabber.org/protocol/chatstates";
+inline constexpr std::string_view kHints = "urn:xmpp:hints";  // XEP-0334
 
 // RFC 6121 and server IQs.
 inline constexpr std::string_view kRoster = "jabber:iq:roster";

@@ -465,6 +465,14 @@ C2sMetrics::C2sMetrics(Registry& r)
            .help = "Stanzas queued for a client session that ended before they were written, "
                    "by what became of them.",
            .labels = {"outcome"}})),
+      sm_events(r.counter_family({.name = "waddle_c2s_stream_management_total",
+                                  .help = "Stream management (XEP-0198) events of client sessions.",
+                                  .labels = {"event"}})),
+      csi_stanzas(r.counter_family(
+          {.name = "waddle_c2s_csi_stanzas_total",
+           .help = "Presence and chat states held back for inactive clients (XEP-0352), and "
+                   "held ones replaced by newer ones from the same sender.",
+           .labels = {"outcome"}})),
       offline_refused(r.counter_family(
           {.name = "waddle_offline_messages_refused_total",
            .help = "Messages for offline storage bounced to their sender: the account's store "

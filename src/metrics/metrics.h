@@ -327,9 +327,18 @@ struct C2sMetrics {
   // account's other resources or offline storage), "bounced" (an error to its sender) or
   // "dropped" (presence, results and errors, headlines: nobody to tell).
   void unwritten(std::string_view outcome) { unwritten_stanzas.get({outcome}).inc(); }
+  // XEP-0198 on client sessions: "enabled" (with resumption or not), "resumed",
+  // "resume_failed", "hibernated" (the connection was lost, waiting to be resumed), "expired"
+  // (not resumed in time), "overflow" (max_unacked_stanzas).
+  void stream_management(std::string_view event) { sm_events.get({event}).inc(); }
+  // XEP-0352: "held" (a stanza held back for an inactive client), "replaced" (a held stanza
+  // replaced by a newer one from the same sender: never sent).
+  void csi(std::string_view outcome) { csi_stanzas.get({outcome}).inc(); }
 
   CounterFamily& write_limits;       // waddle_c2s_write_limit_total{reason}
   CounterFamily& unwritten_stanzas;  // waddle_c2s_unwritten_stanzas_total{outcome}
+  CounterFamily& sm_events;          // waddle_c2s_stream_management_total{event}
+  CounterFamily& csi_stanzas;        // waddle_c2s_csi_stanzas_total{outcome}
   CounterFamily& offline_refused;    // waddle_offline_messages_refused_total{reason}
   Gauge& sessions_active;            // waddle_c2s_sessions_active
   Counter& auth_failures;            // waddle_c2s_auth_failures_total

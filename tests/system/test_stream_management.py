@@ -1,0 +1,306 @@
+"""Stream management for clients (XEP-0198) and client state indication (XEP-0352).
+
+A phone (slixmpp with its XEP-0198 plugin) loses its connection in the middle of a conversation:
+what the server had written and the phone never read, and what arrived while it was away, reach
+it when it resumes, exactly once, and its contact sees no presence change. A session not
+resumed in time hands its unacknowledged messages to offline storage. Bad acknowledgements,
+unknown or foreign resumption ids and a client that never acknowledges get the XEP's answers.
+"""
+
+import asyncio
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from federation import await_metric, metric_sum
+from rawxmpp import RawXmpp, tag
+from waddle_client import DOMAIN, PASSWORD, Client, befriend, has_delay, login, run
+
+ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
+NS_SM = "urn:xmpp:sm:3"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+SM_EVENTS = "waddle_c2s_stream_management_total"
+
+
+@pytest.fixture
+def users(server):
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    return server
+
+
+class Phone(Client):
+    """A client with slixmpp's stream management (resumption on) and CSI plugins."""
+
+    def __init__(self, server, jid):
+        super().__init__(server, jid, PASSWORD)
+        self.register_plugin("xep_0198")
+        self.register_plugin("xep_0352")
+        self.register_plugin("xep_0085")
+        loop = asyncio.get_event_loop()
+        self.enabled = loop.create_future()
+        self.resumed = loop.create_future()
+        self.add_event_handler("sm_enabled", lambda e: self._set(self.enabled, e))
+        self.add_event_handler("session_resumed", lambda e: self._set(self.resumed, e))
+
+    @staticmethod
+    def _set(fut, value):
+        if not fut.done():
+            fut.set_result(value)
+
+    async def lose_connection_with_unread_data(self) -> None:
+        """The phone stops reading and its connection dies (what the server wrote last stays
+        unread in the socket), as when a phone leaves the network."""
+        self.transport.pause_reading()
+
+    def drop(self) -> None:
+        self.transport.close()
+        self.transport.abort()
+
+
+async def phone_online(server, jid: str) -> Phone:
+    phone = Phone(server, jid)
+    await phone.start()
+    await asyncio.wait_for(phone.enabled, 10)
+    assert phone["xep_0198"].sm_id, "the server did not offer resumption"
+    await phone.online()
+    return phone
+
+
+def test_phone_that_loses_its_connection_resumes_and_misses_nothing(users):
+    async def body():
+        bob = await login(users, f"{BOB}/desk", PASSWORD)
+        phone = await phone_online(users, f"{ALICE}/phone")
+        await befriend(phone, bob)
+        for i in range(3):
+            bob.chat(ALICE, f"before-{i}")
+        for i in range(3):
+            await phone.expect_message(frm=f"{BOB}/desk", body=f"before-{i}")
+
+        # Written by the server, never read by the phone: lost with the connection.
+        await phone.lose_connection_with_unread_data()
+        unread = [f"unread-{i}" for i in range(5)]
+        for text in unread:
+            bob.chat(ALICE, text)
+        await bob.sync()
+        phone.drop()
+        await await_metric(users, SM_EVENTS, 1, event="hibernated",
+                           what="the server noticed the lost connection")
+        # Sent while the phone is away: kept for it.
+        away = [f"away-{i}" for i in range(3)]
+        for text in away:
+            bob.chat(ALICE, text)
+        await bob.sync()
+
+        phone.connect(address=phone.address)
+        await asyncio.wait_for(phone.resumed, 10)
+        for text in unread + away:
+            await phone.expect_message(frm=f"{BOB}/desk", body=text)
+        bob.chat(ALICE, "after")
+        await phone.expect_message(frm=f"{BOB}/desk", body="after")
+        await phone.sync()
+        # Every message exactly once (each expected one was taken from the inbox above).
+        twice = [m["body"] for m in phone.messages.items if m["body"]]
+        assert twice == [], f"delivered twice: {twice}"
+        # The same session, the same JID, no presence change seen by the contact.
+        assert str(phone.boundjid) == f"{ALICE}/phone"
+        await bob.sync()
+        assert bob.presences.take(lambda p: p.xml.get("type") == "unavailable") is None, \
+            "the contact saw the phone go offline"
+        bob.chat(f"{ALICE}/phone", "to the full JID")
+        await phone.expect_message(body="to the full JID")
+        assert metric_sum(users, SM_EVENTS, event="resumed") == 1
+        assert metric_sum(users, SM_EVENTS, event="expired") == 0
+    run(body)
+
+
+def test_session_not_resumed_in_time_sends_its_messages_to_offline_storage(make_server):
+    server = make_server({"c2s": {"resume_timeout": "1s"}})
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+
+    async def body():
+        bob = await login(server, f"{BOB}/desk", PASSWORD)
+        phone = await phone_online(server, f"{ALICE}/phone")
+        await befriend(phone, bob)
+        await phone.lose_connection_with_unread_data()
+        sent = [f"unread-{i}" for i in range(4)]
+        for text in sent:
+            bob.chat(ALICE, text)
+        await bob.sync()
+        phone.drop()
+        await await_metric(server, SM_EVENTS, 1, event="hibernated")
+        for i in range(2):
+            sent.append(f"away-{i}")
+            bob.chat(ALICE, sent[-1])
+        await bob.sync()
+        # Not resumed: the contact now sees the phone go, and the messages are stored.
+        await bob.expect_presence(frm=f"{ALICE}/phone", ptype="unavailable")
+        await await_metric(server, SM_EVENTS, 1, event="expired")
+        await await_metric(server, "waddle_offline_messages_stored_total", len(sent))
+        again = await login(server, f"{ALICE}/laptop", PASSWORD)
+        for text in sent:
+            m = await again.expect_message(frm=f"{BOB}/desk", body=text)
+            assert has_delay(m) is not None, "an offline message without its delay stamp"
+        await again.sync()
+        assert [m["body"] for m in again.messages.items if m["type"] != "error"] == []
+        assert bob.messages.take(lambda m: m["type"] == "error") is None, "a message bounced"
+    run(body)
+
+
+def test_server_stopping_with_a_session_waiting_to_be_resumed_keeps_its_messages(users):
+    async def body():
+        bob = await login(users, f"{BOB}/desk", PASSWORD)
+        phone = await phone_online(users, f"{ALICE}/phone")
+        await phone.lose_connection_with_unread_data()
+        bob.chat(ALICE, "unread")
+        await bob.sync()
+        phone.drop()
+        await await_metric(users, SM_EVENTS, 1, event="hibernated")
+        bob.chat(ALICE, "away")
+        await bob.sync()
+    run(body)
+    assert users.stop() == 0
+    users.start()
+
+    async def after():
+        alice = await login(users, f"{ALICE}/phone", PASSWORD)
+        for text in ("unread", "away"):
+            await alice.expect_message(frm=f"{BOB}/desk", body=text)
+    run(after)
+
+
+# --------------------------------------------------------------------------- raw XML
+
+
+def raw_login(server, user: str, resource="raw") -> RawXmpp:
+    raw = RawXmpp(server.ip, server.port)
+    raw.login(user, PASSWORD, resource=resource)
+    return raw
+
+
+def enable(raw: RawXmpp, resume: bool = True) -> ET.Element:
+    extra = " resume='true'" if resume else ""
+    raw.send(f"<enable xmlns='{NS_SM}'{extra}/>")
+    return raw.expect(tag(NS_SM, "enabled"))
+
+
+def failed_condition(el: ET.Element) -> str:
+    assert el.tag == tag(NS_SM, "failed"), ET.tostring(el).decode()
+    return [c.tag.split("}")[1] for c in el if c.tag.startswith(f"{{{NS_STANZAS}}}")][0]
+
+
+def test_stream_features_and_answers_to_requests(users):
+    raw = RawXmpp(users.ip, users.port)
+    raw.tls_stream()
+    assert raw.auth_plain("alice", PASSWORD).tag.endswith("success")
+    features = raw.open_stream()
+    assert features.find(tag(NS_SM, "sm")) is not None
+    assert features.find(tag("urn:xmpp:csi:0", "csi")) is not None
+    # <enable/> before binding a resource: unexpected-request, and the stream goes on.
+    raw.send(f"<enable xmlns='{NS_SM}'/>")
+    assert failed_condition(raw.next_element()) == "unexpected-request"
+    raw.bind("raw")
+    enabled = enable(raw)
+    assert enabled.get("resume") == "true" and enabled.get("id")
+    assert int(enabled.get("max")) == 300
+    # Three stanzas handled: <r/> is answered with h=3.
+    for i in range(3):
+        raw.send(f"<iq type='get' id='p{i}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")
+    raw.send(f"<r xmlns='{NS_SM}'/>")
+    raw.collect_until(lambda r: any(e.tag == tag(NS_SM, "a") for e in r.elements))
+    acks = [e for e in raw.elements if e.tag == tag(NS_SM, "a")]
+    assert acks[-1].get("h") == "3", raw.received_text()
+    # The server asks for acknowledgements of what it sent (the three results).
+    assert any(e.tag == tag(NS_SM, "r") for e in raw.elements), raw.received_text()
+    raw.send(f"<a xmlns='{NS_SM}' h='3'/>")
+    # A second <enable/>: unexpected-request.
+    raw.send(f"<enable xmlns='{NS_SM}'/>")
+    raw.collect_until(lambda r: any(e.tag == tag(NS_SM, "failed") for e in r.elements))
+    assert failed_condition([e for e in raw.elements if e.tag == tag(NS_SM, "failed")][0]) == \
+        "unexpected-request"
+    # Acknowledging more than was sent ends the stream.
+    raw.send(f"<a xmlns='{NS_SM}' h='4000'/>")
+    raw.assert_stream_error("undefined-condition")
+
+
+def test_resumption_with_an_unknown_or_foreign_id_fails_and_binding_goes_on(users):
+    alice = raw_login(users, "alice")
+    alice_id = enable(alice).get("id")
+    for previd in ("no-such-session", alice_id):
+        bob = RawXmpp(users.ip, users.port)
+        bob.login("bob", PASSWORD, resource=None)
+        bob.send(f"<resume xmlns='{NS_SM}' previd='{previd}' h='0'/>")
+        assert failed_condition(bob.next_element()) == "item-not-found"
+        assert bob.bind("after-failed-resume") == f"{BOB}/after-failed-resume"
+        bob.close()
+    # Alice's session was not touched: it still answers.
+    alice.send(f"<r xmlns='{NS_SM}'/>")
+    alice.collect_until(lambda r: any(e.tag == tag(NS_SM, "a") for e in r.elements))
+    assert metric_sum(users, SM_EVENTS, event="resume_failed") == 2
+    alice.close()
+
+
+def test_client_that_never_acknowledges_is_closed_and_loses_nothing(make_server):
+    server = make_server({"c2s": {"max_unacked_stanzas": 10}})
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    raw = raw_login(server, "alice", "silent")
+    enable(raw, resume=False)
+    raw.send("<presence/>")
+
+    async def body():
+        bob = await login(server, f"{BOB}/desk", PASSWORD)
+        sent = [f"m-{i}" for i in range(15)]
+        for text in sent:
+            bob.chat(f"{ALICE}/silent", text)
+        await bob.sync()
+        await asyncio.to_thread(raw.assert_stream_error, "policy-violation")
+        await await_metric(server, SM_EVENTS, 1, event="overflow")
+        await await_metric(server, "waddle_offline_messages_stored_total", len(sent))
+        # None was acknowledged: all of them come again, from offline storage.
+        alice = await login(server, f"{ALICE}/again", PASSWORD)
+        for text in sent:
+            await alice.expect_message(frm=f"{BOB}/desk", body=text)
+        assert bob.messages.take(lambda m: m["type"] == "error") is None
+    run(body)
+
+
+# --------------------------------------------------------------------------- XEP-0352
+
+
+def test_inactive_client_gets_presence_and_chat_states_later_and_only_the_latest(users):
+    async def body():
+        bob = Client(users, f"{BOB}/desk", PASSWORD)
+        bob.register_plugin("xep_0085")
+        await (await bob.start()).online()
+        alice = await phone_online(users, f"{ALICE}/phone")
+        await befriend(alice, bob)
+        alice["xep_0352"].send_inactive()
+        await alice.sync()  # the server has taken the state
+        bob.send_presence(pshow="away")
+        bob.send_presence(pshow="dnd")
+        for state in ("composing", "paused"):
+            msg = bob.make_message(mto=ALICE, mtype="chat")
+            msg["chat_state"] = state
+            msg.send()
+        await bob.sync()
+        await await_metric(users, "waddle_c2s_csi_stanzas_total", 4, outcome="held",
+                           what="two presence updates and two chat states held back")
+        # A message with a body goes at once, after what was held (only the latest of each).
+        bob.chat(ALICE, "wake up")
+        await alice.expect_message(frm=f"{BOB}/desk", body="wake up")
+        await alice.sync()
+        shows = [p["show"] for p in alice.presences.items if str(p["from"]) == f"{BOB}/desk"]
+        assert shows == ["dnd"], shows
+        states = [m["chat_state"] for m in alice.messages.items if not m["body"]]
+        assert states == ["paused"], states
+        assert metric_sum(users, "waddle_c2s_csi_stanzas_total", outcome="replaced") >= 1
+        alice.presences.items.clear()
+        # Active again: what was held comes at once.
+        bob.send_presence(pshow="xa")
+        await bob.sync()
+        await await_metric(users, "waddle_c2s_csi_stanzas_total", 5, outcome="held")
+        alice["xep_0352"].send_active()
+        await alice.expect_presence(frm=f"{BOB}/desk", where=lambda p: p["show"] == "xa")
+    run(body)
