@@ -772,6 +772,18 @@ void read_identity(Reader& r, const toml::table& t, IdentityConfig& c) {
   s.string("key_file", c.key_file);
 }
 
+void read_mam(Reader& r, const toml::table& t, MamConfig& c) {
+  Section s(r, t, "mam",
+            {"enabled", "default", "retention", "max_messages_per_account", "max_page_size",
+             "cleanup_interval"});
+  s.boolean("enabled", c.enabled);
+  s.choice("default", {"always", "roster", "never"}, c.default_mode);
+  s.duration_or_zero("retention", c.retention);
+  s.integer("max_messages_per_account", 0, std::uint64_t{1} << 40, c.max_messages_per_account);
+  s.integer("max_page_size", 1, 10'000, c.max_page_size);
+  s.duration("cleanup_interval", c.cleanup_interval);
+}
+
 // Listeners that would collide at bind time are reported here, with the key that set them.
 void check_ports(const Reader& r, const Config& c) {
   if (c.c2s.enabled && c.c2s.direct_tls_port == c.c2s.port) {
@@ -849,7 +861,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   Reader r(name);
   Config c;
   Section s(r, root, "",
-            {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity"});
+            {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity", "mam"});
   if (const auto* t = s.table("server")) read_server(r, *t, c.server);
   if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
   if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
@@ -859,6 +871,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   if (const auto* t = s.table("metrics")) read_metrics(r, *t, c.metrics);
   if (const auto* t = s.table("muc")) read_muc(r, *t, c.muc);
   if (const auto* t = s.table("identity")) read_identity(r, *t, c.identity);
+  if (const auto* t = s.table("mam")) read_mam(r, *t, c.mam);
   check_ports(r, c);
   c.warnings = r.take_warnings();
   for (const auto& d : c.server.domains) {

@@ -193,6 +193,17 @@ struct IdentityConfig {
   std::string key_file;  // Ed25519 key; empty = data_dir/identity.key
 };
 
+// Message archives (XEP-0313) of accounts.
+struct MamConfig {
+  bool enabled = true;
+  // What is archived for an account that set no preferences: "always", "roster", "never".
+  std::string default_mode = "always";
+  Duration retention{0};                       // older messages are removed; 0 = kept forever
+  std::uint64_t max_messages_per_account = 0;  // the oldest beyond it are removed; 0 = no limit
+  std::uint32_t max_page_size = 250;           // larger requests get this many
+  Duration cleanup_interval{std::chrono::hours(1)};  // how often retention and limits apply
+};
+
 struct Config {
   std::string source;  // file the config came from; empty = embedded default
   // Keys that are accepted but have no effect any more, as "FILE:LINE:COL: KEY: what to do";
@@ -207,6 +218,7 @@ struct Config {
   MetricsConfig metrics;
   MucConfig muc;
   IdentityConfig identity;
+  MamConfig mam;
 
   std::string storage_path() const;  // resolved sqlite path
   std::string identity_key_path() const;

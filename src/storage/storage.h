@@ -43,6 +43,40 @@ struct OfflineMessage {
   std::string stanza;  // serialized XML of the message as stored
 };
 
+// Message archives (XEP-0313): one per account ("user@domain") or room ("room@service").
+struct ArchiveEntry {
+  std::string owner;
+  std::string id;            // the stanza-id the message was given (XEP-0359), unique
+  std::int64_t time_us = 0;  // when it was archived, microseconds since the epoch
+  std::string with_bare;     // the other party
+  std::string with_full;     // the same with its resource, when it has one
+  std::string stanza;        // the message as archived (jabber:client)
+};
+
+struct ArchiveFilter {
+  std::string with;  // a bare JID matches with_bare, a full JID with_full; empty = anyone
+  std::optional<std::int64_t> start_us, end_us;  // inclusive
+  std::string after_id, before_id;               // exclusive bounds, by id
+  // Paging backwards (XEP-0059 <before/>): the newest results first, before before_id if
+  // given (the page is still returned oldest first).
+  bool backwards = false;
+  std::vector<std::string> ids;  // only these (empty = no such filter)
+  std::size_t max = 50;
+};
+
+struct ArchivePage {
+  std::vector<ArchiveEntry> items;  // oldest first
+  bool complete = true;             // no more results beyond the page, in the direction of paging
+  bool unknown_id = false;          // after_id or before_id is not in this archive
+};
+
+// XEP-0313 §6 archiving preferences: default "always", "never" or "roster".
+struct ArchivePrefs {
+  std::string default_mode = "always";
+  std::vector<std::string> always, never;  // bare JIDs
+  friend bool operator==(const ArchivePrefs&, const ArchivePrefs&) = default;
+};
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -58,7 +92,7 @@ class Storage {
   // Links an ATProto DID to the account (empty = unlink); false when the account is absent.
   virtual bool set_did(const std::string& domain, const std::string& username,
                        const std::string& did) = 0;
-  // Removes the account with its roster and offline messages; false when absent.
+  // Removes the account with its roster, offline messages and archive; false when absent.
   virtual bool delete_account(const std::string& domain, const std::string& username) = 0;
   virtual std::vector<std::string> list_accounts(const std::string& domain) = 0;
 
@@ -83,6 +117,21 @@ class Storage {
   virtual std::vector<OfflineMessage> offline_take(const std::string& domain,
                                                    const std::string& username) = 0;
   virtual std::size_t offline_count(const std::string& domain, const std::string& username) = 0;
+
+  // Message archives. archive_append stores the entries (one transaction) whose owner's
+  // preferences keep them (an account's prefs, else `default_mode`; "roster" asks the
+  // account's roster); returns how many were stored.
+  virtual std::size_t archive_append(const std::vector<ArchiveEntry>& entries,
+                                     const std::string& default_mode) = 0;
+  virtual ArchivePage archive_query(const std::string& owner, const ArchiveFilter& filter) = 0;
+  // The oldest and the newest entry (XEP-0313 §5.1 metadata), if any.
+  virtual std::optional<std::pair<ArchiveEntry, ArchiveEntry>> archive_bounds(
+      const std::string& owner) = 0;
+  // Retention: removes entries archived before `before_us`, and the oldest of each archive
+  // beyond `max_per_owner` entries (0 = no limit); returns how many went.
+  virtual std::uint64_t archive_expire(std::int64_t before_us, std::uint64_t max_per_owner) = 0;
+  virtual std::optional<ArchivePrefs> archive_prefs(const std::string& owner) = 0;
+  virtual void archive_set_prefs(const std::string& owner, const ArchivePrefs& prefs) = 0;
 
   // Persistent chat rooms (XEP-0045) of a room service: saved state as text, by room name.
   virtual void room_put(const std::string& service, const std::string& name,

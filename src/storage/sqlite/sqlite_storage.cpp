@@ -19,12 +19,16 @@
 #include <utility>
 #include <vector>
 
+#include "storage/sqlite/sqlite_archive.h"
+#include "storage/sqlite/sqlite_db.h"
 #include "storage/storage.h"
 
 namespace waddle::storage {
 namespace {
 
-constexpr int kBusyTimeoutMs = 5000;
+using sqlite::Database;
+using sqlite::Statement;
+using sqlite::Transaction;
 
 // Groups are stored in one text column, each name followed by U+001F. XML 1.0 cannot carry
 // that control character, so no group name contains it, and [] ("") differs from [""]
@@ -87,6 +91,7 @@ CREATE TABLE muc_rooms (
     {3, R"sql(
 ALTER TABLE accounts ADD COLUMN did TEXT NOT NULL DEFAULT '';
 )sql"},
+    {6, sqlite::kArchiveSchema},
 };
 
 std::int64_t now_unix() {
@@ -144,142 +149,6 @@ std::int64_t subscription_to(Subscription s) {
   }
   return 0;
 }
-
-// The connection and the path used in error messages.
-class Database {
- public:
-  explicit Database(std::string path) : path_(std::move(path)) {}
-  ~Database() {
-    if (db_ != nullptr) sqlite3_close_v2(db_);
-  }
-  Database(const Database&) = delete;
-  Database& operator=(const Database&) = delete;
-
-  void open() {
-    const int rc =
-        sqlite3_open_v2(path_.c_str(), &db_,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) {
-      // sqlite3_open_v2 may allocate a handle even on failure; it carries the message.
-      const std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-      sqlite3_close_v2(db_);
-      db_ = nullptr;
-      fail(message);
-    }
-    sqlite3_extended_result_codes(db_, 1);
-    check(sqlite3_busy_timeout(db_, kBusyTimeoutMs));
-  }
-
-  [[noreturn]] void fail(std::string_view message) const {
-    throw std::runtime_error("sqlite: " + path_ + ": " + std::string(message));
-  }
-  void check(int rc) const {
-    if (rc != SQLITE_OK) fail(sqlite3_errmsg(db_));
-  }
-  void exec(const char* sql) const { check(sqlite3_exec(db_, sql, nullptr, nullptr, nullptr)); }
-
-  sqlite3* handle() const { return db_; }
-
- private:
-  std::string path_;
-  sqlite3* db_ = nullptr;
-};
-
-// A prepared statement, reused for the life of the connection.
-class Statement {
- public:
-  Statement(const Database& db, const char* sql) : db_(&db) {
-    db.check(sqlite3_prepare_v3(db.handle(), sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr));
-  }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  // One execution: bind, step, read columns; resets the statement when it goes away so the
-  // next use starts clean and read locks are not held.
-  class Run {
-   public:
-    explicit Run(Statement& s) : s_(s) {}
-    ~Run() {
-      sqlite3_reset(s_.stmt_);
-      sqlite3_clear_bindings(s_.stmt_);
-    }
-    Run(const Run&) = delete;
-    Run& operator=(const Run&) = delete;
-
-    Run& text(int i, std::string_view v) {
-      // A null pointer would bind NULL; an empty value is stored as "".
-      const char* data = v.data() != nullptr ? v.data() : "";
-      s_.db_->check(
-          sqlite3_bind_text64(s_.stmt_, i, data, v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
-      return *this;
-    }
-    Run& blob(int i, std::string_view v) {
-      // A zero-length blob, not NULL, for empty values (the columns are NOT NULL).
-      s_.db_->check(v.empty()
-                        ? sqlite3_bind_zeroblob(s_.stmt_, i, 0)
-                        : sqlite3_bind_blob64(s_.stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT));
-      return *this;
-    }
-    Run& integer(int i, std::int64_t v) {
-      s_.db_->check(sqlite3_bind_int64(s_.stmt_, i, v));
-      return *this;
-    }
-
-    // True while there is a row to read.
-    bool step() {
-      const int rc = sqlite3_step(s_.stmt_);
-      if (rc == SQLITE_ROW) return true;
-      if (rc == SQLITE_DONE) return false;
-      s_.db_->fail(sqlite3_errmsg(s_.db_->handle()));
-    }
-    // Runs a statement that returns no rows.
-    void done() {
-      if (step()) s_.db_->fail("unexpected result row");
-    }
-
-    std::string column_text(int i) const {
-      const auto* p = sqlite3_column_text(s_.stmt_, i);
-      const int n = sqlite3_column_bytes(s_.stmt_, i);
-      return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), n);
-    }
-    std::string column_blob(int i) const {
-      const void* p = sqlite3_column_blob(s_.stmt_, i);
-      const int n = sqlite3_column_bytes(s_.stmt_, i);
-      return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
-    }
-    std::int64_t column_int(int i) const { return sqlite3_column_int64(s_.stmt_, i); }
-
-   private:
-    Statement& s_;
-  };
-
-  Run run() { return Run(*this); }
-
- private:
-  const Database* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-// BEGIN IMMEDIATE .. COMMIT; rolls back when left without commit() (early return or throw).
-class Transaction {
- public:
-  explicit Transaction(const Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
-  ~Transaction() {
-    if (!done_) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  Transaction(const Transaction&) = delete;
-  Transaction& operator=(const Transaction&) = delete;
-
-  void commit() {
-    db_.exec("COMMIT");
-    done_ = true;
-  }
-
- private:
-  const Database& db_;
-  bool done_ = false;
-};
 
 void migrate(const Database& db) {
   int version = 0;
@@ -355,7 +224,8 @@ class SqliteStorage final : public Storage {
         account_set_did_(*db_, "UPDATE accounts SET did = ?3 WHERE domain = ?1 AND username = ?2"),
         room_upsert_(*db_, "INSERT OR REPLACE INTO muc_rooms (service, name, data) VALUES (?,?,?)"),
         room_delete_(*db_, "DELETE FROM muc_rooms WHERE service = ? AND name = ?"),
-        room_list_(*db_, "SELECT name, data FROM muc_rooms WHERE service = ? ORDER BY name") {}
+        room_list_(*db_, "SELECT name, data FROM muc_rooms WHERE service = ? ORDER BY name"),
+        archive_(*db_) {}
 
   bool create_account(const Account& a) override {
     Transaction tx(*db_);
@@ -414,6 +284,7 @@ class SqliteStorage final : public Storage {
     if (!deleted) return false;  // rolls back the empty transaction
     roster_delete_all_.run().text(1, domain).text(2, username).done();
     offline_delete_all_.run().text(1, domain).text(2, username).done();
+    archive_.delete_owner(username + "@" + domain);
     tx.commit();
     return true;
   }
@@ -523,6 +394,27 @@ class SqliteStorage final : public Storage {
     return sqlite3_changes(db_->handle()) > 0;
   }
 
+  std::size_t archive_append(const std::vector<ArchiveEntry>& entries,
+                             const std::string& default_mode) override {
+    return archive_.append(entries, default_mode);
+  }
+  ArchivePage archive_query(const std::string& owner, const ArchiveFilter& filter) override {
+    return archive_.query(owner, filter);
+  }
+  std::optional<std::pair<ArchiveEntry, ArchiveEntry>> archive_bounds(
+      const std::string& owner) override {
+    return archive_.bounds(owner);
+  }
+  std::uint64_t archive_expire(std::int64_t before_us, std::uint64_t max_per_owner) override {
+    return archive_.expire(before_us, max_per_owner);
+  }
+  std::optional<ArchivePrefs> archive_prefs(const std::string& owner) override {
+    return archive_.prefs(owner);
+  }
+  void archive_set_prefs(const std::string& owner, const ArchivePrefs& prefs) override {
+    archive_.set_prefs(owner, prefs);
+  }
+
   std::vector<std::pair<std::string, std::string>> room_list(const std::string& service) override {
     std::vector<std::pair<std::string, std::string>> out;
     auto run = room_list_.run();
@@ -593,6 +485,7 @@ class SqliteStorage final : public Storage {
   Statement room_upsert_;
   Statement room_delete_;
   Statement room_list_;
+  sqlite::Archive archive_;
 };
 
 }  // namespace

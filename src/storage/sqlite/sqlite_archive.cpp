@@ -1,0 +1,221 @@
+#include "storage/sqlite/sqlite_archive.h"
+
+#include <algorithm>
+
+namespace waddle::storage::sqlite {
+
+namespace {
+
+constexpr const char* kColumns = "id, sid, time_us, with_bare, with_full, stanza";
+
+// JID lists as one text column: each JID followed by a newline (JIDs have none).
+std::string join(const std::vector<std::string>& jids) {
+  std::string out;
+  for (const auto& j : jids) out += j + '\n';
+  return out;
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    auto end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    out.push_back(text.substr(at, end - at));
+    at = end + 1;
+  }
+  return out;
+}
+
+ArchiveEntry read_entry(const std::string& owner, Statement::Run& run) {
+  // (column 0 is the row id)
+  return ArchiveEntry{owner,
+                      run.column_text(1),
+                      run.column_int(2),
+                      run.column_text(3),
+                      run.column_text(4),
+                      run.column_text(5)};
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+}  // namespace
+
+Archive::Archive(const Database& db)
+    : db_(db),
+      insert_(db,
+              "INSERT INTO archive (owner, sid, time_us, with_bare, with_full, stanza) "
+              "VALUES (?,?,?,?,?,?) ON CONFLICT (sid) DO NOTHING"),
+      row_of_(db, "SELECT id FROM archive WHERE sid = ? AND owner = ?"),
+      first_(db, (std::string("SELECT ") + kColumns +
+                  " FROM archive WHERE owner = ? ORDER BY id ASC LIMIT 1")
+                     .c_str()),
+      last_(db, (std::string("SELECT ") + kColumns +
+                 " FROM archive WHERE owner = ? ORDER BY id DESC LIMIT 1")
+                    .c_str()),
+      prefs_get_(db, "SELECT default_mode, always, never FROM archive_prefs WHERE owner = ?"),
+      prefs_put_(db,
+                 "INSERT OR REPLACE INTO archive_prefs (owner, default_mode, always, never) "
+                 "VALUES (?,?,?,?)"),
+      roster_has_(db,
+                  "SELECT 1 FROM roster WHERE domain = ? AND username = ? AND contact = ? "
+                  "AND hidden = 0"),
+      delete_owner_(db, "DELETE FROM archive WHERE owner = ?"),
+      delete_prefs_(db, "DELETE FROM archive_prefs WHERE owner = ?") {}
+
+std::size_t Archive::append(const std::vector<ArchiveEntry>& entries,
+                            const std::string& default_mode) {
+  std::vector<std::pair<std::string, std::optional<ArchivePrefs>>> cache;
+  Transaction tx(db_);
+  std::size_t stored = 0;
+  for (const auto& e : entries) {
+    if (!keeps(e, default_mode, cache)) continue;
+    insert_.run()
+        .text(1, e.owner)
+        .text(2, e.id)
+        .integer(3, e.time_us)
+        .text(4, e.with_bare)
+        .text(5, e.with_full)
+        .text(6, e.stanza)
+        .done();
+    ++stored;
+  }
+  tx.commit();
+  return stored;
+}
+
+bool Archive::keeps(const ArchiveEntry& e, const std::string& default_mode,
+                    std::vector<std::pair<std::string, std::optional<ArchivePrefs>>>& cache) {
+  auto it = std::find_if(cache.begin(), cache.end(), [&](auto& c) { return c.first == e.owner; });
+  if (it == cache.end()) {
+    cache.emplace_back(e.owner, prefs(e.owner));
+    it = std::prev(cache.end());
+  }
+  const auto& p = it->second;
+  if (p && contains(p->never, e.with_bare)) return false;
+  if (p && contains(p->always, e.with_bare)) return true;
+  const std::string& mode = p ? p->default_mode : default_mode;
+  if (mode == "never") return false;
+  if (mode == "roster") return in_roster(e.owner, e.with_bare);
+  return true;
+}
+
+bool Archive::in_roster(const std::string& owner, const std::string& contact) {
+  const auto at = owner.find('@');
+  if (at == std::string::npos) return false;
+  auto run = roster_has_.run();
+  run.text(1, owner.substr(at + 1)).text(2, owner.substr(0, at)).text(3, contact);
+  return run.step();
+}
+
+std::optional<std::int64_t> Archive::row_of(const std::string& owner, const std::string& id) {
+  auto run = row_of_.run();
+  run.text(1, id).text(2, owner);
+  if (!run.step()) return std::nullopt;
+  return run.column_int(0);
+}
+
+ArchivePage Archive::query(const std::string& owner, const ArchiveFilter& f) {
+  ArchivePage page;
+  std::optional<std::int64_t> after, before;
+  if (!f.after_id.empty() && !(after = row_of(owner, f.after_id))) page.unknown_id = true;
+  if (!f.before_id.empty() && !(before = row_of(owner, f.before_id))) page.unknown_id = true;
+  if (page.unknown_id) return page;
+  const bool backwards = f.backwards && !after;
+  std::string sql = std::string("SELECT ") + kColumns + " FROM archive WHERE owner = ?1";
+  if (!f.with.empty())
+    sql += f.with.find('/') == std::string::npos ? " AND with_bare = ?2" : " AND with_full = ?2";
+  if (f.start_us) sql += " AND time_us >= ?3";
+  if (f.end_us) sql += " AND time_us <= ?4";
+  if (after) sql += " AND id > ?5";
+  if (before) sql += " AND id < ?6";
+  if (!f.ids.empty()) {
+    sql += " AND sid IN (";
+    for (std::size_t i = 0; i < f.ids.size(); ++i) sql += (i ? ",?" : "?") + std::to_string(8 + i);
+    sql += ")";
+  }
+  sql += backwards ? " ORDER BY id DESC LIMIT ?7" : " ORDER BY id ASC LIMIT ?7";
+  Statement st(db_, sql.c_str());
+  auto run = st.run();
+  run.text(1, owner);
+  if (!f.with.empty()) run.text(2, f.with);
+  if (f.start_us) run.integer(3, *f.start_us);
+  if (f.end_us) run.integer(4, *f.end_us);
+  if (after) run.integer(5, *after);
+  if (before) run.integer(6, *before);
+  run.integer(7, static_cast<std::int64_t>(f.max) + 1);
+  for (std::size_t i = 0; i < f.ids.size(); ++i) run.text(static_cast<int>(8 + i), f.ids[i]);
+  while (run.step()) page.items.push_back(read_entry(owner, run));
+  page.complete = page.items.size() <= f.max;
+  if (!page.complete) page.items.pop_back();
+  if (backwards) std::reverse(page.items.begin(), page.items.end());
+  return page;
+}
+
+std::optional<std::pair<ArchiveEntry, ArchiveEntry>> Archive::bounds(const std::string& owner) {
+  std::pair<ArchiveEntry, ArchiveEntry> out;
+  {
+    auto run = first_.run();
+    run.text(1, owner);
+    if (!run.step()) return std::nullopt;
+    out.first = read_entry(owner, run);
+  }
+  auto run = last_.run();
+  run.text(1, owner);
+  if (!run.step()) return std::nullopt;
+  out.second = read_entry(owner, run);
+  return out;
+}
+
+std::uint64_t Archive::expire(std::int64_t before_us, std::uint64_t max_per_owner) {
+  Transaction tx(db_);
+  std::uint64_t removed = 0;
+  {
+    Statement old(db_, "DELETE FROM archive WHERE time_us < ?");
+    old.run().integer(1, before_us).done();
+    removed += static_cast<std::uint64_t>(sqlite3_changes(db_.handle()));
+  }
+  if (max_per_owner > 0) {
+    std::vector<std::string> over;
+    {
+      Statement big(db_, "SELECT owner FROM archive GROUP BY owner HAVING COUNT(*) > ?");
+      auto run = big.run();
+      run.integer(1, static_cast<std::int64_t>(max_per_owner));
+      while (run.step()) over.push_back(run.column_text(0));
+    }
+    Statement trim(db_,
+                   "DELETE FROM archive WHERE owner = ?1 AND id <= (SELECT id FROM archive "
+                   "WHERE owner = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
+    for (const auto& owner : over) {
+      trim.run().text(1, owner).integer(2, static_cast<std::int64_t>(max_per_owner)).done();
+      removed += static_cast<std::uint64_t>(sqlite3_changes(db_.handle()));
+    }
+  }
+  tx.commit();
+  return removed;
+}
+
+std::optional<ArchivePrefs> Archive::prefs(const std::string& owner) {
+  auto run = prefs_get_.run();
+  run.text(1, owner);
+  if (!run.step()) return std::nullopt;
+  return ArchivePrefs{run.column_text(0), split(run.column_text(1)), split(run.column_text(2))};
+}
+
+void Archive::set_prefs(const std::string& owner, const ArchivePrefs& p) {
+  prefs_put_.run()
+      .text(1, owner)
+      .text(2, p.default_mode)
+      .text(3, join(p.always))
+      .text(4, join(p.never))
+      .done();
+}
+
+void Archive::delete_owner(const std::string& owner) {
+  delete_owner_.run().text(1, owner).done();
+  delete_prefs_.run().text(1, owner).done();
+}
+
+}  // namespace waddle::storage::sqlite

@@ -1,0 +1,70 @@
+// Message archives (XEP-0313) in SQLite: one table for every archive (accounts and rooms),
+// ordered by row id (the order messages were archived in), with the stanza-id unique; the
+// archiving preferences beside it. Used by SqliteStorage, on its connection and thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "storage/sqlite/sqlite_db.h"
+#include "storage/storage.h"
+
+namespace waddle::storage::sqlite {
+
+// The schema step that creates the archive tables (a migration of sqlite_storage.cpp).
+inline constexpr const char* kArchiveSchema = R"sql(
+CREATE TABLE archive (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  owner TEXT NOT NULL,
+  sid TEXT NOT NULL,
+  time_us INTEGER NOT NULL,
+  with_bare TEXT NOT NULL,
+  with_full TEXT NOT NULL,
+  stanza TEXT NOT NULL
+);
+CREATE INDEX archive_owner ON archive (owner, id);
+CREATE INDEX archive_with ON archive (owner, with_bare, id);
+CREATE UNIQUE INDEX archive_sid ON archive (sid);
+CREATE TABLE archive_prefs (
+  owner TEXT PRIMARY KEY,
+  default_mode TEXT NOT NULL,
+  always TEXT NOT NULL,
+  never TEXT NOT NULL
+);
+)sql";
+
+class Archive {
+ public:
+  explicit Archive(const Database& db);
+
+  std::size_t append(const std::vector<ArchiveEntry>& entries, const std::string& default_mode);
+  ArchivePage query(const std::string& owner, const ArchiveFilter& filter);
+  std::optional<std::pair<ArchiveEntry, ArchiveEntry>> bounds(const std::string& owner);
+  std::uint64_t expire(std::int64_t before_us, std::uint64_t max_per_owner);
+  std::optional<ArchivePrefs> prefs(const std::string& owner);
+  void set_prefs(const std::string& owner, const ArchivePrefs& prefs);
+  // Within the caller's transaction (an account removed).
+  void delete_owner(const std::string& owner);
+
+ private:
+  bool keeps(const ArchiveEntry& entry, const std::string& default_mode,
+             std::vector<std::pair<std::string, std::optional<ArchivePrefs>>>& cache);
+  bool in_roster(const std::string& owner, const std::string& contact);
+  std::optional<std::int64_t> row_of(const std::string& owner, const std::string& id);
+
+  const Database& db_;
+  Statement insert_;
+  Statement row_of_;
+  Statement first_;
+  Statement last_;
+  Statement prefs_get_;
+  Statement prefs_put_;
+  Statement roster_has_;
+  Statement delete_owner_;
+  Statement delete_prefs_;
+};
+
+}  // namespace waddle::storage::sqlite

@@ -1,0 +1,169 @@
+// Message archives (XEP-0313) in SQLite: appending with preferences, paging both ways, the
+// filters, unknown ids, metadata bounds, retention and the per-archive limit.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "storage/storage.h"
+
+namespace waddle::storage {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kOwner = "alice@example.test";
+
+class ArchiveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "waddle-archive-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    db_ = open_sqlite((dir_ / "waddle.db").string());
+  }
+  void TearDown() override {
+    db_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // n messages for kOwner, ids m0.., with alternating partners, one second apart.
+  void fill(int n, const std::string& owner = kOwner) {
+    std::vector<ArchiveEntry> entries;
+    for (int i = 0; i < n; ++i) {
+      const std::string with = i % 2 ? "bob@example.test" : "carol@other.test";
+      entries.push_back({owner, owner[0] + std::string("m") + std::to_string(i),
+                         (1000 + i) * 1'000'000LL, with, with + "/r",
+                         "<message><body>" + std::to_string(i) + "</body></message>"});
+    }
+    EXPECT_EQ(db_->archive_append(entries, "always"), static_cast<std::size_t>(n));
+  }
+
+  std::vector<std::string> ids(const ArchivePage& page) {
+    std::vector<std::string> out;
+    for (const auto& e : page.items) out.push_back(e.id);
+    return out;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Storage> db_;
+};
+
+TEST_F(ArchiveTest, PagesForwardFromTheStartAndBackwardFromTheEnd) {
+  fill(5);
+  ArchiveFilter f;
+  f.max = 2;
+  auto page = db_->archive_query(kOwner, f);
+  EXPECT_EQ(ids(page), (std::vector<std::string>{"am0", "am1"}));
+  EXPECT_FALSE(page.complete);
+  f.after_id = "am3";
+  page = db_->archive_query(kOwner, f);
+  EXPECT_EQ(ids(page), (std::vector<std::string>{"am4"}));
+  EXPECT_TRUE(page.complete);
+
+  ArchiveFilter last;
+  last.max = 2;
+  last.backwards = true;  // <before/>: the newest, oldest first within the page
+  page = db_->archive_query(kOwner, last);
+  EXPECT_EQ(ids(page), (std::vector<std::string>{"am3", "am4"}));
+  EXPECT_FALSE(page.complete);
+  last.before_id = "am1";
+  page = db_->archive_query(kOwner, last);
+  EXPECT_EQ(ids(page), (std::vector<std::string>{"am0"}));
+  EXPECT_TRUE(page.complete);
+}
+
+TEST_F(ArchiveTest, Filters) {
+  fill(6);
+  ArchiveFilter f;
+  f.with = "bob@example.test";
+  EXPECT_EQ(ids(db_->archive_query(kOwner, f)), (std::vector<std::string>{"am1", "am3", "am5"}));
+  f.with = "carol@other.test/r";  // a full JID matches the full JID
+  EXPECT_EQ(ids(db_->archive_query(kOwner, f)), (std::vector<std::string>{"am0", "am2", "am4"}));
+  f.with = "carol@other.test/else";
+  EXPECT_TRUE(db_->archive_query(kOwner, f).items.empty());
+  ArchiveFilter t;
+  t.start_us = 1001 * 1'000'000LL;
+  t.end_us = 1003 * 1'000'000LL;
+  EXPECT_EQ(ids(db_->archive_query(kOwner, t)), (std::vector<std::string>{"am1", "am2", "am3"}));
+  ArchiveFilter by_id;
+  by_id.ids = {"am4", "am0", "nope"};
+  EXPECT_EQ(ids(db_->archive_query(kOwner, by_id)), (std::vector<std::string>{"am0", "am4"}));
+  ArchiveFilter between;
+  between.after_id = "am1";
+  between.before_id = "am4";
+  EXPECT_EQ(ids(db_->archive_query(kOwner, between)), (std::vector<std::string>{"am2", "am3"}));
+}
+
+TEST_F(ArchiveTest, ArchivesAreSeparateAndUnknownIdsAreReported) {
+  fill(2);
+  fill(2, "bob@example.test");
+  ArchiveFilter f;
+  f.after_id = "bm0";  // bob's, not alice's
+  EXPECT_TRUE(db_->archive_query(kOwner, f).unknown_id);
+  f.after_id = "am0";
+  EXPECT_FALSE(db_->archive_query(kOwner, f).unknown_id);
+  EXPECT_EQ(db_->archive_query("bob@example.test", {}).items.size(), 2u);
+}
+
+TEST_F(ArchiveTest, BoundsAreTheOldestAndTheNewest) {
+  EXPECT_FALSE(db_->archive_bounds(kOwner).has_value());
+  fill(3);
+  auto b = db_->archive_bounds(kOwner);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->first.id, "am0");
+  EXPECT_EQ(b->second.id, "am2");
+  EXPECT_EQ(b->second.time_us, 1002 * 1'000'000LL);
+}
+
+TEST_F(ArchiveTest, PreferencesDecideWhatIsKept) {
+  ArchivePrefs prefs{"never", {"bob@example.test"}, {}};
+  db_->archive_set_prefs(kOwner, prefs);
+  EXPECT_EQ(db_->archive_prefs(kOwner), prefs);
+  std::vector<ArchiveEntry> e{
+      {kOwner, "x1", 1, "bob@example.test", "", "<message/>"},
+      {kOwner, "x2", 2, "carol@other.test", "", "<message/>"},
+  };
+  EXPECT_EQ(db_->archive_append(e, "always"), 1u);  // only the "always" JID
+  db_->archive_set_prefs(kOwner, {"roster", {}, {"dave@example.test"}});
+  RosterItem carol;
+  carol.jid = "carol@other.test";
+  db_->roster_put("example.test", "alice", carol);
+  std::vector<ArchiveEntry> more{
+      {kOwner, "y1", 3, "carol@other.test", "", "<message/>"},   // in the roster
+      {kOwner, "y2", 4, "eve@other.test", "", "<message/>"},     // not
+      {kOwner, "y3", 5, "dave@example.test", "", "<message/>"},  // never
+  };
+  EXPECT_EQ(db_->archive_append(more, "always"), 1u);
+  EXPECT_EQ(ids(db_->archive_query(kOwner, {})), (std::vector<std::string>{"x1", "y1"}));
+  // Without preferences the server's default applies.
+  std::vector<ArchiveEntry> other{{"bob@example.test", "z1", 1, kOwner, "", "<message/>"}};
+  EXPECT_EQ(db_->archive_append(other, "never"), 0u);
+}
+
+TEST_F(ArchiveTest, RetentionAndTheLimitPerArchive) {
+  fill(10);
+  fill(3, "bob@example.test");
+  EXPECT_EQ(db_->archive_expire(1002 * 1'000'000LL, 0), 2u + 2u);  // m0, m1 of each
+  EXPECT_EQ(db_->archive_query(kOwner, {}).items.front().id, "am2");
+  EXPECT_EQ(db_->archive_expire(0, 5), 3u);  // alice keeps her newest 5, bob's 1 is under it
+  EXPECT_EQ(ids(db_->archive_query(kOwner, {})),
+            (std::vector<std::string>{"am5", "am6", "am7", "am8", "am9"}));
+  EXPECT_EQ(db_->archive_query("bob@example.test", {}).items.size(), 1u);
+}
+
+TEST_F(ArchiveTest, AccountRemovalTakesItsArchive) {
+  Account a;
+  a.domain = "example.test";
+  a.username = "alice";
+  ASSERT_TRUE(db_->create_account(a));
+  fill(2);
+  db_->archive_set_prefs(kOwner, {"never", {}, {}});
+  ASSERT_TRUE(db_->delete_account("example.test", "alice"));
+  EXPECT_TRUE(db_->archive_query(kOwner, {}).items.empty());
+  EXPECT_FALSE(db_->archive_prefs(kOwner).has_value());
+}
+
+}  // namespace
+}  // namespace waddle::storage
