@@ -377,6 +377,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       features.add_child("bind", std::string(xml::ns::kBind));
       features.add_child("session", std::string(xml::ns::kSession))
           .add_child("optional", std::string(xml::ns::kSession));
+      features.add_child("ver", std::string(xml::ns::kRosterVerFeature));    // RFC 6121 §2.6
+      features.add_child("sub", std::string(xml::ns::kPreApprovalFeature));  // RFC 6121 §3.4
     }
     stream_->send(features.str(""));
   }
