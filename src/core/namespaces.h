@@ -45,6 +45,11 @@ inline constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";
 inline constexpr std::string_view kRosterVerFeature = "urn:xmpp:features:rosterver";
 inline constexpr std::string_view kPreApprovalFeature = "urn:xmpp:features:pre-approval";
 
+// Message Carbons (XEP-0280), forwarding (XEP-0297), processing hints (XEP-0334).
+inline constexpr std::string_view kCarbons = "urn:xmpp:carbons:2";
+inline constexpr std::string_view kForward = "urn:xmpp:forward:0";
+inline constexpr std::string_view kHints = "urn:xmpp:hints";
+
 // Rooms (XEP-0045 and friends).
 inline constexpr std::string_view kMuc = "http://jabber.org/protocol/muc";
 inline constexpr std::string_view kMucUser = "http://jabber.org/protocol/muc#user";

@@ -86,7 +86,7 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
   }
   std::vector<std::string_view> features{ns::kDiscoInfo, ns::kDiscoItems};
   if (server) {
-    features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline});
+    features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline, ns::kCarbons});
     if (ctx_.config.c2s.allow_registration) features.push_back(ns::kRegister);
     if (ctx_.home_server) features.push_back(ns::kIdentity);
   }
