@@ -3,7 +3,9 @@
 #include "im/carbons.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "xml/stanza.h"
 
@@ -51,12 +53,22 @@ logic::CarbonPeer Carbons::peer(const Jid& jid) const {
   return jid.is_bare() || jid.is_domain() ? logic::CarbonPeer::kRoom : logic::CarbonPeer::kOccupant;
 }
 
+// The message rules first (one pass over the children), the JID of the other party only for
+// the messages they let through.
+std::optional<Jid> Carbons::eligible(const Element& message, std::string_view other) const {
+  if (!logic::carbon_eligible(message, logic::CarbonPeer::kOther)) return std::nullopt;
+  auto jid = Jid::parse(other);
+  if (!jid) return std::nullopt;
+  const auto p = peer(*jid);
+  if (p != logic::CarbonPeer::kOther && !logic::carbon_eligible(message, p)) return std::nullopt;
+  return jid;
+}
+
 void Carbons::sent(const Element& message, const Jid& from) {
   if (enabled_ == 0) return;
-  auto to = Jid::parse(message.attr("to"));
+  auto to = eligible(message, message.attr("to"));
   // Messages to one's own account reach the other resources themselves.
   if (!to || to->bare() == from.bare()) return;
-  if (!logic::carbon_eligible(message, peer(*to))) return;
   auto* self = ctx_.router.find(from);
   copy_to_others(message, true, from.bare(), {self});
 }
@@ -64,16 +76,19 @@ void Carbons::sent(const Element& message, const Jid& from) {
 bool Carbons::inbound(Element& message) const {
   const bool was_private = logic::strip_private(message);
   if (enabled_ == 0 || was_private) return false;
-  auto from = Jid::parse(message.attr("from"));
-  return from && logic::carbon_eligible(message, peer(*from));
+  return eligible(message, message.attr("from")).has_value();
 }
 
 void Carbons::received(const Element& message, const Jid& bare,
                        const std::vector<router::LocalSession*>& delivered) const {
   std::vector<router::LocalSession*> skip = delivered;
-  // The sender's own session, when a user writes to another of their resources.
-  if (auto from = Jid::parse(message.attr("from")); from && from->bare() == bare)
-    skip.push_back(ctx_.router.find(*from));
+  // The sender's own session, when a user writes to another of their resources ('from' was
+  // stamped by this server or checked by the one it came from: no need to parse it again).
+  const std::string_view from = message.attr("from");
+  if (from.substr(0, from.find('/')) == bare.bare_str()) {
+    for (auto* s : ctx_.router.sessions_of(bare))
+      if (s->jid().str() == from) skip.push_back(s);
+  }
   copy_to_others(message, false, bare, skip);
 }
 

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "core/jid.h"
@@ -34,6 +36,8 @@ class Carbons {
 
  private:
   logic::CarbonPeer peer(const core::Jid& jid) const;
+  // The other party's JID (`other`: the message's 'to' or 'from') when the message is copied.
+  std::optional<core::Jid> eligible(const xml::Element& message, std::string_view other) const;
   void copy_to_others(const xml::Element& message, bool sent, const core::Jid& bare,
                       const std::vector<router::LocalSession*>& skip) const;
 

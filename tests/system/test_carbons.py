@@ -242,9 +242,15 @@ def test_rooms_errors_and_bad_requests(make_server):
         send(phone, bob, "f1", "chat", forged)
         await bob_c.messages.get(lambda m: m["body"] == "f1")
 
+        # To one's own other device: that device gets the message itself, and nobody a copy
+        # (the sending device least of all).
+        send(phone, laptop_jid, "self1")
+        await expect(laptop, "self1")
+
         for c in (phone, laptop, bob_c):
             await c.sync()
-        assert laptop.got == ["sent:pm2", "received:pm3"], laptop.got
-        assert unexpected(laptop) == [], f"laptop also got: {unexpected(laptop)}"
+        assert laptop.got == ["sent:pm2", "received:pm3", "self1"], laptop.got
+        for c in (phone, laptop):
+            assert unexpected(c) == [], f"{c.label} also got: {unexpected(c)}"
         assert bare(phone.boundjid) == alice
     run(body)
