@@ -208,6 +208,9 @@ def test_rooms_errors_and_bad_requests(make_server):
         phone = await device(server, phone_jid)
         laptop = await device(server, laptop_jid)
         await laptop["xep_0280"].enable(timeout=10)  # a second enable is no error
+        iq = laptop.make_iq_set(ito=DOMAIN)  # addressed to the server: the same
+        iq.append(ET.Element(f"{{{NS_CARBONS}}}enable"))
+        assert (await iq.send(timeout=10))["type"] == "result"
         bob_c = await device(server, bob_jid, carbons=False)
 
         for payload in ("enable", "disable", "bogus"):
