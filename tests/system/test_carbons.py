@@ -126,6 +126,14 @@ def test_two_devices_see_both_sides_locally_and_over_federation(fed):
         bob_c = await device(b, bob_jid, carbons=False)
         info = await phone["xep_0030"].get_info(jid=A, timeout=10)
         assert NS_CARBONS in info["disco_info"]["features"], str(info)
+        # A user of another server cannot enable carbons here (XEP-0280 §4.1).
+        iq = bob_c.make_iq_set(ito=A)
+        iq.append(ET.Element(f"{{{NS_CARBONS}}}enable"))
+        try:
+            await iq.send(timeout=10)
+            raise AssertionError("a.test enabled carbons for bob@b.test")
+        except IqError as e:
+            assert error_condition(e.iq) == "not-allowed", str(e.iq)
 
         # Received and sent, local contact.
         send(carol_c, phone_jid, "c1")
