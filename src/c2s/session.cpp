@@ -399,6 +399,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
           .add_child("optional", std::string(xml::ns::kSession));
       features.add_child("sm", std::string(xml::ns::kSm));
       features.add_child("csi", std::string(xml::ns::kCsi));
+      features.add_child("ver", std::string(xml::ns::kRosterVerFeature));    // RFC 6121 §2.6
+      features.add_child("sub", std::string(xml::ns::kPreApprovalFeature));  // RFC 6121 §3.4
     }
     stream_->send(features.str(""));
   }

@@ -45,6 +45,13 @@ inline constexpr std::string_view kData = "jabber:x:data";
 inline constexpr std::string_view kVcardTemp = "vcard-temp";                      // XEP-0054
 inline constexpr std::string_view kVcard4 = "urn:ietf:params:xml:ns:vcard-4.0";   // XEP-0292
 inline constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";  // XEP-0060
+// Roster versioning and pre-approval stream features (RFC 6121 §2.6, §3.4).
+inline constexpr std::string_view kRosterVerFeature = "urn:xmpp:features:rosterver";
+inline constexpr std::string_view kPreApprovalFeature = "urn:xmpp:features:pre-approval";
+
+// Message Carbons (XEP-0280), forwarding (XEP-0297), processing hints (XEP-0334).
+inline constexpr std::string_view kCarbons = "urn:xmpp:carbons:2";
+inline constexpr std::string_view kForward = "urn:xmpp:forward:0";
 
 // Rooms (XEP-0045 and friends).
 inline constexpr std::string_view kMuc = "http://jabber.org/protocol/muc";

@@ -9,6 +9,7 @@
 
 #include "core/jid.h"
 #include "identity/home_server.h"
+#include "im/carbons.h"
 #include "im/context.h"
 #include "im/offline.h"
 #include "im/presence.h"
@@ -31,6 +32,7 @@ struct ImService::Impl {
   Offline offline{ctx};
   Presence presence{ctx, subscriptions, offline};
   ServerIqs server_iqs{ctx, roster};
+  Carbons carbons{ctx};
 
   Impl(const core::Config& config, router::Router& router, net::Worker<storage::Storage>& worker,
        asio::any_io_executor executor, metrics::C2sMetrics* metrics,
@@ -49,8 +51,10 @@ struct ImService::Impl {
       case xml::StanzaKind::kMessage:
         // RFC 6120 §10.3.1: no 'to' means the sender's own bare JID.
         if (!stanza.has_attr("to")) stanza.set_attr("to", from->bare_str());
+        carbons.sent(stanza, *from);
         return ctx.route_from_user(std::move(stanza));
       case xml::StanzaKind::kIq: {
+        if (carbons.take_iq(stanza, *from)) return;
         auto to = stanza.attr("to");
         if (to.empty() || to == from->bare_str())
           return ctx.spawn(server_iqs.own_account(std::move(stanza), *from));
@@ -92,23 +96,29 @@ struct ImService::Impl {
   void message_to_local(Element stanza, const Jid& to, bool again) {
     if (to.is_domain()) return ctx.router.bounce(stanza, StanzaError::kServiceUnavailable);
     auto type = stanza.attr("type");
+    const bool copies = carbons.inbound(stanza);
     if (!to.is_bare()) {
-      if (auto* s = ctx.router.find(to)) return s->deliver(stanza);
+      if (auto* s = ctx.router.find(to)) {
+        s->deliver(stanza);
+        if (copies) carbons.received(stanza, to.bare(), {s});
+        return;
+      }
       // §8.5.3.2.1: no such resource.
       if (type == "groupchat") return ctx.router.bounce(stanza, StanzaError::kServiceUnavailable);
       if (type == "headline" || type == "error") return;
     }
-    message_to_bare(std::move(stanza), to.bare(), again);
+    message_to_bare(std::move(stanza), to.bare(), again, copies);
   }
 
   // §8.5.2.1.1: to the available resources with non-negative priority, else offline storage.
-  void message_to_bare(Element stanza, Jid bare, bool again) {
+  void message_to_bare(Element stanza, Jid bare, bool again, bool copies) {
     auto type = stanza.attr("type");
     if (type == "error") return;  // never answered, nobody to show it to
     if (type == "groupchat") return ctx.router.bounce(stanza, StanzaError::kServiceUnavailable);
     auto targets = ctx.available(bare, true);
     if (!targets.empty()) {
       for (auto* s : targets) s->deliver(stanza);
+      if (copies) carbons.received(stanza, bare, targets);
       return;
     }
     if (type == "headline") return;
@@ -135,6 +145,7 @@ void ImService::to_local_again(Element stanza) {
 }
 void ImService::session_ended(router::LocalSession& s) {
   impl_->presence.session_ended(s);
+  impl_->carbons.session_ended(s);
 }
 
 }  // namespace waddle::im

@@ -4,6 +4,9 @@
 #include <boost/asio.hpp>
 
 #include <algorithm>
+#include <optional>
+#include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -21,6 +24,13 @@ namespace {
 
 const std::string kRosterNs(ns::kRoster);
 
+// A roster get's read: the current version, and the items unless the client has them.
+struct RosterRead {
+  std::string version;
+  std::vector<RosterItem> items;
+  bool current = false;
+};
+
 Element item_xml(const RosterItem& item) {
   Element e("item", kRosterNs);
   e.set_attr("jid", item.jid);
@@ -34,18 +44,20 @@ Element item_xml(const RosterItem& item) {
 
 }  // namespace
 
-void Roster::push(const Jid& bare, const RosterItem& item) {
-  push_element(bare, item_xml(item));
+void Roster::push(const Jid& bare, const RosterItem& item, std::uint64_t version) {
+  push_element(bare, item_xml(item), version);
 }
 
-void Roster::push_element(const Jid& bare, const Element& item) {
+void Roster::push_element(const Jid& bare, const Element& item, std::uint64_t version) {
   for (auto* s : ctx_.router.sessions_of(bare)) {
     if (!s->roster_requested) continue;
     Element iq("iq", std::string(ns::kClient));
     iq.set_attr("type", "set");
     iq.set_attr("id", "push" + std::to_string(++push_counter_));
     iq.set_attr("to", s->jid().str());
-    iq.add_child("query", kRosterNs).add_child(item);
+    auto& query = iq.add_child("query", kRosterNs);
+    if (version != 0) query.set_attr("ver", std::to_string(version));
+    query.add_child(item);
     s->deliver(iq);
   }
 }
@@ -71,6 +83,7 @@ asio::awaitable<logic::Transition> Roster::apply(const Jid& user, const std::str
         st.roster_put(domain, name, *t.item);
       else
         st.roster_remove(domain, name, contact);
+      t.roster_version = st.roster_version(domain, name);
     }
     return t;
   };
@@ -112,15 +125,28 @@ asio::awaitable<void> Roster::change(Element iq, Jid from) {
 }
 
 // §2.1.3: the roster, without hidden items; the resource becomes interested in pushes.
+// §2.6.3: a client that names the current version already has it and gets an empty result;
+// any other version gets the whole roster (the server keeps no history to send pushes from).
 asio::awaitable<void> Roster::get(Element iq, Jid from) {
   std::string domain = from.domain(), name = from.local();
-  auto load_roster = [=](storage::Storage& st) { return st.roster_get(domain, name); };
-  auto items = co_await ctx_.worker.run(std::move(load_roster));
+  const Element* asked = iq.child("query", ns::kRoster);
+  std::optional<std::string> cached;
+  if (asked && asked->has_attr("ver")) cached = std::string(asked->attr("ver"));
+  auto load_roster = [=](storage::Storage& st) {
+    RosterRead read{std::to_string(st.roster_version(domain, name)), {}, false};
+    read.current = cached && *cached == read.version;
+    if (!read.current) read.items = st.roster_get(domain, name);
+    return read;
+  };
+  auto roster = co_await ctx_.worker.run(std::move(load_roster));
   Element r = xml::make_iq_result(iq);
   r.remove_attr("from");
-  auto& q = r.add_child("query", kRosterNs);
-  for (const auto& item : items)
-    if (!item.hidden) q.add_child(item_xml(item));
+  if (!roster.current) {
+    auto& q = r.add_child("query", kRosterNs);
+    q.set_attr("ver", roster.version);
+    for (const auto& item : roster.items)
+      if (!item.hidden) q.add_child(item_xml(item));
+  }
   if (auto* s = ctx_.router.find(from)) {
     s->roster_requested = true;
     s->deliver(r);
@@ -135,21 +161,21 @@ asio::awaitable<void> Roster::remove(Element iq, Jid from, std::string contact) 
     auto cur = st.roster_item(domain, name, contact);
     auto res = logic::roster_remove(cur);
     if (res.t.store) st.roster_remove(domain, name, contact);
-    return std::make_pair(cur.has_value() && !cur->hidden, res);
+    return std::make_tuple(cur.has_value() && !cur->hidden, res, st.roster_version(domain, name));
   };
   auto outcome = co_await ctx_.worker.run(std::move(remove_item));
-  if (!outcome.first) {
+  if (!std::get<0>(outcome)) {
     ctx_.deliver_to(from, xml::make_error_reply(iq, StanzaError::kItemNotFound));
     co_return;
   }
   Element removed("item", kRosterNs);
   removed.set_attr("jid", contact);
   removed.set_attr("subscription", "remove");
-  push_element(user, removed);
+  push_element(user, removed, std::get<2>(outcome));
   ctx_.deliver_to(from, xml::make_iq_result(iq));
-  if (outcome.second.send_unsubscribe)
+  if (std::get<1>(outcome).send_unsubscribe)
     ctx_.router.route(presence("unsubscribe", user.str(), contact));
-  if (outcome.second.send_unsubscribed)
+  if (std::get<1>(outcome).send_unsubscribed)
     ctx_.router.route(presence("unsubscribed", user.str(), contact));
 }
 
@@ -171,7 +197,7 @@ asio::awaitable<void> Roster::set(Element iq, Jid from, std::string contact, Ele
     return logic::roster_set(cur, contact, item_name, groups);
   };
   auto t = co_await apply(user, contact, std::move(set_item));
-  if (t.push && t.item) push(user, *t.item);
+  if (t.push && t.item) push(user, *t.item, t.roster_version);
   ctx_.deliver_to(from, xml::make_iq_result(iq));
 }
 

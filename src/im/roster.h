@@ -33,8 +33,9 @@ class Roster {
   boost::asio::awaitable<logic::Transition> apply(const core::Jid& user, const std::string& contact,
                                                   Event event,
                                                   std::uint32_t max_hidden = UINT32_MAX);
-  // §2.1.6: pushes the item to the user's resources that asked for the roster.
-  void push(const core::Jid& bare, const storage::RosterItem& item);
+  // §2.1.6: pushes the item to the user's resources that asked for the roster, with the
+  // roster's version after the change (§2.6; 0: none sent).
+  void push(const core::Jid& bare, const storage::RosterItem& item, std::uint64_t version = 0);
 
  private:
   boost::asio::awaitable<void> get(xml::Element iq, core::Jid from);
@@ -44,7 +45,7 @@ class Roster {
   boost::asio::awaitable<void> remove(xml::Element iq, core::Jid from, std::string contact);
   boost::asio::awaitable<void> set(xml::Element iq, core::Jid from, std::string contact,
                                    xml::Element item);
-  void push_element(const core::Jid& bare, const xml::Element& item);
+  void push_element(const core::Jid& bare, const xml::Element& item, std::uint64_t version);
 
   const Context& ctx_;
   std::uint64_t push_counter_ = 0;

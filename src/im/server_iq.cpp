@@ -35,6 +35,8 @@ void ServerIqs::to_domain(Element iq) {
     if (q->is("ping", ns::kPing)) return ctx_.router.route(xml::make_iq_result(iq));
     if (q->is("query", ns::kVersion)) return ctx_.router.route(version_result(iq));
   }
+  // XEP-0280 §4.1: carbons are for this server's own clients (theirs reach im/carbons).
+  if (q && q->ns() == ns::kCarbons) return ctx_.router.bounce(iq, StanzaError::kNotAllowed);
   ctx_.router.bounce(iq, StanzaError::kServiceUnavailable);
 }
 
@@ -86,7 +88,7 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
   }
   std::vector<std::string_view> features{ns::kDiscoInfo, ns::kDiscoItems};
   if (server) {
-    features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline});
+    features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline, ns::kCarbons});
     if (ctx_.config.c2s.allow_registration) features.push_back(ns::kRegister);
     if (ctx_.home_server) features.push_back(ns::kIdentity);
   }

@@ -25,7 +25,7 @@ asio::awaitable<void> Subscriptions::outbound(Element stanza, Jid from, Jid to) 
     return logic::outbound_unsubscribed(cur, c);
   };
   auto t = co_await roster_.apply(user, c, std::move(outbound_event));
-  if (t.push && t.item) roster_.push(user, *t.item);
+  if (t.push && t.item) roster_.push(user, *t.item, t.roster_version);
   if (!t.forward) co_return;
   // §3.1.2: subscription stanzas leave with the bare JID of the user.
   stanza.set_attr("from", user.str());
@@ -62,7 +62,7 @@ asio::awaitable<void> Subscriptions::inbound(Element stanza, Jid from, Jid to) {
                        "The recipient has too many unanswered subscription requests");
     co_return;
   }
-  if (t.push && t.item) roster_.push(user, *t.item);
+  if (t.push && t.item) roster_.push(user, *t.item, t.roster_version);
   if (t.auto_subscribed) {
     ctx_.router.route(presence("subscribed", user.str(), c));
     ctx_.send_presence_of(user, c);

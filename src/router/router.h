@@ -44,6 +44,7 @@ class LocalSession {
   xml::Element last_presence;         // last available presence broadcast
   std::set<std::string> directed_to;  // JIDs that got directed presence (§4.6)
   std::string did;                    // ATProto DID of the account, if linked
+  bool carbons = false;               // Message Carbons enabled (XEP-0280)
 };
 
 // Stanzas for local domains. Implemented by the IM service and by the room services.

@@ -107,6 +107,9 @@ class Storage {
                           const RosterItem& item) = 0;
   virtual bool roster_remove(const std::string& domain, const std::string& username,
                              const std::string& contact) = 0;
+  // The roster's version (RFC 6121 §2.6): raised by every roster_put, every roster_remove
+  // that removed an item, and delete_account; 0 for a roster never written.
+  virtual std::uint64_t roster_version(const std::string& domain, const std::string& username) = 0;
 
   // Offline messages (XEP-0160). offline_store returns false when `max` are already stored,
   // or when the stored stanzas and this one would exceed `max_bytes` together.

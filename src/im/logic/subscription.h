@@ -3,6 +3,7 @@
 // Appendix A (A.2 outbound, A.3 inbound stanzas).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ struct Transition {
   // Inbound subscribe from a contact outside the roster, refused (nothing stored, nothing
   // delivered) because the account keeps as many such requests as it may.
   bool refused = false;
+  // Set by the roster once the result is stored: the roster's version then (RFC 6121 §2.6;
+  // 0: not known), carried by the push.
+  std::uint64_t roster_version = 0;
 };
 
 // In every event `current` is the user's roster item for the contact (nullopt when there is

@@ -91,6 +91,15 @@ CREATE TABLE muc_rooms (
     {3, R"sql(
 ALTER TABLE accounts ADD COLUMN did TEXT NOT NULL DEFAULT '';
 )sql"},
+    // Roster versioning (RFC 6121 §2.6): a counter per account, raised by every roster write.
+    {5, R"sql(
+CREATE TABLE roster_versions (
+  domain TEXT NOT NULL,
+  username TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  PRIMARY KEY (domain, username)
+);
+)sql"},
     {6, sqlite::kArchiveSchema},
 };
 
@@ -210,6 +219,12 @@ class SqliteStorage final : public Storage {
                        "VALUES (?,?,?,?,?,?,?,?,?,?)"),
         roster_delete_(*db_,
                        "DELETE FROM roster WHERE domain = ? AND username = ? AND contact = ?"),
+        roster_version_get_(
+            *db_, "SELECT version FROM roster_versions WHERE domain = ? AND username = ?"),
+        roster_version_bump_(*db_,
+                             "INSERT INTO roster_versions (domain, username, version) "
+                             "VALUES (?, ?, 1) ON CONFLICT (domain, username) "
+                             "DO UPDATE SET version = version + 1"),
         offline_delete_all_(*db_, "DELETE FROM offline WHERE domain = ? AND username = ?"),
         offline_count_(*db_, "SELECT COUNT(*) FROM offline WHERE domain = ? AND username = ?"),
         offline_bytes_(*db_,
@@ -283,6 +298,8 @@ class SqliteStorage final : public Storage {
     }
     if (!deleted) return false;  // rolls back the empty transaction
     roster_delete_all_.run().text(1, domain).text(2, username).done();
+    // Kept and raised, so that a cache from a deleted account never matches a new one's.
+    bump_roster_version(domain, username);
     offline_delete_all_.run().text(1, domain).text(2, username).done();
     archive_.delete_owner(username + "@" + domain);
     tx.commit();
@@ -331,6 +348,7 @@ class SqliteStorage final : public Storage {
           .integer(10, item.hidden ? 1 : 0)
           .done();
     }
+    bump_roster_version(domain, username);
     tx.commit();
   }
 
@@ -343,8 +361,15 @@ class SqliteStorage final : public Storage {
       run.text(1, domain).text(2, username).text(3, contact).done();
       removed = sqlite3_changes(db_->handle()) > 0;
     }
+    if (removed) bump_roster_version(domain, username);
     tx.commit();
     return removed;
+  }
+
+  std::uint64_t roster_version(const std::string& domain, const std::string& username) override {
+    auto run = roster_version_get_.run();
+    run.text(1, domain).text(2, username);
+    return run.step() ? static_cast<std::uint64_t>(run.column_int(0)) : 0;
   }
 
   bool offline_store(const std::string& domain, const std::string& username,
@@ -424,6 +449,10 @@ class SqliteStorage final : public Storage {
   }
 
  private:
+  void bump_roster_version(const std::string& domain, const std::string& username) {
+    roster_version_bump_.run().text(1, domain).text(2, username).done();
+  }
+
   static void bind_credentials(Statement::Run& run, int first, const sasl::ScramCredentials& c) {
     run.blob(first, c.salt)
         .integer(first + 1, c.iterations)
@@ -476,6 +505,8 @@ class SqliteStorage final : public Storage {
   Statement roster_select_one_;
   Statement roster_upsert_;
   Statement roster_delete_;
+  Statement roster_version_get_;
+  Statement roster_version_bump_;
   Statement offline_delete_all_;
   Statement offline_count_;
   Statement offline_bytes_;

@@ -263,6 +263,61 @@ TEST_F(SqliteStorageTest, RosterRemove_OnlyThatItem) {
   EXPECT_TRUE(db_->roster_item("example.org", "romeo", "romeo@example.net"));
 }
 
+TEST_F(SqliteStorageTest, RosterVersion_RaisedByEveryWrite) {
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 0u);
+  db_->roster_put("example.org", "juliet", item("romeo@example.net"));
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 1u);
+  RosterItem renamed = item("romeo@example.net");
+  renamed.name = "Romeo";
+  db_->roster_put("example.org", "juliet", renamed);
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 2u);
+  db_->roster_put("example.org", "romeo", item("juliet@example.org"));  // distractor
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 2u);
+  EXPECT_EQ(db_->roster_version("example.org", "romeo"), 1u);
+  EXPECT_EQ(db_->roster_version("example.net", "juliet"), 0u);  // same name, other domain
+  // Removing nothing changes nothing; removing an item raises it.
+  EXPECT_FALSE(db_->roster_remove("example.org", "juliet", "ghost@example.net"));
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 2u);
+  EXPECT_TRUE(db_->roster_remove("example.org", "juliet", "romeo@example.net"));
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 3u);
+  // Reads do not raise it.
+  (void)db_->roster_get("example.org", "juliet");
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 3u);
+}
+
+TEST_F(SqliteStorageTest, RosterVersion_SurvivesReopenAndAccountDeletion) {
+  ASSERT_TRUE(db_->create_account(account("example.org", "juliet")));
+  db_->roster_put("example.org", "juliet", item("romeo@example.net"));
+  db_->roster_put("example.org", "juliet", item("nurse@example.net"));
+  reopen();
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 2u);
+  // A new account of the same name never reuses a version a client may have cached.
+  ASSERT_TRUE(db_->delete_account("example.org", "juliet"));
+  ASSERT_TRUE(db_->create_account(account("example.org", "juliet")));
+  EXPECT_GT(db_->roster_version("example.org", "juliet"), 2u);
+  // An absent account's deletion touches nothing.
+  EXPECT_FALSE(db_->delete_account("example.org", "ghost"));
+  EXPECT_EQ(db_->roster_version("example.org", "ghost"), 0u);
+}
+
+TEST_F(SqliteStorageTest, RosterVersion_MigratedFromVersion3) {
+  db_->roster_put("example.org", "juliet", item("romeo@example.net"));
+  db_.reset();
+  // The schema as a server before roster versioning left it.
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "DROP TABLE roster_versions; PRAGMA user_version = 3", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close_v2(raw);
+  reopen();
+  EXPECT_EQ(pragma("user_version"), "6");
+  EXPECT_EQ(db_->roster_get("example.org", "juliet").size(), 1u);
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 0u);
+  db_->roster_put("example.org", "juliet", item("nurse@example.net"));
+  EXPECT_EQ(db_->roster_version("example.org", "juliet"), 1u);
+}
+
 TEST_F(SqliteStorageTest, AllSubscriptionStates_RoundTrip) {
   for (Subscription s :
        {Subscription::kNone, Subscription::kTo, Subscription::kFrom, Subscription::kBoth}) {
@@ -350,10 +405,10 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "3");
+  EXPECT_EQ(pragma("user_version"), "6");
   EXPECT_EQ(pragma("journal_mode"), "wal");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "3");
+  EXPECT_EQ(pragma("user_version"), "6");
 }
 
 TEST_F(SqliteStorageTest, Did_SetReadClearAndUnknownAccount) {
