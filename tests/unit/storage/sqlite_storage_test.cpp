@@ -350,10 +350,10 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "3");
+  EXPECT_EQ(pragma("user_version"), "4");
   EXPECT_EQ(pragma("journal_mode"), "wal");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "3");
+  EXPECT_EQ(pragma("user_version"), "4");
 }
 
 TEST_F(SqliteStorageTest, Did_SetReadClearAndUnknownAccount) {
