@@ -42,6 +42,16 @@ inline constexpr std::string_view kVcardTemp = "vcard-temp";                    
 inline constexpr std::string_view kVcard4 = "urn:ietf:params:xml:ns:vcard-4.0";   // XEP-0292
 inline constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";  // XEP-0060
 
+// Blocking Command (XEP-0191) and Spam Reporting (XEP-0377; :0 is its earlier version).
+inline constexpr std::string_view kBlocking = "urn:xmpp:blocking";
+inline constexpr std::string_view kBlockingErrors = "urn:xmpp:blocking:errors";
+inline constexpr std::string_view kReporting = "urn:xmpp:reporting:1";
+inline constexpr std::string_view kReportingSpam = "urn:xmpp:reporting:spam";
+inline constexpr std::string_view kReportingAbuse = "urn:xmpp:reporting:abuse";
+inline constexpr std::string_view kReporting0 = "urn:xmpp:reporting:0";
+inline constexpr std::string_view kReporting0Spam = "urn:xmpp:reporting:reason:spam:0";
+inline constexpr std::string_view kReporting0Abuse = "urn:xmpp:reporting:reason:abuse:0";
+
 // Rooms (XEP-0045 and friends).
 inline constexpr std::string_view kMuc = "http://jabber.org/protocol/muc";
 inline constexpr std::string_view kMucUser = "http://jabber.org/protocol/muc#user";
