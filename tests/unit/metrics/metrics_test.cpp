@@ -279,6 +279,8 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.stanza_received();
   c2s.offline_message_stored();
   c2s.offline_message_refused("busy");
+  c2s.spam_report("spam");
+  c2s.blocked("inbound");
 }
 
 TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
@@ -320,6 +322,8 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_c2s_stanzas_received_total 1\n",
            "waddle_offline_messages_stored_total 1\n",
            "waddle_offline_messages_refused_total{reason=\"busy\"} 1\n",
+           "waddle_spam_reports_total{reason=\"spam\"} 1\n",
+           "waddle_blocked_stanzas_total{direction=\"inbound\"} 1\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nnot in:\n" << text;
   }
