@@ -30,6 +30,10 @@ bool exempt(const Jid& other, const Jid& user) {
 
 }  // namespace
 
+void Blocking::count() const {
+  if (ctx_.metrics) ctx_.metrics->blocklists_cached.set(static_cast<double>(cache_.size()));
+}
+
 bool Blocking::screen_inbound(Element& stanza, const Jid& from, const Jid& to, bool again) {
   if (to.is_domain() || exempt(from, to)) return false;
   auto it = cache_.find(to.bare_str());
@@ -94,14 +98,19 @@ asio::awaitable<void> Blocking::evict(Jid user) {
   auto nothing = [](storage::Storage&) { return true; };
   co_await ctx_.worker.run(std::move(nothing));
   auto it = cache_.find(user.str());
-  if (it != cache_.end() && it->second.loaded && ctx_.router.sessions_of(user).empty())
+  if (it != cache_.end() && it->second.loaded && ctx_.router.sessions_of(user).empty()) {
     cache_.erase(it);
+    count();
+  }
 }
 
 std::unordered_map<std::string, Blocking::Entry>::iterator Blocking::start_loading(
     const Jid& user) {
   auto [it, inserted] = cache_.try_emplace(user.bare_str());
-  if (inserted) ctx_.spawn(load(user.bare(), nullptr));
+  if (inserted) {
+    count();
+    ctx_.spawn(load(user.bare(), nullptr));
+  }
   return it;
 }
 
@@ -149,6 +158,7 @@ void Blocking::settle(const Jid& user, std::optional<logic::Blocklist> list, boo
   if (it == cache_.end()) {
     if (!authoritative || !list || ctx_.router.sessions_of(user).empty()) return;
     it = cache_.try_emplace(user.str()).first;
+    count();
   }
   Entry& e = it->second;
   if (e.loaded && !authoritative) return;
@@ -160,6 +170,7 @@ void Blocking::settle(const Jid& user, std::optional<logic::Blocklist> list, boo
     e.loaded = true;
   } else {
     cache_.erase(it);
+    count();
   }
   for (auto& w : waiting) w(known);
 }

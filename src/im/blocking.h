@@ -73,6 +73,7 @@ class Blocking {
               const Waiter& then);
   void settle(const core::Jid& user, std::optional<logic::Blocklist> list, bool authoritative);
   boost::asio::awaitable<void> evict(core::Jid user);
+  void count() const;  // the waddle_blocklists_cached gauge
   bool needs_reading(const xml::Element& stanza, const core::Jid& to) const;
   void refuse_inbound(const xml::Element& stanza);
   void refuse_outbound(const xml::Element& stanza, const core::Jid& from);

@@ -490,7 +490,11 @@ C2sMetrics::C2sMetrics(Registry& r)
                                         .help = "Stanzas stopped by a user's blocklist "
                                                 "(XEP-0191): from a blocked JID (inbound) or "
                                                 "to one (outbound).",
-                                        .labels = {"direction"}})) {}
+                                        .labels = {"direction"}})),
+      blocklists_cached(r.gauge_family({.name = "waddle_blocklists_cached",
+                                        .help = "Blocklists (XEP-0191) kept in memory: one per "
+                                                "account with client sessions."})
+                            .get({})) {}
 
 ListenerMetrics::ListenerMetrics(Registry& r)
     : refused_total(r.counter_family(

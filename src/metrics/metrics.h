@@ -342,6 +342,7 @@ struct C2sMetrics {
   Counter& offline_stored;           // waddle_offline_messages_stored_total
   CounterFamily& spam_reports;       // waddle_spam_reports_total{reason}
   CounterFamily& blocked_stanzas;    // waddle_blocked_stanzas_total{direction}
+  Gauge& blocklists_cached;          // waddle_blocklists_cached
 };
 
 // Connections refused when accepted (core/connection_gate.h), by listener ("c2s" or "s2s")

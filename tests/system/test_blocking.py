@@ -8,6 +8,8 @@ Run: /usr/bin/python3 -m pytest tests/system/test_blocking.py -q
 
 from __future__ import annotations
 
+import asyncio
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -25,6 +27,7 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 BLOCKED = "waddle_blocked_stanzas_total"
 REPORTS = "waddle_spam_reports_total"
+CACHED = "waddle_blocklists_cached"
 
 
 @pytest.fixture
@@ -112,6 +115,13 @@ async def nothing_more(c: Client, frm: str) -> None:
     assert not got, f"{c.label} received from {frm}: " + "; ".join(str(s) for s in got)
 
 
+def wait_gauge_zero(srv, name: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := metric_sum(srv.metrics_text(), name)) != 0:
+        assert time.monotonic() < deadline, f"{name} is still {got} after {timeout}s"
+        time.sleep(0.05)  # polling /metrics under the deadline above
+
+
 async def disco_features(c: Client, to: str) -> set[str]:
     info = await c["xep_0030"].get_info(jid=to, timeout=10)
     return set(info["disco_info"]["features"])
@@ -180,7 +190,10 @@ def test_block_local_contact_then_unblock(users):
         assert await blocklist(alice) == set()
         await nothing_more(carol, ALICE)
         await nothing_more(carol, BOB)
+        # one list in memory per account with sessions (Alice's two share hers)
+        assert metric_sum(await asyncio.to_thread(users.metrics_text), CACHED) == 3
     run(body)
+    wait_gauge_zero(users, CACHED)  # every session gone: no list kept
     text = users.metrics_text()
     assert metric_sum(text, BLOCKED, direction="inbound") >= 8, text  # 5 messages, presence...
     assert metric_sum(text, BLOCKED, direction="outbound") == 1, text

@@ -281,6 +281,7 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.offline_message_refused("busy");
   c2s.spam_report("spam");
   c2s.blocked("inbound");
+  c2s.blocklists_cached.inc();
 }
 
 TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
@@ -324,6 +325,7 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_offline_messages_refused_total{reason=\"busy\"} 1\n",
            "waddle_spam_reports_total{reason=\"spam\"} 1\n",
            "waddle_blocked_stanzas_total{direction=\"inbound\"} 1\n",
+           "waddle_blocklists_cached 1\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nnot in:\n" << text;
   }
