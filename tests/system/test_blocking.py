@@ -352,3 +352,28 @@ def test_block_remote_user_and_domain(fed):
         assert len(delivered) == 3 and not bounced
     run(body)
     assert metric_sum(a.metrics_text(), BLOCKED, direction="inbound") >= 6
+
+
+def test_first_stanzas_of_a_session_wait_for_the_stored_list(users):
+    """A session whose very first stanzas go to a blocked and to an allowed JID (the list is
+    still being read): the first is refused with <blocked/>, the second delivered."""
+    async def body():
+        alice = await blocker(users, f"{ALICE}/home")
+        await alice["xep_0191"].block(BOB, timeout=10)
+        await alice.close()
+        await asyncio.to_thread(wait_gauge_zero, users, CACHED)  # Alice's list left memory
+        carol = await login(users, f"{CAROL}/desk", PASSWORD)
+        raw = RawXmpp(users.ip, users.port)
+        try:
+            await asyncio.to_thread(raw.login, "alice", PASSWORD, "raw")
+            raw.send(f"<message to='{BOB}' id='m1' type='chat'><body>first</body></message>"
+                     f"<message to='{CAROL}' id='m2' type='chat'><body>second</body></message>")
+            el = await asyncio.to_thread(raw.expect, tag("jabber:client", "message"))
+            assert el.get("id") == "m1" and el.get("type") == "error", ET.tostring(el)
+            err = el.find(tag("jabber:client", "error"))
+            assert err.find(tag(NS_STANZAS, "not-acceptable")) is not None, ET.tostring(el)
+            assert err.find(tag(NS_BLOCKING_ERRORS, "blocked")) is not None, ET.tostring(el)
+            await carol.expect_message(frm=f"{ALICE}/raw", body="second")
+        finally:
+            raw.close()
+    run(body)
