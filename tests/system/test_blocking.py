@@ -216,8 +216,10 @@ def test_block_survives_logout_and_applies_while_offline(users):
                                           and m["id"].startswith("offline-"))
                    for _ in range(3)]
         assert all(condition(m) == "service-unavailable" for m in bounced), bounced
+        bob.send_presence(pto=ALICE, ptype="subscribe")  # dropped, not kept for her login
         carol.chat(ALICE, "from carol while offline")  # a distractor: not blocked, stored
         await carol.sync()
+        await bob.sync()
 
         alice = await blocker(users, f"{ALICE}/home", expect={BOB})
         got = await alice.expect_message(frm=f"{CAROL}/desk", body="from carol while offline")
