@@ -53,6 +53,16 @@ inline constexpr std::string_view kPreApprovalFeature = "urn:xmpp:features:pre-a
 inline constexpr std::string_view kCarbons = "urn:xmpp:carbons:2";
 inline constexpr std::string_view kForward = "urn:xmpp:forward:0";
 
+// Blocking Command (XEP-0191) and Spam Reporting (XEP-0377; :0 is its earlier version).
+inline constexpr std::string_view kBlocking = "urn:xmpp:blocking";
+inline constexpr std::string_view kBlockingErrors = "urn:xmpp:blocking:errors";
+inline constexpr std::string_view kReporting = "urn:xmpp:reporting:1";
+inline constexpr std::string_view kReportingSpam = "urn:xmpp:reporting:spam";
+inline constexpr std::string_view kReportingAbuse = "urn:xmpp:reporting:abuse";
+inline constexpr std::string_view kReporting0 = "urn:xmpp:reporting:0";
+inline constexpr std::string_view kReporting0Spam = "urn:xmpp:reporting:reason:spam:0";
+inline constexpr std::string_view kReporting0Abuse = "urn:xmpp:reporting:reason:abuse:0";
+
 // Rooms (XEP-0045 and friends).
 inline constexpr std::string_view kMuc = "http://jabber.org/protocol/muc";
 inline constexpr std::string_view kMucUser = "http://jabber.org/protocol/muc#user";

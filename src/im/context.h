@@ -29,6 +29,8 @@ class HomeServer;
 
 namespace waddle::im {
 
+class Blocking;
+
 struct Context {
   const core::Config& config;
   router::Router& router;
@@ -36,6 +38,7 @@ struct Context {
   boost::asio::any_io_executor executor;
   metrics::C2sMetrics* metrics;       // may be null
   identity::HomeServer* home_server;  // null when federated identity is off
+  Blocking* blocking;                 // XEP-0191 blocklists (im/blocking.h)
 
   // Runs a handler coroutine on the reactor; a failure is logged.
   void spawn(boost::asio::awaitable<void> task) const;

@@ -9,6 +9,7 @@
 
 #include "core/jid.h"
 #include "identity/home_server.h"
+#include "im/blocking.h"
 #include "im/carbons.h"
 #include "im/context.h"
 #include "im/offline.h"
@@ -33,6 +34,8 @@ struct ImService::Impl {
   Presence presence{ctx, subscriptions, offline};
   ServerIqs server_iqs{ctx, roster};
   Carbons carbons{ctx};
+  Blocking blocking{ctx, [this](Element s, bool again) { to_local(std::move(s), again, true); },
+                    [this](Element s, bool) { from_client(std::move(s), true); }};
 
   Impl(const core::Config& config, router::Router& router, net::Worker<storage::Storage>& worker,
        asio::any_io_executor executor, metrics::C2sMetrics* metrics,
@@ -40,11 +43,12 @@ struct ImService::Impl {
       : home_server(
             key ? std::make_unique<identity::HomeServer>(config, router, worker, executor, *key)
                 : nullptr),
-        ctx{config, router, worker, std::move(executor), metrics, home_server.get()} {}
+        ctx{config, router, worker, std::move(executor), metrics, home_server.get(), &blocking} {}
 
-  void from_client(Element stanza) {
+  void from_client(Element stanza, bool screened = false) {
     auto from = Jid::parse(stanza.attr("from"));
     if (!from) return;
+    if (!screened && blocking.screen_outbound(stanza, *from)) return;
     switch (xml::stanza_kind(stanza)) {
       case xml::StanzaKind::kPresence:
         return presence.from_client(std::move(stanza), *from);
@@ -56,6 +60,8 @@ struct ImService::Impl {
       case xml::StanzaKind::kIq: {
         if (carbons.take_iq(stanza, *from)) return;
         auto to = stanza.attr("to");
+        if ((to.empty() || to == from->bare_str()) && Blocking::is_command(stanza))
+          return ctx.spawn(blocking.handle_command(std::move(stanza), *from));
         if (to.empty() || to == from->bare_str())
           return ctx.spawn(server_iqs.own_account(std::move(stanza), *from));
         return ctx.route_from_user(std::move(stanza));
@@ -66,11 +72,12 @@ struct ImService::Impl {
   }
 
   // §8: a stanza for a local domain or one of its accounts.
-  void to_local(Element stanza, bool again = false) {
+  void to_local(Element stanza, bool again = false, bool screened = false) {
     auto from = Jid::parse(stanza.attr("from"));
     if (!from) return;
     std::optional<Jid> to = stanza.has_attr("to") ? Jid::parse(stanza.attr("to")) : from->bare();
     if (!to) return ctx.router.bounce(stanza, StanzaError::kJidMalformed);
+    if (!screened && blocking.screen_inbound(stanza, *from, *to, again)) return;
     switch (xml::stanza_kind(stanza)) {
       case xml::StanzaKind::kIq:
         return iq_to_local(std::move(stanza), *to);
@@ -146,6 +153,7 @@ void ImService::to_local_again(Element stanza) {
 void ImService::session_ended(router::LocalSession& s) {
   impl_->presence.session_ended(s);
   impl_->carbons.session_ended(s);
+  impl_->blocking.session_ended(s);
 }
 
 }  // namespace waddle::im

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "im/blocking.h"
 #include "im/logic/subscription.h"
 #include "net/worker.h"
 #include "storage/storage.h"
@@ -98,8 +99,11 @@ asio::awaitable<void> Presence::broadcast_to_contacts(Jid full, Element stanza, 
   std::string domain = bare.domain(), user = bare.local();
   auto load_roster = [=](storage::Storage& st) { return st.roster_get(domain, user); };
   auto roster = co_await ctx_.worker.run(std::move(load_roster));
+  // XEP-0191 §3.3: blocked contacts get nothing (`blocked` is valid until the next co_await).
+  const logic::Blocklist* blocked = ctx_.blocking ? ctx_.blocking->list_of(bare) : nullptr;
+  auto is_blocked = [&](const std::string& jid) { return blocked && blocked->blocks(jid); };
   for (const auto& item : roster) {
-    if (logic::receives_presence(item)) {
+    if (logic::receives_presence(item) && !is_blocked(item.jid)) {
       directed.erase(item.jid);
       Element copy = stanza;
       copy.set_attr("to", item.jid);
@@ -107,6 +111,7 @@ asio::awaitable<void> Presence::broadcast_to_contacts(Jid full, Element stanza, 
     }
   }
   for (const auto& to : directed) {
+    if (is_blocked(to)) continue;
     Element copy = stanza;
     copy.set_attr("to", to);
     ctx_.route_from_user(std::move(copy));
@@ -116,7 +121,8 @@ asio::awaitable<void> Presence::broadcast_to_contacts(Jid full, Element stanza, 
   if (!s) co_return;
   // §4.2.2: probe the contacts we are subscribed to, and show this resource the others.
   for (const auto& item : roster)
-    if (logic::sends_presence(item)) ctx_.router.route(presence("probe", bare.str(), item.jid));
+    if (logic::sends_presence(item) && !is_blocked(item.jid))
+      ctx_.router.route(presence("probe", bare.str(), item.jid));
   for (auto* r : ctx_.router.sessions_of(bare)) {
     if (r != s && r->available) {
       Element copy = r->last_presence;

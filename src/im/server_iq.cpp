@@ -87,6 +87,9 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
     id.set_attr("category", "account").set_attr("type", "registered");
   }
   std::vector<std::string_view> features{ns::kDiscoInfo, ns::kDiscoItems};
+  // XEP-0191 §3.1 and XEP-0377 §3 (with the reasons of its version 0.2, also accepted).
+  features.insert(features.end(), {ns::kBlocking, ns::kReporting, ns::kReporting0,
+                                   ns::kReporting0Spam, ns::kReporting0Abuse});
   if (server) {
     features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline, ns::kCarbons});
     if (ctx_.config.c2s.allow_registration) features.push_back(ns::kRegister);

@@ -489,7 +489,20 @@ C2sMetrics::C2sMetrics(Registry& r)
                            .get({})),
       offline_stored(r.counter_family({.name = "waddle_offline_messages_stored_total",
                                        .help = "Messages stored for offline delivery."})
-                         .get({})) {}
+                         .get({})),
+      spam_reports(r.counter_family({.name = "waddle_spam_reports_total",
+                                     .help = "Abuse reports sent by users with a block command "
+                                             "(XEP-0377), by reason.",
+                                     .labels = {"reason"}})),
+      blocked_stanzas(r.counter_family({.name = "waddle_blocked_stanzas_total",
+                                        .help = "Stanzas stopped by a user's blocklist "
+                                                "(XEP-0191): from a blocked JID (inbound) or "
+                                                "to one (outbound).",
+                                        .labels = {"direction"}})),
+      blocklists_cached(r.gauge_family({.name = "waddle_blocklists_cached",
+                                        .help = "Blocklists (XEP-0191) kept in memory: one per "
+                                                "account with client sessions."})
+                            .get({})) {}
 
 ListenerMetrics::ListenerMetrics(Registry& r)
     : refused_total(r.counter_family(

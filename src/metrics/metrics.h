@@ -334,6 +334,11 @@ struct C2sMetrics {
   // XEP-0352: "held" (a stanza held back for an inactive client), "replaced" (a held stanza
   // replaced by a newer one from the same sender: never sent).
   void csi(std::string_view outcome) { csi_stanzas.get({outcome}).inc(); }
+  // An abuse report sent with a block command (XEP-0377): "spam", "abuse" or "other".
+  void spam_report(std::string_view reason) { spam_reports.get({reason}).inc(); }
+  // A stanza stopped by a blocklist (XEP-0191): "inbound" (from a JID the recipient blocks)
+  // or "outbound" (sent by a user to a JID they block).
+  void blocked(std::string_view direction) { blocked_stanzas.get({direction}).inc(); }
 
   CounterFamily& write_limits;       // waddle_c2s_write_limit_total{reason}
   CounterFamily& unwritten_stanzas;  // waddle_c2s_unwritten_stanzas_total{outcome}
@@ -344,6 +349,9 @@ struct C2sMetrics {
   Counter& auth_failures;            // waddle_c2s_auth_failures_total
   Counter& stanzas_received;         // waddle_c2s_stanzas_received_total
   Counter& offline_stored;           // waddle_offline_messages_stored_total
+  CounterFamily& spam_reports;       // waddle_spam_reports_total{reason}
+  CounterFamily& blocked_stanzas;    // waddle_blocked_stanzas_total{direction}
+  Gauge& blocklists_cached;          // waddle_blocklists_cached
 };
 
 // Connections refused when accepted (core/connection_gate.h), by listener ("c2s" or "s2s")

@@ -5,6 +5,7 @@ namespace waddle::router {
 namespace {
 // The reactor routes on one thread; a scope is only ever open on it.
 thread_local Handling::Scope* current = nullptr;
+thread_local Handling::Resume* resumed = nullptr;
 }  // namespace
 
 Handling::Scope::Scope(const std::shared_ptr<Handling>& handling)
@@ -17,9 +18,20 @@ Handling::Scope::~Scope() {
   hold_.reset();  // the last owner when no handler kept it: handled now
 }
 
+Handling::Resume::Resume(std::shared_ptr<void> hold)
+    : hold_(std::move(hold)), scope_(current), outer_(resumed) {
+  current = nullptr;
+  resumed = this;
+}
+
+Handling::Resume::~Resume() {
+  current = scope_;
+  resumed = outer_;
+}
+
 std::shared_ptr<void> Handling::hold() {
   Scope* scope = current;
-  if (!scope) return {};
+  if (!scope) return resumed ? resumed->hold_ : std::shared_ptr<void>();
   if (!scope->hold_) {
     auto handling = scope->handling_;
     const std::uint64_t seq = scope->seq_;

@@ -46,7 +46,25 @@ class Handling {
     Scope* outer_;
   };
 
-  // A hold on the stanza being routed in the current scope (empty outside one).
+  // Handling that continues later, outside the stanza's scope (after waiting for a lookup),
+  // runs inside a Resume with the hold it kept: hold() then returns that hold, so the
+  // handlers it calls keep the stanza held too. Scopes opened inside take precedence.
+  class Resume {
+   public:
+    explicit Resume(std::shared_ptr<void> hold);
+    ~Resume();
+    Resume(const Resume&) = delete;
+    Resume& operator=(const Resume&) = delete;
+
+   private:
+    friend class Handling;
+    std::shared_ptr<void> hold_;
+    Scope* scope_;
+    Resume* outer_;
+  };
+
+  // A hold on the stanza being routed in the current scope, or of the current Resume (empty
+  // outside both).
   static std::shared_ptr<void> hold();
 
  private:

@@ -1,5 +1,6 @@
-// Storage interfaces: accounts, rosters, offline messages and persistent rooms. Implementations
-// are synchronous and are only ever called from the storage worker thread (never a reactor).
+// Storage interfaces: accounts, rosters, offline messages, blocklists and abuse reports, and
+// persistent rooms. Implementations are synchronous and are only ever called from the storage
+// worker thread (never a reactor).
 #pragma once
 
 #include <cstdint>
@@ -77,6 +78,17 @@ struct ArchivePrefs {
   friend bool operator==(const ArchivePrefs&, const ArchivePrefs&) = default;
 };
 
+// An abuse report sent with a block command (XEP-0377): `username`@`domain` reported `jid`.
+struct SpamReport {
+  std::string domain;
+  std::string username;
+  std::string jid;
+  std::string reason;  // "spam", "abuse" or "other"
+  std::string text;
+  std::int64_t reported_at = 0;  // Unix seconds; set by the storage
+  friend bool operator==(const SpamReport&, const SpamReport&) = default;
+};
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -92,7 +104,8 @@ class Storage {
   // Links an ATProto DID to the account (empty = unlink); false when the account is absent.
   virtual bool set_did(const std::string& domain, const std::string& username,
                        const std::string& did) = 0;
-  // Removes the account with its roster, offline messages and archive; false when absent.
+  // Removes the account with its roster, offline messages, blocklist and archive; false
+  // when absent.
   virtual bool delete_account(const std::string& domain, const std::string& username) = 0;
   virtual std::vector<std::string> list_accounts(const std::string& domain) = 0;
 
@@ -135,6 +148,17 @@ class Storage {
   virtual std::uint64_t archive_expire(std::int64_t before_us, std::uint64_t max_per_owner) = 0;
   virtual std::optional<ArchivePrefs> archive_prefs(const std::string& owner) = 0;
   virtual void archive_set_prefs(const std::string& owner, const ArchivePrefs& prefs) = 0;
+  // Blocklists (XEP-0191): the account's blocked JIDs, sorted. blocklist_add ignores JIDs
+  // already there; blocklist_remove with no JIDs removes them all.
+  virtual std::vector<std::string> blocklist_get(const std::string& domain,
+                                                 const std::string& username) = 0;
+  virtual void blocklist_add(const std::string& domain, const std::string& username,
+                             const std::vector<std::string>& jids) = 0;
+  virtual void blocklist_remove(const std::string& domain, const std::string& username,
+                                const std::vector<std::string>& jids) = 0;
+  // Abuse reports (XEP-0377), kept for the operator; listed oldest first per domain.
+  virtual void spam_report_add(const SpamReport& report) = 0;
+  virtual std::vector<SpamReport> spam_reports(const std::string& domain) = 0;
 
   // Persistent chat rooms (XEP-0045) of a room service: saved state as text, by room name.
   virtual void room_put(const std::string& service, const std::string& name,

@@ -91,6 +91,24 @@ CREATE TABLE muc_rooms (
     {3, R"sql(
 ALTER TABLE accounts ADD COLUMN did TEXT NOT NULL DEFAULT '';
 )sql"},
+    {4, R"sql(
+CREATE TABLE blocklist (
+  domain TEXT NOT NULL,
+  username TEXT NOT NULL,
+  jid TEXT NOT NULL,
+  PRIMARY KEY (domain, username, jid)
+);
+CREATE TABLE spam_reports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  domain TEXT NOT NULL,
+  username TEXT NOT NULL,
+  jid TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  text TEXT NOT NULL,
+  reported_at INTEGER NOT NULL
+);
+CREATE INDEX spam_reports_domain ON spam_reports (domain, id);
+)sql"},
     // Roster versioning (RFC 6121 §2.6): a counter per account, raised by every roster write.
     {5, R"sql(
 CREATE TABLE roster_versions (
@@ -240,6 +258,18 @@ class SqliteStorage final : public Storage {
         room_upsert_(*db_, "INSERT OR REPLACE INTO muc_rooms (service, name, data) VALUES (?,?,?)"),
         room_delete_(*db_, "DELETE FROM muc_rooms WHERE service = ? AND name = ?"),
         room_list_(*db_, "SELECT name, data FROM muc_rooms WHERE service = ? ORDER BY name"),
+        block_select_(*db_,
+                      "SELECT jid FROM blocklist WHERE domain = ? AND username = ? ORDER BY jid"),
+        block_insert_(*db_,
+                      "INSERT OR IGNORE INTO blocklist (domain, username, jid) VALUES (?,?,?)"),
+        block_delete_(*db_, "DELETE FROM blocklist WHERE domain = ? AND username = ? AND jid = ?"),
+        block_delete_all_(*db_, "DELETE FROM blocklist WHERE domain = ? AND username = ?"),
+        report_insert_(*db_,
+                       "INSERT INTO spam_reports (domain, username, jid, reason, text, "
+                       "reported_at) VALUES (?,?,?,?,?,?)"),
+        report_select_(*db_,
+                       "SELECT username, jid, reason, text, reported_at FROM spam_reports "
+                       "WHERE domain = ? ORDER BY id"),
         archive_(*db_) {}
 
   bool create_account(const Account& a) override {
@@ -301,6 +331,7 @@ class SqliteStorage final : public Storage {
     // Kept and raised, so that a cache from a deleted account never matches a new one's.
     bump_roster_version(domain, username);
     offline_delete_all_.run().text(1, domain).text(2, username).done();
+    block_delete_all_.run().text(1, domain).text(2, username).done();
     archive_.delete_owner(username + "@" + domain);
     tx.commit();
     return true;
@@ -448,6 +479,54 @@ class SqliteStorage final : public Storage {
     return out;
   }
 
+  std::vector<std::string> blocklist_get(const std::string& domain,
+                                         const std::string& username) override {
+    std::vector<std::string> out;
+    auto run = block_select_.run();
+    run.text(1, domain).text(2, username);
+    while (run.step()) out.push_back(run.column_text(0));
+    return out;
+  }
+
+  void blocklist_add(const std::string& domain, const std::string& username,
+                     const std::vector<std::string>& jids) override {
+    Transaction tx(*db_);
+    for (const auto& jid : jids)
+      block_insert_.run().text(1, domain).text(2, username).text(3, jid).done();
+    tx.commit();
+  }
+
+  void blocklist_remove(const std::string& domain, const std::string& username,
+                        const std::vector<std::string>& jids) override {
+    Transaction tx(*db_);
+    if (jids.empty()) block_delete_all_.run().text(1, domain).text(2, username).done();
+    for (const auto& jid : jids)
+      block_delete_.run().text(1, domain).text(2, username).text(3, jid).done();
+    tx.commit();
+  }
+
+  void spam_report_add(const SpamReport& r) override {
+    report_insert_.run()
+        .text(1, r.domain)
+        .text(2, r.username)
+        .text(3, r.jid)
+        .text(4, r.reason)
+        .text(5, r.text)
+        .integer(6, now_unix())
+        .done();
+  }
+
+  std::vector<SpamReport> spam_reports(const std::string& domain) override {
+    std::vector<SpamReport> out;
+    auto run = report_select_.run();
+    run.text(1, domain);
+    while (run.step()) {
+      out.push_back(SpamReport{domain, run.column_text(0), run.column_text(1), run.column_text(2),
+                               run.column_text(3), run.column_int(4)});
+    }
+    return out;
+  }
+
  private:
   void bump_roster_version(const std::string& domain, const std::string& username) {
     roster_version_bump_.run().text(1, domain).text(2, username).done();
@@ -516,6 +595,12 @@ class SqliteStorage final : public Storage {
   Statement room_upsert_;
   Statement room_delete_;
   Statement room_list_;
+  Statement block_select_;
+  Statement block_insert_;
+  Statement block_delete_;
+  Statement block_delete_all_;
+  Statement report_insert_;
+  Statement report_select_;
   sqlite::Archive archive_;
 };
 
