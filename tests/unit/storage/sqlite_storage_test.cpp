@@ -306,9 +306,12 @@ TEST_F(SqliteStorageTest, RosterVersion_MigratedFromVersion3) {
   // The schema as a server before roster versioning left it.
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, "DROP TABLE roster_versions; PRAGMA user_version = 3", nullptr,
-                         nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(raw,
+                   "DROP TABLE roster_versions; DROP TABLE blocklist; DROP TABLE spam_reports; "
+                   "DROP TABLE archive; DROP TABLE archive_prefs; PRAGMA user_version = 3",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
   EXPECT_EQ(pragma("user_version"), "6");
