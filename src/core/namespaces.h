@@ -42,6 +42,16 @@ inline constexpr std::string_view kVersion = "jabber:iq:version";
 inline constexpr std::string_view kDelay = "urn:xmpp:delay";
 inline constexpr std::string_view kOffline = "msgoffline";
 inline constexpr std::string_view kData = "jabber:x:data";
+// Message archives (XEP-0313), stanza ids (XEP-0359), result set management (XEP-0059).
+inline constexpr std::string_view kMam = "urn:xmpp:mam:2";
+inline constexpr std::string_view kMamExtended = "urn:xmpp:mam:2#extended";
+inline constexpr std::string_view kSid = "urn:xmpp:sid:0";
+inline constexpr std::string_view kRsm = "http://jabber.org/protocol/rsm";
+// Payloads worth archiving without a body: encrypted (XEP-0027, XEP-0373), invitations
+// (XEP-0249).
+inline constexpr std::string_view kPgpEncrypted = "jabber:x:encrypted";
+inline constexpr std::string_view kOpenPgp = "urn:xmpp:openpgp:0";
+inline constexpr std::string_view kConferenceInvite = "jabber:x:conference";
 inline constexpr std::string_view kVcardTemp = "vcard-temp";                      // XEP-0054
 inline constexpr std::string_view kVcard4 = "urn:ietf:params:xml:ns:vcard-4.0";   // XEP-0292
 inline constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";  // XEP-0060

@@ -9,9 +9,11 @@
 
 #include "core/jid.h"
 #include "identity/home_server.h"
+#include "im/archive.h"
 #include "im/blocking.h"
 #include "im/carbons.h"
 #include "im/context.h"
+#include "im/logic/mam_query.h"
 #include "im/offline.h"
 #include "im/presence.h"
 #include "im/roster.h"
@@ -34,6 +36,7 @@ struct ImService::Impl {
   Presence presence{ctx, subscriptions, offline};
   ServerIqs server_iqs{ctx, roster};
   Carbons carbons{ctx};
+  Archive archive{ctx};
   Blocking blocking{ctx, [this](Element s, bool again) { to_local(std::move(s), again, true); },
                     [this](Element s, bool) { from_client(std::move(s), true); }};
 
@@ -43,7 +46,10 @@ struct ImService::Impl {
       : home_server(
             key ? std::make_unique<identity::HomeServer>(config, router, worker, executor, *key)
                 : nullptr),
-        ctx{config, router, worker, std::move(executor), metrics, home_server.get(), &blocking} {}
+        ctx{config, router, worker, std::move(executor), metrics, home_server.get(), &blocking} {
+    archive.start_cleanup();
+  }
+  ~Impl() { archive.stop(); }
 
   void from_client(Element stanza, bool screened = false) {
     auto from = Jid::parse(stanza.attr("from"));
@@ -56,12 +62,15 @@ struct ImService::Impl {
         // RFC 6120 §10.3.1: no 'to' means the sender's own bare JID.
         if (!stanza.has_attr("to")) stanza.set_attr("to", from->bare_str());
         carbons.sent(stanza, *from);
+        archive.outgoing(stanza, *from);
         return ctx.route_from_user(std::move(stanza));
       case xml::StanzaKind::kIq: {
         if (carbons.take_iq(stanza, *from)) return;
         auto to = stanza.attr("to");
         if ((to.empty() || to == from->bare_str()) && Blocking::is_command(stanza))
           return ctx.spawn(blocking.handle_command(std::move(stanza), *from));
+        if ((to.empty() || to == from->bare_str()) && Archive::handles(stanza))
+          return ctx.spawn(archive.own_iq(std::move(stanza), *from));
         if (to.empty() || to == from->bare_str())
           return ctx.spawn(server_iqs.own_account(std::move(stanza), *from));
         return ctx.route_from_user(std::move(stanza));
@@ -97,11 +106,15 @@ struct ImService::Impl {
       if (auto* s = ctx.router.find(to)) return s->deliver(iq);
       return ctx.router.bounce(iq, StanzaError::kServiceUnavailable);
     }
+    // XEP-0313: an archive is for its own account's clients only.
+    if (Archive::handles(iq) && (iq.attr("type") == "get" || iq.attr("type") == "set"))
+      return ctx.router.bounce(iq, StanzaError::kForbidden);
     ctx.spawn(server_iqs.to_account(std::move(iq), to));
   }
 
   void message_to_local(Element stanza, const Jid& to, bool again) {
     if (to.is_domain()) return ctx.router.bounce(stanza, StanzaError::kServiceUnavailable);
+    archive.incoming(stanza, to, again);
     auto type = stanza.attr("type");
     const bool copies = carbons.inbound(stanza);
     if (!to.is_bare()) {
@@ -129,6 +142,9 @@ struct ImService::Impl {
       return;
     }
     if (type == "headline") return;
+    // XEP-0160 §4: chat states, receipts and markers alone are not stored (the archive and
+    // the client's next query make them redundant).
+    if (!worth_keeping(stanza)) return;
     ctx.spawn(offline.store(std::move(stanza), std::move(bare), again));
   }
 };

@@ -90,6 +90,9 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
   // XEP-0191 §3.1 and XEP-0377 §3 (with the reasons of its version 0.2, also accepted).
   features.insert(features.end(), {ns::kBlocking, ns::kReporting, ns::kReporting0,
                                    ns::kReporting0Spam, ns::kReporting0Abuse});
+  // XEP-0313 §7 / XEP-0359 §6: the account's archive and the stanza ids it gives.
+  if (!server && ctx_.config.mam.enabled)
+    features.insert(features.end(), {ns::kMam, ns::kMamExtended, ns::kSid});
   if (server) {
     features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline, ns::kCarbons});
     if (ctx_.config.c2s.allow_registration) features.push_back(ns::kRegister);

@@ -473,6 +473,13 @@ C2sMetrics::C2sMetrics(Registry& r)
            .help = "Presence and chat states held back for inactive clients (XEP-0352), and "
                    "held ones replaced by newer ones from the same sender.",
            .labels = {"outcome"}})),
+      archive_messages(r.counter_family(
+          {.name = "waddle_mam_messages_total",
+           .help = "Messages of account archives (XEP-0313), by what became of them.",
+           .labels = {"outcome"}})),
+      archive_queries(r.counter_family({.name = "waddle_mam_queries_total",
+                                        .help = "Archive queries (XEP-0313) answered.",
+                                        .labels = {"result"}})),
       offline_refused(r.counter_family(
           {.name = "waddle_offline_messages_refused_total",
            .help = "Messages for offline storage bounced to their sender: the account's store "

@@ -334,6 +334,13 @@ struct C2sMetrics {
   // XEP-0352: "held" (a stanza held back for an inactive client), "replaced" (a held stanza
   // replaced by a newer one from the same sender: never sent).
   void csi(std::string_view outcome) { csi_stanzas.get({outcome}).inc(); }
+  // XEP-0313 account archives: "archived", "skipped" (the preferences, or no such account),
+  // "dropped" (the storage thread too far behind, or failing), "expired" (retention, limit).
+  void archive(std::string_view outcome, std::uint64_t n = 1) {
+    archive_messages.get({outcome}).inc(n);
+  }
+  // An archive query answered: "ok" or "error".
+  void archive_query(std::string_view result) { archive_queries.get({result}).inc(); }
   // An abuse report sent with a block command (XEP-0377): "spam", "abuse" or "other".
   void spam_report(std::string_view reason) { spam_reports.get({reason}).inc(); }
   // A stanza stopped by a blocklist (XEP-0191): "inbound" (from a JID the recipient blocks)
@@ -344,6 +351,8 @@ struct C2sMetrics {
   CounterFamily& unwritten_stanzas;  // waddle_c2s_unwritten_stanzas_total{outcome}
   CounterFamily& sm_events;          // waddle_c2s_stream_management_total{event}
   CounterFamily& csi_stanzas;        // waddle_c2s_csi_stanzas_total{outcome}
+  CounterFamily& archive_messages;   // waddle_mam_messages_total{outcome}
+  CounterFamily& archive_queries;    // waddle_mam_queries_total{result}
   CounterFamily& offline_refused;    // waddle_offline_messages_refused_total{reason}
   Gauge& sessions_active;            // waddle_c2s_sessions_active
   Counter& auth_failures;            // waddle_c2s_auth_failures_total

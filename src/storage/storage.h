@@ -134,9 +134,9 @@ class Storage {
                                                    const std::string& username) = 0;
   virtual std::size_t offline_count(const std::string& domain, const std::string& username) = 0;
 
-  // Message archives. archive_append stores the entries (one transaction) whose owner's
-  // preferences keep them (an account's prefs, else `default_mode`; "roster" asks the
-  // account's roster); returns how many were stored.
+  // Message archives. archive_append stores the entries (one transaction) of existing
+  // accounts whose preferences keep them (the account's prefs, else `default_mode`; "roster"
+  // asks the account's roster); returns how many were stored.
   virtual std::size_t archive_append(const std::vector<ArchiveEntry>& entries,
                                      const std::string& default_mode) = 0;
   virtual ArchivePage archive_query(const std::string& owner, const ArchiveFilter& filter) = 0;

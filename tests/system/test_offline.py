@@ -24,7 +24,7 @@ async def wait_stored(server, token: str, timeout: float = STORE_TIMEOUT) -> Non
     """Bounded poll of the SQLite database until the message is committed there."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not await asyncio.to_thread(server.db_contains, token):
+    while not await asyncio.to_thread(server.db_contains, token, ("offline",)):
         if loop.time() > deadline:
             raise AssertionError(
                 f"offline message {token} not found in {server.db_path} within {timeout}s")
@@ -63,7 +63,7 @@ async def stored_or_bounced(server, sender, bodies: list[str],
             continue
         bounced = [e["body"] for e in bounces]
         stored = [t for t in bodies if t not in bounced
-                  and await asyncio.to_thread(server.db_contains, t)]
+                  and await asyncio.to_thread(server.db_contains, t, ("offline",))]
         if len(stored) + len(bounces) == len(bodies):
             return bounces
         assert loop.time() < deadline, (

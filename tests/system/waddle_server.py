@@ -490,8 +490,9 @@ class WaddleServer:
 
     # ---- storage inspection (read-only)
 
-    def db_contains(self, token: str) -> bool:
-        """True if any column of any table in the SQLite database contains token."""
+    def db_contains(self, token: str, tables: Optional[tuple] = None) -> bool:
+        """True if any column of any table in the SQLite database (or of `tables`) contains
+        token."""
         if not self.db_path.exists():
             return False
         try:
@@ -499,10 +500,13 @@ class WaddleServer:
         except sqlite3.Error:
             return False
         needle = token.encode()
+        only = tables
         try:
             tables = [r[0] for r in con.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")]
             for t in tables:
+                if only is not None and t not in only:
+                    continue
                 for row in con.execute(f'SELECT * FROM "{t}"'):
                     for v in row:
                         if isinstance(v, str) and token in v:

@@ -62,12 +62,13 @@ Archive::Archive(const Database& db)
       roster_has_(db,
                   "SELECT 1 FROM roster WHERE domain = ? AND username = ? AND contact = ? "
                   "AND hidden = 0"),
+      account_has_(db, "SELECT 1 FROM accounts WHERE domain = ? AND username = ?"),
       delete_owner_(db, "DELETE FROM archive WHERE owner = ?"),
       delete_prefs_(db, "DELETE FROM archive_prefs WHERE owner = ?") {}
 
 std::size_t Archive::append(const std::vector<ArchiveEntry>& entries,
                             const std::string& default_mode) {
-  std::vector<std::pair<std::string, std::optional<ArchivePrefs>>> cache;
+  std::vector<Owner> cache;
   Transaction tx(db_);
   std::size_t stored = 0;
   for (const auto& e : entries) {
@@ -87,19 +88,29 @@ std::size_t Archive::append(const std::vector<ArchiveEntry>& entries,
 }
 
 bool Archive::keeps(const ArchiveEntry& e, const std::string& default_mode,
-                    std::vector<std::pair<std::string, std::optional<ArchivePrefs>>>& cache) {
-  auto it = std::find_if(cache.begin(), cache.end(), [&](auto& c) { return c.first == e.owner; });
+                    std::vector<Owner>& cache) {
+  auto it = std::find_if(cache.begin(), cache.end(), [&](auto& c) { return c.name == e.owner; });
   if (it == cache.end()) {
-    cache.emplace_back(e.owner, prefs(e.owner));
+    const bool exists = account_exists(e.owner);
+    cache.push_back({e.owner, exists, exists ? prefs(e.owner) : std::nullopt});
     it = std::prev(cache.end());
   }
-  const auto& p = it->second;
+  if (!it->exists) return false;
+  const auto& p = it->prefs;
   if (p && contains(p->never, e.with_bare)) return false;
   if (p && contains(p->always, e.with_bare)) return true;
   const std::string& mode = p ? p->default_mode : default_mode;
   if (mode == "never") return false;
   if (mode == "roster") return in_roster(e.owner, e.with_bare);
   return true;
+}
+
+bool Archive::account_exists(const std::string& owner) {
+  const auto at = owner.find('@');
+  if (at == std::string::npos) return false;
+  auto run = account_has_.run();
+  run.text(1, owner.substr(at + 1)).text(2, owner.substr(0, at));
+  return run.step();
 }
 
 bool Archive::in_roster(const std::string& owner, const std::string& contact) {

@@ -50,9 +50,14 @@ class Archive {
   void delete_owner(const std::string& owner);
 
  private:
-  bool keeps(const ArchiveEntry& entry, const std::string& default_mode,
-             std::vector<std::pair<std::string, std::optional<ArchivePrefs>>>& cache);
+  struct Owner {  // what one append learned about an archive's owner
+    std::string name;
+    bool exists = false;
+    std::optional<ArchivePrefs> prefs;
+  };
+  bool keeps(const ArchiveEntry& entry, const std::string& default_mode, std::vector<Owner>& cache);
   bool in_roster(const std::string& owner, const std::string& contact);
+  bool account_exists(const std::string& owner);
   std::optional<std::int64_t> row_of(const std::string& owner, const std::string& id);
 
   const Database& db_;
@@ -63,6 +68,7 @@ class Archive {
   Statement prefs_get_;
   Statement prefs_put_;
   Statement roster_has_;
+  Statement account_has_;
   Statement delete_owner_;
   Statement delete_prefs_;
 };

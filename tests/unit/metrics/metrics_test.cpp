@@ -281,6 +281,8 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.offline_message_refused("busy");
   c2s.stream_management("resumed");
   c2s.csi("held");
+  c2s.archive("archived", 3);
+  c2s.archive_query("ok");
   c2s.spam_report("spam");
   c2s.blocked("inbound");
   c2s.blocklists_cached.inc();
@@ -327,6 +329,8 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_offline_messages_refused_total{reason=\"busy\"} 1\n",
            "waddle_c2s_stream_management_total{event=\"resumed\"} 1\n",
            "waddle_c2s_csi_stanzas_total{outcome=\"held\"} 1\n",
+           "waddle_mam_messages_total{outcome=\"archived\"} 3\n",
+           "waddle_mam_queries_total{result=\"ok\"} 1\n",
            "waddle_spam_reports_total{reason=\"spam\"} 1\n",
            "waddle_blocked_stanzas_total{direction=\"inbound\"} 1\n",
            "waddle_blocklists_cached 1\n",

@@ -22,6 +22,12 @@ class ArchiveTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
     db_ = open_sqlite((dir_ / "waddle.db").string());
+    for (const char* user : {"alice", "bob"}) {
+      Account a;
+      a.domain = "example.test";
+      a.username = user;
+      ASSERT_TRUE(db_->create_account(a));
+    }
   }
   void TearDown() override {
     db_.reset();
@@ -153,11 +159,14 @@ TEST_F(ArchiveTest, RetentionAndTheLimitPerArchive) {
   EXPECT_EQ(db_->archive_query("bob@example.test", {}).items.size(), 1u);
 }
 
+TEST_F(ArchiveTest, OnlyAccountsThatExistHaveArchives) {
+  std::vector<ArchiveEntry> e{{"nobody@example.test", "n1", 1, kOwner, "", "<message/>"},
+                              {kOwner, "n2", 2, "nobody@example.test", "", "<message/>"}};
+  EXPECT_EQ(db_->archive_append(e, "always"), 1u);
+  EXPECT_TRUE(db_->archive_query("nobody@example.test", {}).items.empty());
+}
+
 TEST_F(ArchiveTest, AccountRemovalTakesItsArchive) {
-  Account a;
-  a.domain = "example.test";
-  a.username = "alice";
-  ASSERT_TRUE(db_->create_account(a));
   fill(2);
   db_->archive_set_prefs(kOwner, {"never", {}, {}});
   ASSERT_TRUE(db_->delete_account("example.test", "alice"));
