@@ -100,6 +100,7 @@ class Server {
   std::string render_metrics();
   void begin_shutdown();
   void wait_for_streams_to_end();
+  static asio::awaitable<void> drain_storage_then_stop(Server* self);
   void wait_for_reload();
   void reload_config();
 
@@ -301,11 +302,23 @@ void Server::wait_for_streams_to_end() {
   auto sides_left = std::make_shared<int>(2);
   auto one_side_done = [this, sides_left] {
     if (--*sides_left != 0) return;
-    stop_timer_.cancel();
-    io_.stop();
+    net::spawn_logged(io_.get_executor(), drain_storage_then_stop(this), "shutdown");
   };
   c2s::when_no_sessions(one_side_done);
   s2s_.stop(one_side_done);
+}
+
+// What the ending sessions handed to the storage thread (offline messages, archive batches) is
+// written, and its completion handled on the reactor, before the reactor stops: the worker runs
+// jobs in order, so once a job queued now is done, every earlier one is (within
+// server.shutdown_timeout, which still stops the reactor if the disk does not keep up).
+asio::awaitable<void> Server::drain_storage_then_stop(Server* self) {
+  auto last = [](storage::Storage&) { return true; };
+  co_await self->worker_.run(std::move(last));
+  // Completions posted before this one have run; one more turn lets what they spawned start.
+  co_await asio::post(self->io_.get_executor(), asio::use_awaitable);
+  self->stop_timer_.cancel();
+  self->io_.stop();
 }
 
 // SIGHUP: re-read the configuration file; the federation policy, rate limits and log
