@@ -212,8 +212,11 @@ def make_server(kind: str, fed: harness.Federation, domain: str):
         if old_binary or os.environ.get("WADDLE_BENCH_NO_INTERNAL_SWITCH") == "1":
             # A binary from before allow_internal_addresses connects to loopback peers anyway.
             s2s["allow_internal_addresses"] = None  # left out of its configuration
-        return fed.waddle(domain, "cert", users=[USER], overrides={
-            "server": {"log_level": "info"}, "s2s": s2s})
+        overrides = {"server": {"log_level": "info"}, "s2s": s2s}
+        if os.environ.get("WADDLE_BENCH_MAM") in ("0", "1"):
+            # Message archives (XEP-0313) on or off, to measure what archiving costs.
+            overrides["mam"] = {"enabled": os.environ["WADDLE_BENCH_MAM"] == "1"}
+        return fed.waddle(domain, "cert", users=[USER], overrides=overrides)
     if kind == "prosody":
         p = fed.prosody(domain, "cert", users=[USER])
         # The harness logs at debug level (one line per stanza): info for a fair comparison.
