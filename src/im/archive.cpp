@@ -24,10 +24,17 @@ using xml::Element;
 
 namespace {
 
-// Entries waiting for the storage thread, at most: past it the archive copy of a message is
-// not kept (the message itself is delivered) rather than the server holding what the disk
-// cannot take.
+// Entries waiting for (or being written by) the storage thread, at most, in count and in
+// bytes: past either the archive copy of a message is not kept (the message itself is
+// delivered) rather than the server holding what the disk cannot take.
 constexpr std::size_t kMaxPending = 20'000;
+constexpr std::uint64_t kMaxPendingBytes = 8 * 1024 * 1024;
+
+std::uint64_t weight(const std::vector<storage::ArchiveEntry>& batch) {
+  std::uint64_t n = 0;
+  for (const auto& e : batch) n += e.stanza.size() + 128;
+  return n;
+}
 
 std::int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -122,10 +129,13 @@ void Archive::outgoing(const Element& message, const Jid& from) {
 }
 
 void Archive::append(storage::ArchiveEntry entry) {
-  if (pending_.size() >= kMaxPending) {
+  const std::uint64_t size = entry.stanza.size() + 128;
+  if (pending_.size() >= kMaxPending ||
+      (pending_bytes_ > 0 && pending_bytes_ + size > kMaxPendingBytes)) {
     if (ctx_.metrics) ctx_.metrics->archive("dropped");
     return;
   }
+  pending_bytes_ += size;
   pending_.push_back(std::move(entry));
   if (writing_) return;
   writing_ = true;
@@ -139,6 +149,7 @@ asio::awaitable<void> Archive::write_batches() {
     auto batch = std::move(pending_);
     pending_.clear();
     const std::size_t count = batch.size();
+    const std::uint64_t bytes = weight(batch);
     auto job = [batch = std::move(batch), mode = ctx_.config.mam.default_mode](
                    storage::Storage& st) { return st.archive_append(batch, mode); };
     try {
@@ -151,6 +162,7 @@ asio::awaitable<void> Archive::write_batches() {
       spdlog::error("im: archiving {} messages failed: {}", count, e.what());
       if (ctx_.metrics) ctx_.metrics->archive("dropped", count);
     }
+    pending_bytes_ -= bytes;
   }
   writing_ = false;
 }
@@ -193,12 +205,14 @@ asio::awaitable<void> Archive::query(Element iq, Jid from) {
   }
   MamQuery q = std::get<MamQuery>(std::move(parsed));
   // What waits to be written goes first, so that the query sees every message so far.
+  const std::uint64_t taken = weight(pending_);
   auto job = [batch = std::exchange(pending_, {}), mode = ctx_.config.mam.default_mode,
               owner = from.bare_str(), filter = q.filter](storage::Storage& st) {
     if (!batch.empty()) st.archive_append(batch, mode);
     return st.archive_query(owner, filter);
   };
   storage::ArchivePage page = co_await ctx_.worker.run(std::move(job));
+  pending_bytes_ -= taken;
   if (page.unknown_id) {
     if (ctx_.metrics) ctx_.metrics->archive_query("error");
     ctx_.deliver_to(from, xml::make_error_reply(iq, StanzaError::kItemNotFound,
@@ -259,12 +273,14 @@ asio::awaitable<void> Archive::prefs(Element iq, Jid from) {
 
 // The oldest and newest message (XEP-0313 §7.1), so that a client knows where to start.
 asio::awaitable<void> Archive::metadata(Element iq, Jid from) {
+  const std::uint64_t taken = weight(pending_);
   auto job = [batch = std::exchange(pending_, {}), mode = ctx_.config.mam.default_mode,
               owner = from.bare_str()](storage::Storage& st) {
     if (!batch.empty()) st.archive_append(batch, mode);
     return st.archive_bounds(owner);
   };
   auto bounds = co_await ctx_.worker.run(std::move(job));
+  pending_bytes_ -= taken;
   Element reply = xml::make_iq_result(iq);
   auto& md = reply.add_child("metadata", std::string(ns::kMam));
   if (bounds) {

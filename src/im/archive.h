@@ -48,6 +48,7 @@ class Archive {
   const Context& ctx_;
   const bool enabled_;
   std::vector<storage::ArchiveEntry> pending_;  // not yet handed to the storage thread
+  std::uint64_t pending_bytes_ = 0;             // those and the batches being written
   bool writing_ = false;
   boost::asio::steady_timer cleanup_;
   bool stopped_ = false;

@@ -182,7 +182,10 @@ bool Blocking::needs_reading(const Element& stanza, const Jid& to) const {
   auto type = stanza.attr("type");
   switch (xml::stanza_kind(stanza)) {
     case xml::StanzaKind::kMessage:
-      return type != "error";
+      // Without a session a message can only go to offline storage, whose job on the storage
+      // thread checks the list itself (im/offline.cpp): one job per message, and nothing
+      // held here while the list is read.
+      return false;
     case xml::StanzaKind::kIq:
       return type == "get" || type == "set";
     case xml::StanzaKind::kPresence:

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/timestamp.h"
+#include "im/logic/blocklist.h"
 #include "metrics/metrics.h"
 #include "net/worker.h"
 #include "storage/storage.h"
@@ -22,7 +23,7 @@ using core::StanzaError;
 using xml::Element;
 
 asio::awaitable<void> Offline::store(Element stanza, Jid bare, bool again) {
-  enum class R { kStored, kNoAccount, kFull };
+  enum class R { kStored, kNoAccount, kFull, kBlocked };
   std::string text;
   {
     Element stored = stanza;
@@ -47,9 +48,17 @@ asio::awaitable<void> Offline::store(Element stanza, Jid bare, bool again) {
   std::string domain = bare.domain(), user = bare.local();
   auto max = ctx_.config.c2s.max_offline_messages;
   auto max_bytes = ctx_.config.c2s.max_offline_bytes;
-  auto store_for_account = [domain, user, text = std::move(text), max,
-                            max_bytes](storage::Storage& st) {
+  // XEP-0191: a sender the account blocks is refused here, on the storage thread (the
+  // blocklist of an account without a session is not cached; see im/blocking.cpp).
+  std::string sender;
+  if (auto from = Jid::parse(stanza.attr("from"));
+      from && !(from->domain() == domain && (from->local().empty() || from->local() == user)))
+    sender = from->str();
+  auto store_for_account = [domain, user, text = std::move(text), max, max_bytes,
+                            sender](storage::Storage& st) {
     if (!st.get_account(domain, user)) return R::kNoAccount;
+    if (!sender.empty() && logic::Blocklist(st.blocklist_get(domain, user)).blocks(sender))
+      return R::kBlocked;
     return st.offline_store(domain, user, text, max, max_bytes) ? R::kStored : R::kFull;
   };
   pending_bytes_ += size;
@@ -60,6 +69,11 @@ asio::awaitable<void> Offline::store(Element stanza, Jid bare, bool again) {
   } release{pending_bytes_, size};
   R r = co_await ctx_.worker.run(std::move(store_for_account));
   if (r == R::kNoAccount) {
+    ctx_.router.bounce(stanza, StanzaError::kServiceUnavailable);
+    co_return;
+  }
+  if (r == R::kBlocked) {
+    if (ctx_.metrics) ctx_.metrics->blocked("inbound");
     ctx_.router.bounce(stanza, StanzaError::kServiceUnavailable);
     co_return;
   }
