@@ -211,7 +211,13 @@ asio::awaitable<void> Archive::query(Element iq, Jid from) {
     if (!batch.empty()) st.archive_append(batch, mode);
     return st.archive_query(owner, filter);
   };
-  storage::ArchivePage page = co_await ctx_.worker.run(std::move(job));
+  storage::ArchivePage page;
+  try {
+    page = co_await ctx_.worker.run(std::move(job));
+  } catch (...) {
+    pending_bytes_ -= taken;  // the batch went with the failed job
+    throw;
+  }
   pending_bytes_ -= taken;
   if (page.unknown_id) {
     if (ctx_.metrics) ctx_.metrics->archive_query("error");
@@ -279,7 +285,13 @@ asio::awaitable<void> Archive::metadata(Element iq, Jid from) {
     if (!batch.empty()) st.archive_append(batch, mode);
     return st.archive_bounds(owner);
   };
-  auto bounds = co_await ctx_.worker.run(std::move(job));
+  std::optional<std::pair<storage::ArchiveEntry, storage::ArchiveEntry>> bounds;
+  try {
+    bounds = co_await ctx_.worker.run(std::move(job));
+  } catch (...) {
+    pending_bytes_ -= taken;  // the batch went with the failed job
+    throw;
+  }
   pending_bytes_ -= taken;
   Element reply = xml::make_iq_result(iq);
   auto& md = reply.add_child("metadata", std::string(ns::kMam));
