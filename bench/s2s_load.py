@@ -185,6 +185,18 @@ def proc_cpu(pid: int) -> tuple[float, float]:
     return ticks / CLK_TCK, ns / 1e9
 
 
+def thread_cpu(pid: int, name: str) -> float:
+    """Run time (schedstat, seconds) of the process's threads called `name` (comm)."""
+    ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == name:
+                ns += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return ns / 1e9
+
+
 def proc_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -442,6 +454,43 @@ def build_c2s_batches(to_domain: str, n: int, body_size: int, batch: int,
     return build_batches(to_domain, n, body_size, batch, start, sender=None, prefix="h")
 
 
+def archiving(kind: str) -> bool:
+    return kind == "waddle" and os.environ.get("WADDLE_BENCH_MAM") == "1"
+
+
+def archive_outcomes(server) -> dict:
+    """waddle_mam_messages_total by outcome (docs/metrics.md)."""
+    text = server.metrics_text()
+    return {o: server.metric("waddle_mam_messages_total", text, outcome=o)
+            for o in ("archived", "skipped", "dropped")}
+
+
+def wait_archived(archives: dict, seen: dict, n: int, timeout: float = 60) -> dict:
+    """Waits (bounded) until every server has handled `n` more archive copies (written,
+    skipped or dropped) than `seen`, which it then advances; returns the round's counts."""
+    out = {"archive_dropped": 0}
+    deadline = time.monotonic() + timeout
+    for k, srv in archives.items():
+        while True:
+            now = archive_outcomes(srv)
+            if sum(now.values()) - sum(seen[k].values()) >= n:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{k}: archive copies not written within {timeout}s: "
+                                   f"{now} (before the round: {seen[k]})")
+            time.sleep(0.01)
+        out[f"{k}_archived"] = int(now["archived"] - seen[k]["archived"])
+        out["archive_dropped"] += int(now["dropped"] - seen[k]["dropped"])
+        seen[k] = now
+    return out
+
+
+def database_bytes(server) -> int:
+    """The size of a Waddle's SQLite database with its WAL."""
+    return sum(f.stat().st_size for f in server.data.glob("waddle.db*")
+               if f.is_file() and not f.name.endswith("-shm"))
+
+
 def run_hop(kind: str, args) -> dict:
     """A full federated hop between two servers of the same kind: a client of KIND-a.test
     pipelines N messages to user@KIND-b.test; a reader on KIND-b.test counts them. Both
@@ -455,6 +504,7 @@ def run_hop(kind: str, args) -> dict:
         try:
             a, b = start_server(kind, fed, [da, db])
             pids = {"sender": server_pid(kind, a), "receiver": server_pid(kind, b)}
+            print(f"  pids: sender {pids['sender']}, receiver {pids['receiver']}", flush=True)
             result["version"] = version_of(kind, a)
 
             receiver, reader = online_reader(b, db)
@@ -468,26 +518,42 @@ def run_hop(kind: str, args) -> dict:
             warm_up(sender, reader, first, 1, args, a, b)
             warm = build_c2s_batches(db, args.warmup, args.body_size, args.batch, start=0)
             warm_up(sender, reader, warm, args.warmup, args, a, b)
+            # With [mam] on (WADDLE_BENCH_MAM=1), each server archives its user's copy.
+            archives = {"sender": a, "receiver": b} if archiving(kind) else {}
+            archived = {k: archive_outcomes(srv) for k, srv in archives.items()}
+            if archives:
+                wait_archived(archives, archived, 0)  # the warm-up's copies are written
+                db0 = {k: database_bytes(srv) for k, srv in archives.items()}
             rounds = []
             for r in range(args.rounds):
                 batches = build_c2s_batches(db, args.messages, args.body_size, args.batch,
                                             start=(r + 1) * 10_000_000)
                 before = {k: (proc_cpu(p), proc_rss_kib(p)) for k, p in pids.items()}
+                storage0 = {k: thread_cpu(p, "waddle-storage") for k, p in pids.items()}
                 me0 = self_cpu()
                 t0, t1, got = send_round(sender, reader, batches, args.messages, args.time_limit)
+                if archives:
+                    # The archive copies are written after delivery, from the storage thread:
+                    # their cost counts only once each server has written this round's.
+                    rd_archive = wait_archived(archives, archived, got)
                 me1 = self_cpu()
                 after = {k: (proc_cpu(p), proc_rss_kib(p)) for k, p in pids.items()}
+                storage1 = {k: thread_cpu(p, "waddle-storage") for k, p in pids.items()}
                 wall = max(t1 - t0, 1e-9)
                 n = max(got, 1)
                 rd = {"round": r + 1, "received": got, "complete": got >= args.messages,
                       "wall_s": round(wall, 4), "msgs_per_s": round(got / wall, 1),
                       "loadgen_cpu_s": round(me1 - me0, 3)}
+                if archives:
+                    rd.update(rd_archive)
                 for k in pids:
                     (tick0, sched0), rss0 = before[k]
                     (tick1, sched1), rss1 = after[k]
                     rd[f"{k}_us_per_msg_stat"] = round((tick1 - tick0) / n * 1e6, 2)
                     rd[f"{k}_us_per_msg_sched"] = round((sched1 - sched0) / n * 1e6, 2)
                     rd[f"{k}_rss_kib"] = [rss0, rss1]
+                    if kind == "waddle":  # of which the storage thread's
+                        rd[f"{k}_storage_us_per_msg"] = round((storage1[k] - storage0[k]) / n * 1e6, 2)
                 rd["us_per_msg_sched"] = round(rd["sender_us_per_msg_sched"] +
                                                rd["receiver_us_per_msg_sched"], 2)
                 rd["us_per_msg_stat"] = round(rd["sender_us_per_msg_stat"] +
@@ -500,9 +566,21 @@ def run_hop(kind: str, args) -> dict:
                       f"load generator CPU {rd['loadgen_cpu_s']:.2f}s; RSS sender "
                       f"{rd['sender_rss_kib'][1]} KiB, receiver {rd['receiver_rss_kib'][1]} KiB",
                       flush=True)
+                if archives:
+                    print(f"  archive copies written: sender {rd['sender_archived']}, receiver "
+                          f"{rd['receiver_archived']}, dropped {rd['archive_dropped']}; storage "
+                          f"thread {rd['sender_storage_us_per_msg']:.1f} + "
+                          f"{rd['receiver_storage_us_per_msg']:.1f} µs per message", flush=True)
                 if not rd["complete"]:
                     break
             result["rounds"] = rounds
+            if archives:
+                written = sum(x["received"] for x in rounds)
+                result["archive_bytes_per_message"] = {
+                    k: round((database_bytes(srv) - db0[k]) / max(written, 1), 1)
+                    for k, srv in archives.items()}
+                print(f"  archive size: {result['archive_bytes_per_message']} bytes per message "
+                      f"(database and WAL growth over {written} messages)", flush=True)
             done = [x for x in rounds if x["complete"]] or rounds
             for key in ("us_per_msg_stat", "us_per_msg_sched", "sender_us_per_msg_sched",
                         "receiver_us_per_msg_sched", "msgs_per_s", "wall_s", "loadgen_cpu_s"):

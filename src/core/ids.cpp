@@ -3,21 +3,64 @@
 
 #include <openssl/rand.h>
 
+#include <array>
 #include <cstdlib>
 #include <vector>
 
 namespace waddle::core {
 
+namespace {
+
+constexpr char kDigits[] = "0123456789abcdef";
+
+void append_hex(std::string& out, const unsigned char* bytes, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    out += kDigits[bytes[i] >> 4];
+    out += kDigits[bytes[i] & 15];
+  }
+}
+
+// CSPRNG bytes drawn a block at a time, per thread.
+class RandomBlock {
+ public:
+  const unsigned char* take(std::size_t n) {
+    if (used_ + n > block_.size()) {
+      if (RAND_bytes(block_.data(), static_cast<int>(block_.size())) != 1) std::abort();
+      used_ = 0;
+    }
+    const unsigned char* out = block_.data() + used_;
+    used_ += n;
+    return out;
+  }
+
+ private:
+  std::array<unsigned char, 1024> block_{};
+  std::size_t used_ = block_.size();
+};
+
+}  // namespace
+
 std::string random_hex(std::size_t bytes) {
   std::vector<unsigned char> raw(bytes);
   if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) std::abort();
-  static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
   out.reserve(bytes * 2);
-  for (unsigned char c : raw) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
+  append_hex(out, raw.data(), raw.size());
+  return out;
+}
+
+std::string ordered_id(std::int64_t now_us) {
+  thread_local std::uint64_t last = 0;
+  thread_local RandomBlock random;
+  std::uint64_t t = now_us > 0 ? static_cast<std::uint64_t>(now_us) : 0;
+  if (t <= last) t = last + 1;
+  last = t;
+  std::array<unsigned char, 8> clock{};
+  for (int i = 7; i >= 0; --i, t >>= 8) clock[static_cast<std::size_t>(i)] = t & 0xff;
+  std::string out;
+  out.reserve(28);
+  append_hex(out, clock.data(), clock.size());
+  append_hex(out, random.take(6), 6);
   return out;
 }
 

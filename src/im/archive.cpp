@@ -107,15 +107,14 @@ Element result_message(const storage::ArchiveEntry& e, const std::string& to,
 Archive::Archive(const Context& ctx)
     : ctx_(ctx), enabled_(ctx.config.mam.enabled), cleanup_(ctx.executor) {}
 
-void Archive::incoming(Element& message, const Jid& owner, bool again) {
+void Archive::incoming(Element& message, const Jid& from, const Jid& owner, bool again) {
   if (again) return;  // archived (and stamped) the first time
-  const std::string by = owner.bare_str();
+  std::string by = owner.bare_str();
   strip_claims(message, by);
   if (!enabled_ || !worth_keeping(message)) return;
-  auto from = Jid::parse(message.attr("from"));
-  if (!from) return;
-  std::string id = core::random_hex(12);
-  append({by, id, now_us(), from->bare_str(), from->is_bare() ? std::string() : from->str(),
+  const std::int64_t now = now_us();
+  std::string id = core::ordered_id(now);
+  append({by, id, now, from.bare_str(), from.is_bare() ? std::string() : from.str(),
           message.str(ns::kClient)});
   message.add_child("stanza-id", std::string(ns::kSid)).set_attr("id", id).set_attr("by", by);
 }
@@ -124,7 +123,8 @@ void Archive::outgoing(const Element& message, const Jid& from) {
   if (!enabled_ || !worth_keeping(message)) return;
   auto to = Jid::parse(message.attr("to"));
   if (!to || to->bare() == from.bare()) return;  // to oneself: archived as it arrives
-  append({from.bare_str(), core::random_hex(12), now_us(), to->bare_str(),
+  const std::int64_t now = now_us();
+  append({from.bare_str(), core::ordered_id(now), now, to->bare_str(),
           to->is_bare() ? std::string() : to->str(), message.str(ns::kClient)});
 }
 
@@ -136,6 +136,9 @@ void Archive::append(storage::ArchiveEntry entry) {
     return;
   }
   pending_bytes_ += size;
+  // A new batch starts with room for as many as the last one had, not growing entry by entry.
+  if (pending_.capacity() == 0)
+    pending_.reserve(std::clamp<std::size_t>(last_batch_, 16, kMaxPending));
   pending_.push_back(std::move(entry));
   if (writing_) return;
   writing_ = true;
@@ -149,6 +152,7 @@ asio::awaitable<void> Archive::write_batches() {
     auto batch = std::move(pending_);
     pending_.clear();
     const std::size_t count = batch.size();
+    last_batch_ = count;
     const std::uint64_t bytes = weight(batch);
     auto job = [batch = std::move(batch), mode = ctx_.config.mam.default_mode](
                    storage::Storage& st) { return st.archive_append(batch, mode); };

@@ -23,9 +23,10 @@ class Archive {
   explicit Archive(const Context& ctx);
 
   bool enabled() const { return enabled_; }
-  // A message for the local account `owner` (before delivery or offline storage). `again`:
-  // routed a second time (its first delivery did not reach the client): already archived.
-  void incoming(xml::Element& message, const core::Jid& owner, bool again);
+  // A message from `from` for the local account `owner` (before delivery or offline storage).
+  // `again`: routed a second time (its first delivery did not reach the client): already
+  // archived.
+  void incoming(xml::Element& message, const core::Jid& from, const core::Jid& owner, bool again);
   // A message the local account `from` sends.
   void outgoing(const xml::Element& message, const core::Jid& from);
 
@@ -49,6 +50,7 @@ class Archive {
   const bool enabled_;
   std::vector<storage::ArchiveEntry> pending_;  // not yet handed to the storage thread
   std::uint64_t pending_bytes_ = 0;             // those and the batches being written
+  std::size_t last_batch_ = 0;                  // entries in the batch written last
   bool writing_ = false;
   boost::asio::steady_timer cleanup_;
   bool stopped_ = false;

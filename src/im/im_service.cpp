@@ -91,7 +91,7 @@ struct ImService::Impl {
       case xml::StanzaKind::kIq:
         return iq_to_local(std::move(stanza), *to);
       case xml::StanzaKind::kMessage:
-        return message_to_local(std::move(stanza), *to, again);
+        return message_to_local(std::move(stanza), *from, *to, again);
       case xml::StanzaKind::kPresence:
         if (to->is_domain()) return;
         return presence.to_local(std::move(stanza), *from, *to);
@@ -112,9 +112,9 @@ struct ImService::Impl {
     ctx.spawn(server_iqs.to_account(std::move(iq), to));
   }
 
-  void message_to_local(Element stanza, const Jid& to, bool again) {
+  void message_to_local(Element stanza, const Jid& from, const Jid& to, bool again) {
     if (to.is_domain()) return ctx.router.bounce(stanza, StanzaError::kServiceUnavailable);
-    archive.incoming(stanza, to, again);
+    archive.incoming(stanza, from, to, again);
     auto type = stanza.attr("type");
     const bool copies = carbons.inbound(stanza);
     if (!to.is_bare()) {

@@ -4,6 +4,7 @@
 // network layer does not depend on storage.
 #pragma once
 
+#include <pthread.h>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -13,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
 #include <memory>
+#include <string>
 #include <type_traits>
 
 namespace waddle::net {
@@ -20,8 +22,11 @@ namespace waddle::net {
 template <class Context>
 class Worker {
  public:
-  // One thread: the context is used by one thread at a time, in submission order.
-  explicit Worker(Context& context) : context_(context), pool_(1) {}
+  // One thread: the context is used by one thread at a time, in submission order. `name`
+  // (at most 15 characters) names the thread for top -H, ps and perf.
+  explicit Worker(Context& context, std::string name = "worker") : context_(context), pool_(1) {
+    boost::asio::post(pool_, [name = std::move(name)] { name_this_thread(name); });
+  }
   ~Worker() { stop(); }
 
   // Runs f(context) on the worker thread and resumes the awaiting coroutine on its own
@@ -67,6 +72,10 @@ class Worker {
   }
 
  private:
+  static void name_this_thread(const std::string& name) {
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  }
+
   Context& context_;
   boost::asio::thread_pool pool_;
   bool stopped_ = false;

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -362,6 +363,7 @@ struct Resolver::Impl {
   // --- the loop (resolver thread) ---
 
   void run() {
+    pthread_setname_np(pthread_self(), "waddle-dns");
     std::vector<pollfd> fds;
     for (;;) {
       std::deque<Task> tasks;

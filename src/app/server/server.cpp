@@ -135,7 +135,7 @@ Server::Server(const core::Config& config, std::unique_ptr<storage::Storage> sto
       storage_(std::move(storage)),
       identity_key_(load_identity_key(config)),
       tls_(config),
-      worker_(*storage_),
+      worker_(*storage_, "waddle-storage"),
       router_(config.server.domains),
       s2s_metrics_(registry_, config.metrics.max_domains),
       c2s_metrics_(registry_),

@@ -1,6 +1,7 @@
 // Message archives (XEP-0313) in SQLite: one table for every archive (accounts and rooms),
-// ordered by row id (the order messages were archived in), with the stanza-id unique; the
-// archiving preferences beside it. Used by SqliteStorage, on its connection and thread.
+// ordered by row id (the order messages were archived in: a new row's id is one more than the
+// largest), with the stanza-id unique; the archiving preferences beside it. Used by SqliteStorage,
+// on its connection and thread.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +35,27 @@ CREATE TABLE archive_prefs (
   always TEXT NOT NULL,
   never TEXT NOT NULL
 );
+)sql";
+
+// The step that rebuilds the archive table with plain row ids (no AUTOINCREMENT, which costs
+// every insert a write to sqlite_sequence), keeping every row, its id and so its order.
+inline constexpr const char* kArchiveRowIds = R"sql(
+CREATE TABLE archive_rebuilt (
+  id INTEGER PRIMARY KEY,
+  owner TEXT NOT NULL,
+  sid TEXT NOT NULL,
+  time_us INTEGER NOT NULL,
+  with_bare TEXT NOT NULL,
+  with_full TEXT NOT NULL,
+  stanza TEXT NOT NULL
+);
+INSERT INTO archive_rebuilt (id, owner, sid, time_us, with_bare, with_full, stanza)
+  SELECT id, owner, sid, time_us, with_bare, with_full, stanza FROM archive;
+DROP TABLE archive;
+ALTER TABLE archive_rebuilt RENAME TO archive;
+CREATE INDEX archive_owner ON archive (owner, id);
+CREATE INDEX archive_with ON archive (owner, with_bare, id);
+CREATE UNIQUE INDEX archive_sid ON archive (sid);
 )sql";
 
 class Archive {

@@ -314,7 +314,7 @@ TEST_F(SqliteStorageTest, RosterVersion_MigratedFromVersion3) {
       SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "6");
+  EXPECT_EQ(pragma("user_version"), "7");
   EXPECT_EQ(db_->roster_get("example.org", "juliet").size(), 1u);
   EXPECT_EQ(db_->roster_version("example.org", "juliet"), 0u);
   db_->roster_put("example.org", "juliet", item("nurse@example.net"));
@@ -408,10 +408,11 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "6");
+  EXPECT_EQ(pragma("user_version"), "7");
   EXPECT_EQ(pragma("journal_mode"), "wal");
+  EXPECT_EQ(pragma("page_size"), "16384");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "6");
+  EXPECT_EQ(pragma("user_version"), "7");
 }
 
 TEST_F(SqliteStorageTest, Did_SetReadClearAndUnknownAccount) {
@@ -492,6 +493,59 @@ TEST_F(SqliteStorageTest, NotADatabase_Throws) {
   const fs::path junk = dir_ / "junk.db";
   std::ofstream(junk) << std::string(4096, 'x');
   EXPECT_THROW(open_sqlite(junk.string()), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace waddle::storage
+
+namespace waddle::storage {
+namespace {
+
+// Version 6 created the archive with AUTOINCREMENT; version 7 rebuilds it with plain row ids.
+// Every message keeps its stanza id and its place, and new ones come after them.
+TEST_F(SqliteStorageTest, Archive_MigratedFromVersion6KeepsIdsAndOrder) {
+  Account a;
+  a.domain = "example.org";
+  a.username = "juliet";
+  ASSERT_TRUE(db_->create_account(a));
+  const std::string owner = "juliet@example.org";
+  auto entry = [&](const std::string& id) {
+    return ArchiveEntry{
+        owner, id, 1, "romeo@example.net", "", "<message><body>" + id + "</body></message>"};
+  };
+  // Ids in no particular order (version 6 made random ones).
+  ASSERT_EQ(db_->archive_append({entry("f1"), entry("0a"), entry("c7")}, "always"), 3u);
+  db_.reset();
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, R"sql(
+CREATE TABLE v6 (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, sid TEXT NOT NULL,
+  time_us INTEGER NOT NULL, with_bare TEXT NOT NULL, with_full TEXT NOT NULL, stanza TEXT NOT NULL);
+INSERT INTO v6 SELECT id, owner, sid, time_us, with_bare, with_full, stanza FROM archive;
+DROP TABLE archive;
+ALTER TABLE v6 RENAME TO archive;
+CREATE INDEX archive_owner ON archive (owner, id);
+CREATE INDEX archive_with ON archive (owner, with_bare, id);
+CREATE UNIQUE INDEX archive_sid ON archive (sid);
+PRAGMA user_version = 6;
+)sql",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close_v2(raw);
+  reopen();
+  EXPECT_EQ(pragma("user_version"), "7");
+  ASSERT_EQ(db_->archive_append({entry("00")}, "always"), 1u);
+  ArchiveFilter all;
+  all.max = 10;
+  std::vector<std::string> ids;
+  for (const auto& e : db_->archive_query(owner, all).items) ids.push_back(e.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"f1", "0a", "c7", "00"}));
+  ArchiveFilter after;
+  after.max = 10;
+  after.after_id = "0a";
+  ids.clear();
+  for (const auto& e : db_->archive_query(owner, after).items) ids.push_back(e.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"c7", "00"}));
 }
 
 }  // namespace

@@ -1,0 +1,48 @@
+// Tests for identifiers: random hex and time-ordered archive ids.
+#include "core/ids.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+
+namespace waddle::core {
+namespace {
+
+TEST(IdsTest, RandomHexHasTheAskedLengthInLowercaseHex) {
+  const std::string id = random_hex(12);
+  EXPECT_EQ(id.size(), 24u);
+  EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_NE(random_hex(12), id);
+}
+
+TEST(IdsTest, OrderedIdsSortInTheOrderTheyWereMadeEvenWhenTheClockStandsOrStepsBack) {
+  std::string previous = ordered_id(1'800'000'000'000'000);
+  const std::int64_t clocks[] = {1'800'000'000'000'000,
+                                 1'799'999'000'000'000,
+                                 1'800'000'000'000'001,
+                                 1'800'000'000'000'001,
+                                 0,
+                                 -5};
+  for (std::int64_t now : clocks) {
+    const std::string id = ordered_id(now);
+    EXPECT_LT(previous, id) << "at clock " << now;
+    EXPECT_EQ(id.size(), 28u);
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+    previous = id;
+  }
+}
+
+TEST(IdsTest, OrderedIdsAreUniqueAcrossManyBlocksOfRandomness) {
+  std::set<std::string> seen;
+  std::set<std::string> tails;
+  for (int i = 0; i < 5000; ++i) {  // about 30 blocks of CSPRNG output
+    const std::string id = ordered_id(1);
+    EXPECT_TRUE(seen.insert(id).second);
+    tails.insert(id.substr(16));
+  }
+  EXPECT_EQ(tails.size(), 5000u);  // the random part is not reused between ids
+}
+
+}  // namespace
+}  // namespace waddle::core
