@@ -151,6 +151,10 @@ def test_room_messages_are_archived_with_the_ids_occupants_saw(make_server):
         assert len(room_ids(m)) == 1 and room_ids(m) != ["forged-id"]
         results, _ = await mam_query(alice, rsm={"max": "1", "before": ""})
         assert [r.get("id") for r in results] == room_ids(m)
+        # Nothing bounced along the way.
+        for c in (alice, bob):
+            await c.sync()
+            assert [str(x) for x in c.messages.items if x["type"] == "error"] == []
     run(body)
 
 
@@ -164,6 +168,25 @@ def test_members_only_rooms_and_archiving_switched_off(make_server):
         carol = await occupant(server, f"{CAROL}/desk")
         await alice["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=10)
         await talk(alice, alice, ["members only"])
+        # Bad input gets the XEP's errors, and the room goes on.
+        assert await query_error(carol, form={"FORM_TYPE": "urn:other"}) == "bad-request"
+        assert await query_error(carol, form={"colour": "blue"}) == "feature-not-implemented"
+        assert await query_error(carol, to=f"nowhere@conference.{DOMAIN}") == "item-not-found"
+        iq = carol.make_iq_get(ito=ROOM)
+        ET.SubElement(iq.xml, f"{{{NS_MAM}}}query")
+        vars_ = [f.get("var") for f in (await iq.send(timeout=10)).xml.iter(f"{{{NS_DATA}}}field")]
+        assert {"FORM_TYPE", "with", "start", "end", "after-id", "before-id"} <= set(vars_)
+        iq = carol.make_iq_get(ito=ROOM)
+        ET.SubElement(iq.xml, f"{{{NS_MAM}}}metadata")
+        try:
+            await iq.send(timeout=10)
+            raise AssertionError("metadata of a room archive was answered")
+        except IqError as e:
+            assert e.iq["error"]["condition"] == "feature-not-implemented"
+        # An outcast may not read it; in a members-only room, neither may a non-member.
+        await alice["xep_0045"].set_affiliation(ROOM, "outcast", jid=BOB)
+        bob = await occupant(server, f"{BOB}/desk")
+        assert await query_error(bob) == "forbidden"
         await configure(alice, ROOM, {"muc#roomconfig_membersonly": "1"})
         assert await query_error(carol) == "forbidden"
         # A member may read it without joining.
