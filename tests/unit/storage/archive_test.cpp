@@ -190,6 +190,12 @@ TEST_F(ArchiveTest, RoomArchivesAreKeptByOccupantAndDeletedWhole) {
   ArchiveFilter whole;
   whole.with = room;
   EXPECT_EQ(ids(db_->archive_query(room, whole)).size(), 2u);
+  // Retention and the limit per archive apply to rooms as to accounts.
+  EXPECT_EQ(db_->archive_expire(0, 1), 1u);
+  EXPECT_EQ(ids(db_->archive_query(room, {})), (std::vector<std::string>{"r2"}));
+  EXPECT_EQ(db_->archive_expire(3, 0), 1u);
+  EXPECT_EQ(db_->archive_delete(room), 0u);
+  EXPECT_EQ(db_->archive_append(e, "never"), 3u);
   EXPECT_EQ(db_->archive_delete(room), 2u);
   EXPECT_TRUE(db_->archive_query(room, {}).items.empty());
   EXPECT_EQ(db_->archive_query("other@conference.example.test", {}).items.size(), 1u);
