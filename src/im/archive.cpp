@@ -169,32 +169,42 @@ void Archive::append(storage::ArchiveEntry entry) {
 // the next, so that a busy server writes larger batches, not more of them.
 asio::awaitable<void> Archive::write_batches() {
   while (!pending_.empty()) {
-    auto batch = std::move(pending_);
-    pending_.clear();
-    const std::size_t count = batch.size();
-    const std::size_t rooms = static_cast<std::size_t>(
-        std::count_if(batch.begin(), batch.end(), [](const auto& e) { return e.room; }));
-    const std::uint64_t bytes = weight(batch);
-    auto job = [batch = std::move(batch), mode = ctx_.config.mam.default_mode](
+    Taken taken = take_pending();
+    const std::size_t count = taken.batch.size();
+    auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode](
                    storage::Storage& st) { return st.archive_append(batch, mode); };
     try {
       const std::size_t stored = co_await ctx_.worker.run(std::move(job));
-      // Room entries are always stored: what was not stored is an account's.
-      if (ctx_.metrics) {
-        ctx_.metrics->archive("archived", stored - std::min(stored, rooms));
-        ctx_.metrics->archive("skipped", count - std::max(stored, rooms));
-        if (rooms > 0) ctx_.metrics->room_archive("archived", rooms);
-      }
+      written(count, taken.rooms, stored);
     } catch (const std::exception& e) {
       spdlog::error("im: archiving {} messages failed: {}", count, e.what());
-      if (ctx_.metrics) {
-        if (count > rooms) ctx_.metrics->archive("dropped", count - rooms);
-        if (rooms > 0) ctx_.metrics->room_archive("dropped", rooms);
-      }
+      written(count, taken.rooms, std::nullopt);
     }
-    pending_bytes_ -= bytes;
+    pending_bytes_ -= taken.bytes;
   }
   writing_ = false;
+}
+
+Archive::Taken Archive::take_pending() {
+  Taken t;
+  t.bytes = weight(pending_);
+  t.rooms = static_cast<std::size_t>(
+      std::count_if(pending_.begin(), pending_.end(), [](const auto& e) { return e.room; }));
+  t.batch = std::exchange(pending_, {});
+  return t;
+}
+
+// Room entries are always stored: what was not stored is an account's.
+void Archive::written(std::size_t count, std::size_t rooms, std::optional<std::size_t> stored) {
+  if (!ctx_.metrics || count == 0) return;
+  if (!stored) {
+    if (count > rooms) ctx_.metrics->archive("dropped", count - rooms);
+    if (rooms > 0) ctx_.metrics->room_archive("dropped", rooms);
+    return;
+  }
+  ctx_.metrics->archive("archived", *stored - std::min(*stored, rooms));
+  ctx_.metrics->archive("skipped", count - std::max(*stored, rooms));
+  if (rooms > 0) ctx_.metrics->room_archive("archived", rooms);
 }
 
 bool Archive::handles(const Element& iq) {
@@ -260,20 +270,24 @@ asio::awaitable<void> Archive::answer(Element iq, std::string owner, Jid from, b
   }
   MamQuery q = std::get<MamQuery>(std::move(parsed));
   // What waits to be written goes first, so that the query sees every message so far.
-  const std::uint64_t taken = weight(pending_);
-  auto job = [batch = std::exchange(pending_, {}), mode = ctx_.config.mam.default_mode, owner,
+  Taken taken = take_pending();
+  const std::size_t count = taken.batch.size();
+  auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode, owner,
               filter = q.filter](storage::Storage& st) {
-    if (!batch.empty()) st.archive_append(batch, mode);
-    return st.archive_query(owner, filter);
+    const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
+    return std::make_pair(stored, st.archive_query(owner, filter));
   };
-  storage::ArchivePage page;
+  std::pair<std::size_t, storage::ArchivePage> done;
   try {
-    page = co_await ctx_.worker.run(std::move(job));
+    done = co_await ctx_.worker.run(std::move(job));
   } catch (...) {
-    pending_bytes_ -= taken;  // the batch went with the failed job
+    pending_bytes_ -= taken.bytes;  // the batch went with the failed job
+    written(count, taken.rooms, std::nullopt);
     throw;
   }
-  pending_bytes_ -= taken;
+  pending_bytes_ -= taken.bytes;
+  written(count, taken.rooms, done.first);
+  const storage::ArchivePage& page = done.second;
   if (page.unknown_id) {
     count_query("error", room);
     reply(from,
@@ -325,20 +339,25 @@ asio::awaitable<void> Archive::prefs(Element iq, Jid from) {
 
 // The oldest and newest message (XEP-0313 §7.1), so that a client knows where to start.
 asio::awaitable<void> Archive::metadata(Element iq, Jid from) {
-  const std::uint64_t taken = weight(pending_);
-  auto job = [batch = std::exchange(pending_, {}), mode = ctx_.config.mam.default_mode,
+  Taken taken = take_pending();
+  const std::size_t count = taken.batch.size();
+  auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode,
               owner = from.bare_str()](storage::Storage& st) {
-    if (!batch.empty()) st.archive_append(batch, mode);
-    return st.archive_bounds(owner);
+    const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
+    return std::make_pair(stored, st.archive_bounds(owner));
   };
-  std::optional<std::pair<storage::ArchiveEntry, storage::ArchiveEntry>> bounds;
+  std::pair<std::size_t, std::optional<std::pair<storage::ArchiveEntry, storage::ArchiveEntry>>>
+      done;
   try {
-    bounds = co_await ctx_.worker.run(std::move(job));
+    done = co_await ctx_.worker.run(std::move(job));
   } catch (...) {
-    pending_bytes_ -= taken;  // the batch went with the failed job
+    pending_bytes_ -= taken.bytes;  // the batch went with the failed job
+    written(count, taken.rooms, std::nullopt);
     throw;
   }
-  pending_bytes_ -= taken;
+  pending_bytes_ -= taken.bytes;
+  written(count, taken.rooms, done.first);
+  const auto& bounds = done.second;
   Element reply = xml::make_iq_result(iq);
   auto& md = reply.add_child("metadata", std::string(ns::kMam));
   if (bounds) {

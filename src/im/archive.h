@@ -10,6 +10,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +53,15 @@ class Archive {
   static std::int64_t now_us();
   // In count and bytes (stanza plus overhead), as pending_bytes_ counts them.
   static std::uint64_t weight(const std::vector<storage::ArchiveEntry>& batch);
+  // The pending entries a storage job takes to write before its own work.
+  struct Taken {
+    std::vector<storage::ArchiveEntry> batch;
+    std::size_t rooms = 0;  // entries of room archives among them
+    std::uint64_t bytes = 0;
+  };
+  Taken take_pending();
+  // Counts what a batch of `count` became: `stored` of them, or none (the write failed).
+  void written(std::size_t count, std::size_t rooms, std::optional<std::size_t> stored);
   void append(storage::ArchiveEntry entry);
   boost::asio::awaitable<void> answer(xml::Element iq, std::string owner, core::Jid from,
                                       bool room);

@@ -39,22 +39,25 @@ void Archive::room_deleted(std::string room) {
 // What waits to be written goes first (it may hold the room's last messages), then the
 // archive is deleted: nothing of the room is left behind.
 asio::awaitable<void> Archive::drop(std::string room) {
-  const std::uint64_t taken = weight(pending_);
-  auto job = [batch = std::exchange(pending_, {}), mode = ctx_.config.mam.default_mode,
+  Taken taken = take_pending();
+  const std::size_t count = taken.batch.size();
+  auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode,
               owner = room](storage::Storage& st) {
-    if (!batch.empty()) st.archive_append(batch, mode);
-    return st.archive_delete(owner);
+    const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
+    return std::make_pair(stored, st.archive_delete(owner));
   };
-  std::uint64_t removed = 0;
+  std::pair<std::size_t, std::uint64_t> done;
   try {
-    removed = co_await ctx_.worker.run(std::move(job));
+    done = co_await ctx_.worker.run(std::move(job));
   } catch (const std::exception& e) {
-    pending_bytes_ -= taken;
+    pending_bytes_ -= taken.bytes;
+    written(count, taken.rooms, std::nullopt);
     spdlog::error("im: deleting the archive of {} failed: {}", room, e.what());
     co_return;
   }
-  pending_bytes_ -= taken;
-  if (removed > 0 && ctx_.metrics) ctx_.metrics->room_archive("deleted", removed);
+  pending_bytes_ -= taken.bytes;
+  written(count, taken.rooms, done.first);
+  if (done.second > 0 && ctx_.metrics) ctx_.metrics->room_archive("deleted", done.second);
 }
 
 }  // namespace waddle::im
