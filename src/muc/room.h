@@ -152,6 +152,9 @@ class Room {
   // room only its members and occupants, who gave the password).
   bool archives() const { return config_.archiving && ctx_->archive && ctx_->archive_query; }
   std::optional<Refusal> archive_refusal(const core::Jid& from) const;
+  // Whether the room may have archived messages (it did since it was made, or it was loaded
+  // from storage): when it goes away its archive is deleted.
+  bool may_have_archive() const { return may_have_archive_; }
 
   // The server is stopping: every occupant is told it left (status 332) and removed.
   void shutdown();
@@ -271,6 +274,7 @@ class Room {
   std::string subject_nick_;
   bool destroyed_ = false;
   std::string secret_;  // keys occupant ids; saved with persistent rooms
+  bool may_have_archive_ = false;
 };
 
 }  // namespace waddle::muc

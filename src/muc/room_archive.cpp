@@ -19,6 +19,7 @@ void Room::archive(Element& message, const std::string& nick) {
   message.add_child("stanza-id", std::string(ns::kSid))
       .set_attr("id", entry.id)
       .set_attr("by", jid_.bare_str());
+  may_have_archive_ = true;
   ctx_->archive(jid_, std::move(entry));
 }
 

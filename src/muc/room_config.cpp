@@ -258,6 +258,7 @@ std::optional<Room> Room::load(const Jid& jid, const Element& saved, Context& ct
     return std::nullopt;
   }
   Room room(jid, std::move(c), ctx);
+  room.may_have_archive_ = true;
   if (auto secret = saved.attr("secret"); !secret.empty())
     room.secret_ = std::string(secret);
   else

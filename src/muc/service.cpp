@@ -88,7 +88,7 @@ void MucService::persist(Room& room) {
 }
 
 void MucService::erase(std::map<std::string, Room, std::less<>>::iterator it) {
-  if (env_.archive_drop) env_.archive_drop(it->second.jid());
+  if (env_.archive_drop && it->second.may_have_archive()) env_.archive_drop(it->second.jid());
   rooms_.erase(it);
 }
 

@@ -151,6 +151,19 @@ TEST_F(RoomArchiveTest, Groupchat_EveryCopyCarriesTheArchivedStanzaId) {
   }
 }
 
+TEST_F(RoomArchiveTest, MayHaveArchive_OnceItArchivedOrWhenLoaded) {
+  room();
+  join("owner@a.test/r", "boss");
+  EXPECT_FALSE(room_->may_have_archive());
+  say("owner@a.test/r", "<body>kept</body>");
+  EXPECT_TRUE(room_->may_have_archive());
+  RoomConfig c;
+  c.persistent = true;
+  Room fresh(jid(kRoom), c, ctx_);
+  EXPECT_FALSE(fresh.may_have_archive());
+  EXPECT_TRUE(Room::load(jid(kRoom), fresh.save(), ctx_)->may_have_archive());
+}
+
 TEST_F(RoomArchiveTest, SpoofedStanzaIdClaimingTheRoom_IsRemoved_OthersStay) {
   room();
   join("owner@a.test/r", "boss");
