@@ -744,7 +744,7 @@ void read_muc(Reader& r, const toml::table& t, MucConfig& c) {
             {"enabled", "subdomain", "room_creation", "max_occupants", "history_size",
              "history_bytes", "rejoin_history_interval", "invitations_per_message",
              "invitations_per_minute", "max_affiliations_by_invitation", "require_credential",
-             "verify_with_home_server", "verify_timeout"});
+             "verify_with_home_server", "verify_timeout", "archive_by_default"});
   s.boolean("enabled", c.enabled);
   s.string("subdomain", c.subdomain, /*allow_empty=*/false);
   if (auto label = nameprep_domain(c.subdomain);
@@ -763,6 +763,7 @@ void read_muc(Reader& r, const toml::table& t, MucConfig& c) {
   s.boolean("require_credential", c.require_credential);
   s.boolean("verify_with_home_server", c.verify_with_home_server);
   s.duration("verify_timeout", c.verify_timeout);
+  s.boolean("archive_by_default", c.archive_by_default);
 }
 
 void read_identity(Reader& r, const toml::table& t, IdentityConfig& c) {

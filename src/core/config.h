@@ -184,6 +184,9 @@ struct MucConfig {
   bool require_credential = false;
   bool verify_with_home_server = true;
   Duration verify_timeout{std::chrono::seconds(10)};
+  // Room archives (XEP-0313, with [mam] enabled): whether a new room archives its messages
+  // until an owner changes muc#roomconfig_enablearchiving.
+  bool archive_by_default = true;
 };
 
 // Federated credentials this server issues for its own users ("home server mode").

@@ -30,17 +30,21 @@ namespace {
 constexpr std::size_t kMaxPending = 20'000;
 constexpr std::uint64_t kMaxPendingBytes = 8 * 1024 * 1024;
 
-std::uint64_t weight(const std::vector<storage::ArchiveEntry>& batch) {
+}  // namespace
+
+std::uint64_t Archive::weight(const std::vector<storage::ArchiveEntry>& batch) {
   std::uint64_t n = 0;
   for (const auto& e : batch) n += e.stanza.size() + 128;
   return n;
 }
 
-std::int64_t now_us() {
+std::int64_t Archive::now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
+
+namespace {
 
 // XEP-0359 §3.1: a <stanza-id/> that claims to come from the archiving entity is not to be
 // believed (the sender made it up); it is removed.
@@ -102,6 +106,20 @@ Element result_message(const storage::ArchiveEntry& e, const std::string& to,
   return m;
 }
 
+Element fin(const Element& iq, const storage::ArchivePage& page) {
+  Element reply = xml::make_iq_result(iq);
+  auto& fin = reply.add_child("fin", std::string(ns::kMam));
+  if (page.complete) fin.set_attr("complete", "true");
+  auto& set = fin.add_child("set", std::string(ns::kRsm));
+  if (page.items.empty()) {
+    set.add_child("count", std::string(ns::kRsm)).add_text("0");
+  } else {
+    set.add_child("first", std::string(ns::kRsm)).add_text(page.items.front().id);
+    set.add_child("last", std::string(ns::kRsm)).add_text(page.items.back().id);
+  }
+  return reply;
+}
+
 }  // namespace
 
 Archive::Archive(const Context& ctx)
@@ -132,7 +150,12 @@ void Archive::append(storage::ArchiveEntry entry) {
   const std::uint64_t size = entry.stanza.size() + 128;
   if (pending_.size() >= kMaxPending ||
       (pending_bytes_ > 0 && pending_bytes_ + size > kMaxPendingBytes)) {
-    if (ctx_.metrics) ctx_.metrics->archive("dropped");
+    if (ctx_.metrics) {
+      if (entry.room)
+        ctx_.metrics->room_archive("dropped");
+      else
+        ctx_.metrics->archive("dropped");
+    }
     return;
   }
   pending_bytes_ += size;
@@ -149,26 +172,43 @@ void Archive::append(storage::ArchiveEntry entry) {
 // the next, so that a busy server writes larger batches, not more of them.
 asio::awaitable<void> Archive::write_batches() {
   while (!pending_.empty()) {
-    auto batch = std::move(pending_);
-    pending_.clear();
-    const std::size_t count = batch.size();
-    last_batch_ = count;
-    const std::uint64_t bytes = weight(batch);
-    auto job = [batch = std::move(batch), mode = ctx_.config.mam.default_mode](
+    Taken taken = take_pending();
+    const std::size_t count = taken.batch.size();
+    auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode](
                    storage::Storage& st) { return st.archive_append(batch, mode); };
     try {
       const std::size_t stored = co_await ctx_.worker.run(std::move(job));
-      if (ctx_.metrics) {
-        ctx_.metrics->archive("archived", stored);
-        ctx_.metrics->archive("skipped", count - stored);
-      }
+      written(count, taken.rooms, stored);
     } catch (const std::exception& e) {
       spdlog::error("im: archiving {} messages failed: {}", count, e.what());
-      if (ctx_.metrics) ctx_.metrics->archive("dropped", count);
+      written(count, taken.rooms, std::nullopt);
     }
-    pending_bytes_ -= bytes;
+    pending_bytes_ -= taken.bytes;
   }
   writing_ = false;
+}
+
+Archive::Taken Archive::take_pending() {
+  Taken t;
+  t.bytes = weight(pending_);
+  t.rooms = static_cast<std::size_t>(
+      std::count_if(pending_.begin(), pending_.end(), [](const auto& e) { return e.room; }));
+  t.batch = std::exchange(pending_, {});
+  last_batch_ = t.batch.size();
+  return t;
+}
+
+// Room entries are always stored: what was not stored is an account's.
+void Archive::written(std::size_t count, std::size_t rooms, std::optional<std::size_t> stored) {
+  if (!ctx_.metrics || count == 0) return;
+  if (!stored) {
+    if (count > rooms) ctx_.metrics->archive("dropped", count - rooms);
+    if (rooms > 0) ctx_.metrics->room_archive("dropped", rooms);
+    return;
+  }
+  ctx_.metrics->archive("archived", *stored - std::min(*stored, rooms));
+  ctx_.metrics->archive("skipped", count - std::max(*stored, rooms));
+  if (rooms > 0) ctx_.metrics->room_archive("archived", rooms);
 }
 
 bool Archive::handles(const Element& iq) {
@@ -195,59 +235,79 @@ asio::awaitable<void> Archive::own_iq(Element iq, Jid from) {
 }
 
 asio::awaitable<void> Archive::query(Element iq, Jid from) {
+  const std::string owner = from.bare_str();
+  co_await answer(std::move(iq), owner, std::move(from), false);
+}
+
+void Archive::reply(const Jid& to, const Element& stanza, bool room) {
+  if (room)
+    ctx_.router.route(stanza);
+  else
+    ctx_.deliver_to(to, stanza);
+}
+
+void Archive::count_query(std::string_view result, bool room) {
+  if (!ctx_.metrics) return;
+  if (room)
+    ctx_.metrics->room_archive_query(result);
+  else
+    ctx_.metrics->archive_query(result);
+}
+
+// A query of the archive `owner` from `from` (its own account's client, or one a room let
+// in): the results, then the IQ result with <fin/> (XEP-0313 §4.2).
+asio::awaitable<void> Archive::answer(Element iq, std::string owner, Jid from, bool room) {
   if (iq.attr("type") == "get") {  // the form (XEP-0313 §4.1.5)
-    Element reply = xml::make_iq_result(iq);
-    reply.add_child("query", std::string(ns::kMam)).add_child(mam_query_form());
-    ctx_.deliver_to(from, reply);
+    Element form = xml::make_iq_result(iq);
+    form.add_child("query", std::string(ns::kMam)).add_child(mam_query_form());
+    reply(from, form, room);
     co_return;
   }
   auto parsed = parse_mam_query(*iq.first_child(), ctx_.config.mam.max_page_size);
+  if (room)
+    if (auto* q = std::get_if<MamQuery>(&parsed))
+      if (auto err = room_with_error(q->filter.with, owner)) parsed = std::move(*err);
   if (auto* err = std::get_if<MamQueryError>(&parsed)) {
-    if (ctx_.metrics) ctx_.metrics->archive_query("error");
-    ctx_.deliver_to(from, xml::make_error_reply(iq, err->condition, err->text));
+    count_query("error", room);
+    reply(from, xml::make_error_reply(iq, err->condition, err->text), room);
     co_return;
   }
   MamQuery q = std::get<MamQuery>(std::move(parsed));
   // What waits to be written goes first, so that the query sees every message so far.
-  const std::uint64_t taken = weight(pending_);
-  auto job = [batch = std::exchange(pending_, {}), mode = ctx_.config.mam.default_mode,
-              owner = from.bare_str(), filter = q.filter](storage::Storage& st) {
-    if (!batch.empty()) st.archive_append(batch, mode);
-    return st.archive_query(owner, filter);
+  Taken taken = take_pending();
+  const std::size_t count = taken.batch.size();
+  auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode, owner,
+              filter = q.filter](storage::Storage& st) {
+    const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
+    return std::make_pair(stored, st.archive_query(owner, filter));
   };
-  storage::ArchivePage page;
+  std::pair<std::size_t, storage::ArchivePage> done;
   try {
-    page = co_await ctx_.worker.run(std::move(job));
+    done = co_await ctx_.worker.run(std::move(job));
   } catch (...) {
-    pending_bytes_ -= taken;  // the batch went with the failed job
+    pending_bytes_ -= taken.bytes;  // the batch went with the failed job
+    written(count, taken.rooms, std::nullopt);
     throw;
   }
-  pending_bytes_ -= taken;
+  pending_bytes_ -= taken.bytes;
+  written(count, taken.rooms, done.first);
+  const storage::ArchivePage& page = done.second;
   if (page.unknown_id) {
-    if (ctx_.metrics) ctx_.metrics->archive_query("error");
-    ctx_.deliver_to(from, xml::make_error_reply(iq, StanzaError::kItemNotFound,
-                                                "No such message in the archive"));
+    count_query("error", room);
+    reply(from,
+          xml::make_error_reply(iq, StanzaError::kItemNotFound, "No such message in the archive"),
+          room);
     co_return;
   }
-  if (ctx_.metrics) ctx_.metrics->archive_query("ok");
+  count_query("ok", room);
   auto send = [&](const storage::ArchiveEntry& e) {
-    ctx_.deliver_to(from, result_message(e, from.str(), q.queryid));
+    reply(from, result_message(e, from.str(), q.queryid), room);
   };
   if (q.flip_page)
     std::for_each(page.items.rbegin(), page.items.rend(), send);
   else
     std::for_each(page.items.begin(), page.items.end(), send);
-  Element reply = xml::make_iq_result(iq);
-  auto& fin = reply.add_child("fin", std::string(ns::kMam));
-  if (page.complete) fin.set_attr("complete", "true");
-  auto& set = fin.add_child("set", std::string(ns::kRsm));
-  if (page.items.empty()) {
-    set.add_child("count", std::string(ns::kRsm)).add_text("0");
-  } else {
-    set.add_child("first", std::string(ns::kRsm)).add_text(page.items.front().id);
-    set.add_child("last", std::string(ns::kRsm)).add_text(page.items.back().id);
-  }
-  ctx_.deliver_to(from, reply);
+  reply(from, fin(iq, page), room);
 }
 
 // XEP-0313 §6: archiving preferences.
@@ -283,20 +343,25 @@ asio::awaitable<void> Archive::prefs(Element iq, Jid from) {
 
 // The oldest and newest message (XEP-0313 §7.1), so that a client knows where to start.
 asio::awaitable<void> Archive::metadata(Element iq, Jid from) {
-  const std::uint64_t taken = weight(pending_);
-  auto job = [batch = std::exchange(pending_, {}), mode = ctx_.config.mam.default_mode,
+  Taken taken = take_pending();
+  const std::size_t count = taken.batch.size();
+  auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode,
               owner = from.bare_str()](storage::Storage& st) {
-    if (!batch.empty()) st.archive_append(batch, mode);
-    return st.archive_bounds(owner);
+    const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
+    return std::make_pair(stored, st.archive_bounds(owner));
   };
-  std::optional<std::pair<storage::ArchiveEntry, storage::ArchiveEntry>> bounds;
+  std::pair<std::size_t, std::optional<std::pair<storage::ArchiveEntry, storage::ArchiveEntry>>>
+      done;
   try {
-    bounds = co_await ctx_.worker.run(std::move(job));
+    done = co_await ctx_.worker.run(std::move(job));
   } catch (...) {
-    pending_bytes_ -= taken;  // the batch went with the failed job
+    pending_bytes_ -= taken.bytes;  // the batch went with the failed job
+    written(count, taken.rooms, std::nullopt);
     throw;
   }
-  pending_bytes_ -= taken;
+  pending_bytes_ -= taken.bytes;
+  written(count, taken.rooms, done.first);
+  const auto& bounds = done.second;
   Element reply = xml::make_iq_result(iq);
   auto& md = reply.add_child("metadata", std::string(ns::kMam));
   if (bounds) {

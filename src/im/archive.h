@@ -3,12 +3,16 @@
 // and [mam] say) in batches written from the storage thread, never blocking the reactor; an
 // incoming message gets <stanza-id by='account'/> before delivery, and one a sender put there
 // claiming the account is removed. Queries, preferences and metadata are answered to the
-// account's own clients; other entities asking get <forbidden/>.
+// account's own clients; other entities asking get <forbidden/>. Rooms keep their archives
+// here too (room_archive.cpp), in the same batches and table.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/jid.h"
@@ -34,12 +38,38 @@ class Archive {
   static bool handles(const xml::Element& iq);
   boost::asio::awaitable<void> own_iq(xml::Element iq, core::Jid from);
 
+  // Room archives (XEP-0313 on rooms, muc::Env): a groupchat message the room `room` keeps
+  // as `id` (its stanza-id), sent by the occupant JID `occupant`; a query the room allowed
+  // (answered through the router, to local or remote occupants); a room that went away.
+  void room_message(const std::string& room, std::string id, const std::string& occupant,
+                    const xml::Element& message);
+  boost::asio::awaitable<void> room_query(xml::Element iq, std::string room);
+  void room_deleted(std::string room);
+
   // Retention and the per-account limit, now and every [mam] cleanup_interval.
   void start_cleanup();
   void stop();
 
  private:
+  static std::int64_t now_us();
+  // In count and bytes (stanza plus overhead), as pending_bytes_ counts them.
+  static std::uint64_t weight(const std::vector<storage::ArchiveEntry>& batch);
+  // The pending entries a storage job takes to write before its own work.
+  struct Taken {
+    std::vector<storage::ArchiveEntry> batch;
+    std::size_t rooms = 0;  // entries of room archives among them
+    std::uint64_t bytes = 0;
+  };
+  Taken take_pending();
+  // Counts what a batch of `count` became: `stored` of them, or none (the write failed).
+  void written(std::size_t count, std::size_t rooms, std::optional<std::size_t> stored);
   void append(storage::ArchiveEntry entry);
+  boost::asio::awaitable<void> answer(xml::Element iq, std::string owner, core::Jid from,
+                                      bool room);
+  // Room archives answer through the router, account archives to the session.
+  void reply(const core::Jid& to, const xml::Element& stanza, bool room);
+  void count_query(std::string_view result, bool room);
+  boost::asio::awaitable<void> drop(std::string room);
   boost::asio::awaitable<void> write_batches();
   boost::asio::awaitable<void> query(xml::Element iq, core::Jid from);
   boost::asio::awaitable<void> prefs(xml::Element iq, core::Jid from);

@@ -166,6 +166,9 @@ void ImService::to_local(Element stanza) {
 void ImService::to_local_again(Element stanza) {
   impl_->to_local(std::move(stanza), true);
 }
+Archive& ImService::archive() {
+  return impl_->archive;
+}
 void ImService::session_ended(router::LocalSession& s) {
   impl_->presence.session_ended(s);
   impl_->carbons.session_ended(s);

@@ -28,6 +28,8 @@ class SigningKey;
 
 namespace waddle::im {
 
+class Archive;
+
 class ImService : public router::LocalHandler {
  public:
   ImService(const core::Config& config, router::Router& router,
@@ -49,6 +51,8 @@ class ImService : public router::LocalHandler {
   // Called when a bound session goes away, before it leaves the router: unavailable
   // presence is broadcast for it if it was available.
   void session_ended(router::LocalSession& session);
+  // The message archives (XEP-0313), which also keep the room services' archives.
+  Archive& archive();
 
  private:
   struct Impl;

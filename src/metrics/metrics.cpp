@@ -480,6 +480,13 @@ C2sMetrics::C2sMetrics(Registry& r)
       archive_queries(r.counter_family({.name = "waddle_mam_queries_total",
                                         .help = "Archive queries (XEP-0313) answered.",
                                         .labels = {"result"}})),
+      room_archive_messages(
+          r.counter_family({.name = "waddle_muc_mam_messages_total",
+                            .help = "Messages of room archives (XEP-0313), by what became of them.",
+                            .labels = {"outcome"}})),
+      room_archive_queries(r.counter_family({.name = "waddle_muc_mam_queries_total",
+                                             .help = "Room archive queries (XEP-0313) answered.",
+                                             .labels = {"result"}})),
       offline_refused(r.counter_family(
           {.name = "waddle_offline_messages_refused_total",
            .help = "Messages for offline storage bounced to their sender: the account's store "

@@ -341,26 +341,34 @@ struct C2sMetrics {
   }
   // An archive query answered: "ok" or "error".
   void archive_query(std::string_view result) { archive_queries.get({result}).inc(); }
+  // XEP-0313 room archives: "archived", "dropped" (the storage thread too far behind, or
+  // failing), "deleted" (archives of rooms that went away); and their queries, "ok", "error".
+  void room_archive(std::string_view outcome, std::uint64_t n = 1) {
+    room_archive_messages.get({outcome}).inc(n);
+  }
+  void room_archive_query(std::string_view result) { room_archive_queries.get({result}).inc(); }
   // An abuse report sent with a block command (XEP-0377): "spam", "abuse" or "other".
   void spam_report(std::string_view reason) { spam_reports.get({reason}).inc(); }
   // A stanza stopped by a blocklist (XEP-0191): "inbound" (from a JID the recipient blocks)
   // or "outbound" (sent by a user to a JID they block).
   void blocked(std::string_view direction) { blocked_stanzas.get({direction}).inc(); }
 
-  CounterFamily& write_limits;       // waddle_c2s_write_limit_total{reason}
-  CounterFamily& unwritten_stanzas;  // waddle_c2s_unwritten_stanzas_total{outcome}
-  CounterFamily& sm_events;          // waddle_c2s_stream_management_total{event}
-  CounterFamily& csi_stanzas;        // waddle_c2s_csi_stanzas_total{outcome}
-  CounterFamily& archive_messages;   // waddle_mam_messages_total{outcome}
-  CounterFamily& archive_queries;    // waddle_mam_queries_total{result}
-  CounterFamily& offline_refused;    // waddle_offline_messages_refused_total{reason}
-  Gauge& sessions_active;            // waddle_c2s_sessions_active
-  Counter& auth_failures;            // waddle_c2s_auth_failures_total
-  Counter& stanzas_received;         // waddle_c2s_stanzas_received_total
-  Counter& offline_stored;           // waddle_offline_messages_stored_total
-  CounterFamily& spam_reports;       // waddle_spam_reports_total{reason}
-  CounterFamily& blocked_stanzas;    // waddle_blocked_stanzas_total{direction}
-  Gauge& blocklists_cached;          // waddle_blocklists_cached
+  CounterFamily& write_limits;           // waddle_c2s_write_limit_total{reason}
+  CounterFamily& unwritten_stanzas;      // waddle_c2s_unwritten_stanzas_total{outcome}
+  CounterFamily& sm_events;              // waddle_c2s_stream_management_total{event}
+  CounterFamily& csi_stanzas;            // waddle_c2s_csi_stanzas_total{outcome}
+  CounterFamily& archive_messages;       // waddle_mam_messages_total{outcome}
+  CounterFamily& archive_queries;        // waddle_mam_queries_total{result}
+  CounterFamily& room_archive_messages;  // waddle_muc_mam_messages_total{outcome}
+  CounterFamily& room_archive_queries;   // waddle_muc_mam_queries_total{result}
+  CounterFamily& offline_refused;        // waddle_offline_messages_refused_total{reason}
+  Gauge& sessions_active;                // waddle_c2s_sessions_active
+  Counter& auth_failures;                // waddle_c2s_auth_failures_total
+  Counter& stanzas_received;             // waddle_c2s_stanzas_received_total
+  Counter& offline_stored;               // waddle_offline_messages_stored_total
+  CounterFamily& spam_reports;           // waddle_spam_reports_total{reason}
+  CounterFamily& blocked_stanzas;        // waddle_blocked_stanzas_total{direction}
+  Gauge& blocklists_cached;              // waddle_blocklists_cached
 };
 
 // Connections refused when accepted (core/connection_gate.h), by listener ("c2s" or "s2s")

@@ -84,6 +84,16 @@ struct RoomConfig {
   bool change_subject = false;  // participants may change the subject
   bool allow_invites = true;    // participants may invite (members-only: grants membership)
   std::uint32_t max_users = 200;
+  bool archiving = true;  // XEP-0313: groupchat messages go to the room's archive
+};
+
+// A groupchat message the room archives (XEP-0313 on rooms): its stanza-id (XEP-0359, the
+// same as on every occupant's copy), the occupant JID that sent it, and the message as
+// broadcast (without 'to' and without the stanza-id).
+struct ArchivedMessage {
+  std::string id;
+  std::string occupant;  // room@service/nick
+  xml::Element message;
 };
 
 // What a room needs from its service.
@@ -97,6 +107,12 @@ struct Context {
   RoomLimits limits;
   // One stanza to many full JIDs, serialised once for all (Router::fan_out); unset: send().
   std::function<void(xml::Element, std::vector<std::string>)> broadcast;
+  // Room archives (XEP-0313), kept by the server; both unset: rooms archive nothing.
+  // `archive` keeps one message; `archive_query` answers a <query xmlns='urn:xmpp:mam:2'/>
+  // IQ the room allowed (results and the IQ result go to the IQ's 'from').
+  std::function<void(const core::Jid& room, ArchivedMessage)> archive;
+  std::function<void(const core::Jid& room, const xml::Element& iq)> archive_query;
+  bool archive_by_default = true;  // a new room's (and an older saved room's) archiving
 };
 
 // Facts about a joining user established before the room sees it (credential checks).
@@ -130,6 +146,15 @@ class Room {
   std::optional<Refusal> join_refusal(const core::Jid& from, const std::string& nick,
                                       const xml::Element& stanza) const;
   bool is_session(const core::Jid& real_full) const { return by_real_.contains(real_full.str()); }
+  // XEP-0313 on rooms: whether groupchat messages are archived now, and why `from` may not
+  // read the archive (as Prosody's mod_muc_mam: outcasts never; a members-only room only its
+  // members and occupants; an open room anyone; and, beyond Prosody, a password-protected
+  // room only its members and occupants, who gave the password).
+  bool archives() const { return config_.archiving && ctx_->archive && ctx_->archive_query; }
+  std::optional<Refusal> archive_refusal(const core::Jid& from) const;
+  // Whether the room may have archived messages (it did since it was made, or it was loaded
+  // from storage): when it goes away its archive is deleted.
+  bool may_have_archive() const { return may_have_archive_; }
 
   // The server is stopping: every occupant is told it left (status 332) and removed.
   void shutdown();
@@ -197,6 +222,9 @@ class Room {
   void broadcast_message(xml::Element stanza);
   void send_history(const std::string& to, const xml::Element& join);
   void remember(const xml::Element& message);
+  // Gives a groupchat message its stanza-id and keeps it in the archive (room_archive.cpp).
+  void archive(xml::Element& message, const std::string& nick);
+  void archive_iq(const xml::Element& iq, const core::Jid& from);
   void send_subject(const std::string& to);
   void refresh_role(MucOccupant& occ);
 
@@ -246,6 +274,7 @@ class Room {
   std::string subject_nick_;
   bool destroyed_ = false;
   std::string secret_;  // keys occupant ids; saved with persistent rooms
+  bool may_have_archive_ = false;
 };
 
 }  // namespace waddle::muc

@@ -60,6 +60,11 @@ Element Room::disco_info(const Element& iq) const {
       config_.non_anonymous ? "muc_nonanonymous" : "muc_semianonymous",
       config_.moderated ? "muc_moderated" : "muc_unmoderated",
       config_.password.empty() ? "muc_unsecured" : "muc_passwordprotected"};
+  if (archives()) {
+    features.push_back(ns::kMam);
+    features.push_back(ns::kMamExtended);
+    features.push_back(ns::kSid);
+  }
   for (auto f : features) q.add_child("feature", info_ns).set_attr("var", f);
   Element& form = q.add_child("x", kDataNs);
   form.set_attr("type", "result");
@@ -100,6 +105,9 @@ Element Room::config_form() const {
     whois.add_child("option", kDataNs).add_child("value", kDataNs).add_text(v);
   data_field(form, "muc#roomconfig_maxusers", "text-single", "Maximum occupants",
              std::to_string(config_.max_users));
+  if (ctx_->archive && ctx_->archive_query)
+    data_field(form, "muc#roomconfig_enablearchiving", "boolean", "Archive messages (XEP-0313)",
+               config_.archiving ? "1" : "0");
   return form;
 }
 
@@ -119,6 +127,7 @@ std::optional<std::string> Room::apply_config(const Element& form, const Jid& /*
   flag("muc#roomconfig_moderatedroom", c.moderated);
   flag("muc#roomconfig_changesubject", c.change_subject);
   flag("muc#roomconfig_allowinvites", c.allow_invites);
+  flag("muc#roomconfig_enablearchiving", c.archiving);
   bool protect = !c.password.empty();
   flag("muc#roomconfig_passwordprotectedroom", protect);
   if (auto it = v.find("muc#roomconfig_roomsecret"); it != v.end()) c.password = it->second;
@@ -218,6 +227,7 @@ Element Room::save() const {
   r.set_attr("change-subject", config_.change_subject ? "1" : "0");
   r.set_attr("allow-invites", config_.allow_invites ? "1" : "0");
   r.set_attr("max-users", std::to_string(config_.max_users));
+  r.set_attr("archiving", config_.archiving ? "1" : "0");
   r.set_attr("secret", secret_);
   Element& s = r.add_child("subject", store_ns);
   s.set_attr("nick", subject_nick_);
@@ -240,12 +250,15 @@ std::optional<Room> Room::load(const Jid& jid, const Element& saved, Context& ct
   c.non_anonymous = truthy(saved.attr("non-anonymous"));
   c.change_subject = truthy(saved.attr("change-subject"));
   c.allow_invites = truthy(saved.attr("allow-invites"));
+  c.archiving =
+      saved.has_attr("archiving") ? truthy(saved.attr("archiving")) : ctx.archive_by_default;
   try {
     c.max_users = static_cast<std::uint32_t>(std::stoul(std::string(saved.attr("max-users"))));
   } catch (...) {
     return std::nullopt;
   }
   Room room(jid, std::move(c), ctx);
+  room.may_have_archive_ = true;
   if (auto secret = saved.attr("secret"); !secret.empty())
     room.secret_ = std::string(secret);
   else

@@ -145,13 +145,17 @@ void Room::groupchat(const Element& stanza, MucOccupant& sender) {
   Element m("message", stanza.ns());
   for (const auto& a : stanza.attrs())
     if (a.name != "to" && a.name != "from") m.set_attr(a.name, a.value);
+  const std::string room = jid_.bare_str();
   for (const auto* c : stanza.children()) {
     if (c->ns() == ns::kMucUser || c->ns() == ns::kOccupantId || c->is("delay", xml::ns::kDelay))
       continue;
+    // XEP-0359 §3.1: a stanza-id claiming to be the room's is the sender's invention.
+    if (c->is("stanza-id", ns::kSid) && c->attr("by") == room) continue;
     m.add_child(*c);
   }
-  m.set_attr("from", jid_.bare_str() + "/" + sender.room_nick);
+  m.set_attr("from", room + "/" + sender.room_nick);
   m.add_child("occupant-id", std::string(ns::kOccupantId)).set_attr("id", sender.occupant_id);
+  if (has_body || subject) archive(m, sender.room_nick);
   if (has_body) remember(m);
   broadcast_message(std::move(m));
 }

@@ -35,6 +35,9 @@ MucService::MucService(const core::MucConfig& config, std::string domain, Env en
   ctx_.limits.invites_per_stanza = config_.invitations_per_message;
   ctx_.limits.invites_per_minute = config_.invitations_per_minute;
   ctx_.limits.affiliations_by_invitation = config_.max_affiliations_by_invitation;
+  ctx_.archive = env_.archive;
+  ctx_.archive_query = env_.archive_query;
+  ctx_.archive_by_default = config_.archive_by_default;
 }
 
 MucService::~MucService() {
@@ -84,6 +87,11 @@ void MucService::persist(Room& room) {
   }
 }
 
+void MucService::erase(std::map<std::string, Room, std::less<>>::iterator it) {
+  if (env_.archive_drop && it->second.may_have_archive()) env_.archive_drop(it->second.jid());
+  rooms_.erase(it);
+}
+
 void MucService::shutdown() {
   for (auto& [id, request] : requests_)
     for (const auto& j : request.joins)
@@ -92,7 +100,11 @@ void MucService::shutdown() {
   requests_.clear();
   key_request_.clear();
   for (auto& [name, room] : rooms_) room.shutdown();
-  std::erase_if(rooms_, [](const auto& kv) { return !kv.second.config().persistent; });
+  for (auto it = rooms_.begin(); it != rooms_.end();) {
+    auto next = std::next(it);
+    if (!it->second.config().persistent) erase(it);
+    it = next;
+  }
 }
 
 void MucService::to_local(Element stanza) {
@@ -197,7 +209,7 @@ void MucService::room_stanza(Element stanza, const Jid& from, const Jid& to) {
   }
   Room& room = it->second;
   persist(room);
-  if (room.destroyed() || (room.empty() && !room.config().persistent)) rooms_.erase(it);
+  if (room.destroyed() || (room.empty() && !room.config().persistent)) erase(it);
 }
 
 void MucService::finish_join(const PendingJoin& join, bool verified, const std::string& did) {
@@ -219,6 +231,7 @@ void MucService::finish_join(const PendingJoin& join, bool verified, const std::
     if (!jid) return env_.send(xml::make_error_reply(join.stanza, StanzaError::kJidMalformed));
     RoomConfig config;
     config.max_users = config_.max_occupants;
+    config.archiving = config_.archive_by_default;
     it = rooms_.emplace(join.room, Room(*jid, config, ctx_)).first;
     it->second.set_affiliation(join.from.bare_str(), Affiliation::kOwner);
     created = true;
@@ -228,7 +241,7 @@ void MucService::finish_join(const PendingJoin& join, bool verified, const std::
   Room& room = it->second;
   room.presence(join.stanza, join.from, join.nick, JoinInfo{created, verified, did});
   persist(room);
-  if (room.empty() && !room.config().persistent) rooms_.erase(it);
+  if (room.empty() && !room.config().persistent) erase(it);
 }
 
 void MucService::refuse_join(const PendingJoin& join, const std::string& why) {

@@ -32,6 +32,12 @@ struct Env {
   std::function<bool(std::string_view)> is_local_domain;
   // Operator-facing log lines (identity checks, room creation); may be empty.
   std::function<void(const std::string&)> log;
+  // Room archives (Context::archive, Context::archive_query); unset: rooms archive nothing.
+  // `archive_drop` deletes the archive of a room that went away (destroyed, or temporary and
+  // left by its last occupant).
+  std::function<void(const core::Jid& room, ArchivedMessage)> archive;
+  std::function<void(const core::Jid& room, const xml::Element& iq)> archive_query;
+  std::function<void(const core::Jid& room)> archive_drop;
 };
 
 struct MucStats {
@@ -87,6 +93,8 @@ class MucService : public router::LocalHandler {
   void send_request(Request request, xml::Element payload);
   bool may_create(const core::Jid& from) const;
   void persist(Room& room);
+  // Removes a room that went away, with its archive.
+  void erase(std::map<std::string, Room, std::less<>>::iterator it);
 
   core::MucConfig config_;
   std::string domain_;

@@ -52,6 +52,9 @@ struct ArchiveEntry {
   std::string with_bare;     // the other party
   std::string with_full;     // the same with its resource, when it has one
   std::string stanza;        // the message as archived (jabber:client)
+  // A room's archive: kept whatever the owner (no account, no preferences); with_bare is
+  // the room, with_full the occupant JID that sent it.
+  bool room = false;
 };
 
 struct ArchiveFilter {
@@ -134,9 +137,9 @@ class Storage {
                                                    const std::string& username) = 0;
   virtual std::size_t offline_count(const std::string& domain, const std::string& username) = 0;
 
-  // Message archives. archive_append stores the entries (one transaction) of existing
-  // accounts whose preferences keep them (the account's prefs, else `default_mode`; "roster"
-  // asks the account's roster); returns how many were stored.
+  // Message archives. archive_append stores the entries (one transaction) of rooms, and of
+  // existing accounts whose preferences keep them (the account's prefs, else `default_mode`;
+  // "roster" asks the account's roster); returns how many were stored.
   virtual std::size_t archive_append(const std::vector<ArchiveEntry>& entries,
                                      const std::string& default_mode) = 0;
   virtual ArchivePage archive_query(const std::string& owner, const ArchiveFilter& filter) = 0;
@@ -146,6 +149,9 @@ class Storage {
   // Retention: removes entries archived before `before_us`, and the oldest of each archive
   // beyond `max_per_owner` entries (0 = no limit); returns how many went.
   virtual std::uint64_t archive_expire(std::int64_t before_us, std::uint64_t max_per_owner) = 0;
+  // Removes one archive (a room that went away) with its preferences; returns how many
+  // entries went.
+  virtual std::uint64_t archive_delete(const std::string& owner) = 0;
   virtual std::optional<ArchivePrefs> archive_prefs(const std::string& owner) = 0;
   virtual void archive_set_prefs(const std::string& owner, const ArchivePrefs& prefs) = 0;
   // Blocklists (XEP-0191): the account's blocked JIDs, sorted. blocklist_add ignores JIDs

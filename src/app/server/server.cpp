@@ -20,6 +20,7 @@
 #include "core/connection_gate.h"
 #include "core/version.h"
 #include "identity/credential.h"
+#include "im/archive.h"
 #include "im/im_service.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
@@ -201,6 +202,19 @@ muc::Env Server::room_env(const std::string& domain) {
   };
   env.is_local_domain = [this](std::string_view d) { return router_.is_user_domain(d); };
   env.log = [](const std::string& line) { spdlog::info("{}", line); };
+  if (config_.mam.enabled) {
+    // Room archives (XEP-0313): kept, queried and deleted by the archive of the IM service.
+    env.archive = [this](const core::Jid& room, muc::ArchivedMessage m) {
+      im_.archive().room_message(room.bare_str(), std::move(m.id), m.occupant, m.message);
+    };
+    env.archive_query = [this](const core::Jid& room, const xml::Element& iq) {
+      net::spawn_logged(io_.get_executor(), im_.archive().room_query(iq, room.bare_str()),
+                        "room archive query");
+    };
+    env.archive_drop = [this](const core::Jid& room) {
+      im_.archive().room_deleted(room.bare_str());
+    };
+  }
   return env;
 }
 

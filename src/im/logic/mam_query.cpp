@@ -93,6 +93,14 @@ std::variant<MamQuery, MamQueryError> parse_mam_query(const Element& query, std:
   return q;
 }
 
+std::optional<MamQueryError> room_with_error(const std::string& with, const std::string& room) {
+  if (with.empty()) return std::nullopt;
+  auto jid = core::Jid::parse(with);
+  if (jid && jid->bare_str() == room) return std::nullopt;
+  return MamQueryError{StanzaError::kFeatureNotImplemented,
+                       "In a room archive 'with' is an occupant JID (" + room + "/nick)"};
+}
+
 Element mam_query_form() {
   Element x("x", std::string(ns::kData));
   x.set_attr("type", "form");

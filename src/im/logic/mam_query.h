@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -27,6 +28,11 @@ struct MamQueryError {
 // `query` is the <query xmlns='urn:xmpp:mam:2'/> of an IQ set; pages are at most `max_page`.
 std::variant<MamQuery, MamQueryError> parse_mam_query(const xml::Element& query,
                                                       std::size_t max_page);
+
+// A room archive's 'with' (XEP-0313 on rooms): an occupant JID of the room
+// (room@service/nick, that occupant's messages) or the room itself (all); any other JID is
+// refused with <feature-not-implemented/>, since the archive does not know real JIDs.
+std::optional<MamQueryError> room_with_error(const std::string& with, const std::string& room);
 
 // <x xmlns='jabber:x:data' type='form'/> with the fields a query may use.
 xml::Element mam_query_form();

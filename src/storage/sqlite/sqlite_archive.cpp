@@ -89,6 +89,7 @@ std::size_t Archive::append(const std::vector<ArchiveEntry>& entries,
 
 bool Archive::keeps(const ArchiveEntry& e, const std::string& default_mode,
                     std::vector<Owner>& cache) {
+  if (e.room) return true;
   auto it = std::find_if(cache.begin(), cache.end(), [&](auto& c) { return c.name == e.owner; });
   if (it == cache.end()) {
     const bool exists = account_exists(e.owner);
@@ -224,9 +225,11 @@ void Archive::set_prefs(const std::string& owner, const ArchivePrefs& p) {
       .done();
 }
 
-void Archive::delete_owner(const std::string& owner) {
+std::uint64_t Archive::delete_owner(const std::string& owner) {
   delete_owner_.run().text(1, owner).done();
+  const auto removed = static_cast<std::uint64_t>(sqlite3_changes(db_.handle()));
   delete_prefs_.run().text(1, owner).done();
+  return removed;
 }
 
 }  // namespace waddle::storage::sqlite

@@ -68,8 +68,9 @@ class Archive {
   std::uint64_t expire(std::int64_t before_us, std::uint64_t max_per_owner);
   std::optional<ArchivePrefs> prefs(const std::string& owner);
   void set_prefs(const std::string& owner, const ArchivePrefs& prefs);
-  // Within the caller's transaction (an account removed).
-  void delete_owner(const std::string& owner);
+  // Within the caller's transaction (an account or a room removed); returns the entries
+  // removed.
+  std::uint64_t delete_owner(const std::string& owner);
 
  private:
   struct Owner {  // what one append learned about an archive's owner

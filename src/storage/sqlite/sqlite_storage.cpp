@@ -465,6 +465,12 @@ class SqliteStorage final : public Storage {
   std::uint64_t archive_expire(std::int64_t before_us, std::uint64_t max_per_owner) override {
     return archive_.expire(before_us, max_per_owner);
   }
+  std::uint64_t archive_delete(const std::string& owner) override {
+    Transaction tx(*db_);
+    const std::uint64_t removed = archive_.delete_owner(owner);
+    tx.commit();
+    return removed;
+  }
   std::optional<ArchivePrefs> archive_prefs(const std::string& owner) override {
     return archive_.prefs(owner);
   }

@@ -217,6 +217,7 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.muc.require_credential, d.muc.require_credential);
   EXPECT_EQ(c.muc.verify_with_home_server, d.muc.verify_with_home_server);
   EXPECT_EQ(c.muc.verify_timeout, d.muc.verify_timeout);
+  EXPECT_EQ(c.muc.archive_by_default, d.muc.archive_by_default);
   EXPECT_EQ(c.identity.enabled, d.identity.enabled);
   EXPECT_EQ(c.identity.credential_lifetime, d.identity.credential_lifetime);
   EXPECT_EQ(c.identity.key_file, d.identity.key_file);
@@ -233,7 +234,7 @@ TEST_F(ConfigTest, Muc_DomainsAndChecks) {
   EXPECT_EQ(c.hosted_domains(), std::vector<std::string>{"localhost"});
   c = parse_config(
       "[muc]\nsubdomain = \"rooms\"\nroom_creation = \"anyone\"\n"
-      "require_credential = true\nverify_timeout = \"3s\"\n"
+      "require_credential = true\nverify_timeout = \"3s\"\narchive_by_default = false\n"
       "rejoin_history_interval = 0\ninvitations_per_message = 2\n"
       "invitations_per_minute = 5\nmax_affiliations_by_invitation = 0\n"
       "[identity]\nenabled = false\ncredential_lifetime = \"1h\"\n"
@@ -243,6 +244,7 @@ TEST_F(ConfigTest, Muc_DomainsAndChecks) {
   EXPECT_EQ(c.muc.room_creation, "anyone");
   EXPECT_TRUE(c.muc.require_credential);
   EXPECT_EQ(c.muc.verify_timeout, Duration(std::chrono::seconds(3)));
+  EXPECT_FALSE(c.muc.archive_by_default);
   EXPECT_EQ(c.muc.rejoin_history_interval, Duration(0));
   EXPECT_EQ(c.muc.invitations_per_message, 2u);
   EXPECT_EQ(c.muc.invitations_per_minute, 5u);
@@ -348,6 +350,7 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "muc.require_credential",
                           "muc.verify_with_home_server",
                           "muc.verify_timeout",
+                          "muc.archive_by_default",
                           "identity.enabled",
                           "identity.credential_lifetime",
                           "identity.key_file"}) {

@@ -283,6 +283,8 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.csi("held");
   c2s.archive("archived", 3);
   c2s.archive_query("ok");
+  c2s.room_archive("archived", 2);
+  c2s.room_archive_query("error");
   c2s.spam_report("spam");
   c2s.blocked("inbound");
   c2s.blocklists_cached.inc();
@@ -331,6 +333,8 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_c2s_csi_stanzas_total{outcome=\"held\"} 1\n",
            "waddle_mam_messages_total{outcome=\"archived\"} 3\n",
            "waddle_mam_queries_total{result=\"ok\"} 1\n",
+           "waddle_muc_mam_messages_total{outcome=\"archived\"} 2\n",
+           "waddle_muc_mam_queries_total{result=\"error\"} 1\n",
            "waddle_spam_reports_total{reason=\"spam\"} 1\n",
            "waddle_blocked_stanzas_total{direction=\"inbound\"} 1\n",
            "waddle_blocklists_cached 1\n",

@@ -174,5 +174,32 @@ TEST_F(ArchiveTest, AccountRemovalTakesItsArchive) {
   EXPECT_FALSE(db_->archive_prefs(kOwner).has_value());
 }
 
+TEST_F(ArchiveTest, RoomArchivesAreKeptByOccupantAndDeletedWhole) {
+  const std::string room = "lobby@conference.example.test";
+  std::vector<ArchiveEntry> e{{room, "r1", 1, room, room + "/Alice", "<message/>"},
+                              {room, "r2", 2, room, room + "/Bob", "<message/>"},
+                              {"other@conference.example.test", "r3", 3,
+                               "other@conference.example.test", "x", "<message/>"}};
+  for (auto& entry : e) entry.room = true;
+  // No account of that name, and the account default says never: rooms keep them all.
+  EXPECT_EQ(db_->archive_append(e, "never"), 3u);
+  EXPECT_EQ(ids(db_->archive_query(room, {})), (std::vector<std::string>{"r1", "r2"}));
+  ArchiveFilter by_bob;
+  by_bob.with = room + "/Bob";
+  EXPECT_EQ(ids(db_->archive_query(room, by_bob)), (std::vector<std::string>{"r2"}));
+  ArchiveFilter whole;
+  whole.with = room;
+  EXPECT_EQ(ids(db_->archive_query(room, whole)).size(), 2u);
+  // Retention and the limit per archive apply to rooms as to accounts.
+  EXPECT_EQ(db_->archive_expire(0, 1), 1u);
+  EXPECT_EQ(ids(db_->archive_query(room, {})), (std::vector<std::string>{"r2"}));
+  EXPECT_EQ(db_->archive_expire(3, 0), 1u);
+  EXPECT_EQ(db_->archive_delete(room), 0u);
+  EXPECT_EQ(db_->archive_append(e, "never"), 3u);
+  EXPECT_EQ(db_->archive_delete(room), 2u);
+  EXPECT_TRUE(db_->archive_query(room, {}).items.empty());
+  EXPECT_EQ(db_->archive_query("other@conference.example.test", {}).items.size(), 1u);
+}
+
 }  // namespace
 }  // namespace waddle::storage

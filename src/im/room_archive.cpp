@@ -1,0 +1,63 @@
+// Room archives (XEP-0313 on rooms) kept by the server for its room services: the messages a
+// room hands over join the account archives' batches (one table, owner "room@service"), and
+// queries the room allowed are answered through the router, so that occupants on other
+// servers get their results over S2S like local ones.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <utility>
+
+#include "im/archive.h"
+#include "metrics/metrics.h"
+#include "net/worker.h"
+
+namespace waddle::im {
+namespace asio = boost::asio;
+using core::Jid;
+using xml::Element;
+
+void Archive::room_message(const std::string& room, std::string id, const std::string& occupant,
+                           const Element& message) {
+  if (!enabled_) return;
+  storage::ArchiveEntry entry{room, std::move(id), now_us(),
+                              room, occupant,      message.str(ns::kClient)};
+  entry.room = true;
+  append(std::move(entry));
+}
+
+asio::awaitable<void> Archive::room_query(Element iq, std::string room) {
+  auto from = Jid::parse(iq.attr("from"));
+  if (!from) co_return;
+  co_await answer(std::move(iq), std::move(room), std::move(*from), true);
+}
+
+void Archive::room_deleted(std::string room) {
+  if (!enabled_) return;
+  ctx_.spawn(drop(std::move(room)));
+}
+
+// What waits to be written goes first (it may hold the room's last messages), then the
+// archive is deleted: nothing of the room is left behind.
+asio::awaitable<void> Archive::drop(std::string room) {
+  Taken taken = take_pending();
+  const std::size_t count = taken.batch.size();
+  auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode,
+              owner = room](storage::Storage& st) {
+    const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
+    return std::make_pair(stored, st.archive_delete(owner));
+  };
+  std::pair<std::size_t, std::uint64_t> done;
+  try {
+    done = co_await ctx_.worker.run(std::move(job));
+  } catch (const std::exception& e) {
+    pending_bytes_ -= taken.bytes;
+    written(count, taken.rooms, std::nullopt);
+    spdlog::error("im: deleting the archive of {} failed: {}", room, e.what());
+    co_return;
+  }
+  pending_bytes_ -= taken.bytes;
+  written(count, taken.rooms, done.first);
+  if (done.second > 0 && ctx_.metrics) ctx_.metrics->room_archive("deleted", done.second);
+}
+
+}  // namespace waddle::im
