@@ -309,12 +309,13 @@ TEST_F(SqliteStorageTest, RosterVersion_MigratedFromVersion3) {
   ASSERT_EQ(
       sqlite3_exec(raw,
                    "DROP TABLE roster_versions; DROP TABLE blocklist; DROP TABLE spam_reports; "
-                   "DROP TABLE archive; DROP TABLE archive_prefs; PRAGMA user_version = 3",
+                   "DROP TABLE archive; DROP TABLE archive_prefs; DROP TABLE push_registrations; "
+                   "PRAGMA user_version = 3",
                    nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "6");
+  EXPECT_EQ(pragma("user_version"), "7");
   EXPECT_EQ(db_->roster_get("example.org", "juliet").size(), 1u);
   EXPECT_EQ(db_->roster_version("example.org", "juliet"), 0u);
   db_->roster_put("example.org", "juliet", item("nurse@example.net"));
@@ -408,10 +409,10 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "6");
+  EXPECT_EQ(pragma("user_version"), "7");
   EXPECT_EQ(pragma("journal_mode"), "wal");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "6");
+  EXPECT_EQ(pragma("user_version"), "7");
 }
 
 TEST_F(SqliteStorageTest, Did_SetReadClearAndUnknownAccount) {
