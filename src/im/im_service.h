@@ -49,6 +49,10 @@ class ImService : public router::LocalHandler {
   // Called when a bound session goes away, before it leaves the router: unavailable
   // presence is broadcast for it if it was available.
   void session_ended(router::LocalSession& session);
+  // Called when a session is bound to `full` or resumed (XEP-0198).
+  void session_bound(const core::Jid& full);
+  // Called when the account `bare` has been removed (XEP-0077 §3.2).
+  void account_removed(const core::Jid& bare);
 
  private:
   struct Impl;

@@ -346,21 +346,28 @@ struct C2sMetrics {
   // A stanza stopped by a blocklist (XEP-0191): "inbound" (from a JID the recipient blocks)
   // or "outbound" (sent by a user to a JID they block).
   void blocked(std::string_view direction) { blocked_stanzas.get({direction}).inc(); }
+  // XEP-0357 notifications: "sent" (an IQ to an app server), "answered" (its result came),
+  // "failed" (an error of another type), "disabled" (an error of type cancel or auth, or no
+  // answer within push.notify_timeout: the registration is removed), "coalesced" (due while
+  // one was in flight: folded into the next).
+  void push(std::string_view outcome) { push_notifications.get({outcome}).inc(); }
 
-  CounterFamily& write_limits;       // waddle_c2s_write_limit_total{reason}
-  CounterFamily& unwritten_stanzas;  // waddle_c2s_unwritten_stanzas_total{outcome}
-  CounterFamily& sm_events;          // waddle_c2s_stream_management_total{event}
-  CounterFamily& csi_stanzas;        // waddle_c2s_csi_stanzas_total{outcome}
-  CounterFamily& archive_messages;   // waddle_mam_messages_total{outcome}
-  CounterFamily& archive_queries;    // waddle_mam_queries_total{result}
-  CounterFamily& offline_refused;    // waddle_offline_messages_refused_total{reason}
-  Gauge& sessions_active;            // waddle_c2s_sessions_active
-  Counter& auth_failures;            // waddle_c2s_auth_failures_total
-  Counter& stanzas_received;         // waddle_c2s_stanzas_received_total
-  Counter& offline_stored;           // waddle_offline_messages_stored_total
-  CounterFamily& spam_reports;       // waddle_spam_reports_total{reason}
-  CounterFamily& blocked_stanzas;    // waddle_blocked_stanzas_total{direction}
-  Gauge& blocklists_cached;          // waddle_blocklists_cached
+  CounterFamily& write_limits;        // waddle_c2s_write_limit_total{reason}
+  CounterFamily& unwritten_stanzas;   // waddle_c2s_unwritten_stanzas_total{outcome}
+  CounterFamily& sm_events;           // waddle_c2s_stream_management_total{event}
+  CounterFamily& csi_stanzas;         // waddle_c2s_csi_stanzas_total{outcome}
+  CounterFamily& archive_messages;    // waddle_mam_messages_total{outcome}
+  CounterFamily& archive_queries;     // waddle_mam_queries_total{result}
+  CounterFamily& offline_refused;     // waddle_offline_messages_refused_total{reason}
+  Gauge& sessions_active;             // waddle_c2s_sessions_active
+  Counter& auth_failures;             // waddle_c2s_auth_failures_total
+  Counter& stanzas_received;          // waddle_c2s_stanzas_received_total
+  Counter& offline_stored;            // waddle_offline_messages_stored_total
+  CounterFamily& spam_reports;        // waddle_spam_reports_total{reason}
+  CounterFamily& blocked_stanzas;     // waddle_blocked_stanzas_total{direction}
+  Gauge& blocklists_cached;           // waddle_blocklists_cached
+  CounterFamily& push_notifications;  // waddle_push_notifications_total{outcome}
+  Gauge& push_registrations;          // waddle_push_registrations
 };
 
 // Connections refused when accepted (core/connection_gate.h), by listener ("c2s" or "s2s")
