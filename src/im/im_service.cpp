@@ -34,8 +34,7 @@ struct ImService::Impl {
   Roster roster{ctx};
   Subscriptions subscriptions{ctx, roster};
   Push push{ctx};
-  Offline offline{ctx,
-                  [this](const Jid& bare, const Element& m) { push.message_waiting(bare, m); }};
+  Offline offline{ctx, [this](const Jid& bare, const Element& m) { stored_offline(bare, m); }};
   Presence presence{ctx, subscriptions, offline};
   ServerIqs server_iqs{ctx, roster};
   Carbons carbons{ctx};
@@ -162,6 +161,14 @@ struct ImService::Impl {
   }
 
   void notify_if_away(const Jid& bare, const Element& stanza, bool again);
+
+  // XEP-0357: a message stored for an account, unless one of its clients is here to take it
+  // (a resource that became available while it was stored gets it at once).
+  void stored_offline(const Jid& bare, const Element& stanza) {
+    for (const auto* s : ctx.available(bare, true))
+      if (!s->hibernated()) return;
+    push.message_waiting(bare, stanza);
+  }
 };
 
 // XEP-0357: a message worth keeping that every session of `bare` keeps for a client that is

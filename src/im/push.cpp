@@ -65,7 +65,8 @@ void Push::message_waiting(const Jid& user, const Element& message) {
   ++a.summary.count;
   auto from = Jid::parse(message.attr("from"));
   a.summary.sender = from ? from->bare_str() : std::string();
-  a.summary.body = message.child_text("body");
+  // Kept only when it may be sent (a body can be as large as a stanza).
+  a.summary.body = ctx_.config.push.allow_body ? message.child_text("body") : std::string();
   if (a.loaded) return notify_all(account);
   if (a.loading) return;  // notified once the registrations are read
   a.loading = true;
@@ -192,7 +193,11 @@ asio::awaitable<void> Push::remove(Jid user, std::string jid, std::string node) 
 
 void Push::session_bound(const Jid& user) {
   auto it = accounts_.find(user.bare_str());
-  if (it != accounts_.end()) it->second.summary = {};
+  if (it == accounts_.end()) return;
+  it->second.summary = {};
+  // Without registrations the entry only held the count: read again when it is needed, so
+  // that what stays in memory is the accounts that use push or got messages while away.
+  if (it->second.loaded && !it->second.loading && it->second.regs.empty()) accounts_.erase(it);
 }
 
 void Push::account_removed(const Jid& user) {
