@@ -78,12 +78,14 @@ class Notification:
 
 class AppServer(Client):
     """A push app server: answers each notification with a result, an error of type cancel
-    ("cancel") or nothing ("silent"), and records it."""
+    ("cancel"), nothing ("silent"), or a result when the test says so ("later": held until
+    answer_held()), and records it."""
 
     def __init__(self, server, jid: str, answer: str = "result"):
         super().__init__(server, jid, PASSWORD)
         self.answer = answer
         self.notifications = Inbox(f"a push notification for {jid}")
+        self.held: list = []
         self.register_handler(Callback(
             "push publish", MatchXPath(f"{{{NS_CLIENT}}}iq/{{{NS_PUBSUB}}}pubsub"),
             self._on_publish))
@@ -100,6 +102,13 @@ class AppServer(Client):
             reply["error"]["type"] = "cancel"
             reply["error"]["condition"] = "item-not-found"
             reply.send()
+        elif self.answer == "later":
+            self.held.append(iq)
+
+    def answer_held(self) -> None:
+        for iq in self.held:
+            iq.reply(clear=True).send()
+        self.held.clear()
 
 
 async def app_server(server, jid: str = APP, answer: str = "result") -> AppServer:
@@ -194,6 +203,34 @@ def test_hibernated_phone_is_notified_then_resumes_with_every_message(users):
         await phone.expect_message(frm=f"{BOB}/desk", body="third")
         assert metric_sum(users, PUSH, outcome="sent") == 2
         assert app.notifications.items == []
+    run(body)
+
+
+def test_notifications_due_while_one_is_unanswered_coalesce_into_one(users):
+    async def body():
+        app = await app_server(users, answer="later")
+        alice = await login(users, f"{ALICE}/laptop", PASSWORD)
+        await enable(alice, APP, "n")
+        await alice.close()
+        bob = await login(users, f"{BOB}/desk", PASSWORD)
+        await await_sessions(users, 2)
+        bob.chat(ALICE, "m1")
+        n = await app.notifications.get()
+        assert n.summary == summary(1, BOB), n
+        for text in ("m2", "m3"):
+            bob.chat(ALICE, text)
+        await await_metric(users, STORED, 3)
+        await await_metric(users, PUSH, 2, outcome="coalesced")
+        assert app.notifications.items == []  # nothing more while the first is unanswered
+        app.answer_held()
+        n = await app.notifications.get()
+        assert n.summary == summary(3, BOB), n
+        app.answer_held()
+        await await_metric(users, PUSH, 2, outcome="answered")
+        assert metric_sum(users, PUSH, outcome="sent") == 2
+        alice = await login(users, f"{ALICE}/laptop", PASSWORD)
+        for text in ("m1", "m2", "m3"):
+            await alice.expect_message(frm=f"{BOB}/desk", body=text)
     run(body)
 
 
