@@ -35,7 +35,8 @@ asio::awaitable<void> Push::own_iq(Element iq, Jid from) {
   if (type != "get" && type != "set") co_return;
   auto cmd = logic::parse_push_command(iq);
   if (const auto* e = std::get_if<logic::PushCommandError>(&cmd)) {
-    ctx_.deliver_to(from, command_error(iq, *e));
+    const Element error = command_error(iq, *e);
+    ctx_.deliver_to(from, error);
     co_return;
   }
   std::string domain = from.domain(), user = from.local();
@@ -54,8 +55,10 @@ asio::awaitable<void> Push::own_iq(Element iq, Jid from) {
     };
     regs = co_await ctx_.worker.run(std::move(job));
   }
-  set_registrations(from.bare_str(), std::move(regs));
-  ctx_.deliver_to(from, xml::make_iq_result(iq));
+  const std::string account = from.bare_str();
+  set_registrations(account, std::move(regs));
+  const Element reply = xml::make_iq_result(iq);
+  ctx_.deliver_to(from, reply);
 }
 
 void Push::message_waiting(const Jid& user, const Element& message) {
@@ -75,20 +78,21 @@ void Push::message_waiting(const Jid& user, const Element& message) {
 
 asio::awaitable<void> Push::load(Jid user) {
   std::string domain = user.domain(), local = user.local();
+  const std::string account = user.str();
   auto job = [domain, local](storage::Storage& st) { return st.push_get(domain, local); };
   std::vector<PushRegistration> regs;
   try {
     regs = co_await ctx_.worker.run(std::move(job));
   } catch (...) {
-    if (auto it = accounts_.find(user.str()); it != accounts_.end()) it->second.loading = false;
+    if (auto it = accounts_.find(account); it != accounts_.end()) it->second.loading = false;
     throw;
   }
-  auto it = accounts_.find(user.str());
+  auto it = accounts_.find(account);
   if (it == accounts_.end()) co_return;  // the account was removed meanwhile
   it->second.loading = false;
   // A command answered meanwhile has set the registrations after its own change.
-  if (!it->second.loaded) set_registrations(user.str(), std::move(regs));
-  if (it->second.summary.count > 0) notify_all(user.str());
+  if (!it->second.loaded) set_registrations(account, std::move(regs));
+  notify_all(account);
 }
 
 void Push::set_registrations(const std::string& account, std::vector<PushRegistration> regs) {
@@ -157,6 +161,13 @@ void Push::finished(const std::string& id, Outcome outcome) {
   if (outcome == Outcome::kDisabled) {
     count("disabled");
     spdlog::info("im: push notifications of {} to {} (node {}) disabled", p.account, p.jid, p.node);
+    // Out of the cache at once (nothing more is sent to it), then out of storage.
+    if (auto a = accounts_.find(p.account); a != accounts_.end()) {
+      auto regs = a->second.regs;
+      std::erase_if(regs,
+                    [&p](const PushRegistration& r) { return r.jid == p.jid && r.node == p.node; });
+      set_registrations(p.account, std::move(regs));
+    }
     if (auto user = Jid::parse(p.account)) ctx_.spawn(remove(*user, p.jid, p.node));
     return;
   }
@@ -184,11 +195,12 @@ asio::awaitable<void> Push::expire(std::string id, std::shared_ptr<asio::steady_
 
 asio::awaitable<void> Push::remove(Jid user, std::string jid, std::string node) {
   std::string domain = user.domain(), local = user.local();
+  const std::string account = user.str();
   auto job = [domain, local, jid, node](storage::Storage& st) {
     return st.push_remove(domain, local, jid, node);
   };
   auto regs = co_await ctx_.worker.run(std::move(job));
-  if (accounts_.contains(user.str())) set_registrations(user.str(), std::move(regs));
+  if (accounts_.contains(account)) set_registrations(account, std::move(regs));
 }
 
 void Push::session_bound(const Jid& user) {
