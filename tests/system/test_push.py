@@ -7,8 +7,10 @@ urn:xmpp:push:summary form: the count of messages waiting and the last sender, t
 when the user opted in and the server allows it. The app servers here are plain slixmpp
 clients (this slixmpp has no XEP-0357 plugin: the commands are sent as raw XML payloads) that
 answer with a result, an error, or nothing, and record what they received. An app server on
-another Waddle is reached over S2S. Errors of type cancel and unanswered notifications end the
-registration; bad commands get the XEP's errors.
+another Waddle is reached over S2S. While a notification waits for its answer, the ones due
+meanwhile coalesce into one. Errors of type cancel (also an app server whose domain does not
+resolve) and unanswered notifications end the registration; bad commands get the XEP's errors.
+Where messages flow, every message sent reaches the user when they come back.
 
 Run: /usr/bin/python3 -m pytest tests/system/test_push.py -q
 """
