@@ -125,6 +125,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     if (open()) out_.deliver_shared(stanza, shared, to);
   }
 
+  bool hibernated() const override { return state_ == State::kHibernated; }
+
   void close_with(StreamError error, std::string_view text = {}) override {
     if (!open()) return;
     if (state_ == State::kHibernated) {  // no connection to write the error to
@@ -187,6 +189,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         break;
       case State::kBound:
         if (was == State::kAuthenticated && !resuming_) join_router();
+        ctx_.im.session_bound(jid_);  // bound or resumed: the user is back
         deadline_.cancel();
         if (ctx_.config.c2s.ping_interval.count() > 0)
           net::spawn_logged(idle_.get_executor(), watch_idle(shared_from_this()), "c2s idle");
@@ -646,6 +649,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     auto answer = co_await manage_own_account(ctx_, iq, domain_, sasl_.username(), remote_);
     deliver(answer.reply);
     if (!answer.removed) co_return;
+    ctx_.im.account_removed(jid_.bare());
     for (auto* s : ctx_.router.sessions_of(jid_.bare()))
       if (s != this) s->close_with(StreamError::kNotAuthorized, "Account removed");
     close_gracefully();

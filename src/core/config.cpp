@@ -785,6 +785,15 @@ void read_mam(Reader& r, const toml::table& t, MamConfig& c) {
   s.duration("cleanup_interval", c.cleanup_interval);
 }
 
+void read_push(Reader& r, const toml::table& t, PushConfig& c) {
+  Section s(r, t, "push",
+            {"enabled", "max_registrations_per_account", "allow_body", "notify_timeout"});
+  s.boolean("enabled", c.enabled);
+  s.integer("max_registrations_per_account", 1, 100, c.max_registrations_per_account);
+  s.boolean("allow_body", c.allow_body);
+  s.duration("notify_timeout", c.notify_timeout);
+}
+
 // Listeners that would collide at bind time are reported here, with the key that set them.
 void check_ports(const Reader& r, const Config& c) {
   if (c.c2s.enabled && c.c2s.direct_tls_port == c.c2s.port) {
@@ -862,7 +871,8 @@ Config parse_config(std::string_view text, const std::string& name) {
   Reader r(name);
   Config c;
   Section s(r, root, "",
-            {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity", "mam"});
+            {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity", "mam",
+             "push"});
   if (const auto* t = s.table("server")) read_server(r, *t, c.server);
   if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
   if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
@@ -873,6 +883,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   if (const auto* t = s.table("muc")) read_muc(r, *t, c.muc);
   if (const auto* t = s.table("identity")) read_identity(r, *t, c.identity);
   if (const auto* t = s.table("mam")) read_mam(r, *t, c.mam);
+  if (const auto* t = s.table("push")) read_push(r, *t, c.push);
   check_ports(r, c);
   c.warnings = r.take_warnings();
   for (const auto& d : c.server.domains) {

@@ -207,6 +207,15 @@ struct MamConfig {
   Duration cleanup_interval{std::chrono::hours(1)};  // how often retention and limits apply
 };
 
+// Push notifications (XEP-0357) for accounts whose clients are all away.
+struct PushConfig {
+  bool enabled = true;
+  std::uint32_t max_registrations_per_account = 5;  // the oldest is replaced beyond it
+  // Message bodies may be sent to app servers, to users who opted in (docs/clients.md).
+  bool allow_body = false;
+  Duration notify_timeout{std::chrono::seconds(30)};  // unanswered: the registration is disabled
+};
+
 struct Config {
   std::string source;  // file the config came from; empty = embedded default
   // Keys that are accepted but have no effect any more, as "FILE:LINE:COL: KEY: what to do";
@@ -222,6 +231,7 @@ struct Config {
   MucConfig muc;
   IdentityConfig identity;
   MamConfig mam;
+  PushConfig push;
 
   std::string storage_path() const;  // resolved sqlite path
   std::string identity_key_path() const;

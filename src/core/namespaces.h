@@ -73,6 +73,15 @@ inline constexpr std::string_view kReporting0 = "urn:xmpp:reporting:0";
 inline constexpr std::string_view kReporting0Spam = "urn:xmpp:reporting:reason:spam:0";
 inline constexpr std::string_view kReporting0Abuse = "urn:xmpp:reporting:reason:abuse:0";
 
+// Push notifications (XEP-0357): the commands, the summary form of a notification, and the
+// publish-options form (XEP-0060 §7.1.5) given at enable. kPushIncludeBody is Waddle's own
+// field of that form: the user's opt-in to message bodies in notifications (never forwarded).
+inline constexpr std::string_view kPush = "urn:xmpp:push:0";
+inline constexpr std::string_view kPushSummary = "urn:xmpp:push:summary";
+inline constexpr std::string_view kPubsubPublishOptions =
+    "http://jabber.org/protocol/pubsub#publish-options";
+inline constexpr std::string_view kPushIncludeBody = "urn:waddle:push:0#include-body";
+
 // Rooms (XEP-0045 and friends).
 inline constexpr std::string_view kMuc = "http://jabber.org/protocol/muc";
 inline constexpr std::string_view kMucUser = "http://jabber.org/protocol/muc#user";

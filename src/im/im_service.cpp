@@ -16,6 +16,7 @@
 #include "im/logic/mam_query.h"
 #include "im/offline.h"
 #include "im/presence.h"
+#include "im/push.h"
 #include "im/roster.h"
 #include "im/server_iq.h"
 #include "im/subscriptions.h"
@@ -32,7 +33,8 @@ struct ImService::Impl {
   Context ctx;
   Roster roster{ctx};
   Subscriptions subscriptions{ctx, roster};
-  Offline offline{ctx};
+  Push push{ctx};
+  Offline offline{ctx, [this](const Jid& bare, const Element& m) { stored_offline(bare, m); }};
   Presence presence{ctx, subscriptions, offline};
   ServerIqs server_iqs{ctx, roster};
   Carbons carbons{ctx};
@@ -71,6 +73,8 @@ struct ImService::Impl {
           return ctx.spawn(blocking.handle_command(std::move(stanza), *from));
         if ((to.empty() || to == from->bare_str()) && Archive::handles(stanza))
           return ctx.spawn(archive.own_iq(std::move(stanza), *from));
+        if ((to.empty() || to == from->bare_str()) && push.enabled() && Push::handles(stanza))
+          return ctx.spawn(push.own_iq(std::move(stanza), *from));
         if (to.empty() || to == from->bare_str())
           return ctx.spawn(server_iqs.own_account(std::move(stanza), *from));
         return ctx.route_from_user(std::move(stanza));
@@ -109,6 +113,12 @@ struct ImService::Impl {
     // XEP-0313: an archive is for its own account's clients only.
     if (Archive::handles(iq) && (iq.attr("type") == "get" || iq.attr("type") == "set"))
       return ctx.router.bounce(iq, StanzaError::kForbidden);
+    // XEP-0357: registrations are made by the account's own clients only.
+    if (push.enabled() && Push::handles(iq) &&
+        (iq.attr("type") == "get" || iq.attr("type") == "set"))
+      return ctx.router.bounce(iq, StanzaError::kForbidden);
+    // The answer of an app server to a push notification of this account.
+    if ((iq.attr("type") == "result" || iq.attr("type") == "error") && push.take_answer(iq)) return;
     ctx.spawn(server_iqs.to_account(std::move(iq), to));
   }
 
@@ -121,6 +131,7 @@ struct ImService::Impl {
       if (auto* s = ctx.router.find(to)) {
         s->deliver(stanza);
         if (copies) carbons.received(stanza, to.bare(), {s});
+        if (s->hibernated()) notify_if_away(to.bare(), stanza, again);
         return;
       }
       // §8.5.3.2.1: no such resource.
@@ -139,6 +150,7 @@ struct ImService::Impl {
     if (!targets.empty()) {
       for (auto* s : targets) s->deliver(stanza);
       if (copies) carbons.received(stanza, bare, targets);
+      notify_if_away(bare, stanza, again);
       return;
     }
     if (type == "headline") return;
@@ -147,7 +159,28 @@ struct ImService::Impl {
     if (!worth_keeping(stanza)) return;
     ctx.spawn(offline.store(std::move(stanza), std::move(bare), again));
   }
+
+  void notify_if_away(const Jid& bare, const Element& stanza, bool again);
+
+  // XEP-0357: a message stored for an account, unless one of its clients is here to take it
+  // (a resource that became available while it was stored gets it at once).
+  void stored_offline(const Jid& bare, const Element& stanza) {
+    for (const auto* s : ctx.available(bare, true))
+      if (!s->hibernated()) return;
+    push.message_waiting(bare, stanza);
+  }
 };
+
+// XEP-0357: a message worth keeping that every session of `bare` keeps for a client that is
+// away (XEP-0198, waiting to be resumed). Messages routed `again` were counted the first time.
+void ImService::Impl::notify_if_away(const Jid& bare, const Element& stanza, bool again) {
+  if (again || !worth_keeping(stanza)) return;
+  const auto sessions = ctx.router.sessions_of(bare);
+  if (sessions.empty()) return;
+  for (const auto* s : sessions)
+    if (!s->hibernated()) return;
+  push.message_waiting(bare, stanza);
+}
 
 ImService::ImService(const core::Config& config, router::Router& router,
                      net::Worker<storage::Storage>& worker, asio::any_io_executor executor,
@@ -168,6 +201,12 @@ void ImService::to_local_again(Element stanza) {
 }
 Archive& ImService::archive() {
   return impl_->archive;
+}
+void ImService::session_bound(const Jid& full) {
+  impl_->push.session_bound(full);
+}
+void ImService::account_removed(const Jid& bare) {
+  impl_->push.account_removed(bare);
 }
 void ImService::session_ended(router::LocalSession& s) {
   impl_->presence.session_ended(s);

@@ -53,6 +53,10 @@ class ImService : public router::LocalHandler {
   void session_ended(router::LocalSession& session);
   // The message archives (XEP-0313), which also keep the room services' archives.
   Archive& archive();
+  // Called when a session is bound to `full` or resumed (XEP-0198).
+  void session_bound(const core::Jid& full);
+  // Called when the account `bare` has been removed (XEP-0077 §3.2).
+  void account_removed(const core::Jid& bare);
 
  private:
   struct Impl;

@@ -84,6 +84,7 @@ asio::awaitable<void> Offline::store(Element stanza, Jid bare, bool again) {
     co_return;
   }
   if (ctx_.metrics) ctx_.metrics->offline_message_stored();
+  if (!again && stored_) stored_(bare, stanza);
   // A resource may have become available while we were storing.
   for (auto* s : ctx_.available(bare, true)) {
     if (s->priority >= 0) co_await deliver(s->jid());

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <functional>
 
 #include "core/jid.h"
 #include "im/context.h"
@@ -12,7 +13,9 @@ namespace waddle::im {
 
 class Offline {
  public:
-  explicit Offline(const Context& ctx) : ctx_(ctx) {}
+  // Told about each message stored that was not stored before (not `again`).
+  using Stored = std::function<void(const core::Jid& bare, const xml::Element& stanza)>;
+  Offline(const Context& ctx, Stored stored) : ctx_(ctx), stored_(std::move(stored)) {}
 
   // Stores a message for `bare`; bounces it when there is no such account or the store is
   // full. Delivers at once if a resource became available meanwhile.
@@ -24,6 +27,7 @@ class Offline {
 
  private:
   const Context& ctx_;
+  Stored stored_;
   // Bytes of stored-to-be messages handed to the storage worker and not yet written: a
   // sender faster than the disk would otherwise queue without bound (config
   // c2s.max_offline_pending).

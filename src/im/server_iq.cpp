@@ -93,6 +93,8 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
   // XEP-0313 §7 / XEP-0359 §6: the account's archive and the stanza ids it gives.
   if (!server && ctx_.config.mam.enabled)
     features.insert(features.end(), {ns::kMam, ns::kMamExtended, ns::kSid});
+  // XEP-0357 §4: the account's clients may register app servers.
+  if (!server && ctx_.config.push.enabled) features.push_back(ns::kPush);
   if (server) {
     features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline, ns::kCarbons});
     if (ctx_.config.c2s.allow_registration) features.push_back(ns::kRegister);

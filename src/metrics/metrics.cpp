@@ -516,7 +516,15 @@ C2sMetrics::C2sMetrics(Registry& r)
       blocklists_cached(r.gauge_family({.name = "waddle_blocklists_cached",
                                         .help = "Blocklists (XEP-0191) kept in memory: one per "
                                                 "account with client sessions."})
-                            .get({})) {}
+                            .get({})),
+      push_notifications(r.counter_family(
+          {.name = "waddle_push_notifications_total",
+           .help = "Push notifications (XEP-0357) to app servers, by what became of them.",
+           .labels = {"outcome"}})),
+      push_registrations(r.gauge_family({.name = "waddle_push_registrations",
+                                         .help = "Push registrations (XEP-0357) kept in memory: "
+                                                 "those of the accounts read since the start."})
+                             .get({})) {}
 
 ListenerMetrics::ListenerMetrics(Registry& r)
     : refused_total(r.counter_family(

@@ -352,6 +352,11 @@ struct C2sMetrics {
   // A stanza stopped by a blocklist (XEP-0191): "inbound" (from a JID the recipient blocks)
   // or "outbound" (sent by a user to a JID they block).
   void blocked(std::string_view direction) { blocked_stanzas.get({direction}).inc(); }
+  // XEP-0357 notifications: "sent" (an IQ to an app server), "answered" (its result came),
+  // "failed" (an error of another type), "disabled" (an error of type cancel or auth, or no
+  // answer within push.notify_timeout: the registration is removed), "coalesced" (due while
+  // one was in flight: folded into the next).
+  void push(std::string_view outcome) { push_notifications.get({outcome}).inc(); }
 
   CounterFamily& write_limits;           // waddle_c2s_write_limit_total{reason}
   CounterFamily& unwritten_stanzas;      // waddle_c2s_unwritten_stanzas_total{outcome}
@@ -369,6 +374,8 @@ struct C2sMetrics {
   CounterFamily& spam_reports;           // waddle_spam_reports_total{reason}
   CounterFamily& blocked_stanzas;        // waddle_blocked_stanzas_total{direction}
   Gauge& blocklists_cached;              // waddle_blocklists_cached
+  CounterFamily& push_notifications;     // waddle_push_notifications_total{outcome}
+  Gauge& push_registrations;             // waddle_push_registrations
 };
 
 // Connections refused when accepted (core/connection_gate.h), by listener ("c2s" or "s2s")

@@ -37,6 +37,9 @@ class LocalSession {
   }
   // Closes the stream with a stream error (e.g. <conflict/> when a new session takes over).
   virtual void close_with(core::StreamError error, std::string_view text = {}) = 0;
+  // Its connection is gone and it waits to be resumed (XEP-0198): what it is given is kept
+  // for the client, which does not see it now (push notifications, XEP-0357, tell it).
+  virtual bool hibernated() const { return false; }
 
   bool available = false;  // has sent available presence (RFC 6121 §4.2)
   int priority = 0;

@@ -92,6 +92,17 @@ struct SpamReport {
   friend bool operator==(const SpamReport&, const SpamReport&) = default;
 };
 
+// A push notification registration (XEP-0357 §5) of an account: the app server's JID and node,
+// the publish-options form to forward (serialized XML, empty = none), and whether the user
+// opted in to message bodies in notifications.
+struct PushRegistration {
+  std::string jid;
+  std::string node;
+  std::string options;
+  bool include_body = false;
+  friend bool operator==(const PushRegistration&, const PushRegistration&) = default;
+};
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -107,8 +118,8 @@ class Storage {
   // Links an ATProto DID to the account (empty = unlink); false when the account is absent.
   virtual bool set_did(const std::string& domain, const std::string& username,
                        const std::string& did) = 0;
-  // Removes the account with its roster, offline messages, blocklist and archive; false
-  // when absent.
+  // Removes the account with its roster, offline messages, blocklist, archive and push
+  // registrations; false when absent.
   virtual bool delete_account(const std::string& domain, const std::string& username) = 0;
   virtual std::vector<std::string> list_accounts(const std::string& domain) = 0;
 
@@ -165,6 +176,20 @@ class Storage {
   // Abuse reports (XEP-0377), kept for the operator; listed oldest first per domain.
   virtual void spam_report_add(const SpamReport& report) = 0;
   virtual std::vector<SpamReport> spam_reports(const std::string& domain) = 0;
+
+  // Push registrations (XEP-0357), oldest first. push_put adds `reg`, replacing one with the
+  // same jid and node (the new one is then the newest), and removes the oldest beyond `max`;
+  // push_remove removes those of `jid` (of `node` only, when not empty). Both return the
+  // account's registrations afterwards.
+  virtual std::vector<PushRegistration> push_get(const std::string& domain,
+                                                 const std::string& username) = 0;
+  virtual std::vector<PushRegistration> push_put(const std::string& domain,
+                                                 const std::string& username,
+                                                 const PushRegistration& reg, std::size_t max) = 0;
+  virtual std::vector<PushRegistration> push_remove(const std::string& domain,
+                                                    const std::string& username,
+                                                    const std::string& jid,
+                                                    const std::string& node) = 0;
 
   // Persistent chat rooms (XEP-0045) of a room service: saved state as text, by room name.
   virtual void room_put(const std::string& service, const std::string& name,

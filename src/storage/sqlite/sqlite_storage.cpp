@@ -21,6 +21,7 @@
 
 #include "storage/sqlite/sqlite_archive.h"
 #include "storage/sqlite/sqlite_db.h"
+#include "storage/sqlite/sqlite_push.h"
 #include "storage/storage.h"
 
 namespace waddle::storage {
@@ -120,6 +121,7 @@ CREATE TABLE roster_versions (
 )sql"},
     {6, sqlite::kArchiveSchema},
     {7, sqlite::kArchiveRowIds},
+    {8, sqlite::kPushSchema},
 };
 
 std::int64_t now_unix() {
@@ -271,7 +273,8 @@ class SqliteStorage final : public Storage {
         report_select_(*db_,
                        "SELECT username, jid, reason, text, reported_at FROM spam_reports "
                        "WHERE domain = ? ORDER BY id"),
-        archive_(*db_) {}
+        archive_(*db_),
+        push_(*db_) {}
 
   bool create_account(const Account& a) override {
     Transaction tx(*db_);
@@ -334,6 +337,7 @@ class SqliteStorage final : public Storage {
     offline_delete_all_.run().text(1, domain).text(2, username).done();
     block_delete_all_.run().text(1, domain).text(2, username).done();
     archive_.delete_owner(username + "@" + domain);
+    push_.delete_owner(domain, username);
     tx.commit();
     return true;
   }
@@ -512,6 +516,20 @@ class SqliteStorage final : public Storage {
     tx.commit();
   }
 
+  std::vector<PushRegistration> push_get(const std::string& domain,
+                                         const std::string& username) override {
+    return push_.get(domain, username);
+  }
+  std::vector<PushRegistration> push_put(const std::string& domain, const std::string& username,
+                                         const PushRegistration& reg, std::size_t max) override {
+    return push_.put(domain, username, reg, max);
+  }
+  std::vector<PushRegistration> push_remove(const std::string& domain, const std::string& username,
+                                            const std::string& jid,
+                                            const std::string& node) override {
+    return push_.remove(domain, username, jid, node);
+  }
+
   void spam_report_add(const SpamReport& r) override {
     report_insert_.run()
         .text(1, r.domain)
@@ -609,6 +627,7 @@ class SqliteStorage final : public Storage {
   Statement report_insert_;
   Statement report_select_;
   sqlite::Archive archive_;
+  sqlite::Push push_;
 };
 
 }  // namespace

@@ -223,6 +223,30 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.identity.key_file, d.identity.key_file);
 }
 
+TEST_F(ConfigTest, Push_DefaultsValuesAndBounds) {
+  Config c = parse_config("", "w.toml");
+  EXPECT_TRUE(c.push.enabled);
+  EXPECT_EQ(c.push.max_registrations_per_account, 5u);
+  EXPECT_FALSE(c.push.allow_body);
+  EXPECT_EQ(c.push.notify_timeout, Duration(std::chrono::seconds(30)));
+  c = parse_config(
+      "[push]\nenabled = false\nmax_registrations_per_account = 1\nallow_body = true\n"
+      "notify_timeout = \"5s\"\n",
+      "w.toml");
+  EXPECT_FALSE(c.push.enabled);
+  EXPECT_EQ(c.push.max_registrations_per_account, 1u);
+  EXPECT_TRUE(c.push.allow_body);
+  EXPECT_EQ(c.push.notify_timeout, Duration(std::chrono::seconds(5)));
+  EXPECT_NE(error_of("[push]\nmax_registrations_per_account = 0\n")
+                .find("push.max_registrations_per_account"),
+            std::string::npos);
+  EXPECT_NE(error_of("[push]\nmax_registrations_per_account = 101\n")
+                .find("push.max_registrations_per_account"),
+            std::string::npos);
+  EXPECT_NE(error_of("[push]\ninclude_body = true\n").find("push.include_body: unknown key"),
+            std::string::npos);
+}
+
 TEST_F(ConfigTest, Muc_DomainsAndChecks) {
   Config c = parse_config("[server]\ndomains = [\"a.example\", \"b.example\"]\n", "w.toml");
   EXPECT_EQ(c.muc_domain("a.example"), "conference.a.example");
@@ -289,6 +313,10 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "mam.max_messages_per_account",
                           "mam.max_page_size",
                           "mam.cleanup_interval",
+                          "push.enabled",
+                          "push.max_registrations_per_account",
+                          "push.allow_body",
+                          "push.notify_timeout",
                           "c2s.limits.max_stanza_size",
                           "c2s.limits.max_depth",
                           "c2s.limits.max_attributes",

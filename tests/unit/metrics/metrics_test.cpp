@@ -288,6 +288,8 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.spam_report("spam");
   c2s.blocked("inbound");
   c2s.blocklists_cached.inc();
+  c2s.push("sent");
+  c2s.push_registrations.inc();
 }
 
 TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
@@ -338,6 +340,8 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_spam_reports_total{reason=\"spam\"} 1\n",
            "waddle_blocked_stanzas_total{direction=\"inbound\"} 1\n",
            "waddle_blocklists_cached 1\n",
+           "waddle_push_notifications_total{outcome=\"sent\"} 1\n",
+           "waddle_push_registrations 1\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nnot in:\n" << text;
   }

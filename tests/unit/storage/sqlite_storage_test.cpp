@@ -309,12 +309,13 @@ TEST_F(SqliteStorageTest, RosterVersion_MigratedFromVersion3) {
   ASSERT_EQ(
       sqlite3_exec(raw,
                    "DROP TABLE roster_versions; DROP TABLE blocklist; DROP TABLE spam_reports; "
-                   "DROP TABLE archive; DROP TABLE archive_prefs; PRAGMA user_version = 3",
+                   "DROP TABLE archive; DROP TABLE archive_prefs; DROP TABLE push_registrations; "
+                   "PRAGMA user_version = 3",
                    nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "7");
+  EXPECT_EQ(pragma("user_version"), "8");
   EXPECT_EQ(db_->roster_get("example.org", "juliet").size(), 1u);
   EXPECT_EQ(db_->roster_version("example.org", "juliet"), 0u);
   db_->roster_put("example.org", "juliet", item("nurse@example.net"));
@@ -408,11 +409,11 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "7");
+  EXPECT_EQ(pragma("user_version"), "8");
   EXPECT_EQ(pragma("journal_mode"), "wal");
   EXPECT_EQ(pragma("page_size"), "16384");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "7");
+  EXPECT_EQ(pragma("user_version"), "8");
 }
 
 TEST_F(SqliteStorageTest, Did_SetReadClearAndUnknownAccount) {
@@ -501,7 +502,8 @@ TEST_F(SqliteStorageTest, NotADatabase_Throws) {
 namespace waddle::storage {
 namespace {
 
-// Version 6 created the archive with AUTOINCREMENT; version 7 rebuilds it with plain row ids.
+// Version 6 created the archive with AUTOINCREMENT; version 7 rebuilds it with plain row ids
+// (and later steps run after it).
 // Every message keeps its stanza id and its place, and new ones come after them.
 TEST_F(SqliteStorageTest, Archive_MigratedFromVersion6KeepsIdsAndOrder) {
   Account a;
@@ -527,13 +529,14 @@ ALTER TABLE v6 RENAME TO archive;
 CREATE INDEX archive_owner ON archive (owner, id);
 CREATE INDEX archive_with ON archive (owner, with_bare, id);
 CREATE UNIQUE INDEX archive_sid ON archive (sid);
+DROP TABLE push_registrations;
 PRAGMA user_version = 6;
 )sql",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "7");
+  EXPECT_EQ(pragma("user_version"), "8");
   ASSERT_EQ(db_->archive_append({entry("00")}, "always"), 1u);
   ArchiveFilter all;
   all.max = 10;
