@@ -20,6 +20,7 @@
 #include "metrics/metrics.h"
 #include "net/listen.h"
 #include "net/tls.h"
+#include "router/flow.h"
 #include "router/router.h"
 #include "sasl/scram.h"
 #include "storage/storage.h"
@@ -72,6 +73,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         direct_tls_(direct_tls),
         deadline_(socket.get_executor()),
         idle_(socket.get_executor()),
+        paced_(socket.get_executor()),
         stream_(std::make_shared<stream::XmlStream>(
             std::move(socket), ctx.tls,
             stream::before_authentication(stream::client_parser_limits(ctx.config), ctx.config))),
@@ -84,6 +86,15 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
 
   asio::awaitable<void> run() {
     auto self = shared_from_this();
+    // A queue that cannot keep up with this client's stanzas (the archive's storage thread)
+    // holds it back: its stream is read no further until that has caught up. Only briefly: a
+    // link still being set up refuses its stanzas instead, as a client that is not read cannot
+    // answer pings.
+    flow_ = std::make_shared<router::Flow>(
+        [weak = weak_from_this()] {
+          if (auto s = weak.lock()) s->paced_.cancel();
+        },
+        router::Wait::kBrief);
     stream_->set_write_limits(
         {ctx_.config.c2s_write_queue(), ctx_.config.c2s.limits.write_stall_timeout},
         [weak = weak_from_this()](stream::WriteLimit why) {
@@ -196,6 +207,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         break;
       case State::kHibernated:
         idle_.cancel();
+        paced_.cancel();
         stream_->close();
         out_.detach();
         if (ctx_.metrics) ctx_.metrics->stream_management("hibernated");
@@ -208,6 +220,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       case State::kEnded:
         deadline_.cancel();
         idle_.cancel();
+        paced_.cancel();
         forget_resumption();
         if (was == State::kBound || was == State::kHibernated) leave_router();
         if (next == State::kClosing) {
@@ -220,6 +233,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       case State::kMoved:  // resumed on another connection, which is this session now
         deadline_.cancel();
         idle_.cancel();
+        paced_.cancel();
         stream_->close();
         break;
     }
@@ -357,6 +371,17 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         spdlog::error("c2s {}: internal error: {}", remote_, e.what());
         close_with(StreamError::kInternalServerError);
       }
+      co_await wait_while_paced();
+    }
+  }
+
+  // Backpressure, never loss: reading waits until every queue this client filled has
+  // drained (Flow's resume cancels the timer), or the session ends (enter() cancels it).
+  asio::awaitable<void> wait_while_paced() {
+    while (flow_->paused() && open() && !stream_->closed()) {
+      paced_.expires_at(asio::steady_timer::time_point::max());
+      boost::system::error_code ec;
+      co_await paced_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
   }
 
@@ -641,6 +666,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       co_await manage_account(el);
       co_return;
     }
+    router::Flow::Scope source(*flow_);
     ctx_.im.from_client(std::move(el));
   }
 
@@ -657,8 +683,10 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
 
   C2sContext& ctx_;
   const bool direct_tls_;
-  asio::steady_timer deadline_;  // the handshake deadline, until bound
-  asio::steady_timer idle_;      // watch_idle, once bound
+  asio::steady_timer deadline_;         // the handshake deadline, until bound
+  asio::steady_timer idle_;             // watch_idle, once bound
+  asio::steady_timer paced_;            // reading held back by a full queue (wait_while_paced)
+  std::shared_ptr<router::Flow> flow_;  // this client as a source of routed stanzas
   std::shared_ptr<stream::XmlStream> stream_;
   stream::EventReader reader_;
   const std::string remote_;

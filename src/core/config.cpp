@@ -776,13 +776,14 @@ void read_identity(Reader& r, const toml::table& t, IdentityConfig& c) {
 void read_mam(Reader& r, const toml::table& t, MamConfig& c) {
   Section s(r, t, "mam",
             {"enabled", "default", "retention", "max_messages_per_account", "max_page_size",
-             "cleanup_interval"});
+             "cleanup_interval", "max_pending"});
   s.boolean("enabled", c.enabled);
   s.choice("default", {"always", "roster", "never"}, c.default_mode);
   s.duration_or_zero("retention", c.retention);
   s.integer("max_messages_per_account", 0, std::uint64_t{1} << 40, c.max_messages_per_account);
   s.integer("max_page_size", 1, 10'000, c.max_page_size);
   s.duration("cleanup_interval", c.cleanup_interval);
+  s.integer("max_pending", 10, 1'000'000, c.max_pending);
 }
 
 void read_push(Reader& r, const toml::table& t, PushConfig& c) {

@@ -205,6 +205,9 @@ struct MamConfig {
   std::uint64_t max_messages_per_account = 0;  // the oldest beyond it are removed; 0 = no limit
   std::uint32_t max_page_size = 250;           // larger requests get this many
   Duration cleanup_interval{std::chrono::hours(1)};  // how often retention and limits apply
+  // Archive copies waiting for the storage thread (with at most 8 MiB): past half of it their
+  // senders are read more slowly; past it, copies are not kept.
+  std::uint32_t max_pending = 20'000;
 };
 
 // Push notifications (XEP-0357) for accounts whose clients are all away.

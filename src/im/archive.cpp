@@ -27,7 +27,6 @@ namespace {
 // Entries waiting for (or being written by) the storage thread, at most, in count and in
 // bytes: past either the archive copy of a message is not kept (the message itself is
 // delivered) rather than the server holding what the disk cannot take.
-constexpr std::size_t kMaxPending = 20'000;
 constexpr std::uint64_t kMaxPendingBytes = 8 * 1024 * 1024;
 
 }  // namespace
@@ -123,7 +122,10 @@ Element fin(const Element& iq, const storage::ArchivePage& page) {
 }  // namespace
 
 Archive::Archive(const Context& ctx)
-    : ctx_(ctx), enabled_(ctx.config.mam.enabled), cleanup_(ctx.executor) {}
+    : ctx_(ctx),
+      enabled_(ctx.config.mam.enabled),
+      max_pending_(ctx.config.mam.max_pending),
+      cleanup_(ctx.executor) {}
 
 void Archive::incoming(Element& message, const Jid& from, const Jid& owner, bool again) {
   if (again) return;  // archived (and stamped) the first time
@@ -148,7 +150,7 @@ void Archive::outgoing(const Element& message, const Jid& from) {
 
 void Archive::append(storage::ArchiveEntry entry) {
   const std::uint64_t size = entry.stanza.size() + 128;
-  if (pending_.size() >= kMaxPending ||
+  if (pending_.size() >= max_pending_ ||
       (pending_bytes_ > 0 && pending_bytes_ + size > kMaxPendingBytes)) {
     if (ctx_.metrics) {
       if (entry.room)
@@ -158,10 +160,17 @@ void Archive::append(storage::ArchiveEntry entry) {
     }
     return;
   }
+  // Past half of either bound, the stanza's source (a client, an inbound server stream, a
+  // room's work) is read more slowly until the storage thread has caught up: pacing, not loss.
+  // A source that cannot wait (a timer's work) goes on, up to the bounds.
+  if (pending_.size() >= max_pending_ / 2 || pending_bytes_ + size > kMaxPendingBytes / 2) {
+    if (router::Flow::slow_down(congestion_, router::Wait::kBrief) && ctx_.metrics)
+      ctx_.metrics->archive_paced_source();
+  }
   pending_bytes_ += size;
   // A new batch starts with room for as many as the last one had, not growing entry by entry.
   if (pending_.capacity() == 0)
-    pending_.reserve(std::clamp<std::size_t>(last_batch_, 16, kMaxPending));
+    pending_.reserve(std::clamp<std::size_t>(last_batch_, 1, max_pending_));
   pending_.push_back(std::move(entry));
   if (writing_) return;
   writing_ = true;
@@ -184,6 +193,8 @@ asio::awaitable<void> Archive::write_batches() {
       written(count, taken.rooms, std::nullopt);
     }
     pending_bytes_ -= taken.bytes;
+    if (pending_.size() < max_pending_ / 2 && pending_bytes_ <= kMaxPendingBytes / 2)
+      congestion_.relieve();  // the sources held back go on
   }
   writing_ = false;
 }

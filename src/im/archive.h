@@ -17,6 +17,7 @@
 
 #include "core/jid.h"
 #include "im/context.h"
+#include "router/flow.h"
 #include "storage/storage.h"
 #include "xml/element.h"
 
@@ -78,10 +79,12 @@ class Archive {
 
   const Context& ctx_;
   const bool enabled_;
+  const std::size_t max_pending_;               // [mam] max_pending
   std::vector<storage::ArchiveEntry> pending_;  // not yet handed to the storage thread
   std::uint64_t pending_bytes_ = 0;             // those and the batches being written
   std::size_t last_batch_ = 0;                  // entries in the batch written last
   bool writing_ = false;
+  router::Congestion congestion_;  // the sources waiting for the storage thread to catch up
   boost::asio::steady_timer cleanup_;
   bool stopped_ = false;
 };

@@ -6,9 +6,12 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio.hpp>
+#include <memory>
+#include <optional>
 
 #include "metrics/metrics.h"
 #include "net/worker.h"
+#include "router/flow.h"
 #include "router/handling.h"
 #include "xml/stanza.h"
 
@@ -28,6 +31,18 @@ bool exempt(const Jid& other, const Jid& user) {
   return other.local() == user.local();
 }
 
+// A stanza that waited for its blocklist is routed as coming from where it was read (a
+// client, a server stream), so that a queue it fills holds that source back.
+class SourceScope {
+ public:
+  explicit SourceScope(const std::shared_ptr<router::Flow>& source) {
+    if (source) scope_.emplace(*source);
+  }
+
+ private:
+  std::optional<router::Flow::Scope> scope_;
+};
+
 }  // namespace
 
 void Blocking::count() const {
@@ -43,10 +58,11 @@ bool Blocking::screen_inbound(Element& stanza, const Jid& from, const Jid& to, b
     return true;
   }
   if (it == cache_.end() && !needs_reading(stanza, to)) return false;
-  auto waiter = [this, stanza = std::move(stanza), from, again,
-                 hold = router::Handling::hold()](const logic::Blocklist& list) mutable {
+  auto waiter = [this, stanza = std::move(stanza), from, again, hold = router::Handling::hold(),
+                 source = router::Flow::carry()](const logic::Blocklist& list) mutable {
     if (list.blocks(from)) return refuse_inbound(stanza);
     router::Handling::Resume resume(hold);
+    SourceScope routing(source);
     inbound_(std::move(stanza), again);
   };
   with_list(to.bare(), std::move(waiter));
@@ -67,10 +83,13 @@ bool Blocking::screen_outbound(Element& stanza, const Jid& from) {
     refuse_outbound(stanza, from);
     return true;
   }
+  hold_source(e);
   e.waiting.push_back([this, stanza = std::move(stanza), from, to = *to,
-                       hold = router::Handling::hold()](const logic::Blocklist& list) mutable {
+                       hold = router::Handling::hold(),
+                       source = router::Flow::carry()](const logic::Blocklist& list) mutable {
     if (list.blocks(to)) return refuse_outbound(stanza, from);
     router::Handling::Resume resume(hold);
+    SourceScope routing(source);
     outbound_(std::move(stanza), false);
   });
   return true;
@@ -123,6 +142,7 @@ void Blocking::with_list(const Jid& user, Waiter then) {
     if (ctx_.router.sessions_of(user).empty()) return ctx_.spawn(load(user, std::move(then)));
     it = start_loading(user);
   }
+  hold_source(it->second);
   it->second.waiting.push_back(std::move(then));
 }
 
@@ -164,6 +184,7 @@ void Blocking::settle(const Jid& user, std::optional<logic::Blocklist> list, boo
   if (e.loaded && !authoritative) return;
   std::vector<Waiter> waiting = std::move(e.waiting);
   e.waiting.clear();
+  std::unique_ptr<router::Congestion> loading = std::move(e.loading);
   logic::Blocklist known = list ? *list : logic::Blocklist();
   if (list && !ctx_.router.sessions_of(user).empty()) {
     e.list = std::move(*list);
@@ -173,6 +194,14 @@ void Blocking::settle(const Jid& user, std::optional<logic::Blocklist> list, boo
     count();
   }
   for (auto& w : waiting) w(known);
+  if (loading) loading->relieve();  // their sources read on
+}
+
+// The source of the stanza being held (if it can wait) reads no further until the list is
+// known: what it sends meanwhile is routed in order once it is, not piled up here first.
+void Blocking::hold_source(Entry& e) {
+  if (!e.loading) e.loading = std::make_unique<router::Congestion>();
+  router::Flow::slow_down(*e.loading, router::Wait::kBrief);
 }
 
 // Accounts without sessions: only what could be stored, answered or acted upon is checked

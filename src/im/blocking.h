@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,7 @@
 #include "core/jid.h"
 #include "im/context.h"
 #include "im/logic/blocklist.h"
+#include "router/flow.h"
 #include "router/router.h"
 #include "storage/storage.h"
 #include "xml/element.h"
@@ -56,6 +58,8 @@ class Blocking {
     logic::Blocklist list;
     bool loaded = false;
     std::vector<Waiter> waiting;  // stanzas held while the list is read
+    // Their sources (a client pipelining, a server stream), read no further until it is.
+    std::unique_ptr<router::Congestion> loading;
     // Sessions that asked for the list (§3.2), which get the pushes.
     std::map<core::Jid, router::LocalSession*> interested;
   };
@@ -73,6 +77,7 @@ class Blocking {
   void loaded(const core::Jid& user, bool read_ok, const std::vector<std::string>& jids,
               const Waiter& then);
   void settle(const core::Jid& user, std::optional<logic::Blocklist> list, bool authoritative);
+  void hold_source(Entry& e);
   boost::asio::awaitable<void> evict(core::Jid user);
   void count() const;  // the waddle_blocklists_cached gauge
   bool needs_reading(const xml::Element& stanza, const core::Jid& to) const;

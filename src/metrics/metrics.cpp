@@ -501,6 +501,12 @@ C2sMetrics::C2sMetrics(Registry& r)
       stanzas_received(r.counter_family({.name = "waddle_c2s_stanzas_received_total",
                                          .help = "Stanzas received from clients."})
                            .get({})),
+      archive_paced(
+          r.counter_family({.name = "waddle_mam_paced_total",
+                            .help = "Messages archived while the storage thread was behind whose "
+                                    "source (an inbound server stream, a room) was read more "
+                                    "slowly until it caught up."})
+              .get({})),
       offline_stored(r.counter_family({.name = "waddle_offline_messages_stored_total",
                                        .help = "Messages stored for offline delivery."})
                          .get({})),

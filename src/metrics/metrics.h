@@ -339,6 +339,9 @@ struct C2sMetrics {
   void archive(std::string_view outcome, std::uint64_t n = 1) {
     archive_messages.get({outcome}).inc(n);
   }
+  // A message archived while the storage thread was behind, whose source (an inbound server
+  // stream, a room's work) was asked to wait.
+  void archive_paced_source() { archive_paced.inc(); }
   // An archive query answered: "ok" or "error".
   void archive_query(std::string_view result) { archive_queries.get({result}).inc(); }
   // XEP-0313 room archives: "archived", "dropped" (the storage thread too far behind, or
@@ -370,6 +373,7 @@ struct C2sMetrics {
   Gauge& sessions_active;                // waddle_c2s_sessions_active
   Counter& auth_failures;                // waddle_c2s_auth_failures_total
   Counter& stanzas_received;             // waddle_c2s_stanzas_received_total
+  Counter& archive_paced;                // waddle_mam_paced_total
   Counter& offline_stored;               // waddle_offline_messages_stored_total
   CounterFamily& spam_reports;           // waddle_spam_reports_total{reason}
   CounterFamily& blocked_stanzas;        // waddle_blocked_stanzas_total{direction}

@@ -24,9 +24,10 @@ Flow::Scope::~Scope() {
   current = outer_;
 }
 
-bool Flow::slow_down(Congestion& congestion) {
+bool Flow::slow_down(Congestion& congestion, Wait wait) {
   Flow* flow = current;
   if (!flow) return false;
+  if (wait == Wait::kLong && flow->longest_ == Wait::kBrief) return false;
   std::shared_ptr<Flow> self = flow->weak_from_this().lock();
   if (!self) return false;  // not owned by a shared_ptr: it could not be woken
   const bool already = std::any_of(congestion.waiting_.begin(), congestion.waiting_.end(),

@@ -37,12 +37,19 @@ class Congestion {
   std::vector<std::weak_ptr<Flow>> waiting_;
 };
 
-// One source of routed stanzas that can wait (an inbound server stream).
+// How long a queue may make its source wait: until a remote server answers (kLong: seconds,
+// a link being set up) or only until local work catches up (kBrief: the storage thread).
+enum class Wait { kLong, kBrief };
+
+// One source of routed stanzas that can wait (an inbound server stream; a client session,
+// for brief waits only: a client that cannot be read cannot answer pings either).
 class Flow : public std::enable_shared_from_this<Flow> {
  public:
   // `on_resume` runs when the last congestion holding the source back is relieved (from
-  // inside the queue's code: it should only schedule the work).
-  explicit Flow(std::function<void()> on_resume) : on_resume_(std::move(on_resume)) {}
+  // inside the queue's code: it should only schedule the work). `longest`: the longest wait
+  // this source accepts.
+  explicit Flow(std::function<void()> on_resume, Wait longest = Wait::kLong)
+      : on_resume_(std::move(on_resume)), longest_(longest) {}
   Flow(const Flow&) = delete;
   Flow& operator=(const Flow&) = delete;
 
@@ -61,8 +68,9 @@ class Flow : public std::enable_shared_from_this<Flow> {
   };
 
   // Called by a queue over its limit while a stanza is routed: the stanza's source waits for
-  // `congestion` (true), or there is no source that can wait (false: refuse the stanza).
-  static bool slow_down(Congestion& congestion);
+  // `congestion` (true), or there is no source that can wait as long as `wait` (false:
+  // refuse the stanza).
+  static bool slow_down(Congestion& congestion, Wait wait = Wait::kLong);
 
   // Work that the stanza being routed leaves to be routed later (a room posts its answers):
   // the current source (or null outside a scope), to route that work in a Scope of its own.
@@ -78,6 +86,7 @@ class Flow : public std::enable_shared_from_this<Flow> {
   std::size_t holds_ = 0;    // congestions this source waits for
   std::size_t pending_ = 0;  // carry() pointers alive
   std::function<void()> on_resume_;
+  Wait longest_;
 };
 
 }  // namespace waddle::router

@@ -12,7 +12,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from slixmpp.exceptions import IqError
 
-from federation import await_metric, metric_sum
+from federation import await_metric, metric_sum, wait_metric
+from rawxmpp import RawXmpp
 from waddle_client import DOMAIN, PASSWORD, Client, login, run
 
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
@@ -272,3 +273,35 @@ def test_the_oldest_messages_beyond_the_limit_are_removed(make_server):
         page, _ = await mam_query(alice)
         assert [body_of(r) for r in page] == bodies[2:]
     run(body)
+
+
+def test_a_flood_is_paced_and_every_copy_is_archived(make_server):
+    """A client pipelines far more messages than may wait for the storage thread
+    ([mam] max_pending 40): instead of dropping archive copies, its stream is read more slowly
+    until the storage thread has caught up. Every message is delivered and archived twice
+    (the sender's and the recipient's archive): sent = delivered = archived / 2."""
+    n = 3000
+    server = make_server({"mam": {"max_pending": 40}})
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    bob = RawXmpp(server.ip, server.port, timeout=20.0)
+    alice = RawXmpp(server.ip, server.port, timeout=20.0)
+    try:
+        bob.login("bob", PASSWORD, resource="desk")
+        bob.send("<presence/>")
+        alice.login("alice", PASSWORD, resource="laptop")
+        alice.send("".join(f"<message to='{BOB}' type='chat' id='f{i}'><body>flood {i}</body>"
+                           "</message>" for i in range(n)))
+
+        def delivered(r) -> int:
+            return r.received.count(b"flood ")
+        assert bob.collect_until(lambda r: delivered(r) >= n, timeout=60), (
+            f"{delivered(bob)} of {n} delivered")
+        wait_metric(server, "waddle_mam_messages_total", 2 * n, outcome=("archived", "dropped"))
+        text = server.metrics_text()
+        assert metric_sum(text, "waddle_mam_messages_total", outcome="dropped") == 0
+        assert metric_sum(text, "waddle_mam_messages_total", outcome="archived") == 2 * n
+        assert metric_sum(text, "waddle_mam_paced_total") > 0
+    finally:
+        alice.close()
+        bob.close()

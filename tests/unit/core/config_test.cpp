@@ -313,6 +313,7 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "mam.max_messages_per_account",
                           "mam.max_page_size",
                           "mam.cleanup_interval",
+                          "mam.max_pending",
                           "push.enabled",
                           "push.max_registrations_per_account",
                           "push.allow_body",

@@ -284,6 +284,7 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.archive("archived", 3);
   c2s.archive_query("ok");
   c2s.room_archive("archived", 2);
+  c2s.archive_paced_source();
   c2s.room_archive_query("error");
   c2s.spam_report("spam");
   c2s.blocked("inbound");
@@ -335,6 +336,7 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_c2s_csi_stanzas_total{outcome=\"held\"} 1\n",
            "waddle_mam_messages_total{outcome=\"archived\"} 3\n",
            "waddle_mam_queries_total{result=\"ok\"} 1\n",
+           "waddle_mam_paced_total 1\n",
            "waddle_muc_mam_messages_total{outcome=\"archived\"} 2\n",
            "waddle_muc_mam_queries_total{result=\"error\"} 1\n",
            "waddle_spam_reports_total{reason=\"spam\"} 1\n",

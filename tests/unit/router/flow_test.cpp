@@ -33,6 +33,27 @@ TEST(FlowTest, TheSourceOfTheStanzaBeingRoutedWaitsUntilTheQueueDrains) {
   EXPECT_EQ(resumed, 1);
 }
 
+TEST(FlowTest, ASourceThatWaitsOnlyBrieflyIsRefusedByAQueueThatMayTakeLong) {
+  int resumed = 0;
+  auto client = std::make_shared<Flow>([&] { ++resumed; }, Wait::kBrief);
+  Congestion link, storage;
+  {
+    Flow::Scope routing(*client);
+    EXPECT_FALSE(Flow::slow_down(link));  // a link being set up: the stanza is refused
+    EXPECT_TRUE(Flow::slow_down(storage, Wait::kBrief));
+  }
+  EXPECT_EQ(link.waiting(), 0u);
+  EXPECT_TRUE(client->paused());
+  storage.relieve();
+  EXPECT_FALSE(client->paused());
+  EXPECT_EQ(resumed, 1);
+  // A patient source (an inbound server stream) waits for either.
+  auto peer = std::make_shared<Flow>([] {});
+  Flow::Scope routing(*peer);
+  EXPECT_TRUE(Flow::slow_down(link));
+  EXPECT_TRUE(Flow::slow_down(storage, Wait::kBrief));
+}
+
 TEST(FlowTest, ASourceWaitingForTwoQueuesResumesWhenBothHaveDrained) {
   int resumed = 0;
   auto source = std::make_shared<Flow>([&] { ++resumed; });
