@@ -275,6 +275,16 @@ def stanzas_since(raw: RawXmpp, enabled: ET.Element) -> int:
     return sum(1 for e in after if e.tag.startswith(f"{{{NS_CLIENT}}}"))
 
 
+async def answered_request(raw: RawXmpp) -> None:
+    """Sends <r/> and waits for the server's <a/>."""
+    def answers(r: RawXmpp) -> int:
+        return sum(1 for e in r.elements if e.tag == tag(NS_SM, "a"))
+    before = answers(raw)
+    raw.send(f"<r xmlns='{NS_SM}'/>")
+    done = await asyncio.to_thread(raw.collect_until, lambda r: answers(r) > before)
+    assert done, raw.received_text(500)
+
+
 def messages_received(raw: RawXmpp) -> list[str]:
     return [e.findtext(tag(NS_CLIENT, "body")) for e in raw.elements
             if e.tag == tag(NS_CLIENT, "message")]
@@ -313,17 +323,18 @@ def test_client_that_never_acknowledges_large_messages_is_closed_at_the_byte_bou
         for text in acked:
             bob.chat(f"{ALICE}/silent", text)
         await read(acked)
+        # The acknowledgement, and a request whose answer says the server has taken it (it
+        # reads the stream in order) before the next messages come on another stream.
         raw.send(f"<a xmlns='{NS_SM}' h='{stanzas_since(raw, enabled)}'/>")
+        await answered_request(raw)
         # Six more, read and never acknowledged: ~49 KB kept (~97 KB if the acknowledged
         # ones still counted, past the bound): the session stays.
         unacked = batch("unacked", 6)
         for text in unacked:
             bob.chat(f"{ALICE}/silent", text)
         await read(unacked)
-        raw.send(f"<r xmlns='{NS_SM}'/>")
-        answered = await asyncio.to_thread(
-            raw.collect_until, lambda r: any(e.tag == tag(NS_SM, "a") for e in r.elements))
-        assert answered and not raw.stream_error_conditions(), raw.received_text(500)
+        await answered_request(raw)
+        assert not raw.stream_error_conditions(), raw.received_text(500)
         # Six more: past 64 KiB unacknowledged, the session ends.
         over = batch("over", 6)
         for text in over:
@@ -353,6 +364,41 @@ def test_client_that_never_acknowledges_large_messages_is_closed_at_the_byte_bou
         # rest may have reached the session after it left).
         rerouted = metric_sum(server, "waddle_c2s_unwritten_stanzas_total", outcome="rerouted")
         assert len(unacked) + 1 <= rerouted <= len(unacked + over), rerouted
+    run(body)
+
+
+def test_session_waiting_to_be_resumed_ends_at_the_byte_bound(make_server):
+    server = make_server({"c2s": {"max_unacked_bytes": "64KiB",
+                                  "limits": {"max_stanza_size": 16384}},
+                          "s2s": {"max_stanza_size": 16384}})
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    big = "x" * 8000
+
+    async def body():
+        bob = await login(server, f"{BOB}/desk", PASSWORD)
+        phone = await phone_online(server, f"{ALICE}/phone")
+        await befriend(phone, bob)
+        phone.drop()
+        await await_metric(server, SM_EVENTS, 1, event="hibernated")
+        # Kept for the phone while it is away, until more than 64 KiB wait: the session ends
+        # long before resume_timeout, and everything goes to offline storage.
+        sent = [f"away-{i}-{big}" for i in range(10)]
+        for text in sent:
+            bob.chat(ALICE, text)
+        await bob.sync()
+        await await_metric(server, SM_EVENTS, 1, event="overflow_bytes")
+        await bob.expect_presence(frm=f"{ALICE}/phone", ptype="unavailable")
+        await await_metric(server, "waddle_offline_messages_stored_total", len(sent))
+        later = await login(server, f"{ALICE}/later", PASSWORD)
+        for text in sent:
+            await later.expect_message(frm=f"{BOB}/desk", body=text)
+        await later.sync()
+        assert [m["body"][:8] for m in later.messages.items if m["body"]] == []
+        assert metric_sum(server, "waddle_offline_messages_stored_total") == len(sent)
+        assert bob.messages.take(lambda m: m["type"] == "error") is None, "a message bounced"
+        assert metric_sum(server, SM_EVENTS, event="expired") == 0
+        assert metric_sum(server, SM_EVENTS, event="overflow") == 0
     run(body)
 
 
