@@ -28,7 +28,9 @@ bool must_not_vanish(const Element& stanza) {
 }  // namespace
 
 Output::Output(C2sContext& ctx, std::shared_ptr<stream::XmlStream> stream)
-    : ctx_(ctx), stream_(std::move(stream)), csi_(ctx.config.c2s.csi_queue_size) {}
+    : ctx_(ctx),
+      stream_(std::move(stream)),
+      csi_(ctx.config.c2s.csi_queue_size, ctx.config.c2s.csi_queue_bytes) {}
 
 void Output::deliver(const Element& stanza) {
   std::string bytes = xml::serialize_stanza(stanza, xml::ns::kClient);
@@ -53,13 +55,16 @@ bool Output::hold(const Element& stanza, const std::string& head,
                   const std::shared_ptr<const std::string>& bytes) {
   if (auto key = ClientState::hold_key(stanza); !key.empty()) {
     const auto replaced = csi_.replaced();
-    if (csi_.hold(std::move(key), {head, bytes})) {
-      if (ctx_.metrics) {
-        ctx_.metrics->csi("held");
-        if (csi_.replaced() != replaced) ctx_.metrics->csi("replaced");
-      }
+    const auto held = csi_.hold(std::move(key), {head, bytes});
+    if (ctx_.metrics && csi_.replaced() != replaced) ctx_.metrics->csi("replaced");
+    if (held == ClientState::Hold::kHeld) {
+      if (ctx_.metrics) ctx_.metrics->csi("held");
       return true;
     }
+    // Past a bound: what is held goes now, ahead of this one (counted per stanza sent).
+    if (ctx_.metrics && !csi_.empty())
+      ctx_.metrics->csi(held == ClientState::Hold::kFull ? "overflow" : "overflow_bytes",
+                        csi_.size());
   }
   flush_held();  // what waited goes first
   return false;
@@ -78,9 +83,11 @@ void Output::write(std::string head, std::shared_ptr<const std::string> bytes, b
   }
   sm_.sent({std::move(head), std::move(bytes), keep});
   if (attached_ && sm_.request_now()) stream_->send(kRequest);
-  if (sm_.unacked_count() > ctx_.config.c2s.max_unacked_stanzas && !overflowing_ && overflow_) {
+  if (overflowing_ || !overflow_) return;
+  const auto over = sm_.over(ctx_.config.c2s.max_unacked_stanzas, ctx_.config.c2s_unacked_bytes());
+  if (over != Overflow::kNone) {
     overflowing_ = true;
-    overflow_();
+    overflow_(over);
   }
 }
 

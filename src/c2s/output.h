@@ -46,9 +46,12 @@ class Output {
   void answer_request();
   // The client's <a h=…/>; false when h acknowledges more than was sent.
   bool acknowledged(std::uint32_t h);
-  // Called once when more than max_unacked_stanzas wait for an acknowledgement; it is called
-  // from inside a delivery (a fan-out may be iterating the router), so it should only post.
-  void on_overflow(std::function<void()> handler) { overflow_ = std::move(handler); }
+  // Called once when more than max_unacked_stanzas, or more than max_unacked_bytes (never
+  // less than twice the largest stanza: Config::c2s_unacked_bytes), wait for an
+  // acknowledgement, with the bound passed; it is called from inside a delivery (a fan-out may
+  // be iterating the router), so it should only post.
+  using Overflow = StreamManagement::Overflow;
+  void on_overflow(std::function<void(Overflow)> handler) { overflow_ = std::move(handler); }
   // The connection is gone and the session waits to be resumed: stanzas are kept, not written.
   void detach();
   bool attached() const { return attached_; }
@@ -88,7 +91,7 @@ class Output {
   StreamManagement sm_;
   ClientState csi_;
   std::vector<Unwritten> unwritten_;  // without stream management, in the order queued
-  std::function<void()> overflow_;
+  std::function<void(Overflow)> overflow_;
   bool overflowing_ = false;
 };
 

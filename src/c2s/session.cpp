@@ -100,11 +100,12 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
         [weak = weak_from_this()](stream::WriteLimit why) {
           if (auto s = weak.lock()) s->on_write_limit(why);
         });
-    out_.on_overflow([weak = weak_from_this(), executor = deadline_.get_executor()] {
-      asio::post(executor, [weak] {
-        if (auto s = weak.lock()) s->on_overflow();
-      });
-    });
+    out_.on_overflow(
+        [weak = weak_from_this(), executor = deadline_.get_executor()](Output::Overflow why) {
+          asio::post(executor, [weak, why] {
+            if (auto s = weak.lock()) s->on_overflow(why);
+          });
+        });
     spdlog::debug("c2s {}: connected{}", remote_, direct_tls_ ? " (direct TLS)" : "");
     stream::arm_handshake_deadline(deadline_, ctx_.config.c2s.limits.handshake_timeout,
                                    [weak = weak_from_this()] {
@@ -264,13 +265,17 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     if (it != g_resumable.end() && it->second.lock().get() == this) g_resumable.erase(it);
   }
 
-  void on_overflow() {
+  // Past max_unacked_stanzas or max_unacked_bytes: the session ends, and what the client did
+  // not acknowledge goes elsewhere (Output::reroute, once the stream is closed).
+  void on_overflow(Output::Overflow why) {
     if (!open()) return;
-    if (ctx_.metrics) ctx_.metrics->stream_management("overflow");
+    const bool bytes = why == Output::Overflow::kBytes;
+    if (ctx_.metrics) ctx_.metrics->stream_management(bytes ? "overflow_bytes" : "overflow");
     if (state_ == State::kHibernated)
       enter(State::kEnded);
     else
-      close_with(StreamError::kPolicyViolation, "Too many unacknowledged stanzas");
+      close_with(StreamError::kPolicyViolation,
+                 bytes ? "Too many unacknowledged bytes" : "Too many unacknowledged stanzas");
   }
 
   // The closing tag is queued: it and what precedes it are written for a bounded time.

@@ -567,7 +567,7 @@ void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
              "max_offline_messages", "max_offline_bytes", "max_offline_pending",
              "max_pending_subscriptions", "max_unauthenticated", "max_unauthenticated_per_address",
              "ping_interval", "ping_timeout", "resume_timeout", "max_unacked_stanzas",
-             "csi_queue_size", "limits"});
+             "max_unacked_bytes", "csi_queue_size", "csi_queue_bytes", "limits"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 1, 65535, c.port);
   s.integer("direct_tls_port", 0, 65535, c.direct_tls_port);
@@ -583,7 +583,9 @@ void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
   s.duration("ping_timeout", c.ping_timeout);
   s.duration_or_zero("resume_timeout", c.resume_timeout);
   s.integer("max_unacked_stanzas", 10, 1'000'000, c.max_unacked_stanzas);
+  s.byte_size("max_unacked_bytes", kMinWriteQueue, kMaxBandwidth, c.max_unacked_bytes);
   s.integer("csi_queue_size", 0, 100'000, c.csi_queue_size);
+  s.byte_size("csi_queue_bytes", 0, kMaxBandwidth, c.csi_queue_bytes);
   if (const auto* limits = s.table("limits")) read_limits(r, *limits, c.limits);
 }
 
@@ -907,6 +909,10 @@ std::uint64_t at_least_two_stanzas(std::uint64_t configured, const Config& c) {
 
 std::uint64_t Config::c2s_write_queue() const {
   return at_least_two_stanzas(c2s.limits.max_write_queue, *this);
+}
+
+std::uint64_t Config::c2s_unacked_bytes() const {
+  return at_least_two_stanzas(c2s.max_unacked_bytes, *this);
 }
 
 std::uint64_t Config::s2s_write_queue() const {

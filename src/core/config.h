@@ -69,11 +69,16 @@ struct C2sConfig {
   Duration ping_interval{std::chrono::seconds(300)};
   Duration ping_timeout{std::chrono::seconds(60)};
   // XEP-0198: how long a session whose connection was lost waits to be resumed (0 = sessions
-  // cannot be resumed), and the stanzas it keeps unacknowledged (past it the session ends).
+  // cannot be resumed), and the stanzas and bytes it keeps unacknowledged (past either the
+  // session ends; the byte bound is never in force below twice the largest stanza, see
+  // c2s_unacked_bytes()).
   Duration resume_timeout{std::chrono::seconds(300)};
   std::uint32_t max_unacked_stanzas = 5000;
-  // XEP-0352: presence and chat states held back for an inactive client (past it they go).
+  std::uint64_t max_unacked_bytes = 8 * 1024 * 1024;
+  // XEP-0352: presence and chat states held back for an inactive client, in stanzas and in
+  // bytes (past either they go).
   std::uint32_t csi_queue_size = 256;
+  std::uint64_t csi_queue_bytes = 256 * 1024;
   StreamLimits limits;
 };
 
@@ -245,6 +250,8 @@ struct Config {
   // The write queue bounds in force: as configured, but never below twice the largest
   // stanza a stream can be given to write (from clients or from servers).
   std::uint64_t c2s_write_queue() const;
+  // c2s.max_unacked_bytes, never below twice the largest stanza (as the write queues).
+  std::uint64_t c2s_unacked_bytes() const;
   std::uint64_t s2s_write_queue() const;
 };
 

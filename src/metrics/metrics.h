@@ -329,11 +329,14 @@ struct C2sMetrics {
   void unwritten(std::string_view outcome) { unwritten_stanzas.get({outcome}).inc(); }
   // XEP-0198 on client sessions: "enabled" (with resumption or not), "resumed",
   // "resume_failed", "hibernated" (the connection was lost, waiting to be resumed), "expired"
-  // (not resumed in time), "overflow" (max_unacked_stanzas).
+  // (not resumed in time), "overflow" (max_unacked_stanzas), "overflow_bytes"
+  // (max_unacked_bytes).
   void stream_management(std::string_view event) { sm_events.get({event}).inc(); }
   // XEP-0352: "held" (a stanza held back for an inactive client), "replaced" (a held stanza
-  // replaced by a newer one from the same sender: never sent).
-  void csi(std::string_view outcome) { csi_stanzas.get({outcome}).inc(); }
+  // replaced by a newer one from the same sender: never sent), "overflow" / "overflow_bytes"
+  // (held stanzas sent while the client is inactive because one more would have exceeded
+  // csi_queue_size / csi_queue_bytes).
+  void csi(std::string_view outcome, std::uint64_t n = 1) { csi_stanzas.get({outcome}).inc(n); }
   // XEP-0313 account archives: "archived", "skipped" (the preferences, or no such account),
   // "dropped" (the storage thread too far behind, or failing), "expired" (retention, limit).
   void archive(std::string_view outcome, std::uint64_t n = 1) {

@@ -4,7 +4,9 @@ A phone (slixmpp with its XEP-0198 plugin) loses its connection in the middle of
 what the server had written and the phone never read, and what arrived while it was away, reach
 it when it resumes, exactly once, and its contact sees no presence change. A session not
 resumed in time hands its unacknowledged messages to offline storage. Bad acknowledgements,
-unknown or foreign resumption ids and a client that never acknowledges get the XEP's answers.
+unknown or foreign resumption ids and a client that never acknowledges (past the stanza or the
+byte bound) get the XEP's answers, and what it did not acknowledge goes elsewhere. An inactive
+client gets what was held back once the queue's byte bound is reached.
 """
 
 import asyncio
@@ -18,6 +20,7 @@ from waddle_client import DOMAIN, PASSWORD, Client, befriend, has_delay, login, 
 
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
 NS_SM = "urn:xmpp:sm:3"
+NS_CLIENT = "jabber:client"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 SM_EVENTS = "waddle_c2s_stream_management_total"
 
@@ -266,6 +269,139 @@ def test_client_that_never_acknowledges_is_closed_and_loses_nothing(make_server)
     run(body)
 
 
+def stanzas_since(raw: RawXmpp, enabled: ET.Element) -> int:
+    """The stanzas the server sent after <enabled/>: the client's h."""
+    after = raw.elements[raw.elements.index(enabled) + 1:]
+    return sum(1 for e in after if e.tag.startswith(f"{{{NS_CLIENT}}}"))
+
+
+async def answered_request(raw: RawXmpp) -> None:
+    """Sends <r/> and waits for the server's <a/>."""
+    def answers(r: RawXmpp) -> int:
+        return sum(1 for e in r.elements if e.tag == tag(NS_SM, "a"))
+    before = answers(raw)
+    raw.send(f"<r xmlns='{NS_SM}'/>")
+    done = await asyncio.to_thread(raw.collect_until, lambda r: answers(r) > before)
+    assert done, raw.received_text(500)
+
+
+def messages_received(raw: RawXmpp) -> list[str]:
+    return [e.findtext(tag(NS_CLIENT, "body")) for e in raw.elements
+            if e.tag == tag(NS_CLIENT, "message")]
+
+
+@pytest.mark.parametrize("elsewhere", ["other_resource", "offline"])
+def test_client_that_never_acknowledges_large_messages_is_closed_at_the_byte_bound(
+        make_server, elsewhere):
+    # 64 KiB may be left unacknowledged (in force: twice the largest stanza is less); the
+    # stanza bound (5,000) is far away.
+    server = make_server({"c2s": {"max_unacked_bytes": "64KiB",
+                                  "limits": {"max_stanza_size": 16384}},
+                          "s2s": {"max_stanza_size": 16384}})
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    raw = raw_login(server, "alice", "silent")
+    enabled = enable(raw, resume=False)
+    raw.send("<presence/>")
+    big = "x" * 8000  # some 8.1 KB a message as written: 8 fit in 64 KiB, 9 do not
+
+    def batch(name: str, n: int) -> list[str]:
+        return [f"{name}-{i}-{big}" for i in range(n)]
+
+    async def read(texts: list[str]) -> None:
+        def done(r: RawXmpp) -> bool:
+            return all(t in messages_received(r) for t in texts)
+        assert await asyncio.to_thread(raw.collect_until, done), raw.received_text(500)
+
+    async def body():
+        desk = None
+        if elsewhere == "other_resource":
+            desk = await login(server, f"{ALICE}/desk", PASSWORD)
+        bob = await login(server, f"{BOB}/desk", PASSWORD)
+        # Six messages (~49 KB), read and acknowledged: they no longer count.
+        acked = batch("acked", 6)
+        for text in acked:
+            bob.chat(f"{ALICE}/silent", text)
+        await read(acked)
+        # The acknowledgement, and a request whose answer says the server has taken it (it
+        # reads the stream in order) before the next messages come on another stream.
+        raw.send(f"<a xmlns='{NS_SM}' h='{stanzas_since(raw, enabled)}'/>")
+        await answered_request(raw)
+        # Six more, read and never acknowledged: ~49 KB kept (~97 KB if the acknowledged
+        # ones still counted, past the bound): the session stays.
+        unacked = batch("unacked", 6)
+        for text in unacked:
+            bob.chat(f"{ALICE}/silent", text)
+        await read(unacked)
+        await answered_request(raw)
+        assert not raw.stream_error_conditions(), raw.received_text(500)
+        # Six more: past 64 KiB unacknowledged, the session ends.
+        over = batch("over", 6)
+        for text in over:
+            bob.chat(f"{ALICE}/silent", text)
+        await bob.sync()
+        await asyncio.to_thread(raw.assert_stream_error, "policy-violation")
+        await await_metric(server, SM_EVENTS, 1, event="overflow_bytes")
+        # Every message the silent client did not acknowledge reaches the other resource (or,
+        # without one, offline storage), once; none of those it acknowledged comes again.
+        stored = 0
+        if desk is None:
+            stored = len(unacked + over)
+            await await_metric(server, "waddle_offline_messages_stored_total", stored)
+            desk = await login(server, f"{ALICE}/later", PASSWORD)
+        for text in unacked + over:
+            await desk.expect_message(frm=f"{BOB}/desk", body=text)
+        await desk.sync()
+        delivered = len(unacked + over) - stored  # each taken from the inbox above
+        again = [m["body"][:12] for m in desk.messages.items if m["body"]]
+        assert again == [], f"delivered twice or acknowledged before: {again}"
+        sent = len(acked) + len(unacked) + len(over)
+        assert sent == len(acked) + delivered + stored
+        assert metric_sum(server, "waddle_offline_messages_stored_total") == stored
+        assert bob.messages.take(lambda m: m["type"] == "error") is None, "a message bounced"
+        assert metric_sum(server, SM_EVENTS, event="overflow") == 0
+        # At least the seven that were kept when the bound was passed were handed over (the
+        # rest may have reached the session after it left).
+        rerouted = metric_sum(server, "waddle_c2s_unwritten_stanzas_total", outcome="rerouted")
+        assert len(unacked) + 1 <= rerouted <= len(unacked + over), rerouted
+    run(body)
+
+
+def test_session_waiting_to_be_resumed_ends_at_the_byte_bound(make_server):
+    server = make_server({"c2s": {"max_unacked_bytes": "64KiB",
+                                  "limits": {"max_stanza_size": 16384}},
+                          "s2s": {"max_stanza_size": 16384}})
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    big = "x" * 8000
+
+    async def body():
+        bob = await login(server, f"{BOB}/desk", PASSWORD)
+        phone = await phone_online(server, f"{ALICE}/phone")
+        await befriend(phone, bob)
+        phone.drop()
+        await await_metric(server, SM_EVENTS, 1, event="hibernated")
+        # Kept for the phone while it is away, until more than 64 KiB wait: the session ends
+        # long before resume_timeout, and everything goes to offline storage.
+        sent = [f"away-{i}-{big}" for i in range(10)]
+        for text in sent:
+            bob.chat(ALICE, text)
+        await bob.sync()
+        await await_metric(server, SM_EVENTS, 1, event="overflow_bytes")
+        await bob.expect_presence(frm=f"{ALICE}/phone", ptype="unavailable")
+        await await_metric(server, "waddle_offline_messages_stored_total", len(sent))
+        later = await login(server, f"{ALICE}/later", PASSWORD)
+        for text in sent:
+            await later.expect_message(frm=f"{BOB}/desk", body=text)
+        await later.sync()
+        assert [m["body"][:8] for m in later.messages.items if m["body"]] == []
+        assert metric_sum(server, "waddle_offline_messages_stored_total") == len(sent)
+        assert bob.messages.take(lambda m: m["type"] == "error") is None, "a message bounced"
+        assert metric_sum(server, SM_EVENTS, event="expired") == 0
+        assert metric_sum(server, SM_EVENTS, event="overflow") == 0
+    run(body)
+
+
 # --------------------------------------------------------------------------- XEP-0352
 
 
@@ -303,4 +439,39 @@ def test_inactive_client_gets_presence_and_chat_states_later_and_only_the_latest
         await await_metric(users, "waddle_c2s_csi_stanzas_total", 5, outcome="held")
         alice["xep_0352"].send_active()
         await alice.expect_presence(frm=f"{BOB}/desk", where=lambda p: p["show"] == "xa")
+    run(body)
+
+
+def test_inactive_client_gets_what_was_held_when_the_byte_bound_is_reached(make_server):
+    server = make_server({"c2s": {"csi_queue_bytes": 1024}})
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+
+    async def body():
+        bob = Client(server, f"{BOB}/desk", PASSWORD)
+        bob.register_plugin("xep_0085")
+        await (await bob.start()).online()
+        alice = await phone_online(server, f"{ALICE}/phone")
+        await befriend(alice, bob)
+        laptop = await login(server, f"{BOB}/laptop", PASSWORD)
+        await alice.expect_presence(frm=f"{BOB}/laptop")
+        alice["xep_0352"].send_inactive()
+        await alice.sync()
+        status = "s" * 600  # some 700 bytes a presence as written
+        bob.send_presence(pstatus=status)
+        msg = bob.make_message(mto=ALICE, mtype="chat")
+        msg["chat_state"] = "composing"
+        msg.send()
+        await bob.sync()
+        await await_metric(server, "waddle_c2s_csi_stanzas_total", 2, outcome="held")
+        # A third sender's presence would put more than 1 KiB in the queue: what was held is
+        # sent (the client is still inactive), then it.
+        laptop.send_presence(pstatus=status)
+        await alice.expect_presence(frm=f"{BOB}/desk", where=lambda p: p["status"] == status)
+        m = await alice.expect_message(frm=f"{BOB}/desk")
+        assert m["chat_state"] == "composing" and not m["body"]
+        await alice.expect_presence(frm=f"{BOB}/laptop", where=lambda p: p["status"] == status)
+        assert metric_sum(server, "waddle_c2s_csi_stanzas_total", outcome="overflow_bytes") == 2
+        assert metric_sum(server, "waddle_c2s_csi_stanzas_total", outcome="overflow") == 0
+        assert metric_sum(server, "waddle_c2s_csi_stanzas_total", outcome="held") == 2
     run(body)

@@ -27,21 +27,26 @@ std::string ClientState::hold_key(const xml::Element& stanza) {
   return state ? "c" + std::string(from) : std::string();
 }
 
-bool ClientState::hold(std::string key, Held stanza) {
+ClientState::Hold ClientState::hold(std::string key, Held stanza) {
   if (auto it = by_key_.find(key); it != by_key_.end()) {
+    bytes_ -= size_of(*it->second);
     order_.erase(it->second);
     by_key_.erase(it);
     ++replaced_;
   } else if (order_.size() >= capacity_) {
-    return false;
+    return Hold::kFull;
   }
+  const std::uint64_t size = size_of(stanza);
+  if (bytes_ + size > capacity_bytes_) return Hold::kFullBytes;
+  bytes_ += size;
   order_.push_back(std::move(stanza));
   by_key_.emplace(std::move(key), std::prev(order_.end()));
-  return true;
+  return Hold::kHeld;
 }
 
 std::list<ClientState::Held> ClientState::take() {
   by_key_.clear();
+  bytes_ = 0;
   return std::exchange(order_, {});
 }
 

@@ -9,8 +9,7 @@ bool StreamManagement::acked(std::uint32_t h) {
   const std::uint32_t newly = h - acked_h_;
   if (newly > unacked_.size()) return false;
   for (std::uint32_t i = 0; i < newly; ++i) {
-    const auto& u = unacked_.front();
-    bytes_ -= u.head.size() + (u.bytes ? u.bytes->size() : 0);
+    bytes_ -= size_of(unacked_.front());
     unacked_.pop_front();
   }
   acked_h_ = h;

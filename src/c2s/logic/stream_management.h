@@ -4,6 +4,8 @@
 // the client sent that the server handled. On <resume/> the unacknowledged stanzas are written
 // again; when the session ends without resumption, the messages among them go where a
 // message to a resource that is gone goes (RFC 6121 §8.5.3.2.1). 'h' counts modulo 2^32 (§4).
+// What is kept is bounded in stanzas and in bytes (as written: a shared stanza's head and its
+// shared bytes, in full for each session): past either bound the session ends.
 #pragma once
 
 #include <cstddef>
@@ -23,6 +25,9 @@ class StreamManagement {
     bool must_not_vanish = false;  // a message or an IQ request: rerouted if never acked
   };
 
+  // Which bound the unacknowledged stanzas went past.
+  enum class Overflow { kNone, kStanzas, kBytes };
+
   // <enable/> was answered with <enabled/>; `id` is empty unless the session may be resumed.
   void enable(std::string id) {
     enabled_ = true;
@@ -34,8 +39,12 @@ class StreamManagement {
 
   // A stanza was written to the client (or kept for it while it is away).
   void sent(Unacked stanza) {
-    bytes_ += stanza.head.size() + (stanza.bytes ? stanza.bytes->size() : 0);
+    bytes_ += size_of(stanza);
     unacked_.push_back(std::move(stanza));
+  }
+  // What one kept stanza counts for in unacked_bytes().
+  static std::uint64_t size_of(const Unacked& u) {
+    return u.head.size() + (u.bytes ? u.bytes->size() : 0);
   }
   // The client's <a h=…/> (or the h of its <resume/>): acknowledged stanzas are dropped.
   // False when h acknowledges more than was sent (nothing changes then).
@@ -45,6 +54,13 @@ class StreamManagement {
   std::deque<Unacked> take_unacked();
   std::size_t unacked_count() const { return unacked_.size(); }
   std::uint64_t unacked_bytes() const { return bytes_; }
+  // More than `max_stanzas` or more than `max_bytes` wait for an acknowledgement (the count
+  // is checked first).
+  Overflow over(std::size_t max_stanzas, std::uint64_t max_bytes) const {
+    if (unacked_.size() > max_stanzas) return Overflow::kStanzas;
+    if (bytes_ > max_bytes) return Overflow::kBytes;
+    return Overflow::kNone;
+  }
   std::uint32_t sent_count() const {
     return acked_h_ + static_cast<std::uint32_t>(unacked_.size());
   }

@@ -109,6 +109,11 @@ TEST_F(ConfigTest, Defaults_MatchDocumentedValues) {
   EXPECT_EQ(c.s2s.max_unacked_bytes, 16u * 1024 * 1024);
   EXPECT_EQ(c.c2s_write_queue(), 4u * 1024 * 1024);
   EXPECT_EQ(c.s2s_write_queue(), 8u * 1024 * 1024);
+  EXPECT_EQ(c.c2s.max_unacked_stanzas, 5000u);
+  EXPECT_EQ(c.c2s.max_unacked_bytes, 8u * 1024 * 1024);
+  EXPECT_EQ(c.c2s_unacked_bytes(), 8u * 1024 * 1024);
+  EXPECT_EQ(c.c2s.csi_queue_size, 256u);
+  EXPECT_EQ(c.c2s.csi_queue_bytes, 256u * 1024);
   EXPECT_TRUE(c.metrics.enabled);
   EXPECT_EQ(c.metrics.address, "127.0.0.1");
   EXPECT_EQ(c.metrics.port, 5280);
@@ -306,7 +311,9 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "c2s.max_offline_pending",
                           "c2s.resume_timeout",
                           "c2s.max_unacked_stanzas",
+                          "c2s.max_unacked_bytes",
                           "c2s.csi_queue_size",
+                          "c2s.csi_queue_bytes",
                           "mam.enabled",
                           "mam.default",
                           "mam.retention",
@@ -875,6 +882,26 @@ TEST_F(ConfigTest, WriteBounds_ParsedAndNeverBelowTwoStanzas) {
             "10737418240 or a size such as \"500KiB\", \"10MiB\" or \"1GB\", got \"1KiB\"");
   EXPECT_EQ(error_of("[s2s]\nmax_unacked = 10\n"),
             "w.toml:2:1: s2s.max_unacked: expected an integer between 64 and 100000000, got 10");
+}
+
+// What a client may leave unacknowledged (XEP-0198) and have held back (XEP-0352), in bytes:
+// the first never in force below twice the largest stanza, the second down to 0.
+TEST_F(ConfigTest, C2sQueueBytes_ParsedAndBounded) {
+  const Config c =
+      parse_config("[c2s]\nmax_unacked_bytes = \"2MiB\"\ncsi_queue_bytes = 0\n", "w.toml");
+  EXPECT_EQ(c.c2s.max_unacked_bytes, 2u * 1024 * 1024);
+  EXPECT_EQ(c.c2s_unacked_bytes(), 2u * 1024 * 1024);
+  EXPECT_EQ(c.c2s.csi_queue_bytes, 0u);
+  const Config small = parse_config(
+      "[c2s]\nmax_unacked_bytes = \"64KiB\"\n[c2s.limits]\nmax_stanza_size = 16384\n"
+      "[s2s]\nmax_stanza_size = 20000\n",
+      "w.toml");
+  EXPECT_EQ(small.c2s_unacked_bytes(), 64u * 1024);
+  const Config low = parse_config("[c2s]\nmax_unacked_bytes = \"64KiB\"\n", "w.toml");
+  EXPECT_EQ(low.c2s_unacked_bytes(), 1024u * 1024);  // = twice s2s.max_stanza_size (512 KiB)
+  EXPECT_EQ(error_of("[c2s]\nmax_unacked_bytes = 1000\n"),
+            "w.toml:2:1: c2s.max_unacked_bytes: expected an integer between 65536 and "
+            "10737418240 or a size such as \"500KiB\", \"10MiB\" or \"1GB\", got 1000");
 }
 
 TEST_F(ConfigTest, S2sDurations_MustBePositive) {

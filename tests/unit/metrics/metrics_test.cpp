@@ -281,6 +281,8 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.offline_message_refused("busy");
   c2s.stream_management("resumed");
   c2s.csi("held");
+  c2s.csi("overflow_bytes", 2);
+  c2s.stream_management("overflow_bytes");
   c2s.archive("archived", 3);
   c2s.archive_query("ok");
   c2s.room_archive("archived", 2);
@@ -334,6 +336,8 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_offline_messages_refused_total{reason=\"busy\"} 1\n",
            "waddle_c2s_stream_management_total{event=\"resumed\"} 1\n",
            "waddle_c2s_csi_stanzas_total{outcome=\"held\"} 1\n",
+           "waddle_c2s_csi_stanzas_total{outcome=\"overflow_bytes\"} 2\n",
+           "waddle_c2s_stream_management_total{event=\"overflow_bytes\"} 1\n",
            "waddle_mam_messages_total{outcome=\"archived\"} 3\n",
            "waddle_mam_queries_total{result=\"ok\"} 1\n",
            "waddle_mam_paced_total 1\n",
