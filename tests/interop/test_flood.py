@@ -30,7 +30,9 @@ must fit in CI. Waddle runs with its default configuration (log level info).
 Results: a table at the end of the pytest output, one line per scenario printed as it ends
 (visible with -s), and JSON lines in RUN_DIR/flood-results.jsonl (path printed).
 Environment: WADDLE_FLOOD_FULL=1 (comparison pairs), WADDLE_FLOOD_MESSAGES and
-WADDLE_FLOOD_RATE (default 20000 and 1000), WADDLE_FLOOD_RECORD_ONLY=1 (measure without
+WADDLE_FLOOD_RATE (default 20000 and 1000), WADDLE_FLOOD_FAULT_SECONDS (how long a fault
+lasts, default 20; CI's short form runs 10000 messages with 10 s faults),
+WADDLE_FLOOD_RECORD_ONLY=1 (measure without
 asserting, for figures of a server that is known to lose). Select with -m flood, leave out
 with -m "not flood".
 """
