@@ -129,19 +129,15 @@ void Archive::append(storage::ArchiveEntry entry) {
 asio::awaitable<void> Archive::write_batches() {
   while (!pending_.empty()) {
     Taken taken = take_pending();
-    const std::size_t count = taken.batch.size();
     auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode](
                    storage::Storage& st) { return st.archive_append(batch, mode); };
     try {
       const std::size_t stored = co_await ctx_.worker.run(std::move(job));
-      written(count, taken.rooms, stored);
+      settle(taken, stored);
     } catch (const std::exception& e) {
-      spdlog::error("im: archiving {} messages failed: {}", count, e.what());
-      written(count, taken.rooms, std::nullopt);
+      spdlog::error("im: archiving {} messages failed: {}", taken.count, e.what());
+      settle(taken, std::nullopt);
     }
-    pending_bytes_ -= taken.bytes;
-    if (pending_.size() < max_pending_ / 2 && pending_bytes_ <= kMaxPendingBytes / 2)
-      congestion_.relieve();  // the sources held back go on
   }
   writing_ = false;
 }
@@ -152,12 +148,17 @@ Archive::Taken Archive::take_pending() {
   t.rooms = static_cast<std::size_t>(
       std::count_if(pending_.begin(), pending_.end(), [](const auto& e) { return e.room; }));
   t.batch = std::exchange(pending_, {});
-  last_batch_ = t.batch.size();
+  t.count = last_batch_ = t.batch.size();
   return t;
 }
 
 // Room entries are always stored: what was not stored is an account's.
-void Archive::written(std::size_t count, std::size_t rooms, std::optional<std::size_t> stored) {
+void Archive::settle(const Taken& taken, std::optional<std::size_t> stored) {
+  pending_bytes_ -= taken.bytes;
+  // Every job that takes the backlog settles here, so that none leaves a source waiting.
+  if (pending_.size() < max_pending_ / 2 && pending_bytes_ <= kMaxPendingBytes / 2)
+    congestion_.relieve();
+  const std::size_t count = taken.count, rooms = taken.rooms;
   if (!ctx_.metrics || count == 0) return;
   if (!stored) {
     if (count > rooms) ctx_.metrics->archive("dropped", count - rooms);

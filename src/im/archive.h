@@ -58,12 +58,14 @@ class Archive {
   // The pending entries a storage job takes to write before its own work.
   struct Taken {
     std::vector<storage::ArchiveEntry> batch;
+    std::size_t count = 0;
     std::size_t rooms = 0;  // entries of room archives among them
     std::uint64_t bytes = 0;
   };
   Taken take_pending();
-  // Counts what a batch of `count` became: `stored` of them, or none (the write failed).
-  void written(std::size_t count, std::size_t rooms, std::optional<std::size_t> stored);
+  // A taken batch is done, `stored` of it kept (none: the write failed): its bytes no longer
+  // wait, it is counted, and the sources held back go on once the backlog is below half.
+  void settle(const Taken& taken, std::optional<std::size_t> stored);
   void append(storage::ArchiveEntry entry);
   boost::asio::awaitable<void> answer(xml::Element iq, std::string owner, core::Jid from,
                                       bool room);

@@ -143,7 +143,6 @@ asio::awaitable<void> Archive::answer(Element iq, std::string owner, Jid from, b
   MamQuery q = std::get<MamQuery>(std::move(parsed));
   // What waits to be written goes first, so that the query sees every message so far.
   Taken taken = take_pending();
-  const std::size_t count = taken.batch.size();
   auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode, owner,
               filter = q.filter](storage::Storage& st) {
     const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
@@ -153,12 +152,10 @@ asio::awaitable<void> Archive::answer(Element iq, std::string owner, Jid from, b
   try {
     done = co_await ctx_.worker.run(std::move(job));
   } catch (...) {
-    pending_bytes_ -= taken.bytes;  // the batch went with the failed job
-    written(count, taken.rooms, std::nullopt);
+    settle(taken, std::nullopt);  // the batch went with the failed job
     throw;
   }
-  pending_bytes_ -= taken.bytes;
-  written(count, taken.rooms, done.first);
+  settle(taken, done.first);
   const storage::ArchivePage& page = done.second;
   if (page.unknown_id) {
     count_query("error", room);
@@ -212,7 +209,6 @@ asio::awaitable<void> Archive::prefs(Element iq, Jid from) {
 // The oldest and newest message (XEP-0313 §7.1), so that a client knows where to start.
 asio::awaitable<void> Archive::metadata(Element iq, Jid from) {
   Taken taken = take_pending();
-  const std::size_t count = taken.batch.size();
   auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode,
               owner = from.bare_str()](storage::Storage& st) {
     const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
@@ -223,12 +219,10 @@ asio::awaitable<void> Archive::metadata(Element iq, Jid from) {
   try {
     done = co_await ctx_.worker.run(std::move(job));
   } catch (...) {
-    pending_bytes_ -= taken.bytes;  // the batch went with the failed job
-    written(count, taken.rooms, std::nullopt);
+    settle(taken, std::nullopt);  // the batch went with the failed job
     throw;
   }
-  pending_bytes_ -= taken.bytes;
-  written(count, taken.rooms, done.first);
+  settle(taken, done.first);
   const auto& bounds = done.second;
   Element reply = xml::make_iq_result(iq);
   auto& md = reply.add_child("metadata", std::string(ns::kMam));

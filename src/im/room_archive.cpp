@@ -40,7 +40,6 @@ void Archive::room_deleted(std::string room) {
 // archive is deleted: nothing of the room is left behind.
 asio::awaitable<void> Archive::drop(std::string room) {
   Taken taken = take_pending();
-  const std::size_t count = taken.batch.size();
   auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode,
               owner = room](storage::Storage& st) {
     const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
@@ -50,13 +49,11 @@ asio::awaitable<void> Archive::drop(std::string room) {
   try {
     done = co_await ctx_.worker.run(std::move(job));
   } catch (const std::exception& e) {
-    pending_bytes_ -= taken.bytes;
-    written(count, taken.rooms, std::nullopt);
+    settle(taken, std::nullopt);
     spdlog::error("im: deleting the archive of {} failed: {}", room, e.what());
     co_return;
   }
-  pending_bytes_ -= taken.bytes;
-  written(count, taken.rooms, done.first);
+  settle(taken, done.first);
   if (done.second > 0 && ctx_.metrics) ctx_.metrics->room_archive("deleted", done.second);
 }
 
