@@ -53,11 +53,11 @@ class Archive {
 
  private:
   static std::int64_t now_us();
-  // In count and bytes (stanza plus overhead), as pending_bytes_ counts them.
-  static std::uint64_t weight(const std::vector<storage::ArchiveEntry>& batch);
+  // In bytes (stanzas plus overhead per entry), as pending_bytes_ counts them.
+  static std::uint64_t weight(const storage::ArchiveBatch& batch);
   // The pending entries a storage job takes to write before its own work.
   struct Taken {
-    std::vector<storage::ArchiveEntry> batch;
+    storage::ArchiveBatch batch;
     std::size_t count = 0;
     std::size_t rooms = 0;  // entries of room archives among them
     std::uint64_t bytes = 0;
@@ -66,7 +66,10 @@ class Archive {
   // A taken batch is done, `stored` of it kept (none: the write failed): its bytes no longer
   // wait, it is counted, and the sources held back go on once the backlog is below half.
   void settle(const Taken& taken, std::optional<std::size_t> stored);
-  void append(storage::ArchiveEntry entry);
+  // Adds `message` (as jabber:client) to the pending batch, unless the backlog is full.
+  void append(std::string_view owner, std::string_view id, std::int64_t time_us,
+              std::string_view with_bare, std::string_view with_full, bool room,
+              const xml::Element& message);
   boost::asio::awaitable<void> answer(xml::Element iq, std::string owner, core::Jid from,
                                       bool room);
   // Room archives answer through the router, account archives to the session.
@@ -81,10 +84,12 @@ class Archive {
 
   const Context& ctx_;
   const bool enabled_;
-  const std::size_t max_pending_;               // [mam] max_pending
-  std::vector<storage::ArchiveEntry> pending_;  // not yet handed to the storage thread
-  std::uint64_t pending_bytes_ = 0;             // those and the batches being written
-  std::size_t last_batch_ = 0;                  // entries in the batch written last
+  const std::size_t max_pending_;     // [mam] max_pending
+  storage::ArchiveBatch pending_;     // not yet handed to the storage thread
+  std::uint64_t pending_bytes_ = 0;   // those and the batches being written
+  std::size_t last_batch_ = 0;        // entries in the batch written last
+  std::size_t last_batch_bytes_ = 0;  // and the bytes of its texts
+  std::string bare_, full_;           // scratch for the JIDs of an entry being added
   bool writing_ = false;
   router::Congestion congestion_;  // the sources waiting for the storage thread to catch up
   boost::asio::steady_timer cleanup_;

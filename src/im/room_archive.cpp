@@ -19,10 +19,7 @@ using xml::Element;
 void Archive::room_message(const std::string& room, std::string id, const std::string& occupant,
                            const Element& message) {
   if (!enabled_) return;
-  storage::ArchiveEntry entry{room, std::move(id), now_us(),
-                              room, occupant,      message.str(ns::kClient)};
-  entry.room = true;
-  append(std::move(entry));
+  append(room, id, now_us(), room, occupant, true, message);
 }
 
 asio::awaitable<void> Archive::room_query(Element iq, std::string room) {

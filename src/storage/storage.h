@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -55,6 +56,83 @@ struct ArchiveEntry {
   // A room's archive: kept whatever the owner (no account, no preferences); with_bare is
   // the room, with_full the occupant JID that sent it.
   bool room = false;
+};
+
+// Entries on their way into the archives, packed: the texts of every entry in one buffer, so
+// that a batch costs a few allocations however many messages it holds (archiving is on the
+// path of every message; an entry of separate strings cost seven allocations and frees).
+class ArchiveBatch {
+ public:
+  struct Entry {  // views into the batch, valid while it is unchanged
+    std::string_view owner, id;
+    std::int64_t time_us = 0;
+    std::string_view with_bare, with_full, stanza;
+    bool room = false;
+  };
+
+  // Adds an entry; `write_stanza(std::string& out)` appends the message to `out`.
+  template <class WriteStanza>
+  void add(std::string_view owner, std::string_view id, std::int64_t time_us,
+           std::string_view with_bare, std::string_view with_full, bool room,
+           WriteStanza&& write_stanza) {
+    Row row{time_us, text_.size(), {}, room};
+    const std::string_view fields[] = {owner, id, with_bare, with_full};
+    for (std::size_t i = 0; i < 4; ++i) {
+      text_.append(fields[i]);
+      row.length[i] = fields[i].size();
+    }
+    const std::size_t before = text_.size();
+    write_stanza(text_);
+    row.length[4] = text_.size() - before;
+    stanza_bytes_ += row.length[4];
+    rooms_ += room ? 1 : 0;
+    rows_.push_back(row);
+  }
+  void add(const ArchiveEntry& e) {
+    add(e.owner, e.id, e.time_us, e.with_bare, e.with_full, e.room,
+        [&](std::string& out) { out += e.stanza; });
+  }
+  // Takes back the entry added last.
+  void pop_back() {
+    const Row& row = rows_.back();
+    stanza_bytes_ -= row.length[4];
+    rooms_ -= row.room ? 1 : 0;
+    text_.resize(row.at);
+    rows_.pop_back();
+  }
+
+  Entry operator[](std::size_t i) const {
+    const Row& row = rows_[i];
+    std::string_view field[5];
+    std::size_t at = row.at;
+    for (std::size_t f = 0; f < 5; ++f) {
+      field[f] = std::string_view(text_).substr(at, row.length[f]);
+      at += row.length[f];
+    }
+    return Entry{field[0], field[1], row.time_us, field[2], field[3], field[4], row.room};
+  }
+  std::size_t size() const { return rows_.size(); }
+  bool empty() const { return rows_.empty(); }
+  std::size_t rooms() const { return rooms_; }                  // entries of room archives
+  std::uint64_t stanza_bytes() const { return stanza_bytes_; }  // the messages' text
+  std::size_t capacity() const { return rows_.capacity(); }
+  void reserve(std::size_t entries, std::size_t bytes) {
+    rows_.reserve(entries);
+    text_.reserve(bytes);
+  }
+  std::size_t text_bytes() const { return text_.size(); }
+
+ private:
+  struct Row {
+    std::int64_t time_us;
+    std::size_t at;         // where the entry's texts start in text_
+    std::size_t length[5];  // owner, id, with_bare, with_full, stanza
+    bool room;
+  };
+  std::string text_;
+  std::vector<Row> rows_;
+  std::uint64_t stanza_bytes_ = 0;
+  std::size_t rooms_ = 0;
 };
 
 struct ArchiveFilter {
@@ -151,8 +229,14 @@ class Storage {
   // Message archives. archive_append stores the entries (one transaction) of rooms, and of
   // existing accounts whose preferences keep them (the account's prefs, else `default_mode`;
   // "roster" asks the account's roster); returns how many were stored.
-  virtual std::size_t archive_append(const std::vector<ArchiveEntry>& entries,
+  virtual std::size_t archive_append(const ArchiveBatch& batch,
                                      const std::string& default_mode) = 0;
+  std::size_t archive_append(const std::vector<ArchiveEntry>& entries,
+                             const std::string& default_mode) {
+    ArchiveBatch batch;
+    for (const auto& e : entries) batch.add(e);
+    return archive_append(batch, default_mode);
+  }
   virtual ArchivePage archive_query(const std::string& owner, const ArchiveFilter& filter) = 0;
   // The oldest and the newest entry (XEP-0313 §5.1 metadata), if any.
   virtual std::optional<std::pair<ArchiveEntry, ArchiveEntry>> archive_bounds(

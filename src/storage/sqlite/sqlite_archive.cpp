@@ -37,7 +37,7 @@ ArchiveEntry read_entry(const std::string& owner, Statement::Run& run) {
                       run.column_text(5)};
 }
 
-bool contains(const std::vector<std::string>& v, const std::string& s) {
+bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
@@ -66,20 +66,21 @@ Archive::Archive(const Database& db)
       delete_owner_(db, "DELETE FROM archive WHERE owner = ?"),
       delete_prefs_(db, "DELETE FROM archive_prefs WHERE owner = ?") {}
 
-std::size_t Archive::append(const std::vector<ArchiveEntry>& entries,
-                            const std::string& default_mode) {
+std::size_t Archive::append(const ArchiveBatch& batch, const std::string& default_mode) {
   std::vector<Owner> cache;
   Transaction tx(db_);
   std::size_t stored = 0;
-  for (const auto& e : entries) {
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const ArchiveBatch::Entry e = batch[i];
     if (!keeps(e, default_mode, cache)) continue;
+    // The batch outlives each run: its texts are bound without copies.
     insert_.run()
-        .text(1, e.owner)
-        .text(2, e.id)
+        .text_kept(1, e.owner)
+        .text_kept(2, e.id)
         .integer(3, e.time_us)
-        .text(4, e.with_bare)
-        .text(5, e.with_full)
-        .text(6, e.stanza)
+        .text_kept(4, e.with_bare)
+        .text_kept(5, e.with_full)
+        .text_kept(6, e.stanza)
         .done();
     ++stored;
   }
@@ -87,13 +88,15 @@ std::size_t Archive::append(const std::vector<ArchiveEntry>& entries,
   return stored;
 }
 
-bool Archive::keeps(const ArchiveEntry& e, const std::string& default_mode,
+bool Archive::keeps(const ArchiveBatch::Entry& e, const std::string& default_mode,
                     std::vector<Owner>& cache) {
   if (e.room) return true;
   auto it = std::find_if(cache.begin(), cache.end(), [&](auto& c) { return c.name == e.owner; });
   if (it == cache.end()) {
     const bool exists = account_exists(e.owner);
-    cache.push_back({e.owner, exists, exists ? prefs(e.owner) : std::nullopt});
+    std::string owner(e.owner);
+    auto kept = exists ? prefs(owner) : std::nullopt;
+    cache.push_back({std::move(owner), exists, std::move(kept)});
     it = std::prev(cache.end());
   }
   if (!it->exists) return false;
@@ -106,7 +109,7 @@ bool Archive::keeps(const ArchiveEntry& e, const std::string& default_mode,
   return true;
 }
 
-bool Archive::account_exists(const std::string& owner) {
+bool Archive::account_exists(std::string_view owner) {
   const auto at = owner.find('@');
   if (at == std::string::npos) return false;
   auto run = account_has_.run();
@@ -114,7 +117,7 @@ bool Archive::account_exists(const std::string& owner) {
   return run.step();
 }
 
-bool Archive::in_roster(const std::string& owner, const std::string& contact) {
+bool Archive::in_roster(std::string_view owner, std::string_view contact) {
   const auto at = owner.find('@');
   if (at == std::string::npos) return false;
   auto run = roster_has_.run();

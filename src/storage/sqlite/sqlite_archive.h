@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -62,7 +63,7 @@ class Archive {
  public:
   explicit Archive(const Database& db);
 
-  std::size_t append(const std::vector<ArchiveEntry>& entries, const std::string& default_mode);
+  std::size_t append(const ArchiveBatch& batch, const std::string& default_mode);
   ArchivePage query(const std::string& owner, const ArchiveFilter& filter);
   std::optional<std::pair<ArchiveEntry, ArchiveEntry>> bounds(const std::string& owner);
   std::uint64_t expire(std::int64_t before_us, std::uint64_t max_per_owner);
@@ -78,9 +79,10 @@ class Archive {
     bool exists = false;
     std::optional<ArchivePrefs> prefs;
   };
-  bool keeps(const ArchiveEntry& entry, const std::string& default_mode, std::vector<Owner>& cache);
-  bool in_roster(const std::string& owner, const std::string& contact);
-  bool account_exists(const std::string& owner);
+  bool keeps(const ArchiveBatch::Entry& entry, const std::string& default_mode,
+             std::vector<Owner>& cache);
+  bool in_roster(std::string_view owner, std::string_view contact);
+  bool account_exists(std::string_view owner);
   std::optional<std::int64_t> row_of(const std::string& owner, const std::string& id);
 
   const Database& db_;

@@ -25,6 +25,7 @@ class Database {
   Database& operator=(const Database&) = delete;
 
   void open() {
+    configure_once();
     const int rc =
         sqlite3_open_v2(path_.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -37,6 +38,16 @@ class Database {
     }
     sqlite3_extended_result_codes(db_, 1);
     check(sqlite3_busy_timeout(db_, kBusyTimeoutMs));
+  }
+
+  // Process-wide settings, before SQLite first initialises: no memory statistics (they take a
+  // global mutex on every allocation SQLite makes, and nothing reads them).
+  static void configure_once() {
+    static const bool done = [] {
+      sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);  // SQLITE_MISUSE if already initialised
+      return true;
+    }();
+    (void)done;
   }
 
   [[noreturn]] void fail(std::string_view message) const {
@@ -81,6 +92,13 @@ class Statement {
       const char* data = v.data() != nullptr ? v.data() : "";
       s_.db_->check(
           sqlite3_bind_text64(s_.stmt_, i, data, v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+      return *this;
+    }
+    // The same without a copy: `v` must stay alive and unchanged until this run ends (for
+    // values that outlive the statement's use, such as a batch being inserted).
+    Run& text_kept(int i, std::string_view v) {
+      const char* data = v.data() != nullptr ? v.data() : "";
+      s_.db_->check(sqlite3_bind_text64(s_.stmt_, i, data, v.size(), SQLITE_STATIC, SQLITE_UTF8));
       return *this;
     }
     Run& blob(int i, std::string_view v) {

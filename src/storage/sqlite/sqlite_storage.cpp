@@ -455,9 +455,9 @@ class SqliteStorage final : public Storage {
     return sqlite3_changes(db_->handle()) > 0;
   }
 
-  std::size_t archive_append(const std::vector<ArchiveEntry>& entries,
-                             const std::string& default_mode) override {
-    return archive_.append(entries, default_mode);
+  using Storage::archive_append;
+  std::size_t archive_append(const ArchiveBatch& batch, const std::string& default_mode) override {
+    return archive_.append(batch, default_mode);
   }
   ArchivePage archive_query(const std::string& owner, const ArchiveFilter& filter) override {
     return archive_.query(owner, filter);

@@ -15,6 +15,43 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kOwner = "alice@example.test";
 
+// The packed batch gives back every field of every entry, whatever their lengths (empty
+// ones too), and takes back the last entry exactly.
+TEST(ArchiveBatchTest, KeepsEveryFieldAndTakesBackTheLastEntry) {
+  ArchiveBatch batch;
+  batch.add(ArchiveEntry{"a@x", "id1", 5, "b@y", "", "<m/>", false});
+  batch.add("room@muc.x", "id2", 6, "room@muc.x", "room@muc.x/nick", true,
+            [](std::string& out) { out += "<message type='groupchat'/>"; });
+  batch.add(ArchiveEntry{"", "", 7, "", "", "", false});
+  ASSERT_EQ(batch.size(), 3u);
+  EXPECT_EQ(batch.rooms(), 1u);
+  EXPECT_EQ(batch.stanza_bytes(), 4u + 27u);
+  const auto first = batch[0], second = batch[1], third = batch[2];
+  EXPECT_EQ(first.owner, "a@x");
+  EXPECT_EQ(first.id, "id1");
+  EXPECT_EQ(first.time_us, 5);
+  EXPECT_EQ(first.with_bare, "b@y");
+  EXPECT_EQ(first.with_full, "");
+  EXPECT_EQ(first.stanza, "<m/>");
+  EXPECT_FALSE(first.room);
+  EXPECT_EQ(second.owner, "room@muc.x");
+  EXPECT_EQ(second.with_full, "room@muc.x/nick");
+  EXPECT_EQ(second.stanza, "<message type='groupchat'/>");
+  EXPECT_TRUE(second.room);
+  EXPECT_EQ(third.time_us, 7);
+  EXPECT_TRUE(third.stanza.empty());
+
+  batch.pop_back();
+  batch.pop_back();
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch.rooms(), 0u);
+  EXPECT_EQ(batch.stanza_bytes(), 4u);
+  EXPECT_EQ(batch.text_bytes(), std::string("a@xid1b@y<m/>").size());
+  batch.add(ArchiveEntry{"c@z", "id3", 8, "d@w", "d@w/r", "<n/>", false});
+  EXPECT_EQ(batch[1].with_full, "d@w/r");
+  EXPECT_EQ(batch[0].stanza, "<m/>");
+}
+
 class ArchiveTest : public ::testing::Test {
  protected:
   void SetUp() override {
