@@ -47,6 +47,10 @@ class Archive {
   boost::asio::awaitable<void> room_query(xml::Element iq, std::string room);
   void room_deleted(std::string room);
 
+  // Shutting down: what waits is written without gathering more; done once nothing waits for
+  // or is being handed to the storage thread.
+  boost::asio::awaitable<void> flush();
+
   // Retention and the per-account limit, now and every [mam] cleanup_interval.
   void start_cleanup();
   void stop();
@@ -77,6 +81,7 @@ class Archive {
   void count_query(std::string_view result, bool room);
   boost::asio::awaitable<void> drop(std::string room);
   boost::asio::awaitable<void> write_batches();
+  boost::asio::awaitable<void> gather();
   boost::asio::awaitable<void> query(xml::Element iq, core::Jid from);
   boost::asio::awaitable<void> prefs(xml::Element iq, core::Jid from);
   boost::asio::awaitable<void> metadata(xml::Element iq, core::Jid from);
@@ -91,6 +96,7 @@ class Archive {
   std::size_t last_batch_bytes_ = 0;  // and the bytes of its texts
   std::string bare_, full_;           // scratch for the JIDs of an entry being added
   bool writing_ = false;
+  bool hurry_ = false;             // stopping: batches are written without gathering
   router::Congestion congestion_;  // the sources waiting for the storage thread to catch up
   boost::asio::steady_timer cleanup_;
   bool stopped_ = false;

@@ -305,3 +305,50 @@ def test_a_flood_is_paced_and_every_copy_is_archived(make_server):
     finally:
         alice.close()
         bob.close()
+
+
+def test_every_copy_delivered_before_a_stop_is_in_the_archive_after_it(make_server):
+    """The storage thread writes archive batches as messages keep arriving; a server stopped
+    (SIGTERM) right after the last delivery still writes every copy before it exits. After the
+    restart, each side pages through its archive (XEP-0059, 250 per page): n messages each, in
+    the order sent."""
+    n = 1200
+    server = make_server()
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    bob = RawXmpp(server.ip, server.port, timeout=20.0)
+    alice = RawXmpp(server.ip, server.port, timeout=20.0)
+    try:
+        bob.login("bob", PASSWORD, resource="desk")
+        bob.send("<presence/>")
+        alice.login("alice", PASSWORD, resource="laptop")
+        alice.send("".join(f"<message to='{BOB}' type='chat' id='s{i}'><body>stop {i}</body>"
+                           "</message>" for i in range(n)))
+        assert bob.collect_until(lambda r: r.received.count(b"stop ") >= n, timeout=60), (
+            f"{bob.received.count(b'stop ')} of {n} delivered")
+    finally:
+        alice.close()
+        bob.close()
+    assert server.stop() == 0
+    server.start()
+
+    async def pages(jid: str) -> list[str]:
+        client = await login(server, f"{jid}/check", PASSWORD)
+        bodies: list[str] = []
+        after = None
+        for _ in range(n // 250 + 2):
+            rsm = {"max": "250"} if after is None else {"max": "250", "after": after}
+            page, fin = await mam_query(client, rsm=rsm)
+            bodies += [body_of(r) for r in page]
+            if fin.get("complete") == "true" or not page:
+                break
+            after = page[-1].get("id")
+        await client.close()
+        return bodies
+
+    async def body():
+        expected = [f"stop {i}" for i in range(n)]
+        for jid in (ALICE, BOB):
+            got = await pages(jid)
+            assert got == expected, f"{jid}: {len(got)} of {n} archived"
+    run(body, timeout=120)

@@ -327,6 +327,7 @@ void Server::wait_for_streams_to_end() {
 // jobs in order, so once a job queued now is done, every earlier one is (within
 // server.shutdown_timeout, which still stops the reactor if the disk does not keep up).
 asio::awaitable<void> Server::drain_storage_then_stop(Server* self) {
+  co_await self->im_.archive().flush();  // archive batches still being gathered go first
   auto last = [](storage::Storage&) { return true; };
   co_await self->worker_.run(std::move(last));
   // Completions posted before this one have run; one more turn lets what they spawned start.
