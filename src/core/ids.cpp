@@ -55,13 +55,15 @@ std::string ordered_id(std::int64_t now_us) {
   std::uint64_t t = now_us > 0 ? static_cast<std::uint64_t>(now_us) : 0;
   if (t <= last) t = last + 1;
   last = t;
-  std::array<unsigned char, 8> clock{};
-  for (int i = 7; i >= 0; --i, t >>= 8) clock[static_cast<std::size_t>(i)] = t & 0xff;
-  std::string out;
-  out.reserve(28);
-  append_hex(out, clock.data(), clock.size());
-  append_hex(out, random.take(6), 6);
-  return out;
+  // Written into a fixed buffer and copied once (the string's one allocation).
+  std::array<char, 28> out{};
+  for (int i = 15; i >= 0; --i, t >>= 4) out[static_cast<std::size_t>(i)] = kDigits[t & 15];
+  const unsigned char* r = random.take(6);
+  for (std::size_t i = 0; i < 6; ++i) {
+    out[16 + 2 * i] = kDigits[r[i] >> 4];
+    out[17 + 2 * i] = kDigits[r[i] & 15];
+  }
+  return std::string(out.data(), out.size());
 }
 
 }  // namespace waddle::core

@@ -30,6 +30,8 @@ namespace {
 // bytes: past either the archive copy of a message is not kept (the message itself is
 // delivered) rather than the server holding what the disk cannot take.
 constexpr std::uint64_t kMaxPendingBytes = 8 * 1024 * 1024;
+// The largest batch buffer kept for reuse once written.
+constexpr std::size_t kKeptBatchBytes = 1024 * 1024;
 // A batch waits for more while it has fewer entries than this, at most this many turns.
 constexpr std::size_t kGatherEntries = 512;
 constexpr int kGatherTurns = 16;
@@ -109,7 +111,8 @@ void Archive::outgoing(const Element& message, const Jid& from) {
 void Archive::append(std::string_view owner, std::string_view id, std::int64_t time_us,
                      std::string_view with_bare, std::string_view with_full, bool room,
                      const Element& message) {
-  // A new batch starts with room for as much as the last one had, not growing entry by entry.
+  // A new batch (not a reused one) starts with room for as much as the last one had, not
+  // growing entry by entry.
   if (pending_.capacity() == 0)
     pending_.reserve(std::clamp<std::size_t>(last_batch_, 1, max_pending_), last_batch_bytes_);
   // Written into the batch first (its size is known then), taken back if over the bounds.
@@ -155,8 +158,9 @@ asio::awaitable<void> Archive::write_batches() {
       return std::make_pair(stored, std::move(batch));
     };
     try {
-      const auto done = co_await ctx_.worker.run(std::move(job));
+      auto done = co_await ctx_.worker.run(std::move(job));
       settle(taken, done.first);
+      reuse(std::move(done.second));
     } catch (const std::exception& e) {
       spdlog::error("im: archiving {} messages failed: {}", taken.count, e.what());
       settle(taken, std::nullopt);
@@ -190,10 +194,19 @@ Archive::Taken Archive::take_pending() {
   Taken t;
   t.bytes = weight(pending_);
   t.rooms = pending_.rooms();
-  t.batch = std::exchange(pending_, {});
+  t.batch = std::exchange(pending_, std::exchange(spare_, {}));
   t.count = last_batch_ = t.batch.size();
   last_batch_bytes_ = t.batch.text_bytes();
   return t;
+}
+
+// A written batch's memory becomes the next one's: a fresh buffer of hundreds of kilobytes
+// came from the kernel each time, and its pages faulted in as messages were written into it.
+// One larger than kKeptBatchBytes is let go, so an idle server does not keep a flood's worth.
+void Archive::reuse(storage::ArchiveBatch batch) {
+  if (batch.text_capacity() > kKeptBatchBytes || spare_.text_capacity() > 0) return;
+  batch.clear();
+  spare_ = std::move(batch);
 }
 
 // Room entries are always stored: what was not stored is an account's.

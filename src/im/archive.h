@@ -70,6 +70,7 @@ class Archive {
   // A taken batch is done, `stored` of it kept (none: the write failed): its bytes no longer
   // wait, it is counted, and the sources held back go on once the backlog is below half.
   void settle(const Taken& taken, std::optional<std::size_t> stored);
+  void reuse(storage::ArchiveBatch batch);
   // Adds `message` (as jabber:client) to the pending batch, unless the backlog is full.
   void append(std::string_view owner, std::string_view id, std::int64_t time_us,
               std::string_view with_bare, std::string_view with_full, bool room,
@@ -91,6 +92,7 @@ class Archive {
   const bool enabled_;
   const std::size_t max_pending_;     // [mam] max_pending
   storage::ArchiveBatch pending_;     // not yet handed to the storage thread
+  storage::ArchiveBatch spare_;       // a written batch's memory, for the next one
   std::uint64_t pending_bytes_ = 0;   // those and the batches being written
   std::size_t last_batch_ = 0;        // entries in the batch written last
   std::size_t last_batch_bytes_ = 0;  // and the bytes of its texts

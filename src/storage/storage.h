@@ -116,6 +116,14 @@ class ArchiveBatch {
   std::size_t rooms() const { return rooms_; }                  // entries of room archives
   std::uint64_t stanza_bytes() const { return stanza_bytes_; }  // the messages' text
   std::size_t capacity() const { return rows_.capacity(); }
+  // Empties the batch, keeping its memory for the next one.
+  void clear() {
+    text_.clear();
+    rows_.clear();
+    stanza_bytes_ = 0;
+    rooms_ = 0;
+  }
+  std::size_t text_capacity() const { return text_.capacity(); }
   void reserve(std::size_t entries, std::size_t bytes) {
     rows_.reserve(entries);
     text_.reserve(bytes);

@@ -5,6 +5,7 @@
 
 #include <set>
 #include <string>
+#include <thread>
 
 namespace waddle::core {
 namespace {
@@ -31,6 +32,15 @@ TEST(IdsTest, OrderedIdsSortInTheOrderTheyWereMadeEvenWhenTheClockStandsOrStepsB
     EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
     previous = id;
   }
+}
+
+// The first 16 digits are the clock in hex (on a thread of its own: the clock it last used
+// is per thread).
+TEST(IdsTest, OrderedIdsStartWithTheClockInHex) {
+  std::string id;
+  std::thread([&] { id = ordered_id(0x0123456789abcdef); }).join();
+  EXPECT_EQ(id.substr(0, 16), "0123456789abcdef");
+  EXPECT_EQ(id.size(), 28u);
 }
 
 TEST(IdsTest, OrderedIdsAreUniqueAcrossManyBlocksOfRandomness) {
