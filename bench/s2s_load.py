@@ -24,6 +24,8 @@ unshare/mount for Prosody and ejabberd, runuser for ejabberd).
     /usr/bin/python3 bench/s2s_load.py prosody
     /usr/bin/python3 bench/s2s_load.py ejabberd
     ... --json results.jsonl   (appends one JSON object per server)
+    /usr/bin/python3 bench/s2s_load.py waddle --hop --archive-ratio [--pairs 3]
+        [--baseline-bin OLD/waddle]   (the hop with archiving off and on, alternating)
 """
 
 from __future__ import annotations
@@ -592,6 +594,60 @@ def run_hop(kind: str, args) -> dict:
             close_all(reader, (sender, receiver))
 
 
+def run_archive_ratio(args) -> dict:
+    """What archiving costs the full hop (issue 10's budget: at most twice the CPU per message
+    of the hop without it): hop runs of Waddle with [mam] off and on, alternating `--pairs`
+    times in one invocation so that both see the same machine, each run `--rounds` rounds.
+    With --baseline-bin, a third arm runs that binary (archives off; for example the build
+    from before archives existed, which has no [mam] section). Reports the median CPU per
+    message of each arm and the ratios."""
+    arms = [("off", None, "0"), ("on", None, "1")]
+    if args.baseline_bin:
+        arms.insert(0, ("baseline", str(args.baseline_bin), None))
+    saved = {k: os.environ.get(k) for k in ("WADDLE_BIN", "WADDLE_BENCH_MAM")}
+    per_round: dict = {name: [] for name, _, _ in arms}
+    storage: list = []
+    try:
+        for pair in range(args.pairs):
+            for name, binary, mam in arms:
+                for k, v in (("WADDLE_BIN", binary or saved["WADDLE_BIN"]),
+                             ("WADDLE_BENCH_MAM", mam)):
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+                print(f"-- pair {pair + 1}/{args.pairs}: {name}", flush=True)
+                res = run_hop("waddle", args)
+                done = [x for x in res["rounds"] if x["complete"]]
+                if len(done) != len(res["rounds"]):
+                    raise RuntimeError(f"{name}: a round did not deliver every message")
+                per_round[name] += [x["us_per_msg_sched"] for x in done]
+                if name == "on":
+                    storage += [x["sender_storage_us_per_msg"] + x["receiver_storage_us_per_msg"]
+                                for x in done]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    med = {name: round(statistics.median(v), 2) for name, v in per_round.items()}
+    result = {"server": "waddle", "mode": "archive-ratio", "messages": args.messages,
+              "pairs": args.pairs, "rounds": args.rounds, "us_per_msg_sched": med,
+              "storage_us_per_msg_on": round(statistics.median(storage), 2),
+              "ratio_on_off": round(med["on"] / med["off"], 2), "complete": True,
+              "per_round": per_round}
+    if "baseline" in med:
+        result["ratio_on_baseline"] = round(med["on"] / med["baseline"], 2)
+    print("== archive ratio (median CPU per message, sender + receiver, schedstat): "
+          + ", ".join(f"{k} {v} µs" for k, v in med.items())
+          + f"; storage threads (on) {result['storage_us_per_msg_on']} µs; on/off "
+          + f"{result['ratio_on_off']}"
+          + (f", on/baseline {result['ratio_on_baseline']}" if "baseline" in med else ""),
+          flush=True)
+    return result
+
+
 def run_streams(kind: str, args) -> dict:
     """Many idle inbound S2S streams: N remote servers sK.load.test (one certificate with
     the name *.load.test) each open one stream, STARTTLS, SASL EXTERNAL, and stay idle. The
@@ -739,22 +795,34 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=0,
                     help="instead of messages: N idle client sessions of one account; RSS "
                          "and CPU per session")
+    ap.add_argument("--archive-ratio", action="store_true",
+                    help="Waddle only: hop runs with archiving off and on, alternating "
+                         "--pairs times; median CPU per message of each and the ratio")
+    ap.add_argument("--pairs", type=int, default=3,
+                    help="with --archive-ratio: alternations (default 3)")
+    ap.add_argument("--baseline-bin", type=Path,
+                    help="with --archive-ratio: also run this waddle binary (archives off)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (the harness uses unshare/mount and runuser)", file=sys.stderr)
         return 2
     if not (0 < args.messages <= 1_000_000 and 0 < args.rounds <= 20
             and 0 < args.time_limit <= 600 and 0 <= args.warmup <= 100_000
-            and 0 <= args.streams <= 900 and 0 <= args.clients <= 900):
+            and 0 <= args.streams <= 900 and 0 <= args.clients <= 900
+            and 0 < args.pairs <= 10):
         print("bounds: messages 1..1e6, rounds 1..20, time-limit 0..600 s, streams and "
-              "clients 0..900",
+              "clients 0..900, pairs 1..10",
               file=sys.stderr)
         return 2
     rc = 0
     for kind in args.servers:
         print(f"== {kind}", flush=True)
         try:
-            if args.clients:
+            if args.archive_ratio:
+                if kind != "waddle":
+                    raise RuntimeError("--archive-ratio measures Waddle only")
+                res = run_archive_ratio(args)
+            elif args.clients:
                 res = run_clients(kind, args)
             elif args.streams:
                 res = run_streams(kind, args)

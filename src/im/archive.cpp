@@ -30,8 +30,8 @@ namespace {
 // bytes: past either the archive copy of a message is not kept (the message itself is
 // delivered) rather than the server holding what the disk cannot take.
 constexpr std::uint64_t kMaxPendingBytes = 8 * 1024 * 1024;
-// The largest batch buffer kept for reuse once written.
-constexpr std::size_t kKeptBatchBytes = 1024 * 1024;
+// The largest batch buffer kept once the archive is idle.
+constexpr std::size_t kKeptBatchBytes = 256 * 1024;
 // A batch waits for more while it has fewer entries than this, at most this many turns.
 constexpr std::size_t kGatherEntries = 512;
 constexpr int kGatherTurns = 16;
@@ -167,6 +167,7 @@ asio::awaitable<void> Archive::write_batches() {
     }
   }
   writing_ = false;
+  if (spare_.text_capacity() > kKeptBatchBytes) spare_ = {};
 }
 
 // Each transaction costs the writes of the pages it touches, however few entries it adds: a
@@ -202,9 +203,10 @@ Archive::Taken Archive::take_pending() {
 
 // A written batch's memory becomes the next one's: a fresh buffer of hundreds of kilobytes
 // came from the kernel each time, and its pages faulted in as messages were written into it.
-// One larger than kKeptBatchBytes is let go, so an idle server does not keep a flood's worth.
+// When the archive falls idle, a spare larger than kKeptBatchBytes is let go, so that an idle
+// server does not keep a flood's worth.
 void Archive::reuse(storage::ArchiveBatch batch) {
-  if (batch.text_capacity() > kKeptBatchBytes || spare_.text_capacity() > 0) return;
+  if (spare_.text_capacity() > 0) return;
   batch.clear();
   spare_ = std::move(batch);
 }
