@@ -52,19 +52,26 @@ def fill(db_path: Path, owner: str, n: int) -> float:
     """Appends n archived messages for `owner`; returns the seconds it took."""
     db = sqlite3.connect(db_path, isolation_level=None)
     t0 = time.monotonic()
+
+    def number(jid: str) -> int:  # its row in archive_jids (schema step 9)
+        db.execute("INSERT OR IGNORE INTO archive_jids (jid) VALUES (?)", (jid,))
+        return db.execute("SELECT id FROM archive_jids WHERE jid = ?", (jid,)).fetchone()[0]
+    owner_id = number(owner)
+    peers = [f"friend{k}@other.test" for k in range(100)]
+    peer_ids = [number(p) for p in peers]
     rows = []
     for i in range(n):
         t = START_US + i * 1000
-        peer = f"friend{i % 100}@other.test"
+        peer = peers[i % 100]
         sid = f"{t:016x}{os.urandom(6).hex()}"
         body = f"message {i:09d} " + "x" * 44
         stanza = (f"<message xmlns='{NS_CLIENT}' from='{peer}/phone' to='{owner}' type='chat' "
                   f"id='m{i}'><body>{body}</body><stanza-id xmlns='urn:xmpp:sid:0' id='{sid}' "
                   f"by='{owner}'/></message>")
-        rows.append((owner, sid, t, peer, f"{peer}/phone", stanza))
+        rows.append((owner_id, sid, t, peer_ids[i % 100], "phone", stanza))
         if len(rows) == 10_000 or i == n - 1:
             db.execute("BEGIN")
-            db.executemany("INSERT INTO archive (owner, sid, time_us, with_bare, with_full, stanza)"
+            db.executemany("INSERT INTO archive (owner, sid, time_us, with_bare, resource, stanza)"
                            " VALUES (?,?,?,?,?,?)", rows)
             db.execute("COMMIT")
             rows.clear()

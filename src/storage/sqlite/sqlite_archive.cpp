@@ -6,7 +6,13 @@ namespace waddle::storage::sqlite {
 
 namespace {
 
-constexpr const char* kColumns = "id, sid, time_us, with_bare, with_full, stanza";
+// The columns of an entry, with the correspondent's JID read back from its number.
+constexpr const char* kColumns =
+    "a.id, a.sid, a.time_us, w.jid, a.resource, a.stanza FROM archive a "
+    "JOIN archive_jids w ON w.id = a.with_bare";
+
+// Cached JID numbers at most; past it the cache starts again (a lookup is one indexed read).
+constexpr std::size_t kMaxCachedJids = 65536;
 
 // JID lists as one text column: each JID followed by a newline (JIDs have none).
 std::string join(const std::vector<std::string>& jids) {
@@ -29,12 +35,18 @@ std::vector<std::string> split(const std::string& text) {
 
 ArchiveEntry read_entry(const std::string& owner, Statement::Run& run) {
   // (column 0 is the row id)
-  return ArchiveEntry{owner,
-                      run.column_text(1),
-                      run.column_int(2),
-                      run.column_text(3),
-                      run.column_text(4),
-                      run.column_text(5)};
+  std::string with = run.column_text(3), resource = run.column_text(4);
+  std::string full = resource.empty() ? std::string() : with + '/' + resource;
+  return ArchiveEntry{owner,           run.column_text(1), run.column_int(2),
+                      std::move(with), std::move(full),    run.column_text(5)};
+}
+
+// The resource of `full` when it is `bare` with one, else nothing.
+std::string_view resource_of(std::string_view full, std::string_view bare) {
+  if (full.size() <= bare.size() + 1 || full.substr(0, bare.size()) != bare ||
+      full[bare.size()] != '/')
+    return {};
+  return full.substr(bare.size() + 1);
 }
 
 bool contains(const std::vector<std::string>& v, std::string_view s) {
@@ -46,15 +58,17 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
 Archive::Archive(const Database& db)
     : db_(db),
       insert_(db,
-              "INSERT INTO archive (owner, sid, time_us, with_bare, with_full, stanza) "
+              "INSERT INTO archive (owner, sid, time_us, with_bare, resource, stanza) "
               "VALUES (?,?,?,?,?,?) ON CONFLICT (sid) DO NOTHING"),
       row_of_(db, "SELECT id FROM archive WHERE sid = ? AND owner = ?"),
-      first_(db, (std::string("SELECT ") + kColumns +
-                  " FROM archive WHERE owner = ? ORDER BY id ASC LIMIT 1")
-                     .c_str()),
-      last_(db, (std::string("SELECT ") + kColumns +
-                 " FROM archive WHERE owner = ? ORDER BY id DESC LIMIT 1")
-                    .c_str()),
+      jid_get_(db, "SELECT id FROM archive_jids WHERE jid = ?"),
+      jid_put_(db, "INSERT INTO archive_jids (jid) VALUES (?)"),
+      first_(db,
+             (std::string("SELECT ") + kColumns + " WHERE a.owner = ? ORDER BY a.id ASC LIMIT 1")
+                 .c_str()),
+      last_(db,
+            (std::string("SELECT ") + kColumns + " WHERE a.owner = ? ORDER BY a.id DESC LIMIT 1")
+                .c_str()),
       prefs_get_(db, "SELECT default_mode, always, never FROM archive_prefs WHERE owner = ?"),
       prefs_put_(db,
                  "INSERT OR REPLACE INTO archive_prefs (owner, default_mode, always, never) "
@@ -68,24 +82,47 @@ Archive::Archive(const Database& db)
 
 std::size_t Archive::append(const ArchiveBatch& batch, const std::string& default_mode) {
   std::vector<Owner> cache;
-  Transaction tx(db_);
   std::size_t stored = 0;
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    const ArchiveBatch::Entry e = batch[i];
-    if (!keeps(e, default_mode, cache)) continue;
-    // The batch outlives each run: its texts are bound without copies.
-    insert_.run()
-        .text_kept(1, e.owner)
-        .text_kept(2, e.id)
-        .integer(3, e.time_us)
-        .text_kept(4, e.with_bare)
-        .text_kept(5, e.with_full)
-        .text_kept(6, e.stanza)
-        .done();
-    ++stored;
+  try {
+    Transaction tx(db_);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const ArchiveBatch::Entry e = batch[i];
+      if (!keeps(e, default_mode, cache)) continue;
+      // The batch outlives each run: its texts are bound without copies.
+      insert_.run()
+          .integer(1, *jid_id(e.owner, true))
+          .text_kept(2, e.id)
+          .integer(3, e.time_us)
+          .integer(4, *jid_id(e.with_bare, true))
+          .text_kept(5, resource_of(e.with_full, e.with_bare))
+          .text_kept(6, e.stanza)
+          .done();
+      ++stored;
+    }
+    tx.commit();
+  } catch (...) {
+    jids_.clear();  // numbers added in the failed transaction are gone
+    throw;
   }
-  tx.commit();
   return stored;
+}
+
+std::optional<std::int64_t> Archive::jid_id(std::string_view jid, bool add) {
+  if (auto it = jids_.find(jid); it != jids_.end()) return it->second;
+  std::optional<std::int64_t> id;
+  {
+    auto run = jid_get_.run();
+    run.text(1, jid);
+    if (run.step()) id = run.column_int(0);
+  }
+  if (!id && add) {
+    jid_put_.run().text(1, jid).done();
+    id = sqlite3_last_insert_rowid(db_.handle());
+  }
+  if (!id) return std::nullopt;
+  if (jids_.size() >= kMaxCachedJids) jids_.clear();
+  jids_.emplace(std::string(jid), *id);
+  return id;
 }
 
 bool Archive::keeps(const ArchiveBatch::Entry& e, const std::string& default_mode,
@@ -125,43 +162,52 @@ bool Archive::in_roster(std::string_view owner, std::string_view contact) {
   return run.step();
 }
 
-std::optional<std::int64_t> Archive::row_of(const std::string& owner, const std::string& id) {
+std::optional<std::int64_t> Archive::row_of(std::int64_t owner, const std::string& id) {
   auto run = row_of_.run();
-  run.text(1, id).text(2, owner);
+  run.text(1, id).integer(2, owner);
   if (!run.step()) return std::nullopt;
   return run.column_int(0);
 }
 
 ArchivePage Archive::query(const std::string& owner, const ArchiveFilter& f) {
   ArchivePage page;
+  const auto owner_id = jid_id(owner, false);
   std::optional<std::int64_t> after, before;
-  if (!f.after_id.empty() && !(after = row_of(owner, f.after_id))) page.unknown_id = true;
-  if (!f.before_id.empty() && !(before = row_of(owner, f.before_id))) page.unknown_id = true;
+  if (!f.after_id.empty() && !(owner_id && (after = row_of(*owner_id, f.after_id))))
+    page.unknown_id = true;
+  if (!f.before_id.empty() && !(owner_id && (before = row_of(*owner_id, f.before_id))))
+    page.unknown_id = true;
   if (page.unknown_id) return page;
+  // A filter on a full JID is its bare JID's number and its resource.
+  const auto slash = f.with.find('/');
+  const std::string_view with_bare = std::string_view(f.with).substr(0, slash);
+  const auto with_id = f.with.empty() ? std::nullopt : jid_id(with_bare, false);
+  if (!owner_id || (!f.with.empty() && !with_id)) return page;  // nothing archived: complete
   const bool backwards = f.backwards && !after;
-  std::string sql = std::string("SELECT ") + kColumns + " FROM archive WHERE owner = ?1";
-  if (!f.with.empty())
-    sql += f.with.find('/') == std::string::npos ? " AND with_bare = ?2" : " AND with_full = ?2";
-  if (f.start_us) sql += " AND time_us >= ?3";
-  if (f.end_us) sql += " AND time_us <= ?4";
-  if (after) sql += " AND id > ?5";
-  if (before) sql += " AND id < ?6";
+  std::string sql = std::string("SELECT ") + kColumns + " WHERE a.owner = ?1";
+  if (!f.with.empty()) sql += " AND a.with_bare = ?2";
+  if (slash != std::string::npos) sql += " AND a.resource = ?9";
+  if (f.start_us) sql += " AND a.time_us >= ?3";
+  if (f.end_us) sql += " AND a.time_us <= ?4";
+  if (after) sql += " AND a.id > ?5";
+  if (before) sql += " AND a.id < ?6";
   if (!f.ids.empty()) {
-    sql += " AND sid IN (";
-    for (std::size_t i = 0; i < f.ids.size(); ++i) sql += (i ? ",?" : "?") + std::to_string(8 + i);
+    sql += " AND a.sid IN (";
+    for (std::size_t i = 0; i < f.ids.size(); ++i) sql += (i ? ",?" : "?") + std::to_string(10 + i);
     sql += ")";
   }
-  sql += backwards ? " ORDER BY id DESC LIMIT ?7" : " ORDER BY id ASC LIMIT ?7";
+  sql += backwards ? " ORDER BY a.id DESC LIMIT ?7" : " ORDER BY a.id ASC LIMIT ?7";
   Statement st(db_, sql.c_str());
   auto run = st.run();
-  run.text(1, owner);
-  if (!f.with.empty()) run.text(2, f.with);
+  run.integer(1, *owner_id);
+  if (with_id) run.integer(2, *with_id);
+  if (slash != std::string::npos) run.text(9, std::string_view(f.with).substr(slash + 1));
   if (f.start_us) run.integer(3, *f.start_us);
   if (f.end_us) run.integer(4, *f.end_us);
   if (after) run.integer(5, *after);
   if (before) run.integer(6, *before);
   run.integer(7, static_cast<std::int64_t>(f.max) + 1);
-  for (std::size_t i = 0; i < f.ids.size(); ++i) run.text(static_cast<int>(8 + i), f.ids[i]);
+  for (std::size_t i = 0; i < f.ids.size(); ++i) run.text(static_cast<int>(10 + i), f.ids[i]);
   while (run.step()) page.items.push_back(read_entry(owner, run));
   page.complete = page.items.size() <= f.max;
   if (!page.complete) page.items.pop_back();
@@ -171,14 +217,16 @@ ArchivePage Archive::query(const std::string& owner, const ArchiveFilter& f) {
 
 std::optional<std::pair<ArchiveEntry, ArchiveEntry>> Archive::bounds(const std::string& owner) {
   std::pair<ArchiveEntry, ArchiveEntry> out;
+  const auto owner_id = jid_id(owner, false);
+  if (!owner_id) return std::nullopt;
   {
     auto run = first_.run();
-    run.text(1, owner);
+    run.integer(1, *owner_id);
     if (!run.step()) return std::nullopt;
     out.first = read_entry(owner, run);
   }
   auto run = last_.run();
-  run.text(1, owner);
+  run.integer(1, *owner_id);
   if (!run.step()) return std::nullopt;
   out.second = read_entry(owner, run);
   return out;
@@ -193,18 +241,18 @@ std::uint64_t Archive::expire(std::int64_t before_us, std::uint64_t max_per_owne
     removed += static_cast<std::uint64_t>(sqlite3_changes(db_.handle()));
   }
   if (max_per_owner > 0) {
-    std::vector<std::string> over;
+    std::vector<std::int64_t> over;
     {
       Statement big(db_, "SELECT owner FROM archive GROUP BY owner HAVING COUNT(*) > ?");
       auto run = big.run();
       run.integer(1, static_cast<std::int64_t>(max_per_owner));
-      while (run.step()) over.push_back(run.column_text(0));
+      while (run.step()) over.push_back(run.column_int(0));
     }
     Statement trim(db_,
                    "DELETE FROM archive WHERE owner = ?1 AND id <= (SELECT id FROM archive "
                    "WHERE owner = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
-    for (const auto& owner : over) {
-      trim.run().text(1, owner).integer(2, static_cast<std::int64_t>(max_per_owner)).done();
+    for (const std::int64_t owner : over) {
+      trim.run().integer(1, owner).integer(2, static_cast<std::int64_t>(max_per_owner)).done();
       removed += static_cast<std::uint64_t>(sqlite3_changes(db_.handle()));
     }
   }
@@ -229,8 +277,11 @@ void Archive::set_prefs(const std::string& owner, const ArchivePrefs& p) {
 }
 
 std::uint64_t Archive::delete_owner(const std::string& owner) {
-  delete_owner_.run().text(1, owner).done();
-  const auto removed = static_cast<std::uint64_t>(sqlite3_changes(db_.handle()));
+  std::uint64_t removed = 0;
+  if (const auto owner_id = jid_id(owner, false)) {
+    delete_owner_.run().integer(1, *owner_id).done();
+    removed = static_cast<std::uint64_t>(sqlite3_changes(db_.handle()));
+  }
   delete_prefs_.run().text(1, owner).done();
   return removed;
 }

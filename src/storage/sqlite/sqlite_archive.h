@@ -1,13 +1,14 @@
-// Message archives (XEP-0313) in SQLite: one table for every archive (accounts and rooms),
-// ordered by row id (the order messages were archived in: a new row's id is one more than the
-// largest), with the stanza-id unique; the archiving preferences beside it. Used by SqliteStorage,
-// on its connection and thread.
+// Message archives (XEP-0313) in SQLite: one table for every archive (accounts and rooms, their
+// JIDs numbered in archive_jids), ordered by row id (the order messages were archived in: a new
+// row's id is one more than the largest), with the stanza-id unique; the archiving preferences
+// beside it. Used by SqliteStorage, on its connection and thread.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -59,6 +60,39 @@ CREATE INDEX archive_with ON archive (owner, with_bare, id);
 CREATE UNIQUE INDEX archive_sid ON archive (sid);
 )sql";
 
+// The step that numbers the JIDs of the archives: owner and correspondent are integers into
+// archive_jids (one row per JID ever archived, never removed), and of the correspondent's full
+// JID only the resource is kept. A row is about 90 bytes shorter and the two owner indexes
+// compare integers instead of text: the insert, on the path of every message, costs about a
+// sixth less. Every row keeps its id, and so its order.
+inline constexpr const char* kArchiveJidIds = R"sql(
+CREATE TABLE archive_jids (
+  id INTEGER PRIMARY KEY,
+  jid TEXT NOT NULL UNIQUE
+);
+INSERT INTO archive_jids (jid) SELECT owner FROM archive UNION SELECT with_bare FROM archive;
+CREATE TABLE archive_numbered (
+  id INTEGER PRIMARY KEY,
+  owner INTEGER NOT NULL,
+  sid TEXT NOT NULL,
+  time_us INTEGER NOT NULL,
+  with_bare INTEGER NOT NULL,
+  resource TEXT NOT NULL,
+  stanza TEXT NOT NULL
+);
+INSERT INTO archive_numbered (id, owner, sid, time_us, with_bare, resource, stanza)
+  SELECT a.id, o.id, a.sid, a.time_us, w.id,
+         CASE WHEN substr(a.with_full, 1, length(a.with_bare) + 1) = a.with_bare || '/'
+              THEN substr(a.with_full, length(a.with_bare) + 2) ELSE '' END,
+         a.stanza
+  FROM archive a JOIN archive_jids o ON o.jid = a.owner JOIN archive_jids w ON w.jid = a.with_bare;
+DROP TABLE archive;
+ALTER TABLE archive_numbered RENAME TO archive;
+CREATE INDEX archive_owner ON archive (owner, id);
+CREATE INDEX archive_with ON archive (owner, with_bare, id);
+CREATE UNIQUE INDEX archive_sid ON archive (sid);
+)sql";
+
 class Archive {
  public:
   explicit Archive(const Database& db);
@@ -83,11 +117,23 @@ class Archive {
              std::vector<Owner>& cache);
   bool in_roster(std::string_view owner, std::string_view contact);
   bool account_exists(std::string_view owner);
-  std::optional<std::int64_t> row_of(const std::string& owner, const std::string& id);
+  std::optional<std::int64_t> row_of(std::int64_t owner, const std::string& id);
+  // The number of `jid` in archive_jids: none if it has none and `add` is false.
+  std::optional<std::int64_t> jid_id(std::string_view jid, bool add);
+
+  struct ViewHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view v) const { return std::hash<std::string_view>()(v); }
+  };
+  // JID numbers known to be in archive_jids (rows there are never removed); emptied when a
+  // transaction that may have added some fails, and when it grows past kMaxCachedJids.
+  std::unordered_map<std::string, std::int64_t, ViewHash, std::equal_to<>> jids_;
 
   const Database& db_;
   Statement insert_;
   Statement row_of_;
+  Statement jid_get_;
+  Statement jid_put_;
   Statement first_;
   Statement last_;
   Statement prefs_get_;

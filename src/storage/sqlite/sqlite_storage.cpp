@@ -122,6 +122,7 @@ CREATE TABLE roster_versions (
     {6, sqlite::kArchiveSchema},
     {7, sqlite::kArchiveRowIds},
     {8, sqlite::kPushSchema},
+    {9, sqlite::kArchiveJidIds},
 };
 
 std::int64_t now_unix() {

@@ -126,6 +126,19 @@ TEST_F(ArchiveTest, Filters) {
   EXPECT_EQ(ids(db_->archive_query(kOwner, f)), (std::vector<std::string>{"am0", "am2", "am4"}));
   f.with = "carol@other.test/else";
   EXPECT_TRUE(db_->archive_query(kOwner, f).items.empty());
+  // A correspondent never archived (bare or full) matches nothing, and the page is complete.
+  for (const char* never : {"dave@example.test", "dave@example.test/r"}) {
+    f.with = never;
+    const auto none = db_->archive_query(kOwner, f);
+    EXPECT_TRUE(none.items.empty()) << never;
+    EXPECT_TRUE(none.complete) << never;
+  }
+  // Entries read back carry the correspondent's full JID as archived.
+  f.with = "bob@example.test";
+  const auto bob = db_->archive_query(kOwner, f);
+  ASSERT_FALSE(bob.items.empty());
+  EXPECT_EQ(bob.items[0].with_bare, "bob@example.test");
+  EXPECT_EQ(bob.items[0].with_full, "bob@example.test/r");
   ArchiveFilter t;
   t.start_us = 1001 * 1'000'000LL;
   t.end_us = 1003 * 1'000'000LL;

@@ -119,7 +119,8 @@ TEST_F(BlocklistStorageTest, UpgradeFromVersion3_KeepsAccountsAddsTables) {
   // Back to version 3: the tables of later steps (blocklists, roster versions, archives) go.
   exec(
       "DROP TABLE blocklist; DROP TABLE spam_reports; DROP TABLE roster_versions; "
-      "DROP TABLE archive; DROP TABLE archive_prefs; DROP TABLE push_registrations; "
+      "DROP TABLE archive; DROP TABLE archive_jids; DROP TABLE archive_prefs; "
+      "DROP TABLE push_registrations; "
       "PRAGMA user_version = 3;");
   reopen();
   EXPECT_TRUE(db_->get_account("a.test", "alice"));

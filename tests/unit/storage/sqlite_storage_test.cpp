@@ -309,13 +309,14 @@ TEST_F(SqliteStorageTest, RosterVersion_MigratedFromVersion3) {
   ASSERT_EQ(
       sqlite3_exec(raw,
                    "DROP TABLE roster_versions; DROP TABLE blocklist; DROP TABLE spam_reports; "
-                   "DROP TABLE archive; DROP TABLE archive_prefs; DROP TABLE push_registrations; "
+                   "DROP TABLE archive; DROP TABLE archive_jids; DROP TABLE archive_prefs; "
+                   "DROP TABLE push_registrations; "
                    "PRAGMA user_version = 3",
                    nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "8");
+  EXPECT_EQ(pragma("user_version"), "9");
   EXPECT_EQ(db_->roster_get("example.org", "juliet").size(), 1u);
   EXPECT_EQ(db_->roster_version("example.org", "juliet"), 0u);
   db_->roster_put("example.org", "juliet", item("nurse@example.net"));
@@ -409,11 +410,11 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "8");
+  EXPECT_EQ(pragma("user_version"), "9");
   EXPECT_EQ(pragma("journal_mode"), "wal");
   EXPECT_EQ(pragma("page_size"), "16384");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "8");
+  EXPECT_EQ(pragma("user_version"), "9");
 }
 
 TEST_F(SqliteStorageTest, Did_SetReadClearAndUnknownAccount) {
@@ -523,8 +524,11 @@ TEST_F(SqliteStorageTest, Archive_MigratedFromVersion6KeepsIdsAndOrder) {
   ASSERT_EQ(sqlite3_exec(raw, R"sql(
 CREATE TABLE v6 (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, sid TEXT NOT NULL,
   time_us INTEGER NOT NULL, with_bare TEXT NOT NULL, with_full TEXT NOT NULL, stanza TEXT NOT NULL);
-INSERT INTO v6 SELECT id, owner, sid, time_us, with_bare, with_full, stanza FROM archive;
+INSERT INTO v6 SELECT a.id, o.jid, a.sid, a.time_us, w.jid,
+  CASE WHEN a.resource = '' THEN '' ELSE w.jid || '/' || a.resource END, a.stanza
+  FROM archive a JOIN archive_jids o ON o.id = a.owner JOIN archive_jids w ON w.id = a.with_bare;
 DROP TABLE archive;
+DROP TABLE archive_jids;
 ALTER TABLE v6 RENAME TO archive;
 CREATE INDEX archive_owner ON archive (owner, id);
 CREATE INDEX archive_with ON archive (owner, with_bare, id);
@@ -536,7 +540,7 @@ PRAGMA user_version = 6;
             SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "8");
+  EXPECT_EQ(pragma("user_version"), "9");
   ASSERT_EQ(db_->archive_append({entry("00")}, "always"), 1u);
   ArchiveFilter all;
   all.max = 10;
@@ -549,6 +553,70 @@ PRAGMA user_version = 6;
   ids.clear();
   for (const auto& e : db_->archive_query(owner, after).items) ids.push_back(e.id);
   EXPECT_EQ(ids, (std::vector<std::string>{"c7", "00"}));
+}
+
+// Version 9 numbers the archives' JIDs: rows written as version 8 kept them as text. Every
+// entry keeps its id, its place, its correspondent's full JID (a resource or none), and the
+// filters find them as before; new entries come after.
+TEST_F(SqliteStorageTest, Archive_MigratedFromVersion8NumbersJidsAndKeepsResources) {
+  Account a;
+  a.domain = "example.org";
+  a.username = "juliet";
+  ASSERT_TRUE(db_->create_account(a));
+  const std::string owner = "juliet@example.org", room = "hall@rooms.example.org";
+  auto entry = [&](const std::string& who, const std::string& id, const std::string& full) {
+    return ArchiveEntry{
+        who, id, 1, "romeo@example.net", full, "<message><body>" + id + "</body></message>"};
+  };
+  ArchiveEntry in_room{room, "r1", 1, room, room + "/nurse", "<message/>", true};
+  ASSERT_EQ(
+      db_->archive_append({entry(owner, "s1", "romeo@example.net/phone"), entry(owner, "s2", ""),
+                           in_room, entry(owner, "s3", "romeo@example.net/desk")},
+                          "always"),
+      4u);
+  db_.reset();
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, R"sql(
+CREATE TABLE v8 (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, sid TEXT NOT NULL,
+  time_us INTEGER NOT NULL, with_bare TEXT NOT NULL, with_full TEXT NOT NULL, stanza TEXT NOT NULL);
+INSERT INTO v8 SELECT a.id, o.jid, a.sid, a.time_us, w.jid,
+  CASE WHEN a.resource = '' THEN '' ELSE w.jid || '/' || a.resource END, a.stanza
+  FROM archive a JOIN archive_jids o ON o.id = a.owner JOIN archive_jids w ON w.id = a.with_bare;
+DROP TABLE archive;
+DROP TABLE archive_jids;
+ALTER TABLE v8 RENAME TO archive;
+CREATE INDEX archive_owner ON archive (owner, id);
+CREATE INDEX archive_with ON archive (owner, with_bare, id);
+CREATE UNIQUE INDEX archive_sid ON archive (sid);
+PRAGMA user_version = 8;
+)sql",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close_v2(raw);
+  reopen();
+  EXPECT_EQ(pragma("user_version"), "9");
+  ASSERT_EQ(db_->archive_append({entry(owner, "s4", "romeo@example.net/phone")}, "always"), 1u);
+  ArchiveFilter all;
+  all.max = 10;
+  const auto page = db_->archive_query(owner, all);
+  std::vector<std::string> ids, fulls;
+  for (const auto& e : page.items) {
+    ids.push_back(e.id);
+    fulls.push_back(e.with_full);
+  }
+  EXPECT_EQ(ids, (std::vector<std::string>{"s1", "s2", "s3", "s4"}));
+  EXPECT_EQ(fulls, (std::vector<std::string>{"romeo@example.net/phone", "",
+                                             "romeo@example.net/desk", "romeo@example.net/phone"}));
+  ArchiveFilter phone;
+  phone.max = 10;
+  phone.with = "romeo@example.net/phone";
+  ids.clear();
+  for (const auto& e : db_->archive_query(owner, phone).items) ids.push_back(e.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"s1", "s4"}));
+  const auto hall = db_->archive_query(room, all);
+  ASSERT_EQ(hall.items.size(), 1u);
+  EXPECT_EQ(hall.items[0].with_full, room + "/nurse");
 }
 
 }  // namespace
