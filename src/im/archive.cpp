@@ -32,6 +32,7 @@ namespace {
 constexpr std::uint64_t kMaxPendingBytes = 8 * 1024 * 1024;
 // The largest batch buffer kept once the archive is idle.
 constexpr std::size_t kKeptBatchBytes = 256 * 1024;
+constexpr std::size_t kKeptBatchEntries = 2048;
 // A batch waits for more while it has fewer entries than this, at most this many turns.
 constexpr std::size_t kGatherEntries = 512;
 constexpr int kGatherTurns = 16;
@@ -148,6 +149,7 @@ void Archive::append(std::string_view owner, std::string_view id, std::int64_t t
 asio::awaitable<void> Archive::write_batches() {
   while (!pending_.empty()) {
     co_await gather();
+    if (pending_.empty()) break;  // a query took what waited (and wrote it) meanwhile
     Taken taken = take_pending();
     // The batch comes back with the count, to be freed here: its strings were allocated on
     // this thread, and freeing them on the storage thread cost that thread a lock on this
@@ -167,7 +169,12 @@ asio::awaitable<void> Archive::write_batches() {
     }
   }
   writing_ = false;
-  if (spare_.text_capacity() > kKeptBatchBytes) spare_ = {};
+  // Idle: neither the empty pending batch nor the spare keeps a flood's worth of memory.
+  auto too_big = [](const storage::ArchiveBatch& b) {
+    return b.text_capacity() > kKeptBatchBytes || b.capacity() > kKeptBatchEntries;
+  };
+  if (too_big(pending_)) pending_ = {};
+  if (too_big(spare_)) spare_ = {};
 }
 
 // Each transaction costs the writes of the pages it touches, however few entries it adds: a
@@ -203,8 +210,8 @@ Archive::Taken Archive::take_pending() {
 
 // A written batch's memory becomes the next one's: a fresh buffer of hundreds of kilobytes
 // came from the kernel each time, and its pages faulted in as messages were written into it.
-// When the archive falls idle, a spare larger than kKeptBatchBytes is let go, so that an idle
-// server does not keep a flood's worth.
+// When the archive falls idle, buffers larger than kKeptBatchBytes (or kKeptBatchEntries) are
+// let go, so that an idle server does not keep a flood's worth.
 void Archive::reuse(storage::ArchiveBatch batch) {
   if (spare_.text_capacity() > 0) return;
   batch.clear();

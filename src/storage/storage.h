@@ -70,7 +70,8 @@ class ArchiveBatch {
     bool room = false;
   };
 
-  // Adds an entry; `write_stanza(std::string& out)` appends the message to `out`.
+  // Adds an entry; `write_stanza(std::string& out)` appends the message to `out`. The views
+  // must not point into this batch (its buffer may move as it grows).
   template <class WriteStanza>
   void add(std::string_view owner, std::string_view id, std::int64_t time_us,
            std::string_view with_bare, std::string_view with_full, bool room,
