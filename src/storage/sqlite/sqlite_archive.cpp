@@ -256,6 +256,16 @@ std::uint64_t Archive::expire(std::int64_t before_us, std::uint64_t max_per_owne
       removed += static_cast<std::uint64_t>(sqlite3_changes(db_.handle()));
     }
   }
+  // JIDs no row refers to any more go too, so that archive_jids is bounded by what the archives
+  // hold (a peer writing from ever new JIDs cannot grow it past retention). One scan of the
+  // table, only when rows went; the cached numbers are dropped with them.
+  if (removed > 0) {
+    Statement orphans(db_,
+                      "DELETE FROM archive_jids WHERE id NOT IN (SELECT owner FROM archive) "
+                      "AND id NOT IN (SELECT with_bare FROM archive)");
+    orphans.run().done();
+    jids_.clear();
+  }
   tx.commit();
   return removed;
 }

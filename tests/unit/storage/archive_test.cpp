@@ -1,6 +1,7 @@
 // Message archives (XEP-0313) in SQLite: appending with preferences, paging both ways, the
 // filters, unknown ids, metadata bounds, retention and the per-archive limit.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -207,6 +208,38 @@ TEST_F(ArchiveTest, RetentionAndTheLimitPerArchive) {
   EXPECT_EQ(ids(db_->archive_query(kOwner, {})),
             (std::vector<std::string>{"am5", "am6", "am7", "am8", "am9"}));
   EXPECT_EQ(db_->archive_query("bob@example.test", {}).items.size(), 1u);
+}
+
+// Retention also removes the JID numbers no entry refers to any more; archiving the same JIDs
+// afterwards works (the cache of numbers went with them).
+TEST_F(ArchiveTest, RetentionRemovesJidsNoEntryUses) {
+  fill(4);  // with bob@example.test and carol@other.test, archived at 1000..1003 s
+  auto count_jids = [&] {
+    ArchiveFilter f;
+    f.with = "carol@other.test";
+    return db_->archive_query(kOwner, f).items.size();
+  };
+  auto numbered = [&] {  // rows of archive_jids, read beside the server's connection
+    sqlite3* raw = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((dir_ / "waddle.db").c_str(), &raw, SQLITE_OPEN_READONLY, nullptr),
+              SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(raw, "SELECT COUNT(*) FROM archive_jids", -1, &st, nullptr);
+    const int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close_v2(raw);
+    return n;
+  };
+  EXPECT_EQ(count_jids(), 2u);
+  EXPECT_EQ(numbered(), 3);                                   // alice, bob, carol
+  EXPECT_EQ(db_->archive_expire(2000 * 1'000'000LL, 0), 4u);  // everything
+  EXPECT_EQ(numbered(), 0);
+  EXPECT_EQ(count_jids(), 0u);
+  fill(2);
+  EXPECT_EQ(count_jids(), 1u);
+  ArchiveFilter all;
+  EXPECT_EQ(db_->archive_query(kOwner, all).items.size(), 2u);
+  EXPECT_EQ(db_->archive_query(kOwner, all).items[1].with_bare, "bob@example.test");
 }
 
 TEST_F(ArchiveTest, OnlyAccountsThatExistHaveArchives) {
