@@ -503,6 +503,23 @@ TEST_F(SqliteStorageTest, NotADatabase_Throws) {
 namespace waddle::storage {
 namespace {
 
+// The archive rewritten as versions 6 to 8 kept it (JIDs as text, the full JID whole), with
+// its row ids as `id_column` declares them, then `rest` (more of the older schema).
+std::string archive_as_text(const std::string& id_column, const std::string& rest) {
+  return "CREATE TABLE old (id " + id_column + R"sql(, owner TEXT NOT NULL, sid TEXT NOT NULL,
+  time_us INTEGER NOT NULL, with_bare TEXT NOT NULL, with_full TEXT NOT NULL, stanza TEXT NOT NULL);
+INSERT INTO old SELECT a.id, o.jid, a.sid, a.time_us, w.jid,
+  CASE WHEN a.resource = '' THEN '' ELSE w.jid || '/' || a.resource END, a.stanza
+  FROM archive a JOIN archive_jids o ON o.id = a.owner JOIN archive_jids w ON w.id = a.with_bare;
+DROP TABLE archive;
+DROP TABLE archive_jids;
+ALTER TABLE old RENAME TO archive;
+CREATE INDEX archive_owner ON archive (owner, id);
+CREATE INDEX archive_with ON archive (owner, with_bare, id);
+CREATE UNIQUE INDEX archive_sid ON archive (sid);
+)sql" + rest;
+}
+
 // Version 6 created the archive with AUTOINCREMENT; version 7 rebuilds it with plain row ids
 // (and later steps run after it).
 // Every message keeps its stanza id and its place, and new ones come after them.
@@ -521,21 +538,10 @@ TEST_F(SqliteStorageTest, Archive_MigratedFromVersion6KeepsIdsAndOrder) {
   db_.reset();
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, R"sql(
-CREATE TABLE v6 (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, sid TEXT NOT NULL,
-  time_us INTEGER NOT NULL, with_bare TEXT NOT NULL, with_full TEXT NOT NULL, stanza TEXT NOT NULL);
-INSERT INTO v6 SELECT a.id, o.jid, a.sid, a.time_us, w.jid,
-  CASE WHEN a.resource = '' THEN '' ELSE w.jid || '/' || a.resource END, a.stanza
-  FROM archive a JOIN archive_jids o ON o.id = a.owner JOIN archive_jids w ON w.id = a.with_bare;
-DROP TABLE archive;
-DROP TABLE archive_jids;
-ALTER TABLE v6 RENAME TO archive;
-CREATE INDEX archive_owner ON archive (owner, id);
-CREATE INDEX archive_with ON archive (owner, with_bare, id);
-CREATE UNIQUE INDEX archive_sid ON archive (sid);
-DROP TABLE push_registrations;
-PRAGMA user_version = 6;
-)sql",
+  ASSERT_EQ(sqlite3_exec(raw,
+                         archive_as_text("INTEGER PRIMARY KEY AUTOINCREMENT",
+                                         "DROP TABLE push_registrations; PRAGMA user_version = 6;")
+                             .c_str(),
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close_v2(raw);
@@ -577,22 +583,10 @@ TEST_F(SqliteStorageTest, Archive_MigratedFromVersion8NumbersJidsAndKeepsResourc
   db_.reset();
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, R"sql(
-CREATE TABLE v8 (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, sid TEXT NOT NULL,
-  time_us INTEGER NOT NULL, with_bare TEXT NOT NULL, with_full TEXT NOT NULL, stanza TEXT NOT NULL);
-INSERT INTO v8 SELECT a.id, o.jid, a.sid, a.time_us, w.jid,
-  CASE WHEN a.resource = '' THEN '' ELSE w.jid || '/' || a.resource END, a.stanza
-  FROM archive a JOIN archive_jids o ON o.id = a.owner JOIN archive_jids w ON w.id = a.with_bare;
-DROP TABLE archive;
-DROP TABLE archive_jids;
-ALTER TABLE v8 RENAME TO archive;
-CREATE INDEX archive_owner ON archive (owner, id);
-CREATE INDEX archive_with ON archive (owner, with_bare, id);
-CREATE UNIQUE INDEX archive_sid ON archive (sid);
-PRAGMA user_version = 8;
-)sql",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(raw, archive_as_text("INTEGER PRIMARY KEY", "PRAGMA user_version = 8;").c_str(),
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
   EXPECT_EQ(pragma("user_version"), "9");
