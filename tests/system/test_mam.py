@@ -275,6 +275,27 @@ def test_the_oldest_messages_beyond_the_limit_are_removed(make_server):
     run(body)
 
 
+def pipeline(server, n: int, word: str) -> None:
+    """alice pipelines n chat messages ("<word> i") to bob's one raw session in a single write;
+    returns once bob has received all n (bounded wait)."""
+    for jid in (ALICE, BOB):
+        server.adduser(jid, PASSWORD)
+    bob = RawXmpp(server.ip, server.port, timeout=20.0)
+    alice = RawXmpp(server.ip, server.port, timeout=20.0)
+    mark = f"{word} ".encode()
+    try:
+        bob.login("bob", PASSWORD, resource="desk")
+        bob.send("<presence/>")
+        alice.login("alice", PASSWORD, resource="laptop")
+        alice.send("".join(f"<message to='{BOB}' type='chat' id='{word}{i}'><body>{word} {i}"
+                           "</body></message>" for i in range(n)))
+        assert bob.collect_until(lambda r: r.received.count(mark) >= n, timeout=60), (
+            f"{bob.received.count(mark)} of {n} delivered")
+    finally:
+        alice.close()
+        bob.close()
+
+
 def test_a_flood_is_paced_and_every_copy_is_archived(make_server):
     """A client pipelines far more messages than may wait for the storage thread
     ([mam] max_pending 40): instead of dropping archive copies, its stream is read more slowly
@@ -282,29 +303,12 @@ def test_a_flood_is_paced_and_every_copy_is_archived(make_server):
     (the sender's and the recipient's archive): sent = delivered = archived / 2."""
     n = 3000
     server = make_server({"mam": {"max_pending": 40}})
-    for jid in (ALICE, BOB):
-        server.adduser(jid, PASSWORD)
-    bob = RawXmpp(server.ip, server.port, timeout=20.0)
-    alice = RawXmpp(server.ip, server.port, timeout=20.0)
-    try:
-        bob.login("bob", PASSWORD, resource="desk")
-        bob.send("<presence/>")
-        alice.login("alice", PASSWORD, resource="laptop")
-        alice.send("".join(f"<message to='{BOB}' type='chat' id='f{i}'><body>flood {i}</body>"
-                           "</message>" for i in range(n)))
-
-        def delivered(r) -> int:
-            return r.received.count(b"flood ")
-        assert bob.collect_until(lambda r: delivered(r) >= n, timeout=60), (
-            f"{delivered(bob)} of {n} delivered")
-        wait_metric(server, "waddle_mam_messages_total", 2 * n, outcome=("archived", "dropped"))
-        text = server.metrics_text()
-        assert metric_sum(text, "waddle_mam_messages_total", outcome="dropped") == 0
-        assert metric_sum(text, "waddle_mam_messages_total", outcome="archived") == 2 * n
-        assert metric_sum(text, "waddle_mam_paced_total") > 0
-    finally:
-        alice.close()
-        bob.close()
+    pipeline(server, n, "flood")
+    wait_metric(server, "waddle_mam_messages_total", 2 * n, outcome=("archived", "dropped"))
+    text = server.metrics_text()
+    assert metric_sum(text, "waddle_mam_messages_total", outcome="dropped") == 0
+    assert metric_sum(text, "waddle_mam_messages_total", outcome="archived") == 2 * n
+    assert metric_sum(text, "waddle_mam_paced_total") > 0
 
 
 def test_every_copy_delivered_before_a_stop_is_in_the_archive_after_it(make_server):
@@ -314,21 +318,7 @@ def test_every_copy_delivered_before_a_stop_is_in_the_archive_after_it(make_serv
     the order sent."""
     n = 1200
     server = make_server()
-    for jid in (ALICE, BOB):
-        server.adduser(jid, PASSWORD)
-    bob = RawXmpp(server.ip, server.port, timeout=20.0)
-    alice = RawXmpp(server.ip, server.port, timeout=20.0)
-    try:
-        bob.login("bob", PASSWORD, resource="desk")
-        bob.send("<presence/>")
-        alice.login("alice", PASSWORD, resource="laptop")
-        alice.send("".join(f"<message to='{BOB}' type='chat' id='s{i}'><body>stop {i}</body>"
-                           "</message>" for i in range(n)))
-        assert bob.collect_until(lambda r: r.received.count(b"stop ") >= n, timeout=60), (
-            f"{bob.received.count(b'stop ')} of {n} delivered")
-    finally:
-        alice.close()
-        bob.close()
+    pipeline(server, n, "stop")
     assert server.stop() == 0
     server.start()
 
