@@ -68,11 +68,12 @@ def fill(db_path: Path, owner: str, n: int) -> float:
         stanza = (f"<message xmlns='{NS_CLIENT}' from='{peer}/phone' to='{owner}' type='chat' "
                   f"id='m{i}'><body>{body}</body><stanza-id xmlns='urn:xmpp:sid:0' id='{sid}' "
                   f"by='{owner}'/></message>")
-        rows.append((owner_id, sid, t, peer_ids[i % 100], "phone", stanza))
+        # As the server writes it (schema step 10): the row id is the stanza-id's number.
+        rows.append((t, owner_id, sid, t, peer_ids[i % 100], "phone", stanza))
         if len(rows) == 10_000 or i == n - 1:
             db.execute("BEGIN")
-            db.executemany("INSERT INTO archive (owner, sid, time_us, with_bare, resource, stanza)"
-                           " VALUES (?,?,?,?,?,?)", rows)
+            db.executemany("INSERT INTO archive (id, owner, sid, time_us, with_bare, resource,"
+                           " stanza, sid_indexed) VALUES (?,?,?,?,?,?,?,0)", rows)
             db.execute("COMMIT")
             rows.clear()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,6 +1,7 @@
 #include "storage/sqlite/sqlite_archive.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace waddle::storage::sqlite {
 
@@ -49,6 +50,26 @@ std::string_view resource_of(std::string_view full, std::string_view bare) {
   return full.substr(bare.size() + 1);
 }
 
+// The row id a stanza-id names: the number its first 16 characters write in lowercase hex (the
+// form core::ordered_id makes), if they do and it is a valid row id.
+std::optional<std::int64_t> id_number(std::string_view sid) {
+  if (sid.size() < 16) return std::nullopt;
+  std::uint64_t n = 0;
+  for (const char c : sid.substr(0, 16)) {
+    int digit = 0;
+    if (c >= '0' && c <= '9')
+      digit = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      digit = c - 'a' + 10;
+    else
+      return std::nullopt;
+    n = n << 4 | static_cast<std::uint64_t>(digit);
+  }
+  if (n == 0 || n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    return std::nullopt;
+  return static_cast<std::int64_t>(n);
+}
+
 bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
@@ -58,9 +79,11 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
 Archive::Archive(const Database& db)
     : db_(db),
       insert_(db,
-              "INSERT INTO archive (owner, sid, time_us, with_bare, resource, stanza) "
-              "VALUES (?,?,?,?,?,?) ON CONFLICT (sid) DO NOTHING"),
-      row_of_(db, "SELECT id FROM archive WHERE sid = ? AND owner = ?"),
+              "INSERT INTO archive (id, owner, sid, time_us, with_bare, resource, stanza, "
+              "sid_indexed) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"),
+      row_of_(db, "SELECT id FROM archive WHERE sid = ? AND sid_indexed = 1 AND owner = ?"),
+      row_by_id_(db, "SELECT owner FROM archive WHERE id = ? AND sid = ?"),
+      max_row_(db, "SELECT max(id) FROM archive"),
       jid_get_(db, "SELECT id FROM archive_jids WHERE jid = ?"),
       jid_put_(db, "INSERT INTO archive_jids (jid) VALUES (?)"),
       first_(db,
@@ -88,20 +111,36 @@ std::size_t Archive::append(const ArchiveBatch& batch, const std::string& defaul
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const ArchiveBatch::Entry e = batch[i];
       if (!keeps(e, default_mode, cache)) continue;
-      // The batch outlives each run: its texts are bound without copies.
-      insert_.run()
-          .integer(1, *jid_id(e.owner, true))
-          .text_kept(2, e.id)
-          .integer(3, e.time_us)
-          .integer(4, *jid_id(e.with_bare, true))
-          .text_kept(5, resource_of(e.with_full, e.with_bare))
-          .text_kept(6, e.stanza)
-          .done();
+      // A stanza-id whose number is above every row's is the row's id: found by it, it needs
+      // no entry in archive_sid. Any other is indexed, unless it is one already archived.
+      const auto number = id_number(e.id);
+      const bool by_number = number && *number > last_row();
+      if (!by_number && number && has_row(*number, e.id)) continue;
+      auto insert = [&](bool numbered) {
+        // The batch outlives each run: its texts are bound without copies.
+        auto run = insert_.run();
+        if (numbered) run.integer(1, *number);  // else NULL: the next row id
+        run.integer(2, *jid_id(e.owner, true))
+            .text_kept(3, e.id)
+            .integer(4, e.time_us)
+            .integer(5, *jid_id(e.with_bare, true))
+            .text_kept(6, resource_of(e.with_full, e.with_bare))
+            .text_kept(7, e.stanza)
+            .integer(8, numbered ? 0 : 1)
+            .done();
+        return sqlite3_changes(db_.handle()) > 0;
+      };
+      bool inserted = insert(by_number);
+      // The number taken after all (a row written by another connection): indexed instead.
+      if (!inserted && by_number && !has_row(*number, e.id)) inserted = insert(false);
+      if (!inserted) continue;  // a stanza-id archived already
+      last_row_ = sqlite3_last_insert_rowid(db_.handle());
       ++stored;
     }
     tx.commit();
   } catch (...) {
     jids_.clear();  // numbers added in the failed transaction are gone
+    last_row_.reset();
     throw;
   }
   return stored;
@@ -162,7 +201,26 @@ bool Archive::in_roster(std::string_view owner, std::string_view contact) {
   return run.step();
 }
 
-std::optional<std::int64_t> Archive::row_of(std::int64_t owner, const std::string& id) {
+std::int64_t Archive::last_row() {
+  if (!last_row_) {
+    auto run = max_row_.run();
+    last_row_ = run.step() ? run.column_int(0) : 0;  // NULL (no rows) reads as 0
+  }
+  return *last_row_;
+}
+
+bool Archive::has_row(std::int64_t row, std::string_view id) {
+  auto run = row_by_id_.run();
+  run.integer(1, row).text(2, id);
+  return run.step();
+}
+
+std::optional<std::int64_t> Archive::row_of(std::int64_t owner, std::string_view id) {
+  if (const auto number = id_number(id)) {
+    auto run = row_by_id_.run();
+    run.integer(1, *number).text(2, id);
+    if (run.step() && run.column_int(0) == owner) return *number;
+  }
   auto run = row_of_.run();
   run.text(1, id).integer(2, owner);
   if (!run.step()) return std::nullopt;
@@ -178,6 +236,12 @@ ArchivePage Archive::query(const std::string& owner, const ArchiveFilter& f) {
   if (!f.before_id.empty() && !(owner_id && (before = row_of(*owner_id, f.before_id))))
     page.unknown_id = true;
   if (page.unknown_id) return page;
+  // The ids asked for, as rows of this archive (an id it does not have matches nothing).
+  std::vector<std::int64_t> rows;
+  for (const auto& id : f.ids)
+    if (owner_id)
+      if (const auto row = row_of(*owner_id, id)) rows.push_back(*row);
+  if (!f.ids.empty() && rows.empty()) return page;  // none of them: complete, empty
   // A filter on a full JID is its bare JID's number and its resource.
   const auto slash = f.with.find('/');
   const std::string_view with_bare = std::string_view(f.with).substr(0, slash);
@@ -191,9 +255,9 @@ ArchivePage Archive::query(const std::string& owner, const ArchiveFilter& f) {
   if (f.end_us) sql += " AND a.time_us <= ?4";
   if (after) sql += " AND a.id > ?5";
   if (before) sql += " AND a.id < ?6";
-  if (!f.ids.empty()) {
-    sql += " AND a.sid IN (";
-    for (std::size_t i = 0; i < f.ids.size(); ++i) sql += (i ? ",?" : "?") + std::to_string(10 + i);
+  if (!rows.empty()) {
+    sql += " AND a.id IN (";
+    for (std::size_t i = 0; i < rows.size(); ++i) sql += (i ? ",?" : "?") + std::to_string(10 + i);
     sql += ")";
   }
   sql += backwards ? " ORDER BY a.id DESC LIMIT ?7" : " ORDER BY a.id ASC LIMIT ?7";
@@ -207,7 +271,7 @@ ArchivePage Archive::query(const std::string& owner, const ArchiveFilter& f) {
   if (after) run.integer(5, *after);
   if (before) run.integer(6, *before);
   run.integer(7, static_cast<std::int64_t>(f.max) + 1);
-  for (std::size_t i = 0; i < f.ids.size(); ++i) run.text(static_cast<int>(10 + i), f.ids[i]);
+  for (std::size_t i = 0; i < rows.size(); ++i) run.integer(static_cast<int>(10 + i), rows[i]);
   while (run.step()) page.items.push_back(read_entry(owner, run));
   page.complete = page.items.size() <= f.max;
   if (!page.complete) page.items.pop_back();

@@ -93,6 +93,18 @@ CREATE INDEX archive_with ON archive (owner, with_bare, id);
 CREATE UNIQUE INDEX archive_sid ON archive (sid);
 )sql";
 
+// The step that takes most rows out of archive_sid: a row whose stanza-id starts with its row
+// id in 16 hex digits (the ids Waddle makes start with the time in microseconds, always rising)
+// is found through its id, a primary-key read, and stores sid_indexed = 0; archive_sid keeps
+// only the rows with sid_indexed = 1: every row archived before this step, and those whose
+// stanza-id has another form or a number not above the newest row's (a clock set back). The
+// insert on the path of every message writes two indexes instead of three.
+inline constexpr const char* kArchiveSidRows = R"sql(
+ALTER TABLE archive ADD COLUMN sid_indexed INTEGER NOT NULL DEFAULT 1;
+DROP INDEX archive_sid;
+CREATE UNIQUE INDEX archive_sid ON archive (sid) WHERE sid_indexed = 1;
+)sql";
+
 class Archive {
  public:
   explicit Archive(const Database& db);
@@ -117,7 +129,12 @@ class Archive {
              std::vector<Owner>& cache);
   bool in_roster(std::string_view owner, std::string_view contact);
   bool account_exists(std::string_view owner);
-  std::optional<std::int64_t> row_of(std::int64_t owner, const std::string& id);
+  std::optional<std::int64_t> row_of(std::int64_t owner, std::string_view id);
+  // Whether the row numbered `row` has the stanza-id `id` (one archived twice).
+  bool has_row(std::int64_t row, std::string_view id);
+  // The largest row id: read once, then kept as rows are added (this connection is the
+  // archive's only writer); forgotten when a transaction fails.
+  std::int64_t last_row();
   // The number of `jid` in archive_jids: none if it has none and `add` is false.
   std::optional<std::int64_t> jid_id(std::string_view jid, bool add);
 
@@ -130,8 +147,12 @@ class Archive {
   std::unordered_map<std::string, std::int64_t, ViewHash, std::equal_to<>> jids_;
 
   const Database& db_;
+  std::optional<std::int64_t> last_row_;
+
   Statement insert_;
   Statement row_of_;
+  Statement row_by_id_;
+  Statement max_row_;
   Statement jid_get_;
   Statement jid_put_;
   Statement first_;

@@ -123,6 +123,7 @@ CREATE TABLE roster_versions (
     {7, sqlite::kArchiveRowIds},
     {8, sqlite::kPushSchema},
     {9, sqlite::kArchiveJidIds},
+    {10, sqlite::kArchiveSidRows},
 };
 
 std::int64_t now_unix() {

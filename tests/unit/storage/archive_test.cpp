@@ -90,6 +90,19 @@ class ArchiveTest : public ::testing::Test {
     return out;
   }
 
+  // A count read beside the server's connection, from the database file.
+  int count(const char* sql) {
+    sqlite3* raw = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((dir_ / "waddle.db").c_str(), &raw, SQLITE_OPEN_READONLY, nullptr),
+              SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(raw, sql, -1, &st, nullptr);
+    const int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close_v2(raw);
+    return n;
+  }
+
   fs::path dir_;
   std::unique_ptr<Storage> db_;
 };
@@ -219,17 +232,7 @@ TEST_F(ArchiveTest, RetentionRemovesJidsNoEntryUses) {
     f.with = "carol@other.test";
     return db_->archive_query(kOwner, f).items.size();
   };
-  auto numbered = [&] {  // rows of archive_jids, read beside the server's connection
-    sqlite3* raw = nullptr;
-    EXPECT_EQ(sqlite3_open_v2((dir_ / "waddle.db").c_str(), &raw, SQLITE_OPEN_READONLY, nullptr),
-              SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(raw, "SELECT COUNT(*) FROM archive_jids", -1, &st, nullptr);
-    const int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
-    sqlite3_close_v2(raw);
-    return n;
-  };
+  auto numbered = [&] { return count("SELECT COUNT(*) FROM archive_jids"); };
   EXPECT_EQ(count_jids(), 2u);
   EXPECT_EQ(numbered(), 3);                                   // alice, bob, carol
   EXPECT_EQ(db_->archive_expire(2000 * 1'000'000LL, 0), 4u);  // everything
@@ -240,6 +243,58 @@ TEST_F(ArchiveTest, RetentionRemovesJidsNoEntryUses) {
   ArchiveFilter all;
   EXPECT_EQ(db_->archive_query(kOwner, all).items.size(), 2u);
   EXPECT_EQ(db_->archive_query(kOwner, all).items[1].with_bare, "bob@example.test");
+}
+
+// Stanza-ids of the form the server makes (16 hex digits of a rising number, then random ones)
+// are found through their number, without an entry in archive_sid; any other id is indexed:
+// one of another form, and one whose number is not above the newest row's (a clock set back).
+// Both kinds keep their order, answer every id filter, and are stored once if archived twice.
+TEST_F(ArchiveTest, StanzaIdsAreFoundByTheirNumberOrThroughTheIndex) {
+  auto entry = [](const std::string& id) {
+    return ArchiveEntry{kOwner, id, 1'000'000, "bob@example.test", "", "<message/>"};
+  };
+  const std::string first = "0000000000001000aaaaaaaaaaaa", second = "0000000000002000bbbbbbbbbbbb",
+                    earlier = "0000000000001500cccccccccccc", other = "no-number";
+  EXPECT_EQ(
+      db_->archive_append({entry(first), entry(second), entry(other), entry(earlier)}, "always"),
+      4u);
+  // Archived again (the same ids): nothing is stored twice.
+  EXPECT_EQ(db_->archive_append({entry(second), entry(other), entry(earlier)}, "always"), 0u);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM archive"), 4);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM archive WHERE sid_indexed = 1"), 2);  // other, earlier
+  EXPECT_EQ(count("SELECT id FROM archive WHERE sid = '0000000000002000bbbbbbbbbbbb'"), 0x2000);
+
+  const std::vector<std::string> order{first, second, other, earlier};
+  EXPECT_EQ(ids(db_->archive_query(kOwner, {})), order);
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    ArchiveFilter after;
+    after.after_id = order[i];
+    EXPECT_EQ(ids(db_->archive_query(kOwner, after)),
+              std::vector<std::string>(order.begin() + static_cast<long>(i) + 1, order.end()))
+        << order[i];
+    ArchiveFilter before;
+    before.before_id = order[i];
+    EXPECT_EQ(ids(db_->archive_query(kOwner, before)),
+              std::vector<std::string>(order.begin(), order.begin() + static_cast<long>(i)))
+        << order[i];
+  }
+  ArchiveFilter some;
+  some.ids = {earlier, "0000000000003000dddddddddddd", first, other};
+  EXPECT_EQ(ids(db_->archive_query(kOwner, some)),
+            (std::vector<std::string>{first, other, earlier}));
+  // A number that is a row, with the wrong random part, or in another archive, is unknown.
+  ArchiveFilter wrong;
+  wrong.after_id = "0000000000002000bbbbbbbbbbbc";
+  EXPECT_TRUE(db_->archive_query(kOwner, wrong).unknown_id);
+  wrong.after_id = second;
+  EXPECT_TRUE(db_->archive_query("bob@example.test", wrong).unknown_id);
+  wrong.after_id = other;
+  EXPECT_TRUE(db_->archive_query("bob@example.test", wrong).unknown_id);
+  // New rows come after all of them, by number again once it is above the newest row.
+  const std::string later = "7000000000000000eeeeeeeeeeee";
+  EXPECT_EQ(db_->archive_append({entry(later)}, "always"), 1u);
+  EXPECT_EQ(db_->archive_bounds(kOwner)->second.id, later);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM archive WHERE sid_indexed = 1"), 2);
 }
 
 TEST_F(ArchiveTest, OnlyAccountsThatExistHaveArchives) {
@@ -278,7 +333,7 @@ TEST_F(ArchiveTest, RoomArchivesAreKeptByOccupantAndDeletedWhole) {
   EXPECT_EQ(ids(db_->archive_query(room, {})), (std::vector<std::string>{"r2"}));
   EXPECT_EQ(db_->archive_expire(3, 0), 1u);
   EXPECT_EQ(db_->archive_delete(room), 0u);
-  EXPECT_EQ(db_->archive_append(e, "never"), 3u);
+  EXPECT_EQ(db_->archive_append(e, "never"), 2u);  // r3 is still there: not stored twice
   EXPECT_EQ(db_->archive_delete(room), 2u);
   EXPECT_TRUE(db_->archive_query(room, {}).items.empty());
   EXPECT_EQ(db_->archive_query("other@conference.example.test", {}).items.size(), 1u);

@@ -316,7 +316,7 @@ TEST_F(SqliteStorageTest, RosterVersion_MigratedFromVersion3) {
       SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "9");
+  EXPECT_EQ(pragma("user_version"), "10");
   EXPECT_EQ(db_->roster_get("example.org", "juliet").size(), 1u);
   EXPECT_EQ(db_->roster_version("example.org", "juliet"), 0u);
   db_->roster_put("example.org", "juliet", item("nurse@example.net"));
@@ -410,11 +410,11 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "9");
+  EXPECT_EQ(pragma("user_version"), "10");
   EXPECT_EQ(pragma("journal_mode"), "wal");
   EXPECT_EQ(pragma("page_size"), "16384");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "9");
+  EXPECT_EQ(pragma("user_version"), "10");
 }
 
 TEST_F(SqliteStorageTest, Did_SetReadClearAndUnknownAccount) {
@@ -546,7 +546,7 @@ TEST_F(SqliteStorageTest, Archive_MigratedFromVersion6KeepsIdsAndOrder) {
             SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "9");
+  EXPECT_EQ(pragma("user_version"), "10");
   ASSERT_EQ(db_->archive_append({entry("00")}, "always"), 1u);
   ArchiveFilter all;
   all.max = 10;
@@ -589,7 +589,7 @@ TEST_F(SqliteStorageTest, Archive_MigratedFromVersion8NumbersJidsAndKeepsResourc
       SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "9");
+  EXPECT_EQ(pragma("user_version"), "10");
   ASSERT_EQ(db_->archive_append({entry(owner, "s4", "romeo@example.net/phone")}, "always"), 1u);
   ArchiveFilter all;
   all.max = 10;
