@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -798,6 +799,41 @@ void read_push(Reader& r, const toml::table& t, PushConfig& c) {
 }
 
 // Listeners that would collide at bind time are reported here, with the key that set them.
+void read_components(Reader& r, const toml::table& t, ComponentsConfig& c) {
+  Section s(r, t, "components", {"listen", "port", "domains"});
+  s.strings(
+      "listen", "an IP address", [](std::string_view a) { return as_is_if(is_ip_address(a), a); },
+      c.listen);
+  s.integer("port", 1, 65535, c.port);
+  const toml::table* domains = s.table("domains");
+  if (!domains) return;
+  for (auto&& [k, v] : *domains) {
+    const std::string path = s.path("domains") + "." + key_part(k.str());
+    auto domain = nameprep_domain(k.str());
+    if (!domain) r.fail(k.source(), path, "expected a domain name as the table name");
+    if (!v.is_table()) {
+      r.fail(k.source(), path, fmt::format("expected a table, got {}", describe(v)));
+    }
+    Section d(r, *v.as_table(), path, {"secret", "secret_file"});
+    std::string secret, file;
+    d.string("secret", secret);
+    d.readable_file("secret_file", file);
+    if (secret.empty() == file.empty()) {
+      r.fail(k.source(), path, "needs exactly one of secret and secret_file");
+    }
+    if (!file.empty()) {
+      std::ifstream in(file, std::ios::binary);
+      std::getline(in, secret);  // the first line, without its end
+      if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+      if (secret.empty())
+        r.fail(k.source(), path + ".secret_file", "the file's first line is empty");
+    }
+    if (!c.secrets.emplace(*domain, std::move(secret)).second) {
+      r.fail(k.source(), path, fmt::format("duplicate domain {}", quote(*domain)));
+    }
+  }
+}
+
 void check_ports(const Reader& r, const Config& c) {
   if (c.c2s.enabled && c.c2s.direct_tls_port == c.c2s.port) {
     r.fail_at({"c2s.direct_tls_port", "c2s.port"}, "c2s.port and c2s.direct_tls_port are equal");
@@ -806,6 +842,14 @@ void check_ports(const Reader& r, const Config& c) {
       (c.s2s.port == c.c2s.port || c.s2s.port == c.c2s.direct_tls_port)) {
     r.fail_at({"s2s.port", "c2s.port", "c2s.direct_tls_port"},
               fmt::format("port {} is used by both c2s and s2s", c.s2s.port));
+  }
+  if (!c.components.secrets.empty()) {
+    const std::uint16_t p = c.components.port;
+    if ((c.c2s.enabled && (p == c.c2s.port || p == c.c2s.direct_tls_port)) ||
+        (c.s2s.enabled && p == c.s2s.port) || (c.metrics.enabled && p == c.metrics.port)) {
+      r.fail_at({"components.port", "c2s.port", "c2s.direct_tls_port", "s2s.port", "metrics.port"},
+                fmt::format("port {} is used by components and another listener", p));
+    }
   }
   if (!c.metrics.enabled) return;
   // c2s and s2s listen on every server.listen address (all addresses when empty).
@@ -851,6 +895,7 @@ std::vector<std::string> Config::hosted_domains() const {
     auto m = muc_domain(d);
     if (!m.empty() && std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
   }
+  for (const auto& [d, secret] : components.secrets) out.push_back(d);
   return out;
 }
 
@@ -875,7 +920,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   Config c;
   Section s(r, root, "",
             {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity", "mam",
-             "push"});
+             "push", "components"});
   if (const auto* t = s.table("server")) read_server(r, *t, c.server);
   if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
   if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
@@ -887,6 +932,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   if (const auto* t = s.table("identity")) read_identity(r, *t, c.identity);
   if (const auto* t = s.table("mam")) read_mam(r, *t, c.mam);
   if (const auto* t = s.table("push")) read_push(r, *t, c.push);
+  if (const auto* t = s.table("components")) read_components(r, *t, c.components);
   check_ports(r, c);
   c.warnings = r.take_warnings();
   for (const auto& d : c.server.domains) {
@@ -895,6 +941,14 @@ Config parse_config(std::string_view text, const std::string& name) {
         std::find(c.server.domains.begin(), c.server.domains.end(), m) != c.server.domains.end()) {
       r.fail_at({"muc.subdomain", "server.domains"},
                 fmt::format("the room service {} is also listed in server.domains", quote(m)));
+    }
+  }
+  for (const auto& [d, secret] : c.components.secrets) {
+    const auto hosted = c.hosted_domains();
+    if (std::count(hosted.begin(), hosted.end(), d) > 1) {
+      r.fail_at(
+          {"components.domains", "server.domains", "muc.subdomain"},
+          fmt::format("the component domain {} is also a user domain or a room service", quote(d)));
     }
   }
   return c;

@@ -224,6 +224,14 @@ struct PushConfig {
   Duration notify_timeout{std::chrono::seconds(30)};  // unanswered: the registration is disabled
 };
 
+// External components (XEP-0114): services such as gateways and bots that connect to their
+// own port and answer for a domain of their own, with a shared secret per domain.
+struct ComponentsConfig {
+  std::vector<std::string> listen{"127.0.0.1"};  // addresses; plain TCP, so private ones
+  std::uint16_t port = 5347;                     // listened on when a component is configured
+  std::map<std::string, std::string> secrets;    // [components.domains."gw.example.org"]
+};
+
 struct Config {
   std::string source;  // file the config came from; empty = embedded default
   // Keys that are accepted but have no effect any more, as "FILE:LINE:COL: KEY: what to do";
@@ -240,12 +248,14 @@ struct Config {
   IdentityConfig identity;
   MamConfig mam;
   PushConfig push;
+  ComponentsConfig components;
 
   std::string storage_path() const;  // resolved sqlite path
   std::string identity_key_path() const;
   // The room service domain of a served domain ("conference.example.org"); empty when off.
   std::string muc_domain(const std::string& domain) const;
-  // Every domain this server answers for: server.domains, then their room services.
+  // Every domain this server answers for: server.domains, their room services, then the
+  // external components' domains.
   std::vector<std::string> hosted_domains() const;
   // The write queue bounds in force: as configured, but never below twice the largest
   // stanza a stream can be given to write (from clients or from servers).

@@ -12,6 +12,7 @@ inline constexpr std::string_view kXml = "http://www.w3.org/XML/1998/namespace";
 // RFC 6120 streams and their negotiation.
 inline constexpr std::string_view kClient = "jabber:client";
 inline constexpr std::string_view kServer = "jabber:server";
+inline constexpr std::string_view kComponentAccept = "jabber:component:accept";  // XEP-0114
 inline constexpr std::string_view kStream = "http://etherx.jabber.org/streams";
 inline constexpr std::string_view kStreams = "urn:ietf:params:xml:ns:xmpp-streams";  // errors
 inline constexpr std::string_view kStanzas = "urn:ietf:params:xml:ns:xmpp-stanzas";  // errors

@@ -104,7 +104,8 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
   return r;
 }
 
-// The room service of this domain, so that clients find where to create rooms.
+// The room service of this domain, so that clients find where to create rooms, and the
+// components under it.
 Element ServerIqs::disco_items_result(const Element& iq) const {
   Element r = xml::make_iq_result(iq);
   auto& items = r.add_child("query", std::string(ns::kDiscoItems));
@@ -113,6 +114,14 @@ Element ServerIqs::disco_items_result(const Element& iq) const {
     items.add_child("item", std::string(ns::kDiscoItems))
         .set_attr("jid", muc)
         .set_attr("name", "Chatrooms");
+  }
+  // External components on subdomains of this one (as Prosody lists them).
+  for (const auto& [component, secret] : ctx_.config.components.secrets) {
+    if (!to || component.size() <= to->domain().size() + 1) continue;
+    const std::string_view suffix =
+        std::string_view(component).substr(component.size() - to->domain().size() - 1);
+    if (suffix[0] == '.' && suffix.substr(1) == to->domain())
+      items.add_child("item", std::string(ns::kDiscoItems)).set_attr("jid", component);
   }
   return r;
 }

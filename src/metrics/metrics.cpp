@@ -555,4 +555,23 @@ MucMetrics::MucMetrics(Registry& r)
       credentials_valid(credentials.get({"valid"})),
       credentials_refused(credentials.get({"refused"})) {}
 
+ComponentMetrics::ComponentMetrics(Registry& r)
+    : connected(r.gauge_family({.name = "waddle_component_connected",
+                                .help = "External components (XEP-0114) connected now: 1 per "
+                                        "configured component domain while it is.",
+                                .labels = {"domain"}})),
+      handshakes(r.counter_family(
+          {.name = "waddle_component_handshakes_total",
+           .help = "Component handshakes by result: ok, not_authorized (a wrong secret), "
+                   "conflict (the component is connected already).",
+           .labels = {"domain", "result"}})),
+      stanzas(r.counter_family({.name = "waddle_component_stanzas_total",
+                                .help = "Stanzas to (out) and from (in) external components.",
+                                .labels = {"domain", "direction"}})),
+      bounced(
+          r.counter_family({.name = "waddle_component_bounced_total",
+                            .help = "Stanzas for a component that is not connected, answered with "
+                                    "service-unavailable.",
+                            .labels = {"domain"}})) {}
+
 }  // namespace waddle::metrics

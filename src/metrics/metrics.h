@@ -411,4 +411,14 @@ struct MucMetrics {
   Counter& credentials_refused;  // waddle_identity_credentials_checked_total{result="refused"}
 };
 
+// External components (XEP-0114), by component domain (configured, so a bounded label).
+struct ComponentMetrics {
+  explicit ComponentMetrics(Registry& registry);
+
+  GaugeFamily& connected;     // waddle_component_connected{domain}: 1 while connected
+  CounterFamily& handshakes;  // waddle_component_handshakes_total{domain,result}
+  CounterFamily& stanzas;     // waddle_component_stanzas_total{domain,direction}
+  CounterFamily& bounced;     // waddle_component_bounced_total{domain}
+};
+
 }  // namespace waddle::metrics

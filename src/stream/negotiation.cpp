@@ -9,7 +9,7 @@ namespace waddle::stream {
 namespace {
 
 std::string stream_header(std::string_view content_ns, std::string_view from, std::string_view to,
-                          std::string_view id, bool dialback, bool lang_en) {
+                          std::string_view id, bool dialback, bool lang_en, bool version = true) {
   // Written as an element without children, whose "/>" becomes ">": the tag stays open for
   // the stream's content, and every value is escaped by the serializer.
   xml::Element tag("stream:stream", "");
@@ -19,7 +19,7 @@ std::string stream_header(std::string_view content_ns, std::string_view from, st
   if (!from.empty()) tag.set_attr("from", from);
   if (!to.empty()) tag.set_attr("to", to);
   if (!id.empty()) tag.set_attr("id", id);
-  tag.set_attr("version", "1.0");
+  if (version) tag.set_attr("version", "1.0");
   if (lang_en) tag.set_attr("xml:lang", "en");
   std::string out = "<?xml version='1.0'?>";
   tag.serialize(out);
@@ -35,6 +35,10 @@ std::string client_header(std::string_view from, std::string_view id) {
 
 std::string server_header(std::string_view from, std::string_view to, std::string_view id) {
   return stream_header(ns::kServer, from, to, id, true, false);
+}
+
+std::string component_header(std::string_view from, std::string_view id) {
+  return stream_header(ns::kComponentAccept, from, {}, id, false, false, false);
 }
 
 xml::Element stream_features() {

@@ -24,6 +24,9 @@ inline constexpr std::string_view kStreamEnd = "</stream:stream>";
 std::string client_header(std::string_view from, std::string_view id);
 // A server stream's header, either direction; the db: prefix (XEP-0220 §2.1) declared.
 std::string server_header(std::string_view from, std::string_view to, std::string_view id);
+// An external component's stream (XEP-0114 §3), answered from its domain: no version, no
+// features.
+std::string component_header(std::string_view from, std::string_view id);
 
 // <stream:features/>, to be filled with the offers below and sent with str().
 xml::Element stream_features();

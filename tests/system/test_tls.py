@@ -24,7 +24,7 @@ def test_second_domain_certificate_with_and_without_sni(make_server, tmp_path):
     other_cert, other_key = make_self_signed_cert(tmp_path / "other", "other.test")
     srv = make_server({
         "server": {"domains": ["example.test", "other.test"]},
-        "tls": {"domains": {'"other.test"': {"cert": str(other_cert), "key": str(other_key)}}},
+        "tls": {"domains": {"other.test": {"cert": str(other_cert), "key": str(other_key)}}},
     })
     assert "CN = other.test" in _served_subject(srv.ip, "other.test", sni=True)
     assert "CN = other.test" in _served_subject(srv.ip, "other.test", sni=False)

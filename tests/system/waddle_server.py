@@ -15,6 +15,7 @@ import json
 import mmap
 import os
 import random
+import re
 import signal
 import socket
 import sqlite3
@@ -132,15 +133,18 @@ def dump_toml(tables: dict) -> str:
     """Writes {"section": {"key": value, "sub": {...}}} as TOML tables."""
     out: list[str] = []
 
+    def key(k: str) -> str:  # a bare key, or a quoted one ("gw.example.test" has dots)
+        return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
     def table(name: str, body: dict) -> None:
         out.append(f"[{name}]")
         for k, v in body.items():
             if not isinstance(v, dict):
-                out.append(f"{k} = {toml_value(v)}")
+                out.append(f"{key(k)} = {toml_value(v)}")
         out.append("")
         for k, v in body.items():
             if isinstance(v, dict):
-                table(f"{name}.{k}", v)
+                table(f"{name}.{key(k)}", v)
 
     for name, body in tables.items():
         table(name, body)

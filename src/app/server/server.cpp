@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "c2s/c2s.h"
+#include "component/service.h"
 #include "core/connection_gate.h"
 #include "core/version.h"
 #include "identity/credential.h"
@@ -117,11 +118,13 @@ class Server {
   metrics::C2sMetrics c2s_metrics_;
   metrics::MucMetrics muc_metrics_;
   metrics::ListenerMetrics listener_metrics_;
+  metrics::ComponentMetrics component_metrics_;
   core::ConnectionGate c2s_gate_;  // unauthenticated client connections
   im::ImService im_;
   std::vector<std::unique_ptr<muc::MucService>> rooms_;  // one room service per served domain
   s2s::S2sService s2s_;
   c2s::C2sContext c2s_;
+  component::ComponentService components_;  // external components (XEP-0114)
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::unique_ptr<metrics::HttpServer> http_;
   // Signals are added once the server has started; until then they keep their default action.
@@ -142,15 +145,18 @@ Server::Server(const core::Config& config, std::unique_ptr<storage::Storage> sto
       c2s_metrics_(registry_),
       muc_metrics_(registry_),
       listener_metrics_(registry_),
+      component_metrics_(registry_),
       c2s_gate_({config.c2s.max_unauthenticated, config.c2s.max_unauthenticated_per_address, 0}),
       im_(config, router_, worker_, io_.get_executor(), &c2s_metrics_,
           identity_key_ ? &*identity_key_ : nullptr),
       s2s_(config, router_, tls_, io_, &s2s_metrics_, &listener_metrics_),
       c2s_{config,        router_, im_,        worker_,           tls_.c2s(),
-           &c2s_metrics_, &tls_,   &c2s_gate_, &listener_metrics_} {}
+           &c2s_metrics_, &tls_,   &c2s_gate_, &listener_metrics_},
+      components_(config, router_, io_, tls_.c2s(), &component_metrics_) {}
 
 void Server::wire_local_delivery() {
   router_.set_local_handler(&im_);
+  components_.register_domains();
 }
 
 // Room services (XEP-0045), one per served domain, with their persistent rooms.
@@ -225,6 +231,7 @@ void Server::start_federation() {
 }
 
 void Server::start_listeners() {
+  components_.start();
   if (!config_.c2s.enabled) return;
   add_listeners(config_.c2s.port, false);
   if (config_.c2s.direct_tls_port) add_listeners(config_.c2s.direct_tls_port, true);
@@ -293,6 +300,7 @@ void Server::handle_signals() {
 void Server::begin_shutdown() {
   for (auto& acc : acceptors_) acc->close();
   for (auto& r : rooms_) r->shutdown();
+  components_.stop();
   // Posted behind the rooms' goodbyes (which the rooms post), so that they are routed
   // before the streams that carry them close.
   asio::post(io_, [this] {

@@ -2,8 +2,11 @@
 #include "core/config.h"
 
 #include <gtest/gtest.h>
+
 #include <toml++/toml.h>
 #include <unistd.h>
+#include <algorithm>
+#include <map>
 
 #include <filesystem>
 #include <fstream>
@@ -150,6 +153,9 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.tls.default_cert.cert, d.tls.default_cert.cert);
   EXPECT_EQ(c.tls.default_cert.key, d.tls.default_cert.key);
   EXPECT_TRUE(c.tls.domains.empty());
+  EXPECT_EQ(c.components.listen, d.components.listen);
+  EXPECT_EQ(c.components.port, d.components.port);
+  EXPECT_TRUE(c.components.secrets.empty());
   EXPECT_EQ(c.tls.ca_file, d.tls.ca_file);
   EXPECT_EQ(c.tls.c2s_min_version, d.tls.c2s_min_version);
   EXPECT_EQ(c.c2s.enabled, d.c2s.enabled);
@@ -325,6 +331,8 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "push.max_registrations_per_account",
                           "push.allow_body",
                           "push.notify_timeout",
+                          "components.listen",
+                          "components.port",
                           "c2s.limits.max_stanza_size",
                           "c2s.limits.max_depth",
                           "c2s.limits.max_attributes",
@@ -769,6 +777,38 @@ TEST_F(ConfigTest, TlsDomain_NeedsCertAndKey) {
             "w.toml:1:14: tls.domains.\"exa mple.org\": expected a domain name as the table name");
   EXPECT_EQ(error_of("[tls.domains]\n\"example.org\" = \"x\"\n"),
             "w.toml:2:1: tls.domains.\"example.org\": expected a table, got \"x\"");
+}
+
+// [components.domains."..."]: a secret or the first line of a file, exactly one; the domains
+// are served (hosted_domains) and must not be user domains or room services.
+TEST_F(ConfigTest, Components_SecretsAndTheirDomains) {
+  const std::string file = write("gw.secret", "from a file\r\nsecond line\n");
+  const Config c = parse_config(
+      "[components]\nport = 5999\n"
+      "[components.domains.\"GW.example.org\"]\nsecret = \"s3cret\"\n"
+      "[components.domains.\"bot.example.org\"]\nsecret_file = \"" +
+          file + "\"\n",
+      "w.toml");
+  EXPECT_EQ(c.components.port, 5999);
+  EXPECT_EQ(c.components.secrets,
+            (std::map<std::string, std::string>{{"bot.example.org", "from a file"},
+                                                {"gw.example.org", "s3cret"}}));
+  const auto hosted = c.hosted_domains();
+  EXPECT_NE(std::find(hosted.begin(), hosted.end(), "gw.example.org"), hosted.end());
+  EXPECT_NE(std::find(hosted.begin(), hosted.end(), "bot.example.org"), hosted.end());
+  EXPECT_EQ(error_of("[components.domains.\"gw.example.org\"]\n"),
+            "w.toml:1:21: components.domains.\"gw.example.org\": needs exactly one of secret and "
+            "secret_file");
+  EXPECT_EQ(error_of("[components.domains.\"gw.example.org\"]\nsecret = \"a\"\nsecret_file = \"" +
+                     file + "\"\n"),
+            "w.toml:1:21: components.domains.\"gw.example.org\": needs exactly one of secret and "
+            "secret_file");
+  EXPECT_EQ(error_of("[components.domains.\"conference.localhost\"]\nsecret = \"a\"\n"),
+            "w.toml:1:13: components.domains: the component domain \"conference.localhost\" is "
+            "also a user domain or a room service");
+  EXPECT_EQ(error_of("[components]\nport = 5222\n[components.domains.\"gw.example.org\"]\n"
+                     "secret = \"a\"\n"),
+            "w.toml:2:1: components.port: port 5222 is used by components and another listener");
 }
 
 TEST_F(ConfigTest, Domains_ArePreparedAndValidated) {

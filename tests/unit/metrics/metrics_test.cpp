@@ -353,6 +353,27 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
   }
 }
 
+// External components (XEP-0114): one series per configured domain.
+TEST_F(MetricsTest, ComponentMetrics_RenderByDomain) {
+  Registry r;
+  ComponentMetrics m(r);
+  m.connected.get({"gw.example.org"}).set(1);
+  m.handshakes.get({"gw.example.org", "not_authorized"}).inc();
+  m.stanzas.get({"gw.example.org", "in"}).inc(3);
+  m.bounced.get({"gw.example.org"}).inc();
+  const std::string text = r.render();
+  for (const char* line : {
+           "# TYPE waddle_component_connected gauge\n",
+           "waddle_component_connected{domain=\"gw.example.org\"} 1\n",
+           "waddle_component_handshakes_total{domain=\"gw.example.org\",result=\"not_authorized\"} "
+           "1\n",
+           "waddle_component_stanzas_total{domain=\"gw.example.org\",direction=\"in\"} 3\n",
+           "waddle_component_bounced_total{domain=\"gw.example.org\"} 1\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\nnot in:\n" << text;
+  }
+}
+
 TEST_F(MetricsTest, S2sMetrics_ErrorKindNames) {
   EXPECT_EQ(to_string(S2sError::kDns), "dns");
   EXPECT_EQ(to_string(S2sError::kConnectionRefused), "connection_refused");
