@@ -434,6 +434,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
       features.add_child("csi", std::string(xml::ns::kCsi));
       features.add_child("ver", std::string(xml::ns::kRosterVerFeature));    // RFC 6121 §2.6
       features.add_child("sub", std::string(xml::ns::kPreApprovalFeature));  // RFC 6121 §3.4
+      features.add_child(ctx_.im.server_caps(domain_));                      // XEP-0115 §6.3
     }
     stream_->send(features.str(""));
   }

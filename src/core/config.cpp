@@ -564,11 +564,26 @@ void read_limits(Reader& r, const toml::table& t, StreamLimits& c) {
 
 void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
   Section s(r, t, "c2s",
-            {"enabled", "port", "direct_tls_port", "allow_registration", "max_auth_failures",
-             "max_offline_messages", "max_offline_bytes", "max_offline_pending",
-             "max_pending_subscriptions", "max_unauthenticated", "max_unauthenticated_per_address",
-             "ping_interval", "ping_timeout", "resume_timeout", "max_unacked_stanzas",
-             "max_unacked_bytes", "csi_queue_size", "csi_queue_bytes", "limits"});
+            {"enabled",
+             "port",
+             "direct_tls_port",
+             "allow_registration",
+             "max_auth_failures",
+             "max_offline_messages",
+             "max_offline_bytes",
+             "max_offline_pending",
+             "max_pending_subscriptions",
+             "max_unauthenticated",
+             "max_unauthenticated_per_address",
+             "ping_interval",
+             "ping_timeout",
+             "resume_timeout",
+             "max_unacked_stanzas",
+             "max_unacked_bytes",
+             "csi_queue_size",
+             "csi_queue_bytes",
+             "caps_cache_size",
+             "limits"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 1, 65535, c.port);
   s.integer("direct_tls_port", 0, 65535, c.direct_tls_port);
@@ -587,6 +602,7 @@ void read_c2s(Reader& r, const toml::table& t, C2sConfig& c) {
   s.byte_size("max_unacked_bytes", kMinWriteQueue, kMaxBandwidth, c.max_unacked_bytes);
   s.integer("csi_queue_size", 0, 100'000, c.csi_queue_size);
   s.byte_size("csi_queue_bytes", 0, kMaxBandwidth, c.csi_queue_bytes);
+  s.integer("caps_cache_size", 0, 1'000'000, c.caps_cache_size);
   if (const auto* limits = s.table("limits")) read_limits(r, *limits, c.limits);
 }
 

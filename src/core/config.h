@@ -79,6 +79,9 @@ struct C2sConfig {
   // bytes (past either they go).
   std::uint32_t csi_queue_size = 256;
   std::uint64_t csi_queue_bytes = 256 * 1024;
+  // Entity capabilities (XEP-0115) remembered: distinct 'ver' hashes with their features (the
+  // resources of ten times as many JIDs); 0 turns the questions off.
+  std::size_t caps_cache_size = 10'000;
   StreamLimits limits;
 };
 

@@ -30,6 +30,7 @@ class HomeServer;
 namespace waddle::im {
 
 class Blocking;
+class Caps;
 
 struct Context {
   const core::Config& config;
@@ -39,6 +40,7 @@ struct Context {
   metrics::C2sMetrics* metrics;       // may be null
   identity::HomeServer* home_server;  // null when federated identity is off
   Blocking* blocking;                 // XEP-0191 blocklists (im/blocking.h)
+  Caps* caps;                         // XEP-0115 entity capabilities (im/caps.h)
 
   // Runs a handler coroutine on the reactor; a failure is logged.
   void spawn(boost::asio::awaitable<void> task) const;

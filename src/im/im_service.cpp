@@ -11,6 +11,7 @@
 #include "identity/home_server.h"
 #include "im/archive.h"
 #include "im/blocking.h"
+#include "im/caps.h"
 #include "im/carbons.h"
 #include "im/context.h"
 #include "im/logic/mam_query.h"
@@ -41,6 +42,7 @@ struct ImService::Impl {
   Archive archive{ctx};
   Blocking blocking{ctx, [this](Element s, bool again) { to_local(std::move(s), again, true); },
                     [this](Element s, bool) { from_client(std::move(s), true); }};
+  Caps caps{ctx};
 
   Impl(const core::Config& config, router::Router& router, net::Worker<storage::Storage>& worker,
        asio::any_io_executor executor, metrics::C2sMetrics* metrics,
@@ -48,7 +50,8 @@ struct ImService::Impl {
       : home_server(
             key ? std::make_unique<identity::HomeServer>(config, router, worker, executor, *key)
                 : nullptr),
-        ctx{config, router, worker, std::move(executor), metrics, home_server.get(), &blocking} {
+        ctx{config,    router, worker, std::move(executor), metrics, home_server.get(),
+            &blocking, &caps} {
     archive.start_cleanup();
   }
   ~Impl() { archive.stop(); }
@@ -117,8 +120,11 @@ struct ImService::Impl {
     if (push.enabled() && Push::handles(iq) &&
         (iq.attr("type") == "get" || iq.attr("type") == "set"))
       return ctx.router.bounce(iq, StanzaError::kForbidden);
-    // The answer of an app server to a push notification of this account.
-    if ((iq.attr("type") == "result" || iq.attr("type") == "error") && push.take_answer(iq)) return;
+    // The answer of an app server to a push notification of this account, or of a contact's
+    // client to the account's question about its capabilities (XEP-0115).
+    if ((iq.attr("type") == "result" || iq.attr("type") == "error") &&
+        (caps.take_answer(iq) || push.take_answer(iq)))
+      return;
     ctx.spawn(server_iqs.to_account(std::move(iq), to));
   }
 
@@ -208,7 +214,11 @@ void ImService::session_bound(const Jid& full) {
 void ImService::account_removed(const Jid& bare) {
   impl_->push.account_removed(bare);
 }
+xml::Element ImService::server_caps(std::string_view domain) const {
+  return impl_->server_iqs.server_caps(domain);
+}
 void ImService::session_ended(router::LocalSession& s) {
+  impl_->caps.forget(s.jid());
   impl_->presence.session_ended(s);
   impl_->carbons.session_ended(s);
   impl_->blocking.session_ended(s);

@@ -55,6 +55,8 @@ class ImService : public router::LocalHandler {
   Archive& archive();
   // Called when a session is bound to `full` or resumed (XEP-0198).
   void session_bound(const core::Jid& full);
+  // The server's entity capabilities (XEP-0115 <c/>) for the stream features of `domain`.
+  xml::Element server_caps(std::string_view domain) const;
   // Called when the account `bare` has been removed (XEP-0077 §3.2).
   void account_removed(const core::Jid& bare);
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "im/blocking.h"
+#include "im/caps.h"
 #include "im/logic/subscription.h"
 #include "net/worker.h"
 #include "storage/storage.h"
@@ -47,6 +48,15 @@ void Presence::to_local(Element stanza, const Jid& from, const Jid& to) {
   if (is_subscription_type(type))
     return ctx_.spawn(subscriptions_.inbound(std::move(stanza), from, to));
   if (type == "probe") return ctx_.spawn(answer_probe(std::move(stanza), from, to));
+  // A contact's resource (XEP-0115): its capabilities, asked about by the user it wrote to.
+  // Only presence to the bare JID, as contacts broadcast it (RFC 6121 §4.2.2): not what
+  // room occupants or directed presence send to a resource.
+  if (ctx_.caps && to.is_bare() && !from.is_bare() && from.bare() != to) {
+    if (type.empty())
+      ctx_.caps->presence(from, stanza, to.bare());
+    else if (type == "unavailable")
+      ctx_.caps->forget(from);
+  }
   if (!to.is_bare()) {
     if (auto* s = ctx_.router.find(to)) s->deliver(stanza);
     return;
@@ -67,6 +77,12 @@ void Presence::broadcast(router::LocalSession& s, Element stanza) {
   const bool initial = !unavailable && !s.available;
   stanza.set_attr("from", s.jid().str());
   stanza.remove_attr("to");
+  if (ctx_.caps) {  // XEP-0115: the resource's capabilities, asked about by its domain
+    if (unavailable)
+      ctx_.caps->forget(s.jid());
+    else
+      ctx_.caps->presence(s.jid(), stanza, Jid::parse(s.jid().domain()).value());
+  }
   if (unavailable) {
     if (!s.available && s.directed_to.empty()) return;
     s.available = false;

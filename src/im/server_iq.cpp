@@ -2,6 +2,8 @@
 // its accounts; urn:waddle:identity goes to the home server part of identity/.
 #include "im/server_iq.h"
 
+#include "im/caps.h"
+
 #include <boost/asio.hpp>
 
 #include <string>
@@ -21,7 +23,9 @@ using xml::Element;
 void ServerIqs::to_domain(Element iq) {
   auto type = iq.attr("type");
   if (type == "result" || type == "error") {
-    // Only the answers to the home server's identity support questions are expected here.
+    // Answers to the server's own questions: about a client's capabilities (XEP-0115), or
+    // the home server's about identity support.
+    if (ctx_.caps && ctx_.caps->take_answer(iq)) return;
     if (ctx_.home_server) ctx_.home_server->take_answer(iq);
     return;
   }
@@ -124,6 +128,14 @@ Element ServerIqs::disco_items_result(const Element& iq) const {
       items.add_child("item", std::string(ns::kDiscoItems)).set_attr("jid", component);
   }
   return r;
+}
+
+Element ServerIqs::server_caps(std::string_view domain) const {
+  Element iq("iq", std::string(ns::kClient));
+  iq.set_attr("to", domain);
+  iq.add_child("query", std::string(ns::kDiscoInfo));
+  const Element r = disco_info_result(iq, true);
+  return Caps::server_caps(*r.child("query", ns::kDiscoInfo));
 }
 
 Element ServerIqs::version_result(const Element& iq) const {

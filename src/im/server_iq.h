@@ -22,6 +22,8 @@ class ServerIqs {
   boost::asio::awaitable<void> to_account(xml::Element iq, core::Jid bare);
   // An IQ from a client to its own account (no 'to', or its bare JID).
   boost::asio::awaitable<void> own_account(xml::Element iq, core::Jid from);
+  // The <c/> (XEP-0115) of this server's disco#info for `domain`.
+  xml::Element server_caps(std::string_view domain) const;
 
  private:
   xml::Element disco_info_result(const xml::Element& iq, bool server) const;

@@ -530,7 +530,16 @@ C2sMetrics::C2sMetrics(Registry& r)
       push_registrations(r.gauge_family({.name = "waddle_push_registrations",
                                          .help = "Push registrations (XEP-0357) kept in memory: "
                                                  "those of the accounts read since the start."})
-                             .get({})) {}
+                             .get({})),
+      caps_queries(r.counter_family(
+          {.name = "waddle_caps_queries_total",
+           .help = "Entity capabilities (XEP-0115) asked of clients, once per new 'ver': ok "
+                   "(kept), mismatch (the answer does not hash to the 'ver'), error.",
+           .labels = {"result"}})),
+      caps_cached(r.gauge_family({.name = "waddle_caps_cached",
+                                  .help = "Entity capabilities hashes (XEP-0115) known, with "
+                                          "their features."})
+                      .get({})) {}
 
 ListenerMetrics::ListenerMetrics(Registry& r)
     : refused_total(r.counter_family(

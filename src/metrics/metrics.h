@@ -383,6 +383,8 @@ struct C2sMetrics {
   Gauge& blocklists_cached;              // waddle_blocklists_cached
   CounterFamily& push_notifications;     // waddle_push_notifications_total{outcome}
   Gauge& push_registrations;             // waddle_push_registrations
+  CounterFamily& caps_queries;           // waddle_caps_queries_total{result}
+  Gauge& caps_cached;                    // waddle_caps_cached
 };
 
 // Connections refused when accepted (core/connection_gate.h), by listener ("c2s" or "s2s")

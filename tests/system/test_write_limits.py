@@ -166,14 +166,16 @@ def account(sent: int, *parts: list[int]) -> None:
 def test_client_that_stops_reading_is_closed_by_the_byte_cap_and_nothing_is_lost(make_server):
     # FLOOD x 128 KiB for a client that reads nothing; at most 2 MiB may wait for it.
     count, size = FLOOD, 128 * 1024
-    # Offline storage takes the whole flood (its own byte bound would bounce most of it back
-    # to the sender, whose queue then holds the bounces: memory this test does not measure),
-    # with 4 MiB waiting to be written at most (what the store refuses meanwhile bounces).
+    # Offline storage takes the whole flood (its own bounds, 500 messages and 10 MiB by default,
+    # would bounce what is past them back to the sender, whose queue then holds the bounces:
+    # memory this test does not measure), with 4 MiB waiting to be written at most (what the
+    # store refuses meanwhile bounces).
     # Message archives are off: the budget below is for the write queue and offline storage;
     # the archives' own bound on what waits for the storage thread (8 MiB) would come on top.
     srv = make_server({"c2s": {"limits": {"max_write_queue": "2MiB",
                                           "write_stall_timeout": "60s"},
-                               "max_offline_bytes": "1GiB", "max_offline_pending": "4MiB"},
+                               "max_offline_bytes": "1GiB", "max_offline_pending": "4MiB",
+                               "max_offline_messages": 2 * FLOOD},
                        "mam": {"enabled": False}})
     for jid in (ALICE, BOB, CAROL):
         srv.adduser(jid, PASSWORD)

@@ -153,6 +153,7 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.tls.default_cert.cert, d.tls.default_cert.cert);
   EXPECT_EQ(c.tls.default_cert.key, d.tls.default_cert.key);
   EXPECT_TRUE(c.tls.domains.empty());
+  EXPECT_EQ(c.c2s.caps_cache_size, d.c2s.caps_cache_size);
   EXPECT_EQ(c.components.listen, d.components.listen);
   EXPECT_EQ(c.components.port, d.components.port);
   EXPECT_TRUE(c.components.secrets.empty());
@@ -320,6 +321,7 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "c2s.max_unacked_bytes",
                           "c2s.csi_queue_size",
                           "c2s.csi_queue_bytes",
+                          "c2s.caps_cache_size",
                           "mam.enabled",
                           "mam.default",
                           "mam.retention",

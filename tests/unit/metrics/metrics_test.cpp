@@ -293,6 +293,8 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.blocklists_cached.inc();
   c2s.push("sent");
   c2s.push_registrations.inc();
+  c2s.caps_queries.get({"ok"}).inc();
+  c2s.caps_cached.set(1);
 }
 
 TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
@@ -348,6 +350,8 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_blocklists_cached 1\n",
            "waddle_push_notifications_total{outcome=\"sent\"} 1\n",
            "waddle_push_registrations 1\n",
+           "waddle_caps_queries_total{result=\"ok\"} 1\n",
+           "waddle_caps_cached 1\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nnot in:\n" << text;
   }
