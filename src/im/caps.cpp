@@ -43,12 +43,16 @@ void Caps::presence(const Jid& from, const Element& p, const Jid& asker) {
 void Caps::ask(const std::string& key, const Jid& to, const Jid& asker, std::string_view node) {
   const auto now = std::chrono::steady_clock::now();
   if (questions_.size() >= kMaxQuestions) {
-    std::erase_if(questions_,
-                  [&](const auto& q) { return now - q.second.asked >= kAskAgainAfter; });
+    // Questions nobody answered in time go, with their place in asking_.
+    std::erase_if(questions_, [&](const auto& q) {
+      if (now - q.second.asked < kAskAgainAfter) return false;
+      asking_.erase(q.second.key);
+      return true;
+    });
     if (questions_.size() >= kMaxQuestions) return;
   }
   const std::string id = "caps-" + std::to_string(++next_id_);
-  questions_[id] = {key, now};
+  questions_[id] = {key, to.str(), now};
   asking_[key] = now;
   Element iq("iq", std::string(ns::kClient));
   iq.set_attr("type", "get")
@@ -74,6 +78,9 @@ std::shared_ptr<const Caps::Features> Caps::features(const Jid& full) const {
 bool Caps::take_answer(const Element& iq) {
   auto q = questions_.find(std::string(iq.attr("id")));
   if (q == questions_.end()) return false;
+  // An answer from anyone else than the resource asked is not one (and is dropped).
+  if (const auto from = Jid::parse(iq.attr("from")); !from || from->str() != q->second.to)
+    return true;
   const std::string key = q->second.key;
   questions_.erase(q);
   asking_.erase(key);

@@ -49,6 +49,7 @@ class Caps {
  private:
   struct Question {
     std::string key;  // the hash's key in hashes_
+    std::string to;   // the resource asked: only its answer counts
     std::chrono::steady_clock::time_point asked;
   };
   void ask(const std::string& key, const core::Jid& to, const core::Jid& asker,

@@ -89,10 +89,14 @@ def test_a_ver_is_asked_once_and_known_for_every_resource_that_sends_it(server):
     run(body)
 
 
+# ... nor is an answer from anyone but the resource asked.
 def test_an_answer_that_does_not_hash_to_its_ver_is_not_believed(server):
     server.adduser(ALICE, PASSWORD)
+    server.adduser(f"mallory@{DOMAIN}", PASSWORD)
     raw = RawXmpp(server.ip, server.port)
     raw.login("alice", PASSWORD, resource="liar")
+    mallory = RawXmpp(server.ip, server.port)
+    mallory.login("mallory", PASSWORD)
     for ver, answer in (("bm90IHRoZSBoYXNoIG9mIGl0AAA=", "result"), ("ZXJyb3IgYW5zd2VyAAAAAAAAAAA=",
                                                                        "error")):
         raw.send(f"<presence><c xmlns='{NS_CAPS}' hash='sha-1' node='urn:example' "
@@ -105,6 +109,12 @@ def test_an_answer_that_does_not_hash_to_its_ver_is_not_believed(server):
         assert query is not None and query.get("node") == f"urn:example#{ver}", \
             ET.tostring(q).decode()
         assert q.get("from") == DOMAIN, q.attrib
+        # Someone else answers first, with the question's id: not taken as the answer.
+        mallory.send(f"<iq type='error' id='{q.get('id')}' to='{DOMAIN}'><error type='cancel'>"
+                     f"<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+        # ... and has been read before alice answers: a ping behind it on the same stream.
+        mallory.send(f"<iq type='get' id='p-{ver}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")
+        assert iq_answer(mallory, f"p-{ver}").get("type") == "result"
         if answer == "result":
             raw.send(f"<iq type='result' id='{q.get('id')}' to='{DOMAIN}'>"
                      f"<query xmlns='{NS_INFO}' node='urn:example#{ver}'>"
@@ -119,5 +129,9 @@ def test_an_answer_that_does_not_hash_to_its_ver_is_not_believed(server):
         await await_metric(server, QUERIES, at_least=1, result="mismatch")
         await await_metric(server, QUERIES, at_least=1, result="error")
     asyncio.run(asyncio.wait_for(counted(), TIMEOUT))
-    assert metric_sum(server, CACHED) == 0
-    assert metric_sum(server, QUERIES, result="ok") == 0
+    text = server.metrics_text()
+    assert metric_sum(text, CACHED) == 0
+    assert metric_sum(text, QUERIES, result="ok") == 0
+    # mallory's two forged answers are not counted: one mismatch and one error, alice's own.
+    assert metric_sum(text, QUERIES, result="mismatch") == 1
+    assert metric_sum(text, QUERIES, result="error") == 1
