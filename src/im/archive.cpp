@@ -169,6 +169,7 @@ asio::awaitable<void> Archive::write_batches() {
     }
   }
   writing_ = false;
+  if (idle_) idle_->cancel();  // flush() is waiting for this
   // Idle: neither the empty pending batch nor the spare keeps a flood's worth of memory.
   auto too_big = [](const storage::ArchiveBatch& b) {
     return b.text_capacity() > kKeptBatchBytes || b.capacity() > kKeptBatchEntries;
@@ -191,11 +192,13 @@ asio::awaitable<void> Archive::gather() {
 
 asio::awaitable<void> Archive::flush() {
   hurry_ = true;
-  asio::steady_timer wait(ctx_.executor);
-  while (writing_) {  // bounded by server.shutdown_timeout, which stops the reactor
-    wait.expires_after(std::chrono::milliseconds(1));
-    co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
-  }
+  if (!writing_) co_return;
+  // Woken by write_batches when it ends (bounded by server.shutdown_timeout, which stops the
+  // reactor if the disk does not keep up).
+  asio::steady_timer idle(ctx_.executor, asio::steady_timer::time_point::max());
+  idle_ = &idle;
+  while (writing_) co_await idle.async_wait(asio::as_tuple(asio::use_awaitable));
+  idle_ = nullptr;
 }
 
 Archive::Taken Archive::take_pending() {

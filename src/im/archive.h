@@ -98,7 +98,8 @@ class Archive {
   std::size_t last_batch_bytes_ = 0;  // and the bytes of its texts
   std::string bare_, full_;           // scratch for the JIDs of an entry being added
   bool writing_ = false;
-  bool hurry_ = false;             // stopping: batches are written without gathering
+  bool hurry_ = false;                         // stopping: batches are written without gathering
+  boost::asio::steady_timer* idle_ = nullptr;  // flush() waits on it until writing_ ends
   router::Congestion congestion_;  // the sources waiting for the storage thread to catch up
   boost::asio::steady_timer cleanup_;
   bool stopped_ = false;
