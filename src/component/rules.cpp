@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "core/jid.h"
+#include "xml/renamespace.h"
 #include "xml/stanza.h"
 
 namespace waddle::component {
@@ -65,15 +66,7 @@ Verdict check(const xml::Element& e, std::string_view domain) {
 }
 
 xml::Element to_server_namespace(const xml::Element& e) {
-  xml::Element out(e.name(), e.ns() == ns::kComponentAccept ? std::string(ns::kClient) : e.ns());
-  for (const auto& a : e.attrs()) out.set_attr(a.name, a.value);
-  for (const auto& n : e.nodes()) {
-    if (n.is_element())
-      out.add_child(to_server_namespace(*n.element));
-    else
-      out.add_text(n.text);
-  }
-  return out;
+  return xml::renamespaced(e, ns::kComponentAccept, ns::kClient);
 }
 
 }  // namespace waddle::component

@@ -512,6 +512,26 @@ void read_server(Reader& r, const toml::table& t, ServerConfig& c) {
   s.duration("shutdown_timeout", c.shutdown_timeout);
 }
 
+// Each table of the table `key` of `s` that is named by a domain ([tls.domains."example.org"]):
+// `read` is given the prepared domain, the table as a Section with the `known` keys, its key
+// (for the position of errors) and its path.
+template <class Read>
+void domain_tables(Reader& r, Section& s, std::string_view key,
+                   std::initializer_list<std::string_view> known, Read read) {
+  const toml::table* domains = s.table(key);
+  if (!domains) return;
+  for (auto&& [k, v] : *domains) {
+    const std::string path = s.path(key) + "." + key_part(k.str());
+    auto domain = nameprep_domain(k.str());
+    if (!domain) r.fail(k.source(), path, "expected a domain name as the table name");
+    if (!v.is_table()) {
+      r.fail(k.source(), path, fmt::format("expected a table, got {}", describe(v)));
+    }
+    Section d(r, *v.as_table(), path, known);
+    read(*domain, d, k, path);
+  }
+}
+
 void read_tls(Reader& r, const toml::table& t, TlsConfig& c) {
   Section s(r, t, "tls", {"cert", "key", "ca_file", "c2s_min_version", "domains"});
   s.readable_file("cert", c.default_cert.cert, Pem::kCertificate);
@@ -522,28 +542,21 @@ void read_tls(Reader& r, const toml::table& t, TlsConfig& c) {
     r.fail_at({"tls.cert", "tls.key"}, "tls.cert and tls.key must be set together");
   }
 
-  const toml::table* domains = s.table("domains");
-  if (!domains) return;
   std::map<std::string, CertKey> out;
-  for (auto&& [k, v] : *domains) {
-    const std::string path = s.path("domains") + "." + key_part(k.str());
-    auto domain = nameprep_domain(k.str());
-    if (!domain) r.fail(k.source(), path, "expected a domain name as the table name");
-    if (!v.is_table()) {
-      r.fail(k.source(), path, fmt::format("expected a table, got {}", describe(v)));
-    }
-    Section d(r, *v.as_table(), path, {"cert", "key"});
-    CertKey pair;
-    d.readable_file("cert", pair.cert, Pem::kCertificate);
-    d.readable_file("key", pair.key, Pem::kPrivateKey);
-    if (pair.cert.empty() || pair.key.empty()) {
-      r.fail(k.source(), path + (pair.cert.empty() ? ".cert" : ".key"),
-             "missing; a domain needs both cert and key");
-    }
-    if (!out.emplace(*domain, std::move(pair)).second) {
-      r.fail(k.source(), path, fmt::format("duplicate domain {}", quote(*domain)));
-    }
-  }
+  domain_tables(
+      r, s, "domains", {"cert", "key"},
+      [&](const std::string& domain, Section& d, const toml::key& k, const std::string& path) {
+        CertKey pair;
+        d.readable_file("cert", pair.cert, Pem::kCertificate);
+        d.readable_file("key", pair.key, Pem::kPrivateKey);
+        if (pair.cert.empty() || pair.key.empty()) {
+          r.fail(k.source(), path + (pair.cert.empty() ? ".cert" : ".key"),
+                 "missing; a domain needs both cert and key");
+        }
+        if (!out.emplace(domain, std::move(pair)).second) {
+          r.fail(k.source(), path, fmt::format("duplicate domain {}", quote(domain)));
+        }
+      });
   c.domains = std::move(out);
 }
 
@@ -821,33 +834,26 @@ void read_components(Reader& r, const toml::table& t, ComponentsConfig& c) {
       "listen", "an IP address", [](std::string_view a) { return as_is_if(is_ip_address(a), a); },
       c.listen);
   s.integer("port", 1, 65535, c.port);
-  const toml::table* domains = s.table("domains");
-  if (!domains) return;
-  for (auto&& [k, v] : *domains) {
-    const std::string path = s.path("domains") + "." + key_part(k.str());
-    auto domain = nameprep_domain(k.str());
-    if (!domain) r.fail(k.source(), path, "expected a domain name as the table name");
-    if (!v.is_table()) {
-      r.fail(k.source(), path, fmt::format("expected a table, got {}", describe(v)));
-    }
-    Section d(r, *v.as_table(), path, {"secret", "secret_file"});
-    std::string secret, file;
-    d.string("secret", secret);
-    d.readable_file("secret_file", file);
-    if (secret.empty() == file.empty()) {
-      r.fail(k.source(), path, "needs exactly one of secret and secret_file");
-    }
-    if (!file.empty()) {
-      std::ifstream in(file, std::ios::binary);
-      std::getline(in, secret);  // the first line, without its end
-      if (!secret.empty() && secret.back() == '\r') secret.pop_back();
-      if (secret.empty())
-        r.fail(k.source(), path + ".secret_file", "the file's first line is empty");
-    }
-    if (!c.secrets.emplace(*domain, std::move(secret)).second) {
-      r.fail(k.source(), path, fmt::format("duplicate domain {}", quote(*domain)));
-    }
-  }
+  domain_tables(
+      r, s, "domains", {"secret", "secret_file"},
+      [&](const std::string& domain, Section& d, const toml::key& k, const std::string& path) {
+        std::string secret, file;
+        d.string("secret", secret);
+        d.readable_file("secret_file", file);
+        if (secret.empty() == file.empty()) {
+          r.fail(k.source(), path, "needs exactly one of secret and secret_file");
+        }
+        if (!file.empty()) {
+          std::ifstream in(file, std::ios::binary);
+          std::getline(in, secret);  // the first line, without its end
+          if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+          if (secret.empty())
+            r.fail(k.source(), path + ".secret_file", "the file's first line is empty");
+        }
+        if (!c.secrets.emplace(domain, std::move(secret)).second) {
+          r.fail(k.source(), path, fmt::format("duplicate domain {}", quote(domain)));
+        }
+      });
 }
 
 void check_ports(const Reader& r, const Config& c) {

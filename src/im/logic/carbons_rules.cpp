@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "core/namespaces.h"
+#include "xml/renamespace.h"
 
 namespace waddle::im::logic {
 using xml::Element;
@@ -38,15 +39,7 @@ namespace {
 // A copy of a stanza received from a server, in the client namespace: the forwarded message
 // is read by a client, for which jabber:server means nothing (XEP-0297 §3).
 Element client_copy(const Element& e) {
-  Element out(e.name(), e.ns() == ns::kServer ? std::string(ns::kClient) : e.ns());
-  for (const auto& a : e.attrs()) out.set_attr(a.name, a.value);
-  for (const auto& n : e.nodes()) {
-    if (n.is_element())
-      out.add_child(client_copy(*n.element));
-    else
-      out.add_text(n.text);
-  }
-  return out;
+  return xml::renamespaced(e, ns::kServer, ns::kClient);
 }
 
 }  // namespace
