@@ -55,8 +55,16 @@ struct ComponentService::Impl {
                            "The component is not connected");
         return;
       }
-      if (impl.metrics) impl.metrics->stanzas.get({domain, "out"}).inc();
       stream->send(xml::serialize_stanza(stanza, ns::kComponentAccept));
+      if (stream->write_limit() != stream::WriteLimit::kNone) {
+        // This stanza tripped the bound (the component stopped reading) and was not queued:
+        // it is answered, as the ones after it will be.
+        if (impl.metrics) impl.metrics->bounced.get({domain}).inc();
+        impl.router.bounce(stanza, core::StanzaError::kServiceUnavailable,
+                           "The component is not reading");
+        return;
+      }
+      if (impl.metrics) impl.metrics->stanzas.get({domain, "out"}).inc();
     }
 
     Impl& impl;
@@ -266,12 +274,6 @@ void ComponentService::stop() {
     };
     net::spawn_logged(impl_->io.get_executor(), flush_then_close(xs), "component stream end");
   }
-}
-
-std::size_t ComponentService::connected() const {
-  std::size_t n = 0;
-  for (const auto& [domain, slot] : impl_->slots) n += slot->stream ? 1 : 0;
-  return n;
 }
 
 }  // namespace waddle::component

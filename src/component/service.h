@@ -46,7 +46,6 @@ class ComponentService {
   // Stops listening and ends every component stream (</stream:stream>, written before the
   // socket closes).
   void stop();
-  std::size_t connected() const;
 
  private:
   struct Impl;

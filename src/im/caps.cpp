@@ -35,25 +35,25 @@ void Caps::presence(const Jid& from, const Element& p, const Jid& asker) {
   else if (jids_.size() < max_jids)
     jids_.emplace(jid, ver);
   if (hashes_.count(ver) || ctx_.config.c2s.caps_cache_size == 0) return;
+  // Asked already and not answered yet: not again, unless that was long ago.
   const auto now = std::chrono::steady_clock::now();
-  if (auto a = asking_.find(ver); a != asking_.end() && now - a->second < kAskAgainAfter) return;
+  if (std::any_of(questions_.begin(), questions_.end(), [&](const auto& q) {
+        return q.second.key == ver && now - q.second.asked < kAskAgainAfter;
+      }))
+    return;
   ask(ver, from, asker, c->attr("node"));
 }
 
 void Caps::ask(const std::string& key, const Jid& to, const Jid& asker, std::string_view node) {
   const auto now = std::chrono::steady_clock::now();
   if (questions_.size() >= kMaxQuestions) {
-    // Questions nobody answered in time go, with their place in asking_.
-    std::erase_if(questions_, [&](const auto& q) {
-      if (now - q.second.asked < kAskAgainAfter) return false;
-      asking_.erase(q.second.key);
-      return true;
-    });
+    // Questions nobody answered in time go.
+    std::erase_if(questions_,
+                  [&](const auto& q) { return now - q.second.asked >= kAskAgainAfter; });
     if (questions_.size() >= kMaxQuestions) return;
   }
   const std::string id = "caps-" + std::to_string(++next_id_);
   questions_[id] = {key, to.str(), now};
-  asking_[key] = now;
   Element iq("iq", std::string(ns::kClient));
   iq.set_attr("type", "get")
       .set_attr("id", id)
@@ -83,7 +83,6 @@ bool Caps::take_answer(const Element& iq) {
     return true;
   const std::string key = q->second.key;
   questions_.erase(q);
-  asking_.erase(key);
   const Element* query = iq.child("query", ns::kDiscoInfo);
   if (iq.attr("type") != "result" || !query) {
     count("error");

@@ -39,7 +39,6 @@ class Caps {
   std::shared_ptr<const Features> features(const core::Jid& full) const;
   // A result or error IQ to a local domain: true when it answers one of our questions.
   bool take_answer(const xml::Element& iq);
-  std::size_t known() const { return hashes_.size(); }
 
   // The <c/> of the server itself (stream features), for the disco#info answer `info` of its
   // domain, which it also gives for the node "urn:waddle:server#VER".
@@ -61,7 +60,6 @@ class Caps {
   std::deque<std::string> order_;                                            // oldest first
   std::unordered_map<std::string, std::string> jids_;                        // full JID -> ver
   std::unordered_map<std::string, Question> questions_;                      // IQ id -> question
-  std::unordered_map<std::string, std::chrono::steady_clock::time_point> asking_;  // ver
   std::uint64_t next_id_ = 0;
 };
 

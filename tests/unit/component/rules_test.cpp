@@ -4,25 +4,16 @@
 
 #include <gtest/gtest.h>
 
-#include "xml/parser.h"
+#include "parsed_element.h"
 
 namespace waddle::component {
 namespace {
 
 namespace ns = waddle::ns;
 
-// The component's stanza as the stream parser hands it over (children inherit the
-// namespace of the stream's content).
+// The component's stanza as the stream parser hands it over.
 xml::Element parsed(const std::string& stanza) {
-  xml::StreamParser parser;
-  std::vector<xml::StreamEvent> events;
-  const std::string text =
-      "<stream:stream xmlns='jabber:component:accept' "
-      "xmlns:stream='http://etherx.jabber.org/streams' to='gw.example.org'>" +
-      stanza;
-  EXPECT_FALSE(parser.feed(text, events).has_value());
-  EXPECT_EQ(events.size(), 2u);
-  return events.back().element;
+  return testing::parsed_element("jabber:component:accept", stanza);
 }
 
 // XEP-0114 §3: lowercase hex SHA-1 of the stream id followed by the secret (the expected

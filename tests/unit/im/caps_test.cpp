@@ -4,21 +4,15 @@
 
 #include <gtest/gtest.h>
 
-#include "xml/parser.h"
+#include "parsed_element.h"
 
 namespace waddle::im {
 namespace {
 
 xml::Element query(const std::string& children) {
-  xml::StreamParser parser;
-  std::vector<xml::StreamEvent> events;
-  const std::string text =
-      "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-      "<query xmlns='http://jabber.org/protocol/disco#info'>" +
-      children + "</query>";
-  EXPECT_FALSE(parser.feed(text, events).has_value());
-  EXPECT_EQ(events.size(), 2u);
-  return events.back().element;
+  return testing::parsed_element(
+      "jabber:client",
+      "<query xmlns='http://jabber.org/protocol/disco#info'>" + children + "</query>");
 }
 
 TEST(CapsTest, SimpleExampleOfTheXep) {

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "xml/parser.h"
+#include "parsed_element.h"
 
 namespace waddle::im::logic {
 namespace {
@@ -13,16 +13,10 @@ constexpr const char* kPubsub = "http://jabber.org/protocol/pubsub";
 constexpr const char* kOwner = "http://jabber.org/protocol/pubsub#owner";
 
 xml::Element iq(const std::string& type, const std::string& ns, const std::string& body) {
-  xml::StreamParser parser;
-  std::vector<xml::StreamEvent> events;
-  const std::string text =
-      "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-      "<iq type='" +
-      type + "' id='1' from='juliet@example.org/balcony'><pubsub xmlns='" + ns + "'>" + body +
-      "</pubsub></iq>";
-  EXPECT_FALSE(parser.feed(text, events).has_value());
-  EXPECT_EQ(events.size(), 2u);
-  return events.back().element;
+  return testing::parsed_element("jabber:client", "<iq type='" + type +
+                                                      "' id='1' from='juliet@example.org/balcony'>"
+                                                      "<pubsub xmlns='" +
+                                                      ns + "'>" + body + "</pubsub></iq>");
 }
 
 PepRequestError error_of(const PepRequest& r) {
