@@ -3,8 +3,10 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <limits>
 #include <vector>
 
 namespace waddle::core {
@@ -64,6 +66,19 @@ std::string ordered_id(std::int64_t now_us) {
     out[17 + 2 * i] = kDigits[r[i] & 15];
   }
   return std::string(out.data(), out.size());
+}
+
+std::optional<std::int64_t> ordered_id_number(std::string_view id) {
+  if (id.size() < 16) return std::nullopt;
+  std::uint64_t n = 0;
+  for (const char c : id.substr(0, 16)) {
+    const char* d = std::find(kDigits, kDigits + 16, c);
+    if (d == kDigits + 16) return std::nullopt;
+    n = n << 4 | static_cast<std::uint64_t>(d - kDigits);
+  }
+  if (n == 0 || n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    return std::nullopt;
+  return static_cast<std::int64_t>(n);
 }
 
 }  // namespace waddle::core

@@ -5,7 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace waddle::core {
 
@@ -19,5 +21,8 @@ std::string random_hex(std::size_t bytes);
 // per 170 ids rather than one each (an archive writes one id per message; every RAND_bytes
 // call costs a system call).
 std::string ordered_id(std::int64_t now_us);
+// The number an id of that form starts with (its first 16 characters, lowercase hex), if it
+// has one that is positive and fits an int64 (a SQLite row id); nothing for other ids.
+std::optional<std::int64_t> ordered_id_number(std::string_view id);
 
 }  // namespace waddle::core

@@ -21,7 +21,7 @@ constexpr std::size_t kMaxQuestions = 1000;
 
 }  // namespace
 
-void Caps::presence(const Jid& from, const Element& p, const Jid& asker) {
+void Caps::presence(const Jid& from, const Element& p, std::string_view asker) {
   const Element* c = p.child("c", kCaps);
   if (!c || c->attr("hash") != "sha-1" || c->attr("ver").empty() || c->attr("node").empty()) {
     forget(from);
@@ -44,7 +44,8 @@ void Caps::presence(const Jid& from, const Element& p, const Jid& asker) {
   ask(ver, from, asker, c->attr("node"));
 }
 
-void Caps::ask(const std::string& key, const Jid& to, const Jid& asker, std::string_view node) {
+void Caps::ask(const std::string& key, const Jid& to, std::string_view asker,
+               std::string_view node) {
   const auto now = std::chrono::steady_clock::now();
   if (questions_.size() >= kMaxQuestions) {
     // Questions nobody answered in time go.
@@ -55,10 +56,7 @@ void Caps::ask(const std::string& key, const Jid& to, const Jid& asker, std::str
   const std::string id = "caps-" + std::to_string(++next_id_);
   questions_[id] = {key, to.str(), now};
   Element iq("iq", std::string(ns::kClient));
-  iq.set_attr("type", "get")
-      .set_attr("id", id)
-      .set_attr("from", asker.str())
-      .set_attr("to", to.str());
+  iq.set_attr("type", "get").set_attr("id", id).set_attr("from", asker).set_attr("to", to.str());
   iq.add_child("query", std::string(ns::kDiscoInfo))
       .set_attr("node", std::string(node) + "#" + key);
   ctx_.router.route(std::move(iq));

@@ -32,7 +32,7 @@ class Caps {
   // when its 'ver' is new, by `asker` (the local user it was sent to, as PEP services ask,
   // or the user's own domain for the user's own resources). Presence without <c/> forgets
   // what `from` had.
-  void presence(const core::Jid& from, const xml::Element& presence, const core::Jid& asker);
+  void presence(const core::Jid& from, const xml::Element& presence, std::string_view asker);
   // Unavailable presence, or a local session that ended.
   void forget(const core::Jid& full);
   // The features of `full` as its caps tell, or null (none sent, not answered yet, refused).
@@ -51,7 +51,7 @@ class Caps {
     std::string to;   // the resource asked: only its answer counts
     std::chrono::steady_clock::time_point asked;
   };
-  void ask(const std::string& key, const core::Jid& to, const core::Jid& asker,
+  void ask(const std::string& key, const core::Jid& to, std::string_view asker,
            std::string_view node);
   void count(std::string_view result);
 

@@ -53,7 +53,7 @@ void Presence::to_local(Element stanza, const Jid& from, const Jid& to) {
   // room occupants or directed presence send to a resource.
   if (ctx_.caps && to.is_bare() && !from.is_bare() && from.bare() != to) {
     if (type.empty())
-      ctx_.caps->presence(from, stanza, to.bare());
+      ctx_.caps->presence(from, stanza, to.str());
     else if (type == "unavailable")
       ctx_.caps->forget(from);
   }
@@ -81,7 +81,7 @@ void Presence::broadcast(router::LocalSession& s, Element stanza) {
     if (unavailable)
       ctx_.caps->forget(s.jid());
     else
-      ctx_.caps->presence(s.jid(), stanza, Jid::parse(s.jid().domain()).value());
+      ctx_.caps->presence(s.jid(), stanza, s.jid().domain());
   }
   if (unavailable) {
     if (!s.available && s.directed_to.empty()) return;

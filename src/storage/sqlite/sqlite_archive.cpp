@@ -1,7 +1,8 @@
 #include "storage/sqlite/sqlite_archive.h"
 
 #include <algorithm>
-#include <limits>
+
+#include "core/ids.h"
 
 namespace waddle::storage::sqlite {
 
@@ -50,26 +51,6 @@ std::string_view resource_of(std::string_view full, std::string_view bare) {
   return full.substr(bare.size() + 1);
 }
 
-// The row id a stanza-id names: the number its first 16 characters write in lowercase hex (the
-// form core::ordered_id makes), if they do and it is a valid row id.
-std::optional<std::int64_t> id_number(std::string_view sid) {
-  if (sid.size() < 16) return std::nullopt;
-  std::uint64_t n = 0;
-  for (const char c : sid.substr(0, 16)) {
-    int digit = 0;
-    if (c >= '0' && c <= '9')
-      digit = c - '0';
-    else if (c >= 'a' && c <= 'f')
-      digit = c - 'a' + 10;
-    else
-      return std::nullopt;
-    n = n << 4 | static_cast<std::uint64_t>(digit);
-  }
-  if (n == 0 || n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-    return std::nullopt;
-  return static_cast<std::int64_t>(n);
-}
-
 bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
@@ -113,9 +94,9 @@ std::size_t Archive::append(const ArchiveBatch& batch, const std::string& defaul
       if (!keeps(e, default_mode, cache)) continue;
       // A stanza-id whose number is above every row's is the row's id: found by it, it needs
       // no entry in archive_sid. Any other is indexed, unless it is one already archived.
-      const auto number = id_number(e.id);
+      const auto number = core::ordered_id_number(e.id);
       const bool by_number = number && *number > last_row();
-      if (!by_number && number && has_row(*number, e.id)) continue;
+      if (!by_number && number && row_owner(*number, e.id)) continue;
       auto insert = [&](bool numbered) {
         // The batch outlives each run: its texts are bound without copies.
         auto run = insert_.run();
@@ -132,7 +113,7 @@ std::size_t Archive::append(const ArchiveBatch& batch, const std::string& defaul
       };
       bool inserted = insert(by_number);
       // The number taken after all (a row written by another connection): indexed instead.
-      if (!inserted && by_number && !has_row(*number, e.id)) inserted = insert(false);
+      if (!inserted && by_number && !row_owner(*number, e.id)) inserted = insert(false);
       if (!inserted) continue;  // a stanza-id archived already
       last_row_ = sqlite3_last_insert_rowid(db_.handle());
       ++stored;
@@ -209,18 +190,16 @@ std::int64_t Archive::last_row() {
   return *last_row_;
 }
 
-bool Archive::has_row(std::int64_t row, std::string_view id) {
+std::optional<std::int64_t> Archive::row_owner(std::int64_t row, std::string_view id) {
   auto run = row_by_id_.run();
   run.integer(1, row).text(2, id);
-  return run.step();
+  if (!run.step()) return std::nullopt;
+  return run.column_int(0);
 }
 
 std::optional<std::int64_t> Archive::row_of(std::int64_t owner, std::string_view id) {
-  if (const auto number = id_number(id)) {
-    auto run = row_by_id_.run();
-    run.integer(1, *number).text(2, id);
-    if (run.step() && run.column_int(0) == owner) return *number;
-  }
+  if (const auto number = core::ordered_id_number(id); number && row_owner(*number, id) == owner)
+    return *number;
   auto run = row_of_.run();
   run.text(1, id).integer(2, owner);
   if (!run.step()) return std::nullopt;

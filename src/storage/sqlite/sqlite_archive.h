@@ -130,8 +130,8 @@ class Archive {
   bool in_roster(std::string_view owner, std::string_view contact);
   bool account_exists(std::string_view owner);
   std::optional<std::int64_t> row_of(std::int64_t owner, std::string_view id);
-  // Whether the row numbered `row` has the stanza-id `id` (one archived twice).
-  bool has_row(std::int64_t row, std::string_view id);
+  // The owner of the row numbered `row` if it has the stanza-id `id`.
+  std::optional<std::int64_t> row_owner(std::int64_t row, std::string_view id);
   // The largest row id: read once, then kept as rows are added (this connection is the
   // archive's only writer); forgotten when a transaction fails.
   std::int64_t last_row();

@@ -43,6 +43,17 @@ TEST(IdsTest, OrderedIdsStartWithTheClockInHex) {
   EXPECT_EQ(id.size(), 28u);
 }
 
+// The number an ordered id starts with is its clock value; other ids have none.
+TEST(IdsTest, OrderedIdNumberIsTheClockItStartsWith) {
+  EXPECT_EQ(ordered_id_number(ordered_id(0x1234567890)), 0x1234567890);
+  EXPECT_EQ(ordered_id_number("0000000000002000bbbbbbbbbbbb"), 0x2000);
+  EXPECT_FALSE(ordered_id_number("0000000000000000aaaaaaaaaaaa").has_value());  // 0
+  EXPECT_FALSE(ordered_id_number("8000000000000000aaaaaaaaaaaa").has_value());  // > INT64_MAX
+  EXPECT_FALSE(ordered_id_number("000000000000200A").has_value());              // uppercase
+  EXPECT_FALSE(ordered_id_number("no-number").has_value());
+  EXPECT_FALSE(ordered_id_number("").has_value());
+}
+
 TEST(IdsTest, OrderedIdsAreUniqueAcrossManyBlocksOfRandomness) {
   std::set<std::string> seen;
   std::set<std::string> tails;
