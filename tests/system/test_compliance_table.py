@@ -137,6 +137,23 @@ def muc_service(s: Server) -> None:
     assert NS_MUC in s.features(ROOMS)
 
 
+def direct_invitation(s: Server) -> None:
+    """XEP-0249 has nothing to discover: an invitation is a message from one client to another,
+    which must arrive whole (here without a body)."""
+    bob = RawXmpp(s.srv.ip, s.srv.port)
+    bob.login("bob", PASSWORD, resource="invited")
+    s.raw.send(f"<message to='bob@{DOMAIN}/invited' id='inv1'><x xmlns='jabber:x:conference' "
+               f"jid='{ROOM}' reason='join us'/></message>")
+    while True:
+        m = bob.next_element()
+        if m.tag == tag(NS_CLIENT, "message") and m.get("id") == "inv1":
+            break
+    x = m.find("{jabber:x:conference}x")
+    assert x is not None and x.get("jid") == ROOM and x.get("reason") == "join us", \
+        ET.tostring(m).decode()
+    bob.close()
+
+
 SERVER = lambda s: DOMAIN  # noqa: E731
 ACCOUNT = lambda s: s.jid.split("/")[0]  # noqa: E731
 A_ROOM = lambda s: s.room()  # noqa: E731
@@ -152,9 +169,7 @@ CHECKS: dict[str, Callable[[Server], None]] = {
     "XEP-0115": stream_feature("after_auth", "c", "http://jabber.org/protocol/caps"),
     "XEP-0280": feature(SERVER, "urn:xmpp:carbons:2"),
     "XEP-0045": muc_service,
-    # XEP-0249 invitations are messages from one client to another: the server only routes
-    # (and archives) them, and advertises nothing for them.
-    "XEP-0249": lambda s: None,
+    "XEP-0249": direct_invitation,
     "XEP-0191": feature(SERVER, "urn:xmpp:blocking"),
     "XEP-0313 for rooms": feature(A_ROOM, "urn:xmpp:mam:2"),
     "XEP-0410": feature(A_ROOM, "http://jabber.org/protocol/muc#self-ping-optimization"),
@@ -174,7 +189,8 @@ def claims() -> list[tuple[str, str]]:
 
 
 def test_every_claimed_specification_has_a_check(claims):
-    missing = [f"{spec} ({feature})" for feature, spec in claims if spec not in CHECKS]
+    missing = [f"{spec} ({feature})" for feature, spec in claims
+               if spec not in CHECKS]
     assert not missing, ("docs/clients.md claims these without a check in "
                          f"test_compliance_table.py: {missing}")
 
@@ -186,6 +202,7 @@ def test_the_server_advertises_what_the_table_claims(make_server, claims):
     srv.write_config()
     srv.start()
     srv.adduser(f"alice@{DOMAIN}", PASSWORD)
+    srv.adduser(f"bob@{DOMAIN}", PASSWORD)
     s = Server(srv)
     failures = []
     for feature_name, spec in claims:
