@@ -827,6 +827,14 @@ void read_push(Reader& r, const toml::table& t, PushConfig& c) {
   s.duration("notify_timeout", c.notify_timeout);
 }
 
+void read_pep(Reader& r, const toml::table& t, PepServiceConfig& c) {
+  Section s(r, t, "pep", {"enabled", "max_item_bytes", "max_items", "max_nodes"});
+  s.boolean("enabled", c.enabled);
+  s.integer("max_item_bytes", 64, 16 * 1024 * 1024, c.max_item_bytes);
+  s.integer("max_items", 1, 100'000, c.max_items);
+  s.integer("max_nodes", 1, 100'000, c.max_nodes);
+}
+
 // Listeners that would collide at bind time are reported here, with the key that set them.
 void read_components(Reader& r, const toml::table& t, ComponentsConfig& c) {
   Section s(r, t, "components", {"listen", "port", "domains"});
@@ -942,7 +950,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   Config c;
   Section s(r, root, "",
             {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity", "mam",
-             "push", "components"});
+             "push", "pep", "components"});
   if (const auto* t = s.table("server")) read_server(r, *t, c.server);
   if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
   if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
@@ -954,6 +962,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   if (const auto* t = s.table("identity")) read_identity(r, *t, c.identity);
   if (const auto* t = s.table("mam")) read_mam(r, *t, c.mam);
   if (const auto* t = s.table("push")) read_push(r, *t, c.push);
+  if (const auto* t = s.table("pep")) read_pep(r, *t, c.pep);
   if (const auto* t = s.table("components")) read_components(r, *t, c.components);
   check_ports(r, c);
   c.warnings = r.take_warnings();

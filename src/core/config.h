@@ -227,6 +227,14 @@ struct PushConfig {
   Duration notify_timeout{std::chrono::seconds(30)};  // unanswered: the registration is disabled
 };
 
+// Personal eventing (XEP-0163) on every account: the bounds of what an account may keep.
+struct PepServiceConfig {
+  bool enabled = true;
+  std::size_t max_item_bytes = 196'608;  // a payload as written (avatars are sent in pieces)
+  std::uint32_t max_items = 256;         // per node: what "max" means in a node's max_items
+  std::size_t max_nodes = 256;           // per account
+};
+
 // External components (XEP-0114): services such as gateways and bots that connect to their
 // own port and answer for a domain of their own, with a shared secret per domain.
 struct ComponentsConfig {
@@ -251,6 +259,7 @@ struct Config {
   IdentityConfig identity;
   MamConfig mam;
   PushConfig push;
+  PepServiceConfig pep;
   ComponentsConfig components;
 
   std::string storage_path() const;  // resolved sqlite path

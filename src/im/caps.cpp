@@ -1,6 +1,7 @@
 #include "im/caps.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "im/logic/caps.h"
 #include "metrics/metrics.h"
@@ -30,11 +31,19 @@ void Caps::presence(const Jid& from, const Element& p, std::string_view asker) {
   const std::string ver(c->attr("ver"));
   const std::string jid = from.str();
   const std::size_t max_jids = 10 * std::max<std::size_t>(ctx_.config.c2s.caps_cache_size, 1);
-  if (auto it = jids_.find(jid); it != jids_.end())
+  bool changed = false;
+  if (auto it = jids_.find(jid); it != jids_.end()) {
+    changed = it->second != ver;
     it->second = ver;
-  else if (jids_.size() < max_jids)
+  } else if (jids_.size() < max_jids) {
+    changed = true;
     jids_.emplace(jid, ver);
-  if (hashes_.count(ver) || ctx_.config.c2s.caps_cache_size == 0) return;
+  }
+  if (hashes_.count(ver)) {
+    if (changed && on_features) on_features(from);
+    return;
+  }
+  if (ctx_.config.c2s.caps_cache_size == 0) return;
   // Asked already and not answered yet: not again, unless that was long ago.
   const auto now = std::chrono::steady_clock::now();
   if (std::any_of(questions_.begin(), questions_.end(), [&](const auto& q) {
@@ -103,6 +112,13 @@ bool Caps::take_answer(const Element& iq) {
   hashes_[key] = std::move(features);
   count("ok");
   if (ctx_.metrics) ctx_.metrics->caps_cached.set(static_cast<double>(hashes_.size()));
+  if (on_features) {
+    std::vector<Jid> known;
+    for (const auto& [jid, ver] : jids_)
+      if (ver == key)
+        if (auto j = Jid::parse(jid)) known.push_back(std::move(*j));
+    for (const auto& j : known) on_features(j);
+  }
   return true;
 }
 

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -39,6 +40,11 @@ class Caps {
   std::shared_ptr<const Features> features(const core::Jid& full) const;
   // A result or error IQ to a local domain: true when it answers one of our questions.
   bool take_answer(const xml::Element& iq);
+
+  // Called with a full JID whose features became known: its first presence, or a changed
+  // 'ver', with features cached already, or the answer about its 'ver' (PEP sends the last
+  // items such a resource asks for, XEP-0163 §4.3.2).
+  std::function<void(const core::Jid& full)> on_features;
 
   // The <c/> of the server itself (stream features), for the disco#info answer `info` of its
   // domain, which it also gives for the node "urn:waddle:server#VER".

@@ -31,6 +31,7 @@ namespace waddle::im {
 
 class Blocking;
 class Caps;
+class Pep;
 
 struct Context {
   const core::Config& config;
@@ -41,6 +42,7 @@ struct Context {
   identity::HomeServer* home_server;  // null when federated identity is off
   Blocking* blocking;                 // XEP-0191 blocklists (im/blocking.h)
   Caps* caps;                         // XEP-0115 entity capabilities (im/caps.h)
+  Pep* pep;                           // XEP-0163 personal eventing (im/pep.h)
 
   // Runs a handler coroutine on the reactor; a failure is logged.
   void spawn(boost::asio::awaitable<void> task) const;

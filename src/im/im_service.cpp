@@ -16,6 +16,7 @@
 #include "im/context.h"
 #include "im/logic/mam_query.h"
 #include "im/offline.h"
+#include "im/pep.h"
 #include "im/presence.h"
 #include "im/push.h"
 #include "im/roster.h"
@@ -43,6 +44,7 @@ struct ImService::Impl {
   Blocking blocking{ctx, [this](Element s, bool again) { to_local(std::move(s), again, true); },
                     [this](Element s, bool) { from_client(std::move(s), true); }};
   Caps caps{ctx};
+  Pep pep{ctx};
 
   Impl(const core::Config& config, router::Router& router, net::Worker<storage::Storage>& worker,
        asio::any_io_executor executor, metrics::C2sMetrics* metrics,
@@ -51,7 +53,8 @@ struct ImService::Impl {
             key ? std::make_unique<identity::HomeServer>(config, router, worker, executor, *key)
                 : nullptr),
         ctx{config,    router, worker, std::move(executor), metrics, home_server.get(),
-            &blocking, &caps} {
+            &blocking, &caps,  &pep} {
+    caps.on_features = [this](const Jid& full) { pep.features_known(full); };
     archive.start_cleanup();
   }
   ~Impl() { archive.stop(); }
@@ -78,6 +81,11 @@ struct ImService::Impl {
           return ctx.spawn(archive.own_iq(std::move(stanza), *from));
         if ((to.empty() || to == from->bare_str()) && push.enabled() && Push::handles(stanza))
           return ctx.spawn(push.own_iq(std::move(stanza), *from));
+        if ((to.empty() || to == from->bare_str()) && pep.enabled()) {
+          if (Pep::handles(stanza)) return ctx.spawn(pep.iq(std::move(stanza), from->bare()));
+          if (is_disco_items(stanza))
+            return ctx.spawn(pep.disco_items(std::move(stanza), from->bare()));
+        }
         if (to.empty() || to == from->bare_str())
           return ctx.spawn(server_iqs.own_account(std::move(stanza), *from));
         return ctx.route_from_user(std::move(stanza));
@@ -120,6 +128,12 @@ struct ImService::Impl {
     if (push.enabled() && Push::handles(iq) &&
         (iq.attr("type") == "get" || iq.attr("type") == "set"))
       return ctx.router.bounce(iq, StanzaError::kForbidden);
+    // XEP-0163: the account's PEP service.
+    if (pep.enabled() && (Pep::handles(iq) || is_disco_items(iq)) &&
+        (iq.attr("type") == "get" || iq.attr("type") == "set")) {
+      if (Pep::handles(iq)) return ctx.spawn(pep.iq(std::move(iq), to));
+      return ctx.spawn(pep.disco_items(std::move(iq), to));
+    }
     // The answer of an app server to a push notification of this account, or of a contact's
     // client to the account's question about its capabilities (XEP-0115).
     if ((iq.attr("type") == "result" || iq.attr("type") == "error") &&
@@ -168,6 +182,12 @@ struct ImService::Impl {
 
   void notify_if_away(const Jid& bare, const Element& stanza, bool again);
 
+  static bool is_disco_items(const Element& iq) {
+    const Element* q = iq.first_child();
+    return iq.attr("type") == "get" && q && q->is("query", ns::kDiscoItems) &&
+           q->attr("node").empty();
+  }
+
   // XEP-0357: a message stored for an account, unless one of its clients is here to take it
   // (a resource that became available while it was stored gets it at once).
   void stored_offline(const Jid& bare, const Element& stanza) {
@@ -213,12 +233,14 @@ void ImService::session_bound(const Jid& full) {
 }
 void ImService::account_removed(const Jid& bare) {
   impl_->push.account_removed(bare);
+  impl_->pep.account_removed(bare);
 }
 xml::Element ImService::server_caps(std::string_view domain) const {
   return impl_->server_iqs.server_caps(domain);
 }
 void ImService::session_ended(router::LocalSession& s) {
   impl_->caps.forget(s.jid());
+  impl_->pep.session_ended(s.jid());
   impl_->presence.session_ended(s);
   impl_->carbons.session_ended(s);
   impl_->blocking.session_ended(s);

@@ -10,6 +10,7 @@
 #include "im/blocking.h"
 #include "im/caps.h"
 #include "im/logic/subscription.h"
+#include "im/pep.h"
 #include "net/worker.h"
 #include "storage/storage.h"
 
@@ -52,10 +53,13 @@ void Presence::to_local(Element stanza, const Jid& from, const Jid& to) {
   // Only presence to the bare JID, as contacts broadcast it (RFC 6121 §4.2.2): not what
   // room occupants or directed presence send to a resource.
   if (ctx_.caps && to.is_bare() && !from.is_bare() && from.bare() != to) {
-    if (type.empty())
+    if (type.empty()) {
       ctx_.caps->presence(from, stanza, to.str());
-    else if (type == "unavailable")
+      if (ctx_.pep) ctx_.pep->available(to, from);  // XEP-0163: a recipient of to's events
+    } else if (type == "unavailable") {
       ctx_.caps->forget(from);
+      if (ctx_.pep) ctx_.pep->unavailable(to, from);
+    }
   }
   if (!to.is_bare()) {
     if (auto* s = ctx_.router.find(to)) s->deliver(stanza);
@@ -78,10 +82,13 @@ void Presence::broadcast(router::LocalSession& s, Element stanza) {
   stanza.set_attr("from", s.jid().str());
   stanza.remove_attr("to");
   if (ctx_.caps) {  // XEP-0115: the resource's capabilities, asked about by its domain
-    if (unavailable)
+    if (unavailable) {
       ctx_.caps->forget(s.jid());
-    else
+      if (ctx_.pep) ctx_.pep->unavailable(s.jid().bare(), s.jid());
+    } else {
       ctx_.caps->presence(s.jid(), stanza, s.jid().domain());
+      if (ctx_.pep) ctx_.pep->available(s.jid().bare(), s.jid());  // its own events
+    }
   }
   if (unavailable) {
     if (!s.available && s.directed_to.empty()) return;

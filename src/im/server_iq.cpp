@@ -89,6 +89,11 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
     id.set_attr("category", "server").set_attr("type", "im").set_attr("name", "Waddle");
   } else {
     id.set_attr("category", "account").set_attr("type", "registered");
+    // XEP-0163 §5: every account is a PEP service.
+    if (ctx_.config.pep.enabled)
+      q.add_child("identity", std::string(ns::kDiscoInfo))
+          .set_attr("category", "pubsub")
+          .set_attr("type", "pep");
   }
   std::vector<std::string_view> features{ns::kDiscoInfo, ns::kDiscoItems};
   // XEP-0191 §3.1 and XEP-0377 §3 (with the reasons of its version 0.2, also accepted).
@@ -99,6 +104,30 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
     features.insert(features.end(), {ns::kMam, ns::kMamExtended, ns::kSid});
   // XEP-0357 §4: the account's clients may register app servers.
   if (!server && ctx_.config.push.enabled) features.push_back(ns::kPush);
+  // XEP-0060 §10 features of the PEP service (im/pep.h), as XEP-0163 §5 asks.
+  static constexpr std::string_view kPepFeatures[] = {
+      "http://jabber.org/protocol/pubsub#access-open",
+      "http://jabber.org/protocol/pubsub#access-presence",
+      "http://jabber.org/protocol/pubsub#access-roster",
+      "http://jabber.org/protocol/pubsub#access-whitelist",
+      "http://jabber.org/protocol/pubsub#auto-create",
+      "http://jabber.org/protocol/pubsub#config-node",
+      "http://jabber.org/protocol/pubsub#create-nodes",
+      "http://jabber.org/protocol/pubsub#delete-items",
+      "http://jabber.org/protocol/pubsub#delete-nodes",
+      "http://jabber.org/protocol/pubsub#filtered-notifications",
+      "http://jabber.org/protocol/pubsub#item-ids",
+      "http://jabber.org/protocol/pubsub#last-published",
+      "http://jabber.org/protocol/pubsub#persistent-items",
+      "http://jabber.org/protocol/pubsub#publish",
+      "http://jabber.org/protocol/pubsub#publish-options",
+      "http://jabber.org/protocol/pubsub#purge-nodes",
+      "http://jabber.org/protocol/pubsub#retract-items",
+      "http://jabber.org/protocol/pubsub#retrieve-items"};
+  if (!server && ctx_.config.pep.enabled) {
+    features.push_back(ns::kPubsub);
+    features.insert(features.end(), std::begin(kPepFeatures), std::end(kPepFeatures));
+  }
   if (server) {
     features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline, ns::kCarbons});
     if (ctx_.config.c2s.allow_registration) features.push_back(ns::kRegister);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "im/logic/subscription.h"
+#include "im/pep.h"
 
 namespace waddle::im {
 namespace asio = boost::asio;
@@ -34,6 +35,8 @@ asio::awaitable<void> Subscriptions::outbound(Element stanza, Jid from, Jid to) 
   if (type == "subscribed") {
     // §3.1.5: the new subscriber gets the user's current presence.
     ctx_.send_presence_of(user, c);
+    // XEP-0163 §4.3.3: and the last items of the nodes it asks for.
+    if (ctx_.pep) ctx_.pep->subscribed(user, contact);
   } else if (type == "unsubscribed") {
     for (auto* s : ctx_.available(user, false))
       ctx_.router.route(presence("unavailable", s->jid().str(), c));
@@ -66,6 +69,7 @@ asio::awaitable<void> Subscriptions::inbound(Element stanza, Jid from, Jid to) {
   if (t.auto_subscribed) {
     ctx_.router.route(presence("subscribed", user.str(), c));
     ctx_.send_presence_of(user, c);
+    if (ctx_.pep) ctx_.pep->subscribed(user, contact);
   }
   if (t.forward) {
     stanza.set_attr("from", c);

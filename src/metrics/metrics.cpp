@@ -539,7 +539,16 @@ C2sMetrics::C2sMetrics(Registry& r)
       caps_cached(r.gauge_family({.name = "waddle_caps_cached",
                                   .help = "Entity capabilities hashes (XEP-0115) known, with "
                                           "their features."})
-                      .get({})) {}
+                      .get({})),
+      pep_requests(r.counter_family(
+          {.name = "waddle_pep_requests_total",
+           .help = "PEP requests (XEP-0163) to accounts, by request (publish, retract, items, "
+                   "create, configure, delete, purge, invalid) and result (ok, error).",
+           .labels = {"request", "result"}})),
+      pep_notifications(r.counter_family({.name = "waddle_pep_notifications_total",
+                                          .help = "PEP event notifications sent (XEP-0163), "
+                                                  "to local and remote resources."})
+                            .get({})) {}
 
 ListenerMetrics::ListenerMetrics(Registry& r)
     : refused_total(r.counter_family(

@@ -385,6 +385,8 @@ struct C2sMetrics {
   Gauge& push_registrations;             // waddle_push_registrations
   CounterFamily& caps_queries;           // waddle_caps_queries_total{result}
   Gauge& caps_cached;                    // waddle_caps_cached
+  CounterFamily& pep_requests;           // waddle_pep_requests_total{request,result}
+  Counter& pep_notifications;            // waddle_pep_notifications_total
 };
 
 // Connections refused when accepted (core/connection_gate.h), by listener ("c2s" or "s2s")

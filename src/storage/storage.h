@@ -190,6 +190,24 @@ struct PushRegistration {
   friend bool operator==(const PushRegistration&, const PushRegistration&) = default;
 };
 
+// A PEP node (XEP-0163) of an account: its name and configuration, as im/logic/pep_config.h
+// encodes it.
+struct PepNode {
+  std::string name;
+  std::string config;
+  friend bool operator==(const PepNode&, const PepNode&) = default;
+};
+// An item of a PEP node: its id, the full JID that published it, when (Unix microseconds), and
+// its payload (serialized XML).
+struct PepStoredItem {
+  std::string id;
+  std::string publisher;
+  std::int64_t published_us = 0;
+  std::string payload;
+  friend bool operator==(const PepStoredItem&, const PepStoredItem&) = default;
+};
+enum class PepCreated { kCreated, kExists, kTooMany };
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -205,8 +223,8 @@ class Storage {
   // Links an ATProto DID to the account (empty = unlink); false when the account is absent.
   virtual bool set_did(const std::string& domain, const std::string& username,
                        const std::string& did) = 0;
-  // Removes the account with its roster, offline messages, blocklist, archive and push
-  // registrations; false when absent.
+  // Removes the account with its roster, offline messages, blocklist, archive, push
+  // registrations and PEP nodes; false when absent.
   virtual bool delete_account(const std::string& domain, const std::string& username) = 0;
   virtual std::vector<std::string> list_accounts(const std::string& domain) = 0;
 
@@ -283,6 +301,34 @@ class Storage {
                                                     const std::string& username,
                                                     const std::string& jid,
                                                     const std::string& node) = 0;
+
+  // PEP nodes and items (XEP-0163) of an account. pep_create refuses a node that exists, and
+  // any beyond `max_nodes`; pep_configure replaces a node's configuration and keeps its newest
+  // `max_items` items. pep_publish stores an item, replacing one with the same id (the new one
+  // is then the newest), and removes the oldest beyond `max_items`. pep_items gives the items
+  // with the given ids, or (none given) the newest `max`, newest first. The bool results say
+  // whether the node (or item) was there.
+  virtual std::vector<PepNode> pep_nodes(const std::string& domain,
+                                         const std::string& username) = 0;
+  virtual std::optional<PepNode> pep_node(const std::string& domain, const std::string& username,
+                                          const std::string& node) = 0;
+  virtual PepCreated pep_create(const std::string& domain, const std::string& username,
+                                const PepNode& node, std::size_t max_nodes) = 0;
+  virtual bool pep_configure(const std::string& domain, const std::string& username,
+                             const PepNode& node, std::uint32_t max_items) = 0;
+  virtual bool pep_delete_node(const std::string& domain, const std::string& username,
+                               const std::string& node) = 0;
+  virtual bool pep_purge(const std::string& domain, const std::string& username,
+                         const std::string& node) = 0;
+  virtual void pep_publish(const std::string& domain, const std::string& username,
+                           const std::string& node, const PepStoredItem& item,
+                           std::uint32_t max_items) = 0;
+  virtual bool pep_retract(const std::string& domain, const std::string& username,
+                           const std::string& node, const std::string& item_id) = 0;
+  virtual std::vector<PepStoredItem> pep_items(const std::string& domain,
+                                               const std::string& username, const std::string& node,
+                                               const std::vector<std::string>& ids,
+                                               std::size_t max) = 0;
 
   // Persistent chat rooms (XEP-0045) of a room service: saved state as text, by room name.
   virtual void room_put(const std::string& service, const std::string& name,

@@ -127,6 +127,14 @@ def direct_tls(s: Server) -> None:
     raw.close()
 
 
+def pep_service(s: Server) -> None:
+    """XEP-0163 §5: the account is a PEP service ('pubsub'/'pep') that auto-creates nodes."""
+    account = ACCOUNT(s)
+    assert ("pubsub", "pep") in s.identities(account), s.identities(account)
+    for f in ("publish", "auto-create", "publish-options", "access-presence"):
+        feature(ACCOUNT, f"http://jabber.org/protocol/pubsub#{f}")(s)
+
+
 def component_listed(s: Server) -> None:
     assert COMPONENT in s.item_jids(DOMAIN), s.item_jids(DOMAIN)
 
@@ -178,6 +186,11 @@ CHECKS: dict[str, Callable[[Server], None]] = {
     "XEP-0359": feature(ACCOUNT, "urn:xmpp:sid:0"),
     "XEP-0352": stream_feature("after_auth", "csi", "urn:xmpp:csi:0"),
     "XEP-0357": feature(ACCOUNT, "urn:xmpp:push:0"),
+    "XEP-0163": pep_service,
+    # XEP-0223 §2: publish-options with the whitelist access model and persistent items.
+    "XEP-0223": both(feature(ACCOUNT, "http://jabber.org/protocol/pubsub#publish-options"),
+                     feature(ACCOUNT, "http://jabber.org/protocol/pubsub#access-whitelist"),
+                     feature(ACCOUNT, "http://jabber.org/protocol/pubsub#persistent-items")),
 }
 
 

@@ -21,6 +21,7 @@
 
 #include "storage/sqlite/sqlite_archive.h"
 #include "storage/sqlite/sqlite_db.h"
+#include "storage/sqlite/sqlite_pep.h"
 #include "storage/sqlite/sqlite_push.h"
 #include "storage/storage.h"
 
@@ -124,6 +125,7 @@ CREATE TABLE roster_versions (
     {8, sqlite::kPushSchema},
     {9, sqlite::kArchiveJidIds},
     {10, sqlite::kArchiveSidRows},
+    {11, sqlite::kPepSchema},
 };
 
 std::int64_t now_unix() {
@@ -276,7 +278,8 @@ class SqliteStorage final : public Storage {
                        "SELECT username, jid, reason, text, reported_at FROM spam_reports "
                        "WHERE domain = ? ORDER BY id"),
         archive_(*db_),
-        push_(*db_) {}
+        push_(*db_),
+        pep_(*db_) {}
 
   bool create_account(const Account& a) override {
     Transaction tx(*db_);
@@ -340,6 +343,7 @@ class SqliteStorage final : public Storage {
     block_delete_all_.run().text(1, domain).text(2, username).done();
     archive_.delete_owner(username + "@" + domain);
     push_.delete_owner(domain, username);
+    pep_.delete_owner(domain, username);
     tx.commit();
     return true;
   }
@@ -526,6 +530,42 @@ class SqliteStorage final : public Storage {
                                          const PushRegistration& reg, std::size_t max) override {
     return push_.put(domain, username, reg, max);
   }
+  std::vector<PepNode> pep_nodes(const std::string& domain, const std::string& username) override {
+    return pep_.nodes(domain, username);
+  }
+  std::optional<PepNode> pep_node(const std::string& domain, const std::string& username,
+                                  const std::string& node) override {
+    return pep_.node(domain, username, node);
+  }
+  PepCreated pep_create(const std::string& domain, const std::string& username, const PepNode& node,
+                        std::size_t max_nodes) override {
+    return pep_.create(domain, username, node, max_nodes);
+  }
+  bool pep_configure(const std::string& domain, const std::string& username, const PepNode& node,
+                     std::uint32_t max_items) override {
+    return pep_.configure(domain, username, node, max_items);
+  }
+  bool pep_delete_node(const std::string& domain, const std::string& username,
+                       const std::string& node) override {
+    return pep_.remove(domain, username, node);
+  }
+  bool pep_purge(const std::string& domain, const std::string& username,
+                 const std::string& node) override {
+    return pep_.purge(domain, username, node);
+  }
+  void pep_publish(const std::string& domain, const std::string& username, const std::string& node,
+                   const PepStoredItem& item, std::uint32_t max_items) override {
+    pep_.publish(domain, username, node, item, max_items);
+  }
+  bool pep_retract(const std::string& domain, const std::string& username, const std::string& node,
+                   const std::string& item_id) override {
+    return pep_.retract(domain, username, node, item_id);
+  }
+  std::vector<PepStoredItem> pep_items(const std::string& domain, const std::string& username,
+                                       const std::string& node, const std::vector<std::string>& ids,
+                                       std::size_t max) override {
+    return pep_.items(domain, username, node, ids, max);
+  }
   std::vector<PushRegistration> push_remove(const std::string& domain, const std::string& username,
                                             const std::string& jid,
                                             const std::string& node) override {
@@ -630,6 +670,7 @@ class SqliteStorage final : public Storage {
   Statement report_select_;
   sqlite::Archive archive_;
   sqlite::Push push_;
+  sqlite::Pep pep_;
 };
 
 }  // namespace

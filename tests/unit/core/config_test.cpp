@@ -233,6 +233,10 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.identity.enabled, d.identity.enabled);
   EXPECT_EQ(c.identity.credential_lifetime, d.identity.credential_lifetime);
   EXPECT_EQ(c.identity.key_file, d.identity.key_file);
+  EXPECT_EQ(c.pep.enabled, d.pep.enabled);
+  EXPECT_EQ(c.pep.max_item_bytes, d.pep.max_item_bytes);
+  EXPECT_EQ(c.pep.max_items, d.pep.max_items);
+  EXPECT_EQ(c.pep.max_nodes, d.pep.max_nodes);
 }
 
 TEST_F(ConfigTest, Push_DefaultsValuesAndBounds) {
@@ -257,6 +261,23 @@ TEST_F(ConfigTest, Push_DefaultsValuesAndBounds) {
             std::string::npos);
   EXPECT_NE(error_of("[push]\ninclude_body = true\n").find("push.include_body: unknown key"),
             std::string::npos);
+}
+
+TEST_F(ConfigTest, Pep_DefaultsValuesAndBounds) {
+  Config c = parse_config("", "w.toml");
+  EXPECT_TRUE(c.pep.enabled);
+  EXPECT_EQ(c.pep.max_item_bytes, 196'608u);
+  EXPECT_EQ(c.pep.max_items, 256u);
+  EXPECT_EQ(c.pep.max_nodes, 256u);
+  c = parse_config("[pep]\nenabled = false\nmax_item_bytes = 1024\nmax_items = 3\nmax_nodes = 9\n",
+                   "w.toml");
+  EXPECT_FALSE(c.pep.enabled);
+  EXPECT_EQ(c.pep.max_item_bytes, 1024u);
+  EXPECT_EQ(c.pep.max_items, 3u);
+  EXPECT_EQ(c.pep.max_nodes, 9u);
+  EXPECT_NE(error_of("[pep]\nmax_items = 0\n").find("pep.max_items"), std::string::npos);
+  EXPECT_NE(error_of("[pep]\nmax_item_bytes = 10\n").find("pep.max_item_bytes"), std::string::npos);
+  EXPECT_NE(error_of("[pep]\nmax_nodes = 100001\n").find("pep.max_nodes"), std::string::npos);
 }
 
 TEST_F(ConfigTest, Muc_DomainsAndChecks) {
@@ -333,6 +354,10 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "push.max_registrations_per_account",
                           "push.allow_body",
                           "push.notify_timeout",
+                          "pep.enabled",
+                          "pep.max_item_bytes",
+                          "pep.max_items",
+                          "pep.max_nodes",
                           "components.listen",
                           "components.port",
                           "c2s.limits.max_stanza_size",

@@ -295,6 +295,8 @@ void populate(S2sMetrics& s2s, C2sMetrics& c2s) {
   c2s.push_registrations.inc();
   c2s.caps_queries.get({"ok"}).inc();
   c2s.caps_cached.set(1);
+  c2s.pep_requests.get({"publish", "ok"}).inc();
+  c2s.pep_notifications.inc(2);
 }
 
 TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
@@ -352,6 +354,8 @@ TEST_F(MetricsTest, S2sMetrics_NamesAndLabels) {
            "waddle_push_registrations 1\n",
            "waddle_caps_queries_total{result=\"ok\"} 1\n",
            "waddle_caps_cached 1\n",
+           "waddle_pep_requests_total{request=\"publish\",result=\"ok\"} 1\n",
+           "waddle_pep_notifications_total 2\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nnot in:\n" << text;
   }

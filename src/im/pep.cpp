@@ -1,0 +1,523 @@
+// XEP-0163 on the server (see pep.h): requests as storage jobs, notifications through the
+// router to the resources that want them.
+#include "im/pep.h"
+
+#include <boost/asio.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <variant>
+
+#include "core/ids.h"
+#include "im/caps.h"
+#include "im/logic/pep_event.h"
+#include "im/logic/pep_request.h"
+#include "im/logic/subscription.h"
+#include "metrics/metrics.h"
+#include "net/worker.h"
+#include "xml/parser.h"
+#include "xml/stanza.h"
+
+namespace waddle::im {
+namespace asio = boost::asio;
+using core::Jid;
+using core::StanzaError;
+using logic::PepConfig;
+using logic::PepRequestError;
+using storage::RosterItem;
+using xml::Element;
+
+namespace {
+
+constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";
+constexpr std::string_view kOwner = "http://jabber.org/protocol/pubsub#owner";
+constexpr std::string_view kEvent = "http://jabber.org/protocol/pubsub#event";
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+PepRequestError error(StanzaError condition, std::string pubsub = {}) {
+  return {condition, std::move(pubsub), {}};
+}
+
+logic::Reader reader_of(const std::optional<RosterItem>& item, bool owner) {
+  logic::Reader r;
+  r.owner = owner;
+  if (item) {
+    r.in_roster = true;
+    r.subscribed = logic::receives_presence(*item);
+    r.groups = item->groups;
+  }
+  return r;
+}
+
+// XEP-0060 §6.5.7 and §4.5: what a reader who may not read a node gets.
+PepRequestError access_error(const PepConfig& config) {
+  switch (config.access) {
+    case logic::AccessModel::kPresence:
+      return error(StanzaError::kNotAuthorized, "presence-subscription-required");
+    case logic::AccessModel::kRoster:
+      return error(StanzaError::kNotAuthorized, "not-in-roster-group");
+    case logic::AccessModel::kWhitelist:
+    case logic::AccessModel::kOpen:
+      break;
+  }
+  return error(StanzaError::kNotAllowed, "closed-node");
+}
+
+PepConfig config_of(const storage::PepNode& node) {
+  return logic::decode(node.config).value_or(PepConfig{});
+}
+
+std::string_view request_name(const logic::PepRequest& r) {
+  static constexpr std::string_view kNames[] = {"publish",   "retract", "items", "create",
+                                                "configure", "delete",  "purge", "invalid"};
+  return kNames[r.index()];
+}
+
+// What a storage job found: an error, or what the reply and the notifications need.
+struct Outcome {
+  std::optional<PepRequestError> error;
+  std::string item_id;                // publish: the item's id
+  PepConfig config;                   // the node's configuration (before a delete)
+  std::vector<logic::PepItem> items;  // items: the result
+  std::optional<xml::Element> form;   // configure get
+  std::vector<RosterItem> roster;     // the owner's, when there are notifications to send
+  bool notify = false;
+};
+
+// What a storage job of a request needs to know of it.
+struct Asker {
+  std::string domain;
+  std::string user;
+  std::string from;       // full JID
+  std::string from_bare;  // bare JID
+  bool owner = false;
+  logic::PepLimits limits;
+  std::size_t max_nodes = 0;
+};
+
+// The node of a request that is not the owner's, or the error: service-unavailable for an
+// account that does not exist (RFC 6121 §8.5.1), item-not-found for a node that does not,
+// the access model's error for a node the asker may not read.
+std::optional<PepRequestError> readable(storage::Storage& st, const Asker& a,
+                                        const std::optional<storage::PepNode>& node,
+                                        PepConfig& config) {
+  if (!node) {
+    if (!a.owner && !st.get_account(a.domain, a.user))
+      return error(StanzaError::kServiceUnavailable);
+    return error(StanzaError::kItemNotFound);
+  }
+  config = config_of(*node);
+  if (a.owner) return std::nullopt;
+  if (!logic::may_read(config, reader_of(st.roster_item(a.domain, a.user, a.from_bare), false)))
+    return access_error(config);
+  return std::nullopt;
+}
+
+std::vector<logic::PepItem> parsed(const std::vector<storage::PepStoredItem>& stored) {
+  std::vector<logic::PepItem> out;
+  for (const auto& s : stored)
+    if (auto payload = xml::parse_element(s.payload)) out.push_back({s.id, std::move(*payload)});
+  return out;
+}
+
+Outcome publish(storage::Storage& st, const Asker& a, const logic::PepPublish& p) {
+  Outcome out;
+  auto node = st.pep_node(a.domain, a.user, p.node);
+  if (!node) {
+    // §7.1.4 auto-create, with the publish-options as its configuration (XEP-0223).
+    PepConfig config;
+    if (p.options && logic::apply_form(config, *p.options, a.limits)) {
+      out.error = error(StanzaError::kConflict, "precondition-not-met");
+      return out;
+    }
+    storage::PepNode created{p.node, logic::encode(config)};
+    if (st.pep_create(a.domain, a.user, created, a.max_nodes) == storage::PepCreated::kTooMany) {
+      out.error = error(StanzaError::kNotAllowed, "max-nodes-exceeded");
+      return out;
+    }
+    out.config = config;
+  } else {
+    out.config = config_of(*node);
+    // §7.1.5: publish-options are preconditions on an existing node.
+    if (p.options && !logic::preconditions_met(out.config, *p.options, a.limits)) {
+      out.error = error(StanzaError::kConflict, "precondition-not-met");
+      return out;
+    }
+  }
+  out.item_id = p.item_id.empty() ? core::ordered_id(now_us()) : p.item_id;
+  st.pep_publish(a.domain, a.user, p.node, {out.item_id, a.from, now_us(), p.payload.str()},
+                 out.config.max_items);
+  out.roster = st.roster_get(a.domain, a.user);
+  out.notify = true;
+  return out;
+}
+
+Outcome retract(storage::Storage& st, const Asker& a, const logic::PepRetract& r) {
+  Outcome out;
+  auto node = st.pep_node(a.domain, a.user, r.node);
+  if (!node || !st.pep_retract(a.domain, a.user, r.node, r.item_id)) {
+    out.error = error(StanzaError::kItemNotFound);
+    return out;
+  }
+  out.config = config_of(*node);
+  out.notify = r.notify || out.config.notify_retract;
+  if (out.notify) out.roster = st.roster_get(a.domain, a.user);
+  return out;
+}
+
+Outcome items(storage::Storage& st, const Asker& a, const logic::PepItems& r) {
+  Outcome out;
+  auto node = st.pep_node(a.domain, a.user, r.node);
+  if ((out.error = readable(st, a, node, out.config))) return out;
+  std::size_t max = std::min(out.config.max_items, a.limits.max_items);
+  if (r.max) max = std::min<std::size_t>(max, *r.max);
+  out.items = parsed(st.pep_items(a.domain, a.user, r.node, r.ids, max));
+  return out;
+}
+
+Outcome create(storage::Storage& st, const Asker& a, const logic::PepCreate& c) {
+  Outcome out;
+  PepConfig config;
+  if (c.config) {
+    if (auto e = logic::apply_form(config, *c.config, a.limits)) {
+      out.error = error(e->condition, "invalid-options");
+      return out;
+    }
+  }
+  switch (st.pep_create(a.domain, a.user, {c.node, logic::encode(config)}, a.max_nodes)) {
+    case storage::PepCreated::kCreated:
+      break;
+    case storage::PepCreated::kExists:
+      out.error = error(StanzaError::kConflict);
+      break;
+    case storage::PepCreated::kTooMany:
+      out.error = error(StanzaError::kNotAllowed, "max-nodes-exceeded");
+      break;
+  }
+  return out;
+}
+
+Outcome configure(storage::Storage& st, const Asker& a, const logic::PepConfigure& c) {
+  Outcome out;
+  auto node = st.pep_node(a.domain, a.user, c.node);
+  if (!node) {
+    out.error = error(StanzaError::kItemNotFound);
+    return out;
+  }
+  out.config = config_of(*node);
+  if (!c.form) {
+    out.form = logic::config_form(out.config);
+    return out;
+  }
+  if (auto e = logic::apply_form(out.config, *c.form, a.limits)) {
+    out.error = error(e->condition, "invalid-options");
+    return out;
+  }
+  st.pep_configure(a.domain, a.user, {c.node, logic::encode(out.config)}, out.config.max_items);
+  return out;
+}
+
+Outcome remove(storage::Storage& st, const Asker& a, const std::string& name, bool purge) {
+  Outcome out;
+  auto node = st.pep_node(a.domain, a.user, name);
+  if (!node) {
+    out.error = error(StanzaError::kItemNotFound);
+    return out;
+  }
+  out.config = config_of(*node);
+  if (purge)
+    st.pep_purge(a.domain, a.user, name);
+  else
+    st.pep_delete_node(a.domain, a.user, name);
+  out.roster = st.roster_get(a.domain, a.user);
+  out.notify = true;
+  return out;
+}
+
+// A node event without items: <delete node=.../> or <purge node=.../> (§8.4.3.1, §8.5.3.1).
+Element node_event(std::string_view owner, std::string_view what, std::string_view node) {
+  Element m("message", std::string(ns::kClient));
+  m.set_attr("from", owner).set_attr("type", "headline");
+  m.add_child("event", std::string(kEvent))
+      .add_child(std::string(what), std::string(kEvent))
+      .set_attr("node", node);
+  return m;
+}
+
+}  // namespace
+
+bool Pep::handles(const Element& iq) {
+  return logic::is_pep_request(iq);
+}
+
+asio::awaitable<void> Pep::iq(Element iq, Jid owner) {
+  const auto type = iq.attr("type");
+  if (type != "get" && type != "set") co_return;
+  const auto from = Jid::parse(iq.attr("from"));
+  if (!from) co_return;
+  // A client's request to its own account may have no 'to': the answer comes from the account.
+  if (!iq.has_attr("to")) iq.set_attr("to", owner.str());
+  auto request = logic::parse_pep_request(iq, ctx_.config.pep.max_item_bytes);
+  const std::string_view name = request_name(request);
+  if (const auto* e = std::get_if<PepRequestError>(&request)) {
+    count(name, "error");
+    ctx_.router.route(logic::pep_error_reply(iq, *e));
+    co_return;
+  }
+  Asker asker{owner.domain(),           owner.local(),         from->str(),
+              from->bare_str(),         from->bare() == owner, {ctx_.config.pep.max_items},
+              ctx_.config.pep.max_nodes};
+  // Only the owner changes its nodes (PEP has no publishers but the owner).
+  if (!asker.owner && !std::holds_alternative<logic::PepItems>(request)) {
+    count(name, "error");
+    ctx_.router.route(logic::pep_error_reply(iq, error(StanzaError::kForbidden)));
+    co_return;
+  }
+  auto job = [asker, request](storage::Storage& st) -> Outcome {
+    return std::visit(
+        [&](const auto& r) -> Outcome {
+          using T = std::decay_t<decltype(r)>;
+          if constexpr (std::is_same_v<T, logic::PepPublish>) return publish(st, asker, r);
+          if constexpr (std::is_same_v<T, logic::PepRetract>) return retract(st, asker, r);
+          if constexpr (std::is_same_v<T, logic::PepItems>) return items(st, asker, r);
+          if constexpr (std::is_same_v<T, logic::PepCreate>) return create(st, asker, r);
+          if constexpr (std::is_same_v<T, logic::PepConfigure>) return configure(st, asker, r);
+          if constexpr (std::is_same_v<T, logic::PepDelete>)
+            return remove(st, asker, r.node, false);
+          if constexpr (std::is_same_v<T, logic::PepPurge>) return remove(st, asker, r.node, true);
+          return Outcome{};
+        },
+        request);
+  };
+  Outcome out = co_await ctx_.worker.run(std::move(job));
+  if (out.error) {
+    count(name, "error");
+    ctx_.router.route(logic::pep_error_reply(iq, *out.error));
+    co_return;
+  }
+  count(name, "ok");
+  Element reply = xml::make_iq_result(iq);
+  const std::string owner_jid = owner.str();
+  if (const auto* p = std::get_if<logic::PepPublish>(&request)) {
+    // §7.1.2: the id of the item, which the service may have made.
+    reply.add_child("pubsub", std::string(kPubsub))
+        .add_child("publish", std::string(kPubsub))
+        .set_attr("node", p->node)
+        .add_child("item", std::string(kPubsub))
+        .set_attr("id", out.item_id);
+    ctx_.router.route(std::move(reply));
+    notify(owner,
+           {p->node, out.config,
+            logic::pep_publish_event(owner_jid, p->node, {out.item_id, p->payload})},
+           out.roster);
+  } else if (const auto* r = std::get_if<logic::PepRetract>(&request)) {
+    ctx_.router.route(std::move(reply));
+    if (out.notify)
+      notify(owner, {r->node, out.config, logic::pep_retract_event(owner_jid, r->node, r->item_id)},
+             out.roster);
+  } else if (const auto* i = std::get_if<logic::PepItems>(&request)) {
+    ctx_.router.route(logic::pep_items_result(iq, i->node, out.items));
+  } else if (const auto* c = std::get_if<logic::PepConfigure>(&request)) {
+    if (out.form) {
+      reply.add_child("pubsub", std::string(kOwner))
+          .add_child("configure", std::string(kOwner))
+          .set_attr("node", c->node)
+          .add_child(std::move(*out.form));
+    }
+    ctx_.router.route(std::move(reply));
+  } else if (const auto* d = std::get_if<logic::PepDelete>(&request)) {
+    ctx_.router.route(std::move(reply));
+    notify(owner, {d->node, out.config, node_event(owner_jid, "delete", d->node)}, out.roster);
+  } else if (const auto* pu = std::get_if<logic::PepPurge>(&request)) {
+    ctx_.router.route(std::move(reply));
+    notify(owner, {pu->node, out.config, node_event(owner_jid, "purge", pu->node)}, out.roster);
+  } else {
+    ctx_.router.route(std::move(reply));  // create
+  }
+}
+
+asio::awaitable<void> Pep::disco_items(Element iq, Jid owner) {
+  const auto from = Jid::parse(iq.attr("from"));
+  if (!from) co_return;
+  if (!iq.has_attr("to")) iq.set_attr("to", owner.str());
+  Asker a{
+      owner.domain(), owner.local(), from->str(), from->bare_str(), from->bare() == owner, {}, 0};
+  struct Found {
+    bool exists = false;
+    std::vector<std::string> nodes;
+  };
+  auto job = [a](storage::Storage& st) {
+    Found f;
+    f.exists = a.owner || st.get_account(a.domain, a.user).has_value();
+    if (!f.exists) return f;
+    const auto reader = a.owner ? logic::Reader{true, false, false, {}}
+                                : reader_of(st.roster_item(a.domain, a.user, a.from_bare), false);
+    for (const auto& n : st.pep_nodes(a.domain, a.user))
+      if (logic::may_read(config_of(n), reader)) f.nodes.push_back(n.name);
+    return f;
+  };
+  Found found = co_await ctx_.worker.run(std::move(job));
+  if (!found.exists) {
+    ctx_.router.bounce(iq, StanzaError::kServiceUnavailable);
+    co_return;
+  }
+  Element reply = xml::make_iq_result(iq);
+  auto& q = reply.add_child("query", std::string(ns::kDiscoItems));
+  const std::string jid = owner.str();
+  for (const auto& n : found.nodes)
+    q.add_child("item", std::string(ns::kDiscoItems)).set_attr("jid", jid).set_attr("node", n);
+  ctx_.router.route(std::move(reply));
+}
+
+void Pep::notify(const Jid& owner, const Notice& notice, const std::vector<RosterItem>& roster) {
+  if (!ctx_.caps) return;
+  auto it = recipients_.find(owner.str());
+  if (it == recipients_.end()) return;
+  std::unordered_map<std::string_view, const RosterItem*> contacts;
+  for (const auto& item : roster) contacts.emplace(item.jid, &item);
+  std::vector<std::string> to;
+  for (const auto& full : it->second) {
+    const auto jid = Jid::parse(full);
+    if (!jid) continue;
+    const auto features = ctx_.caps->features(*jid);
+    if (!features || !logic::wants_notifications(*features, notice.node)) continue;
+    const bool own = jid->bare() == owner;
+    std::optional<RosterItem> item;
+    if (!own)
+      if (auto c = contacts.find(jid->bare_str()); c != contacts.end()) item = *c->second;
+    if (logic::may_read(notice.config, reader_of(item, own))) to.push_back(full);
+  }
+  if (to.empty()) return;
+  if (ctx_.metrics) ctx_.metrics->pep_notifications.inc(to.size());
+  ctx_.router.fan_out(notice.event, to);
+}
+
+void Pep::available(const Jid& owner, const Jid& full) {
+  if (!enabled()) return;
+  const std::string o = owner.str(), f = full.str();
+  auto r = recipients_.find(o);
+  if (r != recipients_.end() && r->second.count(f)) return;
+  const std::size_t max = 10 * std::max<std::size_t>(ctx_.config.c2s.caps_cache_size, 1);
+  if (pairs_ >= max) return;
+  recipients_[o].insert(f);
+  owners_of_[f].insert(o);
+  ++pairs_;
+  // A resource new to this owner whose features are known already gets the last items now;
+  // the others when they are (features_known).
+  if (ctx_.caps && ctx_.caps->features(full)) ctx_.spawn(send_last(owner, {f}));
+}
+
+void Pep::unavailable(const Jid& owner, const Jid& full) {
+  const std::string o = owner.str(), f = full.str();
+  auto r = recipients_.find(o);
+  if (r == recipients_.end() || !r->second.erase(f)) return;
+  --pairs_;
+  if (r->second.empty()) recipients_.erase(r);
+  if (auto w = owners_of_.find(f); w != owners_of_.end()) {
+    w->second.erase(o);
+    if (w->second.empty()) owners_of_.erase(w);
+  }
+}
+
+void Pep::session_ended(const Jid& full) {
+  auto w = owners_of_.find(full.str());
+  if (w == owners_of_.end()) return;
+  const std::set<std::string> owners = w->second;
+  for (const auto& o : owners)
+    if (auto owner = Jid::parse(o)) unavailable(*owner, full);
+}
+
+void Pep::features_known(const Jid& full) {
+  if (!enabled()) return;
+  auto w = owners_of_.find(full.str());
+  if (w == owners_of_.end()) return;
+  for (const auto& o : w->second)
+    if (auto owner = Jid::parse(o)) ctx_.spawn(send_last(*owner, {full.str()}));
+}
+
+void Pep::subscribed(const Jid& owner, const Jid& contact) {
+  if (!enabled()) return;
+  auto r = recipients_.find(owner.str());
+  if (r == recipients_.end()) return;
+  std::vector<std::string> to;
+  for (const auto& f : r->second)
+    if (auto j = Jid::parse(f); j && j->bare() == contact) to.push_back(f);
+  if (!to.empty()) ctx_.spawn(send_last(owner, std::move(to)));
+}
+
+void Pep::account_removed(const Jid& owner) {
+  auto r = recipients_.find(owner.str());
+  if (r == recipients_.end()) return;
+  const std::set<std::string> fulls = r->second;
+  for (const auto& f : fulls)
+    if (auto j = Jid::parse(f)) unavailable(owner, *j);
+}
+
+// XEP-0163 §4.3.2: the last item of each node a resource asks for and may read.
+asio::awaitable<void> Pep::send_last(Jid owner, std::vector<std::string> to) {
+  if (!ctx_.caps) co_return;
+  struct Target {
+    std::string jid;
+    std::string bare;
+    bool own = false;
+    std::shared_ptr<const Caps::Features> features;
+  };
+  std::vector<Target> targets;
+  for (auto& t : to) {
+    auto j = Jid::parse(t);
+    if (!j) continue;
+    auto features = ctx_.caps->features(*j);
+    // Only resources that ask for some node's notifications are worth a storage job.
+    if (!features || std::none_of(features->begin(), features->end(),
+                                  [](const std::string& f) { return f.ends_with("+notify"); }))
+      continue;
+    targets.push_back({t, j->bare_str(), j->bare() == owner, std::move(features)});
+  }
+  if (targets.empty()) co_return;
+  struct Last {
+    std::string node;
+    logic::PepItem item;
+    std::size_t target = 0;
+  };
+  auto job = [domain = owner.domain(), user = owner.local(), targets](storage::Storage& st) {
+    std::vector<Last> out;
+    const auto nodes = st.pep_nodes(domain, user);
+    if (nodes.empty()) return out;
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      const auto& t = targets[i];
+      const auto reader =
+          reader_of(t.own ? std::nullopt : st.roster_item(domain, user, t.bare), t.own);
+      for (const auto& n : nodes) {
+        const PepConfig config = config_of(n);
+        if (config.send_last == logic::SendLast::kNever ||
+            !logic::wants_notifications(*t.features, n.name) || !logic::may_read(config, reader))
+          continue;
+        for (auto& item : parsed(st.pep_items(domain, user, n.name, {}, 1)))
+          out.push_back({n.name, std::move(item), i});
+      }
+    }
+    return out;
+  };
+  std::vector<Last> last = co_await ctx_.worker.run(std::move(job));
+  const std::string from = owner.str();
+  for (const auto& l : last) {
+    Element event = logic::pep_publish_event(from, l.node, l.item);
+    event.set_attr("to", targets[l.target].jid);
+    if (ctx_.metrics) ctx_.metrics->pep_notifications.inc();
+    ctx_.router.route(std::move(event));
+  }
+}
+
+void Pep::count(std::string_view request, std::string_view result) const {
+  if (ctx_.metrics) ctx_.metrics->pep_requests.get({request, result}).inc();
+}
+
+}  // namespace waddle::im

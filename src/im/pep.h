@@ -1,0 +1,77 @@
+// Personal eventing (XEP-0163) on every local account's bare JID, with the XEP-0060 subset
+// PEP clients use: publish with auto-create and publish-options (XEP-0223), retract, items,
+// create, configure, delete and purge, with the access models of im/logic/pep_config.h.
+// Nodes and items live in storage; each request is one job of the storage worker, so the
+// read-modify-write of a node is never interleaved with another. Notifications go to the
+// resources that sent the owner available presence (the owner's own, and contacts' local or
+// remote) whose capabilities (XEP-0115, im/caps.h) ask for the node (+notify) and who may read
+// it; such a resource gets each node's last item when its features become known, and when the
+// owner approves its subscription. At most ten times [c2s] caps_cache_size such resources are
+// remembered.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <cstddef>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/jid.h"
+#include "im/context.h"
+#include "im/logic/pep_config.h"
+#include "storage/storage.h"
+#include "xml/element.h"
+
+namespace waddle::im {
+
+class Pep {
+ public:
+  explicit Pep(const Context& ctx) : ctx_(ctx) {}
+
+  bool enabled() const { return ctx_.config.pep.enabled; }
+  // A get or set IQ with a <pubsub/> payload (either namespace).
+  static bool handles(const xml::Element& iq);
+  // Such an IQ to the account `owner` (a bare JID), from its own clients or anyone else.
+  boost::asio::awaitable<void> iq(xml::Element iq, core::Jid owner);
+  // disco#items of `owner`'s bare JID: the nodes the asker may read.
+  boost::asio::awaitable<void> disco_items(xml::Element iq, core::Jid owner);
+
+  // Available presence of `full` to `owner` (a contact's resource to the owner's bare JID,
+  // or one of the owner's own resources); call after Caps::presence.
+  void available(const core::Jid& owner, const core::Jid& full);
+  // Unavailable presence of `full` to `owner`.
+  void unavailable(const core::Jid& owner, const core::Jid& full);
+  // A local session ended: it gets nothing more from anyone.
+  void session_ended(const core::Jid& full);
+  // The capabilities of `full` became known (Caps::on_features).
+  void features_known(const core::Jid& full);
+  // `owner` approved the presence subscription of `contact` (a bare JID): its resources that
+  // sent presence get the last items.
+  void subscribed(const core::Jid& owner, const core::Jid& contact);
+  // The account is gone (its nodes went with it in storage).
+  void account_removed(const core::Jid& owner);
+
+ private:
+  // An event of a node (XEP-0060 §7.1.2.1, §7.2.2.1, §8.4.3.1, §8.5.3.1), without 'to'.
+  struct Notice {
+    std::string node;
+    logic::PepConfig config;
+    xml::Element event;
+  };
+
+  boost::asio::awaitable<void> send_last(core::Jid owner, std::vector<std::string> to);
+  // Sends `notice` to the resources of `owner`'s recipients that ask for its node and may
+  // read it (`roster`: the owner's).
+  void notify(const core::Jid& owner, const Notice& notice,
+              const std::vector<storage::RosterItem>& roster);
+  void count(std::string_view request, std::string_view result) const;
+
+  const Context& ctx_;
+  std::unordered_map<std::string, std::set<std::string>> recipients_;  // owner -> full JIDs
+  std::unordered_map<std::string, std::set<std::string>> owners_of_;   // full JID -> owners
+  std::size_t pairs_ = 0;
+};
+
+}  // namespace waddle::im
