@@ -83,6 +83,10 @@ struct ImService::Impl {
           return ctx.spawn(push.own_iq(std::move(stanza), *from));
         if ((to.empty() || to == from->bare_str()) && pep.enabled()) {
           if (Pep::handles(stanza)) return ctx.spawn(pep.iq(std::move(stanza), from->bare()));
+          if (Pep::handles_private(stanza))
+            return ctx.spawn(pep.private_iq(std::move(stanza), from->bare()));
+          if (Pep::handles_vcard(stanza))
+            return ctx.spawn(pep.vcard_iq(std::move(stanza), from->bare()));
           if (is_disco_items(stanza))
             return ctx.spawn(pep.disco_items(std::move(stanza), from->bare()));
         }
@@ -129,10 +133,11 @@ struct ImService::Impl {
         (iq.attr("type") == "get" || iq.attr("type") == "set"))
       return ctx.router.bounce(iq, StanzaError::kForbidden);
     // XEP-0163: the account's PEP service.
-    if (pep.enabled() && (Pep::handles(iq) || is_disco_items(iq)) &&
-        (iq.attr("type") == "get" || iq.attr("type") == "set")) {
+    if (pep.enabled() && (iq.attr("type") == "get" || iq.attr("type") == "set")) {
       if (Pep::handles(iq)) return ctx.spawn(pep.iq(std::move(iq), to));
-      return ctx.spawn(pep.disco_items(std::move(iq), to));
+      if (is_disco_items(iq)) return ctx.spawn(pep.disco_items(std::move(iq), to));
+      if (Pep::handles_private(iq)) return ctx.spawn(pep.private_iq(std::move(iq), to));
+      if (Pep::handles_vcard(iq)) return ctx.spawn(pep.vcard_iq(std::move(iq), to));
     }
     // The answer of an app server to a push notification of this account, or of a contact's
     // client to the account's question about its capabilities (XEP-0115).

@@ -16,6 +16,7 @@
 #include "im/logic/pep_event.h"
 #include "im/logic/pep_request.h"
 #include "im/logic/subscription.h"
+#include "im/pep_store.h"
 #include "metrics/metrics.h"
 #include "net/worker.h"
 #include "xml/parser.h"
@@ -35,12 +36,7 @@ namespace {
 constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";
 constexpr std::string_view kOwner = "http://jabber.org/protocol/pubsub#owner";
 constexpr std::string_view kEvent = "http://jabber.org/protocol/pubsub#event";
-
-std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+constexpr std::string_view kPrivate = "jabber:iq:private";  // XEP-0049
 
 PepRequestError error(StanzaError condition, std::string pubsub = {}) {
   return {condition, std::move(pubsub), {}};
@@ -71,9 +67,7 @@ PepRequestError access_error(const PepConfig& config) {
   return error(StanzaError::kNotAllowed, "closed-node");
 }
 
-PepConfig config_of(const storage::PepNode& node) {
-  return logic::decode(node.config).value_or(PepConfig{});
-}
+using pep_store::config_of;
 
 std::string_view request_name(const logic::PepRequest& r) {
   static constexpr std::string_view kNames[] = {"publish",   "retract", "items", "create",
@@ -84,12 +78,12 @@ std::string_view request_name(const logic::PepRequest& r) {
 // What a storage job found: an error, or what the reply and the notifications need.
 struct Outcome {
   std::optional<PepRequestError> error;
-  std::string item_id;                // publish: the item's id
-  PepConfig config;                   // the node's configuration (before a delete)
-  std::vector<logic::PepItem> items;  // items: the result
-  std::optional<xml::Element> form;   // configure get
-  std::vector<RosterItem> roster;     // the owner's, when there are notifications to send
-  bool notify = false;
+  std::string item_id;                     // publish: the item's id
+  PepConfig config;                        // the node's configuration (before a delete)
+  std::vector<logic::PepItem> items;       // items: the result
+  std::optional<xml::Element> form;        // configure get
+  std::vector<RosterItem> roster;          // the owner's, when there are notifications to send
+  std::vector<pep_store::Change> changes;  // the notifications
 };
 
 // What a storage job of a request needs to know of it.
@@ -101,6 +95,10 @@ struct Asker {
   bool owner = false;
   logic::PepLimits limits;
   std::size_t max_nodes = 0;
+  // The account as its nodes' owner, changing them.
+  pep_store::Owner as_owner() const {
+    return {domain, user, user + "@" + domain, from, limits, max_nodes};
+  }
 };
 
 // The node of a request that is not the owner's, or the error: service-unavailable for an
@@ -130,46 +128,38 @@ std::vector<logic::PepItem> parsed(const std::vector<storage::PepStoredItem>& st
 
 Outcome publish(storage::Storage& st, const Asker& a, const logic::PepPublish& p) {
   Outcome out;
-  auto node = st.pep_node(a.domain, a.user, p.node);
-  if (!node) {
-    // §7.1.4 auto-create, with the publish-options as its configuration (XEP-0223).
-    PepConfig config;
-    if (p.options && logic::apply_form(config, *p.options, a.limits)) {
-      out.error = error(StanzaError::kConflict, "precondition-not-met");
-      return out;
-    }
-    storage::PepNode created{p.node, logic::encode(config)};
-    if (st.pep_create(a.domain, a.user, created, a.max_nodes) == storage::PepCreated::kTooMany) {
-      out.error = error(StanzaError::kNotAllowed, "max-nodes-exceeded");
-      return out;
-    }
-    out.config = config;
-  } else {
-    out.config = config_of(*node);
+  const auto owner = a.as_owner();
+  PepConfig if_new;
+  if (auto node = st.pep_node(a.domain, a.user, p.node)) {
     // §7.1.5: publish-options are preconditions on an existing node.
-    if (p.options && !logic::preconditions_met(out.config, *p.options, a.limits)) {
+    if (p.options && !logic::preconditions_met(config_of(*node), *p.options, a.limits)) {
       out.error = error(StanzaError::kConflict, "precondition-not-met");
       return out;
     }
+  } else if (p.options && logic::apply_form(if_new, *p.options, a.limits)) {
+    // §7.1.4 auto-create takes the options as its configuration (XEP-0223), if it can.
+    out.error = error(StanzaError::kConflict, "precondition-not-met");
+    return out;
   }
-  out.item_id = p.item_id.empty() ? core::ordered_id(now_us()) : p.item_id;
-  st.pep_publish(a.domain, a.user, p.node, {out.item_id, a.from, now_us(), p.payload.str()},
-                 out.config.max_items);
+  auto stored =
+      pep_store::put(st, owner, p.node, if_new, logic::PepItem{p.item_id, p.payload}, out.changes);
+  if (stored.error) {
+    out.error = stored.error;
+    return out;
+  }
+  out.item_id = stored.id;
+  pep_store::after_publish(st, owner, p.node, logic::PepItem{stored.id, p.payload});
   out.roster = st.roster_get(a.domain, a.user);
-  out.notify = true;
   return out;
 }
 
 Outcome retract(storage::Storage& st, const Asker& a, const logic::PepRetract& r) {
   Outcome out;
-  auto node = st.pep_node(a.domain, a.user, r.node);
-  if (!node || !st.pep_retract(a.domain, a.user, r.node, r.item_id)) {
+  if (!pep_store::retract(st, a.as_owner(), r.node, r.item_id, r.notify, out.changes)) {
     out.error = error(StanzaError::kItemNotFound);
     return out;
   }
-  out.config = config_of(*node);
-  out.notify = r.notify || out.config.notify_retract;
-  if (out.notify) out.roster = st.roster_get(a.domain, a.user);
+  if (!out.changes.empty()) out.roster = st.roster_get(a.domain, a.user);
   return out;
 }
 
@@ -179,7 +169,7 @@ Outcome items(storage::Storage& st, const Asker& a, const logic::PepItems& r) {
   if ((out.error = readable(st, a, node, out.config))) return out;
   std::size_t max = std::min(out.config.max_items, a.limits.max_items);
   if (r.max) max = std::min<std::size_t>(max, *r.max);
-  out.items = parsed(st.pep_items(a.domain, a.user, r.node, r.ids, max));
+  out.items = pep_store::items(st, a.as_owner(), r.node, r.ids, max);
   return out;
 }
 
@@ -225,23 +215,6 @@ Outcome configure(storage::Storage& st, const Asker& a, const logic::PepConfigur
   return out;
 }
 
-Outcome remove(storage::Storage& st, const Asker& a, const std::string& name, bool purge) {
-  Outcome out;
-  auto node = st.pep_node(a.domain, a.user, name);
-  if (!node) {
-    out.error = error(StanzaError::kItemNotFound);
-    return out;
-  }
-  out.config = config_of(*node);
-  if (purge)
-    st.pep_purge(a.domain, a.user, name);
-  else
-    st.pep_delete_node(a.domain, a.user, name);
-  out.roster = st.roster_get(a.domain, a.user);
-  out.notify = true;
-  return out;
-}
-
 // A node event without items: <delete node=.../> or <purge node=.../> (§8.4.3.1, §8.5.3.1).
 Element node_event(std::string_view owner, std::string_view what, std::string_view node) {
   Element m("message", std::string(ns::kClient));
@@ -250,6 +223,24 @@ Element node_event(std::string_view owner, std::string_view what, std::string_vi
       .add_child(std::string(what), std::string(kEvent))
       .set_attr("node", node);
   return m;
+}
+
+Outcome remove(storage::Storage& st, const Asker& a, const std::string& name, bool purge) {
+  Outcome out;
+  auto node = st.pep_node(a.domain, a.user, name);
+  if (!node) {
+    out.error = error(StanzaError::kItemNotFound);
+    return out;
+  }
+  const PepConfig config = config_of(*node);
+  if (purge)
+    st.pep_purge(a.domain, a.user, name);
+  else
+    st.pep_delete_node(a.domain, a.user, name);
+  out.changes.push_back(
+      {name, config, node_event(a.as_owner().jid, purge ? "purge" : "delete", name)});
+  out.roster = st.roster_get(a.domain, a.user);
+  return out;
 }
 
 }  // namespace
@@ -305,7 +296,6 @@ asio::awaitable<void> Pep::iq(Element iq, Jid owner) {
   }
   count(name, "ok");
   Element reply = xml::make_iq_result(iq);
-  const std::string owner_jid = owner.str();
   if (const auto* p = std::get_if<logic::PepPublish>(&request)) {
     // §7.1.2: the id of the item, which the service may have made.
     reply.add_child("pubsub", std::string(kPubsub))
@@ -313,35 +303,16 @@ asio::awaitable<void> Pep::iq(Element iq, Jid owner) {
         .set_attr("node", p->node)
         .add_child("item", std::string(kPubsub))
         .set_attr("id", out.item_id);
-    ctx_.router.route(std::move(reply));
-    notify(owner,
-           {p->node, out.config,
-            logic::pep_publish_event(owner_jid, p->node, {out.item_id, p->payload})},
-           out.roster);
-  } else if (const auto* r = std::get_if<logic::PepRetract>(&request)) {
-    ctx_.router.route(std::move(reply));
-    if (out.notify)
-      notify(owner, {r->node, out.config, logic::pep_retract_event(owner_jid, r->node, r->item_id)},
-             out.roster);
   } else if (const auto* i = std::get_if<logic::PepItems>(&request)) {
-    ctx_.router.route(logic::pep_items_result(iq, i->node, out.items));
-  } else if (const auto* c = std::get_if<logic::PepConfigure>(&request)) {
-    if (out.form) {
-      reply.add_child("pubsub", std::string(kOwner))
-          .add_child("configure", std::string(kOwner))
-          .set_attr("node", c->node)
-          .add_child(std::move(*out.form));
-    }
-    ctx_.router.route(std::move(reply));
-  } else if (const auto* d = std::get_if<logic::PepDelete>(&request)) {
-    ctx_.router.route(std::move(reply));
-    notify(owner, {d->node, out.config, node_event(owner_jid, "delete", d->node)}, out.roster);
-  } else if (const auto* pu = std::get_if<logic::PepPurge>(&request)) {
-    ctx_.router.route(std::move(reply));
-    notify(owner, {pu->node, out.config, node_event(owner_jid, "purge", pu->node)}, out.roster);
-  } else {
-    ctx_.router.route(std::move(reply));  // create
+    reply = logic::pep_items_result(iq, i->node, out.items);
+  } else if (const auto* c = std::get_if<logic::PepConfigure>(&request); c && out.form) {
+    reply.add_child("pubsub", std::string(kOwner))
+        .add_child("configure", std::string(kOwner))
+        .set_attr("node", c->node)
+        .add_child(std::move(*out.form));
   }
+  ctx_.router.route(std::move(reply));
+  notify(owner, out.changes, out.roster);
 }
 
 asio::awaitable<void> Pep::disco_items(Element iq, Jid owner) {
@@ -377,27 +348,40 @@ asio::awaitable<void> Pep::disco_items(Element iq, Jid owner) {
   ctx_.router.route(std::move(reply));
 }
 
-void Pep::notify(const Jid& owner, const Notice& notice, const std::vector<RosterItem>& roster) {
-  if (!ctx_.caps) return;
+void Pep::notify(const Jid& owner, const std::vector<pep_store::Change>& changes,
+                 const std::vector<RosterItem>& roster) {
+  if (!ctx_.caps || changes.empty()) return;
   auto it = recipients_.find(owner.str());
   if (it == recipients_.end()) return;
   std::unordered_map<std::string_view, const RosterItem*> contacts;
   for (const auto& item : roster) contacts.emplace(item.jid, &item);
-  std::vector<std::string> to;
+  struct Recipient {
+    std::string jid;
+    std::shared_ptr<const Caps::Features> features;
+    logic::Reader reader;
+  };
+  std::vector<Recipient> recipients;
   for (const auto& full : it->second) {
     const auto jid = Jid::parse(full);
     if (!jid) continue;
-    const auto features = ctx_.caps->features(*jid);
-    if (!features || !logic::wants_notifications(*features, notice.node)) continue;
+    auto features = ctx_.caps->features(*jid);
+    if (!features) continue;
     const bool own = jid->bare() == owner;
     std::optional<RosterItem> item;
     if (!own)
       if (auto c = contacts.find(jid->bare_str()); c != contacts.end()) item = *c->second;
-    if (logic::may_read(notice.config, reader_of(item, own))) to.push_back(full);
+    recipients.push_back({full, std::move(features), reader_of(item, own)});
   }
-  if (to.empty()) return;
-  if (ctx_.metrics) ctx_.metrics->pep_notifications.inc(to.size());
-  ctx_.router.fan_out(notice.event, to);
+  for (const auto& change : changes) {
+    std::vector<std::string> to;
+    for (const auto& r : recipients)
+      if (logic::wants_notifications(*r.features, change.node) &&
+          logic::may_read(change.config, r.reader))
+        to.push_back(r.jid);
+    if (to.empty()) continue;
+    if (ctx_.metrics) ctx_.metrics->pep_notifications.inc(to.size());
+    ctx_.router.fan_out(change.event, to);
+  }
 }
 
 void Pep::available(const Jid& owner, const Jid& full) {
@@ -514,6 +498,131 @@ asio::awaitable<void> Pep::send_last(Jid owner, std::vector<std::string> to) {
     if (ctx_.metrics) ctx_.metrics->pep_notifications.inc();
     ctx_.router.route(std::move(event));
   }
+}
+
+bool Pep::handles_private(const Element& iq) {
+  return iq.child("query", kPrivate) != nullptr;
+}
+
+bool Pep::handles_vcard(const Element& iq) {
+  return iq.child("vCard", ns::kVcardTemp) != nullptr;
+}
+
+// XEP-0049: one element per namespace, for the account's own clients only.
+asio::awaitable<void> Pep::private_iq(Element iq, Jid owner) {
+  const auto type = iq.attr("type");
+  if (type != "get" && type != "set") co_return;
+  const auto from = Jid::parse(iq.attr("from"));
+  if (!from) co_return;
+  if (!iq.has_attr("to")) iq.set_attr("to", owner.str());
+  if (from->bare() != owner) {  // §3: not another user's data
+    ctx_.router.bounce(iq, StanzaError::kForbidden);
+    co_return;
+  }
+  const Element* query = iq.child("query", kPrivate);
+  std::vector<Element> elements;
+  for (const auto& n : query->nodes())
+    if (n.is_element()) elements.push_back(*n.element);
+  // §2: at least one element; one to get; none in a jabber: namespace (the protocol's own).
+  const bool reserved = std::any_of(elements.begin(), elements.end(), [](const Element& e) {
+    return e.ns().starts_with("jabber:") || e.ns().empty();
+  });
+  if (elements.empty() || (type == "get" && elements.size() != 1) || reserved) {
+    ctx_.router.bounce(iq, reserved ? StanzaError::kNotAcceptable : StanzaError::kBadRequest);
+    co_return;
+  }
+  for (const auto& e : elements)
+    if (e.str().size() > ctx_.config.pep.max_item_bytes) {
+      ctx_.router.bounce(iq, StanzaError::kNotAcceptable, "Too large");
+      co_return;
+    }
+  Asker a{owner.domain(),           owner.local(), from->str(),
+          from->bare_str(),         true,          {ctx_.config.pep.max_items},
+          ctx_.config.pep.max_nodes};
+  struct Done {
+    bool ok = true;
+    std::optional<Element> got;
+    std::vector<pep_store::Change> changes;
+    std::vector<RosterItem> roster;
+  };
+  const bool get = type == "get";
+  auto job = [a, elements, get](storage::Storage& st) {
+    Done d;
+    const auto owner = a.as_owner();
+    if (get) {
+      d.got = pep_store::private_get(st, owner, elements.front());
+      return d;
+    }
+    for (const auto& e : elements)
+      if (!pep_store::private_put(st, owner, e, d.changes)) {
+        d.ok = false;
+        break;
+      }
+    if (!d.changes.empty()) d.roster = st.roster_get(a.domain, a.user);
+    return d;
+  };
+  Done done = co_await ctx_.worker.run(std::move(job));
+  if (!done.ok) {
+    ctx_.router.bounce(iq, StanzaError::kResourceConstraint, "Too many private XML namespaces");
+  } else {
+    Element reply = xml::make_iq_result(iq);
+    if (done.got) reply.add_child("query", std::string(kPrivate)).add_child(std::move(*done.got));
+    ctx_.router.route(std::move(reply));
+  }
+  notify(owner, done.changes, done.roster);
+}
+
+// XEP-0054: the vCard of an account, public; set by its own clients (XEP-0398 conversion).
+asio::awaitable<void> Pep::vcard_iq(Element iq, Jid owner) {
+  const auto type = iq.attr("type");
+  if (type != "get" && type != "set") co_return;
+  const auto from = Jid::parse(iq.attr("from"));
+  if (!from) co_return;
+  if (!iq.has_attr("to")) iq.set_attr("to", owner.str());
+  const bool own = from->bare() == owner;
+  if (type == "set" && !own) {
+    ctx_.router.bounce(iq, StanzaError::kForbidden);
+    co_return;
+  }
+  const Element vcard = *iq.child("vCard", ns::kVcardTemp);
+  if (type == "set" && vcard.str().size() > ctx_.config.pep.max_item_bytes) {
+    ctx_.router.bounce(iq, StanzaError::kNotAcceptable, "The vCard is too large");
+    co_return;
+  }
+  Asker a{owner.domain(),           owner.local(), from->str(),
+          from->bare_str(),         own,           {ctx_.config.pep.max_items},
+          ctx_.config.pep.max_nodes};
+  struct Done {
+    bool exists = true;
+    std::optional<Element> got;
+    std::vector<pep_store::Change> changes;
+    std::vector<RosterItem> roster;
+  };
+  const bool get = type == "get";
+  auto job = [a, vcard, get](storage::Storage& st) {
+    Done d;
+    const auto owner = a.as_owner();
+    if (get) {
+      d.exists = a.owner || st.get_account(a.domain, a.user).has_value();
+      if (d.exists) d.got = pep_store::vcard_get(st, owner);
+      return d;
+    }
+    pep_store::vcard_put(st, owner, vcard, d.changes);
+    if (!d.changes.empty()) d.roster = st.roster_get(a.domain, a.user);
+    return d;
+  };
+  Done done = co_await ctx_.worker.run(std::move(job));
+  if (!done.exists) {
+    ctx_.router.bounce(iq, StanzaError::kServiceUnavailable);
+    co_return;
+  }
+  Element reply = xml::make_iq_result(iq);
+  // An account without one has an empty vCard (XEP-0054 §3.1 allows either).
+  if (get)
+    reply.add_child(done.got ? std::move(*done.got)
+                             : Element("vCard", std::string(ns::kVcardTemp)));
+  ctx_.router.route(std::move(reply));
+  notify(owner, done.changes, done.roster);
 }
 
 void Pep::count(std::string_view request, std::string_view result) const {

@@ -21,6 +21,7 @@
 #include "core/jid.h"
 #include "im/context.h"
 #include "im/logic/pep_config.h"
+#include "im/pep_store.h"
 #include "storage/storage.h"
 #include "xml/element.h"
 
@@ -37,6 +38,12 @@ class Pep {
   boost::asio::awaitable<void> iq(xml::Element iq, core::Jid owner);
   // disco#items of `owner`'s bare JID: the nodes the asker may read.
   boost::asio::awaitable<void> disco_items(xml::Element iq, core::Jid owner);
+  // XEP-0049 private XML (jabber:iq:private) of `owner`, for its own clients only.
+  static bool handles_private(const xml::Element& iq);
+  boost::asio::awaitable<void> private_iq(xml::Element iq, core::Jid owner);
+  // XEP-0054 vcard-temp of `owner`: anyone gets it, its own clients set it.
+  static bool handles_vcard(const xml::Element& iq);
+  boost::asio::awaitable<void> vcard_iq(xml::Element iq, core::Jid owner);
 
   // Available presence of `full` to `owner` (a contact's resource to the owner's bare JID,
   // or one of the owner's own resources); call after Caps::presence.
@@ -54,17 +61,10 @@ class Pep {
   void account_removed(const core::Jid& owner);
 
  private:
-  // An event of a node (XEP-0060 §7.1.2.1, §7.2.2.1, §8.4.3.1, §8.5.3.1), without 'to'.
-  struct Notice {
-    std::string node;
-    logic::PepConfig config;
-    xml::Element event;
-  };
-
   boost::asio::awaitable<void> send_last(core::Jid owner, std::vector<std::string> to);
-  // Sends `notice` to the resources of `owner`'s recipients that ask for its node and may
-  // read it (`roster`: the owner's).
-  void notify(const core::Jid& owner, const Notice& notice,
+  // Sends each change to the resources of `owner`'s recipients that ask for its node and
+  // may read it (`roster`: the owner's).
+  void notify(const core::Jid& owner, const std::vector<pep_store::Change>& changes,
               const std::vector<storage::RosterItem>& roster);
   void count(std::string_view request, std::string_view result) const;
 

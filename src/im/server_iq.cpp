@@ -124,7 +124,14 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
       "http://jabber.org/protocol/pubsub#purge-nodes",
       "http://jabber.org/protocol/pubsub#retract-items",
       "http://jabber.org/protocol/pubsub#retrieve-items"};
+  if (ctx_.config.pep.enabled) {
+    // XEP-0054 on every account, XEP-0049 for the account's own clients.
+    features.insert(features.end(), {ns::kVcardTemp, "jabber:iq:private"});
+  }
   if (!server && ctx_.config.pep.enabled) {
+    // XEP-0402 §5.3 (bookmarks kept in sync with XEP-0048 in private XML) and XEP-0398.
+    features.insert(features.end(),
+                    {"urn:xmpp:bookmarks:1#compat", "urn:xmpp:pep-vcard-conversion:0"});
     features.push_back(ns::kPubsub);
     features.insert(features.end(), std::begin(kPepFeatures), std::end(kPepFeatures));
   }

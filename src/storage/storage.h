@@ -224,7 +224,7 @@ class Storage {
   virtual bool set_did(const std::string& domain, const std::string& username,
                        const std::string& did) = 0;
   // Removes the account with its roster, offline messages, blocklist, archive, push
-  // registrations and PEP nodes; false when absent.
+  // registrations, PEP nodes, private XML and vCard; false when absent.
   virtual bool delete_account(const std::string& domain, const std::string& username) = 0;
   virtual std::vector<std::string> list_accounts(const std::string& domain) = 0;
 
@@ -329,6 +329,16 @@ class Storage {
                                                const std::string& username, const std::string& node,
                                                const std::vector<std::string>& ids,
                                                std::size_t max) = 0;
+
+  // An account's private XML (XEP-0049) and vCard (XEP-0054), by key ("{namespace}name" for
+  // private XML): the element as written. private_put with an empty value removes the key,
+  // and refuses (false) a new key beyond `max_keys`.
+  virtual std::optional<std::string> private_get(const std::string& domain,
+                                                 const std::string& username,
+                                                 const std::string& key) = 0;
+  virtual bool private_put(const std::string& domain, const std::string& username,
+                           const std::string& key, const std::string& value,
+                           std::size_t max_keys) = 0;
 
   // Persistent chat rooms (XEP-0045) of a room service: saved state as text, by room name.
   virtual void room_put(const std::string& service, const std::string& name,

@@ -187,6 +187,15 @@ CHECKS: dict[str, Callable[[Server], None]] = {
     "XEP-0352": stream_feature("after_auth", "csi", "urn:xmpp:csi:0"),
     "XEP-0357": feature(ACCOUNT, "urn:xmpp:push:0"),
     "XEP-0163": pep_service,
+    "XEP-0054": both(feature(SERVER, "vcard-temp"), feature(ACCOUNT, "vcard-temp")),
+    "XEP-0398": feature(ACCOUNT, "urn:xmpp:pep-vcard-conversion:0"),
+    # XEP-0153 clients set vCards, which XEP-0398 converts.
+    "XEP-0153": both(feature(ACCOUNT, "vcard-temp"),
+                     feature(ACCOUNT, "urn:xmpp:pep-vcard-conversion:0")),
+    "XEP-0049": feature(SERVER, "jabber:iq:private"),
+    "XEP-0048": feature(ACCOUNT, "urn:xmpp:bookmarks:1#compat"),
+    "XEP-0402": both(feature(ACCOUNT, "urn:xmpp:bookmarks:1#compat"),
+                     feature(ACCOUNT, "http://jabber.org/protocol/pubsub#publish-options")),
     # XEP-0223 §2: publish-options with the whitelist access model and persistent items.
     "XEP-0223": both(feature(ACCOUNT, "http://jabber.org/protocol/pubsub#publish-options"),
                      feature(ACCOUNT, "http://jabber.org/protocol/pubsub#access-whitelist"),

@@ -46,7 +46,15 @@ Pep::Pep(const Database& db)
                    "SELECT item_id, publisher, published_us, payload, seq FROM pep_items "
                    "WHERE domain = ? AND username = ? AND node = ? AND item_id = ?"),
       delete_owner_nodes_(db, "DELETE FROM pep_nodes WHERE domain = ? AND username = ?"),
-      delete_owner_items_(db, "DELETE FROM pep_items WHERE domain = ? AND username = ?") {}
+      delete_owner_items_(db, "DELETE FROM pep_items WHERE domain = ? AND username = ?"),
+      private_select_(
+          db, "SELECT value FROM private_xml WHERE domain = ? AND username = ? AND key = ?"),
+      private_count_(db, "SELECT count(*) FROM private_xml WHERE domain = ? AND username = ?"),
+      private_upsert_(db,
+                      "INSERT INTO private_xml (domain, username, key, value) VALUES (?,?,?,?) "
+                      "ON CONFLICT DO UPDATE SET value = excluded.value"),
+      private_delete_(db, "DELETE FROM private_xml WHERE domain = ? AND username = ? AND key = ?"),
+      delete_owner_private_(db, "DELETE FROM private_xml WHERE domain = ? AND username = ?") {}
 
 std::vector<PepNode> Pep::nodes(const std::string& domain, const std::string& username) {
   std::vector<PepNode> out;
@@ -169,9 +177,35 @@ void Pep::trim(const std::string& domain, const std::string& username, const std
   trim_.run().text(1, domain).text(2, username).text(3, name).integer(4, max_items).done();
 }
 
+std::optional<std::string> Pep::private_get(const std::string& domain, const std::string& username,
+                                            const std::string& key) {
+  auto run = private_select_.run();
+  run.text(1, domain).text(2, username).text(3, key);
+  if (!run.step()) return std::nullopt;
+  return run.column_text(0);
+}
+
+bool Pep::private_put(const std::string& domain, const std::string& username,
+                      const std::string& key, const std::string& value, std::size_t max_keys) {
+  if (value.empty()) {
+    private_delete_.run().text(1, domain).text(2, username).text(3, key).done();
+    return true;
+  }
+  Transaction tx(db_);
+  if (!private_get(domain, username, key)) {
+    auto run = private_count_.run();
+    run.text(1, domain).text(2, username);
+    if (run.step() && static_cast<std::size_t>(run.column_int(0)) >= max_keys) return false;
+  }
+  private_upsert_.run().text(1, domain).text(2, username).text(3, key).text(4, value).done();
+  tx.commit();
+  return true;
+}
+
 void Pep::delete_owner(const std::string& domain, const std::string& username) {
   delete_owner_nodes_.run().text(1, domain).text(2, username).done();
   delete_owner_items_.run().text(1, domain).text(2, username).done();
+  delete_owner_private_.run().text(1, domain).text(2, username).done();
 }
 
 }  // namespace waddle::storage::sqlite

@@ -1,6 +1,7 @@
 // PEP nodes and items (XEP-0163) in SQLite: a node per account and name with its configuration
-// text, and its items ordered by a sequence number (the newest last). Used by SqliteStorage,
-// on its connection and thread.
+// text, and its items ordered by a sequence number (the newest last); and the account's other
+// personal data, private XML (XEP-0049) and its vCard (XEP-0054). Used by SqliteStorage, on its
+// connection and thread.
 #pragma once
 
 #include <cstddef>
@@ -37,6 +38,17 @@ CREATE TABLE pep_items (
 CREATE INDEX pep_items_node ON pep_items (domain, username, node, seq);
 )sql";
 
+// Private XML (XEP-0049) and vCards (XEP-0054), one row per account and key.
+inline constexpr const char* kPrivateSchema = R"sql(
+CREATE TABLE private_xml (
+  domain TEXT NOT NULL,
+  username TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (domain, username, key)
+) WITHOUT ROWID;
+)sql";
+
 class Pep {
  public:
   explicit Pep(const Database& db);
@@ -57,7 +69,11 @@ class Pep {
   std::vector<PepStoredItem> items(const std::string& domain, const std::string& username,
                                    const std::string& name, const std::vector<std::string>& ids,
                                    std::size_t max);
-  // Within the caller's transaction (an account removed).
+  std::optional<std::string> private_get(const std::string& domain, const std::string& username,
+                                         const std::string& key);
+  bool private_put(const std::string& domain, const std::string& username, const std::string& key,
+                   const std::string& value, std::size_t max_keys);
+  // Within the caller's transaction (an account removed): nodes, items and private XML.
   void delete_owner(const std::string& domain, const std::string& username);
 
  private:
@@ -80,6 +96,11 @@ class Pep {
   Statement select_item_;
   Statement delete_owner_nodes_;
   Statement delete_owner_items_;
+  Statement private_select_;
+  Statement private_count_;
+  Statement private_upsert_;
+  Statement private_delete_;
+  Statement delete_owner_private_;
 };
 
 }  // namespace waddle::storage::sqlite

@@ -126,6 +126,7 @@ CREATE TABLE roster_versions (
     {9, sqlite::kArchiveJidIds},
     {10, sqlite::kArchiveSidRows},
     {11, sqlite::kPepSchema},
+    {12, sqlite::kPrivateSchema},
 };
 
 std::int64_t now_unix() {
@@ -565,6 +566,14 @@ class SqliteStorage final : public Storage {
                                        const std::string& node, const std::vector<std::string>& ids,
                                        std::size_t max) override {
     return pep_.items(domain, username, node, ids, max);
+  }
+  std::optional<std::string> private_get(const std::string& domain, const std::string& username,
+                                         const std::string& key) override {
+    return pep_.private_get(domain, username, key);
+  }
+  bool private_put(const std::string& domain, const std::string& username, const std::string& key,
+                   const std::string& value, std::size_t max_keys) override {
+    return pep_.private_put(domain, username, key, value, max_keys);
   }
   std::vector<PushRegistration> push_remove(const std::string& domain, const std::string& username,
                                             const std::string& jid,

@@ -120,7 +120,8 @@ TEST_F(BlocklistStorageTest, UpgradeFromVersion3_KeepsAccountsAddsTables) {
   exec(
       "DROP TABLE blocklist; DROP TABLE spam_reports; DROP TABLE roster_versions; "
       "DROP TABLE archive; DROP TABLE archive_jids; DROP TABLE archive_prefs; "
-      "DROP TABLE push_registrations; DROP TABLE pep_items; DROP TABLE pep_nodes; "
+      "DROP TABLE push_registrations; DROP TABLE pep_items; DROP TABLE pep_nodes; DROP TABLE "
+      "private_xml; "
       "PRAGMA user_version = 3;");
   reopen();
   EXPECT_TRUE(db_->get_account("a.test", "alice"));

@@ -130,5 +130,23 @@ TEST_F(PepStorageTest, KeptAcrossReopen_RemovedWithAccount) {
   EXPECT_TRUE(ids("n").empty());
 }
 
+TEST_F(PepStorageTest, PrivateXml_PutGetReplaceRemove_BoundedInKeys) {
+  EXPECT_FALSE(db_->private_get("a.test", "alice", "{a}x").has_value());
+  EXPECT_TRUE(db_->private_put("a.test", "alice", "{a}x", "<x xmlns='a'/>", 2));
+  EXPECT_TRUE(db_->private_put("a.test", "alice", "{a}x", "<x xmlns='a'>2</x>", 2));
+  EXPECT_EQ(db_->private_get("a.test", "alice", "{a}x"), "<x xmlns='a'>2</x>");
+  EXPECT_TRUE(db_->private_put("a.test", "alice", "{b}y", "<y xmlns='b'/>", 2));
+  // A third key is refused; replacing one of the two is not.
+  EXPECT_FALSE(db_->private_put("a.test", "alice", "{c}z", "<z xmlns='c'/>", 2));
+  EXPECT_TRUE(db_->private_put("a.test", "alice", "{b}y", "<y xmlns='b'>2</y>", 2));
+  EXPECT_FALSE(db_->private_get("a.test", "bob", "{a}x").has_value());
+  // Empty removes, and makes room.
+  EXPECT_TRUE(db_->private_put("a.test", "alice", "{a}x", "", 2));
+  EXPECT_FALSE(db_->private_get("a.test", "alice", "{a}x").has_value());
+  EXPECT_TRUE(db_->private_put("a.test", "alice", "{c}z", "<z xmlns='c'/>", 2));
+  ASSERT_TRUE(db_->delete_account("a.test", "alice"));
+  EXPECT_FALSE(db_->private_get("a.test", "alice", "{c}z").has_value());
+}
+
 }  // namespace
 }  // namespace waddle::storage

@@ -311,12 +311,13 @@ TEST_F(SqliteStorageTest, RosterVersion_MigratedFromVersion3) {
                    "DROP TABLE roster_versions; DROP TABLE blocklist; DROP TABLE spam_reports; "
                    "DROP TABLE archive; DROP TABLE archive_jids; DROP TABLE archive_prefs; "
                    "DROP TABLE push_registrations; DROP TABLE pep_items; DROP TABLE pep_nodes; "
+                   "DROP TABLE private_xml; "
                    "PRAGMA user_version = 3",
                    nullptr, nullptr, nullptr),
       SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "11");
+  EXPECT_EQ(pragma("user_version"), "12");
   EXPECT_EQ(db_->roster_get("example.org", "juliet").size(), 1u);
   EXPECT_EQ(db_->roster_version("example.org", "juliet"), 0u);
   db_->roster_put("example.org", "juliet", item("nurse@example.net"));
@@ -410,11 +411,11 @@ TEST_F(SqliteStorageTest, Reopen_DataSurvives) {
 }
 
 TEST_F(SqliteStorageTest, Schema_VersionAndWal) {
-  EXPECT_EQ(pragma("user_version"), "11");
+  EXPECT_EQ(pragma("user_version"), "12");
   EXPECT_EQ(pragma("journal_mode"), "wal");
   EXPECT_EQ(pragma("page_size"), "16384");
   reopen();  // migrations are not applied twice
-  EXPECT_EQ(pragma("user_version"), "11");
+  EXPECT_EQ(pragma("user_version"), "12");
 }
 
 TEST_F(SqliteStorageTest, Did_SetReadClearAndUnknownAccount) {
@@ -538,18 +539,17 @@ TEST_F(SqliteStorageTest, Archive_MigratedFromVersion6KeepsIdsAndOrder) {
   db_.reset();
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
-  ASSERT_EQ(
-      sqlite3_exec(raw,
-                   archive_as_text(
-                       "INTEGER PRIMARY KEY AUTOINCREMENT",
-                       "DROP TABLE push_registrations; DROP TABLE pep_items; DROP TABLE pep_nodes; "
-                       "PRAGMA user_version = 6;")
-                       .c_str(),
-                   nullptr, nullptr, nullptr),
-      SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw,
+                         archive_as_text("INTEGER PRIMARY KEY AUTOINCREMENT",
+                                         "DROP TABLE push_registrations; DROP TABLE pep_items; "
+                                         "DROP TABLE pep_nodes; DROP TABLE private_xml; "
+                                         "PRAGMA user_version = 6;")
+                             .c_str(),
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "11");
+  EXPECT_EQ(pragma("user_version"), "12");
   ASSERT_EQ(db_->archive_append({entry("00")}, "always"), 1u);
   ArchiveFilter all;
   all.max = 10;
@@ -587,15 +587,16 @@ TEST_F(SqliteStorageTest, Archive_MigratedFromVersion8NumbersJidsAndKeepsResourc
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(raw,
-                         archive_as_text("INTEGER PRIMARY KEY",
-                                         "DROP TABLE pep_items; DROP TABLE pep_nodes; "
-                                         "PRAGMA user_version = 8;")
+                         archive_as_text(
+                             "INTEGER PRIMARY KEY",
+                             "DROP TABLE pep_items; DROP TABLE pep_nodes; DROP TABLE private_xml; "
+                             "PRAGMA user_version = 8;")
                              .c_str(),
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close_v2(raw);
   reopen();
-  EXPECT_EQ(pragma("user_version"), "11");
+  EXPECT_EQ(pragma("user_version"), "12");
   ASSERT_EQ(db_->archive_append({entry(owner, "s4", "romeo@example.net/phone")}, "always"), 1u);
   ArchiveFilter all;
   all.max = 10;
