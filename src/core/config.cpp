@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -835,6 +836,45 @@ void read_pep(Reader& r, const toml::table& t, PepServiceConfig& c) {
   s.integer("max_nodes", 1, 100'000, c.max_nodes);
 }
 
+void read_contact(Reader& r, const toml::table& t, ContactConfig& c) {
+  Section s(r, t, "contact",
+            {"abuse", "admin", "feedback", "sales", "security", "status", "support"});
+  // A URI: a scheme (RFC 3986 §3.1) and something after it.
+  auto uri = [](std::string_view u) {
+    const auto colon = u.find(':');
+    const bool ok = colon != std::string_view::npos && colon > 0 && colon + 1 < u.size() &&
+                    std::isalpha(static_cast<unsigned char>(u[0])) &&
+                    u.find_first_of(" \t\r\n<>\"") == std::string_view::npos;
+    return as_is_if(ok, u);
+  };
+  s.strings("abuse", "a URI", uri, c.abuse);
+  s.strings("admin", "a URI", uri, c.admin);
+  s.strings("feedback", "a URI", uri, c.feedback);
+  s.strings("sales", "a URI", uri, c.sales);
+  s.strings("security", "a URI", uri, c.security);
+  s.strings("status", "a URI", uri, c.status);
+  s.strings("support", "a URI", uri, c.support);
+}
+
+void read_turn(Reader& r, const toml::table& t, TurnConfig& c) {
+  Section s(r, t, "turn", {"host", "port", "tls_port", "tcp", "secret", "secret_file", "ttl"});
+  s.string("host", c.host);
+  s.integer("port", 1, 65535, c.port);
+  s.integer("tls_port", 0, 65535, c.tls_port);
+  s.boolean("tcp", c.tcp);
+  s.string("secret", c.secret);
+  std::string file;
+  s.readable_file("secret_file", file);
+  if (!file.empty()) {
+    if (!c.secret.empty()) r.fail_at({"turn.secret", "turn.secret_file"}, "set one of the two");
+    std::ifstream in(file, std::ios::binary);
+    std::getline(in, c.secret);  // the first line, without its end
+    if (!c.secret.empty() && c.secret.back() == '\r') c.secret.pop_back();
+    if (c.secret.empty()) r.fail_at({"turn.secret_file"}, "the file's first line is empty");
+  }
+  s.duration("ttl", c.ttl);
+}
+
 // Listeners that would collide at bind time are reported here, with the key that set them.
 void read_components(Reader& r, const toml::table& t, ComponentsConfig& c) {
   Section s(r, t, "components", {"listen", "port", "domains"});
@@ -950,7 +990,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   Config c;
   Section s(r, root, "",
             {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity", "mam",
-             "push", "pep", "components"});
+             "push", "pep", "contact", "turn", "components"});
   if (const auto* t = s.table("server")) read_server(r, *t, c.server);
   if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
   if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
@@ -963,6 +1003,8 @@ Config parse_config(std::string_view text, const std::string& name) {
   if (const auto* t = s.table("mam")) read_mam(r, *t, c.mam);
   if (const auto* t = s.table("push")) read_push(r, *t, c.push);
   if (const auto* t = s.table("pep")) read_pep(r, *t, c.pep);
+  if (const auto* t = s.table("contact")) read_contact(r, *t, c.contact);
+  if (const auto* t = s.table("turn")) read_turn(r, *t, c.turn);
   if (const auto* t = s.table("components")) read_components(r, *t, c.components);
   check_ports(r, c);
   c.warnings = r.take_warnings();

@@ -235,6 +235,29 @@ struct PepServiceConfig {
   std::size_t max_nodes = 256;           // per account
 };
 
+// Contact addresses of the service (XEP-0157), shown in the server's disco#info: URIs
+// (mailto:, xmpp:, https:) per kind.
+struct ContactConfig {
+  std::vector<std::string> abuse;
+  std::vector<std::string> admin;
+  std::vector<std::string> feedback;
+  std::vector<std::string> sales;
+  std::vector<std::string> security;
+  std::vector<std::string> status;
+  std::vector<std::string> support;
+};
+
+// STUN and TURN servers for calls (XEP-0215), with time-limited TURN credentials made from a
+// secret shared with the TURN server (coturn's use-auth-secret). Off while `host` is empty.
+struct TurnConfig {
+  std::string host;
+  std::uint16_t port = 3478;
+  std::uint16_t tls_port = 0;  // TURN over TLS (turns); 0 = not offered
+  bool tcp = false;            // STUN and TURN over TCP too
+  std::string secret;          // empty: STUN only
+  Duration ttl{std::chrono::hours(24)};
+};
+
 // External components (XEP-0114): services such as gateways and bots that connect to their
 // own port and answer for a domain of their own, with a shared secret per domain.
 struct ComponentsConfig {
@@ -260,6 +283,8 @@ struct Config {
   MamConfig mam;
   PushConfig push;
   PepServiceConfig pep;
+  ContactConfig contact;
+  TurnConfig turn;
   ComponentsConfig components;
 
   std::string storage_path() const;  // resolved sqlite path

@@ -3,9 +3,11 @@
 #include "im/server_iq.h"
 
 #include "im/caps.h"
+#include "im/logic/extdisco.h"
 
 #include <boost/asio.hpp>
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +40,8 @@ void ServerIqs::to_domain(Element iq) {
       return ctx_.home_server->handle_iq(std::move(iq));
     if (q->is("ping", ns::kPing)) return ctx_.router.route(xml::make_iq_result(iq));
     if (q->is("query", ns::kVersion)) return ctx_.router.route(version_result(iq));
+    if (q->ns() == logic::kExtdisco && !ctx_.config.turn.host.empty())
+      return external_services(std::move(iq));
   }
   // XEP-0280 §4.1: carbons are for this server's own clients (theirs reach im/carbons).
   if (q && q->ns() == ns::kCarbons) return ctx_.router.bounce(iq, StanzaError::kNotAllowed);
@@ -78,6 +82,32 @@ asio::awaitable<void> ServerIqs::own_account(Element iq, Jid from) {
     reply = xml::make_error_reply(iq, StanzaError::kServiceUnavailable);
   }
   ctx_.deliver_to(from, reply);
+}
+
+// XEP-0215 §3: the STUN and TURN services, for this server's own users (credentials grant
+// the use of the operator's relay).
+void ServerIqs::external_services(Element iq) {
+  const auto from = Jid::parse(iq.attr("from"));
+  if (!from || !ctx_.router.is_user_domain(from->domain()))
+    return ctx_.router.bounce(iq, StanzaError::kForbidden);
+  const Element* q = iq.first_child();
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const std::string user = from->bare_str();
+  Element reply = xml::make_iq_result(iq);
+  if (q->name() == "services") {
+    reply.add_child(logic::external_services(ctx_.config.turn, q->attr("type"), user, now));
+  } else if (const Element* service = q->child("service", logic::kExtdisco);
+             q->name() == "credentials" && service) {
+    auto credentials = logic::external_credentials(ctx_.config.turn, service->attr("host"),
+                                                   service->attr("type"), user, now);
+    if (!credentials) return ctx_.router.bounce(iq, StanzaError::kItemNotFound);
+    reply.add_child(std::move(*credentials));
+  } else {
+    return ctx_.router.bounce(iq, StanzaError::kBadRequest);
+  }
+  ctx_.router.route(std::move(reply));
 }
 
 Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
@@ -139,8 +169,12 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
     features.insert(features.end(), {ns::kPing, ns::kVersion, ns::kOffline, ns::kCarbons});
     if (ctx_.config.c2s.allow_registration) features.push_back(ns::kRegister);
     if (ctx_.home_server) features.push_back(ns::kIdentity);
+    if (!ctx_.config.turn.host.empty()) features.push_back(logic::kExtdisco);
   }
   for (auto f : features) q.add_child("feature", std::string(ns::kDiscoInfo)).set_attr("var", f);
+  // XEP-0157: where to reach the service's operators.
+  if (server)
+    if (auto form = logic::contact_form(ctx_.config.contact)) q.add_child(std::move(*form));
   return r;
 }
 

@@ -29,6 +29,7 @@ class ServerIqs {
   xml::Element disco_info_result(const xml::Element& iq, bool server) const;
   xml::Element disco_items_result(const xml::Element& iq) const;
   xml::Element version_result(const xml::Element& iq) const;
+  void external_services(xml::Element iq);
 
   const Context& ctx_;
   Roster& roster_;

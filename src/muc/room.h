@@ -52,6 +52,8 @@ struct MucOccupant {
   std::map<std::string, xml::Element> sessions;
   // Real full JID -> when the room last replayed its history to that resource.
   std::map<std::string, std::int64_t> history_sent;
+  // When it last asked for voice (XEP-0045 §7.13), to forward one request a minute at most.
+  std::int64_t voice_requested = 0;
 };
 
 // What one user can make a room send or keep (docs/security.md).
@@ -230,6 +232,9 @@ class Room {
 
   void groupchat(const xml::Element& stanza, MucOccupant& sender);
   void private_message(const xml::Element& stanza, MucOccupant& sender, const std::string& nick);
+  // XEP-0045 §7.13 and §8.6: a visitor's request for voice, forwarded to the moderators as a
+  // form, and a moderator's approval of one.
+  void voice_request(const xml::Element& stanza, MucOccupant* occ, const xml::Element& form);
   void invite(const xml::Element& stanza, const core::Jid& from, const xml::Element& x);
   std::optional<Refusal> invite_refusal(const MucOccupant& inviter, std::size_t count,
                                         std::size_t new_members);

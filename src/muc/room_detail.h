@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "muc/room.h"
 #include "xml/element.h"
@@ -14,6 +15,13 @@ inline const std::string kUserNs(ns::kMucUser);
 // An error from an occupant's real JID that means it cannot be reached any more (its server
 // or session is gone), as opposed to a refusal of one stanza (blocking, a filter).
 bool unreachable(const xml::Element& error);
+
+// The first value of a data form's field `var` (XEP-0004), or "".
+inline std::string form_value(const xml::Element& form, std::string_view var) {
+  for (const auto* f : form.children("field", ns::kData))
+    if (f->attr("var") == var) return f->child_text("value", ns::kData);
+  return {};
+}
 
 // Affiliations in order of privilege: outcast 0, none 1, member 2, admin 3, owner 4.
 inline int rank(Affiliation a) {

@@ -20,6 +20,21 @@ using detail::kUserNs;
 using detail::unreachable;
 using xml::Element;
 
+namespace {
+constexpr std::string_view kMucRequest = "http://jabber.org/protocol/muc#request";
+constexpr std::int64_t kVoiceRequestInterval = 60;  // seconds
+
+Element& field(Element& form, std::string_view var, std::string_view type, std::string_view label,
+               std::string_view value) {
+  auto& f = form.add_child("field", std::string(ns::kData));
+  f.set_attr("var", var);
+  if (!type.empty()) f.set_attr("type", type);
+  if (!label.empty()) f.set_attr("label", label);
+  f.add_child("value", std::string(ns::kData)).add_text(value);
+  return f;
+}
+}  // namespace
+
 void Room::broadcast_message(Element stanza) {
   if (!ctx_->broadcast) {
     for (const auto& [n, occ] : occupants_) send_to_occupant(occ, stanza);
@@ -122,6 +137,9 @@ void Room::message(const Element& stanza, const Jid& from, const std::string& ni
     if (!occ) return reply_error(stanza, StanzaError::kNotAcceptable, "You are not in this room");
     return private_message(stanza, *occ, nick);
   }
+  if (const Element* form = stanza.child("x", ns::kData);
+      form && detail::form_value(*form, "FORM_TYPE") == kMucRequest)
+    return voice_request(stanza, occ, *form);
   if (const Element* x = stanza.child("x", ns::kMucUser)) {
     if (x->child("invite", ns::kMucUser)) return invite(stanza, from, *x);
     if (const Element* d = x->child("decline", ns::kMucUser)) return decline(stanza, from, *d);
@@ -158,6 +176,53 @@ void Room::groupchat(const Element& stanza, MucOccupant& sender) {
   if (has_body || subject) archive(m, sender.room_nick);
   if (has_body) remember(m);
   broadcast_message(std::move(m));
+}
+
+void Room::voice_request(const Element& stanza, MucOccupant* occ, const Element& form) {
+  if (!occ) return reply_error(stanza, StanzaError::kNotAcceptable, "You are not in this room");
+  if (form.attr("type") != "submit")
+    return reply_error(stanza, StanzaError::kBadRequest, "Expected a submitted form");
+  const std::string allow = detail::form_value(form, "muc#request_allow");
+  if (!allow.empty()) {
+    // §8.6: a moderator's answer to a request it was sent.
+    if (occ->role != Role::kModerator)
+      return reply_error(stanza, StanzaError::kForbidden, "Only moderators grant voice");
+    if (allow != "true" && allow != "1") return;  // declined: nothing changes
+    auto it = occupants_.find(detail::form_value(form, "muc#roomnick"));
+    if (it == occupants_.end())
+      return reply_error(stanza, StanzaError::kItemNotFound, "No such occupant");
+    if (it->second.role != Role::kVisitor) return;  // has voice already
+    it->second.role = Role::kParticipant;
+    return announce_occupant(it->second);
+  }
+  // §7.13: a request for the participant role.
+  if (detail::form_value(form, "muc#role") != "participant")
+    return reply_error(stanza, StanzaError::kBadRequest, "Only voice (participant) is granted");
+  if (occ->role != Role::kVisitor) return;  // has voice already: nothing to ask
+  const std::int64_t now = ctx_->now();
+  if (occ->voice_requested != 0 && now - occ->voice_requested < kVoiceRequestInterval)
+    return reply_error(stanza, StanzaError::kResourceConstraint,
+                       "Your request for voice is with the moderators already");
+  occ->voice_requested = now;
+  Element m("message", kClientNs);
+  m.set_attr("from", jid_.bare_str());
+  auto& x = m.add_child("x", std::string(ns::kData));
+  x.set_attr("type", "form");
+  x.add_child("title", std::string(ns::kData)).add_text("Voice request");
+  x.add_child("instructions", std::string(ns::kData))
+      .add_text(
+          "To approve this request for voice, check \"Grant voice to this person?\" "
+          "and submit the form.");
+  field(x, "FORM_TYPE", "hidden", "", kMucRequest);
+  field(x, "muc#role", "list-single", "Requested role", "participant")
+      .add_child("option", std::string(ns::kData))
+      .add_child("value", std::string(ns::kData))
+      .add_text("participant");
+  field(x, "muc#jid", "jid-single", "User ID", occ->real_jid.str());
+  field(x, "muc#roomnick", "text-single", "Room Nickname", occ->room_nick);
+  field(x, "muc#request_allow", "boolean", "Grant voice to this person?", "false");
+  for (const auto& [n, o] : occupants_)
+    if (o.role == Role::kModerator) send_to_occupant(o, m);
 }
 
 void Room::private_message(const Element& stanza, MucOccupant& sender, const std::string& nick) {

@@ -127,6 +127,11 @@ def direct_tls(s: Server) -> None:
     raw.close()
 
 
+def extdisco(s: Server) -> None:
+    """XEP-0215: with [turn] configured (as this test's server is), the feature is advertised."""
+    feature(SERVER, "urn:xmpp:extdisco:2")(s)
+
+
 def pep_service(s: Server) -> None:
     """XEP-0163 §5: the account is a PEP service ('pubsub'/'pep') that auto-creates nodes."""
     account = ACCOUNT(s)
@@ -187,6 +192,7 @@ CHECKS: dict[str, Callable[[Server], None]] = {
     "XEP-0352": stream_feature("after_auth", "csi", "urn:xmpp:csi:0"),
     "XEP-0357": feature(ACCOUNT, "urn:xmpp:push:0"),
     "XEP-0163": pep_service,
+    "XEP-0215": extdisco,
     "XEP-0054": both(feature(SERVER, "vcard-temp"), feature(ACCOUNT, "vcard-temp")),
     "XEP-0398": feature(ACCOUNT, "urn:xmpp:pep-vcard-conversion:0"),
     # XEP-0153 clients set vCards, which XEP-0398 converts.
@@ -219,7 +225,8 @@ def test_every_claimed_specification_has_a_check(claims):
 
 def test_the_server_advertises_what_the_table_claims(make_server, claims):
     srv = make_server({"components": {"domains": {COMPONENT: {"secret": "x"}},
-                                      "port": 5347}}, start=False)
+                                      "port": 5347},
+                       "turn": {"host": "turn.example.test", "secret": "x"}}, start=False)
     srv.config["components"]["listen"] = [srv.ip]
     srv.write_config()
     srv.start()

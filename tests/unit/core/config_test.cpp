@@ -237,6 +237,14 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.pep.max_item_bytes, d.pep.max_item_bytes);
   EXPECT_EQ(c.pep.max_items, d.pep.max_items);
   EXPECT_EQ(c.pep.max_nodes, d.pep.max_nodes);
+  EXPECT_EQ(c.contact.abuse, d.contact.abuse);
+  EXPECT_EQ(c.contact.support, d.contact.support);
+  EXPECT_EQ(c.turn.host, d.turn.host);
+  EXPECT_EQ(c.turn.port, d.turn.port);
+  EXPECT_EQ(c.turn.tls_port, d.turn.tls_port);
+  EXPECT_EQ(c.turn.tcp, d.turn.tcp);
+  EXPECT_EQ(c.turn.secret, d.turn.secret);
+  EXPECT_EQ(c.turn.ttl, d.turn.ttl);
 }
 
 TEST_F(ConfigTest, Push_DefaultsValuesAndBounds) {
@@ -278,6 +286,28 @@ TEST_F(ConfigTest, Pep_DefaultsValuesAndBounds) {
   EXPECT_NE(error_of("[pep]\nmax_items = 0\n").find("pep.max_items"), std::string::npos);
   EXPECT_NE(error_of("[pep]\nmax_item_bytes = 10\n").find("pep.max_item_bytes"), std::string::npos);
   EXPECT_NE(error_of("[pep]\nmax_nodes = 100001\n").find("pep.max_nodes"), std::string::npos);
+}
+
+TEST_F(ConfigTest, ContactAndTurn_ValuesAndChecks) {
+  Config c = parse_config(
+      "[contact]\nabuse = [\"mailto:abuse@a.test\", \"xmpp:admin@a.test\"]\n"
+      "[turn]\nhost = \"turn.a.test\"\nport = 3479\ntls_port = 5349\ntcp = true\n"
+      "secret = \"s3cret\"\nttl = \"2h\"\n",
+      "w.toml");
+  EXPECT_EQ(c.contact.abuse,
+            (std::vector<std::string>{"mailto:abuse@a.test", "xmpp:admin@a.test"}));
+  EXPECT_TRUE(c.contact.admin.empty());
+  EXPECT_EQ(c.turn.host, "turn.a.test");
+  EXPECT_EQ(c.turn.port, 3479);
+  EXPECT_EQ(c.turn.tls_port, 5349);
+  EXPECT_TRUE(c.turn.tcp);
+  EXPECT_EQ(c.turn.secret, "s3cret");
+  EXPECT_EQ(c.turn.ttl, Duration(std::chrono::hours(2)));
+  EXPECT_NE(error_of("[contact]\nabuse = [\"not a uri\"]\n").find("contact.abuse[0]"),
+            std::string::npos);
+  EXPECT_NE(error_of("[contact]\nowner = []\n").find("contact.owner: unknown key"),
+            std::string::npos);
+  EXPECT_NE(error_of("[turn]\nport = 0\n").find("turn.port"), std::string::npos);
 }
 
 TEST_F(ConfigTest, Muc_DomainsAndChecks) {
@@ -358,6 +388,19 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "pep.max_item_bytes",
                           "pep.max_items",
                           "pep.max_nodes",
+                          "contact.abuse",
+                          "contact.admin",
+                          "contact.feedback",
+                          "contact.sales",
+                          "contact.security",
+                          "contact.status",
+                          "contact.support",
+                          "turn.host",
+                          "turn.port",
+                          "turn.tls_port",
+                          "turn.tcp",
+                          "turn.secret",
+                          "turn.ttl",
                           "components.listen",
                           "components.port",
                           "c2s.limits.max_stanza_size",
