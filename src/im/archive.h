@@ -10,6 +10,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,6 +47,11 @@ class Archive {
                     const xml::Element& message);
   boost::asio::awaitable<void> room_query(xml::Element iq, std::string room);
   void room_deleted(std::string room);
+  // XEP-0425: the room's archived message `id` replaced by what `tombstone` makes of it (on
+  // the storage thread); `done` gets whether there was such a message, on the reactor.
+  void room_retract(std::string room, std::string id,
+                    std::function<xml::Element(const xml::Element&)> tombstone,
+                    std::function<void(bool)> done);
 
   // Shutting down: what waits is written without gathering more; done once nothing waits for
   // or is being handed to the storage thread.
@@ -81,6 +87,9 @@ class Archive {
   void reply(const core::Jid& to, const xml::Element& stanza, bool room);
   void count_query(std::string_view result, bool room);
   boost::asio::awaitable<void> drop(std::string room);
+  boost::asio::awaitable<void> retract(std::string room, std::string id,
+                                       std::function<xml::Element(const xml::Element&)> tombstone,
+                                       std::function<void(bool)> done);
   boost::asio::awaitable<void> write_batches();
   boost::asio::awaitable<void> gather();
   boost::asio::awaitable<void> query(xml::Element iq, core::Jid from);

@@ -10,6 +10,9 @@
 #include "im/archive.h"
 #include "metrics/metrics.h"
 #include "net/worker.h"
+#include "storage/storage.h"
+#include "xml/parser.h"
+#include "xml/stanza.h"
 
 namespace waddle::im {
 namespace asio = boost::asio;
@@ -52,6 +55,45 @@ asio::awaitable<void> Archive::drop(std::string room) {
   }
   settle(taken, done.first);
   if (done.second > 0 && ctx_.metrics) ctx_.metrics->room_archive("deleted", done.second);
+}
+
+void Archive::room_retract(std::string room, std::string id,
+                           std::function<Element(const Element&)> tombstone,
+                           std::function<void(bool)> done) {
+  if (!enabled_) return done(false);
+  ctx_.spawn(retract(std::move(room), std::move(id), std::move(tombstone), std::move(done)));
+}
+
+// What waits to be written goes first (the message may be among it), then the entry is
+// read and replaced, on the storage thread.
+asio::awaitable<void> Archive::retract(std::string room, std::string id,
+                                       std::function<Element(const Element&)> tombstone,
+                                       std::function<void(bool)> done) {
+  Taken taken = take_pending();
+  auto job = [batch = std::move(taken.batch), mode = ctx_.config.mam.default_mode, room, id,
+              tombstone](storage::Storage& st) {
+    const std::size_t stored = batch.empty() ? 0 : st.archive_append(batch, mode);
+    storage::ArchiveFilter filter;
+    filter.ids = {id};
+    filter.max = 1;
+    bool found = false;
+    const auto page = st.archive_query(room, filter);
+    if (!page.items.empty())
+      if (auto original = xml::parse_element(page.items.front().stanza, ns::kClient))
+        found = st.archive_replace(room, id, tombstone(*original).str(ns::kClient));
+    return std::make_pair(stored, found);
+  };
+  std::pair<std::size_t, bool> result{0, false};
+  try {
+    result = co_await ctx_.worker.run(std::move(job));
+  } catch (const std::exception& e) {
+    settle(taken, std::nullopt);
+    spdlog::error("im: retracting {} in the archive of {} failed: {}", id, room, e.what());
+    done(false);
+    co_return;
+  }
+  settle(taken, result.first);
+  done(result.second);
 }
 
 }  // namespace waddle::im

@@ -230,6 +230,7 @@ void Room::iq(const Element& stanza, const Jid& from, const std::string& nick) {
   if (type == "get" && q->is("ping", xml::ns::kPing))
     return ctx_->send(xml::make_iq_result(stanza));
   if (q->ns() == ns::kMam) return archive_iq(stanza, from);
+  if (is_moderation(*q)) return moderate_iq(stanza, from);
   if (q->is("query", ns::kMucOwner)) return owner_iq(stanza, from);
   if (q->is("query", ns::kMucAdmin)) return admin_iq(stanza, from);
   reply_error(stanza, StanzaError::kServiceUnavailable);

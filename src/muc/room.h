@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -98,6 +99,20 @@ struct ArchivedMessage {
   xml::Element message;
 };
 
+class Room;
+
+// A moderator's retraction of a message (XEP-0425, room_moderation.cpp).
+struct Moderation {
+  xml::Element iq;
+  std::string id;  // the stanza-id of the message
+  std::string by;  // room@service/nick of the moderator
+  std::string occupant_id;
+  std::string reason;
+};
+
+// Whether an IQ payload asks for a message moderation (XEP-0425, room_moderation.cpp).
+bool is_moderation(const xml::Element& payload);
+
 // What a room needs from its service.
 struct Context {
   std::function<void(xml::Element)> send;                 // to the router
@@ -115,6 +130,14 @@ struct Context {
   std::function<void(const core::Jid& room, ArchivedMessage)> archive;
   std::function<void(const core::Jid& room, const xml::Element& iq)> archive_query;
   bool archive_by_default = true;  // a new room's (and an older saved room's) archiving
+  // XEP-0425: replaces the archived message `id` with what `tombstone` makes of it; `done`
+  // runs later (found or not), while `alive` is true, with the room looked up by `find_room`.
+  std::function<void(const core::Jid& room, std::string id,
+                     std::function<xml::Element(const xml::Element&)> tombstone,
+                     std::function<void(bool found)> done)>
+      archive_retract;
+  std::function<Room*(const core::Jid& room)> find_room;
+  std::shared_ptr<bool> alive;
 };
 
 // Facts about a joining user established before the room sees it (credential checks).
@@ -227,6 +250,12 @@ class Room {
   // Gives a groupchat message its stanza-id and keeps it in the archive (room_archive.cpp).
   void archive(xml::Element& message, const std::string& nick);
   void archive_iq(const xml::Element& iq, const core::Jid& from);
+  // XEP-0425 (urn:xmpp:message-moderate:0 and :1): a moderator retracts a message; the room
+  // tells its occupants once the message is known (its history or its archive).
+  void moderate_iq(const xml::Element& iq, const core::Jid& from);
+  void finish_moderation(const Moderation& m, bool archived);
+  // The message as kept once retracted: its envelope and ids, the body gone.
+  static xml::Element tombstone(const xml::Element& message, const Moderation& m, std::int64_t now);
   void send_subject(const std::string& to);
   void refresh_role(MucOccupant& occ);
 

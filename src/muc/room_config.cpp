@@ -65,6 +65,8 @@ Element Room::disco_info(const Element& iq) const {
     features.push_back(ns::kMamExtended);
     features.push_back(ns::kSid);
   }
+  // XEP-0425: moderators retract messages (both versions clients use).
+  features.insert(features.end(), {"urn:xmpp:message-moderate:0", "urn:xmpp:message-moderate:1"});
   for (auto f : features) q.add_child("feature", info_ns).set_attr("var", f);
   Element& form = q.add_child("x", kDataNs);
   form.set_attr("type", "result");

@@ -38,6 +38,13 @@ MucService::MucService(const core::MucConfig& config, std::string domain, Env en
   ctx_.archive = env_.archive;
   ctx_.archive_query = env_.archive_query;
   ctx_.archive_by_default = config_.archive_by_default;
+  ctx_.archive_retract = env_.archive_retract;
+  ctx_.find_room = [this](const Jid& room) -> Room* {
+    if (room.domain() != domain_) return nullptr;
+    auto it = rooms_.find(room.local());
+    return it == rooms_.end() ? nullptr : &it->second;
+  };
+  ctx_.alive = alive_;
 }
 
 MucService::~MucService() {

@@ -38,6 +38,11 @@ struct Env {
   std::function<void(const core::Jid& room, ArchivedMessage)> archive;
   std::function<void(const core::Jid& room, const xml::Element& iq)> archive_query;
   std::function<void(const core::Jid& room)> archive_drop;
+  // Context::archive_retract (XEP-0425); unset: only the room's history is looked in.
+  std::function<void(const core::Jid& room, std::string id,
+                     std::function<xml::Element(const xml::Element&)> tombstone,
+                     std::function<void(bool found)> done)>
+      archive_retract;
 };
 
 struct MucStats {

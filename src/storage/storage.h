@@ -274,6 +274,11 @@ class Storage {
   // Removes one archive (a room that went away) with its preferences; returns how many
   // entries went.
   virtual std::uint64_t archive_delete(const std::string& owner) = 0;
+  // Replaces the stanza of the entry with the stanza-id `id` in `owner`'s archive (a message
+  // retracted by a room's moderator, XEP-0425, keeps its place as a tombstone); false when
+  // there is no such entry.
+  virtual bool archive_replace(const std::string& owner, const std::string& id,
+                               const std::string& stanza) = 0;
   virtual std::optional<ArchivePrefs> archive_prefs(const std::string& owner) = 0;
   virtual void archive_set_prefs(const std::string& owner, const ArchivePrefs& prefs) = 0;
   // Blocklists (XEP-0191): the account's blocked JIDs, sorted. blocklist_add ignores JIDs

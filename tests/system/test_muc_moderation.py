@@ -9,6 +9,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from slixmpp import JID
+from slixmpp.exceptions import IqError
 
 from muc import NS_DATA, codes, configure, condition, groupchat, item, join
 from waddle_client import DOMAIN, PASSWORD, login, run
@@ -89,4 +91,86 @@ def test_a_visitor_asks_for_voice_and_a_moderator_grants_it(users):
             item(p).get("role") == "participant")
         groupchat(bob, ROOM, "thank you")
         await alice.expect_message(frm=f"{ROOM}/Bob", body="thank you", mtype="groupchat")
+    run(body)
+
+
+NS_MOD0, NS_MOD1 = "urn:xmpp:message-moderate:0", "urn:xmpp:message-moderate:1"
+NS_RETRACT0, NS_RETRACT1 = "urn:xmpp:message-retract:0", "urn:xmpp:message-retract:1"
+NS_FASTEN = "urn:xmpp:fasten:0"
+
+
+def retraction_of(m) -> str:
+    """The message id a moderation notice retracts (the :1 form), or ''."""
+    r = m.xml.find(f"{{{NS_RETRACT1}}}retract")
+    return "" if r is None else r.get("id")
+
+
+def test_a_moderator_retracts_messages_in_both_versions_and_the_archive_keeps_tombstones(
+        make_server):
+    """XEP-0425: slixmpp's own plugin (version 0, with <apply-to/>) and a raw version 1 request
+    retract bob's messages; every occupant is told in both forms; the archive and the history
+    a later joiner gets hold tombstones without the bodies; only moderators retract, and only
+    messages the room has."""
+    from test_muc_mam import mam_query, occupant, room_ids, talk
+    server = make_server()
+    for jid in (ALICE, BOB, f"carol@{DOMAIN}"):
+        server.adduser(jid, PASSWORD)
+
+    async def body():
+        alice = await occupant(server, ALICE)
+        alice.register_plugin("xep_0425")
+        bob = await occupant(server, BOB)
+        await join(alice, ROOM, "Alice")
+        await join(bob, ROOM, "Bob")
+        info = await alice["xep_0030"].get_info(jid=ROOM)
+        assert {NS_MOD0, NS_MOD1} <= set(info["disco_info"]["features"])
+        spam, worse, fine = await talk(bob, alice, ["buy now", "buy more", "hello all"], room=ROOM)
+
+        await alice["xep_0425"].moderate(JID(ROOM), spam, reason="spam")
+        for who in (alice, bob):
+            notice = await who.messages.get(lambda m: retraction_of(m) == spam)
+            assert str(notice["from"]) == ROOM and notice["type"] == "groupchat"
+            mod1 = notice.xml.find(f"{{{NS_RETRACT1}}}retract/{{{NS_MOD1}}}moderated")
+            assert mod1.get("by") == f"{ROOM}/Alice", str(notice)
+            apply = notice.xml.find(f"{{{NS_FASTEN}}}apply-to")
+            assert apply.get("id") == spam
+            assert apply.find(f"{{{NS_MOD0}}}moderated/{{{NS_RETRACT0}}}retract") is not None
+            assert notice.xml.findtext(f"{{{NS_RETRACT1}}}retract/{{{NS_RETRACT1}}}reason") == \
+                "spam"
+
+        iq = alice.make_iq_set(ito=ROOM)
+        mod = ET.SubElement(iq.xml, f"{{{NS_MOD1}}}moderate", {"id": worse})
+        ET.SubElement(mod, f"{{{NS_RETRACT1}}}retract")
+        await iq.send(timeout=10)
+        await bob.messages.get(lambda m: retraction_of(m) == worse)
+
+        # Bob is no moderator; an id the room never gave is not found.
+        for client, target, expected in ((bob, fine, "forbidden"),
+                                         (alice, "no-such-id", "item-not-found")):
+            iq = client.make_iq_set(ito=ROOM)
+            mod = ET.SubElement(iq.xml, f"{{{NS_MOD1}}}moderate", {"id": target})
+            ET.SubElement(mod, f"{{{NS_RETRACT1}}}retract")
+            with pytest.raises(IqError) as refused:
+                await iq.send(timeout=10)
+            assert refused.value.iq["error"]["condition"] == expected
+
+        # The archive: tombstones in place, the last message whole.
+        results, _ = await mam_query(bob, to=ROOM)
+        by_id = {r.get("id"): r.find("{urn:xmpp:forward:0}forwarded/{jabber:client}message")
+                 for r in results}
+        for gone in (spam, worse):
+            m = by_id[gone]
+            assert m.find("{jabber:client}body") is None, ET.tostring(m)
+            assert m.find(f"{{{NS_RETRACT1}}}retracted/{{{NS_MOD1}}}moderated") is not None
+        assert by_id[fine].findtext("{jabber:client}body") == "hello all"
+
+        # A later joiner's history: the same.
+        carol = await occupant(server, f"carol@{DOMAIN}")
+        await join(carol, ROOM, "Carol")
+        seen = {}
+        for _ in range(3):
+            m = await carol.messages.get(lambda m: m["type"] == "groupchat" and room_ids(m, ROOM))
+            seen[room_ids(m, ROOM)[0]] = m
+        assert seen[spam]["body"] == "" and seen[fine]["body"] == "hello all"
+        assert seen[spam].xml.find(f"{{{NS_RETRACT1}}}retracted") is not None
     run(body)

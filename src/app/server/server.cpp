@@ -220,6 +220,12 @@ muc::Env Server::room_env(const std::string& domain) {
     env.archive_drop = [this](const core::Jid& room) {
       im_.archive().room_deleted(room.bare_str());
     };
+    env.archive_retract = [this](const core::Jid& room, std::string id,
+                                 std::function<xml::Element(const xml::Element&)> tombstone,
+                                 std::function<void(bool)> done) {
+      im_.archive().room_retract(room.bare_str(), std::move(id), std::move(tombstone),
+                                 std::move(done));
+    };
   }
   return env;
 }

@@ -82,7 +82,8 @@ Archive::Archive(const Database& db)
                   "AND hidden = 0"),
       account_has_(db, "SELECT 1 FROM accounts WHERE domain = ? AND username = ?"),
       delete_owner_(db, "DELETE FROM archive WHERE owner = ?"),
-      delete_prefs_(db, "DELETE FROM archive_prefs WHERE owner = ?") {}
+      delete_prefs_(db, "DELETE FROM archive_prefs WHERE owner = ?"),
+      replace_(db, "UPDATE archive SET stanza = ? WHERE id = ?") {}
 
 std::size_t Archive::append(const ArchiveBatch& batch, const std::string& default_mode) {
   std::vector<Owner> cache;
@@ -311,6 +312,15 @@ std::uint64_t Archive::expire(std::int64_t before_us, std::uint64_t max_per_owne
   }
   tx.commit();
   return removed;
+}
+
+bool Archive::replace(const std::string& owner, const std::string& id, const std::string& stanza) {
+  const auto owner_id = jid_id(owner, false);
+  if (!owner_id) return false;
+  const auto row = row_of(*owner_id, id);
+  if (!row) return false;
+  replace_.run().text(1, stanza).integer(2, *row).done();
+  return sqlite3_changes(db_.handle()) > 0;
 }
 
 std::optional<ArchivePrefs> Archive::prefs(const std::string& owner) {

@@ -113,6 +113,7 @@ class Archive {
   ArchivePage query(const std::string& owner, const ArchiveFilter& filter);
   std::optional<std::pair<ArchiveEntry, ArchiveEntry>> bounds(const std::string& owner);
   std::uint64_t expire(std::int64_t before_us, std::uint64_t max_per_owner);
+  bool replace(const std::string& owner, const std::string& id, const std::string& stanza);
   std::optional<ArchivePrefs> prefs(const std::string& owner);
   void set_prefs(const std::string& owner, const ArchivePrefs& prefs);
   // Within the caller's transaction (an account or a room removed); returns the entries
@@ -163,6 +164,7 @@ class Archive {
   Statement account_has_;
   Statement delete_owner_;
   Statement delete_prefs_;
+  Statement replace_;
 };
 
 }  // namespace waddle::storage::sqlite

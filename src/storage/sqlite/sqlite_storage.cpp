@@ -482,6 +482,10 @@ class SqliteStorage final : public Storage {
     tx.commit();
     return removed;
   }
+  bool archive_replace(const std::string& owner, const std::string& id,
+                       const std::string& stanza) override {
+    return archive_.replace(owner, id, stanza);
+  }
   std::optional<ArchivePrefs> archive_prefs(const std::string& owner) override {
     return archive_.prefs(owner);
   }

@@ -297,6 +297,27 @@ TEST_F(ArchiveTest, StanzaIdsAreFoundByTheirNumberOrThroughTheIndex) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM archive WHERE sid_indexed = 1"), 2);
 }
 
+// XEP-0425: a retracted message keeps its place, as a tombstone, found by either kind of id.
+TEST_F(ArchiveTest, ReplaceKeepsThePlaceOfAnEntry) {
+  auto entry = [](const std::string& id, const std::string& stanza) {
+    return ArchiveEntry{kOwner, id, 1'000'000, "bob@example.test", "", stanza};
+  };
+  const std::string numbered = "0000000000001000aaaaaaaaaaaa", other = "no-number";
+  ASSERT_EQ(db_->archive_append({entry(numbered, "<message><body>a</body></message>"),
+                                 entry(other, "<message><body>b</body></message>")},
+                                "always"),
+            2u);
+  EXPECT_TRUE(db_->archive_replace(kOwner, numbered, "<message><retracted/></message>"));
+  EXPECT_TRUE(db_->archive_replace(kOwner, other, "<message><gone/></message>"));
+  EXPECT_FALSE(db_->archive_replace(kOwner, "0000000000003000dddddddddddd", "<x/>"));
+  EXPECT_FALSE(db_->archive_replace("bob@example.test", numbered, "<x/>"));
+  const auto page = db_->archive_query(kOwner, {});
+  ASSERT_EQ(page.items.size(), 2u);
+  EXPECT_EQ(page.items[0].id, numbered);
+  EXPECT_EQ(page.items[0].stanza, "<message><retracted/></message>");
+  EXPECT_EQ(page.items[1].stanza, "<message><gone/></message>");
+}
+
 TEST_F(ArchiveTest, OnlyAccountsThatExistHaveArchives) {
   std::vector<ArchiveEntry> e{{"nobody@example.test", "n1", 1, kOwner, "", "<message/>"},
                               {kOwner, "n2", 2, "nobody@example.test", "", "<message/>"}};
