@@ -157,6 +157,13 @@ Element Room::occupant_presence(const MucOccupant& occ, const Element& base,
   p.remove_attr("{waddle}session");
   for (int c : codes) x.add_child("status", kUserNs).set_attr("code", std::to_string(c));
   p.add_child("occupant-id", std::string(ns::kOccupantId)).set_attr("id", occ.occupant_id);
+  // XEP-0317: the hat the room's configuration gives the occupant's affiliation.
+  p.remove_children("hats", detail::kHats);
+  if (auto hat = config_.hats.find(to_string(occ.affiliation)); hat != config_.hats.end())
+    p.add_child("hats", std::string(detail::kHats))
+        .add_child("hat", std::string(detail::kHats))
+        .set_attr("title", hat->second)
+        .set_attr("uri", "urn:waddle:hat:" + hat->first);
   return p;
 }
 

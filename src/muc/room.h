@@ -88,6 +88,10 @@ struct RoomConfig {
   bool allow_invites = true;    // participants may invite (members-only: grants membership)
   std::uint32_t max_users = 200;
   bool archiving = true;  // XEP-0313: groupchat messages go to the room's archive
+  // XEP-0317 hats the configuration names: affiliation ("owner", "admin", "member") -> the
+  // title its occupants wear (none: no hat).
+  std::map<std::string, std::string, std::less<>> hats;
+  friend bool operator==(const RoomConfig&, const RoomConfig&) = default;
 };
 
 // A groupchat message the room archives (XEP-0313 on rooms): its stanza-id (XEP-0359, the

@@ -66,7 +66,8 @@ Element Room::disco_info(const Element& iq) const {
     features.push_back(ns::kSid);
   }
   // XEP-0425: moderators retract messages (both versions clients use).
-  features.insert(features.end(), {"urn:xmpp:message-moderate:0", "urn:xmpp:message-moderate:1"});
+  features.insert(features.end(),
+                  {"urn:xmpp:message-moderate:0", "urn:xmpp:message-moderate:1", detail::kHats});
   for (auto f : features) q.add_child("feature", info_ns).set_attr("var", f);
   Element& form = q.add_child("x", kDataNs);
   form.set_attr("type", "result");
@@ -110,6 +111,13 @@ Element Room::config_form() const {
   if (ctx_->archive && ctx_->archive_query)
     data_field(form, "muc#roomconfig_enablearchiving", "boolean", "Archive messages (XEP-0313)",
                config_.archiving ? "1" : "0");
+  // XEP-0317: the hat (a title) each affiliation's occupants wear; empty for none.
+  for (auto a : detail::kHatAffiliations) {
+    auto it = config_.hats.find(a);
+    data_field(form, "waddle#hat_" + std::string(a), "text-single",
+               "Hat of the room's " + std::string(a) + "s",
+               it == config_.hats.end() ? "" : it->second);
+  }
   return form;
 }
 
@@ -150,6 +158,16 @@ std::optional<std::string> Room::apply_config(const Element& form, const Jid& /*
       return "maxusers is not a number";
     }
   }
+  for (auto a : detail::kHatAffiliations) {
+    auto it = v.find("waddle#hat_" + std::string(a));
+    if (it == v.end()) continue;
+    if (it->second.size() > 64) return "a hat's title is 64 characters at most";
+    if (it->second.empty())
+      c.hats.erase(std::string(a));
+    else
+      c.hats[std::string(a)] = it->second;
+  }
+  const bool hats_changed = c.hats != config_.hats;
   const bool anonymity_changed = c.non_anonymous != config_.non_anonymous;
   const bool now_members_only = c.members_only && !config_.members_only;
   config_ = std::move(c);
@@ -171,6 +189,13 @@ std::optional<std::string> Room::apply_config(const Element& form, const Jid& /*
     for (const auto& n : out) remove_occupant(n, {322}, "");
   }
   for (auto& [n, occ] : occupants_) refresh_role(occ);
+  // Occupants whose hat changed are seen with the new one.
+  if (hats_changed)
+    for (const auto& [n, occ] : occupants_)
+      if (!occ.sessions.empty() &&
+          (occ.affiliation == Affiliation::kOwner || occ.affiliation == Affiliation::kAdmin ||
+           occ.affiliation == Affiliation::kMember))
+        announce_occupant(occ);
   return std::nullopt;
 }
 
@@ -231,6 +256,8 @@ Element Room::save() const {
   r.set_attr("max-users", std::to_string(config_.max_users));
   r.set_attr("archiving", config_.archiving ? "1" : "0");
   r.set_attr("secret", secret_);
+  for (const auto& [aff, title] : config_.hats)
+    r.add_child("hat", store_ns).set_attr("affiliation", aff).set_attr("title", title);
   Element& s = r.add_child("subject", store_ns);
   s.set_attr("nick", subject_nick_);
   s.add_text(subject_);
@@ -269,6 +296,9 @@ std::optional<Room> Room::load(const Jid& jid, const Element& saved, Context& ct
     room.subject_ = s->text();
     room.subject_nick_ = std::string(s->attr("nick"));
   }
+  for (const auto* h : saved.children())
+    if (h->name() == "hat" && !h->attr("title").empty())
+      room.config_.hats[std::string(h->attr("affiliation"))] = std::string(h->attr("title"));
   for (const auto* a : saved.children()) {
     if (a->name() != "affiliation") continue;
     auto aff = affiliation_from(a->attr("value"));

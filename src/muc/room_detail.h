@@ -11,6 +11,9 @@ namespace waddle::muc::detail {
 
 inline const std::string kClientNs(ns::kClient);
 inline const std::string kUserNs(ns::kMucUser);
+inline constexpr std::string_view kHats = "urn:xmpp:hats:0";  // XEP-0317
+// The affiliations a room's configuration may give hats to (XEP-0317).
+inline constexpr std::string_view kHatAffiliations[] = {"owner", "admin", "member"};
 
 // An error from an occupant's real JID that means it cannot be reached any more (its server
 // or session is gone), as opposed to a refusal of one stanza (blocking, a filter).

@@ -12,7 +12,7 @@ import pytest
 from slixmpp import JID
 from slixmpp.exceptions import IqError
 
-from muc import NS_DATA, codes, configure, condition, groupchat, item, join
+from muc import NS_DATA, admin_set, codes, configure, condition, groupchat, item, join
 from waddle_client import DOMAIN, PASSWORD, login, run
 
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
@@ -174,3 +174,45 @@ def test_a_moderator_retracts_messages_in_both_versions_and_the_archive_keeps_to
         assert seen[spam]["body"] == "" and seen[fine]["body"] == "hello all"
         assert seen[spam].xml.find(f"{{{NS_RETRACT1}}}retracted") is not None
     run(body)
+
+
+NS_HATS = "urn:xmpp:hats:0"
+
+
+def hat_of(presence) -> tuple[str, str] | None:
+    hat = presence.xml.find(f"{{{NS_HATS}}}hats/{{{NS_HATS}}}hat")
+    return None if hat is None else (hat.get("title"), hat.get("uri"))
+
+
+def test_hats_named_by_the_room_configuration(users):
+    """XEP-0317: the owner names hats for affiliations in the room's configuration; occupants
+    of those affiliations are seen wearing them (the room re-announces them), the others
+    not; the hats stay with a persistent room across a restart."""
+    async def body():
+        alice = await login(users, f"{ALICE}/home", PASSWORD)
+        bob = await login(users, f"{BOB}/work", PASSWORD)
+        await join(alice, ROOM, "Alice")
+        await join(bob, ROOM, "Bob")
+        await configure(alice, ROOM, {"muc#roomconfig_persistentroom": "1",
+                                      "waddle#hat_owner": "Host",
+                                      "waddle#hat_member": "Regular"})
+        seen = await bob.expect_presence(frm=f"{ROOM}/Alice", where=lambda p: hat_of(p))
+        assert hat_of(seen) == ("Host", "urn:waddle:hat:owner")
+        # Bob, no member yet, wears nothing; made a member, he wears the members' hat.
+
+        await admin_set(alice, ROOM, jid=BOB, affiliation="member")
+        bob_seen = await alice.expect_presence(frm=f"{ROOM}/Bob", where=lambda p: hat_of(p))
+        assert hat_of(bob_seen) == ("Regular", "urn:waddle:hat:member")
+        info = await bob["xep_0030"].get_info(jid=ROOM)
+        assert NS_HATS in info["disco_info"]["features"]
+        # A title too long is refused.
+        with pytest.raises(IqError):
+            await configure(alice, ROOM, {"waddle#hat_admin": "x" * 65})
+    run(body)
+    users.restart()
+
+    async def after():
+        carol = await login(users, f"{ALICE}/again", PASSWORD)
+        own = await join(carol, ROOM, "Alice")
+        assert hat_of(own) == ("Host", "urn:waddle:hat:owner"), str(own)
+    run(after)
