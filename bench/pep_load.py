@@ -168,7 +168,13 @@ def login_contact(kind: str, server, domain: str, user: str, resource: str,
             el = c.next_element()
             if el.get("type") != "result":
                 raise RuntimeError(c._describe(f"in-band registration of {user} refused"))
-        c.login(user, harness.PASSWORD, resource=resource)
+            answer = c.auth_plain(user, harness.PASSWORD)  # on the same TLS stream
+            if answer.tag != tag(NS_SASL, "success"):
+                raise RuntimeError(c._describe(f"PLAIN login as {user} failed"))
+            c.open_stream()
+            c.bind(resource)
+        else:
+            c.login(user, harness.PASSWORD, resource=resource)
         c.send(f"<iq type='get' id='roster0'><query xmlns='{NS_ROSTER}'/></iq><presence/>")
     except BaseException:
         c.close()
@@ -482,9 +488,7 @@ class PepWorld:
         f = f" from={quoteattr(frm)}" if frm else ""
         to = f" to={quoteattr(el.get('from'))}" if el.get("from") else ""
         if el.find(tag(NS_PING, "ping")) is not None or (
-                el.find(f"{{*}}query") is not None and
-                local_name(el.find("{*}query").tag) == "query" and
-                el.find("{*}query").tag.startswith("{" + NS_ROSTER)):
+                el.get("type") == "set" and el.find(tag(NS_ROSTER, "query")) is not None):
             return f"<iq type='result' id={quoteattr(el.get('id', ''))}{to}{f}/>"
         return (f"<iq type='error' id={quoteattr(el.get('id', ''))}{to}{f}><error type='cancel'>"
                 f"<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")

@@ -235,6 +235,7 @@ Archive& ImService::archive() {
 }
 void ImService::session_bound(const Jid& full) {
   impl_->push.session_bound(full);
+  impl_->pep.session_bound(full);
 }
 void ImService::account_removed(const Jid& bare) {
   impl_->push.account_removed(bare);
@@ -246,6 +247,7 @@ xml::Element ImService::server_caps(std::string_view domain) const {
 void ImService::session_ended(router::LocalSession& s) {
   impl_->caps.forget(s.jid());
   impl_->pep.session_ended(s.jid());
+  impl_->pep.session_gone(s.jid());
   impl_->presence.session_ended(s);
   impl_->carbons.session_ended(s);
   impl_->blocking.session_ended(s);

@@ -15,6 +15,7 @@
 #include "im/caps.h"
 #include "im/logic/pep_event.h"
 #include "im/logic/pep_request.h"
+#include "im/logic/personal.h"
 #include "im/logic/subscription.h"
 #include "im/pep_store.h"
 #include "metrics/metrics.h"
@@ -36,7 +37,8 @@ namespace {
 constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";
 constexpr std::string_view kOwner = "http://jabber.org/protocol/pubsub#owner";
 constexpr std::string_view kEvent = "http://jabber.org/protocol/pubsub#event";
-constexpr std::string_view kPrivate = "jabber:iq:private";  // XEP-0049
+constexpr std::string_view kPrivate = "jabber:iq:private";        // XEP-0049
+constexpr std::string_view kVcardUpdate = "vcard-temp:x:update";  // XEP-0153
 
 PepRequestError error(StanzaError condition, std::string pubsub = {}) {
   return {condition, std::move(pubsub), {}};
@@ -350,6 +352,19 @@ asio::awaitable<void> Pep::disco_items(Element iq, Jid owner) {
 
 void Pep::notify(const Jid& owner, const std::vector<pep_store::Change>& changes,
                  const std::vector<RosterItem>& roster) {
+  // XEP-0398 §4: a new avatar is the hash of the account's next presences.
+  for (const auto& change : changes) {
+    if (change.node != logic::kAvatarMetadata) continue;
+    auto it = avatars_.find(owner.str());
+    if (it == avatars_.end()) continue;
+    const Element* items = change.event.child("event", kEvent);
+    items = items ? items->child("items", kEvent) : nullptr;
+    const Element* item = items ? items->child("item", kEvent) : nullptr;
+    if (!item) continue;  // a retraction: the next metadata says
+    const auto* payload = item->first_child();
+    const auto info = payload ? logic::avatar_info(*payload) : std::nullopt;
+    it->second = info ? info->id : std::string();
+  }
   if (!ctx_.caps || changes.empty()) return;
   auto it = recipients_.find(owner.str());
   if (it == recipients_.end()) return;
@@ -623,6 +638,47 @@ asio::awaitable<void> Pep::vcard_iq(Element iq, Jid owner) {
                              : Element("vCard", std::string(ns::kVcardTemp)));
   ctx_.router.route(std::move(reply));
   notify(owner, done.changes, done.roster);
+}
+
+void Pep::session_bound(const Jid& full) {
+  if (!enabled()) return;
+  const std::string owner = full.bare_str();
+  if (avatars_.contains(owner)) return;
+  ctx_.spawn(load_avatar(full.bare()));
+}
+
+asio::awaitable<void> Pep::load_avatar(Jid owner) {
+  pep_store::Owner o{owner.domain(), owner.local(), owner.str(), {}, {}, 0};
+  auto job = [o](storage::Storage& st) {
+    std::string id;
+    for (const auto& m : pep_store::items(st, o, std::string(logic::kAvatarMetadata), {}, 1))
+      if (auto info = logic::avatar_info(m.payload)) id = info->id;
+    return id;
+  };
+  std::string id = co_await ctx_.worker.run(std::move(job));
+  // Only while the account has sessions, and unless a publish meanwhile said better.
+  if (!ctx_.router.sessions_of(owner).empty()) avatars_.try_emplace(owner.str(), std::move(id));
+}
+
+void Pep::session_gone(const Jid& full) {
+  const Jid bare = full.bare();
+  for (const auto* s : ctx_.router.sessions_of(bare))
+    if (s->jid() != full) return;
+  avatars_.erase(bare.str());
+}
+
+void Pep::stamp_avatar(Element& presence, const Jid& owner) const {
+  auto it = avatars_.find(owner.str());
+  if (it == avatars_.end() || it->second.empty() || presence.has_attr("type")) return;
+  Element* x = presence.child("x", kVcardUpdate);
+  if (x) {
+    const Element* photo = x->child("photo", kVcardUpdate);
+    if (photo && photo->text().empty()) return;  // the client says: no avatar
+    x->clear_children();
+  } else {
+    x = &presence.add_child("x", std::string(kVcardUpdate));
+  }
+  x->add_child("photo", std::string(kVcardUpdate)).add_text(it->second);
 }
 
 void Pep::count(std::string_view request, std::string_view result) const {

@@ -60,8 +60,18 @@ class Pep {
   // The account is gone (its nodes went with it in storage).
   void account_removed(const core::Jid& owner);
 
+  // XEP-0398 §4: the avatar hash of an account with sessions goes into its available
+  // presence. A session bound reads it (once per account); the account's last session gone
+  // forgets it.
+  void session_bound(const core::Jid& full);
+  void session_gone(const core::Jid& full);
+  // Puts the account's avatar hash into `presence` (available, from `owner`) as XEP-0398 §4
+  // says: not into one with an empty <photo/>, over an empty <x/> or another hash.
+  void stamp_avatar(xml::Element& presence, const core::Jid& owner) const;
+
  private:
   boost::asio::awaitable<void> send_last(core::Jid owner, std::vector<std::string> to);
+  boost::asio::awaitable<void> load_avatar(core::Jid owner);
   // Sends each change to the resources of `owner`'s recipients that ask for its node and
   // may read it (`roster`: the owner's).
   void notify(const core::Jid& owner, const std::vector<pep_store::Change>& changes,
@@ -72,6 +82,8 @@ class Pep {
   std::unordered_map<std::string, std::set<std::string>> recipients_;  // owner -> full JIDs
   std::unordered_map<std::string, std::set<std::string>> owners_of_;   // full JID -> owners
   std::size_t pairs_ = 0;
+  // Accounts with sessions -> their avatar's id ("": none), once read (XEP-0398 §4).
+  std::unordered_map<std::string, std::string> avatars_;
 };
 
 }  // namespace waddle::im

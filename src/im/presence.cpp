@@ -32,6 +32,7 @@ void Presence::from_client(Element stanza, const Jid& from) {
   if (!to) return ctx_.router.bounce(stanza, StanzaError::kJidMalformed);
   if (is_subscription_type(type))
     return ctx_.spawn(subscriptions_.outbound(std::move(stanza), from, *to));
+  if (type.empty() && ctx_.pep) ctx_.pep->stamp_avatar(stanza, from.bare());  // XEP-0398 §4
   if (type.empty() || type == "unavailable") {
     // Directed presence (§4.6): remember who got it so they learn when we go away.
     if (auto* s = ctx_.router.find(from)) {
@@ -81,6 +82,7 @@ void Presence::broadcast(router::LocalSession& s, Element stanza) {
   const bool initial = !unavailable && !s.available;
   stanza.set_attr("from", s.jid().str());
   stanza.remove_attr("to");
+  if (!unavailable && ctx_.pep) ctx_.pep->stamp_avatar(stanza, s.jid().bare());  // XEP-0398 §4
   if (ctx_.caps) {  // XEP-0115: the resource's capabilities, asked about by its domain
     if (unavailable) {
       ctx_.caps->forget(s.jid());

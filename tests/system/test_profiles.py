@@ -268,3 +268,51 @@ def test_vcards_and_private_xml_outlive_a_restart(users):
         got = await private(alice, "get", ET.Element("{urn:test:a}prefs"))
         assert got.find("{urn:test:a}prefs").get("v") == "kept"
     run(after)
+
+
+NS_UPDATE = "vcard-temp:x:update"
+
+
+def photo_hash(presence):
+    x = presence.xml.find(f"{{{NS_UPDATE}}}x")
+    if x is None:
+        return None
+    return x.findtext(f"{{{NS_UPDATE}}}photo")
+
+
+def test_the_server_puts_the_avatar_hash_into_presence(users):
+    """XEP-0398 §4: once bob has an avatar, his available presence carries its hash, to his
+    contacts, to himself and in directed presence (a room join), even when his client sends
+    none; a client saying <photo/> (no avatar) is left alone."""
+    async def body():
+        alice = await client(users, ALICE)
+        bob = await client(users, BOB)
+        await befriend(alice, bob)
+        await vcard(bob, "set", BOB, vcard_with("Bob", PNG))
+        sha = hashlib.sha1(PNG).hexdigest()
+        bob.send_presence(pstatus="with a picture")
+        seen = await alice.expect_presence(frm=str(bob.boundjid),
+                                           where=lambda p: p["status"] == "with a picture")
+        assert photo_hash(seen) == sha, str(seen)
+        own = await bob.expect_presence(frm=str(bob.boundjid),
+                                        where=lambda p: p["status"] == "with a picture")
+        assert photo_hash(own) == sha, str(own)
+        # A new session of bob's: its first presence carries the hash too.
+        phone = await client(users, BOB, resource="phone")
+        seen = await alice.expect_presence(frm=str(phone.boundjid), ptype="available")
+        assert photo_hash(seen) == sha, str(seen)
+        # <photo/>: the client says it has none; the server does not contradict it.
+        p = bob.make_presence(pstatus="no picture")
+        ET.SubElement(ET.SubElement(p.xml, f"{{{NS_UPDATE}}}x"), f"{{{NS_UPDATE}}}photo")
+        p.send()
+        seen = await alice.expect_presence(frm=str(bob.boundjid),
+                                           where=lambda p: p["status"] == "no picture")
+        assert photo_hash(seen) == "", str(seen)
+        # Directed presence: a room join.
+        room = f"pics@conference.{DOMAIN}"
+        join = bob.make_presence(pto=f"{room}/Bob")
+        ET.SubElement(join.xml, "{http://jabber.org/protocol/muc}x")
+        join.send()
+        self_presence = await bob.expect_presence(frm=f"{room}/Bob", ptype="available")
+        assert photo_hash(self_presence) == sha, str(self_presence)
+    run(body)
