@@ -316,7 +316,8 @@ class Conn:
         self.role, self.obj, self.index = role, obj, index
         self.count = 0  # MARK occurrences (measuring mode)
         self.tail = b""
-        self.keep: Optional[bytearray] = bytearray() if role == "s2s_out" else None
+        # what arrived while counting (local and s2s_out), for the per-recipient check
+        self.keep: Optional[bytearray] = bytearray() if role in ("local", "s2s_out") else None
         self.bytes = 0
         self.counting = False
 
@@ -348,6 +349,9 @@ class PepWorld:
         self.caps_query_nodes: set[str] = set()
         self.event_seen: set[str] = set()  # contacts (bare) that got a notification
         self.events_parsed = 0
+        # notifications parsed, by contact (bare) and by the 'to' they were addressed to
+        self.tally: dict[str, int] = {}
+        self.tally_to: dict[str, int] = {}
         self.unexpected: list[str] = []
         self.s2s_out_count = 0
 
@@ -542,8 +546,7 @@ class PepWorld:
                 if reply:
                     self.send_local(conn, reply)
         elif name == "message" and self._is_event(el):
-            self.events_parsed += 1
-            self.event_seen.add(self.local_jids[conn.index - 1])
+            self.note_event(self.local_jids[conn.index - 1], el.get("to", ""))
 
     def _remote(self, el: ET.Element) -> None:
         name, typ = local_name(el.tag), el.get("type")
@@ -566,8 +569,13 @@ class PepWorld:
                 if reply:
                     self.send_s2s(reply)
         elif name == "message" and self._is_event(el):
-            self.events_parsed += 1
-            self.event_seen.add(contact)
+            self.note_event(contact, to)
+
+    def note_event(self, contact: str, to: str) -> None:
+        self.events_parsed += 1
+        self.event_seen.add(contact)
+        self.tally[contact] = self.tally.get(contact, 0) + 1
+        self.tally_to[to] = self.tally_to.get(to, 0) + 1
 
     # ------------------------------------------------------------------ phases
 
@@ -624,9 +632,10 @@ def owner_roster_get(world: PepWorld, deadline: float) -> dict[str, str]:
 # --------------------------------------------------------------------------- one server
 
 
-def s2s_recipients(data: bytes) -> dict[str, int]:
-    """Notifications per recipient (bare JID) in the bytes of streams from the server:
-    MARK occurrences attributed to the 'to' of the <message> they are in."""
+def recipients(data: bytes) -> dict[str, int]:
+    """Notifications per addressee ('to' as written: a full or a bare JID) in bytes a
+    session or stream received: MARK occurrences attributed to the 'to' of the <message>
+    they are in."""
     out: dict[str, int] = {}
     for part in data.split(b"<message")[1:]:
         n = part.count(MARK)
@@ -634,7 +643,7 @@ def s2s_recipients(data: bytes) -> dict[str, int]:
             continue
         head = part[:part.find(b">")]
         m = re.search(rb"""\sto=(['"])([^'"]+)\1""", head)
-        key = bare(m.group(2).decode()) if m else "?"
+        key = m.group(2).decode() if m else "?"
         out[key] = out.get(key, 0) + n
     return out
 

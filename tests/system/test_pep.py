@@ -12,7 +12,6 @@ Run: /usr/bin/python3 -m pytest tests/system/test_pep.py -q
 
 from __future__ import annotations
 
-import asyncio
 import xml.etree.ElementTree as ET
 from typing import Any, Optional
 
