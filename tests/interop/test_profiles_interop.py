@@ -289,8 +289,8 @@ def test_waddle_vcard_photo_reaches_prosody_avatar_client(federation):
     the metadata notification: item id = SHA-1 of the photo, <info/> with that id, the type and
     the size; nothing of the data node. He fetches urn:xmpp:avatar:data by that id from
     alice's PEP service on Waddle and gets the photo's bytes; alice's presence reaching him
-    carries the XEP-0153 hash. The nodes the conversion publishes are open: carol@prosody, in
-    nobody's roster, reads the metadata and the data too."""
+    carries the photo's XEP-0153 hash. The nodes the conversion publishes are open:
+    carol@prosody, in nobody's roster, reads the metadata and the data too."""
     fed = federation
     p = fed.prosody("prosody.test", "cert", users=["bob", "carol"], extra_modules=PROSODY_PEP)
     w = fed.waddle("w-prof.test", "cert", users=["alice"])
@@ -311,7 +311,7 @@ def test_waddle_vcard_photo_reaches_prosody_avatar_client(federation):
         no_event(bob, NS_AVATAR_DATA)  # published before the metadata: it would be here
         assert await fetch_avatar(bob, A, avatar_id) == AVATAR
 
-        # XEP-0153 §3.2: the hash in alice's presence (her client's, relayed by both servers)
+        # XEP-0153: the photo's hash in alice's available presence, as bob's client sees it
         pres = await bob.presences.get(
             lambda p: p["from"].bare == A and p["type"] == "available" and
             p.xml.findtext("{vcard-temp:x:update}x/{vcard-temp:x:update}photo") == avatar_id,
