@@ -40,7 +40,7 @@ void Router::bounce(const xml::Element& stanza, core::StanzaError condition,
   route(xml::make_error_reply(stanza, condition, text));
 }
 
-void Router::route(xml::Element stanza) {
+void Router::route(xml::Element stanza, const xml::SharedStanza* shared) {
   auto to_attr = stanza.attr("to");
   if (to_attr.empty()) {
     // Addressed to the sender's own account or server: local by definition.
@@ -65,7 +65,10 @@ void Router::route(xml::Element stanza) {
   }
   ++stats_.routed_remote;
   if (remote_) {
-    remote_->send(std::move(stanza));
+    if (shared)
+      remote_->send_shared(std::move(stanza), *shared);
+    else
+      remote_->send(std::move(stanza));
     return;
   }
   bounce(stanza, core::StanzaError::kRemoteServerNotFound,
@@ -82,7 +85,10 @@ void Router::fan_out(const xml::Element& stanza, const std::vector<std::string>&
     if (!s) {
       xml::Element copy = stanza;
       copy.set_attr("to", r);
-      route(std::move(copy));
+      // Bound for another server: its link writes the shared serialisation.
+      const bool remote = to && !is_local(to->domain());
+      if (remote && !shared) shared = xml::share_stanza(stanza, xml::ns::kClient);
+      route(std::move(copy), remote ? &*shared : nullptr);
       continue;
     }
     if (!shared) shared = xml::share_stanza(stanza, xml::ns::kClient);

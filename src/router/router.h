@@ -64,6 +64,12 @@ class RemoteDelivery {
   virtual ~RemoteDelivery() = default;
   // Takes ownership; must deliver or bounce (never drop a stanza that may be bounced).
   virtual void send(xml::Element stanza) = 0;
+  // The same, with `shared` the stanza serialised once for many recipients (Router::fan_out):
+  // what is written is shared.head(to) + *shared.tail, not a serialisation of its own.
+  virtual void send_shared(xml::Element stanza, const xml::SharedStanza& shared) {
+    (void)shared;
+    send(std::move(stanza));
+  }
 };
 
 struct RouterStats {
@@ -91,10 +97,10 @@ class Router {
 
   // Routes a stanza whose 'from' is trustworthy (stamped by the session that received it).
   // A 'to' that is not a valid JID is answered with jid-malformed.
-  void route(xml::Element stanza);
+  void route(xml::Element stanza, const xml::SharedStanza* shared = nullptr);
   // Routes `stanza` to each of `recipients` (full JIDs) as if each copy had been routed
-  // with its own 'to': local sessions share one serialisation of it (xml::SharedStanza);
-  // the others get a copy through route().
+  // with its own 'to': local sessions and the links to other servers share one serialisation
+  // of it (xml::SharedStanza); the others get a copy through route().
   void fan_out(const xml::Element& stanza, const std::vector<std::string>& recipients);
   // Sends an error reply for `stanza` to its sender, unless it must not be answered.
   void bounce(const xml::Element& stanza, core::StanzaError condition, std::string_view text = {});

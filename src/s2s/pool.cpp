@@ -42,7 +42,7 @@ Pool::Pool(const core::S2sConfig& config, asio::any_io_executor ex, TimeSource& 
       watchdog_(time, config.idle_timeout, config.ping_interval, metrics),
       jitter_(std::random_device{}()) {}
 
-void Pool::send(Element stanza) {
+void Pool::send(Element stanza, const xml::SharedStanza* shared) {
   auto from = core::Jid::parse(stanza.attr("from"));
   auto to = core::Jid::parse(stanza.attr("to"));
   if (!from || !to) return;
@@ -59,7 +59,7 @@ void Pool::send(Element stanza) {
       return refuse(stanza, to->domain(), *no);
   }
   std::shared_ptr<Link> link = link_for(key);
-  if (link->ready()) return write(*link, std::move(stanza));
+  if (link->ready()) return write(*link, std::move(stanza), shared);
   if (auto no = admission_.enqueue(to->domain(), link->queue.size())) {
     // Over queue_size: a stanza from an inbound server stream is kept, and that stream waits
     // (is no longer read) until the queue drains; up to kOverflowFactor times the limit,
@@ -107,9 +107,15 @@ std::size_t Pool::streams_to(const std::string& remote) const {
   return connecting + streams.size();
 }
 
-void Pool::write(Link& link, Element stanza) {
+void Pool::write(Link& link, Element stanza, const xml::SharedStanza* shared) {
   OutboundStream& out = *link.out;
-  std::string bytes = xml::serialize_stanza(stanza, ns::kServer);
+  std::string bytes;
+  if (shared) {
+    bytes = shared->head(stanza.attr("to"));
+    bytes += *shared->tail;
+  } else {
+    bytes = xml::serialize_stanza(stanza, ns::kServer);
+  }
   out.channel->send(bytes);
   link.last_activity = time_.now();
   out.last_activity = link.last_activity;

@@ -46,8 +46,10 @@ class Pool {
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  // A stanza from a local domain for a remote one: written, queued, or bounced.
-  void send(xml::Element stanza);
+  // A stanza from a local domain for a remote one: written, queued, or bounced. With
+  // `shared` (its serialisation shared by the recipients of a fan-out, Router::fan_out), a
+  // stanza written at once is written as shared->head(to) + *shared->tail.
+  void send(xml::Element stanza, const xml::SharedStanza* shared = nullptr);
   // A stanza from `remote` to `local` on an inbound stream: the peer is alive (the answer to
   // a ping of ours may be queued behind what it is sending us); one answering one of our
   // pings is consumed (true).
@@ -64,7 +66,7 @@ class Pool {
   boost::asio::awaitable<Connected> dial(std::shared_ptr<Link> link);
   boost::asio::awaitable<void> use(std::shared_ptr<Link> link, Connected connected);
   boost::asio::awaitable<void> serve(std::shared_ptr<Link> link);
-  void write(Link& link, xml::Element stanza);
+  void write(Link& link, xml::Element stanza, const xml::SharedStanza* shared = nullptr);
   void write_queue(Link& link);
   std::shared_ptr<Link> link_for(const LinkKey& key);
   // Stream management on an outbound stream (pool_acks.cpp).

@@ -47,6 +47,7 @@ class S2sService : public router::RemoteDelivery {
   void reload(const core::Config& config);
 
   void send(xml::Element stanza) override;
+  void send_shared(xml::Element stanza, const xml::SharedStanza& shared) override;
 
   // Inbound streams, outbound links (connecting or connected) and dialback verification
   // streams.

@@ -87,6 +87,10 @@ void S2sService::send(xml::Element stanza) {
   impl_->pool.send(std::move(stanza));
 }
 
+void S2sService::send_shared(xml::Element stanza, const xml::SharedStanza& shared) {
+  impl_->pool.send(std::move(stanza), &shared);
+}
+
 void S2sService::reload(const core::Config& config) {
   impl_->admission.reload(config.s2s);
   impl_->limits.reload(config.s2s);

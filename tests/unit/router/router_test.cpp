@@ -83,7 +83,14 @@ class FakeLocalHandler : public LocalHandler {
 class FakeRemoteDelivery : public RemoteDelivery {
  public:
   void send(xml::Element stanza) override { sent.push_back(std::move(stanza)); }
+  void send_shared(xml::Element stanza, const xml::SharedStanza& shared) override {
+    tails.push_back(shared.tail);
+    wire.push_back(shared.head(stanza.attr("to")) + *shared.tail);
+    send(std::move(stanza));
+  }
   std::vector<xml::Element> sent;
+  std::vector<std::shared_ptr<const std::string>> tails;  // of send_shared, in order
+  std::vector<std::string> wire;                          // what send_shared would write
 };
 
 // The condition element of a stanza error and the error's type, for assertions.
@@ -700,6 +707,36 @@ TEST_F(RouterTest, FanOut_LocalSessionsShareOneBufferOthersAreRouted) {
   ASSERT_EQ(remote_.sent.size(), 1u);
   EXPECT_EQ(remote_.sent[0].attr("to"), "benvolio@example.net/street");
   EXPECT_EQ(remote_.sent[0].child_text("body"), "to <all>");
+  // The link to the other server is handed the same serialisation as the local sessions.
+  ASSERT_EQ(remote_.tails.size(), 1u);
+  EXPECT_EQ(remote_.tails[0].get(), juliet_balcony_->tails[0]);
+}
+
+// Recipients on other servers (a PEP notification to remote contacts): one serialisation for
+// all of them, each written with its own 'to', the same bytes as a stanza of its own.
+TEST_F(RouterTest, FanOut_RemoteRecipientsShareOneSerialisation) {
+  router_.set_remote(&remote_);
+  const auto stanza = parse(
+      "<message xmlns='jabber:client' from='juliet@example.com' type='headline'><event "
+      "xmlns='http://jabber.org/protocol/pubsub#event'><items node='n'><item id='1'><x "
+      "xmlns='urn:x'>a &amp; b</x></item></items></event></message>");
+  router_.fan_out(stanza, {"a@example.net/1", "b@example.edu/2", "c@example.net/3"});
+  ASSERT_EQ(remote_.sent.size(), 3u);
+  ASSERT_EQ(remote_.tails.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(remote_.tails[i], remote_.tails[0]) << "serialised once";
+    auto written = xml::parse_element(remote_.wire[i], ns::kServer);
+    ASSERT_TRUE(written) << remote_.wire[i];
+    EXPECT_EQ(written->attr("to"), remote_.sent[i].attr("to"));
+    xml::Element expected = stanza;
+    expected.set_attr("to", remote_.sent[i].attr("to"));
+    auto own = xml::parse_element(xml::serialize_stanza(expected, ns::kServer), ns::kServer);
+    ASSERT_TRUE(own);
+    // The same element either way (attribute order aside: 'to' comes first).
+    written->remove_attr("to");
+    own->remove_attr("to");
+    EXPECT_EQ(written->str(ns::kServer), own->str(ns::kServer));
+  }
 }
 
 }  // namespace
