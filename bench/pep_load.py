@@ -5,9 +5,11 @@ One server under test (Waddle, Prosody with mod_pep, ejabberd with mod_pubsub's 
 is started as bench/s2s_load.py starts it (tests/interop/harness.py, "cert" mode: a private
 CA, SASL EXTERNAL between servers, STARTTLS required, logging at info, no pacing). Then:
 
-  1. accounts owner@DOMAIN and cK@DOMAIN (K = 1..C) are created; the owner and the C local
-     contacts log in over raw c2s (STARTTLS, PLAIN, resource "r" / "bench", roster get,
-     available presence without caps);
+  1. accounts owner@DOMAIN, probe@DOMAIN and cK@DOMAIN (K = 1..C) are created (Waddle,
+     Prosody: their command-line tools; ejabberd: in-band registration, as ejabberdctl
+     starts an Erlang VM per call); the owner and the C local contacts log in over raw c2s
+     (STARTTLS, PLAIN, resource "bench" / "r", roster get, available presence without
+     caps), the probe too (no roster get, no presence);
   2. the tool plays the remote server load.test: R contacts rK@load.test/r. Stanzas from
      them go over one raw S2S stream the tool opens to the server (s2s_load.LoadS2s:
      STARTTLS, SASL EXTERNAL with a CA-issued certificate for load.test); stanzas to them
@@ -21,14 +23,21 @@ CA, SASL EXTERNAL between servers, STARTTLS required, logging at info, no pacing
   4. every contact resource sends the owner available presence with XEP-0115 caps (sha-1,
      a correct ver) whose features include urn:xmpp:avatar:metadata+notify, and answers the
      server's disco#info query for node#ver (local contacts on their c2s session, remote
-     ones on the tool's S2S stream). Warm-up publishes (one every --retry-every seconds)
-     until every contact resource has received a notification, bounded by --setup-time;
+     ones on the tool's S2S stream). One contact (r1) goes first and its query is answered
+     before the others send theirs: the ver is known, as for a client version in use.
+     Warm-up publishes (one every --retry-every seconds) until every contact resource has
+     received a notification, bounded by --setup-time; then --warmup more, each of which
+     must reach every resource, the last one giving the expected notifications per
+     contact;
   5. measured: --rounds rounds of --publishes avatar metadata publishes by the owner, one at
      a time (the next when the previous one's C + R notifications and its result have
      arrived). The tool counts notifications per local session and, on the S2S streams from
      the server, per remote recipient (each must get every publish exactly once, or the run
-     fails), and reports the server's CPU per publish and per notification (schedstat, all
-     threads), wall time, fan-out latency (publish sent -> last notification read), RSS.
+     fails), and reports the server's CPU per publish and per contact resource notified
+     (schedstat, all threads), wall time, fan-out latency (publish sent -> last
+     notification read), the publish result's latency, the latency of a ping the probe
+     sends right after each publish (is the server still answering others while it fans
+     out?), and RSS. The load generator's own CPU is reported too.
 
 Every wait is bounded by a count and a deadline; only processes started here are stopped, by
 PID (through the harness); loopback addresses only. Stdlib only; run as root with Debian's
@@ -46,9 +55,11 @@ import base64
 import hashlib
 import json
 import os
+import queue
 import re
 import secrets
 import selectors
+import signal
 import socket
 import ssl
 import statistics
@@ -64,11 +75,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import s2s_load  # noqa: E402  (bench/s2s_load.py; it puts tests/interop and tests/system on the path)
 from s2s_load import (LOCAL, LoadS2s, bench_world, proc_cpu, proc_rss_kib,  # noqa: E402
-                      self_cpu, server_pid, version_of)
+                      self_cpu, server_pid, thread_cpu, version_of)
 import harness  # noqa: E402
 from rawxmpp import NS_SASL, NS_STREAMS, NS_TLS, RawXmpp, local_name, tag  # noqa: E402
 
 OWNER = "owner"
+PROBE = "probe"  # an account of its own whose session pings the server during the publishes
 NS_CAPS = "http://jabber.org/protocol/caps"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_ROSTER = "jabber:iq:roster"
@@ -158,7 +170,10 @@ def create_accounts(kind: str, server, names: list[str], deadline: float) -> Non
 
 
 def login_contact(kind: str, server, domain: str, user: str, resource: str,
-                  register: bool = False) -> RawXmpp:
+                  register: bool = False, online: bool = True) -> RawXmpp:
+    """A raw c2s session (ejabberd: the account registered in-band first); online: a
+    roster get (an "interested" resource, RFC 6121 §2.1.6) and available presence without
+    caps."""
     c = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
     try:
         if register:
@@ -175,7 +190,8 @@ def login_contact(kind: str, server, domain: str, user: str, resource: str,
             c.bind(resource)
         else:
             c.login(user, harness.PASSWORD, resource=resource)
-        c.send(f"<iq type='get' id='roster0'><query xmlns='{NS_ROSTER}'/></iq><presence/>")
+        if online:
+            c.send(f"<iq type='get' id='roster0'><query xmlns='{NS_ROSTER}'/></iq><presence/>")
     except BaseException:
         c.close()
         raise
@@ -337,6 +353,15 @@ class PepWorld:
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
         self.owner: Optional[RawXmpp] = None
+        self.probe: Optional[RawXmpp] = None  # the owner's second session: pings, timed
+        self.pongs: dict[str, float] = {}
+        self.ack_at: dict[str, float] = {}
+        self.timer: Optional["Timer"] = None
+        self.last_count_at = 0.0  # when a contact's socket last brought a notification
+        # the timer thread wakes the main loop through this pair when it records an answer
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, None)
         self.s2s_in: Optional[LoadS2s] = None
         self.listener: Optional[LoadTestListener] = None
         # protocol state
@@ -354,6 +379,7 @@ class PepWorld:
         self.tally_to: dict[str, int] = {}
         self.unexpected: list[str] = []
         self.s2s_out_count = 0
+        self.counting = False
 
     # ------------------------------------------------------------------ plumbing
 
@@ -369,9 +395,23 @@ class PepWorld:
             conn = Conn("s2s_out", s)
             self.add(conn)
             self._drain_queue(conn)  # stanzas parsed along with the last stream header
+            if self.counting:
+                self.unexpected.append(f"a new stream from the server to {LOCAL} while "
+                                       f"measuring")
+                self._count_on(conn)
 
-    def _fail_if_closed(self, conn: Conn) -> None:
+    def _fail_if_closed(self, conn: Conn) -> bool:
+        """Raises if a stream ended, except a stream from the server to load.test outside
+        the measured rounds (ejabberd closes one it thinks idle): it is dropped and True is
+        returned (the server opens a new one when it has something to send)."""
         o = conn.obj
+        if conn.role == "s2s_out" and (o.eof or o.stream_closed):
+            self.unexpected.append(f"a stream from the server to {LOCAL} ended (errors "
+                                   f"{o.stream_error_conditions()}); a new one is accepted")
+            self.sel.unregister(o.sock)
+            self.conns.remove(conn)
+            o.close()
+            return True
         if o.eof or o.stream_closed or o.parse_error is not None:
             raise RuntimeError(f"{conn.role} {conn.index} stream ended: " + o._describe(
                 f"errors {o.stream_error_conditions()}")[:3000])
@@ -381,10 +421,26 @@ class PepWorld:
         returns the number of reads that returned data."""
         self.adopt_streams()
         reads = 0
-        for key, _ in self.sel.select(timeout):
-            conn: Conn = key.data
+        events = self.sel.select(timeout)
+        # the owner's and the probe's streams first: their answers are timed
+        events.sort(key=lambda e: e[0].data is None or e[0].data.role not in ("owner", "probe"))
+        for key, _ in events:
+            conn: Optional[Conn] = key.data
+            if conn is None:  # the timer thread's wake-up
+                try:
+                    self._wake_r.recv(4096)
+                except BlockingIOError:
+                    pass
+                continue
             reads += self._read(conn)
         return reads
+
+    def wake_main(self) -> None:
+        if self.timer is not None:
+            try:
+                self._wake_w.send(b"!")
+            except OSError:
+                pass
 
     def _read(self, conn: Conn) -> int:
         if conn.counting:
@@ -395,8 +451,9 @@ class PepWorld:
             if not o._recv(0.001):
                 break
             reads += 1
-            self._fail_if_closed(conn)
             self._drain_queue(conn)
+            if self._fail_if_closed(conn):
+                break
             if not (isinstance(o.sock, ssl.SSLSocket) and o.sock.pending()):
                 break
         return reads
@@ -418,7 +475,10 @@ class PepWorld:
             reads += 1
             chunk = bytes(self._view[:got])
             data = conn.tail + chunk
-            conn.count += data.count(MARK)
+            n = data.count(MARK)
+            if n:
+                conn.count += n
+                self.last_count_at = time.monotonic()
             conn.tail = data[-keep:]
             conn.bytes += got
             if conn.keep is not None:
@@ -431,10 +491,19 @@ class PepWorld:
     def start_counting(self) -> None:
         self._buf = bytearray(262144)
         self._view = memoryview(self._buf)
+        self.counting = True
         for conn in self.conns:
             if conn.role in ("local", "s2s_out"):
-                conn.counting = True
-                conn.obj.sock.setblocking(False)
+                self._count_on(conn)
+
+    def _count_on(self, conn: Conn) -> None:
+        conn.counting = True
+        conn.obj.sock.setblocking(False)
+        if conn.obj._queue:  # parsed already: cannot be counted
+            self.unexpected.append(f"{len(conn.obj._queue)} stanzas parsed before counting")
+
+    def s2s_count(self) -> int:
+        return sum(c.count for c in self.conns if c.role == "s2s_out")
 
     def quiet(self, idle: float, limit: float) -> bool:
         """Pumps until nothing arrived for `idle` seconds (True) or `limit` passed."""
@@ -461,6 +530,14 @@ class PepWorld:
             el = q.popleft()
             if conn.role == "owner":
                 self._owner(el)
+            elif conn.role == "probe":
+                if local_name(el.tag) == "iq" and el.get("id", "").startswith("ping"):
+                    self.pongs[el.get("id")] = time.monotonic()
+                    self.wake_main()
+                else:
+                    reply = self._iq_error(el)
+                    if reply:
+                        self.probe.send(reply)
             elif conn.role == "local":
                 self._local(conn, el)
             elif conn.role == "s2s_out":
@@ -522,6 +599,8 @@ class PepWorld:
                 self.send_owner(f"<iq type='result' id={quoteattr(el.get('id', ''))}/>")
             elif typ in ("result", "error") and el.get("id", "").startswith("pub"):
                 self.acks[el.get("id")] = typ if typ == "result" else ET.tostring(el).decode()
+                self.ack_at[el.get("id")] = time.monotonic()
+                self.wake_main()
             elif typ in ("get", "set"):
                 reply = self._iq_error(el)
                 if reply:
@@ -597,10 +676,66 @@ class PepWorld:
         return [j for j in self.all_contacts() if j not in self.event_seen]
 
     def close(self) -> None:
+        if self.timer is not None:
+            self.timer.close()
         for c in self.conns:
             c.obj.close()
         if self.listener is not None:
             self.listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+class Timer(threading.Thread):
+    """During the measured rounds, all I/O of the owner's and the probe's sessions: it sends
+    each publish and the probe's ping when asked, reads their answers and notes when they
+    arrived, while the main thread reads the notifications. (A thread of its own, so that an
+    answer is timed when it arrives, not when the main thread is done reading 500
+    notifications; the sessions' TLS objects are used by this thread only meanwhile.)"""
+
+    def __init__(self, world: PepWorld):
+        super().__init__(daemon=True)
+        self.world = world
+        self.q: queue.Queue = queue.Queue()
+        self.sent_at: dict[str, float] = {}
+        self.error: Optional[BaseException] = None
+        self.stop_flag = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self.conns = [c for c in world.conns if c.role in ("owner", "probe")]
+        for c in self.conns:
+            world.sel.unregister(c.obj.sock)
+
+    def submit(self, iq_id: str, publish: str, ping: str) -> None:
+        self.q.put((iq_id, publish, ping))
+        self._wake_w.send(b"!")
+
+    def run(self) -> None:
+        import select
+        by_sock = {c.obj.sock: c for c in self.conns}
+        try:
+            while not self.stop_flag:
+                ready, _, _ = select.select([self._wake_r, *by_sock], [], [], 0.2)
+                for sock in ready:
+                    if sock is self._wake_r:
+                        self._wake_r.recv(4096)
+                        while not self.q.empty():
+                            iq_id, publish, ping = self.q.get_nowait()
+                            self.sent_at[iq_id] = time.monotonic()
+                            self.world.send_owner(publish)
+                            if not self.world.probe.send(ping):
+                                raise RuntimeError(self.world.probe._describe("probe: send"))
+                    else:
+                        self.world._read(by_sock[sock])
+        except BaseException as e:  # noqa: BLE001 (the main thread reports it)
+            self.error = e
+            self.world.wake_main()
+
+    def close(self) -> None:
+        self.stop_flag = True
+        self._wake_w.send(b"!")
+        self.join(2)
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 def owner_roster_get(world: PepWorld, deadline: float) -> dict[str, str]:
@@ -668,7 +803,7 @@ def run_server(kind: str, args) -> dict:
             server = make_pep_server(kind, fed, domain)
             contacts = [f"c{k}" for k in range(1, C + 1)]
             t0 = time.monotonic()
-            create_accounts(kind, server, [OWNER] + contacts, setup_deadline)
+            create_accounts(kind, server, [OWNER, PROBE] + contacts, setup_deadline)
             fed.start()
             if kind == "ejabberd":
                 server.register(OWNER)
@@ -682,6 +817,13 @@ def run_server(kind: str, args) -> dict:
             t0 = time.monotonic()
             world.owner = login_contact(kind, server, domain, OWNER, "bench")
             world.add(Conn("owner", world.owner))
+            # Another account's session, without presence: during each measured publish it
+            # pings the server and the answer is timed. (Not a second session of the owner:
+            # ejabberd sends PEP notifications by the caps one of the owner's sessions has
+            # seen, and may pick a session without presence, which has seen none.)
+            world.probe = login_contact(kind, server, domain, PROBE, "probe",
+                                        register=kind == "ejabberd", online=False)
+            world.add(Conn("probe", world.probe))
             for k, name in enumerate(contacts, 1):
                 if time.monotonic() > setup_deadline:
                     raise RuntimeError(f"only {k - 1} of {C} contacts logged in in time")
@@ -722,12 +864,28 @@ def run_server(kind: str, args) -> dict:
 
             # ---- caps presence, disco answers, warm-up publishes
             t0 = time.monotonic()
+            # One contact first, so that the server knows the ver before the others send it,
+            # as for a client version already in use: without this, Prosody asks each
+            # local contact for its own features too while the ver is unknown, and every
+            # local contact whose answer comes in before the first one is processed has its
+            # bare JID added to the owner's notifications (mod_pep's "fiddle with other
+            # local users"), a number that varies from run to run.
+            first = world.remote_jids[0] if R else None
+            if first:
+                world.send_s2s(f"<presence from='{first}/r' to='{world.owner_jid}'>{CAPS}"
+                               f"</presence>")
+            else:
+                world.send_local(next(c for c in world.conns if c.role == "local"),
+                                 f"<presence>{CAPS}</presence>")
+            world.pump_until(lambda: sum(world.caps_queries.values()) > 0,
+                             min(setup_deadline, time.monotonic() + 15))
+            world.quiet(0.5, 10)
             for conn in world.conns:
-                if conn.role == "local":
+                if conn.role == "local" and (first or conn.index > 1):
                     world.send_local(conn, f"<presence>{CAPS}</presence>")
                     if conn.index % 50 == 0:
                         world.pump(0)
-            for i in range(0, R, 50):
+            for i in range(1, R, 50):
                 world.send_s2s("".join(
                     f"<presence from='{j}/r' to='{world.owner_jid}'>{CAPS}</presence>"
                     for j in world.remote_jids[i:i + 50]))
@@ -756,22 +914,44 @@ def run_server(kind: str, args) -> dict:
                                  min(setup_deadline, time.monotonic() + args.retry_every))
                 if world.acks.get(iq_id, "result") != "result":
                     raise RuntimeError(f"warm-up publish refused: {world.acks[iq_id]}")
-            # Warm-up publishes until every resource has had a notification of each one.
-            for _ in range(args.warmup):
+            result["known_s"] = round(time.monotonic() - t0, 2)
+            # More warm-up publishes, each of which must reach every resource; what the last
+            # one delivered (notifications per contact, and to which address) is the shape
+            # every measured publish must have.
+            world.quiet(0.5, 10)
+            for w in range(args.warmup):
                 seq += 1
                 world.event_seen.clear()
+                world.tally.clear()
+                world.tally_to.clear()
                 iq_id, stanza = publish_iq(seq)
                 world.send_owner(stanza)
-                world.pump_until(lambda: not world.missing_events() and iq_id in world.acks,
-                                 min(setup_deadline, time.monotonic() + args.publish_timeout))
-            world.quiet(1.0, 15)
+                if not world.pump_until(
+                        lambda: not world.missing_events() and iq_id in world.acks,
+                        min(setup_deadline, time.monotonic() + args.publish_timeout)):
+                    miss = world.missing_events()
+                    raise RuntimeError(f"warm-up publish {w + 1} (once every resource was "
+                                       f"known): no notification for {len(miss)} contacts "
+                                       f"(e.g. {miss[:5]}); result: {world.acks.get(iq_id)}"
+                                       + pep_metrics(kind, server))
+                world.quiet(0.5, 10)
+            shape = dict(world.tally)  # contact (bare) -> notifications per publish
+            per_publish = sum(shape.values())
+            full = sum(v for t, v in world.tally_to.items() if "/" in t)
+            result["notifications_per_publish"] = {
+                "to_full_jid": full, "to_bare_jid": per_publish - full,
+                "local": sum(shape.get(j, 0) for j in world.local_jids),
+                "remote": sum(shape.get(j, 0) for j in world.remote_jids)}
+            if per_publish != C + R:
+                print(f"  note: one publish delivers {per_publish} notification stanzas for "
+                      f"{C + R} contact resources: {result['notifications_per_publish']}",
+                      flush=True)
             result["caps_queries"] = dict(world.caps_queries)
             result["warmup_publishes"] = warm + args.warmup
             result["streams_from_server"] = world.s2s_out_count
-            result["known_s"] = round(time.monotonic() - t0, 2)
             result["setup_s"] = round(time.monotonic() - t_setup, 2)
             print(f"  caps known: every contact resource notified after {warm} publish(es) "
-                  f"({result['known_s']}s; disco#info queries answered: local "
+                  f"({result['known_s']}s after the caps presence; disco#info queries answered: local "
                   f"{world.caps_queries['local']}, remote {world.caps_queries['remote']}; "
                   f"streams from the server to {LOCAL}: {world.s2s_out_count}); "
                   f"{args.warmup} more warm-up publishes", flush=True)
@@ -780,11 +960,13 @@ def run_server(kind: str, args) -> dict:
 
             # ---- measured rounds
             world.start_counting()
+            timer = world.timer = Timer(world)
+            timer.start()
             locals_ = [c for c in world.conns if c.role == "local"]
-            outs = [c for c in world.conns if c.role == "s2s_out"]
             fan = C + R
             rounds = []
             for r in range(args.rounds):
+                outs = [c for c in world.conns if c.role == "s2s_out"]
                 for c in locals_ + outs:
                     c.count = 0
                     if c.keep is not None:
@@ -793,58 +975,77 @@ def run_server(kind: str, args) -> dict:
                 world.acks.clear()
                 metrics0 = waddle_pep_notifications(kind, server)
                 rss0 = proc_rss_kib(pid)
+                storage0 = thread_cpu(pid, "waddle-storage") if kind == "waddle" else 0.0
                 tick0, sched0 = proc_cpu(pid)
                 me0 = self_cpu()
                 t_round = time.monotonic()
                 round_deadline = t_round + args.time_limit
-                latencies, acks_ms = [], []
+                latencies, acks_ms, pings_ms = [], [], []
                 done = 0
                 failure = ""
                 for i in range(args.publishes):
                     seq += 1
                     iq_id, stanza = publish_iq(seq)
-                    want = (done + 1) * fan
+                    want = (done + 1) * per_publish
                     tp = time.monotonic()
-                    world.send_owner(stanza)
-                    ack_at = [0.0]
+                    ping_id = f"ping{seq}"
+                    timer.submit(iq_id, stanza, f"<iq type='get' id='{ping_id}' to='{domain}'>"
+                                                f"<ping xmlns='{NS_PING}'/></iq>")
 
                     def finished() -> bool:
-                        if not ack_at[0] and iq_id in world.acks:
-                            ack_at[0] = time.monotonic()
-                        return bool(ack_at[0]) and sum(c.count for c in locals_) + sum(
-                            c.count for c in outs) >= want
+                        if timer.error is not None:
+                            raise RuntimeError(f"owner or probe session: {timer.error!r}")
+                        return iq_id in world.ack_at and ping_id in world.pongs and sum(
+                            c.count for c in locals_) + world.s2s_count() >= want
 
                     ok = world.pump_until(finished, min(round_deadline,
                                                         tp + args.publish_timeout))
-                    t_done = time.monotonic()
                     if world.acks.get(iq_id, "result") != "result":
                         failure = f"publish {i + 1} refused: {world.acks[iq_id][:500]}"
                         break
                     if not ok:
-                        got = sum(c.count for c in locals_) + sum(c.count for c in outs)
-                        failure = (f"publish {i + 1}: {got - done * fan} of {fan} notifications "
-                                   f"and {'a' if ack_at[0] else 'no'} result within "
+                        got = sum(c.count for c in locals_) + world.s2s_count()
+                        failure = (f"publish {i + 1}: {got - done * per_publish} of "
+                                   f"{per_publish} notifications "
+                                   f"and {'a' if iq_id in world.acks else 'no'} result within "
                                    f"{min(args.publish_timeout, round_deadline - tp):.0f}s")
                         break
                     done += 1
-                    latencies.append((t_done - tp) * 1e3)
-                    acks_ms.append((ack_at[0] - tp) * 1e3)
+                    t_sent = timer.sent_at[iq_id]
+                    latencies.append((world.last_count_at - t_sent) * 1e3)
+                    acks_ms.append((world.ack_at[iq_id] - t_sent) * 1e3)
+                    pings_ms.append((world.pongs[ping_id] - t_sent) * 1e3)
                 t_end = time.monotonic()
                 tick1, sched1 = proc_cpu(pid)
                 me1 = self_cpu()
                 rss1 = proc_rss_kib(pid)
-                # Late or duplicate notifications would show in the per-recipient counts.
+                # Late or duplicate notifications would show in the per-recipient counts; CPU
+                # the server spends after the round (deferred writes, timers; for ejabberd
+                # also the Erlang schedulers' busy wait) is reported apart, not counted.
                 world.quiet(0.3, 3)
+                _, sched2 = proc_cpu(pid)
+                storage1 = thread_cpu(pid, "waddle-storage") if kind == "waddle" else 0.0
                 metrics1 = waddle_pep_notifications(kind, server)
+                # Per recipient: a local session's notifications (to its full JID or its
+                # bare JID) and a remote contact's (over any stream) must be `done` times
+                # what the last warm-up publish delivered to it.
+                outs = [c for c in world.conns if c.role == "s2s_out"]  # (and any new one)
                 per_local = {c.index: c.count for c in locals_}
-                per_remote: dict[str, int] = {}
+                to_local: dict[str, int] = {}
+                for c in locals_:
+                    for k, v in recipients(bytes(c.keep)).items():
+                        to_local[k] = to_local.get(k, 0) + v
+                to_remote: dict[str, int] = {}
                 for c in outs:
-                    for k, v in s2s_recipients(bytes(c.keep)).items():
-                        per_remote[k] = per_remote.get(k, 0) + v
+                    for k, v in recipients(bytes(c.keep)).items():
+                        to_remote[k] = to_remote.get(k, 0) + v
+                per_remote: dict[str, int] = {}
+                for k, v in to_remote.items():
+                    per_remote[bare(k)] = per_remote.get(bare(k), 0) + v
                 bad_local = {world.local_jids[k - 1]: v for k, v in per_local.items()
-                             if v != done}
+                             if v != done * shape.get(world.local_jids[k - 1], 1)}
                 bad_remote = {j: per_remote.get(j, 0) for j in world.remote_jids
-                              if per_remote.get(j, 0) != done}
+                              if per_remote.get(j, 0) != done * shape.get(j, 1)}
                 stray = {j: v for j, v in per_remote.items() if j not in world.remote_jids}
                 wall = max(t_end - t_round, 1e-9)
                 n = max(done, 1)
@@ -854,15 +1055,20 @@ def run_server(kind: str, args) -> dict:
                     and not bad_local and not bad_remote and not stray,
                     "notifications_local": sum(per_local.values()),
                     "notifications_remote": sum(per_remote.values()),
+                    "local_to_full_jid": sum(v for k, v in to_local.items() if "/" in k),
+                    "remote_to_full_jid": sum(v for k, v in to_remote.items() if "/" in k),
                     "wall_s": round(wall, 3), "publishes_per_s": round(done / wall, 1),
                     "cpu_s_stat": round(tick1 - tick0, 3), "cpu_s_sched": round(cpu_sched, 4),
                     "us_per_publish": round(cpu_sched / n * 1e6, 1),
                     "us_per_publish_stat": round((tick1 - tick0) / n * 1e6, 1),
                     "us_per_notification": round(cpu_sched / (n * fan) * 1e6, 3),
+                    "after_round_ms": round((sched2 - sched1) * 1e3, 2),
                     "server_cpu_util": round(cpu_sched / wall, 2),
                     "fanout_ms_median": round(statistics.median(latencies), 2) if latencies else None,
                     "fanout_ms_max": round(max(latencies), 2) if latencies else None,
                     "result_ms_median": round(statistics.median(acks_ms), 2) if acks_ms else None,
+                    "ping_ms_median": round(statistics.median(pings_ms), 2) if pings_ms else None,
+                    "ping_ms_max": round(max(pings_ms), 2) if pings_ms else None,
                     "loadgen_cpu_s": round(me1 - me0, 3),
                     "s2s_bytes_per_notification": round(sum(c.bytes for c in outs) /
                                                         max(sum(per_remote.values()), 1), 1),
@@ -870,6 +1076,8 @@ def run_server(kind: str, args) -> dict:
                                                         max(sum(per_local.values()), 1), 1),
                     "rss_kib_before": rss0, "rss_kib_after": rss1,
                 }
+                if kind == "waddle":  # of which the storage thread (to the settle's end)
+                    rd["storage_us_per_publish"] = round((storage1 - storage0) / n * 1e6, 1)
                 if metrics1 is not None and metrics0 is not None:
                     rd["waddle_pep_notifications"] = {k: metrics1.get(k, 0) - metrics0.get(k, 0)
                                                       for k in metrics1}
@@ -888,8 +1096,10 @@ def run_server(kind: str, args) -> dict:
                       f"µs/notification (schedstat; stat {rd['us_per_publish_stat']:.0f} µs), "
                       f"util {rd['server_cpu_util']:.2f}; fan-out median "
                       f"{rd['fanout_ms_median']} ms, max {rd['fanout_ms_max']} ms (result "
-                      f"{rd['result_ms_median']} ms); load generator CPU "
-                      f"{rd['loadgen_cpu_s']:.2f}s; RSS {rss0} -> {rss1} KiB", flush=True)
+                      f"{rd['result_ms_median']} ms; ping from another account "
+                      f"{rd['ping_ms_median']} ms, max {rd['ping_ms_max']} ms); load generator CPU "
+                      f"{rd['loadgen_cpu_s']:.2f}s; server CPU in the 0.3 s after the round "
+                      f"{rd['after_round_ms']} ms; RSS {rss0} -> {rss1} KiB", flush=True)
                 if not rd["complete"]:
                     print(f"  INCOMPLETE: {failure}; local sessions with a wrong count "
                           f"{len(bad_local)} {rd['bad_local']}; remote recipients with a "
@@ -901,8 +1111,10 @@ def run_server(kind: str, args) -> dict:
             good = [x for x in rounds if x["complete"]] or rounds
             for key in ("us_per_publish", "us_per_publish_stat", "us_per_notification",
                         "wall_s", "publishes_per_s", "server_cpu_util", "fanout_ms_median",
-                        "fanout_ms_max", "result_ms_median", "loadgen_cpu_s",
-                        "s2s_bytes_per_notification", "c2s_bytes_per_notification"):
+                        "fanout_ms_max", "result_ms_median", "ping_ms_median", "ping_ms_max",
+                        "loadgen_cpu_s",
+                        "s2s_bytes_per_notification", "c2s_bytes_per_notification",
+                        "after_round_ms", "storage_us_per_publish"):
                 vals = [x[key] for x in good if x.get(key) is not None]
                 result[key] = round(statistics.median(vals), 3) if vals else None
             result["complete"] = bool(rounds) and all(x["complete"] for x in rounds)
@@ -911,6 +1123,8 @@ def run_server(kind: str, args) -> dict:
             result["rss_kib_after"] = rounds[-1]["rss_kib_after"]
             if world.listener.errors:
                 result["listener_errors"] = world.listener.errors[:5]
+            if world.unexpected:
+                result["notes"] = world.unexpected[:10]
             return result
         finally:
             world.close()
@@ -953,7 +1167,8 @@ def table(results: list[dict]) -> str:
     ok = {r["server"]: r for r in results if "error" not in r}
     base = ok.get("waddle")
     lines = [f"{'server':<10} {'version':<22} {'C+R':>9} {'µs CPU/publish':>15} "
-             f"{'µs/notification':>16} {'× Waddle':>9} {'fan-out ms':>11} {'RSS after':>10}  note"]
+             f"{'µs/notification':>16} {'× Waddle':>9} {'fan-out ms':>11} {'ping ms':>8} "
+             f"{'RSS after':>10}  note"]
     for r in results:
         if "error" in r:
             lines.append(f"{r['server']:<10} FAILED: {r['error'].splitlines()[0][:110]}")
@@ -964,14 +1179,16 @@ def table(results: list[dict]) -> str:
             f"{r['server']:<10} {r.get('version', '')[:22]:<22} "
             f"{r['local_contacts']:>4}+{r['remote_contacts']:<4} {r['us_per_publish']:>15.0f} "
             f"{r['us_per_notification']:>16.2f} {ratio:>9} {r['fanout_ms_median']:>11.1f} "
-            f"{r['rss_kib_after'] / 1024:>6.1f} MiB  {'' if r['complete'] else 'INCOMPLETE'}")
+            f"{r['ping_ms_median']:>8.1f} {r['rss_kib_after'] / 1024:>6.1f} MiB  {'' if r['complete'] else 'INCOMPLETE'}")
     for other in ("prosody", "ejabberd"):
         if base and other in ok and ok[other].get("us_per_publish"):
             lines.append(f"Waddle/{other.capitalize()} CPU per publish: "
                          f"{base['us_per_publish'] / ok[other]['us_per_publish']:.3f} "
                          f"({ok[other]['us_per_publish'] / base['us_per_publish']:.1f}x less)")
-    lines.append("(median of rounds; server CPU from /proc/PID/task/*/schedstat; fan-out: "
-                 "publish sent -> last notification read, one publish at a time)")
+    lines.append("(median of rounds; server CPU from /proc/PID/task/*/schedstat, per publish "
+                 "and per contact resource notified; fan-out: publish sent -> last notification "
+                 "read, one publish at a time; ping: another account's session pings the server "
+                 "right after each publish, sent -> answer read)")
     return "\n".join(lines)
 
 
@@ -1018,6 +1235,10 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="append one JSON object per server here")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
     args = ap.parse_args()
+    # SIGTERM (run_comparison.sh's timeout) ends the run through the finally blocks, which
+    # stop the servers started here.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    args.warmup = max(args.warmup, 1)  # the last warm-up publish gives the expected shape
     if args.quick:
         args.contacts, args.remote, args.publishes, args.rounds = 20, 20, 20, 2
         args.warmup = 2

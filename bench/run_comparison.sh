@@ -5,12 +5,22 @@
 #   bench/run_comparison.sh --hop    (full hop between two servers of each kind)
 #   bench/run_comparison.sh --streams 500    (memory and CPU per idle inbound S2S stream)
 #   bench/run_comparison.sh --clients 500    (memory and CPU per idle client session)
+#   bench/run_comparison.sh --pep [--quick | pep_load.py options]
+#                                            (PEP fan-out: CPU per publish to 250 local + 250
+#                                             remote contacts; bench/pep_load.py, all three
+#                                             servers in one invocation, which prints the table)
 # Results (one JSON object per server) go to $OUT (default bench/results-DATE.jsonl).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
 OUT=${OUT:-$HERE/results-$(date +%Y%m%d-%H%M%S).jsonl}
 : > "$OUT"
+if [ "${1:-}" = "--pep" ]; then
+    shift
+    # one process runs the servers one after another (so the ratios come from one run),
+    # bounded as a whole
+    exec timeout 2700 "$PY" "$HERE/pep_load.py" waddle prosody ejabberd --json "$OUT" "$@"
+fi
 status=0
 for server in waddle prosody ejabberd; do
     # each run is bounded: per-round time limit inside the tool, plus a hard cap here
