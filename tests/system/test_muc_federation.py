@@ -349,3 +349,38 @@ def test_atproto_did_travels_in_the_credential_and_is_confirmed(fed):
     assert jwt_claims(token_holder[0])["did"] == did
     assert b.cli("did", BOB, "-").returncode == 0
     run(after_unlink)
+
+
+def test_a_moderation_reaches_an_occupant_on_another_server(fed):
+    """XEP-0425 across federation: bob (b.test) speaks in a room of a.test; his own request to
+    retract it, over S2S, is refused (he is no moderator); the owner retracts it, and the
+    room's notice reaches bob over S2S."""
+    a, b = servers_a_and_b(fed)
+    ns_retract = "urn:xmpp:message-retract:1"
+    ns_moderate = "urn:xmpp:message-moderate:1"
+
+    async def body():
+        alice = await login(a, f"{ALICE}/home", PASSWORD)
+        bob = await login(b, f"{BOB}/work", PASSWORD)
+        await join(alice, ROOM, "Alice")
+        await join(bob, ROOM, "Bob", timeout=20)
+        groupchat(bob, ROOM, "an unwanted line")
+        seen = await alice.expect_message(body="an unwanted line", mtype="groupchat")
+        sid = next(e.get("id") for e in seen.xml.findall("{urn:xmpp:sid:0}stanza-id")
+                   if e.get("by") == ROOM)
+        # Bob, from his server, may not retract it.
+        iq = bob.make_iq_set(ito=ROOM)
+        ET.SubElement(ET.SubElement(iq.xml, f"{{{ns_moderate}}}moderate", {"id": sid}),
+                      f"{{{ns_retract}}}retract")
+        with pytest.raises(IqError) as refused:
+            await iq.send(timeout=20)
+        assert refused.value.iq["error"]["condition"] == "forbidden"
+        iq = alice.make_iq_set(ito=ROOM)
+        ET.SubElement(ET.SubElement(iq.xml, f"{{{ns_moderate}}}moderate", {"id": sid}),
+                      f"{{{ns_retract}}}retract")
+        await iq.send(timeout=20)
+        notice = await bob.messages.get(
+            lambda m: m.xml.find(f"{{{ns_retract}}}retract[@id='{sid}']") is not None,
+            timeout=20)
+        assert str(notice["from"]) == ROOM, str(notice)
+    run(body)
