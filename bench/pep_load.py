@@ -974,6 +974,7 @@ def run_server(kind: str, args) -> dict:
                     c.bytes = 0
                 world.acks.clear()
                 metrics0 = waddle_pep_notifications(kind, server)
+                loadavg = Path("/proc/loadavg").read_text().split()[0]
                 rss0 = proc_rss_kib(pid)
                 storage0 = thread_cpu(pid, "waddle-storage") if kind == "waddle" else 0.0
                 tick0, sched0 = proc_cpu(pid)
@@ -1075,6 +1076,7 @@ def run_server(kind: str, args) -> dict:
                     "c2s_bytes_per_notification": round(sum(c.bytes for c in locals_) /
                                                         max(sum(per_local.values()), 1), 1),
                     "rss_kib_before": rss0, "rss_kib_after": rss1,
+                    "loadavg_before": loadavg,
                 }
                 if kind == "waddle":  # of which the storage thread (to the settle's end)
                     rd["storage_us_per_publish"] = round((storage1 - storage0) / n * 1e6, 1)
@@ -1118,6 +1120,8 @@ def run_server(kind: str, args) -> dict:
                 vals = [x[key] for x in good if x.get(key) is not None]
                 result[key] = round(statistics.median(vals), 3) if vals else None
             result["complete"] = bool(rounds) and all(x["complete"] for x in rounds)
+            # other work on the machine shows here (the 1-minute load average)
+            result["loadavg_after"] = Path("/proc/loadavg").read_text().split()[0]
             result["rss_kib_logged_in"] = rss_logged_in
             result["rss_kib_before"] = rounds[0]["rss_kib_before"]
             result["rss_kib_after"] = rounds[-1]["rss_kib_after"]
