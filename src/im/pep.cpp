@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -20,7 +21,6 @@
 #include "im/pep_store.h"
 #include "metrics/metrics.h"
 #include "net/worker.h"
-#include "xml/parser.h"
 #include "xml/stanza.h"
 
 namespace waddle::im {
@@ -34,7 +34,7 @@ using xml::Element;
 
 namespace {
 
-constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";
+using ns::kPubsub;
 constexpr std::string_view kOwner = "http://jabber.org/protocol/pubsub#owner";
 constexpr std::string_view kEvent = "http://jabber.org/protocol/pubsub#event";
 constexpr std::string_view kPrivate = "jabber:iq:private";        // XEP-0049
@@ -119,13 +119,6 @@ std::optional<PepRequestError> readable(storage::Storage& st, const Asker& a,
   if (!logic::may_read(config, reader_of(st.roster_item(a.domain, a.user, a.from_bare), false)))
     return access_error(config);
   return std::nullopt;
-}
-
-std::vector<logic::PepItem> parsed(const std::vector<storage::PepStoredItem>& stored) {
-  std::vector<logic::PepItem> out;
-  for (const auto& s : stored)
-    if (auto payload = xml::parse_element(s.payload)) out.push_back({s.id, std::move(*payload)});
-  return out;
 }
 
 Outcome publish(storage::Storage& st, const Asker& a, const logic::PepPublish& p) {
@@ -490,17 +483,24 @@ asio::awaitable<void> Pep::send_last(Jid owner, std::vector<std::string> to) {
     std::vector<Last> out;
     const auto nodes = st.pep_nodes(domain, user);
     if (nodes.empty()) return out;
+    const pep_store::Owner owner{domain, user, user + "@" + domain, {}, {}, 0};
+    std::vector<PepConfig> configs;
+    for (const auto& n : nodes) configs.push_back(config_of(n));
+    // Each node's last item read once, for however many targets want it.
+    std::map<std::size_t, std::vector<logic::PepItem>> last_of;
     for (std::size_t i = 0; i < targets.size(); ++i) {
       const auto& t = targets[i];
       const auto reader =
           reader_of(t.own ? std::nullopt : st.roster_item(domain, user, t.bare), t.own);
-      for (const auto& n : nodes) {
-        const PepConfig config = config_of(n);
-        if (config.send_last == logic::SendLast::kNever ||
-            !logic::wants_notifications(*t.features, n.name) || !logic::may_read(config, reader))
+      for (std::size_t k = 0; k < nodes.size(); ++k) {
+        if (configs[k].send_last == logic::SendLast::kNever ||
+            !logic::wants_notifications(*t.features, nodes[k].name) ||
+            !logic::may_read(configs[k], reader))
           continue;
-        for (auto& item : parsed(st.pep_items(domain, user, n.name, {}, 1)))
-          out.push_back({n.name, std::move(item), i});
+        auto it = last_of.find(k);
+        if (it == last_of.end())
+          it = last_of.emplace(k, pep_store::items(st, owner, nodes[k].name, {}, 1)).first;
+        for (const auto& item : it->second) out.push_back({nodes[k].name, item, i});
       }
     }
     return out;

@@ -69,8 +69,10 @@ void Room::moderate_iq(const Element& iq, const Jid& from) {
   auto make_tombstone = [m, now](const Element& message) { return tombstone(message, m, now); };
   // The answer comes back later: the room may be gone by then, or the service.
   auto done = [ctx = ctx_, alive = ctx_->alive, room = jid_, m](bool found) {
-    if (!alive || !*alive) return;
-    if (Room* r = ctx->find_room(room)) r->finish_moderation(m, found);
+    if (!alive || !*alive) return;  // the service is gone (shutdown)
+    if (Room* r = ctx->find_room(room)) return r->finish_moderation(m, found);
+    // The room went away meanwhile: the moderator still gets an answer.
+    ctx->send(xml::make_error_reply(m.iq, StanzaError::kItemNotFound, "The room is gone"));
   };
   ctx_->archive_retract(jid_, m.id, std::move(make_tombstone), std::move(done));
 }

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/namespaces.h"
 #include "im/logic/pep_event.h"
 #include "xml/element.h"
 
