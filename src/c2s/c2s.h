@@ -5,8 +5,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <functional>
+#include <memory>
 
 #include "core/config.h"
+#include "core/connection_gate.h"
+#include "xml/parser.h"
 
 namespace waddle::router {
 class Router;
@@ -26,8 +29,8 @@ namespace waddle::metrics {
 struct C2sMetrics;
 struct ListenerMetrics;
 }  // namespace waddle::metrics
-namespace waddle::core {
-class ConnectionGate;
+namespace waddle::stream {
+class XmlStream;
 }
 
 namespace waddle::c2s {
@@ -50,6 +53,15 @@ struct C2sContext {
 // with policy-violation is written if the socket takes it at once (nothing on the direct TLS
 // port), and the socket is closed. direct_tls: XEP-0368 port, TLS before the stream.
 void start_session(C2sContext& ctx, boost::asio::ip::tcp::socket socket, bool direct_tls);
+
+// Starts a session of XMPP over WebSocket (RFC 7395) on a stream whose HTTP upgrade is done
+// (XmlStream::use_websocket), admitted by the gate already (`unauthenticated`). `token` is
+// held as long as the session lives.
+void start_websocket_session(C2sContext& ctx, std::shared_ptr<stream::XmlStream> stream,
+                             core::ConnectionGate::Ticket unauthenticated,
+                             std::shared_ptr<void> token = {});
+// The parser limits a client stream starts with (before authentication).
+xml::ParserLimits client_stream_limits(const core::Config& config);
 
 // Client sessions that still exist (connected or closing).
 std::size_t live_sessions();

@@ -69,20 +69,31 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
  public:
   Session(C2sContext& ctx, asio::ip::tcp::socket socket, bool direct_tls,
           core::ConnectionGate::Ticket unauthenticated)
+      : Session(ctx, std::make_shared<stream::XmlStream>(std::move(socket), ctx.tls,
+                                                         client_limits(ctx.config)),
+                direct_tls, std::move(unauthenticated)) {}
+
+  // XMPP over WebSocket: the connection is already encrypted (wss), or is plain HTTP on
+  // loopback behind a proxy that encrypts it; RFC 7395 §3.6 has no STARTTLS.
+  Session(C2sContext& ctx, std::shared_ptr<stream::XmlStream> stream, bool direct_tls,
+          core::ConnectionGate::Ticket unauthenticated)
       : ctx_(ctx),
         direct_tls_(direct_tls),
-        deadline_(socket.get_executor()),
-        idle_(socket.get_executor()),
-        paced_(socket.get_executor()),
-        stream_(std::make_shared<stream::XmlStream>(
-            std::move(socket), ctx.tls,
-            stream::before_authentication(stream::client_parser_limits(ctx.config), ctx.config))),
+        deadline_(stream->executor()),
+        idle_(stream->executor()),
+        paced_(stream->executor()),
+        stream_(std::move(stream)),
         reader_(stream_),
         remote_(stream_->remote_address()),
         sasl_(ctx, remote_),
         out_(ctx, stream_),
         unauthenticated_(std::move(unauthenticated)),
-        alive_(g_live_sessions.enter()) {}
+        alive_(g_live_sessions.enter()),
+        state_(stream_->websocket() ? State::kEncrypted : State::kPlaintext) {}
+
+  static xml::ParserLimits client_limits(const core::Config& config) {
+    return stream::before_authentication(stream::client_parser_limits(config), config);
+  }
 
   asio::awaitable<void> run() {
     auto self = shared_from_this();
@@ -106,7 +117,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
             if (auto s = weak.lock()) s->on_overflow(why);
           });
         });
-    spdlog::debug("c2s {}: connected{}", remote_, direct_tls_ ? " (direct TLS)" : "");
+    spdlog::debug("c2s {}: connected{}", remote_,
+                  stream_->websocket() ? " (WebSocket)" : direct_tls_ ? " (direct TLS)" : "");
     stream::arm_handshake_deadline(deadline_, ctx_.config.c2s.limits.handshake_timeout,
                                    [weak = weak_from_this()] {
                                      auto s = weak.lock();
@@ -124,6 +136,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
     co_await read_loop();
     if (open()) connection_lost();
   }
+
+  void hold(std::shared_ptr<void> token) { token_ = std::move(token); }
 
   // --- LocalSession ---
   const core::Jid& jid() const override { return jid_; }
@@ -706,6 +720,7 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   core::Jid jid_;
   bool resuming_ = false;  // bound by <resume/>: the router entry is taken over, not added
   std::string ping_id_;    // of our ping waiting for an answer (watch_idle)
+  std::shared_ptr<void> token_;  // start_websocket_session's, released with the session
 };
 
 }  // namespace
@@ -737,6 +752,20 @@ void start_session(C2sContext& ctx, asio::ip::tcp::socket socket, bool direct_tl
   auto executor = socket.get_executor();
   auto session = std::make_shared<Session>(ctx, std::move(socket), direct_tls, std::move(ticket));
   net::spawn_logged(executor, session->run(), "c2s session");
+}
+
+void start_websocket_session(C2sContext& ctx, std::shared_ptr<stream::XmlStream> stream,
+                             core::ConnectionGate::Ticket unauthenticated,
+                             std::shared_ptr<void> token) {
+  auto executor = stream->executor();
+  auto session =
+      std::make_shared<Session>(ctx, std::move(stream), false, std::move(unauthenticated));
+  session->hold(std::move(token));
+  net::spawn_logged(executor, session->run(), "c2s WebSocket session");
+}
+
+xml::ParserLimits client_stream_limits(const core::Config& config) {
+  return Session::client_limits(config);
 }
 
 }  // namespace waddle::c2s

@@ -128,6 +128,12 @@ struct IpAddress {
   bool any() const {
     return std::all_of(bytes.begin(), bytes.end(), [](unsigned char b) { return b == 0; });
   }
+  // 127.0.0.0/8 or ::1.
+  bool loopback() const {
+    if (!v6) return bytes[0] == 127;
+    return std::all_of(bytes.begin(), bytes.end() - 1, [](unsigned char b) { return b == 0; }) &&
+           bytes[15] == 1;
+  }
   bool operator==(const IpAddress&) const = default;
 };
 
@@ -875,6 +881,44 @@ void read_turn(Reader& r, const toml::table& t, TurnConfig& c) {
   s.duration("ttl", c.ttl);
 }
 
+void read_web(Reader& r, const toml::table& t, WebConfig& c) {
+  Section s(r, t, "web",
+            {"enabled", "port", "plain_address", "plain_port", "websocket_path",
+             "allowed_origins", "public_url"});
+  s.boolean("enabled", c.enabled);
+  s.integer("port", 0, 65535, c.port);
+  s.ip_address("plain_address", c.plain_address);
+  if (auto ip = parse_ip(c.plain_address); ip && !ip->loopback()) {
+    r.fail(s.where("plain_address"), "web.plain_address",
+           fmt::format("plain HTTP is for a proxy on this host: expected a loopback address, got {}",
+                       quote(c.plain_address)));
+  }
+  s.integer("plain_port", 0, 65535, c.plain_port);
+  s.string("websocket_path", c.websocket_path, /*allow_empty=*/false);
+  if (c.websocket_path.front() != '/' ||
+      c.websocket_path.find_first_of(" ?#\t\r\n") != std::string::npos) {
+    r.fail(s.where("websocket_path"), "web.websocket_path",
+           fmt::format("expected a path such as \"/xmpp-websocket\", got {}",
+                       quote(c.websocket_path)));
+  }
+  auto url = [](std::string_view u) {
+    const bool scheme = u.starts_with("https://") || u.starts_with("http://");
+    const auto rest = u.substr(u.find("//") + 2);
+    const bool ok = scheme && !rest.empty() && rest.front() != '/' &&
+                    u.find_first_of(" \t\r\n<>\"'") == std::string_view::npos;
+    return as_is_if(ok, u);
+  };
+  s.strings("allowed_origins", "\"*\" or an origin such as \"https://chat.example.org\"",
+            [&](std::string_view o) { return o == "*" ? as_is_if(true, o) : url(o); },
+            c.allowed_origins);
+  s.string("public_url", c.public_url);
+  if (!c.public_url.empty() && !url(c.public_url)) {
+    r.fail(s.where("public_url"), "web.public_url",
+           fmt::format("expected a URL such as \"https://chat.example.org\", got {}",
+                       quote(c.public_url)));
+  }
+}
+
 // Listeners that would collide at bind time are reported here, with the key that set them.
 void read_components(Reader& r, const toml::table& t, ComponentsConfig& c) {
   Section s(r, t, "components", {"listen", "port", "domains"});
@@ -921,6 +965,23 @@ void check_ports(const Reader& r, const Config& c) {
                 fmt::format("port {} is used by components and another listener", p));
     }
   }
+  if (c.web.enabled && c.web.port != 0) {
+    const std::uint16_t p = c.web.port;
+    if ((c.c2s.enabled && (p == c.c2s.port || p == c.c2s.direct_tls_port)) ||
+        (c.s2s.enabled && p == c.s2s.port) ||
+        (!c.components.secrets.empty() && p == c.components.port) ||
+        (c.web.plain_port == p)) {
+      r.fail_at({"web.port", "web.plain_port", "c2s.port", "c2s.direct_tls_port", "s2s.port",
+                 "components.port"},
+                fmt::format("port {} is used by web and another listener", p));
+    }
+  }
+  if (c.web.enabled && c.web.plain_port != 0 && c.metrics.enabled &&
+      c.web.plain_port == c.metrics.port && c.web.plain_address == c.metrics.address) {
+    r.fail_at({"web.plain_port", "metrics.port"},
+              fmt::format("port {} on {} is used by both web and metrics", c.web.plain_port,
+                          quote(c.metrics.address)));
+  }
   if (!c.metrics.enabled) return;
   // c2s and s2s listen on every server.listen address (all addresses when empty).
   const auto metrics_address = parse_ip(c.metrics.address);
@@ -937,7 +998,8 @@ void check_ports(const Reader& r, const Config& c) {
     std::string_view key;
   } listeners[] = {{c.c2s.enabled, c.c2s.port, "c2s.port"},
                    {c.c2s.enabled, c.c2s.direct_tls_port, "c2s.direct_tls_port"},
-                   {c.s2s.enabled, c.s2s.port, "s2s.port"}};
+                   {c.s2s.enabled, c.s2s.port, "s2s.port"},
+                   {c.web.enabled, c.web.port, "web.port"}};
   for (const auto& l : listeners) {
     if (!l.on || l.port != c.metrics.port) continue;
     const std::string_view service = l.key.substr(0, 3);
@@ -990,7 +1052,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   Config c;
   Section s(r, root, "",
             {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity", "mam",
-             "push", "pep", "contact", "turn", "components"});
+             "push", "pep", "contact", "turn", "components", "web"});
   if (const auto* t = s.table("server")) read_server(r, *t, c.server);
   if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
   if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
@@ -1006,6 +1068,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   if (const auto* t = s.table("contact")) read_contact(r, *t, c.contact);
   if (const auto* t = s.table("turn")) read_turn(r, *t, c.turn);
   if (const auto* t = s.table("components")) read_components(r, *t, c.components);
+  if (const auto* t = s.table("web")) read_web(r, *t, c.web);
   check_ports(r, c);
   c.warnings = r.take_warnings();
   for (const auto& d : c.server.domains) {

@@ -258,6 +258,23 @@ struct TurnConfig {
   Duration ttl{std::chrono::hours(24)};
 };
 
+// The web listener (docs/web.md): XMPP over WebSocket (RFC 7395) and connection discovery
+// (XEP-0156), over HTTPS with the clients' certificates, and over plain HTTP on loopback for
+// a reverse proxy that encrypts.
+struct WebConfig {
+  bool enabled = true;
+  std::uint16_t port = 5443;                // HTTPS on the server.listen addresses; 0 = off
+  std::string plain_address = "127.0.0.1";  // plain HTTP: a loopback address only
+  std::uint16_t plain_port = 5380;          // 0 = off
+  std::string websocket_path = "/xmpp-websocket";
+  // Browser pages (RFC 6455 origins) that may open a WebSocket: empty = the server's own
+  // pages only (its host, or public_url); "*" = any.
+  std::vector<std::string> allowed_origins;
+  // The base URL browsers reach the listener at ("https://chat.example.org"), behind a
+  // proxy; empty = taken from each request's Host.
+  std::string public_url;
+};
+
 // External components (XEP-0114): services such as gateways and bots that connect to their
 // own port and answer for a domain of their own, with a shared secret per domain.
 struct ComponentsConfig {
@@ -286,6 +303,7 @@ struct Config {
   ContactConfig contact;
   TurnConfig turn;
   ComponentsConfig components;
+  WebConfig web;
 
   std::string storage_path() const;  // resolved sqlite path
   std::string identity_key_path() const;

@@ -592,4 +592,20 @@ ComponentMetrics::ComponentMetrics(Registry& r)
                                     "service-unavailable.",
                             .labels = {"domain"}})) {}
 
+WebMetrics::WebMetrics(Registry& r)
+    : requests(r.counter_family(
+          {.name = "waddle_http_requests_total",
+           .help = "HTTP requests on the web listener by endpoint (websocket, host_meta, other) "
+                   "and status code.",
+           .labels = {"endpoint", "code"}})),
+      upgrades(r.counter_family(
+          {.name = "waddle_websocket_upgrades_total",
+           .help = "WebSocket upgrade requests by result: ok, origin (a page not allowed), "
+                   "protocol (no 'xmpp' subprotocol), version, bad_request, refused "
+                   "(connection limits).",
+           .labels = {"result"}})),
+      websocket_sessions(r.gauge_family({.name = "waddle_websocket_sessions",
+                                         .help = "Client connections over WebSocket open now."})
+                             .get({})) {}
+
 }  // namespace waddle::metrics

@@ -425,4 +425,16 @@ struct ComponentMetrics {
   CounterFamily& bounced;     // waddle_component_bounced_total{domain}
 };
 
+// The web listener (docs/web.md).
+struct WebMetrics {
+  explicit WebMetrics(Registry& registry);
+
+  // waddle_http_requests_total{endpoint,code}: endpoint websocket, host_meta, other.
+  CounterFamily& requests;
+  // waddle_websocket_upgrades_total{result}: ok, or why the upgrade was refused (origin,
+  // protocol, version, bad_request, refused).
+  CounterFamily& upgrades;
+  Gauge& websocket_sessions;  // waddle_websocket_sessions: WebSocket client connections open
+};
+
 }  // namespace waddle::metrics

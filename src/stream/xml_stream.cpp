@@ -14,6 +14,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "web/logic/websocket.h"
+
 namespace waddle::stream {
 namespace asio = boost::asio;
 
@@ -86,6 +88,36 @@ XmlStream::XmlStream(asio::ip::tcp::socket socket, asio::ssl::context& tls,
                                  SSL_MODE_RELEASE_BUFFERS);
   }
   idle_signal_.expires_at(asio::steady_timer::time_point::max());
+}
+
+XmlStream::~XmlStream() = default;
+
+void XmlStream::use_websocket(std::size_t max_message, std::string already_read) {
+  ws_ = std::make_unique<web::WebSocketFraming>(max_message);
+  pending_input_ = std::move(already_read);
+}
+
+std::optional<core::StreamError> XmlStream::feed_websocket(std::string_view data,
+                                                           std::vector<xml::StreamEvent>& out,
+                                                           bool& eof) {
+  web::WebSocketFraming::Decoded d;
+  ws_->decode(data, d);
+  if (!d.replies.empty()) send_unframed(d.replies);
+  std::optional<core::StreamError> error;
+  if (!d.xml.empty()) error = parser_.feed(d.xml, out);
+  if (!error && d.error) error = d.error;
+  if (d.failure)
+    end_reason_ = "WebSocket protocol error (close " +
+                  std::to_string(static_cast<unsigned>(*d.failure)) + ")";
+  if (d.closed && !error) eof = true;
+  return error;
+}
+
+void XmlStream::send_unframed(std::string_view data) {
+  bytes_queued_ += data.size();
+  if (closed_ || limit_ != WriteLimit::kNone) return;
+  if (over_limit(data.size())) return trip(WriteLimit::kQueueFull);
+  enqueue(data, nullptr);
 }
 
 asio::awaitable<bool> XmlStream::wait_for(int ssl_error, bool writer) {
@@ -190,17 +222,22 @@ std::string XmlStream::tls_description() const {
   return std::string(SSL_get_version(ssl_.get())) + " " + SSL_get_cipher_name(ssl_.get());
 }
 
-asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
-    std::vector<xml::StreamEvent>& out, bool& eof) {
+asio::awaitable<std::string_view> XmlStream::read_some() {
+  if (!pending_input_.empty()) {
+    // Handed out from the thread's read buffer, like bytes from the socket.
+    const std::size_t n = std::min(pending_input_.size(), kReadChunk);
+    char* buf = read_buffer();
+    std::memcpy(buf, pending_input_.data(), n);
+    pending_input_.erase(0, n);
+    if (pending_input_.empty()) std::string().swap(pending_input_);
+    co_return std::string_view(buf, n);
+  }
   // Let other handlers run first (this stream's writer among them): a read that finds data
   // completes without suspending, and a peer that keeps the socket full would otherwise
   // keep the thread to itself.
   co_await asio::post(socket_.get_executor(), asio::use_awaitable);
   for (;;) {
-    if (closed_) {
-      eof = true;
-      co_return std::nullopt;
-    }
+    if (closed_) co_return std::string_view{};
     char* buf = read_buffer();
     if (tls_active_) {
       // Always try first: OpenSSL may hold decrypted or read-ahead bytes already.
@@ -210,7 +247,7 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
       wake_other_side(false, read_before);
       if (n > 0) {
         bytes_in_ += static_cast<std::uint64_t>(n);
-        co_return parser_.feed(std::string_view(buf, static_cast<std::size_t>(n)), out);
+        co_return std::string_view(buf, static_cast<std::size_t>(n));
       }
       const int err = SSL_get_error(ssl_.get(), n);
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
@@ -225,14 +262,13 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
         end_reason_ = std::string("socket error: ") + std::strerror(errno);
       }
       ERR_clear_error();
-      eof = true;  // closed, reset, or a TLS failure: nothing more to read
-      co_return std::nullopt;
+      co_return std::string_view{};  // closed, reset, or a TLS failure: nothing more to read
     }
     boost::system::error_code ec;
     const std::size_t n = socket_.read_some(asio::buffer(buf, kReadChunk), ec);
     if (!ec && n > 0) {
       bytes_in_ += n;
-      co_return parser_.feed(std::string_view(buf, n), out);
+      co_return std::string_view(buf, n);
     }
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       const bool ready = co_await wait_for(SSL_ERROR_WANT_READ, false);
@@ -240,9 +276,19 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
     } else if (ec && ec != asio::error::eof && !closed_) {
       end_reason_ = "socket error: " + ec.message();
     }
+    co_return std::string_view{};
+  }
+}
+
+asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
+    std::vector<xml::StreamEvent>& out, bool& eof) {
+  const std::string_view data = co_await read_some();
+  if (data.empty()) {
     eof = true;
     co_return std::nullopt;
   }
+  if (ws_) co_return feed_websocket(data, out, eof);
+  co_return parser_.feed(data, out);
 }
 
 std::string_view to_string(WriteLimit w) {
@@ -289,6 +335,13 @@ bool XmlStream::over_limit(std::size_t more) {
 }
 
 void XmlStream::send(std::string_view data) {
+  if (ws_) {
+    // Counted as framed, so that bytes_queued() and bytes_out() stay comparable.
+    std::string frames;
+    ws_->encode(data, frames);
+    if (!frames.empty()) send_unframed(frames);
+    return;
+  }
   bytes_queued_ += data.size();  // counted even when dropped: owners compare with bytes_out()
   if (closed_) return;
   if (limit_ != WriteLimit::kNone) return;  // dropped: the owner is told of the trip
@@ -298,6 +351,7 @@ void XmlStream::send(std::string_view data) {
 
 void XmlStream::send(std::shared_ptr<const std::string> data) {
   if (!data) return;
+  if (ws_) return send(std::string_view(*data));
   bytes_queued_ += data->size();
   if (closed_) return;
   if (limit_ != WriteLimit::kNone) return;
@@ -310,6 +364,13 @@ void XmlStream::send(std::shared_ptr<const std::string> data) {
 
 void XmlStream::send_last(std::string_view data) {
   if (limit_ == WriteLimit::kNone || closed_) return;
+  if (ws_) {
+    std::string frames;
+    ws_->encode(data, frames);
+    bytes_queued_ += frames.size();
+    enqueue(frames, nullptr);
+    return;
+  }
   bytes_queued_ += data.size();
   enqueue(data, nullptr);
 }

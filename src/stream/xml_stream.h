@@ -32,6 +32,10 @@ namespace boost::asio::ssl {
 class context;
 }
 
+namespace waddle::web {
+class WebSocketFraming;
+}
+
 namespace waddle::stream {
 
 // Bounds on output queued and not yet written; zero turns a bound off.
@@ -51,6 +55,7 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
  public:
   XmlStream(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context& tls,
             xml::ParserLimits limits);
+  ~XmlStream();
 
   // TLS as server (after <proceed/>, or first thing on a direct-TLS port). False on failure.
   boost::asio::awaitable<bool> server_handshake();
@@ -78,6 +83,16 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   boost::asio::awaitable<std::optional<core::StreamError>> read(std::vector<xml::StreamEvent>& out,
                                                                 bool& eof);
   void reset_parser() { parser_.reset(); }
+
+  // Reads bytes as they come (HTTP before a WebSocket upgrade): a view of at most 16 KiB,
+  // valid until the next suspension of the caller; empty once the peer closed or the socket
+  // failed (end_reason() says why).
+  boost::asio::awaitable<std::string_view> read_some();
+  // From now on the stream is XMPP over WebSocket (RFC 7395): read() takes frames, send()
+  // writes one frame per element (web/logic/websocket.h). `already_read`: bytes read past the
+  // upgrade request, taken first. Messages larger than max_message close the connection.
+  void use_websocket(std::size_t max_message, std::string already_read = {});
+  bool websocket() const { return ws_ != nullptr; }
   // The largest top-level element accepted from now on (small until authenticated).
   void set_max_stanza_size(std::size_t bytes) { parser_.set_max_stanza_size(bytes); }
 
@@ -105,6 +120,7 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   bool closed() const { return closed_; }
 
   std::string remote_address() const { return remote_; }
+  boost::asio::ip::tcp::socket::executor_type executor() { return socket_.get_executor(); }
   std::uint64_t bytes_in() const { return bytes_in_; }
   std::uint64_t bytes_out() const { return bytes_out_; }  // written to the socket
   // Handed to send(), whether queued or dropped (closed, or past a write bound).
@@ -136,12 +152,19 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   void pop_front_chunk();
   void arm_stall_timer();
 
+  std::optional<core::StreamError> feed_websocket(std::string_view data,
+                                                 std::vector<xml::StreamEvent>& out, bool& eof);
+  // Bytes written as they are, past the framing (the WebSocket control frames).
+  void send_unframed(std::string_view data);
+
   struct SslFree {
     void operator()(SSL* s) const { SSL_free(s); }
   };
   boost::asio::ip::tcp::socket socket_;
   std::unique_ptr<SSL, SslFree> ssl_;
   xml::StreamParser parser_;
+  std::unique_ptr<web::WebSocketFraming> ws_;  // XMPP over WebSocket; null for TCP streams
+  std::string pending_input_;                   // read before use_websocket(), taken first
   bool tls_active_ = false;
   std::string tls_error_;
   std::string end_reason_;

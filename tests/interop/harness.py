@@ -1013,6 +1013,8 @@ class Ejabberd(PeerServer):
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METRICS_PORT = 5280
+WEB_PORT = 5443  # HTTPS (WebSocket, host-meta), on the server's own address
+WEB_PLAIN_PORT = 5380  # plain HTTP, on the server's own (loopback) address too
 # One sample of the Prometheus text exposition, and one label in it.
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -1139,6 +1141,7 @@ class Waddle(PeerServer):
             "s2s": s2s,
             "dns": {"nameservers": [f"{dns_ip}:{DNS_PORT}"]},
             "metrics": {"address": ip, "port": METRICS_PORT},
+            "web": {"plain_address": ip},
         }, overrides or {})
         self.config_path.write_text(dump_toml(self.config))
 
@@ -1319,7 +1322,8 @@ class Federation:
         """A Waddle for `domain` on its own leased address (c2s, s2s and metrics ports free)
         with A and SRV records; not started; accounts in `users` created now. Its lease is
         released when it stops, so ``discard()`` frees everything it held."""
-        lease = lease_address(tcp_ports=(C2S_PORT, S2S_PORT, METRICS_PORT))
+        lease = lease_address(tcp_ports=(C2S_PORT, S2S_PORT, METRICS_PORT, WEB_PORT,
+                                         WEB_PLAIN_PORT))
         try:
             w = Waddle(self.dir / domain, domain, lease.value, self.dns_ip, self.ca, mode,
                        lease=lease, **kwargs)

@@ -32,6 +32,8 @@ C2S_PORT = 5222
 DIRECT_TLS_PORT = 5223
 S2S_PORT = 5269
 METRICS_PORT = 5280  # the metrics listener goes on the server's own address, never 127.0.0.1
+WEB_PORT = 5443  # HTTPS (WebSocket, host-meta) on the server's address
+WEB_PLAIN_PORT = 5380  # plain HTTP, on the server's own (loopback) address too
 ADDRESS_RANGE = range(40, 201)  # 127.0.0.40 .. 127.0.0.200
 LOCK_DIR = Path("/tmp/waddle-systest-locks")
 
@@ -86,7 +88,8 @@ def _port_free(ip: str, port: int) -> bool:
         s.close()
 
 
-def lease_address(ports=(C2S_PORT, DIRECT_TLS_PORT, S2S_PORT, METRICS_PORT)) -> AddressLease:
+def lease_address(ports=(C2S_PORT, DIRECT_TLS_PORT, S2S_PORT, METRICS_PORT, WEB_PORT,
+                         WEB_PLAIN_PORT)) -> AddressLease:
     """Reserves a loopback address whose TCP ports are free (bounded: one pass over the
     range). The default checks every port a server may listen on, so the same lease serves
     c2s-only servers and federating ones."""
@@ -240,6 +243,7 @@ class WaddleServer:
             },
             "s2s": {"enabled": False},
             "metrics": {"address": self.ip},
+            "web": {"plain_address": self.ip},
         }
         base = {k: v for k, v in base.items() if v is not None}
         self.config = deep_merge(base, overrides or {})

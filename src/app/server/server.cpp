@@ -25,6 +25,7 @@
 #include "im/im_service.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
+#include "web/web_server.h"
 #include "muc/service.h"
 #include "net/listen.h"
 #include "net/tls.h"
@@ -119,6 +120,7 @@ class Server {
   metrics::MucMetrics muc_metrics_;
   metrics::ListenerMetrics listener_metrics_;
   metrics::ComponentMetrics component_metrics_;
+  metrics::WebMetrics web_metrics_;
   core::ConnectionGate c2s_gate_;  // unauthenticated client connections
   im::ImService im_;
   std::vector<std::unique_ptr<muc::MucService>> rooms_;  // one room service per served domain
@@ -127,6 +129,7 @@ class Server {
   component::ComponentService components_;  // external components (XEP-0114)
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::unique_ptr<metrics::HttpServer> http_;
+  std::unique_ptr<web::WebServer> web_;  // WebSocket clients and host-meta ([web])
   // Signals are added once the server has started; until then they keep their default action.
   asio::signal_set stop_signals_{io_};
   asio::signal_set hup_{io_};
@@ -146,6 +149,7 @@ Server::Server(const core::Config& config, std::unique_ptr<storage::Storage> sto
       muc_metrics_(registry_),
       listener_metrics_(registry_),
       component_metrics_(registry_),
+      web_metrics_(registry_),
       c2s_gate_({config.c2s.max_unauthenticated, config.c2s.max_unauthenticated_per_address, 0}),
       im_(config, router_, worker_, io_.get_executor(), &c2s_metrics_,
           identity_key_ ? &*identity_key_ : nullptr),
@@ -241,6 +245,10 @@ void Server::start_listeners() {
   if (!config_.c2s.enabled) return;
   add_listeners(config_.c2s.port, false);
   if (config_.c2s.direct_tls_port) add_listeners(config_.c2s.direct_tls_port, true);
+  if (config_.web.enabled) {
+    web_ = std::make_unique<web::WebServer>(io_, config_, tls_, c2s_, &web_metrics_);
+    web_->start();
+  }
 }
 
 void Server::add_listeners(std::uint16_t port, bool direct) {
@@ -305,6 +313,7 @@ void Server::handle_signals() {
 // server.shutdown_timeout, for the streams to end.
 void Server::begin_shutdown() {
   for (auto& acc : acceptors_) acc->close();
+  if (web_) web_->stop();
   for (auto& r : rooms_) r->shutdown();
   components_.stop();
   // Posted behind the rooms' goodbyes (which the rooms post), so that they are routed

@@ -245,6 +245,13 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.turn.tcp, d.turn.tcp);
   EXPECT_EQ(c.turn.secret, d.turn.secret);
   EXPECT_EQ(c.turn.ttl, d.turn.ttl);
+  EXPECT_EQ(c.web.enabled, d.web.enabled);
+  EXPECT_EQ(c.web.port, d.web.port);
+  EXPECT_EQ(c.web.plain_address, d.web.plain_address);
+  EXPECT_EQ(c.web.plain_port, d.web.plain_port);
+  EXPECT_EQ(c.web.websocket_path, d.web.websocket_path);
+  EXPECT_EQ(c.web.allowed_origins, d.web.allowed_origins);
+  EXPECT_EQ(c.web.public_url, d.web.public_url);
 }
 
 TEST_F(ConfigTest, Push_DefaultsValuesAndBounds) {
@@ -308,6 +315,30 @@ TEST_F(ConfigTest, ContactAndTurn_ValuesAndChecks) {
   EXPECT_NE(error_of("[contact]\nowner = []\n").find("contact.owner: unknown key"),
             std::string::npos);
   EXPECT_NE(error_of("[turn]\nport = 0\n").find("turn.port"), std::string::npos);
+}
+
+TEST_F(ConfigTest, Web_ValuesAndChecks) {
+  Config c = parse_config(
+      "[web]\nport = 8443\nplain_address = \"::1\"\nplain_port = 8080\n"
+      "websocket_path = \"/ws\"\nallowed_origins = [\"https://app.a.test\", \"*\"]\n"
+      "public_url = \"https://chat.a.test/\"\n",
+      "w.toml");
+  EXPECT_EQ(c.web.port, 8443);
+  EXPECT_EQ(c.web.plain_address, "::1");
+  EXPECT_EQ(c.web.plain_port, 8080);
+  EXPECT_EQ(c.web.websocket_path, "/ws");
+  EXPECT_EQ(c.web.allowed_origins, (std::vector<std::string>{"https://app.a.test", "*"}));
+  EXPECT_EQ(c.web.public_url, "https://chat.a.test/");
+  EXPECT_NE(error_of("[web]\nplain_address = \"192.0.2.1\"\n").find("web.plain_address"),
+            std::string::npos);
+  EXPECT_NE(error_of("[web]\nwebsocket_path = \"ws\"\n").find("web.websocket_path"),
+            std::string::npos);
+  EXPECT_NE(error_of("[web]\nallowed_origins = [\"chat.a.test\"]\n").find("web.allowed_origins[0]"),
+            std::string::npos);
+  EXPECT_NE(error_of("[web]\npublic_url = \"wss://chat.a.test\"\n").find("web.public_url"),
+            std::string::npos);
+  EXPECT_NE(error_of("[web]\nport = 5222\n").find("web.port"), std::string::npos);
+  EXPECT_NE(error_of("[web]\nplain_port = 5280\n").find("web.plain_port"), std::string::npos);
 }
 
 TEST_F(ConfigTest, Muc_DomainsAndChecks) {
@@ -388,6 +419,13 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "pep.max_item_bytes",
                           "pep.max_items",
                           "pep.max_nodes",
+                          "web.enabled",
+                          "web.port",
+                          "web.plain_address",
+                          "web.plain_port",
+                          "web.websocket_path",
+                          "web.allowed_origins",
+                          "web.public_url",
                           "contact.abuse",
                           "contact.admin",
                           "contact.feedback",

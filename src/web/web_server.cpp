@@ -1,0 +1,402 @@
+// One coroutine per HTTP connection: TLS (on the HTTPS listener), then requests read with
+// Beast's parser from the XmlStream's bytes, each answered, until the connection closes or
+// upgrades to a WebSocket, which becomes a client session.
+#include "web/web_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <set>
+#include <sstream>
+
+#include "c2s/c2s.h"
+#include "core/base64.h"
+#include "core/config.h"
+#include "core/connection_gate.h"
+#include "metrics/metrics.h"
+#include "net/listen.h"
+#include "net/tls.h"
+#include "stream/xml_stream.h"
+#include "web/logic/http_rules.h"
+#include "web/logic/websocket.h"
+
+namespace waddle::web {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr std::uint32_t kMaxHeader = 8 * 1024;  // request line and headers
+constexpr std::size_t kMaxConnections = 1024;    // HTTP connections not (yet) upgraded
+
+using Request = http::request<http::empty_body>;
+using Response = http::response<http::string_body>;
+
+}  // namespace
+
+struct WebServer::Impl {
+  Impl(asio::io_context& io_context, const core::Config& cfg, net::TlsContexts& contexts,
+       c2s::C2sContext& c2s_context, metrics::WebMetrics* m)
+      : io(io_context), config(cfg), tls(contexts), c2s(c2s_context), metrics(m) {}
+
+  asio::io_context& io;
+  const core::Config& config;
+  net::TlsContexts& tls;
+  c2s::C2sContext& c2s;
+  metrics::WebMetrics* metrics;
+  std::vector<std::pair<std::unique_ptr<tcp::acceptor>, bool>> acceptors;  // (acceptor, tls)
+  std::set<stream::XmlStream*> connections;  // HTTP connections open, closed by stop()
+  bool stopped = false;
+
+  void count(std::string_view endpoint, unsigned code) {
+    if (metrics) metrics->requests.get({endpoint, std::to_string(code)}).inc();
+  }
+  void upgrade(std::string_view result) {
+    if (metrics) metrics->upgrades.get({result}).inc();
+  }
+};
+
+namespace {
+
+using Impl = WebServer::Impl;
+
+// Keeps a connection listed in Impl::connections while it is HTTP.
+class Registration {
+ public:
+  Registration(Impl& impl, stream::XmlStream& stream) : impl_(impl), stream_(&stream) {
+    impl_.connections.insert(stream_);
+  }
+  ~Registration() { release(); }
+  void release() {
+    if (stream_) impl_.connections.erase(stream_);
+    stream_ = nullptr;
+  }
+  Registration(const Registration&) = delete;
+  Registration& operator=(const Registration&) = delete;
+
+ private:
+  Impl& impl_;
+  stream::XmlStream* stream_;
+};
+
+// A WebSocket session open, for waddle_websocket_sessions.
+struct LiveSession {
+  explicit LiveSession(metrics::Gauge* g) : gauge(g) {
+    if (gauge) gauge->inc();
+  }
+  ~LiveSession() {
+    if (gauge) gauge->dec();
+  }
+  metrics::Gauge* gauge;
+};
+
+Response make_response(http::status status, unsigned version, std::string_view content_type,
+                       std::string body) {
+  Response res{status, version};
+  res.set(http::field::server, "waddle");
+  res.set(http::field::content_type, content_type);
+  // Nothing served here is to be sniffed into something else, or framed by other sites.
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("X-Frame-Options", "DENY");
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+Response plain(http::status status, unsigned version, std::string_view text) {
+  return make_response(status, version, "text/plain; charset=utf-8", std::string(text) + "\n");
+}
+
+// The bytes of a response; a HEAD request gets the header only.
+std::string wire(Response& res, bool head) {
+  std::ostringstream os;
+  if (head)
+    os << res.base();
+  else
+    os << res;
+  return std::move(os).str();
+}
+
+RequestSite site_of(const Impl& impl, const Request& req, bool tls) {
+  RequestSite site;
+  site.secure = tls;
+  // Only the loopback listener sits behind a proxy that may say how the browser connected.
+  if (!tls && beast::iequals(req["X-Forwarded-Proto"], "https")) site.secure = true;
+  const std::string_view host = req[http::field::host];
+  if (valid_host(host)) site.host = std::string(host);
+  site.public_url = impl.config.web.public_url;
+  return site;
+}
+
+std::string_view target_path(const Request& req) {
+  std::string_view target = req.target();
+  return target.substr(0, target.find('?'));
+}
+
+// RFC 6455 §4.2.1 and RFC 7395 §3.1-§3.2: what keeps an upgrade request from being accepted,
+// as the response to send and the metric's result; nullopt when it may be accepted.
+std::optional<std::pair<Response, std::string_view>> refuse_upgrade(const Impl& impl,
+                                                                    const Request& req,
+                                                                    const RequestSite& site) {
+  const unsigned v = req.version();
+  if (req[http::field::sec_websocket_version] != "13") {
+    auto res = plain(http::status::upgrade_required, v, "WebSocket version 13 is required");
+    res.set(http::field::sec_websocket_version, "13");
+    return std::pair{std::move(res), "version"};
+  }
+  auto key = core::base64_decode(req[http::field::sec_websocket_key]);
+  if (!key || key->size() != 16)
+    return std::pair{plain(http::status::bad_request, v, "Sec-WebSocket-Key is missing or invalid"),
+                     "bad_request"};
+  bool xmpp = false;
+  for (const auto& p : http::token_list(req[http::field::sec_websocket_protocol]))
+    if (beast::iequals(p, "xmpp")) xmpp = true;
+  if (!xmpp)
+    return std::pair{plain(http::status::bad_request, v,
+                           "The 'xmpp' WebSocket subprotocol (RFC 7395) is required"),
+                     "protocol"};
+  if (!origin_allowed(req[http::field::origin], site, impl.config.web.allowed_origins))
+    return std::pair{plain(http::status::forbidden, v, "This page's origin may not connect"),
+                     "origin"};
+  return std::nullopt;
+}
+
+Response answer(Impl& impl, const Request& req, const RequestSite& site, bool& head) {
+  const unsigned v = req.version();
+  const std::string_view path = target_path(req);
+  head = req.method() == http::verb::head;
+  const bool get = req.method() == http::verb::get || head;
+  if (path == "/.well-known/host-meta" || path == "/.well-known/host-meta.json") {
+    Response res;
+    if (req.method() == http::verb::options) {
+      res = make_response(http::status::no_content, v, "text/plain", "");
+    } else if (!get) {
+      res = plain(http::status::method_not_allowed, v, "method not allowed");
+      res.set(http::field::allow, "GET, HEAD, OPTIONS");
+    } else {
+      const std::string url = websocket_url(site, impl.config.web.websocket_path);
+      const bool json = path.ends_with(".json");
+      res = json ? make_response(http::status::ok, v, "application/json", host_meta_json(url))
+                 : make_response(http::status::ok, v, "application/xrd+xml; charset=utf-8",
+                                 host_meta_xrd(url));
+    }
+    // XEP-0156 §3: web clients on other origins read it.
+    res.set(http::field::access_control_allow_origin, "*");
+    res.set(http::field::access_control_allow_methods, "GET, HEAD, OPTIONS");
+    impl.count("host_meta", res.result_int());
+    return res;
+  }
+  Response res;
+  if (path == impl.config.web.websocket_path) {
+    res = plain(http::status::upgrade_required, v, "This is a WebSocket endpoint (RFC 7395)");
+    res.set(http::field::upgrade, "websocket");
+    impl.count("websocket", res.result_int());
+  } else {
+    res = plain(http::status::not_found, v, "not found");
+    impl.count("other", res.result_int());
+  }
+  return res;
+}
+
+// The response to a request that could not be read, or nothing (just close) when the peer
+// went away or timed out.
+std::optional<http::status> status_for_read_error(const boost::system::error_code& ec) {
+  if (ec == http::error::header_limit) return http::status::request_header_fields_too_large;
+  if (ec == http::error::body_limit || ec == http::error::buffer_overflow)
+    return http::status::payload_too_large;
+  return http::status::bad_request;
+}
+
+asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket, bool tls) {
+  core::ConnectionGate::Ticket ticket;
+  const std::string address = net::address_key(socket);
+  if (impl->c2s.gate) {
+    if (auto refused = impl->c2s.gate->admit(address, std::chrono::steady_clock::now(), ticket)) {
+      spdlog::info("web {}: connection refused: {}", address, core::to_string(*refused));
+      if (impl->c2s.listener_metrics)
+        impl->c2s.listener_metrics->refused("web", core::to_string(*refused));
+      net::refuse_connection(socket, tls ? std::string_view{}
+                                         : "HTTP/1.1 503 Service Unavailable\r\n"
+                                           "Content-Length: 0\r\nConnection: close\r\n\r\n");
+      co_return;
+    }
+  }
+  auto stream = std::make_shared<stream::XmlStream>(std::move(socket), impl->tls.c2s(),
+                                                    c2s::client_stream_limits(impl->config));
+  Registration registration(*impl, *stream);
+  // One deadline for the TLS handshake, each request's header, and the idle time between
+  // requests; when it passes the connection is closed (pending reads end).
+  asio::steady_timer deadline(stream->executor());
+  const auto timeout = impl->config.c2s.limits.handshake_timeout;
+  auto arm = [&] {
+    deadline.expires_after(timeout);
+    deadline.async_wait([weak = std::weak_ptr<stream::XmlStream>(stream)](auto ec) {
+      if (ec) return;
+      if (auto s = weak.lock()) s->close();
+    });
+  };
+  arm();
+  if (tls && !co_await stream->server_handshake()) {
+    spdlog::debug("web {}: TLS handshake failed: {}", stream->remote_address(),
+                  stream->tls_error());
+    stream->close();
+    co_return;
+  }
+  std::string in;  // bytes read and not yet taken by the parser
+  for (;;) {
+    http::request_parser<http::empty_body> parser;
+    parser.header_limit(kMaxHeader);
+    parser.eager(false);
+    boost::system::error_code ec;
+    arm();
+    while (!parser.is_header_done()) {
+      if (!in.empty()) {
+        const std::size_t n = parser.put(asio::buffer(in), ec);
+        in.erase(0, n);
+        if (ec == http::error::need_more) {
+          ec = {};
+          if (n > 0) continue;
+        } else if (ec) {
+          break;
+        } else {
+          continue;
+        }
+      }
+      const std::string_view data = co_await stream->read_some();
+      if (data.empty() || impl->stopped) {
+        stream->close();
+        co_return;
+      }
+      in.append(data);
+    }
+    Response res;
+    bool head = false;
+    bool keep_alive = false;
+    if (ec) {
+      res = plain(*status_for_read_error(ec), 11, obsolete_reason(*status_for_read_error(ec)));
+      impl->count("other", res.result_int());
+    } else if (!parser.is_done()) {
+      // A request with a body: nothing here takes one yet.
+      res = plain(http::status::payload_too_large, parser.get().version(),
+                  "request bodies are not accepted here");
+      impl->count("other", res.result_int());
+    } else {
+      const Request& req = parser.get();
+      const RequestSite site = site_of(*impl, req, tls);
+      if (beast::websocket::is_upgrade(req) &&
+          target_path(req) == impl->config.web.websocket_path) {
+        if (auto refusal = refuse_upgrade(*impl, req, site)) {
+          spdlog::info("web {}: WebSocket upgrade refused ({}), origin '{}'",
+                       stream->remote_address(), refusal->second,
+                       std::string_view(req[http::field::origin]));
+          impl->upgrade(refusal->second);
+          res = std::move(refusal->first);
+          impl->count("websocket", res.result_int());
+        } else {
+          http::response<http::empty_body> up{http::status::switching_protocols, req.version()};
+          up.set(http::field::server, "waddle");
+          up.set(http::field::upgrade, "websocket");
+          up.set(http::field::connection, "Upgrade");
+          up.set(http::field::sec_websocket_accept,
+                 websocket_accept(req[http::field::sec_websocket_key]));
+          up.set(http::field::sec_websocket_protocol, "xmpp");
+          std::ostringstream os;
+          os << up;
+          stream->send(std::move(os).str());
+          deadline.cancel();
+          registration.release();
+          impl->upgrade("ok");
+          impl->count("websocket", 101);
+          spdlog::debug("web {}: WebSocket upgrade ({})", stream->remote_address(),
+                        stream->tls_description());
+          // The largest message: the largest stanza once authenticated, with room for the
+          // framing element around it.
+          stream->use_websocket(impl->config.c2s.limits.max_stanza_size + 1024, std::move(in));
+          c2s::start_websocket_session(
+              impl->c2s, std::move(stream), std::move(ticket),
+              std::make_shared<LiveSession>(impl->metrics ? &impl->metrics->websocket_sessions
+                                                          : nullptr));
+          co_return;
+        }
+      } else {
+        res = answer(*impl, req, site, head);
+      }
+      keep_alive = req.keep_alive();
+    }
+    res.keep_alive(keep_alive);
+    stream->send(wire(res, head));
+    co_await stream->flush();
+    if (!keep_alive || stream->closed() || impl->stopped) break;
+  }
+  stream->close();
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<Impl> impl, tcp::acceptor& acceptor, bool tls) {
+  asio::steady_timer backoff(impl->io);
+  while (!impl->stopped) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (impl->stopped || ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      spdlog::warn("web: accept failed: {}", ec.message());
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    if (impl->connections.size() >= kMaxConnections) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    net::spawn_logged(impl->io.get_executor(), serve(impl, std::move(socket), tls),
+                      "web connection");
+  }
+}
+
+}  // namespace
+
+WebServer::WebServer(asio::io_context& io, const core::Config& config, net::TlsContexts& tls,
+                     c2s::C2sContext& c2s, metrics::WebMetrics* metrics)
+    : impl_(std::make_shared<Impl>(io, config, tls, c2s, metrics)) {}
+
+WebServer::~WebServer() {
+  stop();
+}
+
+void WebServer::start() {
+  const auto& web = impl_->config.web;
+  if (!web.enabled || impl_->stopped || !impl_->acceptors.empty()) return;
+  if (web.port != 0) {
+    for (auto& acc : net::listen_all(impl_->io, impl_->config.server.listen, web.port)) {
+      auto ep = acc->local_endpoint();
+      spdlog::info("listening for HTTPS (WebSocket {}) on {} port {}", web.websocket_path,
+                   ep.address().to_string(), ep.port());
+      impl_->acceptors.emplace_back(std::move(acc), true);
+    }
+  }
+  if (web.plain_port != 0) {
+    for (auto& acc : net::listen_all(impl_->io, {web.plain_address}, web.plain_port)) {
+      spdlog::info("listening for plain HTTP (WebSocket {}) on {} port {}", web.websocket_path,
+                   web.plain_address, web.plain_port);
+      impl_->acceptors.emplace_back(std::move(acc), false);
+    }
+  }
+  for (auto& [acc, tls] : impl_->acceptors)
+    net::spawn_logged(impl_->io.get_executor(), accept_loop(impl_, *acc, tls), "web accept loop");
+}
+
+void WebServer::stop() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  boost::system::error_code ignored;
+  for (auto& [acc, tls] : impl_->acceptors) acc->close(ignored);
+  std::vector<stream::XmlStream*> open(impl_->connections.begin(), impl_->connections.end());
+  for (auto* s : open) s->close();
+}
+
+}  // namespace waddle::web
