@@ -287,7 +287,13 @@ asio::awaitable<std::optional<core::StreamError>> XmlStream::read(
     eof = true;
     co_return std::nullopt;
   }
-  if (ws_) co_return feed_websocket(data, out, eof);
+  if (ws_) {
+    auto error = feed_websocket(data, out, eof);
+    // The closing handshake's frame goes out before the owner closes the connection (the
+    // write limits bound how long a client that does not read can hold this).
+    if (eof) co_await flush();
+    co_return error;
+  }
   co_return parser_.feed(data, out);
 }
 
