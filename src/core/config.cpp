@@ -919,6 +919,24 @@ void read_web(Reader& r, const toml::table& t, WebConfig& c) {
   }
 }
 
+void read_upload(Reader& r, const toml::table& t, UploadConfig& c) {
+  Section s(r, t, "upload",
+            {"enabled", "path", "max_file_size", "quota_per_user", "max_total_size",
+             "expire_after", "slot_timeout", "min_upload_rate", "allow_remote",
+             "cleanup_interval"});
+  s.boolean("enabled", c.enabled);
+  s.string("path", c.path);
+  constexpr std::uint64_t kTiB = 1024ull * 1024 * 1024 * 1024;
+  s.byte_size("max_file_size", 1, kTiB, c.max_file_size);
+  s.byte_size("quota_per_user", 0, 1024 * kTiB, c.quota_per_user);
+  s.byte_size("max_total_size", 0, 1024 * kTiB, c.max_total_size);
+  s.duration_or_zero("expire_after", c.expire_after);
+  s.duration("slot_timeout", c.slot_timeout);
+  s.byte_rate("min_upload_rate", kTiB, c.min_upload_rate);
+  s.boolean("allow_remote", c.allow_remote);
+  s.duration("cleanup_interval", c.cleanup_interval);
+}
+
 // Listeners that would collide at bind time are reported here, with the key that set them.
 void read_components(Reader& r, const toml::table& t, ComponentsConfig& c) {
   Section s(r, t, "components", {"listen", "port", "domains"});
@@ -1031,6 +1049,11 @@ std::vector<std::string> Config::hosted_domains() const {
   return out;
 }
 
+std::string Config::upload_path() const {
+  if (!upload.path.empty()) return upload.path;
+  return (std::filesystem::path(server.data_dir) / "uploads").string();
+}
+
 std::string Config::storage_path() const {
   if (!storage.path.empty()) return storage.path;
   return (std::filesystem::path(server.data_dir) / "waddle.db").string();
@@ -1052,7 +1075,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   Config c;
   Section s(r, root, "",
             {"server", "tls", "c2s", "storage", "s2s", "dns", "metrics", "muc", "identity", "mam",
-             "push", "pep", "contact", "turn", "components", "web"});
+             "push", "pep", "contact", "turn", "components", "web", "upload"});
   if (const auto* t = s.table("server")) read_server(r, *t, c.server);
   if (const auto* t = s.table("tls")) read_tls(r, *t, c.tls);
   if (const auto* t = s.table("c2s")) read_c2s(r, *t, c.c2s);
@@ -1069,6 +1092,7 @@ Config parse_config(std::string_view text, const std::string& name) {
   if (const auto* t = s.table("turn")) read_turn(r, *t, c.turn);
   if (const auto* t = s.table("components")) read_components(r, *t, c.components);
   if (const auto* t = s.table("web")) read_web(r, *t, c.web);
+  if (const auto* t = s.table("upload")) read_upload(r, *t, c.upload);
   check_ports(r, c);
   c.warnings = r.take_warnings();
   for (const auto& d : c.server.domains) {

@@ -275,6 +275,23 @@ struct WebConfig {
   std::string public_url;
 };
 
+// HTTP File Upload (XEP-0363), served by the web listener (docs/web.md): slots are asked for
+// over XMPP, files PUT to and fetched from the web listener, kept under `path`.
+struct UploadConfig {
+  bool enabled = true;
+  std::string path;  // empty = <data_dir>/uploads
+  std::uint64_t max_file_size = 100ull * 1024 * 1024;
+  std::uint64_t quota_per_user = 1024ull * 1024 * 1024;  // stored and reserved; 0 = no limit
+  std::uint64_t max_total_size = 10ull * 1024 * 1024 * 1024;  // all files together; 0 = none
+  Duration expire_after{std::chrono::hours(24 * 30)};         // files older are removed; 0 = kept
+  Duration slot_timeout{std::chrono::minutes(5)};  // a slot's PUT must start within this
+  // A PUT slower than this on average (with c2s.limits.handshake_timeout as an allowance) is
+  // cut off, as is one that sends nothing for that long.
+  std::uint64_t min_upload_rate = 10 * 1024;
+  bool allow_remote = false;  // users of other servers may ask for slots
+  Duration cleanup_interval{std::chrono::hours(1)};
+};
+
 // External components (XEP-0114): services such as gateways and bots that connect to their
 // own port and answer for a domain of their own, with a shared secret per domain.
 struct ComponentsConfig {
@@ -304,8 +321,10 @@ struct Config {
   TurnConfig turn;
   ComponentsConfig components;
   WebConfig web;
+  UploadConfig upload;
 
   std::string storage_path() const;  // resolved sqlite path
+  std::string upload_path() const;   // resolved upload directory
   std::string identity_key_path() const;
   // The room service domain of a served domain ("conference.example.org"); empty when off.
   std::string muc_domain(const std::string& domain) const;

@@ -78,6 +78,7 @@ inline constexpr std::string_view kReporting0Abuse = "urn:xmpp:reporting:reason:
 // publish-options form (XEP-0060 §7.1.5) given at enable. kPushIncludeBody is Waddle's own
 // field of that form: the user's opt-in to message bodies in notifications (never forwarded).
 inline constexpr std::string_view kPush = "urn:xmpp:push:0";
+inline constexpr std::string_view kHttpUpload = "urn:xmpp:http:upload:0";  // XEP-0363
 inline constexpr std::string_view kPushSummary = "urn:xmpp:push:summary";
 inline constexpr std::string_view kPubsubPublishOptions =
     "http://jabber.org/protocol/pubsub#publish-options";

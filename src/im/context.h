@@ -32,6 +32,7 @@ namespace waddle::im {
 class Blocking;
 class Caps;
 class Pep;
+class UploadSlots;
 
 struct Context {
   const core::Config& config;
@@ -43,6 +44,7 @@ struct Context {
   Blocking* blocking;                 // XEP-0191 blocklists (im/blocking.h)
   Caps* caps;                         // XEP-0115 entity capabilities (im/caps.h)
   Pep* pep;                           // XEP-0163 personal eventing (im/pep.h)
+  UploadSlots* upload = nullptr;      // XEP-0363 file upload (null when off)
 
   // Runs a handler coroutine on the reactor; a failure is logged.
   void spawn(boost::asio::awaitable<void> task) const;

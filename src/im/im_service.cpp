@@ -237,6 +237,10 @@ void ImService::session_bound(const Jid& full) {
   impl_->push.session_bound(full);
   impl_->pep.session_bound(full);
 }
+void ImService::set_upload(UploadSlots* upload) {
+  impl_->ctx.upload = upload;
+}
+
 void ImService::account_removed(const Jid& bare) {
   impl_->push.account_removed(bare);
   impl_->pep.account_removed(bare);

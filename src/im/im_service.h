@@ -29,6 +29,7 @@ class SigningKey;
 namespace waddle::im {
 
 class Archive;
+class UploadSlots;
 
 class ImService : public router::LocalHandler {
  public:
@@ -57,6 +58,9 @@ class ImService : public router::LocalHandler {
   void session_bound(const core::Jid& full);
   // The server's entity capabilities (XEP-0115 <c/>) for the stream features of `domain`.
   xml::Element server_caps(std::string_view domain) const;
+  // The file upload service (XEP-0363) that slot requests to a served domain go to, and
+  // whose limit the domain's disco#info shows; none (the default) when uploads are off.
+  void set_upload(UploadSlots* upload);
   // Called when the account `bare` has been removed (XEP-0077 §3.2).
   void account_removed(const core::Jid& bare);
 

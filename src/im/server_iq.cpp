@@ -4,6 +4,7 @@
 
 #include "im/caps.h"
 #include "im/logic/extdisco.h"
+#include "im/upload_slots.h"
 
 #include <boost/asio.hpp>
 
@@ -42,6 +43,8 @@ void ServerIqs::to_domain(Element iq) {
     if (q->is("query", ns::kVersion)) return ctx_.router.route(version_result(iq));
     if (q->ns() == logic::kExtdisco && !ctx_.config.turn.host.empty())
       return external_services(std::move(iq));
+    if (q->is("request", ns::kHttpUpload) && ctx_.upload)
+      return ctx_.router.route(ctx_.upload->request_slot(iq));
   }
   // XEP-0280 §4.1: carbons are for this server's own clients (theirs reach im/carbons).
   if (q && q->ns() == ns::kCarbons) return ctx_.router.bounce(iq, StanzaError::kNotAllowed);
@@ -117,6 +120,12 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
   auto& id = q.add_child("identity", std::string(ns::kDiscoInfo));
   if (server) {
     id.set_attr("category", "server").set_attr("type", "im").set_attr("name", "Waddle");
+    // XEP-0363 §3: the domain is also the upload service.
+    if (ctx_.upload)
+      q.add_child("identity", std::string(ns::kDiscoInfo))
+          .set_attr("category", "store")
+          .set_attr("type", "file")
+          .set_attr("name", "HTTP File Upload");
   } else {
     id.set_attr("category", "account").set_attr("type", "registered");
     // XEP-0163 §5: every account is a PEP service.
@@ -170,11 +179,14 @@ Element ServerIqs::disco_info_result(const Element& iq, bool server) const {
     if (ctx_.config.c2s.allow_registration) features.push_back(ns::kRegister);
     if (ctx_.home_server) features.push_back(ns::kIdentity);
     if (!ctx_.config.turn.host.empty()) features.push_back(logic::kExtdisco);
+    if (ctx_.upload) features.push_back(ns::kHttpUpload);
   }
   for (auto f : features) q.add_child("feature", std::string(ns::kDiscoInfo)).set_attr("var", f);
   // XEP-0157: where to reach the service's operators.
   if (server)
     if (auto form = logic::contact_form(ctx_.config.contact)) q.add_child(std::move(*form));
+  // XEP-0363 §3: the largest file, in the service's disco#info.
+  if (server && ctx_.upload) q.add_child(ctx_.upload->disco_form());
   return r;
 }
 

@@ -606,6 +606,26 @@ WebMetrics::WebMetrics(Registry& r)
            .labels = {"result"}})),
       websocket_sessions(r.gauge_family({.name = "waddle_websocket_sessions",
                                          .help = "Client connections over WebSocket open now."})
-                             .get({})) {}
+                             .get({})),
+      upload_slots(r.counter_family(
+          {.name = "waddle_upload_slots_total",
+           .help = "Upload slot requests (XEP-0363) by result: ok, too_large, quota, "
+                   "not_allowed, bad_request.",
+           .labels = {"result"}})),
+      upload_puts(r.counter_family(
+          {.name = "waddle_upload_puts_total",
+           .help = "File uploads (HTTP PUT) by result: ok, refused (an HTTP error answered), "
+                   "aborted (the client went away or was too slow), failed (the disk).",
+           .labels = {"result"}})),
+      upload_bytes(r.counter_family({.name = "waddle_upload_bytes_total",
+                                     .help = "Bytes of uploaded files received (in) and served "
+                                             "(out).",
+                                     .labels = {"direction"}})),
+      upload_files(r.gauge_family({.name = "waddle_upload_files",
+                                   .help = "Uploaded files kept now."})
+                       .get({})),
+      upload_stored_bytes(r.gauge_family({.name = "waddle_upload_stored_bytes",
+                                          .help = "Bytes of the uploaded files kept now."})
+                              .get({})) {}
 
 }  // namespace waddle::metrics

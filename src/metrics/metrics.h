@@ -435,6 +435,12 @@ struct WebMetrics {
   // protocol, version, bad_request, refused).
   CounterFamily& upgrades;
   Gauge& websocket_sessions;  // waddle_websocket_sessions: WebSocket client connections open
+  // HTTP File Upload (XEP-0363).
+  CounterFamily& upload_slots;  // waddle_upload_slots_total{result}
+  CounterFamily& upload_puts;   // waddle_upload_puts_total{result}
+  CounterFamily& upload_bytes;  // waddle_upload_bytes_total{direction}: in (PUT), out (GET)
+  Gauge& upload_files;          // waddle_upload_files: files kept
+  Gauge& upload_stored_bytes;   // waddle_upload_stored_bytes: their size
 };
 
 }  // namespace waddle::metrics

@@ -529,6 +529,11 @@ asio::awaitable<void> XmlStream::flush() {
   }
 }
 
+void XmlStream::shutdown_send() {
+  boost::system::error_code ec;
+  if (!closed_) socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+}
+
 void XmlStream::close() {
   if (closed_) return;
   closed_ = true;

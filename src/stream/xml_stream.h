@@ -117,6 +117,8 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   boost::asio::awaitable<void> flush();
   // Closes the socket now (pending reads/writes complete with an error).
   void close();
+  // Ends the sending direction only (TCP FIN): what the peer still sends can be read.
+  void shutdown_send();
   bool closed() const { return closed_; }
 
   std::string remote_address() const { return remote_; }

@@ -9,6 +9,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <chrono>
 #include <set>
 #include <sstream>
 
@@ -20,7 +21,10 @@
 #include "net/listen.h"
 #include "net/tls.h"
 #include "stream/xml_stream.h"
+#include "web/logic/file_store.h"
 #include "web/logic/http_rules.h"
+#include "web/logic/upload_rules.h"
+#include "web/logic/upload_service.h"
 #include "web/logic/websocket.h"
 
 namespace waddle::web {
@@ -53,6 +57,8 @@ struct WebServer::Impl {
   std::vector<std::pair<std::unique_ptr<tcp::acceptor>, bool>> acceptors;  // (acceptor, tls)
   std::set<stream::XmlStream*> connections;  // HTTP connections open, closed by stop()
   bool stopped = false;
+  std::unique_ptr<UploadService> upload;  // XEP-0363; null when off
+  std::unique_ptr<asio::steady_timer> cleanup_timer;
 
   void count(std::string_view endpoint, unsigned code) {
     if (metrics) metrics->requests.get({endpoint, std::to_string(code)}).inc();
@@ -213,6 +219,240 @@ std::optional<http::status> status_for_read_error(const boost::system::error_cod
   return http::status::bad_request;
 }
 
+// What the upload handlers need of their connection.
+struct Exchange {
+  Impl& impl;
+  stream::XmlStream& stream;
+  std::string& in;  // bytes read and not yet taken
+  std::function<void(std::chrono::steady_clock::duration)> arm;  // the connection's deadline
+  std::chrono::steady_clock::duration timeout;
+};
+
+void cors(Response& res) {
+  // XEP-0363 §8: web clients on other origins upload and show files.
+  res.set(http::field::access_control_allow_origin, "*");
+  res.set(http::field::access_control_allow_methods, "GET, HEAD, PUT, OPTIONS");
+  res.set(http::field::access_control_allow_headers, "Content-Type");
+  res.set(http::field::access_control_max_age, "86400");
+}
+
+asio::awaitable<bool> send_response(Exchange& x, Response& res, bool head, bool keep_alive) {
+  res.keep_alive(keep_alive);
+  x.stream.send(wire(res, head));
+  x.arm(x.timeout);
+  co_await x.stream.flush();
+  co_return keep_alive && !x.stream.closed() && !x.impl.stopped;
+}
+
+// After refusing a request whose body was not read: the refusal is written, then what the
+// client still sends is read and dropped for a moment, so that closing does not reset the
+// connection before the client has read the answer.
+asio::awaitable<void> linger(Exchange& x) {
+  x.stream.shutdown_send();
+  x.arm(std::chrono::seconds(1));
+  for (std::size_t total = 0; total < 1024 * 1024;) {
+    const std::string_view data = co_await x.stream.read_some();
+    if (data.empty()) break;
+    total += data.size();
+  }
+}
+
+// PUT: the body goes to the file store as it arrives, never held whole.
+asio::awaitable<bool> receive_file(Exchange& x, const Request& req, std::optional<std::uint64_t> length,
+                                   bool chunked, const std::string& slot, const std::string& name) {
+  UploadService& upload = *x.impl.upload;
+  auto put = chunked ? UploadService::Put{411, "Content-Length is required", 0, nullptr}
+                     : upload.begin_put(slot, name, length, req[http::field::content_type]);
+  if (chunked && x.impl.metrics) x.impl.metrics->upload_puts.get({"refused"}).inc();
+  if (put.status != 0) {
+    Response res = plain(static_cast<http::status>(put.status), req.version(), put.reason);
+    cors(res);
+    x.impl.count("upload", put.status);
+    spdlog::info("web {}: upload refused ({} {})", x.stream.remote_address(), put.status,
+                 put.reason);
+    co_await send_response(x, res, false, false);
+    co_await linger(x);
+    co_return false;
+  }
+  // Slow or abandoned uploads end: idle for the connection's timeout, or slower on average
+  // than min_upload_rate with that timeout as an allowance.
+  const auto rate = std::max<std::uint64_t>(1, x.impl.config.upload.min_upload_rate);
+  const auto until = std::chrono::steady_clock::now() + x.timeout +
+                     std::chrono::milliseconds(put.size * 1000 / rate);
+  std::uint64_t left = put.size;
+  bool ok = true;
+  while (left > 0 && ok) {
+    if (x.in.empty()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= until) break;
+      x.arm(std::min<std::chrono::steady_clock::duration>(x.timeout, until - now));
+      const std::string_view data = co_await x.stream.read_some();
+      if (data.empty() || x.impl.stopped) break;
+      const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(left, data.size()));
+      ok = put.writer->write(data.substr(0, take));
+      left -= take;
+      x.in.append(data.substr(take));  // the next request's first bytes, if any
+    } else {
+      const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(left, x.in.size()));
+      ok = put.writer->write(std::string_view(x.in).substr(0, take));
+      x.in.erase(0, take);
+      left -= take;
+    }
+  }
+  if (left > 0 || !ok) {
+    upload.abort_put(slot);
+    put.writer.reset();
+    spdlog::info("web {}: upload to {} {} with {} of {} bytes missing", x.stream.remote_address(),
+                 slot, ok ? "ended" : "failed (disk)", left, put.size);
+    if (!ok) {
+      Response res = plain(http::status::insufficient_storage, req.version(),
+                           "the file could not be stored");
+      cors(res);
+      x.impl.count("upload", res.result_int());
+      co_await send_response(x, res, false, false);
+    }
+    co_return false;
+  }
+  const bool stored = upload.finish_put(slot, std::move(put.writer));
+  Response res = stored ? plain(http::status::created, req.version(), "stored")
+                        : plain(http::status::insufficient_storage, req.version(),
+                                "the file could not be stored");
+  cors(res);
+  x.impl.count("upload", res.result_int());
+  if (stored)
+    spdlog::info("web {}: stored upload {} ({} bytes)", x.stream.remote_address(), slot, put.size);
+  co_return co_await send_response(x, res, false, req.keep_alive());
+}
+
+// GET and HEAD, with one byte range at most.
+asio::awaitable<bool> send_file(Exchange& x, const Request& req, const StoredFile& file) {
+  const bool head = req.method() == http::verb::head;
+  auto reader = x.impl.upload->open(file.slot);
+  if (!reader) {
+    Response res = plain(http::status::not_found, req.version(), "not found");
+    cors(res);
+    x.impl.count("upload", 404);
+    co_return co_await send_response(x, res, head, req.keep_alive());
+  }
+  const ByteRange range = parse_range(req[http::field::range], file.size);
+  Response res{http::status::ok, req.version()};
+  res.set(http::field::server, "waddle");
+  res.set(http::field::content_type, file.content_type);
+  res.set(http::field::accept_ranges, "bytes");
+  // Uploaded content never runs as part of this site: no sniffing into HTML, no scripts,
+  // and anything a browser could execute is a download.
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("Content-Security-Policy",
+          "default-src 'none'; frame-ancestors 'none'; sandbox");
+  res.set(http::field::content_disposition,
+          std::string(inline_safe(file.content_type) ? "inline" : "attachment") +
+              "; filename*=UTF-8''" + encode_segment(file.filename));
+  res.set(http::field::cache_control, "public, max-age=31536000, immutable");
+  cors(res);
+  std::uint64_t first = 0, count = file.size;
+  if (range.kind == ByteRange::Kind::kUnsatisfiable) {
+    Response bad = plain(http::status::range_not_satisfiable, req.version(), "range not satisfiable");
+    bad.set(http::field::content_range, "bytes */" + std::to_string(file.size));
+    cors(bad);
+    x.impl.count("upload", 416);
+    co_return co_await send_response(x, bad, head, req.keep_alive());
+  }
+  if (range.kind == ByteRange::Kind::kPartial) {
+    res.result(http::status::partial_content);
+    res.set(http::field::content_range, "bytes " + std::to_string(range.first) + "-" +
+                                            std::to_string(range.last) + "/" +
+                                            std::to_string(file.size));
+    first = range.first;
+    count = range.last - range.first + 1;
+  }
+  res.content_length(count);
+  res.keep_alive(req.keep_alive());
+  x.impl.count("upload", res.result_int());
+  std::ostringstream os;
+  os << res.base();
+  x.stream.send(std::move(os).str());
+  if (!head) {
+    constexpr std::size_t kChunk = 64 * 1024;
+    std::string buf(kChunk, '\0');
+    std::uint64_t sent = 0;
+    while (sent < count && !x.stream.closed()) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, count - sent));
+      const std::size_t n = reader->read(first + sent, buf.data(), want);
+      if (n == 0) {  // the file shrank or vanished under us: the response cannot be completed
+        x.stream.close();
+        co_return false;
+      }
+      x.stream.send(std::string_view(buf.data(), n));
+      sent += n;
+      if (x.stream.bytes_unwritten() >= 4 * kChunk) {  // what is queued stays small
+        x.arm(x.timeout);
+        co_await x.stream.flush();
+      }
+    }
+    if (x.impl.metrics) x.impl.metrics->upload_bytes.get({"out"}).inc(static_cast<double>(sent));
+  }
+  x.arm(x.timeout);
+  co_await x.stream.flush();
+  co_return req.keep_alive() && !x.stream.closed() && !x.impl.stopped;
+}
+
+// Requests under /upload/: false when the connection is to close.
+asio::awaitable<bool> serve_upload(Exchange& x, http::request_parser<http::empty_body>& parser) {
+  const Request& req = parser.get();
+  std::string_view rest = target_path(req).substr(UploadService::kPathPrefix.size());
+  const auto slash = rest.find('/');
+  std::optional<std::string> name;
+  std::string slot;
+  if (slash != std::string_view::npos) {
+    slot = std::string(rest.substr(0, slash));
+    name = decode_segment(rest.substr(slash + 1));
+  }
+  const bool body = !parser.is_done();
+  if (!name) {
+    Response res = plain(http::status::not_found, req.version(), "not found");
+    x.impl.count("upload", 404);
+    co_await send_response(x, res, false, !body && req.keep_alive());
+    if (body) co_await linger(x);
+    co_return !body && req.keep_alive();
+  }
+  switch (req.method()) {
+    case http::verb::put:
+      co_return co_await receive_file(
+          x, req,
+          parser.content_length() ? std::optional<std::uint64_t>(*parser.content_length())
+                                  : std::nullopt,
+          parser.chunked(), slot, *name);
+    case http::verb::get:
+    case http::verb::head:
+      if (!body) {
+        if (const StoredFile* file = x.impl.upload->find(slot, *name))
+          co_return co_await send_file(x, req, *file);
+        Response res = plain(http::status::not_found, req.version(), "not found");
+        cors(res);
+        x.impl.count("upload", 404);
+        co_return co_await send_response(x, res, req.method() == http::verb::head,
+                                         req.keep_alive());
+      }
+      break;
+    case http::verb::options: {
+      Response res = make_response(http::status::no_content, req.version(), "text/plain", "");
+      cors(res);
+      x.impl.count("upload", 204);
+      if (!body) co_return co_await send_response(x, res, false, req.keep_alive());
+      break;
+    }
+    default:
+      break;
+  }
+  Response res = plain(http::status::method_not_allowed, req.version(), "method not allowed");
+  res.set(http::field::allow, "GET, HEAD, PUT, OPTIONS");
+  cors(res);
+  x.impl.count("upload", 405);
+  co_await send_response(x, res, false, false);
+  if (body) co_await linger(x);
+  co_return false;
+}
+
 asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket, bool tls) {
   core::ConnectionGate::Ticket ticket;
   const std::string address = net::address_key(socket);
@@ -233,15 +473,15 @@ asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket, bool
   // One deadline for the TLS handshake, each request's header, and the idle time between
   // requests; when it passes the connection is closed (pending reads end).
   asio::steady_timer deadline(stream->executor());
-  const auto timeout = impl->config.c2s.limits.handshake_timeout;
-  auto arm = [&] {
-    deadline.expires_after(timeout);
+  const std::chrono::steady_clock::duration timeout = impl->config.c2s.limits.handshake_timeout;
+  auto arm = [&](std::chrono::steady_clock::duration after) {
+    deadline.expires_after(after);
     deadline.async_wait([weak = std::weak_ptr<stream::XmlStream>(stream)](auto ec) {
       if (ec) return;
       if (auto s = weak.lock()) s->close();
     });
   };
-  arm();
+  arm(timeout);
   if (tls && !co_await stream->server_handshake()) {
     spdlog::debug("web {}: TLS handshake failed: {}", stream->remote_address(),
                   stream->tls_error());
@@ -252,9 +492,10 @@ asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket, bool
   for (;;) {
     http::request_parser<http::empty_body> parser;
     parser.header_limit(kMaxHeader);
+    parser.body_limit(boost::none);  // bodies are read by their handlers, which bound them
     parser.eager(false);
     boost::system::error_code ec;
-    arm();
+    arm(timeout);
     while (!parser.is_header_done()) {
       if (!in.empty()) {
         const std::size_t n = parser.put(asio::buffer(in), ec);
@@ -281,8 +522,12 @@ asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket, bool
     if (ec) {
       res = plain(*status_for_read_error(ec), 11, obsolete_reason(*status_for_read_error(ec)));
       impl->count("other", res.result_int());
+    } else if (impl->upload && target_path(parser.get()).starts_with(UploadService::kPathPrefix)) {
+      Exchange x{*impl, *stream, in, arm, timeout};
+      if (!co_await serve_upload(x, parser)) break;
+      continue;
     } else if (!parser.is_done()) {
-      // A request with a body: nothing here takes one yet.
+      // A request with a body: only uploads take one.
       res = plain(http::status::payload_too_large, parser.get().version(),
                   "request bodies are not accepted here");
       impl->count("other", res.result_int());
@@ -368,9 +613,36 @@ WebServer::~WebServer() {
   stop();
 }
 
+im::UploadSlots* WebServer::upload() {
+  return impl_->upload.get();
+}
+
+asio::awaitable<void> cleanup_loop(std::shared_ptr<WebServer::Impl> impl) {
+  while (!impl->stopped && impl->upload) {
+    impl->cleanup_timer->expires_after(impl->config.upload.cleanup_interval);
+    auto [ec] = co_await impl->cleanup_timer->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || impl->stopped) co_return;
+    impl->upload->cleanup();
+  }
+}
+
 void WebServer::start() {
   const auto& web = impl_->config.web;
   if (!web.enabled || impl_->stopped || !impl_->acceptors.empty()) return;
+  if (impl_->config.upload.enabled && !impl_->upload) {
+    impl_->upload = std::make_unique<UploadService>(
+        impl_->config, std::make_unique<DiskFileStore>(impl_->config.upload_path()),
+        [] {
+          return std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+              .count();
+        },
+        impl_->metrics);
+    impl_->cleanup_timer = std::make_unique<asio::steady_timer>(impl_->io);
+    net::spawn_logged(impl_->io.get_executor(), cleanup_loop(impl_), "upload cleanup");
+    spdlog::info("file uploads in {} ({} files, {} bytes)", impl_->config.upload_path(),
+                 impl_->upload->files(), impl_->upload->stored_bytes());
+  }
   if (web.port != 0) {
     for (auto& acc : net::listen_all(impl_->io, impl_->config.server.listen, web.port)) {
       auto ep = acc->local_endpoint();
@@ -395,6 +667,7 @@ void WebServer::stop() {
   impl_->stopped = true;
   boost::system::error_code ignored;
   for (auto& [acc, tls] : impl_->acceptors) acc->close(ignored);
+  if (impl_->cleanup_timer) impl_->cleanup_timer->cancel();
   std::vector<stream::XmlStream*> open(impl_->connections.begin(), impl_->connections.end());
   for (auto* s : open) s->close();
 }

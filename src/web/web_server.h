@@ -1,6 +1,7 @@
 // The web listener ([web], docs/web.md): HTTPS on the server's addresses and plain HTTP on
 // loopback, serving XMPP over WebSocket (RFC 7395, handed to the client session logic once
-// upgraded) and connection discovery (XEP-0156 host-meta). Each connection is an XmlStream
+// upgraded), connection discovery (XEP-0156 host-meta) and file upload (XEP-0363: PUT into a
+// slot, GET with ranges). Each connection is an XmlStream
 // (the same TLS and write queue as client streams); Boost.Beast parses and writes the HTTP.
 #pragma once
 
@@ -23,6 +24,9 @@ struct C2sContext;
 namespace waddle::metrics {
 struct WebMetrics;
 }
+namespace waddle::im {
+class UploadSlots;
+}
 
 namespace waddle::web {
 
@@ -34,7 +38,11 @@ class WebServer {
   WebServer(const WebServer&) = delete;
   WebServer& operator=(const WebServer&) = delete;
 
-  // Binds the configured listeners and starts accepting. Throws std::runtime_error
+  // The file upload service (XEP-0363) once started with [upload] enabled, else null.
+  im::UploadSlots* upload();
+
+  // Opens the upload directory ([upload]), binds the configured listeners and starts
+  // accepting. Throws std::runtime_error
   // "cannot listen on ADDR port PORT: REASON" (start-up time, like the other listeners).
   void start();
   // Closes the listeners and the HTTP connections not upgraded (WebSocket sessions are client

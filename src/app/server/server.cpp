@@ -243,12 +243,15 @@ void Server::start_federation() {
 void Server::start_listeners() {
   components_.start();
   if (!config_.c2s.enabled) return;
-  add_listeners(config_.c2s.port, false);
-  if (config_.c2s.direct_tls_port) add_listeners(config_.c2s.direct_tls_port, true);
   if (config_.web.enabled) {
+    // Browser clients are clients: the web listener hands its WebSockets to c2s sessions,
+    // and its upload service answers slot requests to the served domains.
     web_ = std::make_unique<web::WebServer>(io_, config_, tls_, c2s_, &web_metrics_);
     web_->start();
+    im_.set_upload(web_->upload());
   }
+  add_listeners(config_.c2s.port, false);
+  if (config_.c2s.direct_tls_port) add_listeners(config_.c2s.direct_tls_port, true);
 }
 
 void Server::add_listeners(std::uint16_t port, bool direct) {

@@ -252,6 +252,16 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.web.websocket_path, d.web.websocket_path);
   EXPECT_EQ(c.web.allowed_origins, d.web.allowed_origins);
   EXPECT_EQ(c.web.public_url, d.web.public_url);
+  EXPECT_EQ(c.upload.enabled, d.upload.enabled);
+  EXPECT_EQ(c.upload.path, d.upload.path);
+  EXPECT_EQ(c.upload.max_file_size, d.upload.max_file_size);
+  EXPECT_EQ(c.upload.quota_per_user, d.upload.quota_per_user);
+  EXPECT_EQ(c.upload.max_total_size, d.upload.max_total_size);
+  EXPECT_EQ(c.upload.expire_after, d.upload.expire_after);
+  EXPECT_EQ(c.upload.slot_timeout, d.upload.slot_timeout);
+  EXPECT_EQ(c.upload.min_upload_rate, d.upload.min_upload_rate);
+  EXPECT_EQ(c.upload.allow_remote, d.upload.allow_remote);
+  EXPECT_EQ(c.upload.cleanup_interval, d.upload.cleanup_interval);
 }
 
 TEST_F(ConfigTest, Push_DefaultsValuesAndBounds) {
@@ -341,6 +351,24 @@ TEST_F(ConfigTest, Web_ValuesAndChecks) {
   EXPECT_NE(error_of("[web]\nplain_port = 5280\n").find("web.plain_port"), std::string::npos);
 }
 
+TEST_F(ConfigTest, Upload_ValuesAndChecks) {
+  Config c = parse_config(
+      "[server]\ndata_dir = \"/var/lib/w\"\n"
+      "[upload]\nmax_file_size = \"5MiB\"\nquota_per_user = 0\nexpire_after = \"0s\"\n"
+      "min_upload_rate = \"1KiB\"\nallow_remote = true\n",
+      "w.toml");
+  EXPECT_EQ(c.upload.max_file_size, 5u * 1024 * 1024);
+  EXPECT_EQ(c.upload.quota_per_user, 0u);
+  EXPECT_EQ(c.upload.expire_after.count(), 0);
+  EXPECT_EQ(c.upload.min_upload_rate, 1024u);
+  EXPECT_TRUE(c.upload.allow_remote);
+  EXPECT_EQ(c.upload_path(), "/var/lib/w/uploads");
+  EXPECT_NE(error_of("[upload]\nmax_file_size = 0\n").find("upload.max_file_size"),
+            std::string::npos);
+  EXPECT_NE(error_of("[upload]\nslot_timeout = \"0s\"\n").find("upload.slot_timeout"),
+            std::string::npos);
+}
+
 TEST_F(ConfigTest, Muc_DomainsAndChecks) {
   Config c = parse_config("[server]\ndomains = [\"a.example\", \"b.example\"]\n", "w.toml");
   EXPECT_EQ(c.muc_domain("a.example"), "conference.a.example");
@@ -419,6 +447,16 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "pep.max_item_bytes",
                           "pep.max_items",
                           "pep.max_nodes",
+                          "upload.enabled",
+                          "upload.path",
+                          "upload.max_file_size",
+                          "upload.quota_per_user",
+                          "upload.max_total_size",
+                          "upload.expire_after",
+                          "upload.slot_timeout",
+                          "upload.min_upload_rate",
+                          "upload.allow_remote",
+                          "upload.cleanup_interval",
                           "web.enabled",
                           "web.port",
                           "web.plain_address",
