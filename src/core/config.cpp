@@ -884,7 +884,7 @@ void read_turn(Reader& r, const toml::table& t, TurnConfig& c) {
 void read_web(Reader& r, const toml::table& t, WebConfig& c) {
   Section s(r, t, "web",
             {"enabled", "port", "plain_address", "plain_port", "websocket_path",
-             "allowed_origins", "public_url"});
+             "allowed_origins", "public_url", "client_path", "client_dir"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 0, 65535, c.port);
   s.ip_address("plain_address", c.plain_address);
@@ -911,6 +911,17 @@ void read_web(Reader& r, const toml::table& t, WebConfig& c) {
   s.strings("allowed_origins", "\"*\" or an origin such as \"https://chat.example.org\"",
             [&](std::string_view o) { return o == "*" ? as_is_if(true, o) : url(o); },
             c.allowed_origins);
+  s.string("client_path", c.client_path);
+  if (!c.client_path.empty() &&
+      (c.client_path.front() != '/' || c.client_path.back() != '/' ||
+       c.client_path.find_first_of(" ?#\\\t\r\n") != std::string::npos ||
+       c.client_path == "/" || c.client_path.starts_with("/upload/") ||
+       c.client_path.starts_with("/.well-known/"))) {
+    r.fail(s.where("client_path"), "web.client_path",
+           fmt::format("expected a path such as \"/chat/\" (with both slashes), got {}",
+                       quote(c.client_path)));
+  }
+  s.string("client_dir", c.client_dir);
   s.string("public_url", c.public_url);
   if (!c.public_url.empty() && !url(c.public_url)) {
     r.fail(s.where("public_url"), "web.public_url",

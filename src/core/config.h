@@ -273,6 +273,10 @@ struct WebConfig {
   // The base URL browsers reach the listener at ("https://chat.example.org"), behind a
   // proxy; empty = taken from each request's Host.
   std::string public_url;
+  // The bundled web client (Converse.js, scripts/fetch-web-client) at this path; "" = off.
+  std::string client_path = "/chat/";
+  // Its files; empty = "web-client" beside the waddle binary.
+  std::string client_dir;
 };
 
 // HTTP File Upload (XEP-0363), served by the web listener (docs/web.md): slots are asked for

@@ -10,6 +10,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <chrono>
+#include <filesystem>
 #include <set>
 #include <sstream>
 
@@ -58,6 +59,7 @@ struct WebServer::Impl {
   std::set<stream::XmlStream*> connections;  // HTTP connections open, closed by stop()
   bool stopped = false;
   std::unique_ptr<UploadService> upload;  // XEP-0363; null when off
+  std::string client_dir;                 // the web client's files; empty when off
   std::unique_ptr<asio::steady_timer> cleanup_timer;
 
   void count(std::string_view endpoint, unsigned code) {
@@ -324,76 +326,92 @@ asio::awaitable<bool> receive_file(Exchange& x, const Request& req, std::optiona
   co_return co_await send_response(x, res, false, req.keep_alive());
 }
 
-// GET and HEAD, with one byte range at most.
-asio::awaitable<bool> send_file(Exchange& x, const Request& req, const StoredFile& file) {
-  const bool head = req.method() == http::verb::head;
-  auto reader = x.impl.upload->open(file.slot);
-  if (!reader) {
-    Response res = plain(http::status::not_found, req.version(), "not found");
-    cors(res);
-    x.impl.count("upload", 404);
-    co_return co_await send_response(x, res, head, req.keep_alive());
+// Writes `count` bytes of `reader` from `first`, never queueing much at a time.
+asio::awaitable<bool> stream_body(Exchange& x, FileStore::Reader& reader, std::uint64_t first,
+                                  std::uint64_t count) {
+  constexpr std::size_t kChunk = 64 * 1024;
+  std::string buf(kChunk, '\0');
+  std::uint64_t sent = 0;
+  while (sent < count && !x.stream.closed()) {
+    const std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, count - sent));
+    const std::size_t n = reader.read(first + sent, buf.data(), want);
+    if (n == 0) {  // the file shrank or vanished under us: the response cannot be completed
+      x.stream.close();
+      co_return false;
+    }
+    x.stream.send(std::string_view(buf.data(), n));
+    sent += n;
+    if (x.stream.bytes_unwritten() >= 4 * kChunk) {  // what is queued stays small
+      x.arm(x.timeout);
+      co_await x.stream.flush();
+    }
   }
-  const ByteRange range = parse_range(req[http::field::range], file.size);
-  Response res{http::status::ok, req.version()};
-  res.set(http::field::server, "waddle");
-  res.set(http::field::content_type, file.content_type);
+  co_return sent == count;
+}
+
+// A file's response: the whole file or one byte range (GET and HEAD); `res` carries the
+// headers of its kind.
+asio::awaitable<bool> send_file(Exchange& x, const Request& req, Response res,
+                                FileStore::Reader& reader, std::uint64_t size,
+                                std::string_view endpoint) {
+  const bool head = req.method() == http::verb::head;
+  const ByteRange range = parse_range(req[http::field::range], size);
   res.set(http::field::accept_ranges, "bytes");
-  // Uploaded content never runs as part of this site: no sniffing into HTML, no scripts,
-  // and anything a browser could execute is a download.
-  res.set("X-Content-Type-Options", "nosniff");
-  res.set("Content-Security-Policy",
-          "default-src 'none'; frame-ancestors 'none'; sandbox");
-  res.set(http::field::content_disposition,
-          std::string(inline_safe(file.content_type) ? "inline" : "attachment") +
-              "; filename*=UTF-8''" + encode_segment(file.filename));
-  res.set(http::field::cache_control, "public, max-age=31536000, immutable");
-  cors(res);
-  std::uint64_t first = 0, count = file.size;
   if (range.kind == ByteRange::Kind::kUnsatisfiable) {
     Response bad = plain(http::status::range_not_satisfiable, req.version(), "range not satisfiable");
-    bad.set(http::field::content_range, "bytes */" + std::to_string(file.size));
+    bad.set(http::field::content_range, "bytes */" + std::to_string(size));
     cors(bad);
-    x.impl.count("upload", 416);
+    x.impl.count(endpoint, 416);
     co_return co_await send_response(x, bad, head, req.keep_alive());
   }
+  std::uint64_t first = 0, count = size;
   if (range.kind == ByteRange::Kind::kPartial) {
     res.result(http::status::partial_content);
     res.set(http::field::content_range, "bytes " + std::to_string(range.first) + "-" +
                                             std::to_string(range.last) + "/" +
-                                            std::to_string(file.size));
+                                            std::to_string(size));
     first = range.first;
     count = range.last - range.first + 1;
   }
   res.content_length(count);
   res.keep_alive(req.keep_alive());
-  x.impl.count("upload", res.result_int());
+  x.impl.count(endpoint, res.result_int());
   std::ostringstream os;
   os << res.base();
   x.stream.send(std::move(os).str());
   if (!head) {
-    constexpr std::size_t kChunk = 64 * 1024;
-    std::string buf(kChunk, '\0');
-    std::uint64_t sent = 0;
-    while (sent < count && !x.stream.closed()) {
-      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, count - sent));
-      const std::size_t n = reader->read(first + sent, buf.data(), want);
-      if (n == 0) {  // the file shrank or vanished under us: the response cannot be completed
-        x.stream.close();
-        co_return false;
-      }
-      x.stream.send(std::string_view(buf.data(), n));
-      sent += n;
-      if (x.stream.bytes_unwritten() >= 4 * kChunk) {  // what is queued stays small
-        x.arm(x.timeout);
-        co_await x.stream.flush();
-      }
-    }
-    if (x.impl.metrics) x.impl.metrics->upload_bytes.get({"out"}).inc(static_cast<double>(sent));
+    if (!co_await stream_body(x, reader, first, count)) co_return false;
+    if (x.impl.metrics && endpoint == "upload")
+      x.impl.metrics->upload_bytes.get({"out"}).inc(static_cast<double>(count));
   }
   x.arm(x.timeout);
   co_await x.stream.flush();
   co_return req.keep_alive() && !x.stream.closed() && !x.impl.stopped;
+}
+
+// An uploaded file.
+asio::awaitable<bool> send_upload(Exchange& x, const Request& req, const StoredFile& file) {
+  auto reader = x.impl.upload->open(file.slot);
+  if (!reader) {
+    Response res = plain(http::status::not_found, req.version(), "not found");
+    cors(res);
+    x.impl.count("upload", 404);
+    co_return co_await send_response(x, res, req.method() == http::verb::head, req.keep_alive());
+  }
+  Response res{http::status::ok, req.version()};
+  res.set(http::field::server, "waddle");
+  res.set(http::field::content_type, file.content_type);
+  // Uploaded content never runs as part of this site: no sniffing into HTML, no scripts,
+  // and anything a browser could execute is a download.
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; sandbox");
+  res.set(http::field::content_disposition,
+          std::string(inline_safe(file.content_type) ? "inline" : "attachment") +
+              "; filename*=UTF-8''" + encode_segment(file.filename));
+  res.set(http::field::cache_control, "public, max-age=31536000, immutable");
+  cors(res);
+  co_return co_await send_file(x, req, std::move(res), *reader, file.size, "upload");
 }
 
 // Requests under /upload/: false when the connection is to close.
@@ -426,7 +444,7 @@ asio::awaitable<bool> serve_upload(Exchange& x, http::request_parser<http::empty
     case http::verb::head:
       if (!body) {
         if (const StoredFile* file = x.impl.upload->find(slot, *name))
-          co_return co_await send_file(x, req, *file);
+          co_return co_await send_upload(x, req, *file);
         Response res = plain(http::status::not_found, req.version(), "not found");
         cors(res);
         x.impl.count("upload", 404);
@@ -451,6 +469,57 @@ asio::awaitable<bool> serve_upload(Exchange& x, http::request_parser<http::empty
   co_await send_response(x, res, false, false);
   if (body) co_await linger(x);
   co_return false;
+}
+
+// The web client: its page (set up for this server and the host the browser asked for) and
+// its files. False when the connection is to close.
+asio::awaitable<bool> serve_client(Exchange& x, const Request& req, const RequestSite& site) {
+  const auto& web = x.impl.config.web;
+  const std::string_view path = target_path(req);
+  const bool head = req.method() == http::verb::head;
+  if (req.method() != http::verb::get && !head) {
+    Response res = plain(http::status::method_not_allowed, req.version(), "method not allowed");
+    res.set(http::field::allow, "GET, HEAD");
+    x.impl.count("client", 405);
+    co_return co_await send_response(x, res, false, req.keep_alive());
+  }
+  if (x.impl.client_dir.empty()) {
+    Response res = plain(http::status::service_unavailable, req.version(),
+                         "The web client is not installed: run scripts/fetch-web-client and "
+                         "set [web] client_dir.");
+    x.impl.count("client", 503);
+    co_return co_await send_response(x, res, head, req.keep_alive());
+  }
+  if (path == web.client_path) {
+    // The served domain the browser named, else the first one.
+    std::string domain = x.impl.config.server.domains.front();
+    const std::string_view host = std::string_view(site.host).substr(0, site.host.rfind(':'));
+    for (const auto& d : x.impl.config.server.domains)
+      if (beast::iequals(d, host)) domain = d;
+    ClientSettings settings{websocket_url(site, web.websocket_path), domain,
+                            x.impl.config.muc_domain(domain), web.client_path + "dist/",
+                            x.impl.config.c2s.allow_registration};
+    Response res = make_response(http::status::ok, req.version(), "text/html; charset=utf-8",
+                                 client_page(settings));
+    res.set(http::field::cache_control, "no-cache");
+    x.impl.count("client", 200);
+    co_return co_await send_response(x, res, head, req.keep_alive());
+  }
+  const auto file = client_file(path.substr(web.client_path.size()));
+  std::uint64_t size = 0;
+  std::unique_ptr<FileStore::Reader> reader;
+  if (file) reader = open_file(x.impl.client_dir + "/" + *file, size);
+  if (!reader) {
+    Response res = plain(http::status::not_found, req.version(), "not found");
+    x.impl.count("client", 404);
+    co_return co_await send_response(x, res, head, req.keep_alive());
+  }
+  Response res{http::status::ok, req.version()};
+  res.set(http::field::server, "waddle");
+  res.set(http::field::content_type, static_content_type(*file));
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set(http::field::cache_control, "public, max-age=86400");
+  co_return co_await send_file(x, req, std::move(res), *reader, size, "client");
 }
 
 asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket, bool tls) {
@@ -569,6 +638,17 @@ asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket, bool
                                                           : nullptr));
           co_return;
         }
+      } else if (!impl->config.web.client_path.empty() &&
+                 target_path(req).starts_with(impl->config.web.client_path)) {
+        Exchange x{*impl, *stream, in, arm, timeout};
+        if (!co_await serve_client(x, req, site)) break;
+        continue;
+      } else if (!impl->config.web.client_path.empty() && target_path(req) == "/" &&
+                 (req.method() == http::verb::get || req.method() == http::verb::head)) {
+        res = plain(http::status::found, req.version(), "The chat is at " +
+                                                            impl->config.web.client_path);
+        res.set(http::field::location, impl->config.web.client_path);
+        impl->count("client", 302);
       } else {
         res = answer(*impl, req, site, head);
       }
@@ -629,6 +709,20 @@ asio::awaitable<void> cleanup_loop(std::shared_ptr<WebServer::Impl> impl) {
 void WebServer::start() {
   const auto& web = impl_->config.web;
   if (!web.enabled || impl_->stopped || !impl_->acceptors.empty()) return;
+  if (!web.client_path.empty()) {
+    std::error_code ec;
+    std::string dir = web.client_dir;
+    if (dir.empty())
+      dir = (std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "web-client")
+                .string();
+    if (std::filesystem::exists(std::filesystem::path(dir) / "dist" / "converse.min.js", ec)) {
+      impl_->client_dir = dir;
+      spdlog::info("web client (Converse.js) at {} from {}", web.client_path, dir);
+    } else {
+      spdlog::warn("web client files not found in {}: {} answers 503 (scripts/fetch-web-client)",
+                   dir, web.client_path);
+    }
+  }
   if (impl_->config.upload.enabled && !impl_->upload) {
     impl_->upload = std::make_unique<UploadService>(
         impl_->config, std::make_unique<DiskFileStore>(impl_->config.upload_path()),

@@ -137,6 +137,18 @@ class DiskReader : public FileStore::Reader {
 
 }  // namespace
 
+std::unique_ptr<FileStore::Reader> open_file(const std::string& path, std::uint64_t& size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return nullptr;
+  }
+  size = static_cast<std::uint64_t>(st.st_size);
+  return std::make_unique<DiskReader>(fd);
+}
+
 DiskFileStore::DiskFileStore(std::string directory) : dir_(std::move(directory)) {
   std::error_code ec;
   fs::create_directories(dir_, ec);

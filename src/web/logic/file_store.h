@@ -48,6 +48,10 @@ class FileStore {
   virtual std::vector<StoredFile> list() = 0;
 };
 
+// A file opened for reading outside any store (the web client's files); null when it cannot
+// be opened or is not a regular file. `size` is set on success.
+std::unique_ptr<FileStore::Reader> open_file(const std::string& path, std::uint64_t& size);
+
 class DiskFileStore : public FileStore {
  public:
   // Creates the directory (mode 0700) if needed; throws std::runtime_error when it cannot.

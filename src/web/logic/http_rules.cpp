@@ -135,6 +135,86 @@ std::string host_meta_xrd(std::string_view websocket_url) {
   return "<?xml version='1.0' encoding='utf-8'?>\n" + xrd.str() + "\n";
 }
 
+std::string client_page(const ClientSettings& c) {
+  // Every value goes through a JSON string (and "<" is escaped there, so that no value can
+  // end the script element).
+  auto js = [](std::string_view v) {
+    std::string out;
+    json_string(out, v);
+    std::string safe;
+    for (char ch : out) {
+      if (ch == '<')
+        safe += "\\u003c";
+      else
+        safe += ch;
+    }
+    return safe;
+  };
+  std::string html =
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+      "<title>Chat</title>\n"
+      "<link rel=\"stylesheet\" href=\"" + c.assets + "converse.min.css\">\n"
+      "<script type=\"module\" src=\"" + c.assets + "converse.min.js\"></script>\n"
+      "</head>\n<body class=\"converse-fullscreen\">\n"
+      "<noscript>This chat needs JavaScript. Any XMPP client works too.</noscript>\n"
+      "<script type=\"module\">\nconverse.initialize({\n"
+      "  assets_path: " + js(c.assets) + ",\n"
+      "  websocket_url: " + js(c.websocket_url) + ",\n"
+      "  discover_connection_methods: false,\n"
+      "  default_domain: " + js(c.domain) + ",\n"
+      "  domain_placeholder: " + js(c.domain) + ",\n"
+      "  registration_domain: " + js(c.domain) + ",\n"
+      "  allow_registration: " + std::string(c.registration ? "true" : "false") + ",\n";
+  if (!c.muc_domain.empty()) html += "  muc_domain: " + js(c.muc_domain) + ",\n";
+  html +=
+      "  view_mode: \"fullscreen\",\n"
+      "  auto_reconnect: true,\n"
+      "  show_client_info: false,\n"
+      "});\n</script>\n</body>\n</html>\n";
+  return html;
+}
+
+std::optional<std::string> client_file(std::string_view rest) {
+  if (rest.empty() || rest.size() > 512) return std::nullopt;
+  std::size_t start = 0;
+  while (start <= rest.size()) {
+    const auto slash = rest.find('/', start);
+    const std::string_view seg =
+        rest.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (seg.empty() || seg.front() == '.') return std::nullopt;
+    for (char ch : seg)
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
+        return std::nullopt;
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return std::string(rest);
+}
+
+std::string_view static_content_type(std::string_view path) {
+  const auto dot = path.rfind('.');
+  const std::string ext = dot == std::string_view::npos ? "" : lower(path.substr(dot + 1));
+  if (ext == "js" || ext == "mjs") return "text/javascript; charset=utf-8";
+  if (ext == "css") return "text/css; charset=utf-8";
+  if (ext == "html") return "text/html; charset=utf-8";
+  if (ext == "json") return "application/json";
+  if (ext == "wasm") return "application/wasm";
+  if (ext == "svg") return "image/svg+xml";
+  if (ext == "png") return "image/png";
+  if (ext == "jpg" || ext == "jpeg") return "image/jpeg";
+  if (ext == "gif") return "image/gif";
+  if (ext == "ico") return "image/x-icon";
+  if (ext == "woff2") return "font/woff2";
+  if (ext == "woff") return "font/woff";
+  if (ext == "ttf") return "font/ttf";
+  if (ext == "eot") return "application/vnd.ms-fontobject";
+  if (ext == "mp3") return "audio/mpeg";
+  if (ext == "ogg") return "audio/ogg";
+  if (ext == "txt" || ext == "md") return "text/plain; charset=utf-8";
+  return "application/octet-stream";
+}
+
 std::string host_meta_json(std::string_view websocket_url) {
   std::string out = "{\"links\":[{\"rel\":\"urn:xmpp:alt-connections:websocket\",\"href\":";
   json_string(out, websocket_url);

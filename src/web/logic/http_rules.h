@@ -38,4 +38,20 @@ std::string websocket_url(const RequestSite& site, std::string_view path);
 std::string host_meta_xrd(std::string_view websocket_url);
 std::string host_meta_json(std::string_view websocket_url);
 
+// The bundled web client (Converse.js): its page, set up for this server.
+struct ClientSettings {
+  std::string websocket_url;  // where the page connects (same origin as the page)
+  std::string domain;         // users log in as name@domain (or type a whole JID)
+  std::string muc_domain;     // rooms, "" when off
+  std::string assets;         // URL path of Converse's dist/ folder, with a trailing slash
+  bool registration = false;  // XEP-0077 in-band registration offered
+};
+std::string client_page(const ClientSettings& settings);
+
+// A file of the web client's folder for the path after client_path ("dist/converse.min.js"):
+// nullopt unless every segment is a plain name (no "..", no hidden files, no odd characters).
+std::optional<std::string> client_file(std::string_view rest);
+// The Content-Type a static file is served with, by its extension.
+std::string_view static_content_type(std::string_view path);
+
 }  // namespace waddle::web

@@ -252,6 +252,8 @@ TEST_F(ConfigTest, ExampleFile_LoadsAndStatesTheDefaults) {
   EXPECT_EQ(c.web.websocket_path, d.web.websocket_path);
   EXPECT_EQ(c.web.allowed_origins, d.web.allowed_origins);
   EXPECT_EQ(c.web.public_url, d.web.public_url);
+  EXPECT_EQ(c.web.client_path, d.web.client_path);
+  EXPECT_EQ(c.web.client_dir, d.web.client_dir);
   EXPECT_EQ(c.upload.enabled, d.upload.enabled);
   EXPECT_EQ(c.upload.path, d.upload.path);
   EXPECT_EQ(c.upload.max_file_size, d.upload.max_file_size);
@@ -348,6 +350,10 @@ TEST_F(ConfigTest, Web_ValuesAndChecks) {
   EXPECT_NE(error_of("[web]\npublic_url = \"wss://chat.a.test\"\n").find("web.public_url"),
             std::string::npos);
   EXPECT_NE(error_of("[web]\nport = 5222\n").find("web.port"), std::string::npos);
+  EXPECT_NE(error_of("[web]\nclient_path = \"/chat\"\n").find("web.client_path"),
+            std::string::npos);
+  EXPECT_NE(error_of("[web]\nclient_path = \"/upload/x/\"\n").find("web.client_path"),
+            std::string::npos);
   EXPECT_NE(error_of("[web]\nplain_port = 5280\n").find("web.plain_port"), std::string::npos);
 }
 
@@ -464,6 +470,8 @@ TEST_F(ConfigTest, ExampleFile_MentionsEveryOption) {
                           "web.websocket_path",
                           "web.allowed_origins",
                           "web.public_url",
+                          "web.client_path",
+                          "web.client_dir",
                           "contact.abuse",
                           "contact.admin",
                           "contact.feedback",

@@ -79,3 +79,45 @@ TEST(HostMeta, XrdAndJsonNameTheEndpoint) {
 
 }  // namespace
 }  // namespace waddle::web
+
+namespace waddle::web {
+namespace {
+
+TEST(ClientPage, CarriesTheSettingsEscaped) {
+  ClientSettings s{"wss://chat.example.org/xmpp-websocket", "example.org",
+                   "conference.example.org", "/chat/dist/", true};
+  const std::string page = client_page(s);
+  EXPECT_NE(page.find("websocket_url: \"wss://chat.example.org/xmpp-websocket\""),
+            std::string::npos);
+  EXPECT_NE(page.find("default_domain: \"example.org\""), std::string::npos);
+  EXPECT_NE(page.find("muc_domain: \"conference.example.org\""), std::string::npos);
+  EXPECT_NE(page.find("allow_registration: true"), std::string::npos);
+  EXPECT_NE(page.find("type=\"module\" src=\"/chat/dist/converse.min.js\""), std::string::npos);
+  s.domain = "x\"</script><script>alert(1)//";
+  const std::string hostile = client_page(s);
+  EXPECT_EQ(hostile.find("</script><script>alert"), std::string::npos);
+  EXPECT_NE(hostile.find("x\\\"\\u003c/script>"), std::string::npos);
+}
+
+TEST(ClientFile, PlainNamesOnly) {
+  EXPECT_EQ(client_file("dist/converse.min.js"), "dist/converse.min.js");
+  EXPECT_EQ(client_file("dist/webfonts/icomoon.woff2"), "dist/webfonts/icomoon.woff2");
+  EXPECT_FALSE(client_file(""));
+  EXPECT_FALSE(client_file("../secret"));
+  EXPECT_FALSE(client_file("dist/../../etc/passwd"));
+  EXPECT_FALSE(client_file("dist//x.js"));
+  EXPECT_FALSE(client_file("dist/.hidden"));
+  EXPECT_FALSE(client_file("dist/a%2e%2e"));
+  EXPECT_FALSE(client_file("/etc/passwd"));
+}
+
+TEST(StaticContentType, ByExtension) {
+  EXPECT_EQ(static_content_type("dist/converse.min.js"), "text/javascript; charset=utf-8");
+  EXPECT_EQ(static_content_type("dist/converse.min.css"), "text/css; charset=utf-8");
+  EXPECT_EQ(static_content_type("dist/x.WASM"), "application/wasm");
+  EXPECT_EQ(static_content_type("dist/webfonts/a.woff2"), "font/woff2");
+  EXPECT_EQ(static_content_type("dist/noext"), "application/octet-stream");
+}
+
+}  // namespace
+}  // namespace waddle::web
