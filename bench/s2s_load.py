@@ -26,6 +26,8 @@ unshare/mount for Prosody and ejabberd, runuser for ejabberd).
     ... --json results.jsonl   (appends one JSON object per server)
     /usr/bin/python3 bench/s2s_load.py waddle --hop --archive-ratio [--pairs 3]
         [--baseline-bin OLD/waddle]   (the hop with archiving off and on, alternating)
+    /usr/bin/python3 bench/s2s_load.py waddle --clients 1000 --websocket-clients 1000
+        (idle sessions over TCP c2s, then over WebSocket: wss and plain ws; RSS per session)
 """
 
 from __future__ import annotations
@@ -33,16 +35,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import base64
+import hashlib
 import json
 import os
 import resource
 import shutil
 import socket
+import ssl
 import statistics
 import sys
 import threading
 import time
 from pathlib import Path
+import xml.etree.ElementTree as ET
 from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
@@ -720,22 +725,254 @@ def run_streams(kind: str, args) -> dict:
             close_all(reader, [*streams, client])
 
 
-def run_clients(kind: str, args) -> dict:
-    """Many idle client sessions: N raw c2s connections of one account (STARTTLS, SASL PLAIN,
-    a resource each, no presence, so no broadcast between them) stay idle. The server's RSS
-    growth and CPU per session are measured once all N are bound; a message from the newest
-    session to itself must still come back."""
+# --------------------------------------------------------------------------- WebSocket
+
+NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+NS_STREAMS = "http://etherx.jabber.org/streams"
+NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+NS_CLIENT = "jabber:client"
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+_WS_TLS: Optional[ssl.SSLContext] = None
+
+
+def ws_tls_context() -> ssl.SSLContext:
+    """One client context for every wss connection (certificate not verified, as RawXmpp)."""
+    global _WS_TLS
+    if _WS_TLS is None:
+        _WS_TLS = ssl.create_default_context()
+        _WS_TLS.check_hostname = False
+        _WS_TLS.verify_mode = ssl.CERT_NONE
+    return _WS_TLS
+
+
+class RawWs:
+    """A minimal blocking XMPP-over-WebSocket client (RFC 7395 on RFC 6455 frames): one
+    socket (TLS for wss), the HTTP upgrade with subprotocol "xmpp", masked text frames out,
+    one element per message in. Stdlib only; an idle connection costs the load generator one
+    file descriptor and one socket (no thread, no task), as RawXmpp does for TCP."""
+
+    MAX_MESSAGE = 1 << 20  # a message from the server larger than this fails the connection
+    MAX_SKIPPED = 50       # messages skipped while waiting for an expected one
+
+    def __init__(self, ip: str, port: int, *, tls: bool, domain: str, timeout: float = 15.0,
+                 path: str = "/xmpp-websocket"):
+        self.domain, self.timeout = domain, timeout
+        sock = socket.create_connection((ip, port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls:
+                sock = ws_tls_context().wrap_socket(sock, server_hostname=domain)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.buf = bytearray()
+        self.jid = ""
+        try:
+            self._upgrade(f"{ip}:{port}", path)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---------------------------------------------------------------- bytes and frames
+
+    def _fill(self, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no data from the server in time")
+        self.sock.settimeout(left)
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buf += chunk
+
+    def _upgrade(self, host: str, path: str) -> None:
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.settimeout(self.timeout)
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n"
+                           f"\r\n").encode())
+        deadline = time.monotonic() + self.timeout
+        while b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > 16384:
+                raise RuntimeError("upgrade response header too large")
+            self._fill(deadline)
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        self.buf = bytearray(rest)
+        lines = head.decode("latin-1").split("\r\n")
+        if not lines[0].startswith("HTTP/1.1 101"):
+            raise RuntimeError(f"WebSocket upgrade refused: {head[:500]!r}")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        if headers.get("sec-websocket-accept") != accept:
+            raise RuntimeError(f"bad Sec-WebSocket-Accept: {headers}")
+        if headers.get("sec-websocket-protocol", "").lower() != "xmpp":
+            raise RuntimeError(f"subprotocol xmpp not accepted: {headers}")
+
+    def _frame(self, opcode: int, payload: bytes) -> bytes:
+        """A client frame (FIN set, masked as RFC 6455 §5.3 requires)."""
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x80 | opcode, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+        mask = os.urandom(4)
+        key = (mask * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+        return head + mask + masked
+
+    def send(self, text: str) -> None:
+        """One XMPP element (or <open/>) as one text message."""
+        self.sock.settimeout(self.timeout)
+        self.sock.sendall(self._frame(0x1, text.encode()))
+
+    def recv_message(self, timeout: Optional[float] = None) -> str:
+        """The next text message (fragments reassembled; pings answered)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            while len(self.buf) < 2:
+                self._fill(deadline)
+            b0, b1 = self.buf[0], self.buf[1]
+            if b1 & 0x80:
+                raise RuntimeError("the server masked a frame")
+            n, at = b1 & 0x7F, 2
+            if n >= 126:
+                at = 4 if n == 126 else 10
+                while len(self.buf) < at:
+                    self._fill(deadline)
+                n = int.from_bytes(self.buf[2:at], "big")
+            size += n
+            if size > self.MAX_MESSAGE:
+                raise RuntimeError(f"message of more than {self.MAX_MESSAGE} bytes")
+            while len(self.buf) < at + n:
+                self._fill(deadline)
+            payload = bytes(self.buf[at:at + n])
+            del self.buf[:at + n]
+            opcode = b0 & 0x0F
+            if opcode == 0x8:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                raise ConnectionError(f"the server closed the WebSocket ({code}): {payload[2:]!r}")
+            if opcode == 0x9:  # ping
+                self.sock.sendall(self._frame(0xA, payload))
+                size -= n
+                continue
+            if opcode == 0xA:  # pong
+                size -= n
+                continue
+            if opcode not in (0x0, 0x1):
+                raise RuntimeError(f"unexpected frame opcode {opcode}")
+            parts.append(payload)
+            if b0 & 0x80:
+                return b"".join(parts).decode()
+
+    def element(self, timeout: Optional[float] = None) -> ET.Element:
+        return ET.fromstring(self.recv_message(timeout))
+
+    def expect(self, pred, what: str, timeout: Optional[float] = None) -> ET.Element:
+        """The first element (of at most MAX_SKIPPED) for which pred holds, in time."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        for _ in range(self.MAX_SKIPPED):
+            el = self.element(max(0.001, deadline - time.monotonic()))
+            if pred(el):
+                return el
+        raise RuntimeError(f"no {what} among {self.MAX_SKIPPED} messages")
+
+    # ---------------------------------------------------------------- XMPP
+
+    def open(self) -> ET.Element:
+        """<open/>, the server's <open/> and its features (returned)."""
+        self.send(f"<open xmlns='{NS_FRAMING}' to='{self.domain}' version='1.0'/>")
+        opened = self.element()
+        if opened.tag != tag(NS_FRAMING, "open"):
+            raise RuntimeError(f"expected <open/>, got {ET.tostring(opened)[:300]!r}")
+        features = self.element()
+        if features.tag != tag(NS_STREAMS, "features"):
+            raise RuntimeError(f"expected features, got {ET.tostring(features)[:300]!r}")
+        return features
+
+    def login(self, user: str, password: str, resource: str) -> None:
+        """SASL PLAIN, the stream restart (a new <open/>), resource binding; no presence."""
+        features = self.open()
+        mechs = [m.text for m in features.iter(tag(NS_SASL, "mechanism"))]
+        if "PLAIN" not in mechs:
+            raise RuntimeError(f"PLAIN not offered over WebSocket: {mechs}")
+        creds = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        self.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{creds}</auth>")
+        answer = self.element()
+        if answer.tag != tag(NS_SASL, "success"):
+            raise RuntimeError(f"PLAIN login refused: {ET.tostring(answer)[:300]!r}")
+        features = self.open()
+        if features.find(tag(NS_BIND, "bind")) is None:
+            raise RuntimeError("no resource binding offered after authentication")
+        self.send(f"<iq xmlns='{NS_CLIENT}' type='set' id='b'><bind xmlns='{NS_BIND}'>"
+                  f"<resource>{resource}</resource></bind></iq>")
+        result = self.expect(lambda e: e.get("id") == "b", "bind result")
+        if result.get("type") != "result":
+            raise RuntimeError(f"bind failed: {ET.tostring(result)[:300]!r}")
+        self.jid = result.findtext(f"{tag(NS_BIND, 'bind')}/{tag(NS_BIND, 'jid')}") or ""
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------- idle sessions
+
+# Transports of the idle-session modes: TCP c2s (STARTTLS), WebSocket over HTTPS (wss, the
+# server's listen address, port 5443) and over plain HTTP (ws, [web] plain_address = the
+# server's loopback address in the harness, port 5380).
+WS_TRANSPORTS = ("wss", "ws")
+
+
+def raise_nofile(needed: int) -> None:
+    """Raises the soft RLIMIT_NOFILE to `needed` (up to the hard limit) before any server is
+    started, so the server (which inherits it) and this process hold every connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} < {needed} descriptors needed")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def run_idle_sessions(kind: str, args, transport: str = "tcp") -> dict:
+    """Many idle client sessions of one account on a server of its own: N connections
+    (transport "tcp": raw c2s, STARTTLS; "wss"/"ws": XMPP over WebSocket, RFC 7395, with or
+    without TLS), each SASL PLAIN and a resource, no presence (so no broadcast between them),
+    stay idle. The server's RSS growth and CPU per session are measured once all N are
+    bound; a message from the newest session to itself must still come back."""
     domain = f"{kind}.test"
-    n = args.clients
-    result: dict = {"server": kind, "mode": "clients", "clients": n}
-    clients: list[RawXmpp] = []
-    with bench_world(f"clients-{kind}", args) as (ca, fed):
+    ws = transport != "tcp"
+    n = args.websocket_clients if ws else args.clients
+    result: dict = ({"server": kind, "mode": "websocket-clients", "transport": transport,
+                     "clients": n} if ws else {"server": kind, "mode": "clients", "clients": n})
+    clients: list = []
+    with bench_world(f"{'ws' if ws else 'clients'}-{kind}", args) as (ca, fed):
         try:
             [server] = start_server(kind, fed, [domain])
             pid = server_pid(kind, server)
             result["version"] = version_of(kind, server)
 
-            def login(k: int) -> RawXmpp:
+            def login(k: int):
+                if ws:
+                    c = RawWs(server.ip, harness.WEB_PORT if transport == "wss"
+                              else harness.WEB_PLAIN_PORT, tls=transport == "wss",
+                              domain=domain, timeout=15)
+                    try:
+                        c.login(USER, harness.PASSWORD, resource=f"r{k}")
+                    except BaseException:
+                        c.close()
+                        raise
+                    return c
                 c = RawXmpp(server.ip, server.c2s_port, domain=domain, timeout=15)
                 c.login(USER, harness.PASSWORD, resource=f"r{k}")
                 return c
@@ -754,18 +991,28 @@ def run_clients(kind: str, args) -> dict:
             time.sleep(1.0)
             rss1 = proc_rss_kib(pid)
             last = clients[-1]
-            last.drain()
             me = f"{USER}@{domain}/r{n}"
-            last.send(f"<message to='{me}' type='chat' id='alive'><body>{MARK.decode()}</body>"
-                      f"</message>")
             alive = False
-            deadline = time.monotonic() + 15
-            while not alive and time.monotonic() < deadline:
+            if ws:
+                last.send(f"<message xmlns='{NS_CLIENT}' to='{me}' type='chat' id='alive'>"
+                          f"<body>{MARK.decode()}</body></message>")
                 try:
-                    el = last.next_element(timeout=max(0.1, deadline - time.monotonic()))
+                    last.expect(lambda e: e.tag == tag(NS_CLIENT, "message")
+                                and e.get("id") == "alive", "the message to itself", 15)
+                    alive = True
                 except Exception:  # noqa: BLE001 (timeout or closed: not alive)
-                    break
-                alive = el.tag.endswith("}message") and el.get("id") == "alive"
+                    pass
+            else:
+                last.drain()
+                last.send(f"<message to='{me}' type='chat' id='alive'><body>{MARK.decode()}"
+                          f"</body></message>")
+                deadline = time.monotonic() + 15
+                while not alive and time.monotonic() < deadline:
+                    try:
+                        el = last.next_element(timeout=max(0.1, deadline - time.monotonic()))
+                    except Exception:  # noqa: BLE001 (timeout or closed: not alive)
+                        break
+                    alive = el.tag.endswith("}message") and el.get("id") == "alive"
             result.update({
                 "wall_s": round(wall, 2),
                 "rss_kib_before": rss0, "rss_kib_after": rss1,
@@ -773,13 +1020,55 @@ def run_clients(kind: str, args) -> dict:
                 "cpu_ms_per_client": round((sched1 - sched0) / n * 1e3, 3),
                 "delivered_after": alive, "complete": alive,
             })
-            print(f"  {kind}: {n} idle client sessions in {wall:.1f}s; RSS {rss0} -> {rss1} KiB = "
+            what = f"idle WebSocket sessions ({transport})" if ws else "idle client sessions"
+            print(f"  {kind}: {n} {what} in {wall:.1f}s; RSS {rss0} -> {rss1} KiB = "
                   f"{result['kib_per_client']:.1f} KiB per session; server CPU "
                   f"{result['cpu_ms_per_client']:.2f} ms per login (schedstat); message delivered "
                   f"afterwards: {alive}", flush=True)
             return result
         finally:
             close_all(None, clients)
+
+
+def run_clients(kind: str, args) -> dict:
+    """--clients N: idle TCP client sessions (run_idle_sessions)."""
+    return run_idle_sessions(kind, args, "tcp")
+
+
+def run_idle(kind: str, args) -> dict:
+    """--clients N and/or --websocket-clients N: idle sessions over TCP c2s, then over each
+    WebSocket transport (Waddle only: the harness configures no WebSocket listener for the
+    others), each on a fresh server. A single run returns its own result (for --clients
+    alone, the object it always was); several return one object with each run and each
+    WebSocket transport's RSS per session relative to TCP's, printed side by side."""
+    plan = ["tcp"] if args.clients else []
+    if args.websocket_clients:
+        if kind == "waddle":
+            plan += args.websocket_transports
+        else:
+            print(f"  {kind}: WebSocket sessions not measured (no WebSocket listener "
+                  f"configured for it by the harness)", flush=True)
+    if not plan:
+        raise RuntimeError("no idle-session run for this server")
+    runs = [run_idle_sessions(kind, args, t) for t in plan]
+    if len(runs) == 1:
+        return runs[0]
+    per = {r.get("transport", "tcp"): r["kib_per_client"] for r in runs}
+    cpu = {r.get("transport", "tcp"): r["cpu_ms_per_client"] for r in runs}
+    result = {"server": kind, "mode": "idle-sessions", "version": runs[0].get("version"),
+              "clients": args.clients, "websocket_clients": args.websocket_clients,
+              "kib_per_session": per, "cpu_ms_per_login": cpu,
+              "complete": all(r.get("complete") for r in runs), "runs": runs}
+    if "tcp" in per and per["tcp"] > 0:
+        result["kib_ratio_to_tcp"] = {t: round(v / per["tcp"], 2) for t, v in per.items()
+                                      if t != "tcp"}
+    print(f"== {kind} idle sessions, RSS per session: "
+          + ", ".join(f"{'TCP c2s' if t == 'tcp' else t} {v:.1f} KiB" for t, v in per.items())
+          + ("; relative to TCP: " + ", ".join(f"{t} {v:.2f}" for t, v in
+                                                result["kib_ratio_to_tcp"].items())
+             if "kib_ratio_to_tcp" in result else "")
+          + "; login CPU: " + ", ".join(f"{t} {v:.2f} ms" for t, v in cpu.items()), flush=True)
+    return result
 
 
 def main() -> int:
@@ -804,6 +1093,13 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=0,
                     help="instead of messages: N idle client sessions of one account; RSS "
                          "and CPU per session")
+    ap.add_argument("--websocket-clients", type=int, default=0,
+                    help="instead of messages: N idle XMPP-over-WebSocket sessions of one "
+                         "account (Waddle), over each of --websocket-transports; with "
+                         "--clients the TCP run comes first, each run on a fresh server")
+    ap.add_argument("--websocket-transports", default="wss,ws",
+                    help="with --websocket-clients: wss (HTTPS, port 5443), ws (plain HTTP "
+                         "on the loopback listener, port 5380) or both (default wss,ws)")
     ap.add_argument("--archive-ratio", action="store_true",
                     help="Waddle only: hop runs with archiving off and on, alternating "
                          "--pairs times; median CPU per message of each and the ratio")
@@ -817,12 +1113,19 @@ def main() -> int:
         return 2
     if not (0 < args.messages <= 1_000_000 and 0 < args.rounds <= 20
             and 0 < args.time_limit <= 600 and 0 <= args.warmup <= 100_000
-            and 0 <= args.streams <= 900 and 0 <= args.clients <= 900
-            and 0 < args.pairs <= 10):
-        print("bounds: messages 1..1e6, rounds 1..20, time-limit 0..600 s, streams and "
-              "clients 0..900, pairs 1..10",
+            and 0 <= args.streams <= 900 and 0 <= args.clients <= 4000
+            and 0 <= args.websocket_clients <= 4000 and 0 < args.pairs <= 10):
+        print("bounds: messages 1..1e6, rounds 1..20, time-limit 0..600 s, streams 0..900, "
+              "clients and websocket-clients 0..4000, pairs 1..10",
               file=sys.stderr)
         return 2
+    transports = [t.strip() for t in args.websocket_transports.split(",") if t.strip()]
+    if not transports or any(t not in WS_TRANSPORTS for t in transports):
+        print("--websocket-transports: wss, ws or wss,ws", file=sys.stderr)
+        return 2
+    args.websocket_transports = list(dict.fromkeys(transports))
+    # Every session holds a descriptor here and one in the server (which inherits the limit).
+    raise_nofile(max(args.clients, args.websocket_clients, args.streams) + 1024)
     rc = 0
     for kind in args.servers:
         print(f"== {kind}", flush=True)
@@ -831,8 +1134,8 @@ def main() -> int:
                 if kind != "waddle":
                     raise RuntimeError("--archive-ratio measures Waddle only")
                 res = run_archive_ratio(args)
-            elif args.clients:
-                res = run_clients(kind, args)
+            elif args.clients or args.websocket_clients:
+                res = run_idle(kind, args)
             elif args.streams:
                 res = run_streams(kind, args)
             else:

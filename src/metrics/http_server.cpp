@@ -63,6 +63,7 @@ struct HttpServer::Impl {
   std::uint16_t port;
   std::function<std::string()> render;
   std::function<bool()> healthy;
+  std::function<std::string()> status;
   std::chrono::steady_clock::duration read_timeout = 10s;
   std::optional<tcp::acceptor> acceptor;
   std::uint16_t bound_port = 0;
@@ -110,6 +111,12 @@ Response handle(Impl& impl, const Request& req) {
     res.set(http::field::allow, "GET");
   } else if (target == "/metrics") {
     res = make_response(http::status::ok, req.version(), kContentType, impl.render());
+  } else if (target == "/status" && impl.status) {
+    res = make_response(http::status::ok, req.version(), "text/html; charset=utf-8",
+                        impl.status());
+    res.set(http::field::cache_control, "no-store");
+    res.set("X-Content-Type-Options", "nosniff");
+    res.set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
   } else if (target == "/health") {
     bool ok = impl.healthy();
     res = make_response(ok ? http::status::ok : http::status::service_unavailable, req.version(),
@@ -234,7 +241,8 @@ void HttpServer::start() {
   if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) fail(ec.message());
   impl_->bound_port = acceptor.local_endpoint(ec).port();
   asio::co_spawn(impl_->io, accept_loop(impl_), LogFailure{"accept loop"});
-  spdlog::info("serving /metrics and /health on {} port {}", impl_->address, impl_->bound_port);
+  spdlog::info("serving /metrics, /health and /status on {} port {}", impl_->address,
+               impl_->bound_port);
 }
 
 void HttpServer::stop() {
@@ -248,10 +256,15 @@ void HttpServer::stop() {
   // Release what the callbacks captured: nothing calls them any more.
   impl_->render = nullptr;
   impl_->healthy = nullptr;
+  impl_->status = nullptr;
 }
 
 std::uint16_t HttpServer::port() const {
   return impl_->bound_port;
+}
+
+void HttpServer::set_status(std::function<std::string()> render_status) {
+  impl_->status = std::move(render_status);
 }
 
 void HttpServer::set_read_timeout(std::chrono::steady_clock::duration timeout) {

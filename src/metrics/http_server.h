@@ -1,5 +1,5 @@
 // HTTP endpoint for operators ([metrics] address/port): Prometheus scrapes at GET /metrics
-// (text format 0.0.4) and liveness at GET /health. HTTP/1.1 with keep-alive, Boost.Beast.
+// (text format 0.0.4), liveness at GET /health, the status page at GET /status. HTTP/1.1 with keep-alive, Boost.Beast.
 #pragma once
 
 #include <chrono>
@@ -34,6 +34,10 @@ class HttpServer {
 
   // The bound port (useful after binding port 0); 0 before start().
   std::uint16_t port() const;
+
+  // GET /status: an HTML page for operators (web/logic/status_page.h), rendered on the
+  // io_context's thread like the metrics. Without it /status is 404.
+  void set_status(std::function<std::string()> render_status);
 
   // How long a connection may take to send a complete request (also the idle time allowed
   // between keep-alive requests). Default 10 s.

@@ -384,7 +384,8 @@ FamilySpec by_domain(std::string name, std::string help, std::vector<std::string
 }  // namespace
 
 S2sMetrics::S2sMetrics(Registry& r, std::size_t max_domains)
-    : connections_active(r.gauge_family(by_domain("waddle_s2s_connections_active",
+    : max_domains_(max_domains),
+      connections_active(r.gauge_family(by_domain("waddle_s2s_connections_active",
                                                   "Open server-to-server streams.",
                                                   {"domain", "direction"}, max_domains))),
       connections_total(r.counter_family(by_domain("waddle_s2s_connections_total",
@@ -591,6 +592,37 @@ ComponentMetrics::ComponentMetrics(Registry& r)
                             .help = "Stanzas for a component that is not connected, answered with "
                                     "service-unavailable.",
                             .labels = {"domain"}})) {}
+
+namespace {
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+void S2sMetrics::authenticated(std::string_view domain, Direction d, AuthMethod m,
+                               std::string_view tls) {
+  authentications.get({domain, to_string(d), to_string(m)}).inc();
+  auto key = std::make_pair(std::string(domain), std::string(to_string(d)));
+  auto it = link_notes_.find(key);
+  if (it == link_notes_.end()) {
+    // Bounded like the labels: one note per domain and direction for max_domains domains.
+    if (link_notes_.size() >= 2 * max_domains_) return;
+    it = link_notes_.emplace(std::move(key), LinkNote{}).first;
+  }
+  it->second.method = std::string(to_string(m));
+  if (!tls.empty()) it->second.tls = std::string(tls);
+  it->second.since = unix_now();
+}
+
+void S2sMetrics::failure(std::string_view domain, S2sError kind, std::string_view text) {
+  error(domain, kind);
+  if (recent_failures_.size() >= kRecentFailures) recent_failures_.pop_front();
+  recent_failures_.push_back(FailureNote{unix_now(), std::string(domain),
+                                         std::string(to_string(kind)),
+                                         std::string(text.substr(0, 300))});
+}
 
 WebMetrics::WebMetrics(Registry& r)
     : requests(r.counter_family(

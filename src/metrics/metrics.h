@@ -4,6 +4,8 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
+#include <map>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -138,6 +140,11 @@ class Family final : public FamilyBase {
 
   std::size_t size() const override { return series_.size(); }
   void render(std::string& out) const override;
+  // Calls f(label values, metric) for every series (the status page reads them).
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [key, s] : series_) f(s.values, s.metric);
+  }
 
  private:
   struct Series {
@@ -257,9 +264,31 @@ struct S2sMetrics {
   void bounced(std::string_view domain, std::string_view condition) {
     bounces.get({domain, condition}).inc();
   }
-  void authenticated(std::string_view domain, Direction d, AuthMethod m) {
-    authentications.get({domain, to_string(d), to_string(m)}).inc();
+  // A stream authenticated `domain`; `tls` describes its encryption ("TLSv1.3 ..."). The
+  // status page shows the last of each domain and direction.
+  void authenticated(std::string_view domain, Direction d, AuthMethod m,
+                     std::string_view tls = {});
+  // A failure with its reason: counted (errors) and kept among the recent ones.
+  void failure(std::string_view domain, S2sError kind, std::string_view text);
+
+  // For the status page (not exported to Prometheus).
+  struct LinkNote {
+    std::string method;  // to_string(AuthMethod)
+    std::string tls;
+    std::int64_t since = 0;  // Unix seconds
+  };
+  struct FailureNote {
+    std::int64_t at = 0;  // Unix seconds
+    std::string domain;
+    std::string kind;
+    std::string text;
+  };
+  static constexpr std::size_t kRecentFailures = 50;
+  // By (domain, direction); at most max_domains domains are noted.
+  const std::map<std::pair<std::string, std::string>, LinkNote>& link_notes() const {
+    return link_notes_;
   }
+  const std::deque<FailureNote>& recent_failures() const { return recent_failures_; }
   // Authoritative dialback role: a db:verify from `domain` (the server that asked) answered.
   void dialback_verify(std::string_view domain, bool valid) {
     dialback_verifies.get({domain, valid ? "valid" : "invalid"}).inc();
@@ -289,6 +318,10 @@ struct S2sMetrics {
   void write_limit(std::string_view domain, Direction d, std::string_view reason) {
     write_limits.get({domain, to_string(d), reason}).inc();
   }
+
+  std::size_t max_domains_;
+  std::map<std::pair<std::string, std::string>, LinkNote> link_notes_;
+  std::deque<FailureNote> recent_failures_;
 
   GaugeFamily& connections_active;   // waddle_s2s_connections_active{domain,direction}
   CounterFamily& connections_total;  // waddle_s2s_connections_total{domain,direction}

@@ -77,6 +77,27 @@ MucStats MucService::stats() const {
   return s;
 }
 
+std::vector<RemoteRoomSummary> MucService::rooms_with_remote_occupants() const {
+  std::vector<RemoteRoomSummary> out;
+  for (const auto& [name, room] : rooms_) {
+    RemoteRoomSummary r;
+    std::set<std::string> servers;
+    for (const auto& [nick, occ] : room.occupants()) {
+      if (occ.is_remote) {
+        ++r.occupants_remote;
+        servers.insert(occ.home_server);
+      } else {
+        ++r.occupants_local;
+      }
+    }
+    if (r.occupants_remote == 0) continue;
+    r.room = room.jid().bare_str();
+    r.servers.assign(servers.begin(), servers.end());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 bool MucService::may_create(const Jid& from) const {
   return config_.room_creation == "anyone" ||
          (env_.is_local_domain && env_.is_local_domain(from.domain()));

@@ -51,6 +51,14 @@ struct MucStats {
   std::size_t occupants_remote = 0;
 };
 
+// A room with occupants from other servers (the operator's status page).
+struct RemoteRoomSummary {
+  std::string room;  // bare JID
+  std::size_t occupants_local = 0;
+  std::size_t occupants_remote = 0;
+  std::vector<std::string> servers;  // the remote occupants' home servers, sorted
+};
+
 class MucService : public router::LocalHandler {
  public:
   MucService(const core::MucConfig& config, std::string domain, Env env);
@@ -63,6 +71,7 @@ class MucService : public router::LocalHandler {
   // Server shutdown: occupants are told (status 332); temporary rooms go away.
   void shutdown();
   MucStats stats() const;
+  std::vector<RemoteRoomSummary> rooms_with_remote_occupants() const;
   const Room* room(const std::string& name) const;
   std::uint64_t credentials_verified() const { return credentials_verified_; }
   std::uint64_t credentials_rejected() const { return credentials_rejected_; }

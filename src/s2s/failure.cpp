@@ -8,7 +8,7 @@ namespace waddle::s2s {
 void report(metrics::S2sMetrics* metrics, std::string_view domain, Failure f,
             std::string_view text) {
   spdlog::warn("s2s {}: {} error: {}", domain, to_string(f), text);
-  if (metrics) metrics->error(domain, f);
+  if (metrics) metrics->failure(domain, f, text);
 }
 
 }  // namespace waddle::s2s

@@ -371,7 +371,9 @@ void InboundStream::authenticated(const std::string& local, const std::string& r
   }
   pairs_.insert({local, remote});
   if (method_.empty()) method_ = std::string(method);
-  if (ctx_.metrics) ctx_.metrics->authenticated(remote, metrics::Direction::kIn, counted_as);
+  if (ctx_.metrics)
+    ctx_.metrics->authenticated(remote, metrics::Direction::kIn, counted_as,
+                                stream_->tls_description());
   if (!counted_domain_.empty()) return;
   counted_domain_ = remote;
   if (ctx_.metrics) ctx_.metrics->connection_opened(remote, metrics::Direction::kIn);

@@ -230,7 +230,8 @@ asio::awaitable<bool> Pool::join_shared(std::shared_ptr<Link> link) {
       link->local, link->remote, joined->carrier, link->remote, out->channel->tls_description());
   if (metrics_)
     metrics_->authenticated(link->remote, metrics::Direction::kOut,
-                            metrics::AuthMethod::kDialbackMultiplexed);
+                            metrics::AuthMethod::kDialbackMultiplexed,
+                            out->channel->tls_description());
   write_queue(*link);
   if (!out->done) co_await out->closed->wait_until(Clock::time_point::max());
   link->state = Link::State::kConnecting;
@@ -298,7 +299,8 @@ asio::awaitable<void> Pool::use(std::shared_ptr<Link> link, Connected c) {
                out->cert_valid ? "valid" : "not verified");
   if (metrics_) {
     metrics_->connection_opened(link->remote, metrics::Direction::kOut);
-    metrics_->authenticated(link->remote, metrics::Direction::kOut, c.counted_as);
+    metrics_->authenticated(link->remote, metrics::Direction::kOut, c.counted_as,
+                            out->channel->tls_description());
   }
   if (c.sm) enable_sm(out, link->remote);
   write_queue(*link);

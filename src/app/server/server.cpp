@@ -6,13 +6,16 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -25,6 +28,7 @@
 #include "im/im_service.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
+#include "web/logic/status_page.h"
 #include "web/web_server.h"
 #include "muc/service.h"
 #include "net/listen.h"
@@ -42,6 +46,12 @@ using asio::ip::tcp;
 namespace {
 
 using StorageWorker = net::Worker<storage::Storage>;
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 // Persistent rooms by room service domain: (room name, saved data).
 using SavedRooms = std::map<std::string, std::vector<std::pair<std::string, std::string>>>;
 
@@ -101,6 +111,9 @@ class Server {
   muc::Env room_env(const std::string& domain);
   void add_listeners(std::uint16_t port, bool direct);
   std::string render_metrics();
+  std::string render_status();
+  std::map<std::string, web::TrafficHistory::Totals> traffic_totals();
+  static asio::awaitable<void> sample_traffic(Server* self);
   void begin_shutdown();
   void wait_for_streams_to_end();
   static asio::awaitable<void> drain_storage_then_stop(Server* self);
@@ -130,6 +143,9 @@ class Server {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::unique_ptr<metrics::HttpServer> http_;
   std::unique_ptr<web::WebServer> web_;  // WebSocket clients and host-meta ([web])
+  web::TrafficHistory traffic_;           // per-domain counters every 30 s, for /status
+  asio::steady_timer traffic_timer_{io_};
+  std::int64_t started_at_ = unix_now();
   // Signals are added once the server has started; until then they keep their default action.
   asio::signal_set stop_signals_{io_};
   asio::signal_set hup_{io_};
@@ -268,7 +284,85 @@ void Server::start_metrics_endpoint() {
   http_ = std::make_unique<metrics::HttpServer>(
       io_, config_.metrics.address, config_.metrics.port, [this] { return render_metrics(); },
       [this] { return !io_.stopped(); });
+  http_->set_status([this] { return render_status(); });
   http_->start();
+  net::spawn_logged(io_.get_executor(), sample_traffic(this), "status sampling");
+}
+
+std::map<std::string, web::TrafficHistory::Totals> Server::traffic_totals() {
+  std::map<std::string, web::TrafficHistory::Totals> t;
+  s2s_metrics_.stanzas_sent.for_each(
+      [&](const auto& v, const metrics::Counter& c) { t[v[0]].sent += c.value(); });
+  s2s_metrics_.stanzas_received.for_each(
+      [&](const auto& v, const metrics::Counter& c) { t[v[0]].received += c.value(); });
+  s2s_metrics_.errors.for_each(
+      [&](const auto& v, const metrics::Counter& c) { t[v[0]].errors += c.value(); });
+  return t;
+}
+
+// The status page's charts: the counters every 30 s, an hour of them.
+asio::awaitable<void> Server::sample_traffic(Server* self) {
+  self->traffic_.sample(unix_now(), self->traffic_totals());
+  while (!self->stopping_) {
+    self->traffic_timer_.expires_after(std::chrono::seconds(30));
+    auto [ec] = co_await self->traffic_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || self->stopping_) co_return;
+    self->traffic_.sample(unix_now(), self->traffic_totals());
+  }
+}
+
+std::string Server::render_status() {
+  web::StatusData d;
+  d.version = WADDLE_VERSION;
+  d.now = unix_now();
+  d.started = started_at_;
+  d.local_domains = config_.server.domains;
+  d.client_sessions = c2s_metrics_.sessions_active.value();
+  d.websocket_sessions = web_metrics_.websocket_sessions.value();
+  const auto& notes = s2s_metrics_.link_notes();
+  std::set<std::string> seen;
+  s2s_metrics_.connections_active.for_each([&](const auto& v, const metrics::Gauge& g) {
+    if (g.value() <= 0) return;
+    web::StatusLink l{v[0], v[1], g.value(), "", "", 0};
+    if (auto it = notes.find({v[0], v[1]}); it != notes.end()) {
+      l.method = it->second.method;
+      l.tls = it->second.tls;
+      l.since = it->second.since;
+    }
+    seen.insert(v[0]);
+    d.links.push_back(std::move(l));
+  });
+  std::sort(d.links.begin(), d.links.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.domain, a.direction) < std::tie(b.domain, b.direction);
+  });
+  std::map<std::string, double> queues;
+  s2s_metrics_.queue.for_each([&](const auto& v, const metrics::Gauge& g) {
+    queues[v[0]] += g.value();
+  });
+  std::map<std::string, std::int64_t> failed_at;
+  for (const auto& f : s2s_metrics_.recent_failures()) {
+    d.failures.push_back({f.at, f.domain, f.kind, f.text});
+    if (d.now - f.at <= 3600) failed_at[f.domain] = std::max(failed_at[f.domain], f.at);
+  }
+  std::set<std::string> all = seen;
+  for (const auto& [dom, q] : queues) all.insert(dom);
+  for (const auto& [dom, t] : traffic_totals()) all.insert(dom);
+  for (const auto& [dom, at] : failed_at) all.insert(dom);
+  for (const auto& dom : all) {
+    web::StatusDomain s;
+    s.domain = dom;
+    s.queue = queues[dom];
+    s.rate = traffic_.rate(dom);
+    s.hour = traffic_.window(dom);
+    s.series = traffic_.series(dom);
+    s.connected = seen.count(dom) > 0;
+    if (auto it = failed_at.find(dom); it != failed_at.end()) s.last_failure = it->second;
+    d.domains.push_back(std::move(s));
+  }
+  for (const auto& r : rooms_)
+    for (auto& room : r->rooms_with_remote_occupants())
+      d.rooms.push_back({room.room, room.occupants_local, room.occupants_remote, room.servers});
+  return web::render_status(d);
 }
 
 // The room figures are read from the room services when scraped; the rest is kept current
@@ -317,6 +411,7 @@ void Server::handle_signals() {
 void Server::begin_shutdown() {
   for (auto& acc : acceptors_) acc->close();
   if (web_) web_->stop();
+  traffic_timer_.cancel();
   for (auto& r : rooms_) r->shutdown();
   components_.stop();
   // Posted behind the rooms' goodbyes (which the rooms post), so that they are routed
