@@ -934,6 +934,14 @@ class RawWs:
 WS_TRANSPORTS = ("wss", "ws")
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def raise_nofile(needed: int) -> None:
     """Raises the soft RLIMIT_NOFILE to `needed` (up to the hard limit) before any server is
     started, so the server (which inherits it) and this process hold every connection."""
@@ -961,6 +969,9 @@ def run_idle_sessions(kind: str, args, transport: str = "tcp") -> dict:
             [server] = start_server(kind, fed, [domain])
             pid = server_pid(kind, server)
             result["version"] = version_of(kind, server)
+            if kind == "waddle":
+                # The binary this server runs (build/ may be rebuilt during an invocation).
+                result["binary_sha256"] = file_sha256(Path(f"/proc/{pid}/exe"))
 
             def login(k: int):
                 if ws:

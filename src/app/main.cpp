@@ -1,10 +1,12 @@
 // The waddle command line: serve, adduser, deluser, passwd, did, check config, check s2s,
 // --version,
 // --help.
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <termios.h>
 #include <unistd.h>
+#include <cstdlib>
 
 #include <cstring>
 #include <fstream>
@@ -247,10 +249,49 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
+// The syslog priority of a log line, as the journal reads it from stderr.
+class JournalPriority : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    int priority = 6;  // info
+    switch (msg.level) {
+      case spdlog::level::trace:
+      case spdlog::level::debug:
+        priority = 7;
+        break;
+      case spdlog::level::warn:
+        priority = 4;
+        break;
+      case spdlog::level::err:
+        priority = 3;
+        break;
+      case spdlog::level::critical:
+        priority = 2;
+        break;
+      default:
+        break;
+    }
+    const char text[3] = {'<', static_cast<char>('0' + priority), '>'};
+    dest.append(text, text + 3);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JournalPriority>();
+  }
+};
+
 int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("waddle");
   spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  if (std::getenv("JOURNAL_STREAM")) {
+    // Under systemd, stderr is the journal's: it stamps the time itself and reads each line's
+    // priority from a "<N>" prefix (sd-daemon(3)), so `journalctl -p warning` works.
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JournalPriority>('*').set_pattern("%*%v");
+    spdlog::set_formatter(std::move(formatter));
+  } else {
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  }
   try {
     return run(argc, argv);
   } catch (const core::ConfigError& e) {

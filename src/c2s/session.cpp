@@ -69,8 +69,9 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
  public:
   Session(C2sContext& ctx, asio::ip::tcp::socket socket, bool direct_tls,
           core::ConnectionGate::Ticket unauthenticated)
-      : Session(ctx, std::make_shared<stream::XmlStream>(std::move(socket), ctx.tls,
-                                                         client_limits(ctx.config)),
+      : Session(ctx,
+                std::make_shared<stream::XmlStream>(std::move(socket), ctx.tls,
+                                                    client_limits(ctx.config)),
                 direct_tls, std::move(unauthenticated)) {}
 
   // XMPP over WebSocket: the connection is already encrypted (wss), or is plain HTTP on
@@ -118,7 +119,9 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
           });
         });
     spdlog::debug("c2s {}: connected{}", remote_,
-                  stream_->websocket() ? " (WebSocket)" : direct_tls_ ? " (direct TLS)" : "");
+                  stream_->websocket() ? " (WebSocket)"
+                  : direct_tls_        ? " (direct TLS)"
+                                       : "");
     stream::arm_handshake_deadline(deadline_, ctx_.config.c2s.limits.handshake_timeout,
                                    [weak = weak_from_this()] {
                                      auto s = weak.lock();
@@ -718,8 +721,8 @@ class Session : public router::LocalSession, public std::enable_shared_from_this
   std::string domain_;
   std::string stream_id_;  // of the current stream; empty until our header is sent
   core::Jid jid_;
-  bool resuming_ = false;  // bound by <resume/>: the router entry is taken over, not added
-  std::string ping_id_;    // of our ping waiting for an answer (watch_idle)
+  bool resuming_ = false;        // bound by <resume/>: the router entry is taken over, not added
+  std::string ping_id_;          // of our ping waiting for an answer (watch_idle)
   std::shared_ptr<void> token_;  // start_websocket_session's, released with the session
 };
 

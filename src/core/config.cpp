@@ -883,15 +883,16 @@ void read_turn(Reader& r, const toml::table& t, TurnConfig& c) {
 
 void read_web(Reader& r, const toml::table& t, WebConfig& c) {
   Section s(r, t, "web",
-            {"enabled", "port", "plain_address", "plain_port", "websocket_path",
-             "allowed_origins", "public_url", "client_path", "client_dir"});
+            {"enabled", "port", "plain_address", "plain_port", "websocket_path", "allowed_origins",
+             "public_url", "client_path", "client_dir"});
   s.boolean("enabled", c.enabled);
   s.integer("port", 0, 65535, c.port);
   s.ip_address("plain_address", c.plain_address);
   if (auto ip = parse_ip(c.plain_address); ip && !ip->loopback()) {
-    r.fail(s.where("plain_address"), "web.plain_address",
-           fmt::format("plain HTTP is for a proxy on this host: expected a loopback address, got {}",
-                       quote(c.plain_address)));
+    r.fail(
+        s.where("plain_address"), "web.plain_address",
+        fmt::format("plain HTTP is for a proxy on this host: expected a loopback address, got {}",
+                    quote(c.plain_address)));
   }
   s.integer("plain_port", 0, 65535, c.plain_port);
   s.string("websocket_path", c.websocket_path, /*allow_empty=*/false);
@@ -908,15 +909,14 @@ void read_web(Reader& r, const toml::table& t, WebConfig& c) {
                     u.find_first_of(" \t\r\n<>\"'") == std::string_view::npos;
     return as_is_if(ok, u);
   };
-  s.strings("allowed_origins", "\"*\" or an origin such as \"https://chat.example.org\"",
-            [&](std::string_view o) { return o == "*" ? as_is_if(true, o) : url(o); },
-            c.allowed_origins);
+  s.strings(
+      "allowed_origins", "\"*\" or an origin such as \"https://chat.example.org\"",
+      [&](std::string_view o) { return o == "*" ? as_is_if(true, o) : url(o); }, c.allowed_origins);
   s.string("client_path", c.client_path);
   if (!c.client_path.empty() &&
       (c.client_path.front() != '/' || c.client_path.back() != '/' ||
-       c.client_path.find_first_of(" ?#\\\t\r\n") != std::string::npos ||
-       c.client_path == "/" || c.client_path.starts_with("/upload/") ||
-       c.client_path.starts_with("/.well-known/"))) {
+       c.client_path.find_first_of(" ?#\\\t\r\n") != std::string::npos || c.client_path == "/" ||
+       c.client_path.starts_with("/upload/") || c.client_path.starts_with("/.well-known/"))) {
     r.fail(s.where("client_path"), "web.client_path",
            fmt::format("expected a path such as \"/chat/\" (with both slashes), got {}",
                        quote(c.client_path)));
@@ -932,9 +932,8 @@ void read_web(Reader& r, const toml::table& t, WebConfig& c) {
 
 void read_upload(Reader& r, const toml::table& t, UploadConfig& c) {
   Section s(r, t, "upload",
-            {"enabled", "path", "max_file_size", "quota_per_user", "max_total_size",
-             "expire_after", "slot_timeout", "min_upload_rate", "allow_remote",
-             "cleanup_interval"});
+            {"enabled", "path", "max_file_size", "quota_per_user", "max_total_size", "expire_after",
+             "slot_timeout", "min_upload_rate", "allow_remote", "cleanup_interval"});
   s.boolean("enabled", c.enabled);
   s.string("path", c.path);
   constexpr std::uint64_t kTiB = 1024ull * 1024 * 1024 * 1024;
@@ -998,8 +997,7 @@ void check_ports(const Reader& r, const Config& c) {
     const std::uint16_t p = c.web.port;
     if ((c.c2s.enabled && (p == c.c2s.port || p == c.c2s.direct_tls_port)) ||
         (c.s2s.enabled && p == c.s2s.port) ||
-        (!c.components.secrets.empty() && p == c.components.port) ||
-        (c.web.plain_port == p)) {
+        (!c.components.secrets.empty() && p == c.components.port) || (c.web.plain_port == p)) {
       r.fail_at({"web.port", "web.plain_port", "c2s.port", "c2s.direct_tls_port", "s2s.port",
                  "components.port"},
                 fmt::format("port {} is used by web and another listener", p));

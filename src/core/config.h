@@ -285,10 +285,10 @@ struct UploadConfig {
   bool enabled = true;
   std::string path;  // empty = <data_dir>/uploads
   std::uint64_t max_file_size = 100ull * 1024 * 1024;
-  std::uint64_t quota_per_user = 1024ull * 1024 * 1024;  // stored and reserved; 0 = no limit
+  std::uint64_t quota_per_user = 1024ull * 1024 * 1024;       // stored and reserved; 0 = no limit
   std::uint64_t max_total_size = 10ull * 1024 * 1024 * 1024;  // all files together; 0 = none
   Duration expire_after{std::chrono::hours(24 * 30)};         // files older are removed; 0 = kept
-  Duration slot_timeout{std::chrono::minutes(5)};  // a slot's PUT must start within this
+  Duration slot_timeout{std::chrono::minutes(5)};             // a slot's PUT must start within this
   // A PUT slower than this on average (with c2s.limits.handshake_timeout as an allowance) is
   // cut off, as is one that sends nothing for that long.
   std::uint64_t min_upload_rate = 10 * 1024;

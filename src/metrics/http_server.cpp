@@ -112,8 +112,7 @@ Response handle(Impl& impl, const Request& req) {
   } else if (target == "/metrics") {
     res = make_response(http::status::ok, req.version(), kContentType, impl.render());
   } else if (target == "/status" && impl.status) {
-    res = make_response(http::status::ok, req.version(), "text/html; charset=utf-8",
-                        impl.status());
+    res = make_response(http::status::ok, req.version(), "text/html; charset=utf-8", impl.status());
     res.set(http::field::cache_control, "no-store");
     res.set("X-Content-Type-Options", "nosniff");
     res.set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");

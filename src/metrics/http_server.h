@@ -1,5 +1,6 @@
 // HTTP endpoint for operators ([metrics] address/port): Prometheus scrapes at GET /metrics
-// (text format 0.0.4), liveness at GET /health, the status page at GET /status. HTTP/1.1 with keep-alive, Boost.Beast.
+// (text format 0.0.4), liveness at GET /health, the status page at GET /status. HTTP/1.1 with
+// keep-alive, Boost.Beast.
 #pragma once
 
 #include <chrono>

@@ -556,7 +556,12 @@ ListenerMetrics::ListenerMetrics(Registry& r)
           {.name = "waddle_connections_refused_total",
            .help = "Connections refused when accepted: over the connection rate of their "
                    "address, or over the limits on unauthenticated connections.",
-           .labels = {"listener", "reason"}})) {}
+           .labels = {"listener", "reason"}})),
+      reloads(r.counter_family(
+          {.name = "waddle_reloads_total",
+           .help = "Reloads on SIGHUP: of the configuration (policy, limits, log level) and of "
+                   "the certificates, by result (ok, failed: what was in use stays).",
+           .labels = {"what", "result"}})) {}
 
 MucMetrics::MucMetrics(Registry& r)
     : occupants(r.gauge_family({.name = "waddle_muc_occupants",
@@ -653,9 +658,9 @@ WebMetrics::WebMetrics(Registry& r)
                                      .help = "Bytes of uploaded files received (in) and served "
                                              "(out).",
                                      .labels = {"direction"}})),
-      upload_files(r.gauge_family({.name = "waddle_upload_files",
-                                   .help = "Uploaded files kept now."})
-                       .get({})),
+      upload_files(
+          r.gauge_family({.name = "waddle_upload_files", .help = "Uploaded files kept now."})
+              .get({})),
       upload_stored_bytes(r.gauge_family({.name = "waddle_upload_stored_bytes",
                                           .help = "Bytes of the uploaded files kept now."})
                               .get({})) {}

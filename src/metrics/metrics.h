@@ -4,12 +4,12 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
-#include <map>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -266,8 +266,7 @@ struct S2sMetrics {
   }
   // A stream authenticated `domain`; `tls` describes its encryption ("TLSv1.3 ..."). The
   // status page shows the last of each domain and direction.
-  void authenticated(std::string_view domain, Direction d, AuthMethod m,
-                     std::string_view tls = {});
+  void authenticated(std::string_view domain, Direction d, AuthMethod m, std::string_view tls = {});
   // A failure with its reason: counted (errors) and kept among the recent ones.
   void failure(std::string_view domain, S2sError kind, std::string_view text);
 
@@ -432,6 +431,9 @@ struct ListenerMetrics {
   }
 
   CounterFamily& refused_total;  // waddle_connections_refused_total{listener,reason}
+  // SIGHUP: waddle_reloads_total{what,result}: what = config, certificates; result = ok,
+  // failed (what was in use stays).
+  CounterFamily& reloads;
 };
 
 // Room services (XEP-0045) and federated identity checks; refreshed from the services'

@@ -161,6 +161,38 @@ TlsContexts::TlsContexts(const core::Config& config) {
                                  reinterpret_cast<const unsigned char*>("waddle-s2s"), 10);
   SSL_CTX_set_tlsext_servername_callback(s2s_default_->native_handle(), on_sni);
   SSL_CTX_set_tlsext_servername_arg(s2s_default_->native_handle(), &s2s_sni_);
+
+  for (const auto& d : domains) {
+    loaded_.emplace_back(by_domain_[d]->native_handle(), files_[d]);
+    loaded_.emplace_back(s2s_by_domain_[d]->native_handle(), s2s_files(d));
+    loaded_.emplace_back(s2s_clients_[d]->native_handle(), s2s_files(d));
+  }
+  loaded_.emplace_back(c2s_default_->native_handle(), files_[domains.front()]);
+  loaded_.emplace_back(s2s_default_->native_handle(), s2s_files(domains.front()));
+}
+
+std::size_t TlsContexts::reload_certificates() {
+  // First every pair, in a scratch context: a renewal half done (a new certificate with the
+  // old key) must not leave the server with a certificate it cannot use.
+  std::map<std::string, bool> checked;
+  for (const auto& [ctx, ck] : loaded_) {
+    if (checked.count(ck.cert + "\n" + ck.key)) continue;
+    ssl::context scratch(ssl::context::tls_server);
+    SSL_CTX* raw = scratch.native_handle();
+    if (SSL_CTX_use_certificate_chain_file(raw, ck.cert.c_str()) != 1)
+      throw std::runtime_error("cannot load certificate " + ck.cert + ": " + openssl_error());
+    if (SSL_CTX_use_PrivateKey_file(raw, ck.key.c_str(), SSL_FILETYPE_PEM) != 1)
+      throw std::runtime_error("cannot load key " + ck.key + ": " + openssl_error());
+    if (SSL_CTX_check_private_key(raw) != 1)
+      throw std::runtime_error("key " + ck.key + " does not match certificate " + ck.cert);
+    checked[ck.cert + "\n" + ck.key] = true;
+  }
+  for (const auto& [ctx, ck] : loaded_) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, ck.cert.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, ck.key.c_str(), SSL_FILETYPE_PEM) != 1)
+      throw std::runtime_error("cannot load certificate " + ck.cert + ": " + openssl_error());
+  }
+  return loaded_.size();
 }
 
 SSL_CTX* TlsContexts::c2s_for(const std::string& domain) const {

@@ -36,6 +36,12 @@ class TlsContexts {
   // Where the certificate for `domain` came from (for logs and `check`).
   std::string describe(const std::string& domain) const;
 
+  // SIGHUP: reads every certificate and key again from the files they came from (a renewed
+  // certificate replaces the old one for new connections; open ones keep theirs). All pairs
+  // are checked before any is used: on a problem nothing changes and std::runtime_error
+  // says what. Returns how many contexts were reloaded.
+  std::size_t reload_certificates();
+
  private:
   std::unique_ptr<boost::asio::ssl::context> make_server_context(const core::CertKey& ck,
                                                                  const std::string& min_version);
@@ -47,6 +53,8 @@ class TlsContexts {
   std::map<std::string, SSL_CTX*> s2s_sni_;
   std::unique_ptr<boost::asio::ssl::context> s2s_default_;
   std::map<std::string, std::unique_ptr<boost::asio::ssl::context>> s2s_clients_;
+  // Every context holding a certificate, with the files it was loaded from.
+  std::vector<std::pair<SSL_CTX*, core::CertKey>> loaded_;
 };
 
 // Writes a self-signed certificate (P-256, SAN = the domains) to cert/key paths unless both

@@ -155,7 +155,7 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   void arm_stall_timer();
 
   std::optional<core::StreamError> feed_websocket(std::string_view data,
-                                                 std::vector<xml::StreamEvent>& out, bool& eof);
+                                                  std::vector<xml::StreamEvent>& out, bool& eof);
   // Bytes written as they are, past the framing (the WebSocket control frames).
   void send_unframed(std::string_view data);
 
@@ -166,7 +166,7 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   std::unique_ptr<SSL, SslFree> ssl_;
   xml::StreamParser parser_;
   std::unique_ptr<web::WebSocketFraming> ws_;  // XMPP over WebSocket; null for TCP streams
-  std::string pending_input_;                   // read before use_websocket(), taken first
+  std::string pending_input_;                  // read before use_websocket(), taken first
   bool tls_active_ = false;
   std::string tls_error_;
   std::string end_reason_;

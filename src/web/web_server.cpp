@@ -38,7 +38,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::uint32_t kMaxHeader = 8 * 1024;  // request line and headers
-constexpr std::size_t kMaxConnections = 1024;    // HTTP connections not (yet) upgraded
+constexpr std::size_t kMaxConnections = 1024;   // HTTP connections not (yet) upgraded
 
 using Request = http::request<http::empty_body>;
 using Response = http::response<http::string_body>;
@@ -225,7 +225,7 @@ std::optional<http::status> status_for_read_error(const boost::system::error_cod
 struct Exchange {
   Impl& impl;
   stream::XmlStream& stream;
-  std::string& in;  // bytes read and not yet taken
+  std::string& in;                                               // bytes read and not yet taken
   std::function<void(std::chrono::steady_clock::duration)> arm;  // the connection's deadline
   std::chrono::steady_clock::duration timeout;
 };
@@ -260,8 +260,9 @@ asio::awaitable<void> linger(Exchange& x) {
 }
 
 // PUT: the body goes to the file store as it arrives, never held whole.
-asio::awaitable<bool> receive_file(Exchange& x, const Request& req, std::optional<std::uint64_t> length,
-                                   bool chunked, const std::string& slot, const std::string& name) {
+asio::awaitable<bool> receive_file(Exchange& x, const Request& req,
+                                   std::optional<std::uint64_t> length, bool chunked,
+                                   const std::string& slot, const std::string& name) {
   UploadService& upload = *x.impl.upload;
   auto put = chunked ? UploadService::Put{411, "Content-Length is required", 0, nullptr}
                      : upload.begin_put(slot, name, length, req[http::field::content_type]);
@@ -307,8 +308,8 @@ asio::awaitable<bool> receive_file(Exchange& x, const Request& req, std::optiona
     spdlog::info("web {}: upload to {} {} with {} of {} bytes missing", x.stream.remote_address(),
                  slot, ok ? "ended" : "failed (disk)", left, put.size);
     if (!ok) {
-      Response res = plain(http::status::insufficient_storage, req.version(),
-                           "the file could not be stored");
+      Response res =
+          plain(http::status::insufficient_storage, req.version(), "the file could not be stored");
       cors(res);
       x.impl.count("upload", res.result_int());
       co_await send_response(x, res, false, false);
@@ -359,7 +360,8 @@ asio::awaitable<bool> send_file(Exchange& x, const Request& req, Response res,
   const ByteRange range = parse_range(req[http::field::range], size);
   res.set(http::field::accept_ranges, "bytes");
   if (range.kind == ByteRange::Kind::kUnsatisfiable) {
-    Response bad = plain(http::status::range_not_satisfiable, req.version(), "range not satisfiable");
+    Response bad =
+        plain(http::status::range_not_satisfiable, req.version(), "range not satisfiable");
     bad.set(http::field::content_range, "bytes */" + std::to_string(size));
     cors(bad);
     x.impl.count(endpoint, 416);
@@ -435,11 +437,11 @@ asio::awaitable<bool> serve_upload(Exchange& x, http::request_parser<http::empty
   }
   switch (req.method()) {
     case http::verb::put:
-      co_return co_await receive_file(
-          x, req,
-          parser.content_length() ? std::optional<std::uint64_t>(*parser.content_length())
-                                  : std::nullopt,
-          parser.chunked(), slot, *name);
+      co_return co_await receive_file(x, req,
+                                      parser.content_length()
+                                          ? std::optional<std::uint64_t>(*parser.content_length())
+                                          : std::nullopt,
+                                      parser.chunked(), slot, *name);
     case http::verb::get:
     case http::verb::head:
       if (!body) {
@@ -645,8 +647,8 @@ asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket, bool
         continue;
       } else if (!impl->config.web.client_path.empty() && target_path(req) == "/" &&
                  (req.method() == http::verb::get || req.method() == http::verb::head)) {
-        res = plain(http::status::found, req.version(), "The chat is at " +
-                                                            impl->config.web.client_path);
+        res = plain(http::status::found, req.version(),
+                    "The chat is at " + impl->config.web.client_path);
         res.set(http::field::location, impl->config.web.client_path);
         impl->count("client", 302);
       } else {

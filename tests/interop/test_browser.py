@@ -246,6 +246,17 @@ class Browser:
         return self.wait(f"an image from {url_prefix} loaded in {box}",
                          lambda d: d.execute_script(IMAGE_JS, box, url_prefix))
 
+    def new_tab(self) -> str:
+        """Opens a tab and switches to it; returns the handle of the one it came from (so
+        that Converse keeps its session there)."""
+        back = self.d.current_window_handle
+        self.d.switch_to.new_window("tab")
+        return back
+
+    def close_tab(self, back: str) -> None:
+        self.d.close()
+        self.d.switch_to.window(back)
+
     def reload_until(self, url: str, selector: str, what: str, timeout: float) -> Any:
         """Loads `url` again and again (every 0.5 s) until `selector` matches."""
         def check(d: Any) -> Any:
@@ -462,6 +473,17 @@ def test_status_page_shows_links_and_failures(world, converse):
             await exchange(alice, peer, f"to {peer.boundjid.bare}", timeout=TIMEOUT)
             await exchange(peer, alice, f"from {peer.boundjid.bare}", timeout=TIMEOUT)
 
+        # In a tab of its own: Converse stays logged in in the first one.
+        converse_tab = await browse(br.new_tab)
+        try:
+            await check_page(alice)
+        except BaseException:
+            await browse(br.save_failure, "status-page")  # this tab, not Converse's
+            raise
+        finally:
+            await browse(br.close_tab, converse_tab)
+
+    async def check_page(alice: Any) -> None:
         await browse(br.d.get, status)
         title = await browse(lambda: br.d.title)
         await browse(br.screenshot, "07-status-links.png")

@@ -28,8 +28,6 @@
 #include "im/im_service.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
-#include "web/logic/status_page.h"
-#include "web/web_server.h"
 #include "muc/service.h"
 #include "net/listen.h"
 #include "net/tls.h"
@@ -38,6 +36,8 @@
 #include "router/router.h"
 #include "s2s/s2s.h"
 #include "storage/storage.h"
+#include "web/logic/status_page.h"
+#include "web/web_server.h"
 
 namespace waddle::app {
 namespace asio = boost::asio;
@@ -143,7 +143,7 @@ class Server {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::unique_ptr<metrics::HttpServer> http_;
   std::unique_ptr<web::WebServer> web_;  // WebSocket clients and host-meta ([web])
-  web::TrafficHistory traffic_;           // per-domain counters every 30 s, for /status
+  web::TrafficHistory traffic_;          // per-domain counters every 30 s, for /status
   asio::steady_timer traffic_timer_{io_};
   std::int64_t started_at_ = unix_now();
   // Signals are added once the server has started; until then they keep their default action.
@@ -336,9 +336,8 @@ std::string Server::render_status() {
     return std::tie(a.domain, a.direction) < std::tie(b.domain, b.direction);
   });
   std::map<std::string, double> queues;
-  s2s_metrics_.queue.for_each([&](const auto& v, const metrics::Gauge& g) {
-    queues[v[0]] += g.value();
-  });
+  s2s_metrics_.queue.for_each(
+      [&](const auto& v, const metrics::Gauge& g) { queues[v[0]] += g.value(); });
   std::map<std::string, std::int64_t> failed_at;
   for (const auto& f : s2s_metrics_.recent_failures()) {
     d.failures.push_back({f.at, f.domain, f.kind, f.text});
@@ -470,18 +469,30 @@ void Server::wait_for_reload() {
 void Server::reload_config() {
   if (config_.source.empty()) {
     spdlog::warn("SIGHUP: running on the embedded default, there is no file to reload");
-    return;
+  } else {
+    try {
+      core::Config fresh = core::load_config(config_.source);
+      for (const auto& w : fresh.warnings) spdlog::warn("SIGHUP: configuration: {}", w);
+      spdlog::set_level(spdlog::level::from_str(fresh.server.log_level));
+      s2s_.reload(fresh);
+      c2s_gate_.set_limits(
+          {fresh.c2s.max_unauthenticated, fresh.c2s.max_unauthenticated_per_address, 0});
+      spdlog::info("SIGHUP: reloaded {}", config_.source);
+      listener_metrics_.reloads.get({"config", "ok"}).inc();
+    } catch (const std::exception& e) {
+      spdlog::error("SIGHUP: configuration not reloaded: {}", e.what());
+      listener_metrics_.reloads.get({"config", "failed"}).inc();
+    }
   }
+  // Certificates are read again from their files (a renewal by certbot or the like), for the
+  // connections that come from now on.
   try {
-    core::Config fresh = core::load_config(config_.source);
-    for (const auto& w : fresh.warnings) spdlog::warn("SIGHUP: configuration: {}", w);
-    spdlog::set_level(spdlog::level::from_str(fresh.server.log_level));
-    s2s_.reload(fresh);
-    c2s_gate_.set_limits(
-        {fresh.c2s.max_unauthenticated, fresh.c2s.max_unauthenticated_per_address, 0});
-    spdlog::info("SIGHUP: reloaded {}", config_.source);
+    const std::size_t n = tls_.reload_certificates();
+    spdlog::info("SIGHUP: certificates reloaded ({} TLS contexts)", n);
+    listener_metrics_.reloads.get({"certificates", "ok"}).inc();
   } catch (const std::exception& e) {
-    spdlog::error("SIGHUP: configuration not reloaded: {}", e.what());
+    spdlog::error("SIGHUP: certificates not reloaded, the ones in use stay: {}", e.what());
+    listener_metrics_.reloads.get({"certificates", "failed"}).inc();
   }
 }
 

@@ -155,8 +155,8 @@ DiskFileStore::DiskFileStore(std::string directory) : dir_(std::move(directory))
   if (ec) throw std::runtime_error("cannot create upload directory " + dir_ + ": " + ec.message());
   fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::replace, ec);
   if (::access(dir_.c_str(), W_OK) != 0)
-    throw std::runtime_error("upload directory " + dir_ + " is not writable: " +
-                             std::strerror(errno));
+    throw std::runtime_error("upload directory " + dir_ +
+                             " is not writable: " + std::strerror(errno));
 }
 
 std::string DiskFileStore::path(const std::string& slot, std::string_view suffix) const {
@@ -168,8 +168,8 @@ std::unique_ptr<FileStore::Writer> DiskFileStore::create(const StoredFile& file)
   const std::string part = path(file.slot, ".data.part");
   const int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return nullptr;
-  return std::make_unique<DiskWriter>(fd, part, path(file.slot, ".data"),
-                                      path(file.slot, ".meta"), meta_text(file));
+  return std::make_unique<DiskWriter>(fd, part, path(file.slot, ".data"), path(file.slot, ".meta"),
+                                      meta_text(file));
 }
 
 std::unique_ptr<FileStore::Reader> DiskFileStore::open(const std::string& slot) {

@@ -154,20 +154,38 @@ std::string client_page(const ClientSettings& c) {
       "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
       "<title>Chat</title>\n"
-      "<link rel=\"stylesheet\" href=\"" + c.assets + "converse.min.css\">\n"
-      "<script type=\"module\" src=\"" + c.assets + "converse.min.js\"></script>\n"
+      "<link rel=\"stylesheet\" href=\"" +
+      c.assets +
+      "converse.min.css\">\n"
+      "<script type=\"module\" src=\"" +
+      c.assets +
+      "converse.min.js\"></script>\n"
       "</head>\n<body class=\"converse-fullscreen\">\n"
       "<noscript>This chat needs JavaScript. Any XMPP client works too.</noscript>\n"
       "<script type=\"module\">\nconverse.initialize({\n"
-      "  assets_path: " + js(c.assets) + ",\n"
-      "  websocket_url: " + js(c.websocket_url) + ",\n"
+      "  assets_path: " +
+      js(c.assets) +
+      ",\n"
+      "  websocket_url: " +
+      js(c.websocket_url) +
+      ",\n"
       "  discover_connection_methods: false,\n"
-      "  default_domain: " + js(c.domain) + ",\n"
-      "  domain_placeholder: " + js(c.domain) + ",\n"
-      "  registration_domain: " + js(c.domain) + ",\n"
-      "  allow_registration: " + std::string(c.registration ? "true" : "false") + ",\n";
+      "  default_domain: " +
+      js(c.domain) +
+      ",\n"
+      "  domain_placeholder: " +
+      js(c.domain) +
+      ",\n"
+      "  registration_domain: " +
+      js(c.domain) +
+      ",\n"
+      "  allow_registration: " +
+      std::string(c.registration ? "true" : "false") + ",\n";
   if (!c.muc_domain.empty()) html += "  muc_domain: " + js(c.muc_domain) + ",\n";
   html +=
+      // Converse would ask a public search service (on another server) for rooms as the user
+      // types a room name: this server's users and rooms stay on their servers.
+      "  muc_search_service: \"\",\n"
       "  view_mode: \"fullscreen\",\n"
       "  auto_reconnect: true,\n"
       "  show_client_info: false,\n"
@@ -180,8 +198,8 @@ std::optional<std::string> client_file(std::string_view rest) {
   std::size_t start = 0;
   while (start <= rest.size()) {
     const auto slash = rest.find('/', start);
-    const std::string_view seg =
-        rest.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    const std::string_view seg = rest.substr(
+        start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     if (seg.empty() || seg.front() == '.') return std::nullopt;
     for (char ch : seg)
       if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')

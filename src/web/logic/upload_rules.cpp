@@ -1,8 +1,8 @@
 // Slot requests, file names, media types and byte ranges for HTTP File Upload.
 #include "web/logic/upload_rules.h"
 
-#include <charconv>
 #include <cctype>
+#include <charconv>
 
 namespace waddle::web {
 

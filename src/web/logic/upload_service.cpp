@@ -94,7 +94,8 @@ Element UploadService::request_slot(const Element& iq) {
   if (request->size > config_.upload.max_file_size) {
     count_slot("too_large");
     Element reply = xml::make_error_reply(iq, StanzaError::kNotAcceptable, "File too large");
-    if (Element* error = reply.child("error")) error->add_child(file_too_large(config_.upload.max_file_size));
+    if (Element* error = reply.child("error"))
+      error->add_child(file_too_large(config_.upload.max_file_size));
     return reply;
   }
   cleanup();  // slots past their time give their reservation back first
@@ -112,7 +113,8 @@ Element UploadService::request_slot(const Element& iq) {
   p.file.filename = safe_filename(request->filename);
   p.file.content_type = request->content_type;
   p.file.size = request->size;
-  p.expires = now_() + std::chrono::duration_cast<std::chrono::seconds>(limits.slot_timeout).count();
+  p.expires =
+      now_() + std::chrono::duration_cast<std::chrono::seconds>(limits.slot_timeout).count();
   const std::string url = base_url(std::string(to->domain())) + std::string(kPathPrefix) +
                           p.file.slot + "/" + encode_segment(p.file.filename);
   charge(owner, static_cast<std::int64_t>(request->size));

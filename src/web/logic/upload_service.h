@@ -76,8 +76,8 @@ class UploadService : public im::UploadSlots {
   std::unique_ptr<FileStore> store_;
   std::function<std::int64_t()> now_;
   metrics::WebMetrics* metrics_;
-  std::map<std::string, Pending> pending_;   // by slot
-  std::map<std::string, StoredFile> files_;  // by slot
+  std::map<std::string, Pending> pending_;      // by slot
+  std::map<std::string, StoredFile> files_;     // by slot
   std::map<std::string, std::uint64_t> usage_;  // owner -> stored + reserved bytes
   std::uint64_t total_ = 0;                     // stored + reserved, everyone
   std::uint64_t stored_ = 0;

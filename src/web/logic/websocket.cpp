@@ -285,8 +285,8 @@ void WebSocketFraming::encode(std::string_view xml, std::string& out) {
         } else if (last_ == '/') {  // an empty element
           in_top_tag_ = false;
           if (depth_ == 0) emit(out);
-        } else if (depth_ == 0 && std::string_view(element_).substr(1, name_end_ - 1) ==
-                                      "stream:stream") {
+        } else if (depth_ == 0 &&
+                   std::string_view(element_).substr(1, name_end_ - 1) == "stream:stream") {
           // The stream header: its attributes go on <open/>.
           in_top_tag_ = false;
           std::string tag = element_;

@@ -360,7 +360,7 @@ TEST_F(ConfigTest, Web_ValuesAndChecks) {
 TEST_F(ConfigTest, Upload_ValuesAndChecks) {
   Config c = parse_config(
       "[server]\ndata_dir = \"/var/lib/w\"\n"
-      "[upload]\nmax_file_size = \"5MiB\"\nquota_per_user = 0\nexpire_after = \"0s\"\n"
+      "[upload]\nmax_file_size = \"5MiB\"\nquota_per_user = 0\nexpire_after = 0\n"
       "min_upload_rate = \"1KiB\"\nallow_remote = true\n",
       "w.toml");
   EXPECT_EQ(c.upload.max_file_size, 5u * 1024 * 1024);

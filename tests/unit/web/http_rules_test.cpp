@@ -84,14 +84,15 @@ namespace waddle::web {
 namespace {
 
 TEST(ClientPage, CarriesTheSettingsEscaped) {
-  ClientSettings s{"wss://chat.example.org/xmpp-websocket", "example.org",
-                   "conference.example.org", "/chat/dist/", true};
+  ClientSettings s{"wss://chat.example.org/xmpp-websocket", "example.org", "conference.example.org",
+                   "/chat/dist/", true};
   const std::string page = client_page(s);
   EXPECT_NE(page.find("websocket_url: \"wss://chat.example.org/xmpp-websocket\""),
             std::string::npos);
   EXPECT_NE(page.find("default_domain: \"example.org\""), std::string::npos);
   EXPECT_NE(page.find("muc_domain: \"conference.example.org\""), std::string::npos);
   EXPECT_NE(page.find("allow_registration: true"), std::string::npos);
+  EXPECT_NE(page.find("muc_search_service: \"\""), std::string::npos);
   EXPECT_NE(page.find("type=\"module\" src=\"/chat/dist/converse.min.js\""), std::string::npos);
   s.domain = "x\"</script><script>alert(1)//";
   const std::string hostile = client_page(s);

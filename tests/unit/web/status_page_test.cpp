@@ -31,8 +31,8 @@ TEST(StatusPage, ShowsLinksFailuresAndRoomsEscaped) {
   d.now = 1'800'000'000;
   d.started = d.now - 3600;
   d.local_domains = {"example.org"};
-  d.links.push_back({"peer.example", "out", 1, "sasl_external", "TLSv1.3 TLS_AES_256_GCM_SHA384",
-                     d.now - 60});
+  d.links.push_back(
+      {"peer.example", "out", 1, "sasl_external", "TLSv1.3 TLS_AES_256_GCM_SHA384", d.now - 60});
   StatusDomain ok;
   ok.domain = "peer.example";
   ok.connected = true;

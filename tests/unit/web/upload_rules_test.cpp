@@ -15,8 +15,9 @@ std::optional<SlotRequest> request(std::string_view xml) {
 }
 
 TEST(SlotRequest, ReadsTheAttributes) {
-  auto r = request("<request xmlns='urn:xmpp:http:upload:0' filename='pic.jpg' size='23456' "
-                   "content-type='image/jpeg'/>");
+  auto r = request(
+      "<request xmlns='urn:xmpp:http:upload:0' filename='pic.jpg' size='23456' "
+      "content-type='image/jpeg'/>");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->filename, "pic.jpg");
   EXPECT_EQ(r->size, 23456u);
@@ -31,10 +32,12 @@ TEST(SlotRequest, RefusesWhatIsMissingOrMalformed) {
   EXPECT_FALSE(request("<request xmlns='urn:xmpp:http:upload:0' filename='a'/>"));
   EXPECT_FALSE(request("<request xmlns='urn:xmpp:http:upload:0' filename='a' size='-1'/>"));
   EXPECT_FALSE(request("<request xmlns='urn:xmpp:http:upload:0' filename='a' size='1e3'/>"));
-  EXPECT_FALSE(request("<request xmlns='urn:xmpp:http:upload:0' filename='a' "
-                       "size='99999999999999999999999'/>"));
-  EXPECT_FALSE(request("<request xmlns='urn:xmpp:http:upload:0' filename='a' size='1' "
-                       "content-type='text/html&#10;X-Evil: 1'/>"));
+  EXPECT_FALSE(
+      request("<request xmlns='urn:xmpp:http:upload:0' filename='a' "
+              "size='99999999999999999999999'/>"));
+  EXPECT_FALSE(
+      request("<request xmlns='urn:xmpp:http:upload:0' filename='a' size='1' "
+              "content-type='text/html&#10;X-Evil: 1'/>"));
 }
 
 TEST(ContentType, TokensAndParameters) {

@@ -18,9 +18,9 @@ namespace fs = std::filesystem;
 class UploadServiceTest : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("waddle-upload-" + std::to_string(::getpid()) + "-" +
-            testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ =
+        fs::temp_directory_path() / ("waddle-upload-" + std::to_string(::getpid()) + "-" +
+                                     testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     config_.server.domains = {"example.org"};
     config_.upload.max_file_size = 1000;
@@ -85,8 +85,8 @@ class UploadServiceTest : public testing::Test {
 };
 
 TEST_F(UploadServiceTest, SlotThenPutThenGet) {
-  auto reply = ask("alice@example.org/phone",
-                   "filename='my photo.png' size='5' content-type='image/png'");
+  auto reply =
+      ask("alice@example.org/phone", "filename='my photo.png' size='5' content-type='image/png'");
   EXPECT_EQ(reply.attr("type"), "result");
   EXPECT_EQ(reply.attr("to"), "alice@example.org/phone");
   auto [slot, name] = slot_of(reply);
@@ -114,8 +114,9 @@ TEST_F(UploadServiceTest, SlotThenPutThenGet) {
 TEST_F(UploadServiceTest, SlotErrorsOfTheXep) {
   auto big = ask("alice@example.org/a", "filename='a' size='1001'");
   EXPECT_EQ(condition(big), "not-acceptable");
-  EXPECT_EQ(big.child("error")->child("file-too-large", kUploadNs)->child_text("max-file-size",
-                                                                               kUploadNs),
+  EXPECT_EQ(big.child("error")
+                ->child("file-too-large", kUploadNs)
+                ->child_text("max-file-size", kUploadNs),
             "1000");
   EXPECT_EQ(condition(ask("alice@example.org/a", "size='10'")), "bad-request");
   EXPECT_EQ(condition(ask("alice@example.org/a", "filename='a' size='ten'")), "bad-request");
@@ -147,8 +148,8 @@ TEST_F(UploadServiceTest, QuotasCountReservedAndStoredBytes) {
 }
 
 TEST_F(UploadServiceTest, PutChecks) {
-  auto [slot, name] = slot_of(ask("alice@example.org/a",
-                                  "filename='a.txt' size='4' content-type='text/plain'"));
+  auto [slot, name] =
+      slot_of(ask("alice@example.org/a", "filename='a.txt' size='4' content-type='text/plain'"));
   EXPECT_EQ(service_->begin_put("0123456789abcdef0123456789abcdef", name, 4, "text/plain").status,
             403u);
   EXPECT_EQ(service_->begin_put(slot, "b.txt", 4, "text/plain").status, 403u);

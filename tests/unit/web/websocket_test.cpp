@@ -88,8 +88,9 @@ TEST(WebSocketDecode, OpenBecomesAStreamHeaderTheParserReads) {
   WebSocketFraming ws(1024);
   WebSocketFraming::Decoded d;
   ws.decode(client_frame(0x1, kOpen), d);
-  ws.decode(client_frame(0x1, "<message xmlns='jabber:client' to='a@example.com'><body>hi</body>"
-                              "</message>"),
+  ws.decode(client_frame(0x1,
+                         "<message xmlns='jabber:client' to='a@example.com'><body>hi</body>"
+                         "</message>"),
             d);
   EXPECT_FALSE(d.closed);
   EXPECT_FALSE(d.error);
@@ -120,7 +121,8 @@ TEST(WebSocketDecode, CloseEndsTheStream) {
 }
 
 TEST(WebSocketDecode, FramesSplitAnywhereAndFragmentedMessagesReassemble) {
-  const std::string msg = "<iq xmlns='jabber:client' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>";
+  const std::string msg =
+      "<iq xmlns='jabber:client' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>";
   std::string bytes = client_frame(0x1, msg.substr(0, 10), false) +
                       client_frame(0x0, msg.substr(10, 20), false) +
                       client_frame(0x9, "ping!") +  // a control frame between fragments
@@ -182,8 +184,8 @@ TEST_P(WebSocketViolation, ClosesWithTheStatus) {
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(replies[0].opcode, 0x8);
   const auto code = static_cast<std::uint16_t>(GetParam().code);
-  EXPECT_EQ(replies[0].payload, std::string({static_cast<char>(code >> 8),
-                                             static_cast<char>(code & 0xFF)}));
+  EXPECT_EQ(replies[0].payload,
+            std::string({static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)}));
   EXPECT_EQ(ws.bytes_held(), 0u);
 }
 
@@ -198,8 +200,7 @@ INSTANTIATE_TEST_SUITE_P(
                   CloseCode::kProtocolError},
         Violation{"FragmentedControl", client_frame(0x9, "p", false), CloseCode::kProtocolError},
         Violation{"StrayContinuation", client_frame(0x0, "<x/>"), CloseCode::kProtocolError},
-        Violation{"TextInsideFragments",
-                  client_frame(0x1, "<a", false) + client_frame(0x1, "<b/>"),
+        Violation{"TextInsideFragments", client_frame(0x1, "<a", false) + client_frame(0x1, "<b/>"),
                   CloseCode::kProtocolError},
         // Refused from its header alone: 1 MiB announced, nothing of it sent.
         Violation{"TooBig", client_frame(0x1, std::string(1 << 20, 'x')).substr(0, 14),
