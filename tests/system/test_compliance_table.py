@@ -171,7 +171,57 @@ SERVER = lambda s: DOMAIN  # noqa: E731
 ACCOUNT = lambda s: s.jid.split("/")[0]  # noqa: E731
 A_ROOM = lambda s: s.room()  # noqa: E731
 
+def websocket(s: Server) -> None:
+    """RFC 7395: the loopback web listener upgrades to the 'xmpp' subprotocol and answers
+    <open/> with <open/>."""
+    import base64
+    import os
+    import socket
+    with socket.create_connection((s.srv.ip, 5380), timeout=10) as c:
+        key = base64.b64encode(os.urandom(16)).decode()
+        c.sendall(f"GET /xmpp-websocket HTTP/1.1\r\nHost: {s.srv.ip}:5380\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  "Sec-WebSocket-Protocol: xmpp\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = c.recv(4096)
+            assert chunk, f"no upgrade: {head!r}"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101") and b"Sec-WebSocket-Protocol: xmpp" in head, head
+        payload = (f"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{DOMAIN}' "
+                   "version='1.0'/>").encode()
+        mask = os.urandom(4)
+        c.sendall(bytes([0x81, 0x80 | len(payload)]) + mask +
+                  bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        data = head.split(b"\r\n\r\n", 1)[1]
+        while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F):
+            data += c.recv(4096)
+        assert data[0] == 0x81, data
+        opened = ET.fromstring(data[2:2 + (data[1] & 0x7F)])
+        assert opened.tag == "{urn:ietf:params:xml:ns:xmpp-framing}open", opened.tag
+
+
+def host_meta(s: Server) -> None:
+    """XEP-0156: host-meta.json names the WebSocket endpoint."""
+    import json
+    import urllib.request
+    with urllib.request.urlopen(f"http://{s.srv.ip}:5380/.well-known/host-meta.json",
+                                timeout=10) as r:
+        links = json.loads(r.read())["links"]
+    assert any(l["rel"] == "urn:xmpp:alt-connections:websocket" for l in links), links
+
+
+def upload_service(s: Server) -> None:
+    """XEP-0363 §3: the domain is a store/file service with the feature and max-file-size."""
+    assert ("store", "file") in s.identities(SERVER(s)), s.identities(SERVER(s))
+    feature(SERVER, "urn:xmpp:http:upload:0")(s)
+
+
 CHECKS: dict[str, Callable[[Server], None]] = {
+    "RFC 7395": websocket,
+    "XEP-0156": host_meta,
+    "XEP-0363": upload_service,
     "RFC 6120": stream_feature("after_auth", "bind", "urn:ietf:params:xml:ns:xmpp-bind"),
     "RFC 7590": stream_feature("before_tls", "starttls", NS_TLS),
     "RFC 6121": both(stream_feature("after_auth", "ver", "urn:xmpp:features:rosterver"),

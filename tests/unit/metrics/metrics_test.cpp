@@ -569,3 +569,59 @@ TEST_F(MetricsTest, Exposition_PassesPromtool) {
 
 }  // namespace
 }  // namespace waddle::metrics
+
+namespace waddle::metrics {
+namespace {
+
+// The web listener's and SIGHUP's series (docs/metrics.md).
+TEST(WebMetricsTest, RenderWithTheirLabels) {
+  Registry r;
+  WebMetrics m(r);
+  ListenerMetrics l(r);
+  m.requests.get({"websocket", "101"}).inc();
+  m.upgrades.get({"origin"}).inc();
+  m.websocket_sessions.inc();
+  m.upload_slots.get({"too_large"}).inc();
+  m.upload_puts.get({"ok"}).inc();
+  m.upload_bytes.get({"in"}).inc(5);
+  m.upload_files.set(1);
+  m.upload_stored_bytes.set(5);
+  l.reloads.get({"certificates", "failed"}).inc();
+  const std::string text = r.render();
+  for (const char* line : {
+           "waddle_http_requests_total{endpoint=\"websocket\",code=\"101\"} 1\n",
+           "waddle_websocket_upgrades_total{result=\"origin\"} 1\n",
+           "waddle_websocket_sessions 1\n",
+           "waddle_upload_slots_total{result=\"too_large\"} 1\n",
+           "waddle_upload_puts_total{result=\"ok\"} 1\n",
+           "waddle_upload_bytes_total{direction=\"in\"} 5\n",
+           "waddle_upload_files 1\n",
+           "waddle_upload_stored_bytes 5\n",
+           "waddle_reloads_total{what=\"certificates\",result=\"failed\"} 1\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\nnot in:\n" << text;
+  }
+}
+
+// The status page's notes: the last authentication per domain and direction, bounded; the
+// last failures with their reasons, bounded.
+TEST(S2sMetricsNotes, LinksAndFailuresAreBounded) {
+  Registry r;
+  S2sMetrics m(r, 2);
+  m.authenticated("a.example", Direction::kOut, AuthMethod::kSaslExternal, "TLSv1.3 X");
+  m.authenticated("a.example", Direction::kOut, AuthMethod::kDialback);
+  const auto& note = m.link_notes().at({"a.example", "out"});
+  EXPECT_EQ(note.method, "dialback");
+  EXPECT_EQ(note.tls, "TLSv1.3 X");  // kept when the new one says nothing
+  for (int i = 0; i < 10; ++i)
+    m.authenticated("d" + std::to_string(i) + ".example", Direction::kIn, AuthMethod::kDialback);
+  EXPECT_LE(m.link_notes().size(), 4u);
+  for (int i = 0; i < 60; ++i)
+    m.failure("x.example", S2sError::kDns, "no records " + std::to_string(i));
+  EXPECT_EQ(m.recent_failures().size(), S2sMetrics::kRecentFailures);
+  EXPECT_EQ(m.recent_failures().back().text, "no records 59");
+  EXPECT_EQ(m.recent_failures().back().kind, "dns");
+}
+
+}  // namespace
+}  // namespace waddle::metrics
