@@ -283,10 +283,10 @@ class World:
 
 def _preflight() -> None:
     if importlib.util.find_spec("selenium") is None:
-        pytest.skip("python3-selenium is not installed")
+        pytest.fail("python3-selenium is not installed")
     for tool in (CHROMIUM, CHROMEDRIVER):
         if not os.access(tool, os.X_OK):
-            pytest.skip(f"{tool} is not installed (chromium, chromium-driver)")
+            pytest.fail(f"{tool} is not installed (chromium, chromium-driver)")
     if not (WEB_CLIENT / "dist" / "converse.min.js").exists():
         pytest.fail(f"the web client is missing ({WEB_CLIENT}/dist/converse.min.js): "
                     "run ninja -C build web-client")
