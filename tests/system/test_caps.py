@@ -22,18 +22,28 @@ from waddle_client import DOMAIN, PASSWORD, TIMEOUT, Client, run
 
 NS_CAPS = "http://jabber.org/protocol/caps"
 NS_INFO = "http://jabber.org/protocol/disco#info"
+NS_DATA = "jabber:x:data"
 ALICE = f"alice@{DOMAIN}"
 QUERIES = "waddle_caps_queries_total"
 CACHED = "waddle_caps_cached"
 
 
 def verstring(query: ET.Element) -> str:
-    """XEP-0115 §5.1 for identities and features (what the server's answer holds)."""
+    """XEP-0115 §5.1: identities, features and extended information forms (XEP-0128; the
+    server's answer holds the upload service's form, XEP-0363)."""
     ids = sorted((i.get("category", ""), i.get("type", ""),
                   i.get("{http://www.w3.org/XML/1998/namespace}lang", ""), i.get("name", ""))
                  for i in query.findall(tag(NS_INFO, "identity")))
     features = sorted(f.get("var") for f in query.findall(tag(NS_INFO, "feature")))
     s = "".join("/".join(i) + "<" for i in ids) + "".join(f + "<" for f in features)
+    forms = []
+    for x in query.findall(tag(NS_DATA, "x")):
+        fields = {f.get("var"): sorted(v.text or "" for v in f.findall(tag(NS_DATA, "value")))
+                  for f in x.findall(tag(NS_DATA, "field"))}
+        form_type = fields.pop("FORM_TYPE")[0]
+        forms.append((form_type, "".join(var + "<" + "".join(v + "<" for v in values)
+                                         for var, values in sorted(fields.items()))))
+    s += "".join(t + "<" + rest for t, rest in sorted(forms))
     return base64.b64encode(hashlib.sha1(s.encode()).digest()).decode()
 
 
