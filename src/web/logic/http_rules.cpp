@@ -181,11 +181,15 @@ std::string client_page(const ClientSettings& c) {
       ",\n"
       "  allow_registration: " +
       std::string(c.registration ? "true" : "false") + ",\n";
-  if (!c.muc_domain.empty()) html += "  muc_domain: " + js(c.muc_domain) + ",\n";
+  // Converse asks a public search service on another server (search.jabber.network) for
+  // rooms as the user types a room name, unless told of another: this server's room service
+  // is asked instead (it answers that it does not search), so nothing leaves the server.
+  // (An empty value would do, but Converse 14 then shows no room name field at all.)
+  if (!c.muc_domain.empty()) {
+    html += "  muc_domain: " + js(c.muc_domain) + ",\n";
+    html += "  muc_search_service: " + js(c.muc_domain) + ",\n";
+  }
   html +=
-      // Converse would ask a public search service (on another server) for rooms as the user
-      // types a room name: this server's users and rooms stay on their servers.
-      "  muc_search_service: \"\",\n"
       "  view_mode: \"fullscreen\",\n"
       "  auto_reconnect: true,\n"
       "  show_client_info: false,\n"

@@ -92,7 +92,7 @@ TEST(ClientPage, CarriesTheSettingsEscaped) {
   EXPECT_NE(page.find("default_domain: \"example.org\""), std::string::npos);
   EXPECT_NE(page.find("muc_domain: \"conference.example.org\""), std::string::npos);
   EXPECT_NE(page.find("allow_registration: true"), std::string::npos);
-  EXPECT_NE(page.find("muc_search_service: \"\""), std::string::npos);
+  EXPECT_NE(page.find("muc_search_service: \"conference.example.org\""), std::string::npos);
   EXPECT_NE(page.find("type=\"module\" src=\"/chat/dist/converse.min.js\""), std::string::npos);
   s.domain = "x\"</script><script>alert(1)//";
   const std::string hostile = client_page(s);
