@@ -214,6 +214,7 @@ def server_memory(server) -> tuple[int, int]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
+@pytest.mark.memory
 def test_100_mib_upload_streams_to_disk(make_server):
     server = upload_server(make_server)
     size = 100 * 1024 * 1024
