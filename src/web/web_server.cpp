@@ -436,12 +436,15 @@ asio::awaitable<bool> serve_upload(Exchange& x, http::request_parser<http::empty
     co_return !body && req.keep_alive();
   }
   switch (req.method()) {
-    case http::verb::put:
-      co_return co_await receive_file(x, req,
-                                      parser.content_length()
-                                          ? std::optional<std::uint64_t>(*parser.content_length())
-                                          : std::nullopt,
-                                      parser.chunked(), slot, *name);
+    case http::verb::put: {
+      // Taken out of the co_await expression: GCC 12 evaluates a conditional's temporaries
+      // wrongly inside one (the optional was read empty under the debug build's assertion).
+      std::optional<std::uint64_t> length;
+      if (const auto declared = parser.content_length(); declared.has_value())
+        length = declared.value();
+      const bool chunked = parser.chunked();
+      co_return co_await receive_file(x, req, length, chunked, slot, *name);
+    }
     case http::verb::get:
     case http::verb::head:
       if (!body) {
