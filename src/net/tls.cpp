@@ -89,6 +89,19 @@ std::string openssl_error() {
 
 }  // namespace
 
+namespace {
+// Loads a certificate chain and its key into `ctx`; std::runtime_error says which file failed
+// or that they do not belong together.
+void load_pair(SSL_CTX* ctx, const core::CertKey& ck) {
+  if (SSL_CTX_use_certificate_chain_file(ctx, ck.cert.c_str()) != 1)
+    throw std::runtime_error("cannot load certificate " + ck.cert + ": " + openssl_error());
+  if (SSL_CTX_use_PrivateKey_file(ctx, ck.key.c_str(), SSL_FILETYPE_PEM) != 1)
+    throw std::runtime_error("cannot load key " + ck.key + ": " + openssl_error());
+  if (SSL_CTX_check_private_key(ctx) != 1)
+    throw std::runtime_error("key " + ck.key + " does not match certificate " + ck.cert);
+}
+}  // namespace
+
 std::unique_ptr<ssl::context> TlsContexts::make_server_context(const core::CertKey& ck,
                                                                const std::string& min_version) {
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
@@ -97,12 +110,7 @@ std::unique_ptr<ssl::context> TlsContexts::make_server_context(const core::CertK
   SSL_CTX_set_options(
       raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(raw, SSL_MODE_RELEASE_BUFFERS);
-  if (SSL_CTX_use_certificate_chain_file(raw, ck.cert.c_str()) != 1)
-    throw std::runtime_error("cannot load certificate " + ck.cert + ": " + openssl_error());
-  if (SSL_CTX_use_PrivateKey_file(raw, ck.key.c_str(), SSL_FILETYPE_PEM) != 1)
-    throw std::runtime_error("cannot load key " + ck.key + ": " + openssl_error());
-  if (SSL_CTX_check_private_key(raw) != 1)
-    throw std::runtime_error("key " + ck.key + " does not match certificate " + ck.cert);
+  load_pair(raw, ck);
   return ctx;
 }
 
@@ -178,20 +186,10 @@ std::size_t TlsContexts::reload_certificates() {
   for (const auto& [ctx, ck] : loaded_) {
     if (checked.count(ck.cert + "\n" + ck.key)) continue;
     ssl::context scratch(ssl::context::tls_server);
-    SSL_CTX* raw = scratch.native_handle();
-    if (SSL_CTX_use_certificate_chain_file(raw, ck.cert.c_str()) != 1)
-      throw std::runtime_error("cannot load certificate " + ck.cert + ": " + openssl_error());
-    if (SSL_CTX_use_PrivateKey_file(raw, ck.key.c_str(), SSL_FILETYPE_PEM) != 1)
-      throw std::runtime_error("cannot load key " + ck.key + ": " + openssl_error());
-    if (SSL_CTX_check_private_key(raw) != 1)
-      throw std::runtime_error("key " + ck.key + " does not match certificate " + ck.cert);
+    load_pair(scratch.native_handle(), ck);
     checked[ck.cert + "\n" + ck.key] = true;
   }
-  for (const auto& [ctx, ck] : loaded_) {
-    if (SSL_CTX_use_certificate_chain_file(ctx, ck.cert.c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, ck.key.c_str(), SSL_FILETYPE_PEM) != 1)
-      throw std::runtime_error("cannot load certificate " + ck.cert + ": " + openssl_error());
-  }
+  for (const auto& [ctx, ck] : loaded_) load_pair(ctx, ck);
   return loaded_.size();
 }
 

@@ -139,62 +139,47 @@ std::string client_page(const ClientSettings& c) {
   // Every value goes through a JSON string (and "<" is escaped there, so that no value can
   // end the script element).
   auto js = [](std::string_view v) {
-    std::string out;
-    json_string(out, v);
+    std::string quoted;
+    json_string(quoted, v);
     std::string safe;
-    for (char ch : out) {
-      if (ch == '<')
-        safe += "\\u003c";
-      else
-        safe += ch;
-    }
+    for (char ch : quoted) safe += ch == '<' ? std::string("\\u003c") : std::string(1, ch);
     return safe;
   };
-  std::string html =
-      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-      "<title>Chat</title>\n"
-      "<link rel=\"stylesheet\" href=\"" +
-      c.assets +
-      "converse.min.css\">\n"
-      "<script type=\"module\" src=\"" +
-      c.assets +
-      "converse.min.js\"></script>\n"
-      "</head>\n<body class=\"converse-fullscreen\">\n"
-      "<noscript>This chat needs JavaScript. Any XMPP client works too.</noscript>\n"
-      "<script type=\"module\">\nconverse.initialize({\n"
-      "  assets_path: " +
-      js(c.assets) +
-      ",\n"
-      "  websocket_url: " +
-      js(c.websocket_url) +
-      ",\n"
-      "  discover_connection_methods: false,\n"
-      "  default_domain: " +
-      js(c.domain) +
-      ",\n"
-      "  domain_placeholder: " +
-      js(c.domain) +
-      ",\n"
-      "  registration_domain: " +
-      js(c.domain) +
-      ",\n"
-      "  allow_registration: " +
-      std::string(c.registration ? "true" : "false") + ",\n";
-  // Converse asks a public search service on another server (search.jabber.network) for
-  // rooms as the user types a room name, unless told of another: this server's room service
-  // is asked instead (it answers that it does not search), so nothing leaves the server.
-  // (An empty value would do, but Converse 14 then shows no room name field at all.)
+  std::string options;
+  auto option = [&](std::string_view name, std::string value) {
+    options += "  " + std::string(name) + ": " + value + ",\n";
+  };
+  option("assets_path", js(c.assets));
+  option("websocket_url", js(c.websocket_url));
+  option("discover_connection_methods", "false");
+  option("default_domain", js(c.domain));
+  option("domain_placeholder", js(c.domain));
+  option("registration_domain", js(c.domain));
+  option("allow_registration", c.registration ? "true" : "false");
   if (!c.muc_domain.empty()) {
-    html += "  muc_domain: " + js(c.muc_domain) + ",\n";
-    html += "  muc_search_service: " + js(c.muc_domain) + ",\n";
+    option("muc_domain", js(c.muc_domain));
+    // Converse asks a public search service on another server (search.jabber.network) for
+    // rooms as the user types a room name, unless told of another: this server's room
+    // service is asked instead (it answers that it does not search), so nothing leaves the
+    // server. (An empty value would do, but Converse 14 then shows no room name field.)
+    option("muc_search_service", js(c.muc_domain));
   }
-  html +=
-      "  view_mode: \"fullscreen\",\n"
-      "  auto_reconnect: true,\n"
-      "  show_client_info: false,\n"
-      "});\n</script>\n</body>\n</html>\n";
-  return html;
+  option("view_mode", js("fullscreen"));
+  option("auto_reconnect", "true");
+  option("show_client_info", "false");
+  return "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+         "<title>Chat</title>\n"
+         "<link rel=\"stylesheet\" href=\"" +
+         c.assets +
+         "converse.min.css\">\n"
+         "<script type=\"module\" src=\"" +
+         c.assets +
+         "converse.min.js\"></script>\n"
+         "</head>\n<body class=\"converse-fullscreen\">\n"
+         "<noscript>This chat needs JavaScript. Any XMPP client works too.</noscript>\n"
+         "<script type=\"module\">\nconverse.initialize({\n" +
+         options + "});\n</script>\n</body>\n</html>\n";
 }
 
 std::optional<std::string> client_file(std::string_view rest) {

@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <ctime>
 
+#include "core/timestamp.h"
 #include "xml/element.h"
 
 namespace waddle::web {
@@ -16,15 +16,6 @@ std::string esc(std::string_view s) {
   std::string out;
   xml::escape(out, s);
   return out;
-}
-
-std::string utc(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
 }
 
 std::string ago(std::int64_t now, std::int64_t t) {
@@ -134,10 +125,10 @@ std::string render_status(const StatusData& d) {
   std::string domains;
   for (const auto& dom : d.local_domains) domains += (domains.empty() ? "" : ", ") + esc(dom);
   h += fmt::format(
-      "<p class=\"muted\">Waddle {} &middot; serving {} &middot; up since {} UTC ({}) &middot; "
-      "{} client sessions ({} over WebSocket) &middot; page of {} UTC, refreshed every 30 s</p>\n",
-      esc(d.version), domains, utc(d.started), ago(d.now, d.started), d.client_sessions,
-      d.websocket_sessions, utc(d.now));
+      "<p class=\"muted\">Waddle {} &middot; serving {} &middot; up since {} ({}) &middot; "
+      "{} client sessions ({} over WebSocket) &middot; page of {}, refreshed every 30 s</p>\n",
+      esc(d.version), domains, core::format_timestamp(d.started), ago(d.now, d.started),
+      d.client_sessions, d.websocket_sessions, core::format_timestamp(d.now));
 
   // Federation at a glance: one row per remote domain.
   h += "<h2>Federation by domain</h2>\n";
@@ -178,7 +169,7 @@ std::string render_status(const StatusData& d) {
           esc(l.domain), esc(l.direction), esc(l.domain),
           l.direction == "in" ? "inbound" : "outbound", l.streams,
           l.method.empty() ? "&ndash;" : esc(l.method), l.tls.empty() ? "&ndash;" : esc(l.tls),
-          l.since ? utc(l.since) + " UTC" : "&ndash;");
+          l.since ? core::format_timestamp(l.since) : "&ndash;");
     }
     h += "</table>\n";
   }
@@ -189,9 +180,9 @@ std::string render_status(const StatusData& d) {
   } else {
     h += "<ul id=\"failures\">\n";
     for (auto it = d.failures.rbegin(); it != d.failures.rend(); ++it) {
-      h += fmt::format(
-          "<li data-domain=\"{}\">{} UTC <code>{}</code> <strong>{}</strong>: {}</li>\n",
-          esc(it->domain), utc(it->at), esc(it->domain), esc(it->kind), esc(it->text));
+      h += fmt::format("<li data-domain=\"{}\">{} <code>{}</code> <strong>{}</strong>: {}</li>\n",
+                       esc(it->domain), core::format_timestamp(it->at), esc(it->domain),
+                       esc(it->kind), esc(it->text));
     }
     h += "</ul>\n";
   }
