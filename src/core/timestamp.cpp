@@ -1,10 +1,17 @@
 // XEP-0082 timestamps.
 #include "core/timestamp.h"
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 
 namespace waddle::core {
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 std::string format_timestamp(std::int64_t t) {
   std::time_t tt = static_cast<std::time_t>(t);

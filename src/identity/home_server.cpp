@@ -2,6 +2,8 @@
 // key, confirmation of credentials, and vouching for joins to rooms on other servers.
 #include "identity/home_server.h"
 
+#include "core/timestamp.h"
+
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 
@@ -33,12 +35,6 @@ const std::string kIdentityNs(ns::kIdentity);
 bool is_join_without_credential(const Element& stanza) {
   return stanza.name() == "presence" && stanza.attr("type").empty() &&
          stanza.child("x", ns::kMuc) && !stanza.child("credential", kIdentityNs);
-}
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace
@@ -160,7 +156,7 @@ std::optional<std::string> HomeServer::issue_credential(const Jid& user,
   std::string did;
   if (auto* s = router_.find(user)) did = s->did;  // user is the full JID of a session
   Claims c;
-  const auto now = unix_now();
+  const auto now = core::unix_now();
   c.issuer = user.domain();
   c.subject = user.bare_str();  // the credential names the account, not the resource
   c.audience = audience;
@@ -238,7 +234,8 @@ asio::awaitable<void> HomeServer::verify_credential(Element iq) {
                    user->domain() + " is not this server's domain");
     co_return;
   }
-  auto result = verify(token, key_.public_key(), to->domain(), user->bare_str(), "", unix_now());
+  auto result =
+      verify(token, key_.public_key(), to->domain(), user->bare_str(), "", core::unix_now());
   const std::string asker(iq.attr("from"));
   if (result.verdict != Verdict::kValid) {
     refuse(iq, asker, user->bare_str(), describe(result.verdict));

@@ -2,6 +2,8 @@
 // formats"); the S2S specification's federation metrics ("Metrics") and the c2s metrics.
 #include "metrics/metrics.h"
 
+#include "core/timestamp.h"
+
 #include <algorithm>
 #include <array>
 #include <cassert>
@@ -598,14 +600,6 @@ ComponentMetrics::ComponentMetrics(Registry& r)
                                     "service-unavailable.",
                             .labels = {"domain"}})) {}
 
-namespace {
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
-
 void S2sMetrics::authenticated(std::string_view domain, Direction d, AuthMethod m,
                                std::string_view tls) {
   authentications.get({domain, to_string(d), to_string(m)}).inc();
@@ -618,13 +612,13 @@ void S2sMetrics::authenticated(std::string_view domain, Direction d, AuthMethod 
   }
   it->second.method = std::string(to_string(m));
   if (!tls.empty()) it->second.tls = std::string(tls);
-  it->second.since = unix_now();
+  it->second.since = core::unix_now();
 }
 
 void S2sMetrics::failure(std::string_view domain, S2sError kind, std::string_view text) {
   error(domain, kind);
   if (recent_failures_.size() >= kRecentFailures) recent_failures_.pop_front();
-  recent_failures_.push_back(FailureNote{unix_now(), std::string(domain),
+  recent_failures_.push_back(FailureNote{core::unix_now(), std::string(domain),
                                          std::string(to_string(kind)),
                                          std::string(text.substr(0, 300))});
 }

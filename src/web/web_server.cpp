@@ -18,6 +18,7 @@
 #include "core/base64.h"
 #include "core/config.h"
 #include "core/connection_gate.h"
+#include "core/timestamp.h"
 #include "metrics/metrics.h"
 #include "net/listen.h"
 #include "net/tls.h"
@@ -731,12 +732,7 @@ void WebServer::start() {
   if (impl_->config.upload.enabled && !impl_->upload) {
     impl_->upload = std::make_unique<UploadService>(
         impl_->config, std::make_unique<DiskFileStore>(impl_->config.upload_path()),
-        [] {
-          return std::chrono::duration_cast<std::chrono::seconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-              .count();
-        },
-        impl_->metrics);
+        [] { return core::unix_now(); }, impl_->metrics);
     impl_->cleanup_timer = std::make_unique<asio::steady_timer>(impl_->io);
     net::spawn_logged(impl_->io.get_executor(), cleanup_loop(impl_), "upload cleanup");
     spdlog::info("file uploads in {} ({} files, {} bytes)", impl_->config.upload_path(),

@@ -22,6 +22,7 @@
 #include "c2s/c2s.h"
 #include "component/service.h"
 #include "core/connection_gate.h"
+#include "core/timestamp.h"
 #include "core/version.h"
 #include "identity/credential.h"
 #include "im/archive.h"
@@ -47,11 +48,6 @@ namespace {
 
 using StorageWorker = net::Worker<storage::Storage>;
 
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 // Persistent rooms by room service domain: (room name, saved data).
 using SavedRooms = std::map<std::string, std::vector<std::pair<std::string, std::string>>>;
 
@@ -145,7 +141,7 @@ class Server {
   std::unique_ptr<web::WebServer> web_;  // WebSocket clients and host-meta ([web])
   web::TrafficHistory traffic_;          // per-domain counters every 30 s, for /status
   asio::steady_timer traffic_timer_{io_};
-  std::int64_t started_at_ = unix_now();
+  std::int64_t started_at_ = core::unix_now();
   // Signals are added once the server has started; until then they keep their default action.
   asio::signal_set stop_signals_{io_};
   asio::signal_set hup_{io_};
@@ -302,19 +298,19 @@ std::map<std::string, web::TrafficHistory::Totals> Server::traffic_totals() {
 
 // The status page's charts: the counters every 30 s, an hour of them.
 asio::awaitable<void> Server::sample_traffic(Server* self) {
-  self->traffic_.sample(unix_now(), self->traffic_totals());
+  self->traffic_.sample(core::unix_now(), self->traffic_totals());
   while (!self->stopping_) {
     self->traffic_timer_.expires_after(std::chrono::seconds(30));
     auto [ec] = co_await self->traffic_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec || self->stopping_) co_return;
-    self->traffic_.sample(unix_now(), self->traffic_totals());
+    self->traffic_.sample(core::unix_now(), self->traffic_totals());
   }
 }
 
 std::string Server::render_status() {
   web::StatusData d;
   d.version = WADDLE_VERSION;
-  d.now = unix_now();
+  d.now = core::unix_now();
   d.started = started_at_;
   d.local_domains = config_.server.domains;
   d.client_sessions = c2s_metrics_.sessions_active.value();
