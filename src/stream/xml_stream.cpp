@@ -92,9 +92,19 @@ XmlStream::XmlStream(asio::ip::tcp::socket socket, asio::ssl::context& tls,
 
 XmlStream::~XmlStream() = default;
 
-void XmlStream::use_websocket(std::size_t max_message, std::string already_read) {
-  ws_ = std::make_unique<web::WebSocketFraming>(max_message);
+namespace {
+// A WebSocket message holds one element and, around it, at most a framing element's worth.
+constexpr std::size_t kFramingRoom = 1024;
+}  // namespace
+
+void XmlStream::use_websocket(std::string already_read) {
+  ws_ = std::make_unique<web::WebSocketFraming>(parser_.limits().max_stanza_size + kFramingRoom);
   pending_input_ = std::move(already_read);
+}
+
+void XmlStream::set_max_stanza_size(std::size_t bytes) {
+  parser_.set_max_stanza_size(bytes);
+  if (ws_) ws_->set_max_message(bytes + kFramingRoom);
 }
 
 std::optional<core::StreamError> XmlStream::feed_websocket(std::string_view data,

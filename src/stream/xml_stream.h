@@ -90,11 +90,13 @@ class XmlStream : public std::enable_shared_from_this<XmlStream> {
   boost::asio::awaitable<std::string_view> read_some();
   // From now on the stream is XMPP over WebSocket (RFC 7395): read() takes frames, send()
   // writes one frame per element (web/logic/websocket.h). `already_read`: bytes read past the
-  // upgrade request, taken first. Messages larger than max_message close the connection.
-  void use_websocket(std::size_t max_message, std::string already_read = {});
+  // upgrade request, taken first. A message larger than the largest stanza the parser takes
+  // (with room for the framing element) closes the connection, before and after
+  // authentication alike (set_max_stanza_size).
+  void use_websocket(std::string already_read = {});
   bool websocket() const { return ws_ != nullptr; }
   // The largest top-level element accepted from now on (small until authenticated).
-  void set_max_stanza_size(std::size_t bytes) { parser_.set_max_stanza_size(bytes); }
+  void set_max_stanza_size(std::size_t bytes);
 
   // Queues bytes; a writer coroutine flushes everything queued in one write. The stream must
   // be owned by a shared_ptr (the writer keeps it alive).

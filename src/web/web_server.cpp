@@ -635,9 +635,7 @@ asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket, bool
           impl->count("websocket", 101);
           spdlog::debug("web {}: WebSocket upgrade ({})", stream->remote_address(),
                         stream->tls_description());
-          // The largest message: the largest stanza once authenticated, with room for the
-          // framing element around it.
-          stream->use_websocket(impl->config.c2s.limits.max_stanza_size + 1024, std::move(in));
+          stream->use_websocket(std::move(in));
           c2s::start_websocket_session(
               impl->c2s, std::move(stream), std::move(ticket),
               std::make_shared<LiveSession>(impl->metrics ? &impl->metrics->websocket_sessions

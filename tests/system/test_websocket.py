@@ -229,7 +229,10 @@ OPEN = f"<open xmlns='{NS_FRAMING}' to='{DOMAIN}' version='1.0'/>".encode()
     (frame(0x2, b"<x/>"), 1003),  # binary: XMPP is text
     (frame(0x1, OPEN, mask=False), 1002),  # a client must mask
     (frame(0x1, b"x" * 300000), 1009),  # beyond the largest stanza
-], ids=["binary", "unmasked", "too-big"])
+    # Before authentication the bound is the unauthenticated one (c2s.limits
+    # max_unauthenticated_stanza_size), as for TCP clients: 100 KB is refused from its header.
+    (frame(0x1, OPEN) + frame(0x1, b"x" * 100000)[:14], 1009),
+], ids=["binary", "unmasked", "too-big", "too-big-before-auth"])
 def test_frames_rfc6455_forbids_close_with_their_status(make_server, bad, status):
     server = make_server()
     server.adduser(BOB, PASSWORD)

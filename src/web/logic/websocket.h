@@ -54,6 +54,9 @@ class WebSocketFraming {
   // followed by a close frame.
   void encode(std::string_view xml, std::string& out);
 
+  // A new bound on messages from now on (a stream raises it once authenticated).
+  void set_max_message(std::size_t max_message) { max_message_ = max_message; }
+
   // A close frame with `code` (RFC 6455 §5.5.1).
   static std::string close_frame(CloseCode code);
   // Bytes held for a frame or element not yet complete, both ways (for idle memory checks).

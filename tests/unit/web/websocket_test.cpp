@@ -301,3 +301,22 @@ TEST(WebSocketEncode, LargeElementsGetLongLengths) {
 
 }  // namespace
 }  // namespace waddle::web
+
+namespace waddle::web {
+namespace {
+
+TEST(WebSocketDecode, TheBoundFollowsSetMaxMessage) {
+  WebSocketFraming ws(100);
+  WebSocketFraming::Decoded small;
+  ws.set_max_message(1000);
+  ws.decode(client_frame(0x1, std::string(500, 'x')), small);
+  EXPECT_FALSE(small.closed);
+  ws.set_max_message(100);
+  WebSocketFraming::Decoded big;
+  ws.decode(client_frame(0x1, std::string(500, 'x')).substr(0, 8), big);
+  ASSERT_TRUE(big.failure);
+  EXPECT_EQ(*big.failure, CloseCode::kTooBig);
+}
+
+}  // namespace
+}  // namespace waddle::web
