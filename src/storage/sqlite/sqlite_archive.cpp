@@ -51,6 +51,18 @@ std::string_view resource_of(std::string_view full, std::string_view bare) {
   return full.substr(bare.size() + 1);
 }
 
+// An insert of `rows` entries. OR IGNORE (a row whose id or indexed stanza-id is taken is
+// skipped) rather than ON CONFLICT DO NOTHING: under the latter a NOT NULL violation would
+// abort the statement, and a statement of several rows that may abort keeps a journal of
+// every page it changes (a copy of each 16 KiB page, which cost more than the rows saved).
+std::string insert_sql(std::size_t rows) {
+  std::string sql =
+      "INSERT OR IGNORE INTO archive (id, owner, sid, time_us, with_bare, resource, stanza, "
+      "sid_indexed) VALUES ";
+  for (std::size_t i = 0; i < rows; ++i) sql += i == 0 ? "(?,?,?,?,?,?,?,?)" : ",(?,?,?,?,?,?,?,?)";
+  return sql;
+}
+
 bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
@@ -59,9 +71,6 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
 
 Archive::Archive(const Database& db)
     : db_(db),
-      insert_(db,
-              "INSERT INTO archive (id, owner, sid, time_us, with_bare, resource, stanza, "
-              "sid_indexed) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"),
       row_of_(db, "SELECT id FROM archive WHERE sid = ? AND sid_indexed = 1 AND owner = ?"),
       row_by_id_(db, "SELECT owner FROM archive WHERE id = ? AND sid = ?"),
       max_row_(db, "SELECT max(id) FROM archive"),
@@ -83,48 +92,97 @@ Archive::Archive(const Database& db)
       account_has_(db, "SELECT 1 FROM accounts WHERE domain = ? AND username = ?"),
       delete_owner_(db, "DELETE FROM archive WHERE owner = ?"),
       delete_prefs_(db, "DELETE FROM archive_prefs WHERE owner = ?"),
-      replace_(db, "UPDATE archive SET stanza = ? WHERE id = ?") {}
+      replace_(db, "UPDATE archive SET stanza = ? WHERE id = ?") {
+  for (std::size_t rows = 1; rows <= kMaxRowsPerInsert; rows *= 2)
+    inserts_.push_back(std::make_unique<Statement>(db, insert_sql(rows).c_str()));
+}
 
 std::size_t Archive::append(const ArchiveBatch& batch, const std::string& default_mode) {
   std::vector<Owner> cache;
   std::size_t stored = 0;
+  numbered_.clear();
   try {
     Transaction tx(db_);
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const ArchiveBatch::Entry e = batch[i];
       if (!keeps(e, default_mode, cache)) continue;
       // A stanza-id whose number is above every row's is the row's id: found by it, it needs
-      // no entry in archive_sid. Any other is indexed, unless it is one already archived.
+      // no entry in archive_sid. Such rows (nearly all: the ids Waddle makes) are written
+      // together, several per statement.
       const auto number = core::ordered_id_number(e.id);
-      const bool by_number = number && *number > last_row();
-      if (!by_number && number && row_owner(*number, e.id)) continue;
-      auto insert = [&](bool numbered) {
-        // The batch outlives each run: its texts are bound without copies.
-        auto run = insert_.run();
-        if (numbered) run.integer(1, *number);  // else NULL: the next row id
-        run.integer(2, *jid_id(e.owner, true))
-            .text_kept(3, e.id)
-            .integer(4, e.time_us)
-            .integer(5, *jid_id(e.with_bare, true))
-            .text_kept(6, resource_of(e.with_full, e.with_bare))
-            .text_kept(7, e.stanza)
-            .integer(8, numbered ? 0 : 1)
-            .done();
-        return sqlite3_changes(db_.handle()) > 0;
-      };
-      bool inserted = insert(by_number);
-      // The number taken after all (a row written by another connection): indexed instead.
-      if (!inserted && by_number && !row_owner(*number, e.id)) inserted = insert(false);
-      if (!inserted) continue;  // a stanza-id archived already
+      const std::int64_t above = numbered_.empty() ? last_row() : numbered_.back().number;
+      if (number && *number > above) {
+        numbered_.push_back({i, *number});
+        continue;
+      }
+      stored += write_numbered(batch);  // the rows before this one first
+      // Any other stanza-id is indexed, unless it is one already archived.
+      if (number && row_owner(*number, e.id)) continue;
+      if (!insert_indexed(e)) continue;  // a stanza-id archived already
       last_row_ = sqlite3_last_insert_rowid(db_.handle());
       ++stored;
     }
+    stored += write_numbered(batch);
     tx.commit();
   } catch (...) {
     jids_.clear();  // numbers added in the failed transaction are gone
     last_row_.reset();
+    numbered_.clear();
     throw;
   }
+  return stored;
+}
+
+void Archive::bind_entry(Statement::Run& run, int first, const ArchiveBatch::Entry& e,
+                         std::optional<std::int64_t> number) {
+  // The batch outlives each run: its texts are bound without copies.
+  if (number) run.integer(first, *number);  // else NULL: the next row id
+  run.integer(first + 1, *jid_id(e.owner, true))
+      .text_kept(first + 2, e.id)
+      .integer(first + 3, e.time_us)
+      .integer(first + 4, *jid_id(e.with_bare, true))
+      .text_kept(first + 5, resource_of(e.with_full, e.with_bare))
+      .text_kept(first + 6, e.stanza)
+      .integer(first + 7, number ? 0 : 1);
+}
+
+bool Archive::insert_indexed(const ArchiveBatch::Entry& e) {
+  auto run = inserts_.front()->run();
+  bind_entry(run, 1, e, std::nullopt);
+  run.done();
+  return sqlite3_changes(db_.handle()) > 0;
+}
+
+std::size_t Archive::write_numbered(const ArchiveBatch& batch) {
+  std::size_t stored = 0;
+  for (std::size_t at = 0; at < numbered_.size();) {
+    // The largest statement that fits what is left: 32 rows, then 16, 8, ... 1.
+    std::size_t n = kMaxRowsPerInsert, which = inserts_.size() - 1;
+    while (n > numbered_.size() - at) n /= 2, --which;
+    int written = 0;
+    {
+      auto run = inserts_[which]->run();
+      for (std::size_t k = 0; k < n; ++k)
+        bind_entry(run, static_cast<int>(8 * k + 1), batch[numbered_[at + k].entry],
+                   numbered_[at + k].number);
+      run.done();
+      written = sqlite3_changes(db_.handle());
+    }
+    stored += static_cast<std::size_t>(written);
+    if (static_cast<std::size_t>(written) == n) {
+      last_row_ = numbered_[at + n - 1].number;
+    } else {
+      // Some numbers were taken after all (rows another connection wrote): those rows are
+      // indexed by their stanza-id instead.
+      last_row_.reset();
+      for (std::size_t k = 0; k < n; ++k) {
+        const auto e = batch[numbered_[at + k].entry];
+        if (!row_owner(numbered_[at + k].number, e.id) && insert_indexed(e)) ++stored;
+      }
+    }
+    at += n;
+  }
+  numbered_.clear();
   return stored;
 }
 

@@ -4,7 +4,9 @@
 // beside it. Used by SqliteStorage, on its connection and thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -126,6 +128,16 @@ class Archive {
     bool exists = false;
     std::optional<ArchivePrefs> prefs;
   };
+  // Binds an entry as the row whose first parameter is `first`; `number` is its row id (else
+  // the next one, and its stanza-id indexed).
+  void bind_entry(Statement::Run& run, int first, const ArchiveBatch::Entry& e,
+                  std::optional<std::int64_t> number);
+  // Writes an entry with the next row id and its stanza-id indexed; false if that stanza-id
+  // is archived already.
+  bool insert_indexed(const ArchiveBatch::Entry& e);
+  // Writes the entries gathered in numbered_ (each with its number as its row id); returns
+  // how many were written.
+  std::size_t write_numbered(const ArchiveBatch& batch);
   bool keeps(const ArchiveBatch::Entry& entry, const std::string& default_mode,
              std::vector<Owner>& cache);
   bool in_roster(std::string_view owner, std::string_view contact);
@@ -147,10 +159,21 @@ class Archive {
   // transaction that may have added some fails, and when it grows past kMaxCachedJids.
   std::unordered_map<std::string, std::int64_t, ViewHash, std::equal_to<>> jids_;
 
+  // Rows one insert statement writes at most. A row written alone costs about twice its
+  // share of a statement of 32 (the statement's set-up, and each B-tree's insertion point
+  // found again from its root instead of next to the row before).
+  static constexpr std::size_t kMaxRowsPerInsert = 32;
+  struct Numbered {
+    std::size_t entry;    // in the batch
+    std::int64_t number;  // its stanza-id's number: its row id
+  };
+
   const Database& db_;
   std::optional<std::int64_t> last_row_;
+  std::vector<Numbered> numbered_;  // of the append under way
 
-  Statement insert_;
+  // Inserts of 1, 2, 4, ... kMaxRowsPerInsert rows.
+  std::vector<std::unique_ptr<Statement>> inserts_;
   Statement row_of_;
   Statement row_by_id_;
   Statement max_row_;

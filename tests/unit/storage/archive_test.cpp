@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -295,6 +296,80 @@ TEST_F(ArchiveTest, StanzaIdsAreFoundByTheirNumberOrThroughTheIndex) {
   EXPECT_EQ(db_->archive_append({entry(later)}, "always"), 1u);
   EXPECT_EQ(db_->archive_bounds(kOwner)->second.id, later);
   EXPECT_EQ(count("SELECT COUNT(*) FROM archive WHERE sid_indexed = 1"), 2);
+}
+
+// A stanza-id "0000000000001000" + 12 more characters: the number n in 16 hex digits.
+std::string numbered_id(std::int64_t n, char rest = 'a') {
+  char digits[17];
+  std::snprintf(digits, sizeof digits, "%016llx", static_cast<unsigned long long>(n));
+  return digits + std::string(12, rest);
+}
+
+// Rows numbered by their stanza-ids are written several per statement: a batch of many, with
+// an id of another form and an id given twice among them, keeps every row once, in order,
+// each found by its id.
+TEST_F(ArchiveTest, ManyRowsInOneBatch_EachOnceInOrder) {
+  std::vector<ArchiveEntry> entries;
+  std::vector<std::string> order;
+  for (int i = 0; i < 100; ++i) {
+    const std::string id = numbered_id(0x1000 + 16 * i);
+    entries.push_back({kOwner, id, 1'000'000 + i, "bob@example.test",
+                       "bob@example.test/r" + std::to_string(i % 3),
+                       "<message><body>" + std::to_string(i) + "</body></message>"});
+    order.push_back(id);
+    if (i == 49) {
+      entries.push_back({kOwner, "no-number", 1'000'000 + i, "bob@example.test", "", "<message/>"});
+      order.push_back("no-number");
+    }
+    if (i == 69) entries.push_back(entries[10]);  // archived already, within the same batch
+  }
+  ASSERT_EQ(entries.size(), 102u);
+  EXPECT_EQ(db_->archive_append(entries, "always"), 101u);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM archive"), 101);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM archive WHERE sid_indexed = 1"), 1);  // no-number
+  ArchiveFilter all;
+  all.max = 200;
+  const auto page = db_->archive_query(kOwner, all);
+  EXPECT_EQ(ids(page), order);
+  ASSERT_EQ(page.items.size(), 101u);
+  EXPECT_EQ(page.items[99].stanza, "<message><body>98</body></message>");
+  EXPECT_EQ(page.items[99].with_full, "bob@example.test/r2");
+  ArchiveFilter after;
+  after.after_id = order[95];
+  EXPECT_EQ(ids(db_->archive_query(kOwner, after)),
+            std::vector<std::string>(order.begin() + 96, order.end()));
+}
+
+// A number taken by a row the server's connection did not write (another writer of the same
+// file): that entry is written with the next row id (here still before the next entry's) and
+// its stanza-id indexed; the rest of the statement it was in is written as usual.
+TEST_F(ArchiveTest, ANumberTakenByAnotherWriter_IsIndexedInstead) {
+  auto entry = [](const std::string& id) {
+    return ArchiveEntry{kOwner, id, 1'000'000, "bob@example.test", "", "<message/>"};
+  };
+  ASSERT_EQ(db_->archive_append({entry(numbered_id(0x1000))}, "always"), 1u);
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((dir_ / "waddle.db").c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr),
+              SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(raw,
+                           "INSERT INTO archive (id, owner, sid, time_us, with_bare, resource, "
+                           "stanza) VALUES (8192, 999, 'elsewhere', 0, 999, '', '<x/>')",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close_v2(raw);
+  }
+  const std::vector<std::string> order{numbered_id(0x1000), numbered_id(0x1800),
+                                       numbered_id(0x2000), numbered_id(0x2800)};
+  EXPECT_EQ(db_->archive_append({entry(order[1]), entry(order[2]), entry(order[3])}, "always"), 3u);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM archive WHERE sid_indexed = 1"), 2);  // and 'elsewhere'
+  EXPECT_EQ(count("SELECT id FROM archive WHERE sid = '0000000000002000aaaaaaaaaaaa'"), 8193);
+  EXPECT_EQ(ids(db_->archive_query(kOwner, {})), order);
+  ArchiveFilter some;
+  some.ids = {order[2]};
+  EXPECT_EQ(ids(db_->archive_query(kOwner, some)), std::vector<std::string>{order[2]});
+  // Archived again: nothing twice.
+  EXPECT_EQ(db_->archive_append({entry(order[2]), entry(order[3])}, "always"), 0u);
 }
 
 // XEP-0425: a retracted message keeps its place, as a tombstone, found by either kind of id.
