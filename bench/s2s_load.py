@@ -232,6 +232,8 @@ def make_server(kind: str, fed: harness.Federation, domain: str):
             # A binary from before allow_internal_addresses connects to loopback peers anyway.
             s2s["allow_internal_addresses"] = None  # left out of its configuration
         overrides = {"server": {"log_level": "info"}, "s2s": s2s}
+        if os.environ.get("WADDLE_BENCH_NO_WEB") == "1":
+            overrides["web"] = None  # a binary from before the [web] listener
         if os.environ.get("WADDLE_BENCH_MAM") in ("0", "1"):
             # Message archives (XEP-0313) on or off, to measure what archiving costs.
             overrides["mam"] = {"enabled": os.environ["WADDLE_BENCH_MAM"] == "1"}
@@ -609,14 +611,16 @@ def run_archive_ratio(args) -> dict:
     arms = [("off", None, "0"), ("on", None, "1")]
     if args.baseline_bin:
         arms.insert(0, ("baseline", str(args.baseline_bin), None))
-    saved = {k: os.environ.get(k) for k in ("WADDLE_BIN", "WADDLE_BENCH_MAM")}
+    saved = {k: os.environ.get(k) for k in ("WADDLE_BIN", "WADDLE_BENCH_MAM", "WADDLE_BENCH_NO_WEB")}
     per_round: dict = {name: [] for name, _, _ in arms}
     storage: list = []
     try:
         for pair in range(args.pairs):
             for name, binary, mam in arms:
+                # The baseline (a build from before archives) has no [web] listener either.
                 for k, v in (("WADDLE_BIN", binary or saved["WADDLE_BIN"]),
-                             ("WADDLE_BENCH_MAM", mam)):
+                             ("WADDLE_BENCH_MAM", mam),
+                             ("WADDLE_BENCH_NO_WEB", "1" if binary else None)):
                     if v is None:
                         os.environ.pop(k, None)
                     else:

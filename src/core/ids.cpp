@@ -72,9 +72,16 @@ std::optional<std::int64_t> ordered_id_number(std::string_view id) {
   if (id.size() < 16) return std::nullopt;
   std::uint64_t n = 0;
   for (const char c : id.substr(0, 16)) {
-    const char* d = std::find(kDigits, kDigits + 16, c);
-    if (d == kDigits + 16) return std::nullopt;
-    n = n << 4 | static_cast<std::uint64_t>(d - kDigits);
+    // Lower-case hex digits only (what ordered_id writes), on the path of every archived
+    // message: no search of the digit table.
+    unsigned digit;
+    if (c >= '0' && c <= '9')
+      digit = static_cast<unsigned>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      digit = static_cast<unsigned>(c - 'a' + 10);
+    else
+      return std::nullopt;
+    n = n << 4 | digit;
   }
   if (n == 0 || n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
     return std::nullopt;

@@ -50,6 +50,10 @@ TEST(IdsTest, OrderedIdNumberIsTheClockItStartsWith) {
   EXPECT_FALSE(ordered_id_number("0000000000000000aaaaaaaaaaaa").has_value());  // 0
   EXPECT_FALSE(ordered_id_number("8000000000000000aaaaaaaaaaaa").has_value());  // > INT64_MAX
   EXPECT_FALSE(ordered_id_number("000000000000200A").has_value());              // uppercase
+  for (const char* edge : {"000000000000200g", "00000000000020/0", "00000000000020:0",
+                           "00000000000020`0", "00000000000020 0"})
+    EXPECT_FALSE(ordered_id_number(edge).has_value()) << edge;
+  EXPECT_EQ(ordered_id_number("00000000000000af9"), 0xaf);  // the first 16 characters
   EXPECT_FALSE(ordered_id_number("no-number").has_value());
   EXPECT_FALSE(ordered_id_number("").has_value());
 }
