@@ -508,8 +508,11 @@ int run_server(const core::Config& config) {
   server.start_federation();
   server.start_listeners();
   server.start_metrics_endpoint();
-  server.log_started();
+  // SIGTERM and SIGINT are handled before "started" is logged: whoever waits for that line
+  // and then stops the server (a test, a supervisor) gets a clean stop, not the default
+  // action of the signal.
   server.handle_signals();
+  server.log_started();
   server.run();
   spdlog::info("waddle stopped");
   return 0;
