@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import websockets
+import websockets.exceptions  # a submodule: not an attribute until imported
 
 from waddle_client import DOMAIN, PASSWORD, TIMEOUT, login, run
 from ws_client import (NS_CLIENT, NS_FRAMING, NS_SM, NS_STREAM, WsClient, insecure_context,
