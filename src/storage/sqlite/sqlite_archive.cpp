@@ -92,7 +92,8 @@ Archive::Archive(const Database& db)
       account_has_(db, "SELECT 1 FROM accounts WHERE domain = ? AND username = ?"),
       delete_owner_(db, "DELETE FROM archive WHERE owner = ?"),
       delete_prefs_(db, "DELETE FROM archive_prefs WHERE owner = ?"),
-      replace_(db, "UPDATE archive SET stanza = ? WHERE id = ?") {
+      replace_(db, "UPDATE archive SET stanza = ? WHERE id = ?"),
+      unwrite_(db, "DELETE FROM archive WHERE id = ? AND sid = ? AND sid_indexed = 0") {
   for (std::size_t rows = 1; rows <= kMaxRowsPerInsert; rows *= 2)
     inserts_.push_back(std::make_unique<Statement>(db, insert_sql(rows).c_str()));
 }
@@ -116,11 +117,7 @@ std::size_t Archive::append(const ArchiveBatch& batch, const std::string& defaul
         continue;
       }
       stored += write_numbered(batch);  // the rows before this one first
-      // Any other stanza-id is indexed, unless it is one already archived.
-      if (number && row_owner(*number, e.id)) continue;
-      if (!insert_indexed(e)) continue;  // a stanza-id archived already
-      last_row_ = sqlite3_last_insert_rowid(db_.handle());
-      ++stored;
+      if (write_one(e, number)) ++stored;
     }
     stored += write_numbered(batch);
     tx.commit();
@@ -146,42 +143,56 @@ void Archive::bind_entry(Statement::Run& run, int first, const ArchiveBatch::Ent
       .integer(first + 7, number ? 0 : 1);
 }
 
-bool Archive::insert_indexed(const ArchiveBatch::Entry& e) {
+bool Archive::insert_row(const ArchiveBatch::Entry& e, std::optional<std::int64_t> number) {
   auto run = inserts_.front()->run();
-  bind_entry(run, 1, e, std::nullopt);
+  bind_entry(run, 1, e, number);
   run.done();
   return sqlite3_changes(db_.handle()) > 0;
 }
 
+bool Archive::write_one(const ArchiveBatch::Entry& e, std::optional<std::int64_t> number) {
+  // Any stanza-id but a number above every row's is indexed, unless it is archived already.
+  const bool by_number = number && *number > last_row();
+  if (!by_number && number && row_owner(*number, e.id)) return false;
+  bool inserted = insert_row(e, by_number ? number : std::nullopt);
+  // The number taken after all (a row written by another connection): indexed instead.
+  if (!inserted && by_number && !row_owner(*number, e.id)) inserted = insert_row(e, std::nullopt);
+  if (!inserted) return false;  // a stanza-id archived already
+  last_row_ = sqlite3_last_insert_rowid(db_.handle());
+  return true;
+}
+
 std::size_t Archive::write_numbered(const ArchiveBatch& batch) {
-  std::size_t stored = 0;
-  for (std::size_t at = 0; at < numbered_.size();) {
+  std::size_t stored = 0, at = 0;
+  while (at < numbered_.size()) {
     // The largest statement that fits what is left: 32 rows, then 16, 8, ... 1.
     std::size_t n = kMaxRowsPerInsert, which = inserts_.size() - 1;
     while (n > numbered_.size() - at) n /= 2, --which;
-    int written = 0;
     {
       auto run = inserts_[which]->run();
       for (std::size_t k = 0; k < n; ++k)
         bind_entry(run, static_cast<int>(8 * k + 1), batch[numbered_[at + k].entry],
                    numbered_[at + k].number);
       run.done();
-      written = sqlite3_changes(db_.handle());
     }
-    stored += static_cast<std::size_t>(written);
-    if (static_cast<std::size_t>(written) == n) {
+    if (static_cast<std::size_t>(sqlite3_changes(db_.handle())) == n) {
+      stored += n;
       last_row_ = numbered_[at + n - 1].number;
-    } else {
-      // Some numbers were taken after all (rows another connection wrote): those rows are
-      // indexed by their stanza-id instead.
-      last_row_.reset();
-      for (std::size_t k = 0; k < n; ++k) {
-        const auto e = batch[numbered_[at + k].entry];
-        if (!row_owner(numbered_[at + k].number, e.id) && insert_indexed(e)) ++stored;
-      }
+      at += n;
+      continue;
     }
-    at += n;
+    // Some numbers were taken after all (rows another connection wrote). What this statement
+    // wrote is taken back, and from its first row on each row is written as it would be
+    // alone, so that the rows keep the order in which they came.
+    for (std::size_t k = 0; k < n; ++k) {
+      const auto e = batch[numbered_[at + k].entry];
+      unwrite_.run().integer(1, numbered_[at + k].number).text_kept(2, e.id).done();
+    }
+    last_row_.reset();
+    break;
   }
+  for (; at < numbered_.size(); ++at)
+    if (write_one(batch[numbered_[at].entry], numbered_[at].number)) ++stored;
   numbered_.clear();
   return stored;
 }

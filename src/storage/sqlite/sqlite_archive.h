@@ -132,11 +132,14 @@ class Archive {
   // the next one, and its stanza-id indexed).
   void bind_entry(Statement::Run& run, int first, const ArchiveBatch::Entry& e,
                   std::optional<std::int64_t> number);
-  // Writes an entry with the next row id and its stanza-id indexed; false if that stanza-id
-  // is archived already.
-  bool insert_indexed(const ArchiveBatch::Entry& e);
-  // Writes the entries gathered in numbered_ (each with its number as its row id); returns
-  // how many were written.
+  // Inserts an entry with `number` as its row id (else the next one, and its stanza-id
+  // indexed); false if the row id or the indexed stanza-id is taken.
+  bool insert_row(const ArchiveBatch::Entry& e, std::optional<std::int64_t> number);
+  // Writes one entry, by its number if that is above every row's, else indexed; false if its
+  // stanza-id is archived already.
+  bool write_one(const ArchiveBatch::Entry& e, std::optional<std::int64_t> number);
+  // Writes the entries gathered in numbered_ (each with its number as its row id, several per
+  // statement); returns how many were written.
   std::size_t write_numbered(const ArchiveBatch& batch);
   bool keeps(const ArchiveBatch::Entry& entry, const std::string& default_mode,
              std::vector<Owner>& cache);
@@ -188,6 +191,7 @@ class Archive {
   Statement delete_owner_;
   Statement delete_prefs_;
   Statement replace_;
+  Statement unwrite_;  // a row of a multi-row insert taken back
 };
 
 }  // namespace waddle::storage::sqlite

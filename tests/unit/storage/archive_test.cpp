@@ -340,10 +340,11 @@ TEST_F(ArchiveTest, ManyRowsInOneBatch_EachOnceInOrder) {
             std::vector<std::string>(order.begin() + 96, order.end()));
 }
 
-// A number taken by a row the server's connection did not write (another writer of the same
-// file): that entry is written with the next row id (here still before the next entry's) and
-// its stanza-id indexed; the rest of the statement it was in is written as usual.
-TEST_F(ArchiveTest, ANumberTakenByAnotherWriter_IsIndexedInstead) {
+// Numbers taken by rows the server's connection did not write (another writer of the same
+// file, one of them above the numbers of the batch): the statement that met one is taken back
+// and its rows and the rest are written one at a time, indexed by their stanza-ids after the
+// newest row, keeping the order in which they came.
+TEST_F(ArchiveTest, NumbersTakenByAnotherWriter_RowsIndexedInTheirOrder) {
   auto entry = [](const std::string& id) {
     return ArchiveEntry{kOwner, id, 1'000'000, "bob@example.test", "", "<message/>"};
   };
@@ -354,22 +355,29 @@ TEST_F(ArchiveTest, ANumberTakenByAnotherWriter_IsIndexedInstead) {
               SQLITE_OK);
     EXPECT_EQ(sqlite3_exec(raw,
                            "INSERT INTO archive (id, owner, sid, time_us, with_bare, resource, "
-                           "stanza) VALUES (8192, 999, 'elsewhere', 0, 999, '', '<x/>')",
+                           "stanza) VALUES (8192, 999, 'elsewhere', 0, 999, '', '<x/>'), "
+                           "(36864, 999, 'further', 0, 999, '', '<x/>')",
                            nullptr, nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close_v2(raw);
   }
   const std::vector<std::string> order{numbered_id(0x1000), numbered_id(0x1800),
                                        numbered_id(0x2000), numbered_id(0x2800)};
+  // Statements of 2 and 1 rows; the first meets 8192.
   EXPECT_EQ(db_->archive_append({entry(order[1]), entry(order[2]), entry(order[3])}, "always"), 3u);
-  EXPECT_EQ(count("SELECT COUNT(*) FROM archive WHERE sid_indexed = 1"), 2);  // and 'elsewhere'
-  EXPECT_EQ(count("SELECT id FROM archive WHERE sid = '0000000000002000aaaaaaaaaaaa'"), 8193);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM archive"), 6);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM archive WHERE sid_indexed = 1"), 5);  // but order[0]
+  EXPECT_EQ(count("SELECT id FROM archive WHERE sid = '0000000000001800aaaaaaaaaaaa'"), 36865);
+  EXPECT_EQ(count("SELECT id FROM archive WHERE sid = '0000000000002800aaaaaaaaaaaa'"), 36867);
   EXPECT_EQ(ids(db_->archive_query(kOwner, {})), order);
   ArchiveFilter some;
-  some.ids = {order[2]};
-  EXPECT_EQ(ids(db_->archive_query(kOwner, some)), std::vector<std::string>{order[2]});
+  some.ids = {order[2], order[1]};
+  EXPECT_EQ(ids(db_->archive_query(kOwner, some)), (std::vector<std::string>{order[1], order[2]}));
   // Archived again: nothing twice.
   EXPECT_EQ(db_->archive_append({entry(order[2]), entry(order[3])}, "always"), 0u);
+  // New numbers above every row are row ids again.
+  EXPECT_EQ(db_->archive_append({entry(numbered_id(0x10000))}, "always"), 1u);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM archive WHERE sid_indexed = 0"), 2);
 }
 
 // XEP-0425: a retracted message keeps its place, as a tombstone, found by either kind of id.
