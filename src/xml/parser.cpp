@@ -24,12 +24,19 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace waddle::xml {
 namespace {
 
 constexpr char kNsSep = ' ';
+
+// XML whitespace (S), the only thing allowed after the stream's closing tag.
+bool only_whitespace(std::string_view data) {
+  return std::all_of(data.begin(), data.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
+}
 
 // Unfinished tokens up to this size are re-fed as before (each later byte costs at most this
 // much re-scanning); longer ones engage the guard.
@@ -149,6 +156,10 @@ struct StreamParser::Impl {
   std::vector<Element*> stack;
   long long total_fed = 0;  // bytes received by feed(), held ones included
   long long boundary = 0;   // byte index where the current top-level element may begin
+  // Byte index just after the stream's closing tag, once it has come: anything but
+  // whitespace after it is not well-formed, however the bytes are split into reads (expat
+  // reports such junk only once its token is complete, which a read boundary may delay).
+  std::optional<long long> closed_at;
 
   // Reparse guard (see the top of this file).
   std::string held;             // received bytes not yet handed to expat
@@ -187,6 +198,7 @@ struct StreamParser::Impl {
     stack.clear();
     total_fed = 0;
     boundary = 0;
+    closed_at.reset();
     release_held();
     expat_fed = 0;
     token_start = 0;
@@ -339,6 +351,7 @@ struct StreamParser::Impl {
     if (s->depth == 1) {
       s->depth = 0;
       s->stream_open = false;
+      s->closed_at = s->position_after_current();
       s->out->push_back(StreamEvent{StreamEvent::Kind::kStreamClose, Element(), {}});
       return;
     }
@@ -387,6 +400,10 @@ std::optional<core::StreamError> StreamParser::feed(std::string_view data,
                                                     std::vector<StreamEvent>& out) {
   Impl& s = *impl_;
   if (s.error) return s.error;
+  if (s.closed_at) {  // after the stream's end: whitespace at most
+    if (!only_whitespace(data)) s.error = core::StreamError::kNotWellFormed;
+    return s.error;
+  }
   if (auto refused = s.not_utf8(data)) {
     s.error = refused;
     s.stanza.reset();
@@ -401,14 +418,26 @@ std::optional<core::StreamError> StreamParser::feed(std::string_view data,
   }
   s.out = &out;
   XML_Status status;
+  std::string_view parsed = data;  // what this call hands to expat
+  std::string flushed;
   if (s.holding) {
     s.held.append(data);
-    status = s.parse(s.held);
+    flushed.swap(s.held);
+    parsed = flushed;
+    status = s.parse(parsed);
     s.release_held();
   } else {
     status = s.parse(data);
   }
   s.out = nullptr;
+  // The stream ended within these bytes: what follows its closing tag here is checked now.
+  if (!s.error && status == XML_STATUS_OK && s.closed_at) {
+    const long long first = s.expat_fed - static_cast<long long>(parsed.size());
+    const long long after =
+        std::clamp(*s.closed_at - first, 0LL, static_cast<long long>(parsed.size()));
+    if (!only_whitespace(parsed.substr(static_cast<std::size_t>(after))))
+      s.error = core::StreamError::kNotWellFormed;
+  }
   if (!s.error && status != XML_STATUS_OK) {
     auto code = XML_GetErrorCode(s.parser);
     switch (code) {
