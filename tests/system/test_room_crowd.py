@@ -43,6 +43,7 @@ LOGIN_DEADLINE = 45.0
 JOIN_DEADLINE = 75.0  # every join answered
 FORM_DEADLINE = 20.0  # then every occupant sees every other one
 SERIES_DEADLINE = 20.0  # every message delivered or bounced
+PING_DEADLINE = 20.0  # a link's ping answered (it waits behind what was written before it)
 LATENCY = "waddle_s2s_latency_seconds_count"  # ping round trips, per remote domain
 
 UNPACED = {"stanza_rate": 0, "byte_rate": 0}
@@ -89,8 +90,9 @@ def test_room_of_remote_occupants_forms_and_loses_nothing(fed, limits):
             print(f"[{limits}] {crowd.describe_joins(joins)}")
 
             if "ping_interval" in s2s:  # both links answered a ping before the messages
-                await await_metric(a, LATENCY, domain=B, what="a ping from the room's link")
-                await await_metric(b, LATENCY, domain=f"conference.{A}",
+                await await_metric(a, LATENCY, domain=B, timeout=PING_DEADLINE,
+                                   what="a ping from the room's link")
+                await await_metric(b, LATENCY, domain=f"conference.{A}", timeout=PING_DEADLINE,
                                    what="a ping from the members' link")
             senders = [alice, members[0], members[len(members) // 2], members[-1]]
             t = await crowd.run_series(senders, MESSAGES, SERIES_DEADLINE)
@@ -110,4 +112,5 @@ def test_room_of_remote_occupants_forms_and_loses_nothing(fed, limits):
         finally:
             await crowd.close_all()
 
-    run(body, timeout=LOGIN_DEADLINE + JOIN_DEADLINE + FORM_DEADLINE + SERIES_DEADLINE + 20)
+    run(body, timeout=LOGIN_DEADLINE + JOIN_DEADLINE + FORM_DEADLINE + 2 * PING_DEADLINE +
+        SERIES_DEADLINE + 20)
