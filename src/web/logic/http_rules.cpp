@@ -152,6 +152,9 @@ std::string client_page(const ClientSettings& c) {
   option("assets_path", js(c.assets));
   option("websocket_url", js(c.websocket_url));
   option("discover_connection_methods", "false");
+  // Converse's options for the login and registration forms: a bare user name logs in at
+  // this domain, the JID field shows "user@<domain>" as its hint (domain_placeholder), and
+  // accounts are registered here.
   option("default_domain", js(c.domain));
   option("domain_placeholder", js(c.domain));
   option("registration_domain", js(c.domain));

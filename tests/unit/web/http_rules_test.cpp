@@ -90,6 +90,8 @@ TEST(ClientPage, CarriesTheSettingsEscaped) {
   EXPECT_NE(page.find("websocket_url: \"wss://chat.example.org/xmpp-websocket\""),
             std::string::npos);
   EXPECT_NE(page.find("default_domain: \"example.org\""), std::string::npos);
+  EXPECT_NE(page.find("domain_placeholder: \"example.org\""), std::string::npos);
+  EXPECT_NE(page.find("registration_domain: \"example.org\""), std::string::npos);
   EXPECT_NE(page.find("muc_domain: \"conference.example.org\""), std::string::npos);
   EXPECT_NE(page.find("allow_registration: true"), std::string::npos);
   EXPECT_NE(page.find("muc_search_service: \"conference.example.org\""), std::string::npos);
